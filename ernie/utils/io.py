@@ -1,0 +1,100 @@
+"""Atomic outputs: nothing half-written ever sits under a final name, and nothing is overwritten silently."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import IO, Iterator
+
+from .errors import UserError
+
+
+def fsync_dir(path: str) -> None:
+    """fsync a directory so that a rename inside it is durable (no-op where the OS does not allow it)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def check_output_path(path: str, overwrite: bool = False, flag: str = "--overwrite") -> None:
+    """Refuse to replace an existing output unless ``overwrite``; the message names the path and the flag."""
+    if os.path.lexists(path) and not overwrite:
+        raise UserError(f"output {path} already exists; pass {flag} to replace it")
+
+
+@contextlib.contextmanager
+def atomic_write(path: str, mode: str = "wb", overwrite: bool = True) -> Iterator[IO]:
+    """Write ``path`` through a temporary file in the same directory; fsync and rename only on success.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    if not overwrite:
+        check_output_path(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
+    """Yield a temporary sibling directory; on success it replaces ``path`` in one rename.
+
+    The previous ``path`` (if any) is moved aside to ``.<name>.old`` first and deleted only after the new one is in
+    place, so a crash at any moment leaves a complete directory at ``path`` or, in the instant between the two
+    renames, at ``.<name>.old``: readers go through :func:`resolve_dir`, which falls back to it.
+    """
+    path = os.path.abspath(path.rstrip("/"))
+    if not overwrite:
+        check_output_path(path)
+    parent, name = os.path.split(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f".{name}.tmp")
+    old = os.path.join(parent, f".{name}.old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    try:
+        yield tmp
+        for root, _, files in os.walk(tmp):
+            for fn in files:
+                with open(os.path.join(root, fn), "rb") as f:
+                    os.fsync(f.fileno())
+        fsync_dir(tmp)
+        if os.path.exists(path):
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        fsync_dir(parent)
+        shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def resolve_dir(path: str) -> str | None:
+    """The complete directory written by :func:`atomic_dir` at ``path``: ``path`` itself, else the ``.old`` copy
+    left by a crash between its two renames, else ``None``."""
+    path = os.path.abspath(path.rstrip("/"))
+    if os.path.isdir(path):
+        return path
+    parent, name = os.path.split(path)
+    old = os.path.join(parent, f".{name}.old")
+    return old if os.path.isdir(old) else None
