@@ -1,0 +1,307 @@
+"""The ERNIE pretraining dataset: memory-mapped sentences → masked [CLS] A [SEP] B [SEP] samples with SOP labels.
+
+Pipeline (PaddleNLP ernie-1.0 / Megatron BERT dataset, reorganised):
+
+    input_dir ─ blending.parse_input_dir ─► prefixes + weights
+    prefix ─ IndexedDataset ─ split_documents (--split, by documents) ─► document range per split
+    document range ─ sample mapping (C++ build_mapping, cached by index_cache) ─► (start, end, target_len) rows
+    row i + rng(seed, i) ─ ErnieDataset[i]: A/B cut, SOP swap, truncation, masking.mask_tokens, padding ─► sample
+
+Sample ``i`` depends only on ``(seed, i)`` and the data: its random stream is ``np.random.default_rng([seed, i])``,
+so workers, processes and restarts all see identical samples.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from ernie.utils import UserError
+
+from . import index_cache
+from .blending import BlendedDataset, parse_input_dir
+from .indexed_dataset import IndexedDataset
+from .masking import MaskingConfig, VocabTables, mask_tokens
+from .sample_index import build_mapping
+
+logger = logging.getLogger(__name__)
+
+SPLIT_NAMES = ("train", "valid", "test")
+SPECIAL_TOKENS_PER_PAIR = 3  # [CLS] A [SEP] B [SEP]
+BLEND_MARGIN = 1.005  # per-dataset sample surplus so that blending never runs a dataset dry (as Megatron)
+
+
+@dataclass
+class ErnieDatasetConfig:
+    """How samples are shaped. Every field that changes the sample mapping is part of its cache name.
+
+    ``max_predictions_per_seq=None`` leaves only the ``masked_lm_prob`` budget (PaddleNLP ernie-1.0 behaviour).
+    ``cache_dir=None`` stores sample mappings next to the data.
+    """
+
+    max_seq_len: int = 512
+    masked_lm_prob: float = 0.15
+    max_predictions_per_seq: int | None = None
+    short_seq_prob: float = 0.1
+    binary_head: bool = True
+    max_ngrams: int = 3
+    favor_longer_ngram: bool = False
+    geometric_dist: bool = False
+    seed: int = 1234
+    split: str = "949,50,1"
+    share_folder: bool = False
+    cache_dir: str | None = None
+    cache_timeout: float = index_cache.DEFAULT_TIMEOUT
+
+    def masking(self) -> MaskingConfig:
+        cap = self.max_predictions_per_seq if self.max_predictions_per_seq is not None else self.max_seq_len
+        return MaskingConfig(self.masked_lm_prob, cap, self.max_ngrams, self.favor_longer_ngram,
+                             self.geometric_dist)
+
+    def validate(self) -> None:
+        if self.max_seq_len < SPECIAL_TOKENS_PER_PAIR + 2:
+            raise UserError(f"--max_seq_len: {self.max_seq_len} is too short (at least 5)")
+        if not 0.0 < self.masked_lm_prob < 1.0:
+            raise UserError(f"--masked_lm_prob: {self.masked_lm_prob} must be in (0, 1)")
+        if not 0.0 <= self.short_seq_prob <= 1.0:
+            raise UserError(f"--short_seq_prob: {self.short_seq_prob} must be in [0, 1]")
+        if self.max_ngrams < 1:
+            raise UserError(f"--max_ngrams: {self.max_ngrams} must be >= 1")
+
+
+# ------------------------------------------------------------------------------------------------ splits
+
+
+def parse_split(split: str) -> np.ndarray:
+    """``"949,50,1"`` (or ``949/50/1``, fewer parts padded with 0) → float64 [3] shares summing to 1."""
+    parts = [p for p in split.replace("/", ",").split(",") if p.strip()]
+    try:
+        weights = [float(p) for p in parts]
+    except ValueError:
+        raise UserError(f"--split: {split!r} is not a list of numbers like 949,50,1") from None
+    if not 1 <= len(weights) <= 3 or min(weights) < 0 or sum(weights) <= 0:
+        raise UserError(f"--split: {split!r} needs 1 to 3 non-negative numbers with a positive sum")
+    weights += [0.0] * (3 - len(weights))
+    return np.array(weights) / sum(weights)
+
+
+def split_documents(split: str, num_docs: int) -> np.ndarray:
+    """Document boundaries of train/valid/test: int64 [4], split ``s`` is documents ``[b[s], b[s+1])``."""
+    shares = parse_split(split)
+    bounds = np.concatenate(([0], np.round(np.cumsum(shares) * num_docs))).astype(np.int64)
+    bounds[-1] = num_docs
+    return np.maximum.accumulate(bounds)
+
+
+def train_valid_test_num_samples(max_steps: int, global_batch_size: int, eval_freq: int, eval_iters: int,
+                                 test_iters: int) -> tuple[int, int, int]:
+    """Samples each split must provide for a run (as PaddleNLP ernie-1.0 run_pretrain)."""
+    train = max_steps * global_batch_size
+    valid = (max_steps // eval_freq + 1) * eval_iters * global_batch_size
+    test = test_iters * global_batch_size
+    return train, valid, test
+
+
+# ---------------------------------------------------------------------------------------------- sample map
+
+
+def mapping_cache_path(prefix: str, name: str, doc_range: tuple[int, int], num_samples: int,
+                       config: ErnieDatasetConfig) -> str:
+    """``<prefix>_<split>_indexmap_...npy``: every parameter that shapes the mapping is in the name."""
+    base = prefix if config.cache_dir is None else os.path.join(config.cache_dir, os.path.basename(prefix))
+    return (f"{base}_{name}_indexmap_{doc_range[0]}-{doc_range[1]}docs_{num_samples}mns_{config.max_seq_len}msl_"
+            f"{config.short_seq_prob:g}ssp_{config.seed}s_{int(config.binary_head)}bh.npy")
+
+
+def sample_mapping(indexed, prefix: str, name: str, doc_range: tuple[int, int], num_samples: int,
+                   config: ErnieDatasetConfig) -> np.ndarray:
+    """(N, 3) rows ``(first sentence, end sentence, target length)`` over documents ``doc_range``, shuffled.
+
+    Built by the C++ ``build_mapping`` over as many epochs as needed for ``num_samples``; cached on disk.
+    """
+    d0, d1 = doc_range
+    docs = np.ascontiguousarray(indexed.doc_idx[d0:d1 + 1], dtype=np.int64)
+    sizes = np.ascontiguousarray(indexed.sizes, dtype=np.int32)
+    min_sentences = 2 if config.binary_head else 1
+
+    def build() -> np.ndarray:
+        try:
+            mapping = build_mapping(docs, sizes, np.iinfo(np.int32).max - 1, num_samples,
+                                    config.max_seq_len - SPECIAL_TOKENS_PER_PAIR, config.short_seq_prob,
+                                    config.seed, False, min_sentences)
+            reason = "no document can make a sample"
+        except ValueError as e:  # data_tools.helpers explains why no sample can be made
+            mapping, reason = np.zeros((0, 3), dtype=np.uint32), str(e)
+        if len(mapping) == 0:
+            need = "at least 2 sentences a document (binary_head)" if config.binary_head else "non-empty documents"
+            raise UserError(f"{prefix}: the {name} split (documents {d0}..{d1 - 1}) yields no samples ({reason}); "
+                            f"it needs {need}: change --split or add data")
+        return mapping
+
+    path = mapping_cache_path(prefix, name, doc_range, num_samples, config)
+    fingerprint = index_cache.data_fingerprint(indexed.index_path, num_sentences=len(indexed.sizes),
+                                               num_docs=len(indexed.doc_idx) - 1)
+    return index_cache.cached_array(path, build, fingerprint, config.share_folder, config.cache_timeout)
+
+
+def epochs_covered(mapping: np.ndarray, pointers: np.ndarray, tokens_in_split: int) -> float:
+    """How many passes over the split's tokens the mapping makes."""
+    if tokens_in_split == 0:
+        return 0.0
+    covered = pointers[mapping[:, 1].astype(np.int64)] - pointers[mapping[:, 0].astype(np.int64)]
+    return float(covered.sum()) / tokens_in_split
+
+
+# ------------------------------------------------------------------------------------------------- dataset
+
+
+def truncation_amounts(len_a: int, len_b: int, max_tokens: int) -> tuple[int, int]:
+    """Tokens removed from A and B when the longer one is trimmed one token at a time (ties trim B) until
+    ``len_a + len_b <= max_tokens`` — the closed form of BERT's ``truncate_seq_pair`` loop."""
+    excess = len_a + len_b - max_tokens
+    if excess <= 0:
+        return 0, 0
+    gap = len_a - len_b
+    first = min(abs(gap), excess)
+    rest = excess - first
+    cut_a = rest // 2 + (first if gap > 0 else 0)
+    cut_b = rest - rest // 2 + (first if gap < 0 else 0)
+    return cut_a, cut_b
+
+
+class ErnieDataset:
+    """Masked-LM + SOP samples over a range of documents of one token corpus.
+
+    ``ds[i]`` → dict of numpy arrays (S = max_seq_len, P = masked tokens):
+        input_ids [S] int64, segment_ids [S] int64, input_mask [S] int64 (1 token / 0 pad),
+        masked_lm_positions [P] int64 (sorted), masked_lm_labels [P] int64 (plain ids, ``##`` restored),
+        next_sentence_labels [] int64 (1 when A and B were swapped).
+    """
+
+    def __init__(self, name: str, indexed, prefix: str, doc_range: tuple[int, int], num_samples: int,
+                 tables: VocabTables, config: ErnieDatasetConfig):
+        self.name = name
+        self.indexed = indexed
+        self.prefix = prefix
+        self.tables = tables
+        self.config = config
+        self.masking = config.masking()
+        self.mapping = sample_mapping(indexed, prefix, name, doc_range, num_samples, config)
+        self._open_views()
+        d0, d1 = doc_range
+        pointers = indexed.pointers
+        split_tokens = int(pointers[indexed.doc_idx[d1]] - pointers[indexed.doc_idx[d0]])
+        logger.info("%s %s: %d documents, %d samples (%d asked), %.2f epochs", os.path.basename(prefix), name,
+                    d1 - d0, len(self.mapping), num_samples, epochs_covered(self.mapping, pointers, split_tokens))
+
+    def _open_views(self) -> None:
+        # plain-ndarray views of the memory maps: np.memmap's Python-level __getitem__ costs microseconds a call
+        self._rows = np.asarray(self.mapping)
+        self._tokens = np.asarray(self.indexed.tokens)
+        self._pointers = np.asarray(self.indexed.pointers)
+
+    def __len__(self) -> int:
+        return len(self.mapping)
+
+    def __getitem__(self, idx: int) -> dict[str, np.ndarray]:
+        idx = int(idx)
+        start, end, target = self._rows[idx].tolist()
+        rng = np.random.default_rng([self.config.seed, idx])
+        base, stop = self._pointers[[start, end]].tolist()
+        span = self._tokens[base:stop]
+        if self.config.binary_head:
+            u_cut, u_swap = rng.random(2).tolist()
+            cut = int(self._pointers[start + 1 + int(u_cut * (end - start - 1))]) - base  # A: 1..n-1 sentences
+            a, b = span[:cut], span[cut:]
+            swapped = u_swap < 0.5
+            if swapped:
+                a, b = b, a
+        else:
+            a, b, swapped = span, span[:0], False
+        cut_a, cut_b = truncation_amounts(a.size, b.size, target)
+        if cut_a:
+            front = int(rng.binomial(cut_a, 0.5))
+            a = a[front:a.size - (cut_a - front)]
+        if cut_b:
+            front = int(rng.binomial(cut_b, 0.5))
+            b = b[front:b.size - (cut_b - front)]
+        return self._build_sample(a, b, swapped, rng)
+
+    def _build_sample(self, a: np.ndarray, b: np.ndarray, swapped: bool, rng: np.random.Generator) -> dict:
+        """[CLS] a [SEP] (b [SEP]), masked and padded to max_seq_len."""
+        t = self.tables
+        n = a.size + b.size + (3 if self.config.binary_head else 2)
+        tokens = np.empty(n, dtype=np.int64)
+        tokens[0] = t.cls_id
+        tokens[1:a.size + 1] = a
+        tokens[a.size + 1] = t.sep_id
+        if self.config.binary_head:
+            tokens[a.size + 2:n - 1] = b
+            tokens[n - 1] = t.sep_id
+        inputs, positions, labels = mask_tokens(tokens, rng, t, self.masking)
+        seq_len = self.config.max_seq_len
+        input_ids = np.full(seq_len, t.pad_id, dtype=np.int64)
+        input_ids[:n] = inputs
+        segment_ids = np.zeros(seq_len, dtype=np.int64)
+        segment_ids[a.size + 2:n] = 1
+        input_mask = np.zeros(seq_len, dtype=np.int64)
+        input_mask[:n] = 1
+        return {"input_ids": input_ids, "segment_ids": segment_ids, "input_mask": input_mask,
+                "masked_lm_positions": positions, "masked_lm_labels": labels,
+                "next_sentence_labels": np.array(int(swapped), dtype=np.int64)}
+
+    def __getstate__(self):
+        # worker processes re-open the memory maps instead of receiving copies
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_rows", "_tokens", "_pointers")}
+        if isinstance(self.mapping, np.memmap):
+            state["mapping"] = self.mapping.filename
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state["mapping"], str):
+            state["mapping"] = np.load(state["mapping"], mmap_mode="r")
+        self.__dict__.update(state)
+        self._open_views()
+
+
+# --------------------------------------------------------------------------------------------- entry point
+
+
+def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieDatasetConfig,
+                                    train_valid_test_num_samples: tuple[int, int, int]):
+    """(train, valid, test) datasets over ``input_dir`` (a folder, a prefix, or ``"w1 prefix1 w2 prefix2"``).
+
+    A split is ``None`` when its ``--split`` share or its requested sample count is 0. Several prefixes are
+    blended by weight; each split of each prefix gets ``ceil(n * weight * 1.005)`` samples.
+    """
+    config.validate()
+    prefixes, weights = parse_input_dir(input_dir)
+    tables = VocabTables.from_tokenizer(tokenizer)
+    corpora = [IndexedDataset(p) for p in prefixes]
+    shares = parse_split(config.split)
+    result = []
+    for s, name in enumerate(SPLIT_NAMES):
+        num_samples = int(train_valid_test_num_samples[s])
+        if shares[s] == 0 or num_samples <= 0:
+            result.append(None)
+            continue
+        parts = []
+        for prefix, weight, indexed in zip(prefixes, weights, corpora):
+            num_docs = len(indexed.doc_idx) - 1
+            bounds = split_documents(config.split, num_docs)
+            doc_range = (int(bounds[s]), int(bounds[s + 1]))
+            if doc_range[0] == doc_range[1]:
+                raise UserError(f"--split {config.split}: the {name} split of {prefix} is empty ({num_docs} "
+                                f"documents in all); give it a larger share, set it to 0, or add data")
+            wanted = num_samples if len(prefixes) == 1 else math.ceil(num_samples * weight * BLEND_MARGIN)
+            parts.append(ErnieDataset(name, indexed, prefix, doc_range, wanted, tables, config))
+        result.append(parts[0] if len(parts) == 1 else BlendedDataset(parts, weights, num_samples, name))
+    return tuple(result)
+
+
+__all__ = ["ErnieDatasetConfig", "ErnieDataset", "build_train_valid_test_datasets", "parse_split",
+           "split_documents", "train_valid_test_num_samples", "truncation_amounts", "sample_mapping",
+           "mapping_cache_path"]

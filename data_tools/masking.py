@@ -1,0 +1,174 @@
+"""Whole-word + n-gram masking for ERNIE pretraining samples (vectorised with numpy).
+
+The algorithm is PaddleNLP ernie-1.0's ``create_masked_lm_predictions`` (itself Google BERT's whole-word masking
+with SpanBERT-style n-grams), restated on arrays:
+
+1. Words: every maskable token (anything but [CLS]/[SEP]/[PAD]) starts a new word unless it is a ``##`` piece
+   directly continuing the previous token. A word never crosses a special token.
+2. Budget: ``min(max_predictions_per_seq, max(1, round(len(tokens) * masked_lm_prob)))`` tokens.
+3. Spans: the words are visited in a random order; at word ``s`` an n-gram length ``n`` (in words) is drawn with
+   ``P(n) ∝ 1/n`` over ``1..max_ngrams`` (reversed with ``favor_longer_ngram``; ``Geometric(0.2)`` clipped to
+   ``max_ngrams`` with ``geometric_dist``), limited to the words left in the sequence. ``n`` is shortened while
+   the span would exceed the budget; a span that overlaps an already chosen one, or whose first word alone does
+   not fit, is skipped. Whole words are therefore masked entirely or not at all.
+4. Each chosen token: 80% ``[MASK]``, 10% a random ordinary token, 10% unchanged.
+5. Chinese ``##X`` pieces are restored to their plain char ``X`` in the inputs and in the labels: the model never
+   sees them (they exist only to mark word boundaries in the token files). English ``##`` word pieces stay.
+
+Only step 3's greedy walk is a Python loop (over the words visited until the budget is spent, a few dozen); all
+per-token work is numpy.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+
+MASK_PROB = 0.8  # share of chosen tokens replaced by [MASK]
+RANDOM_PROB = 0.1  # share replaced by a random token (the rest, 10%, stay unchanged)
+GEOMETRIC_P = 0.2  # SpanBERT's span-length parameter
+VISIT_CHUNK = 64  # start words whose n-gram lengths are drawn at once
+
+
+@dataclass
+class VocabTables:
+    """Per-id lookup tables derived once from the tokenizer.
+
+    Attributes:
+        is_word_start: bool [V], False for ``##`` pieces.
+        restore:       int64 [V], ``##X`` id → ``X`` id for a Chinese char ``X`` (the tokenizer's
+                       ``wwm_restore_map``), identity elsewhere (English ``##`` pieces stay).
+        maskable:      bool [V], False for [CLS], [SEP] and [PAD].
+        random_ids:    int64 [K], the ids a "random token" replacement draws from: no ``##`` pieces, no
+                       ``[...]`` specials/unused slots.
+    """
+
+    is_word_start: np.ndarray
+    restore: np.ndarray
+    maskable: np.ndarray
+    random_ids: np.ndarray
+    cls_id: int
+    sep_id: int
+    pad_id: int
+    mask_id: int
+
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> "VocabTables":
+        """Tables of an :class:`ernie.ErnieTokenizer` (its ``is_word_start`` and ``wwm_restore_map``)."""
+        size = tokenizer.vocab_size
+        is_word_start = np.asarray(tokenizer.is_word_start(np.arange(size)), dtype=bool)
+        restore = np.asarray(tokenizer.wwm_restore_map(), dtype=np.int64)
+        special = [tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id]
+        maskable = np.ones(size, dtype=bool)
+        maskable[special] = False
+        tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
+        plain = [i for i, t in enumerate(tokens) if is_word_start[i] and not (t.startswith("[") and t.endswith("]"))]
+        return cls(is_word_start, restore, maskable, np.array(plain, dtype=np.int64), tokenizer.cls_token_id,
+                   tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id)
+
+
+@dataclass(frozen=True)
+class MaskingConfig:
+    """Masking parameters (see the module docstring); ``ErnieDatasetConfig.masking()`` makes one."""
+
+    masked_lm_prob: float = 0.15
+    max_predictions_per_seq: int = 20
+    max_ngrams: int = 3
+    favor_longer_ngram: bool = False
+    geometric_dist: bool = False
+
+    @functools.cached_property
+    def ngram_cdf(self) -> np.ndarray:
+        """Cumulative P(n) for n = 1..max_ngrams (the 1/n law, reversed when favouring longer n-grams)."""
+        p = 1.0 / np.arange(1, self.max_ngrams + 1)
+        if self.favor_longer_ngram:
+            p = p[::-1]
+        return np.cumsum(p / p.sum())
+
+
+def word_ids(tokens: np.ndarray, tables: VocabTables) -> tuple[np.ndarray, int]:
+    """Whole words of a token sequence.
+
+    Args:
+        tokens: int64 [T] raw ids (``##`` pieces still present), specials included.
+    Returns:
+        (ids, W): int64 [T] 1-based word number of every token (0 for [CLS]/[SEP]/[PAD]), number of words.
+    """
+    maskable = tables.maskable[tokens]
+    start = maskable & tables.is_word_start[tokens]
+    start[1:] |= maskable[1:] & ~maskable[:-1]  # a ## piece right after a special token begins a word
+    start[0] = maskable[0]
+    ids = np.cumsum(start)
+    num_words = int(ids[-1]) if ids.size else 0
+    ids[~maskable] = 0
+    return ids, num_words
+
+
+def draw_ngram_lengths(rng: np.random.Generator, config: MaskingConfig, room: np.ndarray) -> np.ndarray:
+    """One n-gram length (in words) per start word, each limited to ``room`` words left: int64 like ``room``."""
+    if config.geometric_dist:
+        n = rng.geometric(GEOMETRIC_P, size=room.size)
+        return np.minimum(np.minimum(n, config.max_ngrams), room)
+    cdf = config.ngram_cdf
+    # inverse-CDF draw from the law truncated to 1..room: scale u into the first `room` steps of the CDF
+    u = rng.random(room.size) * cdf[np.minimum(room, config.max_ngrams) - 1]
+    return np.searchsorted(cdf, u, side="right") + 1
+
+
+def choose_spans(order: list[int], ngram: list[int], cum: list[int], left: int, covered: bytearray) -> int:
+    """Greedy n-gram selection over words visited in ``order``; marks the chosen words in ``covered``.
+
+    Args:
+        order:   0-based start words in visiting order. ngram: the drawn length (words) at each visit.
+        cum:     [W+1] cumulative token counts of the words (``cum[0] == 0``).
+        left:    tokens still to choose.
+        covered: [W+1] by 1-based word number (entry 0 stays 0), updated in place: 1 for every chosen word.
+    Returns:
+        the tokens still to choose after these visits.
+    """
+    for s, n in zip(order, ngram):
+        if left <= 0:
+            break
+        while n and cum[s + n] - cum[s] > left:
+            n -= 1
+        if n == 0 or any(covered[s + 1:s + n + 1]):
+            continue
+        covered[s + 1:s + n + 1] = b"\x01" * n
+        left -= cum[s + n] - cum[s]
+    return left
+
+
+def mask_tokens(tokens: np.ndarray, rng: np.random.Generator, tables: VocabTables, config: MaskingConfig):
+    """Whole-word n-gram masking of one sequence.
+
+    Args:
+        tokens: int64 [T] ids with [CLS]/[SEP] in place, ``##`` pieces not yet restored.
+    Returns:
+        inputs:    int64 [T] restored ids with the chosen tokens replaced (80/10/10).
+        positions: int64 [P] sorted positions of the chosen tokens.
+        labels:    int64 [P] their restored original ids.
+    """
+    inputs = tables.restore[tokens]
+    ids, num_words = word_ids(tokens, tables)
+    budget = min(config.max_predictions_per_seq, max(1, int(round(tokens.size * config.masked_lm_prob))))
+    if num_words == 0 or budget <= 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return inputs, empty, empty
+    sizes = np.bincount(ids, minlength=num_words + 1)
+    cum = (np.cumsum(sizes) - sizes[0]).tolist()  # tokens in words 1..k; specials (word 0) excluded
+    order = rng.permutation(num_words)
+    covered = bytearray(num_words + 1)
+    left, visited = budget, 0
+    while left > 0 and visited < num_words:  # n-gram lengths drawn a chunk of visits at a time: most are never used
+        starts = order[visited:visited + VISIT_CHUNK]
+        ngram = draw_ngram_lengths(rng, config, num_words - starts)
+        left = choose_spans(starts.tolist(), ngram.tolist(), cum, left, covered)
+        visited += VISIT_CHUNK
+    positions = np.flatnonzero(np.frombuffer(covered, dtype=np.uint8)[ids])
+    labels = inputs[positions]
+    u, pick = rng.random((2, positions.size))
+    inputs[positions[u < MASK_PROB]] = tables.mask_id
+    swap = u >= MASK_PROB + RANDOM_PROB
+    inputs[positions[swap]] = tables.random_ids[(pick[swap] * tables.random_ids.size).astype(np.int64)]
+    return inputs, positions, labels
