@@ -10,6 +10,12 @@ from typing import IO, Iterator
 from .errors import UserError
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def fsync_dir(path: str) -> None:
     """fsync a directory so that a rename inside it is durable (no-op where the OS does not allow it)."""
     try:
@@ -41,6 +47,7 @@ def atomic_write(path: str, mode: str = "wb", overwrite: bool = True) -> Iterato
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would have
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             yield f

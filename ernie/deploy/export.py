@@ -1,0 +1,125 @@
+"""Export a fine-tuned model to a static Paddle inference model, in the layout FastDeploy's ERNIE examples load.
+
+``export_model(model, tokenizer, labels, output_dir)`` writes, atomically (the directory appears complete or not
+at all)::
+
+    output_dir/
+      model.json | model.pdmodel   the program. Paddle 3's paddle.jit.save writes PIR ``model.json`` (Paddle 2.x
+                                   and PaddleNLP <= 2.8 exports are ``model.pdmodel``, the legacy ProgramDesc); the
+                                   loaders here accept both. Paddle 3.3.1 cannot trace this model under the legacy
+                                   IR (OldIrGuard), so FastDeploy builds on Paddle Inference 2.x need a Paddle 2.x
+                                   export.
+      model.pdiparams              the weights
+      vocab.txt, tokenizer_config.json, special_tokens_map.json
+      label.txt                    one label a line, line number = class id
+      deploy_config.json           task, labels, input names, program file name
+
+Inputs: ``input_ids`` and ``token_type_ids``, int64 [batch, seq] with both dimensions dynamic; padding is
+``pad_token_id`` (0), masked inside the program. Output: logits, float32 [batch, num_labels] (seq_cls) or
+[batch, seq, num_labels] (ner).
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import paddle
+
+from ernie.utils import UserError, atomic_dir, cli_main
+
+MODEL_PREFIX = "model"
+PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDesc
+PARAMS_SUFFIX = ".pdiparams"
+DEPLOY_CONFIG = "deploy_config.json"
+INPUT_NAMES = ("input_ids", "token_type_ids")
+
+
+class _LogitsOnly(paddle.nn.Layer):
+    """The exported signature: (input_ids, token_type_ids) -> logits. Wrapping keeps the caller's model a plain
+    dygraph layer (``to_static`` converts the wrapper, not the model)."""
+
+    def __init__(self, model: paddle.nn.Layer):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids, token_type_ids):
+        return self.model(input_ids, token_type_ids=token_type_ids)
+
+
+def program_file(directory: str, prefix: str = MODEL_PREFIX) -> str | None:
+    """The program file of an exported model (``.json`` preferred over ``.pdmodel``), or None."""
+    for suffix in PROGRAM_SUFFIXES:
+        path = os.path.join(directory, prefix + suffix)
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_dir: str, task: str = "seq_cls",
+                 overwrite: bool = False) -> str:
+    """Trace ``model`` to a static program and write the deployable directory (see the module docstring)."""
+
+    from ernie.finetune.runner import write_label_file
+
+    was_training = model.training
+    model.eval()
+    spec = [paddle.static.InputSpec([None, None], "int64", name) for name in INPUT_NAMES]
+    try:
+        with atomic_dir(output_dir, overwrite=overwrite) as tmp:
+            # no_grad: an inference program, and the model's training-only fast paths stay out of the trace
+            with paddle.no_grad():
+                static = paddle.jit.to_static(_LogitsOnly(model), input_spec=spec, full_graph=True)
+                paddle.jit.save(static, os.path.join(tmp, MODEL_PREFIX))
+            program = program_file(tmp)
+            if program is None or not os.path.isfile(os.path.join(tmp, MODEL_PREFIX + PARAMS_SUFFIX)):
+                raise RuntimeError(f"paddle.jit.save wrote no program/params: {sorted(os.listdir(tmp))}")
+            tokenizer.save_pretrained(tmp)
+            write_label_file(tmp, labels)
+            with open(os.path.join(tmp, DEPLOY_CONFIG), "w", encoding="utf-8") as f:
+                json.dump({"task": task, "labels": labels, "input_names": list(INPUT_NAMES),
+                           "model_file": os.path.basename(program), "params_file": MODEL_PREFIX + PARAMS_SUFFIX,
+                           "paddle_version": paddle.__version__}, f, indent=2, ensure_ascii=False)
+    finally:
+        model.train(was_training)
+    return os.path.abspath(output_dir)
+
+
+def _task_of(config) -> str:
+    arch = (config.extra.get("architectures") or [""])[0]
+    return "ner" if "TokenClassification" in arch else "seq_cls"
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> str:
+    """scripts/export_model.py: ``--model_path`` (a fine-tuned model dir) -> ``--output_path`` (deployable dir)."""
+    import argparse
+
+    from ernie.configuration import ErnieConfig, resolve_config_file
+    from ernie.finetune.runner import read_label_file
+    from ernie.modeling import ErnieForSequenceClassification, ErnieForTokenClassification
+    from ernie.tokenizer import ErnieTokenizer
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UserError(message)
+
+    p = Parser(prog="export_model.py", description="Export a fine-tuned ERNIE model for Paddle Inference / "
+                                                   "FastDeploy / ONNX Runtime.")
+    p.add_argument("--model_path", required=True, help="fine-tuned model directory (output_dir of run_seq_cls.py "
+                                                       "or run_ner.py)")
+    p.add_argument("--output_path", required=True, help="directory to write the inference model into")
+    p.add_argument("--task", choices=["seq_cls", "ner"], default=None,
+                   help="default: from the model's config (architectures)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output_path")
+    a = p.parse_args(argv)
+    if not os.path.isdir(a.model_path):
+        raise UserError(f"--model_path {a.model_path}: no such directory")
+    config = ErnieConfig.from_file(resolve_config_file(a.model_path))
+    labels = read_label_file(a.model_path) or [str(i) for i in range(config.num_labels)]
+    task = a.task or _task_of(config)
+    cls = ErnieForTokenClassification if task == "ner" else ErnieForSequenceClassification
+    model = cls.from_pretrained(a.model_path, config=config)
+    tokenizer = ErnieTokenizer.from_pretrained(a.model_path)
+    out = export_model(model, tokenizer, labels, a.output_path, task=task, overwrite=a.overwrite)
+    print(f"exported {task} model to {out}: {', '.join(sorted(os.listdir(out)))}")
+    return out

