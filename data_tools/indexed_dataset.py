@@ -1,0 +1,524 @@
+"""Token files of the pretraining corpus: writers and an mmap reader for both of PaddleNLP's formats.
+
+A corpus is a list of documents, a document a list of sentences, a sentence a 1-D array of token ids. Two on-disk
+layouts hold it; both are read by PaddleNLP 2.8.1 (``paddlenlp.data.indexed_dataset``) and written by it:
+
+``npy`` (PaddleNLP ernie-1.0's ``create_pretraining_data.py``, the default here)
+    ``{P}_ids.npy``  every token id of the corpus, 1-D, uint16 (vocab <= 65536) or int32;
+    ``{P}_idx.npz``  ``lens`` int32 [n_sentences] tokens per sentence, ``docs`` int64 [n_docs + 1] the first
+                     sentence of every document, ``docs[0] == 0``, ``docs[-1] == n_sentences``.
+
+``mmap`` (Megatron-LM's ``MMapIndexedDataset``)
+    ``{P}.bin``  every token id, raw little-endian;
+    ``{P}.idx``  ``b"MMIDIDX\\x00\\x00"``, version ``<Q`` 1, dtype code ``<B``, ``<Q`` n_sentences, ``<Q``
+                 n_docs + 1, then sizes int32 [n_sentences], byte pointers int64 [n_sentences], doc_idx int64
+                 [n_docs + 1].
+
+Writers (:func:`make_builder`) stream tokens to hidden temporary files and rename them into place only in
+:meth:`finalize`, index file last, so a crash never leaves a final-named half file. :class:`IndexedDataset`
+opens either layout without reading the token file (``np.load(mmap_mode="r")`` / ``np.memmap``), checks that
+index and tokens agree, and hands out sentences and documents as read-only views.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import tempfile
+import zipfile
+from array import array
+from typing import BinaryIO, Iterable, Sequence
+
+import numpy as np
+
+from ernie.utils import UserError, check_output_path, fsync_dir
+
+NPY, MMAP = "npy", "mmap"
+IMPLS = (NPY, MMAP)
+
+_MMAP_MAGIC = b"MMIDIDX\x00\x00"
+_MMAP_VERSION = 1
+# Megatron / fairseq dtype codes, as written in the .idx header.
+_DTYPE_CODES = {
+    1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64,
+    6: np.float64, 7: np.float32, 8: np.uint16, 9: np.uint32, 10: np.uint64,
+}
+_CODE_OF_DTYPE = {np.dtype(t): c for c, t in _DTYPE_CODES.items()}
+_NPY_HEADER_BYTES = 128  # fixed-size .npy header, rewritten with the final shape in finalize()
+_COPY_CHUNK = 1 << 24  # elements copied at a time when merging
+
+
+def best_fitting_dtype(vocab_size: int) -> np.dtype:
+    """uint16 when every id of a ``vocab_size`` vocabulary fits in it, else int32."""
+    return np.dtype(np.uint16 if vocab_size <= 65536 else np.int32)
+
+
+def npy_paths(prefix: str) -> tuple[str, str]:
+    """(token file, index file) of the npy layout."""
+    return prefix + "_ids.npy", prefix + "_idx.npz"
+
+
+def mmap_paths(prefix: str) -> tuple[str, str]:
+    """(token file, index file) of the mmap layout."""
+    return prefix + ".bin", prefix + ".idx"
+
+
+def output_paths(prefix: str, impl: str) -> tuple[str, str]:
+    if impl not in IMPLS:
+        raise UserError(f"--data_impl: unknown format {impl!r}; choose one of {', '.join(IMPLS)}")
+    return npy_paths(prefix) if impl == NPY else mmap_paths(prefix)
+
+
+def detect_impl(prefix: str) -> str | None:
+    """The format whose two files exist for ``prefix`` (npy first, as PaddleNLP's ``make_dataset``), else None."""
+    for impl in IMPLS:
+        if all(os.path.isfile(p) for p in output_paths(prefix, impl)):
+            return impl
+    return None
+
+
+def exists(prefix: str) -> bool:
+    return detect_impl(prefix) is not None
+
+
+# ----------------------------------------------------------------------------------------------------- writers
+
+
+def _npy_header(dtype: np.dtype, length: int) -> bytes:
+    """A version-1.0 .npy header of exactly ``_NPY_HEADER_BYTES`` bytes for a 1-D array."""
+    body = repr({"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": (length,)})
+    pad = _NPY_HEADER_BYTES - 10 - len(body) - 1
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", _NPY_HEADER_BYTES - 10) + (body + " " * pad + "\n").encode()
+
+
+class _TempFile:
+    """A hidden temporary file next to ``final`` that becomes ``final`` on :meth:`commit`."""
+
+    def __init__(self, final: str):
+        self.final = final
+        directory = os.path.dirname(os.path.abspath(final)) or "."
+        os.makedirs(directory, exist_ok=True)
+        fd, self.path = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp", dir=directory)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the corpus from other users
+        self.file: BinaryIO = os.fdopen(fd, "w+b")
+
+    def close(self) -> None:
+        if not self.file.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+
+    def commit(self) -> None:
+        self.close()
+        os.replace(self.path, self.final)
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)
+
+
+class IndexedDatasetBuilder:
+    """Streams sentences to a temporary token file; :meth:`finalize` writes the index and renames both.
+
+    Use as ``b = make_builder(prefix, "npy", np.uint16)``, then per document ``b.add_item(ids)`` for each sentence
+    (or ``b.add_doc(flat_ids, lens)``) and ``b.end_document()``; finally ``b.finalize()``. Any exception inside a
+    ``with`` block, or :meth:`abort`, removes the temporary files and leaves existing outputs untouched.
+    """
+
+    impl: str = ""
+
+    def __init__(self, prefix: str, dtype=np.uint16, overwrite: bool = False):
+        self.prefix = prefix
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in _CODE_OF_DTYPE:
+            raise UserError(f"unsupported token dtype {self.dtype}")
+        self.data_path, self.index_path = output_paths(prefix, self.impl)
+        for path in (self.data_path, self.index_path):
+            check_output_path(path, overwrite)
+        self._data = _TempFile(self.data_path)
+        self._data.file.write(self._data_header(0))
+        self._sizes = array("i")  # int32 tokens per sentence
+        self._doc_idx = array("q", [0])  # int64 first sentence of each document, then the end
+        self._num_tokens = 0
+        self._done = False
+
+    # -- format specifics
+    def _data_header(self, num_tokens: int) -> bytes:
+        return b""
+
+    def _write_index(self, f: BinaryIO, sizes: np.ndarray, doc_idx: np.ndarray) -> None:
+        raise NotImplementedError
+
+    # -- building
+    def add_item(self, ids: Sequence[int] | np.ndarray) -> None:
+        """Append one sentence (token ids) to the current document."""
+        ids = np.asarray(ids, dtype=self.dtype)
+        self._data.file.write(ids.tobytes())
+        self._sizes.append(ids.size)
+        self._num_tokens += ids.size
+
+    def add_doc(self, ids: np.ndarray, lens: Sequence[int]) -> None:
+        """Append a whole document at once: its sentences' ids concatenated, and their lengths."""
+        self.add_documents(ids, lens, [len(lens)])
+
+    def add_documents(self, ids: np.ndarray, lens: Sequence[int], sentences_per_doc: Sequence[int]) -> None:
+        """Append many documents at once: all their ids [T], sentence lengths [S] (summing to T) and sentence
+        counts per document [D] (summing to S)."""
+        ids = np.asarray(ids, dtype=self.dtype)
+        lens = np.asarray(lens, dtype=np.int32)
+        counts = np.asarray(sentences_per_doc, dtype=np.int64)
+        if int(lens.sum()) != ids.size or int(counts.sum()) != lens.size:
+            raise ValueError(f"{ids.size} ids, sentence lengths summing to {int(lens.sum())}, {lens.size} sentences "
+                             f"and sentence counts summing to {int(counts.sum())} do not match")
+        base = len(self._sizes)
+        self._data.file.write(ids.tobytes())
+        self._sizes.frombytes(lens.tobytes())
+        self._doc_idx.frombytes((base + np.cumsum(counts)).tobytes())
+        self._num_tokens += ids.size
+
+    def end_document(self) -> None:
+        """Close the current document (documents are delimited by sentence counts, not by empty sentences)."""
+        self._doc_idx.append(len(self._sizes))
+
+    def merge_file_(self, other_prefix: str) -> None:
+        """Append every document of the corpus at ``other_prefix`` (either format) after the ones built so far."""
+        other = IndexedDataset(other_prefix)
+        if not np.can_cast(other.dtype, self.dtype, casting="safe"):
+            raise UserError(f"{other_prefix}: token dtype {other.dtype} does not fit the output's {self.dtype}")
+        base = len(self._sizes)
+        tokens = other.tokens
+        for start in range(0, tokens.size, _COPY_CHUNK):
+            self._data.file.write(np.asarray(tokens[start:start + _COPY_CHUNK], dtype=self.dtype).tobytes())
+        self._sizes.frombytes(np.ascontiguousarray(other.sizes, dtype=np.int32).tobytes())
+        self._doc_idx.frombytes((np.asarray(other.doc_idx[1:], dtype=np.int64) + base).tobytes())
+        self._num_tokens += tokens.size
+        del other
+
+    # -- completion
+    @property
+    def num_sentences(self) -> int:
+        return len(self._sizes)
+
+    @property
+    def num_documents(self) -> int:
+        return len(self._doc_idx) - 1
+
+    @property
+    def num_tokens(self) -> int:
+        return self._num_tokens
+
+    def finalize(self) -> None:
+        """Write the index, then move token file and index into place (index last: its presence marks a whole
+        corpus). An old index of the same name is removed first, so a crash never pairs new tokens with it."""
+        if self._done:
+            return
+        index = _TempFile(self.index_path)
+        try:
+            header = self._data_header(self._num_tokens)
+            if header:
+                self._data.file.seek(0)
+                self._data.file.write(header)
+            sizes = np.frombuffer(self._sizes, dtype=np.int32)
+            doc_idx = np.frombuffer(self._doc_idx, dtype=np.int64)
+            self._write_index(index.file, sizes, doc_idx)
+            self._data.close()
+            index.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.index_path)
+            self._data.commit()
+            index.commit()
+            fsync_dir(os.path.dirname(os.path.abspath(self.index_path)))
+        except BaseException:
+            index.discard()
+            self.abort()
+            raise
+        self._done = True
+
+    def abort(self) -> None:
+        """Drop the temporary files; final-named outputs are left as they were."""
+        if not self._done:
+            self._data.discard()
+            self._done = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            self.abort()
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.abort()
+
+    def summary(self) -> str:
+        n_sent, n_doc, n_tok = self.num_sentences, self.num_documents, self.num_tokens
+        return (f"{n_doc} documents, {n_sent} sentences, {n_tok} tokens "
+                f"({n_tok / max(n_sent, 1):.2f} tokens/sentence, {n_tok / max(n_doc, 1):.2f} tokens/document)")
+
+
+class NpyDatasetBuilder(IndexedDatasetBuilder):
+    """Writes ``{P}_ids.npy`` + ``{P}_idx.npz`` (``lens`` int32, ``docs`` int64), PaddleNLP ernie-1.0's layout."""
+
+    impl = NPY
+
+    def _data_header(self, num_tokens: int) -> bytes:
+        return _npy_header(self.dtype, num_tokens)
+
+    def _write_index(self, f: BinaryIO, sizes: np.ndarray, doc_idx: np.ndarray) -> None:
+        np.savez(f, lens=sizes, docs=doc_idx)
+
+
+class MMapDatasetBuilder(IndexedDatasetBuilder):
+    """Writes ``{P}.bin`` + ``{P}.idx``, Megatron's / ``paddlenlp.data.indexed_dataset``'s mmap layout."""
+
+    impl = MMAP
+
+    def _write_index(self, f: BinaryIO, sizes: np.ndarray, doc_idx: np.ndarray) -> None:
+        f.write(_MMAP_MAGIC)
+        f.write(struct.pack("<Q", _MMAP_VERSION))
+        f.write(struct.pack("<B", _CODE_OF_DTYPE[self.dtype]))
+        f.write(struct.pack("<Q", len(sizes)))
+        f.write(struct.pack("<Q", len(doc_idx)))
+        f.write(sizes.astype("<i4").tobytes())
+        pointers = np.zeros(len(sizes), dtype="<i8")
+        np.cumsum(sizes[:-1], out=pointers[1:])
+        f.write((pointers * self.dtype.itemsize).tobytes())
+        f.write(doc_idx.astype("<i8").tobytes())
+
+
+def make_builder(prefix: str, impl: str = NPY, dtype=np.uint16, overwrite: bool = False) -> IndexedDatasetBuilder:
+    """A writer of ``prefix`` in format ``impl`` ("npy" | "mmap"); refuses existing outputs unless ``overwrite``."""
+    output_paths(prefix, impl)  # validates impl
+    return (NpyDatasetBuilder if impl == NPY else MMapDatasetBuilder)(prefix, dtype, overwrite=overwrite)
+
+
+def merge(prefixes: Iterable[str], output_prefix: str, impl: str | None = None, overwrite: bool = False,
+          dtype=None) -> IndexedDatasetBuilder:
+    """Concatenate the corpora at ``prefixes`` (in order) into ``output_prefix``; returns the finalized builder.
+
+    ``impl`` defaults to the format of the first input, ``dtype`` to the widest input dtype.
+    """
+    prefixes = list(prefixes)
+    if not prefixes:
+        raise UserError("--input_prefixes: no corpora to merge")
+    inputs = [IndexedDataset(p) for p in prefixes]  # validates all inputs before writing anything
+    impl = impl or inputs[0].impl
+    dtype = np.dtype(dtype) if dtype is not None else np.result_type(*[d.dtype for d in inputs])
+    with make_builder(output_prefix, impl, dtype, overwrite=overwrite) as builder:
+        for prefix in prefixes:
+            builder.merge_file_(prefix)
+        builder.finalize()
+    return builder
+
+
+# ------------------------------------------------------------------------------------------------------ reader
+
+
+def _memmap_npz_member(path: str, name: str) -> np.ndarray:
+    """Array ``name`` of an uncompressed .npz, memory-mapped in place (np.load would read it whole); falls back to
+    ``np.load`` for compressed archives."""
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        if name + ".npy" not in names:
+            have = ", ".join(n[:-4] for n in names if n.endswith(".npy")) or "nothing"
+            raise UserError(f"{path}: missing array {name!r} (it holds {have}; expected 'lens' and 'docs')")
+        info = zf.getinfo(name + ".npy")
+        stored = info.compress_type == zipfile.ZIP_STORED
+    if not stored:
+        with np.load(path) as npz:
+            return npz[name]
+    with open(path, "rb") as f:
+        f.seek(info.header_offset)
+        local = f.read(30)
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError(f"bad zip local header for {name}")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        f.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(f)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if fortran or len(shape) != 1:
+        raise ValueError(f"{name} is not a 1-D C-ordered array")
+    if shape[0] == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape)
+
+
+class IndexedDataset:
+    """Read-only view of a token corpus in either format, chosen by the files present for ``prefix``.
+
+    Attributes:
+        sizes:   int32 [n_sentences] tokens per sentence.
+        doc_idx: int64 [n_docs + 1] first sentence of each document; ``doc_idx[-1] == n_sentences``.
+        pointers: int64 [n_sentences + 1] token offset of each sentence in :attr:`tokens`.
+        tokens:  [n_tokens] every token id (memory-mapped; uint16 or int32).
+
+    ``ds[i]`` is sentence ``i`` (a view), ``ds[a:b]`` a list of them, ``ds.get(i, offset, length)`` part of one,
+    ``ds.get_document(d)`` the sentence views of document ``d``. Opening maps the files and reads only the index
+    (``validate=False`` also skips the O(n_sentences) consistency checks, e.g. when re-opened in a worker).
+    """
+
+    def __init__(self, prefix: str, validate: bool = True):
+        self.prefix = prefix
+        impl = detect_impl(prefix)
+        if impl is None:
+            raise UserError(self._missing_message(prefix))
+        self.impl = impl
+        if impl == NPY:
+            self._open_npy()
+        else:
+            self._open_mmap()
+        self.pointers = np.zeros(len(self.sizes) + 1, dtype=np.int64)
+        np.cumsum(self.sizes, out=self.pointers[1:])
+        if validate:
+            self._validate()
+
+    @staticmethod
+    def _missing_message(prefix: str) -> str:
+        for impl in IMPLS:
+            data, index = output_paths(prefix, impl)
+            have = [os.path.isfile(p) for p in (data, index)]
+            if any(have):
+                missing = index if have[0] else data
+                return f"{missing}: missing (the corpus at {prefix} is incomplete or still being written)"
+        return (f"{prefix}: no token files: expected {prefix}_ids.npy + {prefix}_idx.npz (npy) "
+                f"or {prefix}.bin + {prefix}.idx (mmap)")
+
+    def _open_npy(self) -> None:
+        self.data_path, self.index_path = npy_paths(self.prefix)
+        try:
+            self.tokens = np.load(self.data_path, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as e:
+            raise UserError(f"{self.data_path}: not a readable .npy token file ({e})") from None
+        if self.tokens.ndim != 1:
+            raise UserError(f"{self.data_path}: token array must be 1-D, found shape {self.tokens.shape}")
+        try:
+            self.sizes = _memmap_npz_member(self.index_path, "lens")
+            self.doc_idx = _memmap_npz_member(self.index_path, "docs")
+        except (ValueError, OSError, EOFError, zipfile.BadZipFile) as e:
+            raise UserError(f"{self.index_path}: not a readable .npz index ({e})") from None
+
+    def _open_mmap(self) -> None:
+        self.data_path, self.index_path = mmap_paths(self.prefix)
+        header = struct.Struct("<9sQBQQ")
+        try:
+            with open(self.index_path, "rb") as f:
+                raw = f.read(header.size)
+            if len(raw) < header.size:
+                raise ValueError("file is shorter than its header")
+            magic, version, code, n_sent, n_docs = header.unpack(raw)
+            if magic != _MMAP_MAGIC or version != _MMAP_VERSION:
+                raise ValueError(f"magic {magic!r} version {version}, expected {_MMAP_MAGIC!r} version 1")
+            if code not in _DTYPE_CODES:
+                raise ValueError(f"unknown dtype code {code}")
+            expected = header.size + 4 * n_sent + 8 * n_sent + 8 * n_docs
+            actual = os.path.getsize(self.index_path)
+            if actual != expected:
+                raise ValueError(f"{actual} bytes, expected {expected} for {n_sent} sentences and {n_docs} doc marks")
+            buf = np.memmap(self.index_path, dtype=np.uint8, mode="r")
+        except (ValueError, OSError, struct.error) as e:
+            raise UserError(f"{self.index_path}: not a valid mmap index ({e})") from None
+        off = header.size
+        self.sizes = np.frombuffer(buf, dtype="<i4", count=n_sent, offset=off)
+        self._byte_pointers = np.frombuffer(buf, dtype="<i8", count=n_sent, offset=off + 4 * n_sent)
+        self.doc_idx = np.frombuffer(buf, dtype="<i8", count=n_docs, offset=off + 12 * n_sent)
+        dtype = np.dtype(_DTYPE_CODES[code])
+        size = os.path.getsize(self.data_path)
+        if size % dtype.itemsize:
+            raise UserError(f"{self.data_path}: {size} bytes is not a whole number of {dtype} tokens")
+        self.tokens = (np.memmap(self.data_path, dtype=dtype, mode="r") if size
+                       else np.zeros(0, dtype=dtype))
+
+    def _validate(self) -> None:
+        sizes, docs = self.sizes, self.doc_idx
+        where = self.index_path
+        if len(sizes) and int(sizes.min()) < 0:
+            raise UserError(f"{where}: negative sentence length at sentence {int(np.argmin(sizes))}")
+        total = int(self.pointers[-1])
+        if total != self.tokens.size:
+            raise UserError(f"{where}: sentence lengths sum to {total} tokens but {self.data_path} holds "
+                            f"{self.tokens.size}")
+        if len(docs) == 0 or int(docs[0]) != 0:
+            raise UserError(f"{where}: document index must start at 0")
+        if int(docs[-1]) != len(sizes):
+            raise UserError(f"{where}: document index ends at {int(docs[-1])} but there are {len(sizes)} sentences")
+        steps = np.diff(docs)
+        if len(steps) and int(steps.min()) < 0:
+            raise UserError(f"{where}: document index decreases at document {int(np.argmin(steps))}")
+        if self.impl == MMAP and len(sizes):
+            itemsize = self.tokens.dtype.itemsize
+            if not np.array_equal(self._byte_pointers, self.pointers[:-1] * itemsize):
+                raise UserError(f"{where}: sentence pointers disagree with sentence sizes")
+
+    # -- pickling (DataLoader workers re-open the files instead of copying arrays)
+    def __getstate__(self):
+        return self.prefix
+
+    def __setstate__(self, prefix):
+        self.__init__(prefix, validate=False)
+
+    # -- access
+    @property
+    def dtype(self) -> np.dtype:
+        return self.tokens.dtype
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.tokens.size)
+
+    @property
+    def num_documents(self) -> int:
+        return len(self.doc_idx) - 1
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, idx):
+        if isinstance(idx, slice):
+            start, stop, step = idx.indices(len(self))
+            if step != 1:
+                raise ValueError("slices of an IndexedDataset must be contiguous")
+            return [self.tokens[self.pointers[i]:self.pointers[i + 1]] for i in range(start, stop)]
+        i = int(idx)
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(f"sentence {idx} out of range for {len(self)} sentences")
+        return self.tokens[self.pointers[i]:self.pointers[i + 1]]
+
+    def get(self, idx: int, offset: int = 0, length: int | None = None) -> np.ndarray:
+        """Tokens ``offset : offset + length`` of sentence ``idx`` (to its end when ``length`` is None)."""
+        start, end = int(self.pointers[idx]), int(self.pointers[idx + 1])
+        begin = start + offset
+        stop = end if length is None else min(begin + length, end)
+        return self.tokens[begin:stop]
+
+    def get_document(self, doc: int) -> list[np.ndarray]:
+        """The sentences of document ``doc``, each a view."""
+        return self[int(self.doc_idx[doc]):int(self.doc_idx[doc + 1])]
+
+    def document_tokens(self, doc: int) -> np.ndarray:
+        """All tokens of document ``doc`` as one view."""
+        a, b = int(self.doc_idx[doc]), int(self.doc_idx[doc + 1])
+        return self.tokens[self.pointers[a]:self.pointers[b]]
+
+    def num_tokens_of(self, idx: int) -> int:
+        return int(self.sizes[idx])
+
+    @staticmethod
+    def exists(prefix: str) -> bool:
+        return exists(prefix)
+
+
+__all__ = [
+    "NPY", "MMAP", "IMPLS", "IndexedDataset", "IndexedDatasetBuilder", "NpyDatasetBuilder", "MMapDatasetBuilder",
+    "make_builder", "merge", "best_fitting_dtype", "detect_impl", "exists", "output_paths", "npy_paths",
+    "mmap_paths",
+]

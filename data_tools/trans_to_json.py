@@ -1,0 +1,193 @@
+"""Raw text files -> one jsonl of documents ``{"text": ...}``, the input of create_pretraining_data.
+
+A document is a run of lines ended by a line equal to ``--doc_spliter`` after stripping (default ``""``: a blank
+line, the convention of :func:`data_tools.corpus.write_peoples_daily_text`); its lines are joined with ``"\\n"``,
+which the sentence splitter treats as a boundary. Files are read in parallel (one task per file, results kept in
+input order), documents are shuffled with a fixed ``--seed`` unless ``--no-shuffle``, and the output is written
+atomically. Lines that are not valid UTF-8 and documents shorter than ``--min_doc_length`` chars are skipped and
+counted, with the first place each problem occurred.
+
+    python scripts/trans_to_json.py --input_path corpus_dir --output_path docs.jsonl --workers 2
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from ernie.utils import UserError, atomic_write, check_output_path, cli_main
+
+
+@dataclass
+class SkipLog:
+    """Counts of skipped or notable input, each with the ``file:line`` where it first happened."""
+
+    counts: Counter = field(default_factory=Counter)
+    first: dict = field(default_factory=dict)
+
+    def add(self, what: str, where: str, n: int = 1) -> None:
+        self.counts[what] += n
+        self.first.setdefault(what, where)
+
+    def update(self, other: "SkipLog") -> None:
+        for what, n in other.counts.items():
+            self.add(what, other.first[what], n)
+
+    def lines(self) -> list[str]:
+        return [f"{n} {what} (first at {self.first[what]})" for what, n in self.counts.items()]
+
+
+@dataclass
+class TransConfig:
+    input_path: str
+    output_path: str
+    json_key: str = "text"
+    doc_spliter: str = ""
+    min_doc_length: int = 10
+    workers: int = 1
+    log_interval: int = 1
+    no_shuffle: bool = False
+    seed: int = 1234
+    overwrite: bool = False
+
+
+def list_input_files(path: str, flag: str = "--input_path", suffixes: tuple[str, ...] = ()) -> list[str]:
+    """``path`` itself if it is a file, else every (non-hidden) file under it with one of ``suffixes``, sorted."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise UserError(f"{flag}: {path} does not exist")
+    files = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [os.path.join(root, n) for n in names
+                  if not n.startswith(".") and (not suffixes or n.endswith(suffixes))]
+    if not files:
+        wanted = f" ending in {' or '.join(suffixes)}" if suffixes else ""
+        raise UserError(f"{flag}: no input files{wanted} under {path}")
+    return sorted(files)
+
+
+def file_to_documents(path: str, doc_spliter: str = "", min_doc_length: int = 10) -> tuple[list[str], SkipLog, int]:
+    """Documents of one text file, the skip log, and the number of bytes read."""
+    docs: list[str] = []
+    skipped = SkipLog()
+    current: list[str] = []
+    start_line = 1
+
+    def close() -> None:
+        text = "\n".join(current).strip()
+        if text:
+            if len(text) >= min_doc_length:
+                docs.append(text)
+            else:
+                skipped.add(f"documents shorter than --min_doc_length {min_doc_length} skipped",
+                            f"{path}:{start_line}")
+        current.clear()
+
+    try:
+        with open(path, "rb") as f:
+            lineno = 0
+            for lineno, raw in enumerate(f, start=1):
+                try:
+                    line = raw.decode("utf-8").rstrip()
+                except UnicodeDecodeError:
+                    skipped.add("lines of invalid UTF-8 skipped", f"{path}:{lineno}")
+                    continue
+                if line.strip() == doc_spliter:
+                    close()
+                    start_line = lineno + 1
+                elif line:
+                    if not current:
+                        start_line = lineno
+                    current.append(line)
+            close()
+            size = f.tell()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read ({e.strerror})") from None
+    return docs, skipped, size
+
+
+def _file_task(args: tuple[str, str, int]):
+    path, doc_spliter, min_doc_length = args
+    try:
+        return file_to_documents(path, doc_spliter, min_doc_length)
+    except UserError as e:
+        return e
+
+
+def trans_to_json(config: TransConfig) -> dict:
+    """Run the conversion; returns counts (files, documents, bytes) and the skip log."""
+    files = list_input_files(config.input_path)
+    output = config.output_path if config.output_path.endswith(".jsonl") else config.output_path + ".jsonl"
+    check_output_path(output, config.overwrite)
+    if os.path.abspath(output) in map(os.path.abspath, files):
+        raise UserError(f"--output_path: {output} is also an input file")
+    if config.workers < 1:
+        raise UserError(f"--workers: must be >= 1, got {config.workers}")
+    if config.log_interval < 1:
+        raise UserError(f"--log_interval: must be >= 1, got {config.log_interval}")
+    tasks = [(p, config.doc_spliter, config.min_doc_length) for p in files]
+    skipped, docs, total_bytes = SkipLog(), [], 0
+    start = time.time()
+    pool = multiprocessing.Pool(config.workers) if config.workers > 1 and len(files) > 1 else None
+    try:
+        results = pool.imap(_file_task, tasks) if pool else map(_file_task, tasks)
+        for i, result in enumerate(tqdm(results, total=len(files), unit="file", disable=None), start=1):
+            if isinstance(result, UserError):
+                raise result
+            file_docs, file_skipped, size = result
+            docs += file_docs
+            skipped.update(file_skipped)
+            total_bytes += size
+            if i % config.log_interval == 0 and not sys.stderr.isatty():
+                mbs = total_bytes / max(time.time() - start, 1e-9) / 2**20
+                print(f"Processed {i} files ({mbs:.2f} MB/s)", file=sys.stderr)
+    finally:
+        if pool:
+            pool.terminate()
+    if not docs:
+        raise UserError(f"--input_path: no documents found in {config.input_path}"
+                        + "".join(f"; {line}" for line in skipped.lines()))
+    if not config.no_shuffle:
+        random.Random(config.seed).shuffle(docs)
+    with atomic_write(output, "w") as f:
+        for text in docs:
+            f.write(json.dumps({config.json_key: text}, ensure_ascii=False))
+            f.write("\n")
+    return {"files": len(files), "documents": len(docs), "bytes": total_bytes, "output": output,
+            "skipped": skipped, "seconds": time.time() - start}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description="Convert raw text files to a jsonl of documents.")
+    p.add_argument("--input_path", required=True, help="a text file or a folder of them")
+    p.add_argument("--output_path", required=True, help="the .jsonl to write ('.jsonl' is appended if missing)")
+    p.add_argument("--json_key", default="text", help="key of the document text in each json line")
+    p.add_argument("--doc_spliter", default="", help="line that ends a document (after stripping); '' = blank line")
+    p.add_argument("--min_doc_length", type=int, default=10, help="drop documents with fewer chars")
+    p.add_argument("--workers", type=int, default=1, help="processes reading files in parallel")
+    p.add_argument("--log_interval", type=int, default=1, help="files between progress lines (non-tty)")
+    p.add_argument("--no-shuffle", dest="no_shuffle", action="store_true", help="keep the input order")
+    p.add_argument("--seed", type=int, default=1234, help="seed of the document shuffle")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    return p
+
+
+@cli_main
+def main(argv=None) -> int:
+    config = TransConfig(**vars(build_parser().parse_args(argv)))
+    stats = trans_to_json(config)
+    print(f"Wrote {stats['documents']} documents from {stats['files']} files "
+          f"({stats['bytes'] / 2**20:.2f} MB, {stats['seconds']:.1f} s) to {stats['output']}")
+    for line in stats["skipped"].lines():
+        print(f"  {line}")
+    return 0
