@@ -318,7 +318,7 @@ def ordered_map(fn, tasks: Iterable, workers: int, initializer, initargs) -> Ite
         yield from map(fn, tasks)
         return
     window = IN_FLIGHT_PER_WORKER * workers
-    with multiprocessing.get_context("fork").Pool(workers, initializer, initargs) as pool:  # exit terminates
+    with multiprocessing.get_context("fork").Pool(workers, initializer, initargs) as pool:  # an error terminates
         pending: deque = deque()
         for task in tasks:
             pending.append(pool.apply_async(fn, (task,)))
@@ -326,6 +326,9 @@ def ordered_map(fn, tasks: Iterable, workers: int, initializer, initargs) -> Ite
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+        # Let the workers exit on their own: a SIGTERM from terminate() makes Paddle print a fatal-signal report.
+        pool.close()
+        pool.join()
 
 
 # ---------------------------------------------------------------------------------------------------------- run

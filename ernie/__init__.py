@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import importlib
 
+import warnings as _warnings
+
+# Paddle warns on every import that ccache (for building custom C++ ops) is missing; nothing here builds ops.
+_warnings.filterwarnings("ignore", message="No ccache found", category=UserWarning)
+
 __version__ = "0.1.0"
 
 _EXPORTS = {

@@ -1,0 +1,275 @@
+"""Training-step throughput of our ErnieForPretraining vs PaddleNLP's, side by side in one run.
+
+    python benchmarks/bench_model.py                                          # tiny (4L/256H, B16) and base (B8)
+    python benchmarks/bench_model.py --configs ernie-tiny-cpu --rounds 4 --threads 2
+    python benchmarks/bench_model.py --profile                               # + top ops of one step per impl
+
+One step = forward + backward + AdamW update at seq 128, 20 masked positions per sequence (15%), SOP head on.
+Each implementation lives in its own worker process (so that per-process CPU settings stay apart) and the workers
+take turns (A, B, C, A, B, C ...), because the machine is shared and the load changes under us; the ratios are
+computed per round and summarised by their median.
+
+Implementations:
+  paddlenlp        paddlenlp.transformers.ErnieForPretraining, process as Paddle sets it up (the baseline)
+  paddlenlp+tuned  the same model with our process-level CPU settings (ernie.modeling.tune_cpu_math: MKL AVX2 path
+                   on AMD, malloc thresholds), to separate those from the model-level changes
+  ours             ernie.ErnieForPretraining (imports apply tune_cpu_math)
+
+FLOPs/token count the matmuls of forward+backward (3x forward): encoder, attention scores/context, and the LM head
+on the masked positions. The ceiling is numpy's (OpenBLAS) fp32 GEMM on the encoder's FFN shape, same threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+SEQ_LEN = 128
+MASKED_PER_SEQ = 20
+DEFAULT_RUNS = {"ernie-tiny-cpu": 16, "ernie-1.0-base-zh": 8}
+IMPLS = ("paddlenlp", "paddlenlp+tuned", "ours")
+
+
+def model_kwargs(config_name: str) -> dict:
+    from ernie.configuration import ErnieConfig, resolve_config_file
+
+    cfg = ErnieConfig.from_file(resolve_config_file(config_name))
+    keys = (
+        "vocab_size hidden_size num_hidden_layers num_attention_heads intermediate_size hidden_act "
+        "hidden_dropout_prob attention_probs_dropout_prob max_position_embeddings type_vocab_size pad_token_id"
+    ).split()
+    return {k: getattr(cfg, k) for k in keys}
+
+
+def flops_per_token(kw: dict, seq_len: int = SEQ_LEN, masked_frac: float = MASKED_PER_SEQ / SEQ_LEN) -> float:
+    H, intermediate, L, V = kw["hidden_size"], kw["intermediate_size"], kw["num_hidden_layers"], kw["vocab_size"]
+    per_layer = 2 * (4 * H * H + 2 * H * intermediate) + 2 * 2 * seq_len * H
+    lm_head = masked_frac * 2 * (H * H + H * V)
+    return 3.0 * (L * per_layer + lm_head)
+
+
+# ---- worker ---------------------------------------------------------------------------------------------------------
+def worker(impl: str, config_name: str, batch: int) -> None:
+    """Build one model + AdamW, then serve 'run <steps>' / 'profile' / 'quit' commands on stdin."""
+    import numpy as np
+
+    kw = model_kwargs(config_name)
+    if impl == "ours":
+        import paddle
+
+        from ernie import ErnieConfig, ErnieForPretraining, ErniePretrainingCriterion
+
+        model = ErnieForPretraining(ErnieConfig(**kw))
+        criterion = ErniePretrainingCriterion()
+
+        def loss_fn(scores, sop, labels, nsp):
+            return criterion(scores, sop, labels, nsp)[0]
+
+    else:
+        if impl == "paddlenlp+tuned":
+            from ernie.modeling import tune_cpu_math  # noqa: F401  (applies the settings at import)
+        import paddle
+        from paddlenlp.transformers import ErnieConfig, ErnieForPretraining, ErniePretrainingCriterion
+
+        model = ErnieForPretraining(ErnieConfig(**kw))
+        criterion = ErniePretrainingCriterion()
+
+        def loss_fn(scores, sop, labels, nsp):
+            lm, so = criterion(scores, sop, labels.reshape([-1, 1]), nsp.reshape([-1, 1]))
+            return lm + so
+
+    model.train()
+    opt = paddle.optimizer.AdamW(1e-4, parameters=model.parameters(), weight_decay=0.01)
+    rs = np.random.RandomState(0)
+    V = kw["vocab_size"]
+    ids = paddle.to_tensor(rs.randint(1, V, (batch, SEQ_LEN)))
+    seg = paddle.to_tensor((np.arange(SEQ_LEN)[None, :] >= SEQ_LEN // 2).repeat(batch, 0).astype("int64"))
+    pos = np.concatenate(
+        [r * SEQ_LEN + np.sort(rs.choice(np.arange(1, SEQ_LEN), MASKED_PER_SEQ, replace=False)) for r in range(batch)]
+    )
+    positions = paddle.to_tensor(pos)
+    labels = paddle.to_tensor(rs.randint(0, V, (len(pos),)))
+    nsp = paddle.to_tensor(rs.randint(0, 2, (batch,)))
+
+    def step():
+        scores, sop = model(ids, seg, masked_positions=positions)
+        loss = loss_fn(scores, sop, labels, nsp)
+        loss.backward()
+        opt.step()
+        opt.clear_grad()
+        return float(loss)
+
+    step()  # warm-up
+    print(json.dumps({"ready": True}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        if cmd[0] == "run":
+            n = int(cmd[1])
+            t0, c0 = time.perf_counter(), time.process_time()
+            for _ in range(n):
+                step()
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            print(json.dumps({"sec_per_step": wall / n, "cpu_per_step": cpu / n}), flush=True)
+        elif cmd[0] == "profile":
+            print(json.dumps({"profile": profile_step(step)}), flush=True)
+
+
+def profile_step(step) -> list:
+    """The operator rows (sorted by total CPU time) of Paddle's profiler summary over two steps."""
+    import contextlib
+    import io
+
+    import paddle.profiler as profiler
+
+    prof = profiler.Profiler(targets=[profiler.ProfilerTarget.CPU], on_trace_ready=lambda _: None)  # no trace files
+    prof.start()
+    for _ in range(2):
+        step()
+        prof.step()
+    prof.stop()
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False, time_unit="ms")
+    rows = [line.strip()[:100] for line in buf.getvalue().splitlines() if "dygraph" in line or "GradNode" in line]
+    return rows[:15]
+
+
+# ---- orchestration --------------------------------------------------------------------------------------------------
+class Worker:
+    def __init__(self, impl: str, config_name: str, batch: int, threads: int):
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+        env.pop("MKL_DEBUG_CPU_TYPE", None)
+        if impl == "paddlenlp":
+            env["ERNIE_NO_CPU_TUNING"] = "1"
+        else:
+            env.pop("ERNIE_NO_CPU_TUNING", None)
+        self.impl = impl
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.abspath(__file__), "--worker", impl, config_name, str(batch)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=env,
+        )
+
+    def _reply(self) -> dict:
+        for line in self.proc.stdout:
+            line = line.strip()
+            if line.startswith("{"):
+                return json.loads(line)
+        raise RuntimeError(f"worker {self.impl} exited (code {self.proc.wait()})")
+
+    def wait_ready(self):
+        self._reply()
+
+    def run(self, steps: int) -> dict:
+        self.proc.stdin.write(f"run {steps}\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
+    def profile(self) -> list:
+        self.proc.stdin.write("profile\n")
+        self.proc.stdin.flush()
+        return self._reply()["profile"]
+
+    def close(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass
+        self.proc.wait(timeout=60)
+
+
+def numpy_gemm_gflops(M: int, K: int, N: int, reps: int = 5) -> float:
+    import numpy as np
+
+    a = np.random.rand(M, K).astype(np.float32)
+    b = np.random.rand(K, N).astype(np.float32)
+    a @ b
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    return 2.0 * M * K * N * reps / (time.perf_counter() - t0) / 1e9
+
+
+def bench_config(config_name: str, batch: int, args) -> None:
+    kw = model_kwargs(config_name)
+    tokens = batch * SEQ_LEN
+    fpt = flops_per_token(kw)
+    print(f"\n== {config_name}: {kw['num_hidden_layers']} layers, hidden {kw['hidden_size']}, "
+          f"batch {batch} x seq {SEQ_LEN}, {MASKED_PER_SEQ} masked/seq; {fpt / 1e6:.1f} MFLOP/token (fwd+bwd)")
+    workers = [Worker(impl, config_name, batch, args.threads) for impl in args.impls]
+    for w in workers:  # start all, then wait: builds overlap with nothing timed
+        w.wait_ready()
+    steps = args.steps or (2 if kw["hidden_size"] <= 256 else 1)
+    results = {w.impl: [] for w in workers}
+    ceiling = []
+    for r in range(args.rounds):
+        ceiling.append(numpy_gemm_gflops(tokens, kw["hidden_size"], kw["intermediate_size"]))
+        order = workers if r % 2 == 0 else workers[::-1]
+        for w in order:
+            res = w.run(steps)
+            results[w.impl].append(res)
+            print(f"  round {r + 1} {w.impl:16s} {res['sec_per_step']:7.2f} s/step  "
+                  f"{tokens / res['sec_per_step']:8.0f} tokens/s  (cpu {res['cpu_per_step']:.2f} s/step)", flush=True)
+    if args.profile:
+        for w in workers:
+            print(f"  -- top ops, {w.impl} (2 steps, ms) --")
+            for row in w.profile():
+                print("   ", row)
+    for w in workers:
+        w.close()
+
+    ceil = statistics.median(ceiling)
+    print(f"  numpy fp32 GEMM [{tokens}x{kw['hidden_size']}]x[{kw['hidden_size']}x{kw['intermediate_size']}]: "
+          f"{ceil:.1f} GFLOP/s (median of rounds; the practical ceiling, {args.threads} thread(s))")
+    for impl, rs in results.items():
+        sps = statistics.median(x["sec_per_step"] for x in rs)
+        gf = fpt * tokens / sps / 1e9
+        print(f"  {impl:16s} median {tokens / sps:8.0f} tokens/s  {gf:6.1f} GFLOP/s  "
+              f"({100 * gf / ceil:4.1f}% of numpy GEMM)")
+    if "ours" in results:
+        for base in [i for i in results if i != "ours"]:
+            for key, what in (("sec_per_step", "wall"), ("cpu_per_step", "cpu ")):
+                ratios = [b[key] / o[key] for o, b in zip(results["ours"], results[base])]
+                print(f"  ours vs {base:16s} {what} speed-up per round {', '.join(f'{x:.2f}' for x in ratios)}  "
+                      f"median {statistics.median(ratios):.2f}x")
+        print("  (wall = tokens/s ratio; cpu = process CPU seconds per step, the steadier measure on a shared "
+              "machine when --threads 1)")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--configs", default="ernie-tiny-cpu,ernie-1.0-base-zh",
+                   help="comma-separated configs/models names; batch from --batch_size or 16 (tiny) / 8 (base)")
+    p.add_argument("--batch_size", type=int, default=None)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, default=None, help="timed steps per worker turn (default 2 tiny / 1 base)")
+    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--profile", action="store_true")
+    p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        worker(args.worker[0], args.worker[1], int(args.worker[2]))
+        return 0
+    args.impls = [i for i in args.impls.split(",") if i]
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # numpy's GEMM ceiling: same threads as the workers
+        os.environ[var] = str(args.threads)
+    print(f"threads {args.threads}, rounds {args.rounds}, load average {os.getloadavg()[0]:.1f} "
+          f"on {os.cpu_count()} CPUs at start")
+    for name in args.configs.split(","):
+        bench_config(name, args.batch_size or DEFAULT_RUNS.get(name, 8), args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

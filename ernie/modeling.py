@@ -1,0 +1,669 @@
+"""ERNIE 1.0 in Paddle: embeddings, post-LN Transformer encoder, pretraining heads (MLM + SOP) and task heads.
+
+State-dict names are those of ``paddlenlp.transformers`` ErnieModel / ErnieForPretraining / task models, so
+checkpoints move between the two libraries unchanged (see ``save_pretrained`` / ``from_pretrained``).
+
+Shapes: B batch, S sequence length, H hidden size, N number of masked positions in the batch, V vocab size.
+
+Speed on CPU (measured by benchmarks/bench_model.py against PaddleNLP's model in the same run):
+- :func:`tune_cpu_math` (run at import) makes the MKL inside the Paddle CPU wheel use its AVX2 GEMM on AMD CPUs
+  (3-4x on every matmul) and stops glibc from unmapping freed multi-MB tensors (every fresh allocation otherwise
+  page-faults in; an elementwise add was 5x slower than its arithmetic);
+- Linear layers and the tied decoder compute their bias gradient as a GEMV instead of Paddle's slow CPU row
+  reduction, and the broadcast position / token-type embedding adds likewise;
+- dropout masks come from numpy's generator (seeded from Paddle's, so ``paddle.seed`` and recompute still
+  reproduce them), 2-3x faster than Paddle's CPU dropout;
+- the q/k/v projections run as one GEMM on concatenated weights (parameters and names stay separate), with
+  1/sqrt(head_dim) folded into the q weight, and identity dropouts (p = 0, eval) are skipped.
+All of it computes the same fp32 quantities as PaddleNLP's model (tests/test_modeling_compat.py); off CPU-fp32
+(GPU, AMP dtypes) the stock Paddle kernels and F.scaled_dot_product_attention are used.
+"""
+from __future__ import annotations
+
+import io
+import os
+import warnings
+
+import numpy as np
+
+from ernie.utils import UserError, atomic_write
+
+
+def tune_cpu_math() -> None:
+    """Process-level CPU settings for Paddle's kernels (called at import; both keep fp32 results exact).
+
+    1. MKL's AVX2 GEMM on AMD CPUs: the MKL shipped with the Paddle CPU wheel takes a slow generic path on non-Intel
+       CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` (3-4x on every matmul). Set only if the user has not set it, and only
+       before the first GEMM of the process, hence at import.
+    2. glibc malloc keeps freed blocks instead of unmapping them (``M_MMAP_THRESHOLD`` / ``M_TRIM_THRESHOLD``):
+       Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each one is a
+       fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the arithmetic.
+       The cost is that the process keeps its peak heap instead of returning it to the OS.
+    Set ``ERNIE_NO_CPU_TUNING=1`` to skip both.
+    """
+    if os.environ.get("ERNIE_NO_CPU_TUNING"):
+        return
+    if "MKL_DEBUG_CPU_TYPE" not in os.environ:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                head = f.read(1 << 16)
+        except OSError:
+            head = ""
+        if "AuthenticAMD" in head and " avx2" in head:
+            os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+tune_cpu_math()
+
+import paddle  # noqa: E402  (after tune_cpu_math, before any GEMM)
+import paddle.nn as nn  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+from paddle.autograd import PyLayer  # noqa: E402
+from paddle.distributed.fleet.utils import recompute  # noqa: E402
+
+from ernie.configuration import ErnieConfig, resolve_config_file  # noqa: E402
+
+WEIGHTS_NAME = "model_state.pdparams"
+
+_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": paddle.tanh}
+
+
+def _init_attr(config: ErnieConfig) -> paddle.ParamAttr:
+    """Truncated normal(0, initializer_range), cut at two standard deviations."""
+    std = config.initializer_range
+    return paddle.ParamAttr(initializer=nn.initializer.TruncatedNormal(mean=0.0, std=std, a=-2 * std, b=2 * std))
+
+
+def _linear(config: ErnieConfig, d_in: int, d_out: int) -> nn.Linear:
+    return Linear(d_in, d_out, weight_attr=_init_attr(config))
+
+
+# ---- CPU fp32 kernels -----------------------------------------------------------------------------------------------
+# Paddle's CPU reduction over rows (the gradient of a broadcast bias add) is ~30x slower than the same sum done as a
+# [1, M] x [M, N] GEMV, and its dropout draws random numbers ~3x slower than numpy. The functions below compute the
+# same quantities through the fast routes for fp32 tensors on CPU. Everywhere else (GPU, AMP dtypes) the stock
+# Paddle ops run.
+
+
+def _cpu_fp32(x: paddle.Tensor) -> bool:
+    # Independent of the grad mode on purpose: recompute runs the forward under no_grad and again with grad, and
+    # both runs must take the same path (same dropout masks, same rounding).
+    return paddle.in_dynamic_mode() and x.dtype == paddle.float32 and x.place.is_cpu_place()
+
+
+def _on_accelerator(x: paddle.Tensor) -> bool:
+    return paddle.in_dynamic_mode() and not x.place.is_cpu_place()
+
+
+def _row_sum(dy2: paddle.Tensor) -> paddle.Tensor:
+    """Column sums of a 2-D tensor as a GEMV: [M, N] -> [N]."""
+    return paddle.matmul(paddle.ones([1, dy2.shape[0]], dtype=dy2.dtype), dy2).reshape([-1])
+
+
+class _LinearFn(PyLayer):
+    """y = x @ W (+ b), or x @ W^T (+ b) with ``transpose_w``; x [..., K] -> y [..., N]."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, transpose_w):
+        lead = list(x.shape[:-1])
+        x2 = x.reshape([-1, x.shape[-1]])
+        y = paddle.matmul(x2, weight, transpose_y=transpose_w)
+        if bias is not None:
+            y = y.add_(bias)
+        ctx.save_for_backward(x2, weight)
+        ctx.meta = (lead, transpose_w, bias is not None)
+        return y.reshape(lead + [y.shape[-1]])
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, weight = ctx.saved_tensor()
+        lead, transpose_w, has_bias = ctx.meta
+        dy2 = dy.reshape([-1, dy.shape[-1]])
+        if transpose_w:  # weight [N, K]
+            dx = paddle.matmul(dy2, weight)
+            dw = paddle.matmul(dy2, x2, transpose_x=True)
+        else:  # weight [K, N]
+            dx = paddle.matmul(dy2, weight, transpose_y=True)
+            dw = paddle.matmul(x2, dy2, transpose_x=True)
+        dx = dx.reshape(lead + [dx.shape[-1]])
+        return (dx, dw, _row_sum(dy2)) if has_bias else (dx, dw)
+
+
+class _AddBroadcastFn(PyLayer):
+    """y = x + r, with r broadcast over x's leading dims (r [*T], x [..., *T])."""
+
+    @staticmethod
+    def forward(ctx, x, r):
+        ctx.r_shape = list(r.shape)
+        return x + r
+
+    @staticmethod
+    def backward(ctx, dy):
+        numel = int(np.prod(ctx.r_shape))
+        return dy, _row_sum(dy.reshape([-1, numel])).reshape(ctx.r_shape)
+
+
+def linear(x, weight, bias=None, transpose_w: bool = False) -> paddle.Tensor:
+    """x @ W + b ([..., K] -> [..., N]); W is [K, N], or [N, K] with ``transpose_w``."""
+    if _cpu_fp32(x):
+        return _LinearFn.apply(x, weight, bias, transpose_w)
+    y = paddle.matmul(x, weight, transpose_y=transpose_w)
+    return y if bias is None else y + bias
+
+
+def add_broadcast(x: paddle.Tensor, r: paddle.Tensor) -> paddle.Tensor:
+    """x + r, r broadcast over the leading dims of x."""
+    return _AddBroadcastFn.apply(x, r) if _cpu_fp32(x) else x + r
+
+
+def dropout(x: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
+    """Dropout in upscale-in-train mode, skipped entirely when it is the identity (eval or p == 0).
+
+    On CPU fp32 the keep-mask is drawn by numpy's PCG64, seeded from Paddle's generator, so ``paddle.seed`` makes
+    runs reproducible and recompute (which replays Paddle's RNG state) regenerates the same mask.
+    """
+    if not training or p <= 0:
+        return x
+    if not _cpu_fp32(x):
+        return F.dropout(x, p, training=True)
+    seed = int(paddle.randint(0, 2**31 - 1, [1]).item())
+    u = np.random.default_rng(seed).random(int(np.prod(x.shape)), dtype=np.float32)
+    mask = np.multiply(u >= p, np.float32(1.0 / (1.0 - p)), dtype=np.float32).reshape(x.shape)
+    return x * paddle.to_tensor(mask)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and names) whose CPU training step uses the fast kernels above."""
+
+    def forward(self, x):
+        return linear(x, self.weight, self.bias)
+
+
+def attention_bias(mask: paddle.Tensor, dtype) -> paddle.Tensor:
+    """Additive attention bias in ``dtype`` from a keep-mask (bool) or an additive float mask.
+
+    Masked positions get the dtype's lowest finite value (not a -1e4 constant), so the bias is exact in fp32 and
+    safe in fp16/bf16.
+    """
+    if mask.dtype == paddle.bool:
+        # built in fp32 (exact for the fp16/bf16 lowest values too), then cast: `where` has no fp16/bf16 CPU kernel
+        low = paddle.full([], paddle.finfo(dtype).min, dtype="float32")
+        bias = paddle.where(mask, paddle.zeros([], dtype="float32"), low)
+        return bias if bias.dtype == dtype else bias.astype(dtype)
+    return mask.astype(dtype) if mask.dtype != dtype else mask
+
+
+class ErnieEmbeddings(nn.Layer):
+    """word + position + token type (+ task type) embeddings, then LayerNorm and dropout: [B, S] -> [B, S, H]."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        attr = _init_attr(config)
+        H = config.hidden_size
+        self.word_embeddings = nn.Embedding(config.vocab_size, H, padding_idx=config.pad_token_id, weight_attr=attr)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, H, weight_attr=attr)
+        self.type_vocab_size = config.type_vocab_size
+        if self.type_vocab_size > 0:
+            self.token_type_embeddings = nn.Embedding(config.type_vocab_size, H, weight_attr=attr)
+        self.use_task_id = config.use_task_id
+        self.task_id = config.task_id
+        if self.use_task_id:
+            self.task_type_embeddings = nn.Embedding(config.task_type_vocab_size, H, weight_attr=attr)
+        self.layer_norm = nn.LayerNorm(H, epsilon=config.layer_norm_eps)
+        self.dropout_prob = config.hidden_dropout_prob
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, task_type_ids=None):
+        seq_len = input_ids.shape[1]
+        x = self.word_embeddings(input_ids)
+        # Default ids are the same for every row: look them up once ([S, H] or [H]) and broadcast over the batch.
+        if position_ids is None:
+            x = add_broadcast(x, self.position_embeddings.weight[:seq_len])
+        else:
+            x = x + self.position_embeddings(position_ids)
+        if self.type_vocab_size > 0:
+            if token_type_ids is None:
+                x = add_broadcast(x, self.token_type_embeddings.weight[0])
+            else:
+                x = x + self.token_type_embeddings(token_type_ids)
+        if self.use_task_id:
+            if task_type_ids is None:
+                x = add_broadcast(x, self.task_type_embeddings.weight[self.task_id])
+            else:
+                x = x + self.task_type_embeddings(task_type_ids)
+        x = self.layer_norm(x)
+        return dropout(x, self.dropout_prob, self.training)
+
+
+class ErnieSelfAttention(nn.Layer):
+    """Multi-head self-attention with PaddleNLP's parameter names (q_proj, k_proj, v_proj, out_proj).
+
+    The three input projections run as one [B*S, H] x [H, 3H] GEMM on the concatenated weights.
+    """
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        H = config.hidden_size
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.dropout_prob = config.attention_probs_dropout_prob
+        # None: F.scaled_dot_product_attention on GPU/XPU in dynamic mode; the explicit matmul/softmax path on CPU
+        # (equally fast there, and its dropout uses the fast CPU mask) and in static graphs (exportable to ONNX).
+        # True/False force one path.
+        self.fused_attention: bool | None = None
+        self.q_proj = _linear(config, H, H)
+        self.k_proj = _linear(config, H, H)
+        self.v_proj = _linear(config, H, H)
+        self.out_proj = _linear(config, H, H)
+
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None) -> paddle.Tensor:
+        """x [B, S, H], mask: bool keep-mask or additive bias broadcastable to [B, heads, S, S] -> [B, S, H]."""
+        B, S, H = x.shape
+        # 1/sqrt(head_dim) is folded into the (small) q weight and bias instead of scaling q [B, heads, S, hd].
+        scale = self.head_dim**-0.5
+        weight = paddle.concat([self.q_proj.weight * scale, self.k_proj.weight, self.v_proj.weight], axis=1)
+        bias = paddle.concat([self.q_proj.bias * scale, self.k_proj.bias, self.v_proj.bias])
+        qkv = linear(x, weight, bias).reshape([B, S, 3, self.num_heads, self.head_dim])
+        use_fused = self.fused_attention if self.fused_attention is not None else _on_accelerator(x)
+        if use_fused:  # flash / memory-efficient kernels on GPU; layout [B, S, heads, head_dim]
+            q, k, v = qkv.unbind(2)
+            bias_ = None if mask is None else attention_bias(mask, q.dtype)
+            p = self.dropout_prob if self.training else 0.0
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias_, dropout_p=p, training=self.training,
+                                                     scale=1.0)  # 1/sqrt(head_dim) is already in q
+            return self.out_proj(context.reshape([B, S, H]))
+        q, k, v = qkv.transpose([2, 0, 3, 1, 4]).unbind(0)  # 3 x [B, heads, S, head_dim]
+        scores = paddle.matmul(q, k, transpose_y=True)  # [B, heads, S, S]
+        if mask is not None:
+            scores = scores + attention_bias(mask, scores.dtype)
+        probs = dropout(F.softmax(scores, axis=-1), self.dropout_prob, self.training)
+        context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([B, S, H])
+        return self.out_proj(context)
+
+
+class ErnieEncoderLayer(nn.Layer):
+    """Post-LN Transformer layer: x = LN(x + Attn(x)); x = LN(x + FFN(x)). Names as paddle's TransformerEncoderLayer."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.self_attn = ErnieSelfAttention(config)
+        self.linear1 = _linear(config, config.hidden_size, config.intermediate_size)
+        self.linear2 = _linear(config, config.intermediate_size, config.hidden_size)
+        self.norm1 = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.norm2 = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.activation = _ACTIVATIONS[config.hidden_act]
+        self.dropout_prob = config.hidden_dropout_prob
+
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None = None) -> paddle.Tensor:
+        x = self.norm1(x + dropout(self.self_attn(x, mask), self.dropout_prob, self.training))
+        ffn = self.linear2(self.activation(self.linear1(x)))
+        return self.norm2(x + dropout(ffn, self.dropout_prob, self.training))
+
+
+class ErnieEncoder(nn.Layer):
+    """A stack of encoder layers (``layers.{i}``), each optionally recomputed in backward (``use_recompute``)."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.layers = nn.LayerList([ErnieEncoderLayer(config) for _ in range(config.num_hidden_layers)])
+        self.use_recompute = config.use_recompute
+
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None) -> paddle.Tensor:
+        for layer in self.layers:
+            if self.use_recompute and self.training and not x.stop_gradient:
+                x = recompute(layer, x, mask)
+            else:
+                x = layer(x, mask)
+        return x
+
+
+class ErniePooler(nn.Layer):
+    """tanh(dense(hidden state of [CLS])): [B, S, H] -> [B, H]."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.dense = _linear(config, config.hidden_size, config.hidden_size)
+
+    def forward(self, hidden_states: paddle.Tensor) -> paddle.Tensor:
+        return paddle.tanh(self.dense(hidden_states[:, 0]))
+
+
+class ErniePretrainedModel(nn.Layer):
+    """Base class: holds the config, and reads/writes PaddleNLP-compatible checkpoint directories."""
+
+    base_model_prefix = "ernie"
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        if not isinstance(config, ErnieConfig):
+            raise TypeError(f"config must be an ErnieConfig, got {type(config).__name__}")
+        self.config = config
+        self.load_report: dict[str, list[str]] | None = None  # set by from_pretrained when weights were read
+
+    # ---- checkpoints ---------------------------------------------------------------------------------------------
+    def save_pretrained(self, save_dir: str | os.PathLike) -> None:
+        """Write ``model_state.pdparams`` + ``config.json`` + ``model_config.json`` into ``save_dir``.
+
+        Each file is written atomically; wrap the call in ``ernie.utils.atomic_dir`` to replace a whole directory.
+        """
+        save_dir = str(save_dir)
+        os.makedirs(save_dir, exist_ok=True)
+        buf = io.BytesIO()
+        paddle.save(self.state_dict(), buf)
+        with atomic_write(os.path.join(save_dir, WEIGHTS_NAME)) as f:
+            f.write(buf.getvalue())
+        # PaddleNLP reads "architectures" to pick the class in AutoModel; harmless elsewhere.
+        cfg = self.config.replace()
+        cfg.extra = {**cfg.extra, "architectures": [type(self).__name__]}
+        cfg.save_pretrained(save_dir)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, config: ErnieConfig | None = None, **overrides):
+        """Build the model from a checkpoint directory (weights + config), or from a shipped config name.
+
+        A name in ``configs/models`` (or a JSON file) gives a freshly initialised model. ``overrides`` replace config
+        fields (``use_recompute=True``, ``num_labels=3`` ...). Missing and unexpected weights are reported by name
+        (``warnings``; also in ``model.load_report``); shape mismatches raise :class:`UserError`. The model is
+        returned in eval mode (call ``.train()`` to train it).
+        """
+        path = str(name_or_dir)
+        if config is None:
+            config = ErnieConfig.from_file(resolve_config_file(path))
+        if overrides:
+            config = config.replace(**overrides)
+        model = cls(config)
+        if os.path.isdir(path):
+            weights = os.path.join(path, WEIGHTS_NAME)
+            if not os.path.isfile(weights):
+                raise UserError(f"{path}: no {WEIGHTS_NAME} in this directory")
+            try:
+                state = paddle.load(weights)
+            except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
+                raise UserError(f"{weights}: cannot read weights ({type(e).__name__}: {e})") from None
+            model.load_report = model.load_weights(state, source=weights)
+        model.eval()
+        return model
+
+    def load_weights(self, state: dict, source: str = "state dict") -> dict[str, list[str]]:
+        """Load a PaddleNLP-named state dict; returns ``{"missing": [...], "unexpected": [...]}``.
+
+        A checkpoint of the bare ErnieModel (no ``ernie.`` prefix) loads into a task model and vice versa. Aliases of
+        one parameter (tied decoder weight, ``decoder_bias``) may be absent.
+        """
+        own = self.state_dict()
+        state = _adapt_prefix(state, own, self.base_model_prefix)
+        aliases = _aliases(self)
+        mismatched = [
+            f"{k}: checkpoint {list(v.shape)} vs model {list(own[k].shape)}"
+            for k, v in state.items()
+            if k in own and list(v.shape) != list(own[k].shape)
+        ]
+        if mismatched:
+            raise UserError(f"{source}: shape mismatch for " + "; ".join(mismatched))
+        present = set(state)
+        missing = [k for k in own if k not in present and not (aliases.get(k, set()) & present)]
+        unexpected = [k for k in state if k not in own]
+        to_load = {k: v for k, v in state.items() if k in own}
+        for k, others in aliases.items():  # fill an absent alias from a present one
+            if k not in to_load:
+                src = next((o for o in others if o in to_load), None)
+                if src is not None:
+                    to_load[k] = to_load[src]
+        for k, v in to_load.items():
+            target = own[k]
+            value = v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v)
+            target.set_value(value.astype(target.dtype))
+        if missing:
+            warnings.warn(f"{source}: weights not in the checkpoint (left initialised): {', '.join(missing)}")
+        if unexpected:
+            warnings.warn(f"{source}: checkpoint weights not used by {type(self).__name__}: {', '.join(unexpected)}")
+        return {"missing": missing, "unexpected": unexpected}
+
+
+def _aliases(model: nn.Layer) -> dict[str, set[str]]:
+    """State-dict names that refer to one and the same parameter (tied or re-registered weights)."""
+    by_id: dict[int, list[str]] = {}
+    for name, p in model.state_dict().items():
+        by_id.setdefault(id(p), []).append(name)
+    return {n: set(names) - {n} for names in by_id.values() if len(names) > 1 for n in names}
+
+
+def _adapt_prefix(state: dict, own: dict, prefix: str) -> dict:
+    """Add or strip the base-model prefix so that a bare-model checkpoint fits a task model and vice versa."""
+    p = prefix + "."
+    own_prefixed = any(k.startswith(p) for k in own)
+    ckpt_prefixed = any(k.startswith(p) for k in state)
+    if own_prefixed and not ckpt_prefixed:
+        return {p + k: v for k, v in state.items()}
+    if ckpt_prefixed and not own_prefixed:
+        return {(k[len(p):] if k.startswith(p) else k): v for k, v in state.items()}
+    return state
+
+
+def _build_mask(input_ids, attention_mask, pad_token_id):
+    """Normalise the attention mask to a bool keep-mask [B, 1, 1|S, S] or an additive bias (4-D float)."""
+    if attention_mask is None:
+        return (input_ids != pad_token_id).unsqueeze([1, 2])
+    if attention_mask.ndim == 2:  # [B, S], 1 = attend, 0 = padding
+        return attention_mask.astype(paddle.bool).unsqueeze([1, 2])
+    if attention_mask.ndim == 3:  # [B, S, S]
+        attention_mask = attention_mask.unsqueeze(1)
+    if attention_mask.dtype in (paddle.bool, paddle.int32, paddle.int64):
+        return attention_mask.astype(paddle.bool)
+    return attention_mask  # additive float bias, broadcastable to [B, heads, S, S]
+
+
+class ErnieModel(ErniePretrainedModel):
+    """The bare encoder: (input_ids [B, S], ...) -> (sequence_output [B, S, H], pooled_output [B, H]).
+
+    ``attention_mask``: None (pad tokens masked), a 0/1 or bool [B, S] mask, or a 4-D additive float mask.
+    """
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__(config)
+        self.pad_token_id = config.pad_token_id
+        self.embeddings = ErnieEmbeddings(config)
+        self.encoder = ErnieEncoder(config)
+        self.pooler = ErniePooler(config)
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.word_embeddings
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, attention_mask=None, task_type_ids=None):
+        mask = _build_mask(input_ids, attention_mask, self.pad_token_id)
+        mask.stop_gradient = True
+        x = self.embeddings(input_ids, token_type_ids, position_ids, task_type_ids)
+        sequence_output = self.encoder(x, mask)
+        return sequence_output, self.pooler(sequence_output)
+
+
+class TiedDecoder(nn.Layer):
+    """Output projection sharing the word-embedding matrix ([V, H]) plus its own bias: [N, H] -> [N, V]."""
+
+    def __init__(self, embedding_weight: paddle.Tensor, vocab_size: int):
+        super().__init__()
+        self.weight = embedding_weight
+        self.bias = self.create_parameter([vocab_size], is_bias=True)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return linear(x, self.weight, self.bias, transpose_w=True)
+
+
+class ErnieLMPredictionHead(nn.Layer):
+    """MLM head on the gathered masked positions: dense -> act -> LayerNorm -> tied decoder (+ bias).
+
+    sequence_output [B, S, H], masked_positions [N] flat ``row * S + pos`` -> scores [N, V]
+    (all positions, [B, S, V], when masked_positions is None).
+    """
+
+    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
+        super().__init__()
+        self.transform = _linear(config, config.hidden_size, config.hidden_size)
+        self.activation = _ACTIVATIONS[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.decoder = TiedDecoder(embedding_weight, config.vocab_size)
+        self.decoder_bias = self.decoder.bias  # second name for the bias, as in PaddleNLP's state dict
+
+    def forward(self, sequence_output, masked_positions=None):
+        h = sequence_output
+        if masked_positions is not None:
+            h = paddle.gather(h.reshape([-1, h.shape[-1]]), masked_positions.reshape([-1]))
+        h = self.layer_norm(self.activation(self.transform(h)))
+        return self.decoder(h)
+
+
+class ErniePretrainingHeads(nn.Layer):
+    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
+        super().__init__()
+        self.predictions = ErnieLMPredictionHead(config, embedding_weight)
+        self.seq_relationship = _linear(config, config.hidden_size, 2)
+
+    def forward(self, sequence_output, pooled_output, masked_positions=None):
+        return self.predictions(sequence_output, masked_positions), self.seq_relationship(pooled_output)
+
+
+class ErnieForPretraining(ErniePretrainedModel):
+    """ERNIE with the MLM head (on masked positions) and the sentence-order (SOP) head.
+
+    forward(input_ids [B, S], token_type_ids, position_ids, attention_mask, masked_positions [N])
+    -> (prediction_scores [N, V], seq_relationship_score [B, 2]).
+    """
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__(config)
+        self.ernie = ErnieModel(config)
+        self.cls = ErniePretrainingHeads(config, self.ernie.embeddings.word_embeddings.weight)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, attention_mask=None, masked_positions=None):
+        sequence_output, pooled_output = self.ernie(input_ids, token_type_ids, position_ids, attention_mask)
+        return self.cls(sequence_output, pooled_output, masked_positions)
+
+
+class ErniePretrainingCriterion(nn.Layer):
+    """(prediction_scores [N, V], seq_relationship_score [B, 2], masked_lm_labels [N], next_sentence_labels [B])
+    -> (loss, lm_loss, sop_loss), losses in float32.
+
+    lm_loss is the mean over the labels != -1 (PaddleNLP's criterion divides by all N, padding included, so the two
+    differ when a batch has padded masked positions). With ``with_nsp_loss=False`` (binary_head off) loss == lm_loss and
+    sop_loss is a 0 scalar.
+    """
+
+    def __init__(self, with_nsp_loss: bool = True):
+        super().__init__()
+        self.with_nsp_loss = with_nsp_loss
+
+    def forward(self, prediction_scores, seq_relationship_score, masked_lm_labels, next_sentence_labels=None):
+        labels = masked_lm_labels.reshape([-1, 1]).astype("int64")
+        per_token = F.cross_entropy(prediction_scores.astype("float32"), labels, ignore_index=-1, reduction="none")
+        num_targets = (labels != -1).astype("float32").sum().clip(min=1.0)
+        lm_loss = per_token.sum() / num_targets
+        if not self.with_nsp_loss:
+            return lm_loss, lm_loss, paddle.zeros([], dtype="float32")
+        sop_labels = next_sentence_labels.reshape([-1, 1]).astype("int64")
+        sop_loss = F.cross_entropy(seq_relationship_score.astype("float32"), sop_labels, reduction="mean")
+        return lm_loss + sop_loss, lm_loss, sop_loss
+
+
+class ErnieOnlyMLMHead(nn.Layer):
+    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
+        super().__init__()
+        self.predictions = ErnieLMPredictionHead(config, embedding_weight)
+
+    def forward(self, sequence_output, masked_positions=None):
+        return self.predictions(sequence_output, masked_positions)
+
+
+class ErnieForMaskedLM(ErniePretrainedModel):
+    """ERNIE with the MLM head only: -> scores [N, V] (masked_positions given) or [B, S, V]."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__(config)
+        self.ernie = ErnieModel(config)
+        self.cls = ErnieOnlyMLMHead(config, self.ernie.embeddings.word_embeddings.weight)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, attention_mask=None, masked_positions=None):
+        sequence_output, _ = self.ernie(input_ids, token_type_ids, position_ids, attention_mask)
+        return self.cls(sequence_output, masked_positions)
+
+
+class _ErnieWithClassifier(ErniePretrainedModel):
+    """ERNIE + dropout + linear classifier (``config.num_labels`` outputs)."""
+
+    def __init__(self, config: ErnieConfig, num_outputs: int):
+        super().__init__(config)
+        self.ernie = ErnieModel(config)
+        p = config.classifier_dropout
+        self.dropout_prob = config.hidden_dropout_prob if p is None else p
+        self.classifier = _linear(config, config.hidden_size, num_outputs)
+        self.num_labels = num_outputs
+
+
+class ErnieForSequenceClassification(_ErnieWithClassifier):
+    """-> logits [B, num_labels] from the pooled [CLS]; with ``labels`` [B]: (loss, logits)."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__(config, config.num_labels)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, attention_mask=None, labels=None):
+        _, pooled = self.ernie(input_ids, token_type_ids, position_ids, attention_mask)
+        logits = self.classifier(dropout(pooled, self.dropout_prob, self.training))
+        if labels is None:
+            return logits
+        return F.cross_entropy(logits.astype("float32"), labels.reshape([-1, 1]).astype("int64")), logits
+
+
+class ErnieForTokenClassification(_ErnieWithClassifier):
+    """-> logits [B, S, num_labels]; with ``labels`` [B, S] (-100 ignored): (loss, logits)."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__(config, config.num_labels)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, attention_mask=None, labels=None):
+        sequence_output, _ = self.ernie(input_ids, token_type_ids, position_ids, attention_mask)
+        logits = self.classifier(dropout(sequence_output, self.dropout_prob, self.training))
+        if labels is None:
+            return logits
+        loss = F.cross_entropy(
+            logits.reshape([-1, self.num_labels]).astype("float32"),
+            labels.reshape([-1, 1]).astype("int64"),
+            ignore_index=-100,
+        )
+        return loss, logits
+
+
+class ErnieForQuestionAnswering(ErniePretrainedModel):
+    """-> (start_logits [B, S], end_logits [B, S])."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__(config)
+        self.ernie = ErnieModel(config)
+        self.classifier = _linear(config, config.hidden_size, 2)
+
+    def forward(self, input_ids, token_type_ids=None, position_ids=None, attention_mask=None):
+        sequence_output, _ = self.ernie(input_ids, token_type_ids, position_ids, attention_mask)
+        logits = self.classifier(sequence_output)
+        return logits[:, :, 0], logits[:, :, 1]
+
+
+__all__ = [
+    "ErnieConfig",
+    "ErnieEmbeddings",
+    "ErnieModel",
+    "ErniePretrainedModel",
+    "ErnieForPretraining",
+    "ErniePretrainingCriterion",
+    "ErnieForMaskedLM",
+    "ErnieForSequenceClassification",
+    "ErnieForTokenClassification",
+    "ErnieForQuestionAnswering",
+    "tune_cpu_math",
+    "attention_bias",
+]
