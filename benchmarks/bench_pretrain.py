@@ -1,0 +1,161 @@
+"""Pretraining throughput on CPU: our whole training run (scripts/run_pretrain.py) beside the same loop with
+PaddleNLP's ErnieForPretraining + ErniePretrainingCriterion swapped in (the baseline), same config, data, threads.
+
+    python benchmarks/bench_pretrain.py [--model ernie-mini-cpu] [--steps 30] [--threads 2] [--repeats 2]
+
+Each run is a fresh process (``OMP_NUM_THREADS`` fixed); steps/s is measured over the logging windows after the
+first (warm-up) one, from the run's train_log.jsonl. Prints absolute numbers and the ours / baseline ratio.
+Needs paddlenlp (the compat extra) for the baseline.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+
+# The baseline driver: the trainer of this repo with PaddleNLP's model and criterion (PaddleNLP's own names and
+# layout: its ErnieModel builds the attention bias from the 2-D mask, its criterion returns (lm, sop)).
+# With BENCH_STOCK_MKL=1 it also runs with MKL's default code path, as PaddleNLP's run_pretrain.py does; without it
+# it gets the same MKL_DEBUG_CPU_TYPE switch that importing ernie.modeling applies (on AMD CPUs).
+BASELINE_DRIVER = r"""
+import os
+import sys
+import paddle
+from paddlenlp.transformers import ErnieConfig as NLPConfig, ErnieForPretraining as NLPModel
+from paddlenlp.transformers import ErniePretrainingCriterion as NLPCriterion
+import ernie.modeling
+if os.environ.get("BENCH_STOCK_MKL"):  # undo ernie.modeling's MKL AVX2 switch (read by MKL at its first GEMM)
+    os.environ.pop("MKL_DEBUG_CPU_TYPE", None)
+from ernie.configuration import ErnieConfig
+from ernie.training import trainer
+
+def build_model(args, tokenizer):
+    m = args.model
+    cfg = ErnieConfig.from_pretrained(m.model_name_or_path, hidden_dropout_prob=m.hidden_dropout_prob,
+                                      attention_probs_dropout_prob=m.attention_probs_dropout_prob).to_dict()
+    keys = ("vocab_size hidden_size num_hidden_layers num_attention_heads intermediate_size hidden_act "
+            "hidden_dropout_prob attention_probs_dropout_prob max_position_embeddings type_vocab_size "
+            "initializer_range pad_token_id").split()
+    return NLPModel(NLPConfig(**{k: cfg[k] for k in keys}))
+
+class Criterion(paddle.nn.Layer):
+    def __init__(self, with_nsp_loss=True):
+        super().__init__()
+        self.inner = NLPCriterion(with_nsp_loss)
+    def forward(self, scores, sop_scores, labels, sop_labels):
+        lm, sop = self.inner(scores, sop_scores, labels.reshape([-1, 1]), sop_labels.reshape([-1, 1]))
+        return lm + sop, lm, sop
+
+trainer.build_model = build_model
+trainer.ErniePretrainingCriterion = Criterion
+trainer.main(sys.argv[1:])
+"""
+
+
+def build_corpus(out_dir: str, num_paragraphs: int) -> tuple[str, str]:
+    """vocab dir + npy token files of the first People's Daily paragraphs (whole words as char + ##chars)."""
+    from data_tools.corpus import peoples_daily_paragraphs
+    from data_tools.indexed_dataset import make_builder
+    from ernie.tokenizer import ErnieTokenizer
+
+    vocab_dir, data_dir = os.path.join(out_dir, "vocab"), os.path.join(out_dir, "data")
+    os.makedirs(vocab_dir)
+    os.makedirs(data_dir)
+    paragraphs = [[w for w, _ in p] for p in peoples_daily_paragraphs()[:num_paragraphs]]
+    chars = sorted({c for p in paragraphs for w in p for c in w})
+    with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(SPECIALS + chars + ["##" + c for c in chars]) + "\n")
+    tok = ErnieTokenizer.from_pretrained(vocab_dir)
+    builder = make_builder(os.path.join(data_dir, "pd"), "npy", np.uint16)
+    for words in paragraphs:
+        sentence = []
+        for w in words:
+            sentence.append(w)
+            if w in ("。", "！", "？"):
+                builder.add_item(tok.encode_words(sentence))
+                sentence = []
+        if sentence:
+            builder.add_item(tok.encode_words(sentence))
+        builder.end_document()
+    builder.finalize()
+    return vocab_dir, data_dir
+
+
+def run(name: str, cmd: list[str], threads: int, output_dir: str, log_every: int, tokens_per_step: int,
+        seqs_per_step: int, extra_env: dict[str, str]) -> dict[str, float]:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), **extra_env}
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"{name} failed:\n{proc.stderr[-3000:]}")
+    with open(os.path.join(output_dir, "train_log.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    windows = [r for r in records if r["event"] == "train" and r["step"] % log_every == 0][1:]  # skip warm-up
+    steps_per_s = log_every * len(windows) / sum(log_every / r["steps_per_second"] for r in windows)
+    return {"steps_per_s": steps_per_s, "seqs_per_s": steps_per_s * seqs_per_step,
+            "tokens_per_s": steps_per_s * tokens_per_step, "loss": windows[-1]["loss"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="ernie-mini-cpu", help="a config in configs/models (vocab_size is reset)")
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--micro_batch_size", type=int, default=16)
+    p.add_argument("--max_seq_len", type=int, default=128)
+    p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of every run")
+    p.add_argument("--repeats", type=int, default=2, help="alternating runs per side; the best one counts")
+    a = p.parse_args()
+    log_every = 5
+
+    from ernie.configuration import ErnieConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab_dir, data_dir = build_corpus(tmp, 3000)
+        vocab_size = sum(1 for _ in open(os.path.join(vocab_dir, "vocab.txt"), encoding="utf-8"))
+        model_json = os.path.join(tmp, "model.json")
+        cfg = ErnieConfig.from_pretrained(a.model, vocab_size=vocab_size)
+        with open(model_json, "w") as f:
+            json.dump(cfg.to_dict(), f)
+        driver = os.path.join(tmp, "baseline_driver.py")
+        with open(driver, "w") as f:
+            f.write(BASELINE_DRIVER)
+
+        def flags(out: str) -> list[str]:
+            return ["--model_name_or_path", model_json, "--tokenizer_name_or_path", vocab_dir, "--input_dir",
+                    data_dir, "--output_dir", out, "--device", "cpu", "--max_seq_len", str(a.max_seq_len),
+                    "--micro_batch_size", str(a.micro_batch_size), "--max_steps", str(a.steps),
+                    "--checkpoint_steps", str(10 * a.steps), "--save_steps", str(10 * a.steps),
+                    "--eval_freq", str(10 * a.steps), "--eval_iters", "0", "--test_iters", "0",
+                    "--logging_freq", str(log_every), "--num_workers", "1", "--max_lr", "1e-3"]
+
+        sides = {"stock": ("baseline: PaddleNLP model, stock MKL", driver, {"BENCH_STOCK_MKL": "1"}),
+                 "tuned": ("baseline: PaddleNLP model, MKL AVX2", driver, {}),
+                 "ours": ("ours: ernie.modeling", os.path.join(REPO, "scripts", "run_pretrain.py"), {})}
+        results: dict[str, list[dict]] = {k: [] for k in sides}
+        for r in range(a.repeats):
+            for key, (_, script, extra_env) in sides.items():
+                out = os.path.join(tmp, f"{key}{r}")
+                results[key].append(run(key, [sys.executable, script] + flags(out), a.threads, out, log_every,
+                                        a.micro_batch_size * a.max_seq_len, a.micro_batch_size, extra_env))
+        best = {k: max(v, key=lambda x: x["steps_per_s"]) for k, v in results.items()}
+
+    print(f"pretraining {a.model} (vocab {vocab_size}), seq {a.max_seq_len}, micro batch {a.micro_batch_size}, "
+          f"{a.steps} steps, OMP_NUM_THREADS={a.threads}, 1 process, fp32 CPU; best of {a.repeats}")
+    print(f"{'':40}{'steps/s':>9}{'seqs/s':>9}{'tokens/s':>10}{'last loss':>11}")
+    for key, (label, _, _) in sides.items():
+        b = best[key]
+        print(f"{label:40}{b['steps_per_s']:9.2f}{b['seqs_per_s']:9.1f}{b['tokens_per_s']:10.0f}{b['loss']:11.3f}")
+    for key in ("stock", "tuned"):
+        print(f"ratio ours / {sides[key][0]}: steps/s x{best['ours']['steps_per_s'] / best[key]['steps_per_s']:.2f}, "
+              f"tokens/s x{best['ours']['tokens_per_s'] / best[key]['tokens_per_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,323 @@
+"""Pretraining configuration: one dataclass per concern, filled from defaults < ``--config`` YAML < command line.
+
+Every field is a command-line flag with exactly PaddleNLP's ernie-1.0 ``run_pretrain.py`` name (``--max_lr``,
+``--micro_batch_size`` ...); ``--config`` and ``--amp_dtype`` are the only additions. A YAML config is either flat
+(``max_lr: 1e-4``) or grouped by the section names below (``optimizer: {max_lr: 1e-4}``).
+
+Everything that can be checked without Paddle is checked in :func:`parse_args`, so a bad flag is one clear line
+before any work starts. Checks that need the world size (batch divisibility) live in :func:`derive_batching`.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import yaml
+
+from data_tools.blending import parse_input_dir
+from ernie.configuration import resolve_config_file
+from ernie.utils import UserError
+
+REQUIRED = object()  # marker default: the flag must come from the command line or the YAML config
+
+
+@dataclass
+class ModelArgs:
+    model_type: str = field(default="ernie", metadata={"choices": ["ernie"], "help": "model family"})
+    model_name_or_path: str = field(default=REQUIRED, metadata={
+        "help": "model config: a name in configs/models (ernie-1.0-base-zh), a directory with model_config.json "
+                "or config.json (ours or PaddleNLP's), or a .json file; with --continue_training its weights"})
+    tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
+        "help": "directory with vocab.txt (+ tokenizer_config.json); default: model_name_or_path"})
+    continue_training: bool = field(default=False, metadata={
+        "help": "start from the weights in model_name_or_path with a fresh optimizer (instead of from scratch)"})
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    use_recompute: bool = field(default=False, metadata={"help": "recompute encoder layers in backward to save memory"})
+
+
+@dataclass
+class DataArgs:
+    input_dir: str = field(default=REQUIRED, metadata={
+        "help": "folder of token files ({P}_ids.npy + {P}_idx.npz, or {P}.bin + {P}.idx), one prefix, or "
+                "'w1 prefix1 w2 prefix2' to blend corpora"})
+    split: str = field(default="949,50,1", metadata={"help": "train,valid,test shares of the documents"})
+    max_seq_len: int = 512
+    binary_head: bool = field(default=True, metadata={"help": "train the sentence-order (SOP) head"})
+    masked_lm_prob: float = 0.15
+    short_seq_prob: float = 0.1
+    max_ngrams: int = 3
+    favor_longer_ngram: bool = False
+    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes per rank"})
+    share_folder: bool = field(default=False, metadata={
+        "help": "input_dir and output_dir are one shared folder across machines (index cache and checkpoints are "
+                "then written by global rank 0 only; otherwise by the first rank of every machine)"})
+
+
+@dataclass
+class OptimizerArgs:
+    max_lr: float = 1e-4
+    min_lr: float = 1e-5
+    warmup_rate: float = field(default=0.01, metadata={"help": "share of max_steps spent in linear warmup"})
+    decay_steps: Optional[int] = field(default=None, metadata={
+        "help": "step at which the decay reaches min_lr (default max_steps)"})
+    lr_decay_style: str = field(default="cosine", metadata={"choices": ["cosine", "linear", "none"]})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW decay; never applied to biases and norms"})
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    grad_clip: float = field(default=1.0, metadata={"help": "clip by global norm; 0 disables"})
+
+
+@dataclass
+class TrainingArgs:
+    output_dir: str = field(default=REQUIRED, metadata={"help": "checkpoints, logs and VisualDL records"})
+    device: str = field(default="gpu", metadata={"choices": ["cpu", "gpu", "xpu", "npu", "mlu"]})
+    seed: int = 1234
+    micro_batch_size: int = field(default=8, metadata={"help": "sequences per rank per forward"})
+    global_batch_size: Optional[int] = field(default=None, metadata={
+        "help": "sequences per optimizer step = micro_batch_size x ranks x accumulation (default: no accumulation)"})
+    max_steps: int = 500000
+    checkpoint_steps: int = field(default=500, metadata={"help": "save output_dir/model_last every N steps"})
+    save_steps: int = field(default=500, metadata={"help": "save output_dir/model_<step> every N steps"})
+    use_amp: bool = False
+    amp_dtype: str = field(default="float16", metadata={"choices": ["float16", "bfloat16"]})
+    fp16_opt_level: str = field(default="O2", metadata={"choices": ["O1", "O2"]})
+    scale_loss: float = field(default=32768.0, metadata={"help": "initial dynamic loss scale (float16 only)"})
+    max_nonfinite_steps: int = field(default=10, metadata={
+        "help": "stop after this many consecutive steps with a non-finite loss (float32/bfloat16)"})
+
+
+@dataclass
+class LoggingArgs:
+    logging_freq: int = 1
+    eval_freq: int = 500
+    eval_iters: int = field(default=10, metadata={"help": "global batches of validation data per evaluation"})
+    test_iters: Optional[int] = field(default=None, metadata={
+        "help": "global batches of test data evaluated at the end (default 10 x eval_iters)"})
+
+
+SECTIONS = {"model": ModelArgs, "data": DataArgs, "optimizer": OptimizerArgs, "training": TrainingArgs,
+            "logging": LoggingArgs}
+
+
+@dataclass
+class PretrainArgs:
+    model: ModelArgs
+    data: DataArgs
+    optimizer: OptimizerArgs
+    training: TrainingArgs
+    logging: LoggingArgs
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """Sectioned plain dict (the YAML layout of configs/pretrain and of a checkpoint's args.yaml)."""
+        return {name: dataclasses.asdict(getattr(self, name)) for name in SECTIONS}
+
+    def flat(self) -> dict[str, Any]:
+        return {k: v for section in self.to_dict().values() for k, v in section.items()}
+
+
+def _flag_owner() -> dict[str, str]:
+    """flag name -> section name."""
+    return {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
+
+
+def str2bool(value: str) -> bool:
+    v = str(value).strip().lower()
+    if v in ("1", "true", "yes", "y", "on", "t"):
+        return True
+    if v in ("0", "false", "no", "n", "off", "f"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+def _field_type(f: dataclasses.Field):
+    """The scalar type of a field (``Optional[int]`` -> int); annotations are strings under __future__."""
+    name = str(f.type).replace("Optional[", "").rstrip("]")
+    return {"str": str, "int": int, "float": float, "bool": str2bool}[name]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line through cli_main instead of argparse's usage dump + exit
+        raise UserError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="run_pretrain.py", description="ERNIE 1.0 pretraining (MLM + SOP), PaddleNLP flags.",
+                     argument_default=argparse.SUPPRESS)
+    parser.add_argument("--config", help="YAML file of flag values (flat or grouped by section); flags override it")
+    for section, cls in SECTIONS.items():
+        group = parser.add_argument_group(section)
+        for f in dataclasses.fields(cls):
+            kind = _field_type(f)
+            extra = {"nargs": "?", "const": True} if kind is str2bool else {}
+            default = "required" if f.default is REQUIRED else f.default
+            group.add_argument(f"--{f.name}", type=kind, choices=f.metadata.get("choices"),
+                               help=f"{f.metadata.get('help', '')} (default: {default})", **extra)
+    return parser
+
+
+def load_yaml_config(path: str) -> dict[str, Any]:
+    """Flat {flag: value} from a YAML config; unknown keys are an error naming the file."""
+    if not os.path.isfile(path):
+        raise UserError(f"--config: {path} does not exist")
+    try:
+        with open(path, encoding="utf-8") as f:
+            raw = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: expected a mapping of flag names to values")
+    owner = _flag_owner()
+    flat: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in SECTIONS and isinstance(value, dict):
+            for k, v in value.items():
+                if owner.get(k) != key:
+                    raise UserError(f"{path}: unknown key {key}.{k}")
+                flat[k] = v
+        elif key in owner:
+            flat[key] = value
+        else:
+            raise UserError(f"{path}: unknown key {key!r} (expected a run_pretrain.py flag name)")
+    return flat
+
+
+def _coerce(name: str, value: Any, f: dataclasses.Field, source: str) -> Any:
+    """Type-check a YAML value against its field."""
+    if value is None:
+        if "Optional" in str(f.type):
+            return None
+        raise UserError(f"{source}: {name} may not be null")
+    kind = _field_type(f)
+    try:
+        if kind is int and (isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())):
+            raise ValueError
+        value = kind(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        raise UserError(f"{source}: {name}: invalid value {value!r}") from None
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise UserError(f"{source}: {name}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> PretrainArgs:
+    """Parse and validate; raises :class:`UserError` naming the flag at fault."""
+    ns = vars(build_parser().parse_args(argv))
+    values: dict[str, Any] = {}
+    config_path = ns.pop("config", None)
+    fields = {f.name: f for cls in SECTIONS.values() for f in dataclasses.fields(cls)}
+    if config_path:
+        for k, v in load_yaml_config(config_path).items():
+            values[k] = _coerce(k, v, fields[k], config_path)
+    values.update(ns)
+    sections = {}
+    for section, cls in SECTIONS.items():
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            if f.name in values:
+                kwargs[f.name] = values[f.name]
+            elif f.default is REQUIRED:
+                raise UserError(f"--{f.name} is required (on the command line or in --config)")
+        sections[section] = cls(**kwargs)
+    args = PretrainArgs(**sections)
+    validate(args)
+    return args
+
+
+def _check(cond: bool, flag: str, message: str) -> None:
+    if not cond:
+        raise UserError(f"--{flag}: {message}")
+
+
+def validate(args: PretrainArgs) -> None:
+    """Checks of single flags and of flags against each other (world-size checks: :func:`derive_batching`)."""
+    m, d, o, t, lg = args.model, args.data, args.optimizer, args.training, args.logging
+    if m.tokenizer_name_or_path is None:
+        m.tokenizer_name_or_path = m.model_name_or_path
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        _check(0.0 <= getattr(m, name) < 1.0, name, "must be in [0, 1)")
+    try:
+        resolve_config_file(m.model_name_or_path)
+    except UserError as e:
+        raise UserError(f"--model_name_or_path: {e}") from None
+    if m.continue_training:
+        _check(os.path.isdir(m.model_name_or_path), "model_name_or_path",
+               f"{m.model_name_or_path} is not a directory; --continue_training needs a saved model "
+               "(model_state.pdparams + model_config.json/config.json)")
+    _check(os.path.isdir(m.tokenizer_name_or_path) and os.path.isfile(
+        os.path.join(m.tokenizer_name_or_path, "vocab.txt")), "tokenizer_name_or_path",
+        f"{m.tokenizer_name_or_path} has no vocab.txt (give a directory written by ErnieTokenizer.save_pretrained)")
+
+    parse_input_dir(d.input_dir)  # a folder, a prefix or "w1 prefix1 w2 prefix2"; errors name --input_dir
+    parts = d.split.replace("/", ",").split(",")
+    try:
+        shares = [float(p) for p in parts]
+    except ValueError:
+        shares = []
+    _check(len(shares) == 3 and min(shares) >= 0 and shares[0] > 0, "split",
+           f"expected three non-negative numbers train,valid,test with train > 0, got {d.split!r}")
+    _check(16 <= d.max_seq_len <= 65536, "max_seq_len", "must be in [16, 65536]")
+    _check(0.0 < d.masked_lm_prob < 1.0, "masked_lm_prob", "must be in (0, 1)")
+    _check(0.0 <= d.short_seq_prob <= 1.0, "short_seq_prob", "must be in [0, 1]")
+    _check(d.max_ngrams >= 1, "max_ngrams", "must be >= 1")
+    _check(d.num_workers >= 0, "num_workers", "must be >= 0")
+
+    _check(o.max_lr > 0, "max_lr", "must be > 0")
+    _check(0 <= o.min_lr <= o.max_lr, "min_lr", f"must be in [0, max_lr={o.max_lr}]")
+    _check(0.0 <= o.warmup_rate <= 1.0, "warmup_rate", "must be in [0, 1]")
+    if o.decay_steps is None:
+        o.decay_steps = t.max_steps
+    _check(o.decay_steps > o.warmup_rate * t.max_steps, "decay_steps",
+           f"must be > the warmup steps ({o.warmup_rate} x {t.max_steps})")
+    _check(o.weight_decay >= 0, "weight_decay", "must be >= 0")
+    _check(o.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
+    _check(0 <= o.adam_beta1 < 1 and 0 <= o.adam_beta2 < 1, "adam_beta1", "betas must be in [0, 1)")
+
+    _check(t.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
+    _check(t.global_batch_size is None or t.global_batch_size >= t.micro_batch_size, "global_batch_size",
+           f"must be >= micro_batch_size ({t.micro_batch_size})")
+    _check(t.max_steps >= 1, "max_steps", "must be >= 1")
+    for name in ("checkpoint_steps", "save_steps"):
+        _check(getattr(t, name) >= 1, name, "must be >= 1")
+    _check(t.scale_loss > 0, "scale_loss", "must be > 0")
+    _check(t.max_nonfinite_steps >= 1, "max_nonfinite_steps", "must be >= 1")
+    if os.path.exists(t.output_dir):
+        _check(os.path.isdir(t.output_dir), "output_dir", f"{t.output_dir} exists and is not a directory")
+
+    _check(lg.logging_freq >= 1, "logging_freq", "must be >= 1")
+    _check(lg.eval_freq >= 1, "eval_freq", "must be >= 1")
+    _check(lg.eval_iters >= 0, "eval_iters", "must be >= 0")
+    if lg.test_iters is None:
+        lg.test_iters = 10 * lg.eval_iters
+    _check(lg.test_iters >= 0, "test_iters", "must be >= 0")
+
+
+@dataclass
+class Batching:
+    """How a global batch is made: ``global_batch_size = micro_batch_size x dp_degree x accumulate_steps``."""
+    micro_batch_size: int
+    dp_degree: int
+    accumulate_steps: int
+
+    @property
+    def global_batch_size(self) -> int:
+        return self.micro_batch_size * self.dp_degree * self.accumulate_steps
+
+
+def derive_batching(args: PretrainArgs, world_size: int) -> Batching:
+    t = args.training
+    per_step = t.micro_batch_size * world_size
+    global_batch = t.global_batch_size if t.global_batch_size is not None else per_step
+    if global_batch % per_step:
+        raise UserError(f"--global_batch_size: {global_batch} is not a multiple of micro_batch_size x ranks = "
+                        f"{t.micro_batch_size} x {world_size} = {per_step}")
+    t.global_batch_size = global_batch
+    return Batching(t.micro_batch_size, world_size, global_batch // per_step)
+

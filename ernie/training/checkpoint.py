@@ -1,0 +1,124 @@
+"""Training checkpoints: everything needed to continue a run exactly, written atomically.
+
+A checkpoint directory (``output_dir/model_last`` or ``output_dir/model_<step>``) holds::
+
+    model_state.pdparams, model_config.json   weights + config (ErnieForPretraining.save_pretrained, float32)
+    vocab.txt, tokenizer_config.json          the tokenizer
+    model_state.pdopt                         optimizer state (moments, master weights, LR scheduler)
+    scaler.pdparams                           float16 dynamic loss-scaling state (only with --amp_dtype float16)
+    rng_state.pkl                             python / numpy / paddle RNG states of every rank
+    trainer_state.json                        global_step, consumed_samples, global_batch_size, world_size
+    args.yaml                                 the full configuration of the run
+
+It is built in a temporary sibling directory and renamed into place only when complete
+(:func:`ernie.utils.atomic_dir`), so a kill or a full disk at any moment leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pickle
+import random
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import paddle
+import yaml
+
+from ernie.utils import UserError, atomic_dir
+
+TRAINER_STATE = "trainer_state.json"
+OPTIMIZER_STATE = "model_state.pdopt"
+MODEL_STATE = "model_state.pdparams"
+SCALER_STATE = "scaler.pdparams"
+RNG_STATE = "rng_state.pkl"
+ARGS_FILE = "args.yaml"
+
+
+@dataclass
+class TrainerState:
+    global_step: int = 0
+    consumed_samples: int = 0
+    global_batch_size: int = 0
+    world_size: int = 1
+
+
+def rng_state() -> dict[str, Any]:
+    """This process's random states (dropout masks come from paddle's generator)."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "paddle": paddle.get_rng_state()}
+    if paddle.is_compiled_with_cuda() and paddle.device.get_device().startswith("gpu"):
+        state["cuda"] = paddle.get_cuda_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    paddle.set_rng_state(state["paddle"])
+    if "cuda" in state:
+        paddle.set_cuda_rng_state(state["cuda"])
+
+
+def save_checkpoint(path: str, *, model, optimizer, scaler, tokenizer, state: TrainerState,
+                    rng_states: list[dict[str, Any]], args_dict: dict[str, Any]) -> None:
+    """Write one complete checkpoint to ``path`` (atomically replacing an older one there).
+
+    ``model`` is the bare ErnieForPretraining (not the DataParallel wrapper); ``rng_states[r]`` is rank r's.
+    """
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        paddle.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_STATE))
+        if scaler is not None:
+            paddle.save(scaler.state_dict(), os.path.join(tmp, SCALER_STATE))
+        with open(os.path.join(tmp, RNG_STATE), "wb") as f:
+            pickle.dump(rng_states, f)
+        with open(os.path.join(tmp, TRAINER_STATE), "w", encoding="utf-8") as f:
+            json.dump(dataclasses.asdict(state), f, indent=2)
+        with open(os.path.join(tmp, ARGS_FILE), "w", encoding="utf-8") as f:
+            yaml.safe_dump(args_dict, f, sort_keys=False, allow_unicode=True)
+
+
+def read_trainer_state(path: str) -> TrainerState:
+    try:
+        with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
+            return TrainerState(**json.load(f))
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"{os.path.join(path, TRAINER_STATE)}: unreadable checkpoint state ({e}); "
+                        "move the checkpoint away to start over") from None
+
+
+def read_args(path: str) -> dict[str, Any]:
+    with open(os.path.join(path, ARGS_FILE), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def load_model_weights(path: str, model) -> None:
+    """Load ``path/model_state.pdparams`` (ours or PaddleNLP's names) into ``model``; shape mismatches are errors."""
+    file = os.path.join(path, MODEL_STATE)
+    if not os.path.isfile(file):
+        raise UserError(f"{path}: no {MODEL_STATE} (model weights) in this directory")
+    model.load_weights(paddle.load(file), source=file)
+
+
+def load_training_state(path: str, optimizer, scaler) -> list[dict[str, Any]]:
+    """Restore optimizer (+ LR scheduler) and loss-scaler state; returns the saved per-rank RNG states."""
+    optimizer.set_state_dict(paddle.load(os.path.join(path, OPTIMIZER_STATE)))
+    scaler_file = os.path.join(path, SCALER_STATE)
+    if scaler is not None and os.path.isfile(scaler_file):
+        scaler.load_state_dict(paddle.load(scaler_file))
+    with open(os.path.join(path, RNG_STATE), "rb") as f:
+        return pickle.load(f)
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``section.flag: old -> new`` for every setting that differs between two sectioned arg dicts."""
+    changes = []
+    for section, values in current.items():
+        old_values = saved.get(section) or {}
+        for key, value in values.items():
+            if key in old_values and old_values[key] != value:
+                changes.append(f"{section}.{key}: {old_values[key]!r} -> {value!r}")
+    return changes

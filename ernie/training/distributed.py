@@ -1,0 +1,106 @@
+"""Process-group setup for data-parallel pretraining under ``python -m paddle.distributed.launch``.
+
+``configure_threads`` must run before Paddle is imported (the CPU math libraries read OMP_NUM_THREADS once).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from dataclasses import dataclass
+
+from ernie.utils import UserError
+
+
+def configure_threads() -> int:
+    """Set OMP_NUM_THREADS to the cores available to this process divided by the processes on this machine,
+    unless the user already set it. Returns the value in effect."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        local_procs = int(os.environ.get("PADDLE_LOCAL_SIZE", "1"))
+        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, local_procs)))
+    return int(os.environ["OMP_NUM_THREADS"])
+
+
+@dataclass
+class DistEnv:
+    rank: int
+    world_size: int
+    local_rank: int
+    host: str
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def writes_checkpoints(self, share_folder: bool) -> bool:
+        """Global rank 0 writes to a shared folder; otherwise the first rank of every machine writes its copy."""
+        return self.rank == 0 if share_folder else self.local_rank == 0
+
+
+def init_distributed(device: str) -> DistEnv:
+    """Select the device and, under a multi-process launch, initialise the collective group (NCCL on GPU,
+    gloo on CPU)."""
+    import paddle
+    import paddle.distributed as dist
+
+    if device == "gpu" and not paddle.is_compiled_with_cuda():
+        raise UserError("--device gpu: this Paddle build has no CUDA support; pass --device cpu "
+                        "(or install paddlepaddle-gpu)")
+    try:
+        paddle.set_device(device)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"--device {device}: {e}") from None
+    world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
+    if world_size > 1:
+        dist.init_parallel_env()
+    return DistEnv(rank=dist.get_rank() if world_size > 1 else 0, world_size=world_size,
+                   local_rank=int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("PADDLE_RANK_IN_NODE", "0"))),
+                   host=socket.gethostname())
+
+
+def all_reduce_mean(values, world_size: int):
+    """Mean over ranks of a float32 tensor (in place, returned for chaining)."""
+    if world_size > 1:
+        import paddle.distributed as dist
+
+        dist.all_reduce(values)
+        values /= world_size
+    return values
+
+
+def barrier(world_size: int) -> None:
+    if world_size > 1:
+        import paddle.distributed as dist
+
+        dist.barrier()
+
+
+def all_gather_object(obj, world_size: int) -> list:
+    if world_size == 1:
+        return [obj]
+    import paddle.distributed as dist
+
+    out: list = []
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def tell_launcher(message: str) -> None:
+    """Print ``message`` on the console of ``paddle.distributed.launch`` (the parent process) as well.
+
+    The launcher shows the log of whichever rank it notices dead first, which after a crash is often a healthy
+    rank killed by the broken connection; this line makes the rank that failed first visible there. Linux only;
+    skipped when not under a launch or when the launcher's stderr is a regular file.
+    """
+    if "PADDLE_LOG_DIR" not in os.environ and "PADDLE_TRAINER_ENDPOINTS" not in os.environ:
+        return
+    target = f"/proc/{os.getppid()}/fd/2"
+    try:
+        # only a terminal or a pipe: into a regular file the launcher's own next write would overwrite the line
+        if not (stat.S_ISCHR(os.stat(target).st_mode) or stat.S_ISFIFO(os.stat(target).st_mode)):
+            return
+        with open(target, "a") as console:
+            console.write(message + "\n")
+    except OSError:
+        pass

@@ -1,0 +1,347 @@
+"""ERNIE 1.0 pretraining loop (MLM + SOP), data parallel, read top to bottom.
+
+    python -m paddle.distributed.launch --gpus 0,1,2,3 scripts/run_pretrain.py --config configs/pretrain/x.yaml
+    python -m paddle.distributed.launch --nproc_per_node 2 scripts/run_pretrain.py ...   # CPU, gloo
+
+One optimizer step consumes ``global_batch_size = micro_batch_size x ranks x accumulate_steps`` sequences: each rank
+runs ``accumulate_steps`` forward/backward passes on its own micro batches, gradients are all-reduced (averaged)
+only on the last of them (``DataParallel.no_sync`` on the others), then every rank applies the same update.
+
+Restarting the same command resumes from ``output_dir/model_last``: weights, optimizer moments, LR schedule,
+loss scale, data position (consumed samples) and every rank's RNG state, so a resumed fp32 run reproduces the
+uninterrupted one exactly.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import multiprocessing
+import os
+import random
+import re
+import sys
+import time
+import traceback
+
+import numpy as np
+import paddle
+
+from data_tools.batching import collate, DistributedBatchSampler
+from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
+from ernie.configuration import ErnieConfig
+from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion  # (its import tunes MKL for AMD CPUs)
+from ernie.tokenizer import ErnieTokenizer
+from ernie.utils import UserError, cli_main, resolve_dir
+
+from . import checkpoint as ckpt
+from .args import Batching, PretrainArgs, derive_batching, parse_args
+from .distributed import DistEnv, all_gather_object, all_reduce_mean, barrier, init_distributed, tell_launcher
+from .log import RunLogger, console, warn
+from .lr import WarmupDecay
+
+SOP_ONLY_PARAMETERS = ("ernie.pooler.", "cls.seq_relationship.")
+AMP_BLACK_LIST = ["reduce_sum", "softmax_with_cross_entropy", "c_softmax_with_cross_entropy", "elementwise_div"]
+
+
+# ----------------------------------------------------------------------------------------------- model + data
+
+
+def build_model(args: PretrainArgs, tokenizer):
+    """ErnieForPretraining from a config (from scratch) or, with --continue_training, from saved weights."""
+    m = args.model
+    config = ErnieConfig.from_pretrained(m.model_name_or_path, hidden_dropout_prob=m.hidden_dropout_prob,
+                                         attention_probs_dropout_prob=m.attention_probs_dropout_prob,
+                                         use_recompute=m.use_recompute)
+    if tokenizer.vocab_size > config.vocab_size:
+        raise UserError(f"--tokenizer_name_or_path: the vocabulary has {tokenizer.vocab_size} tokens but the model "
+                        f"config {m.model_name_or_path} has vocab_size {config.vocab_size}")
+    if args.data.max_seq_len > config.max_position_embeddings:
+        raise UserError(f"--max_seq_len: {args.data.max_seq_len} exceeds the model's max_position_embeddings "
+                        f"({config.max_position_embeddings})")
+    model = ErnieForPretraining(config)
+    if m.continue_training:
+        ckpt.load_model_weights(m.model_name_or_path, model)
+    if not args.data.binary_head:  # no SOP loss: freeze what only it trains (data parallel needs every grad)
+        for name, param in model.named_parameters():
+            if name.startswith(SOP_ONLY_PARAMETERS):
+                param.stop_gradient = True
+    return model
+
+
+def build_optimizer(args: PretrainArgs, model, use_master_weights: bool):
+    """AdamW (no weight decay on biases and LayerNorm) with warmup + decay and global-norm clipping."""
+    o, t = args.optimizer, args.training
+    scheduler = WarmupDecay(o.max_lr, o.min_lr, warmup_steps=o.warmup_rate * t.max_steps,
+                            decay_steps=o.decay_steps, style=o.lr_decay_style)
+    decayed = {p.name for n, p in model.named_parameters() if not any(k in n for k in ("bias", "norm"))}
+    optimizer = paddle.optimizer.AdamW(
+        learning_rate=scheduler, beta1=o.adam_beta1, beta2=o.adam_beta2, epsilon=o.adam_epsilon,
+        parameters=model.parameters(), weight_decay=o.weight_decay, apply_decay_param_fun=decayed.__contains__,
+        grad_clip=paddle.nn.ClipGradByGlobalNorm(o.grad_clip) if o.grad_clip > 0 else None,
+        multi_precision=use_master_weights)
+    return optimizer, scheduler
+
+
+def build_datasets(args: PretrainArgs, tokenizer, batching: Batching):
+    """(train, valid, test) over --input_dir; valid/test hold eval_iters / test_iters global batches."""
+    d, t, lg = args.data, args.training, args.logging
+    config = ErnieDatasetConfig(max_seq_len=d.max_seq_len, masked_lm_prob=d.masked_lm_prob,
+                                short_seq_prob=d.short_seq_prob, binary_head=d.binary_head, max_ngrams=d.max_ngrams,
+                                favor_longer_ngram=d.favor_longer_ngram, seed=t.seed, split=d.split,
+                                share_folder=d.share_folder)
+    gb = batching.global_batch_size
+    num_samples = (t.max_steps * gb, lg.eval_iters * gb, lg.test_iters * gb)
+    return build_train_valid_test_datasets(d.input_dir, tokenizer, config, num_samples)
+
+
+def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0):
+    """This rank's micro batches (dicts of tensors), starting after ``consumed_samples`` of the global stream."""
+    sampler = DistributedBatchSampler(len(dataset), args.training.micro_batch_size, env.rank, env.world_size,
+                                      consumed_samples=consumed_samples)
+    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                  num_workers=args.data.num_workers, return_list=True)
+    return iter(loader)
+
+
+# --------------------------------------------------------------------------------------------- one step
+
+
+def forward(model, criterion, batch, args: PretrainArgs):
+    """(loss, lm_loss, sop_loss) of one micro batch, under autocast when --use_amp."""
+    t = args.training
+    with paddle.amp.auto_cast(enable=t.use_amp, level=t.fp16_opt_level, dtype=t.amp_dtype,
+                              custom_black_list=AMP_BLACK_LIST):
+        prediction_scores, seq_relationship_score = model(
+            input_ids=batch["input_ids"], token_type_ids=batch["segment_ids"],
+            attention_mask=batch["input_mask"], masked_positions=batch["masked_lm_positions"])
+        loss, lm_loss, sop_loss = criterion(prediction_scores, seq_relationship_score, batch["masked_lm_labels"],
+                                            batch["next_sentence_labels"])
+    return loss, lm_loss, sop_loss
+
+
+@paddle.no_grad()
+def evaluate(model, criterion, dataset, iters: int, args: PretrainArgs, env: DistEnv) -> dict[str, float]:
+    """Mean losses over the first ``iters`` micro batches of every rank of a (fixed) held-out dataset."""
+    model.eval()
+    sums = paddle.zeros([3], dtype="float32")
+    data = batches(dataset, args, env)
+    for _ in range(iters):
+        sums += paddle.stack([x.astype("float32") for x in forward(model, criterion, next(data), args)])
+    model.train()
+    loss, lm_loss, sop_loss = all_reduce_mean(sums / iters, env.world_size).numpy().tolist()
+    return {"loss": loss, "lm_loss": lm_loss, "sop_loss": sop_loss}
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    paddle.seed(seed)
+
+
+# -------------------------------------------------------------------------------------------------- main
+
+
+def train(args: PretrainArgs, env: DistEnv) -> None:
+    m, t, lg = args.model, args.training, args.logging
+    batching = derive_batching(args, env.world_size)
+    use_fp16 = t.use_amp and t.amp_dtype == "float16"
+    if t.use_amp and t.device == "cpu":
+        warn("--use_amp: Paddle runs AMP only on GPU/XPU; on CPU the autocast and loss scaler are no-ops (fp32)")
+    set_seed(t.seed + env.rank)  # different dropout masks on every rank
+
+    # model, from scratch / continue_training / resume
+    tokenizer = ErnieTokenizer.from_pretrained(m.tokenizer_name_or_path)
+    model = build_model(args, tokenizer)
+    criterion = ErniePretrainingCriterion(with_nsp_loss=args.data.binary_head)
+    resume_dir = resolve_dir(os.path.join(t.output_dir, "model_last"))
+    state = ckpt.TrainerState(global_batch_size=batching.global_batch_size, world_size=env.world_size)
+    if resume_dir:
+        state = resume_state(resume_dir, args, env)
+        ckpt.load_model_weights(resume_dir, model)
+    if state.global_step >= t.max_steps:
+        console(f"{resume_dir} is already at step {state.global_step} >= --max_steps {t.max_steps}: nothing to do")
+        return
+
+    optimizer, scheduler = build_optimizer(args, model, use_master_weights=t.use_amp)
+    scaler = paddle.amp.GradScaler(init_loss_scaling=t.scale_loss) if use_fp16 else None
+    if t.use_amp and t.fp16_opt_level == "O2":  # low-precision weights, fp32 master copies in the optimizer
+        model, optimizer = paddle.amp.decorate(models=model, optimizers=optimizer, level="O2", dtype=t.amp_dtype,
+                                               master_weight=True, save_dtype="float32")
+    rng_states = ckpt.load_training_state(resume_dir, optimizer, scaler) if resume_dir else None
+    train_model = paddle.DataParallel(model) if env.world_size > 1 else model
+
+    # data: each rank reads its slice of every global batch, from where the checkpoint stopped (the sample-index
+    # caches are built by one rank per folder, the others wait: data_tools.index_cache)
+    train_ds, valid_ds, test_ds = build_datasets(args, tokenizer, batching)
+    train_data = batches(train_ds, args, env, consumed_samples=state.consumed_samples)
+
+    log = RunLogger(t.output_dir, enabled=env.is_main, start_step=state.global_step)
+    if env.is_main:
+        describe_run(args, env, batching, model, log, resume_dir, state)
+    if rng_states is not None:
+        if len(rng_states) == env.world_size:
+            ckpt.set_rng_state(rng_states[env.rank])
+        else:
+            warn(f"{resume_dir} was saved by {len(rng_states)} ranks, this run has {env.world_size}: "
+                 "dropout randomness restarts from --seed")
+
+    def save(path: str) -> None:
+        all_rng = all_gather_object(ckpt.rng_state(), env.world_size)
+        if env.writes_checkpoints(args.data.share_folder):
+            try:
+                ckpt.save_checkpoint(path, model=model, optimizer=optimizer, scaler=scaler, tokenizer=tokenizer,
+                                     state=state, rng_states=all_rng, args_dict=args.to_dict())
+            except OSError as e:
+                kept = resolve_dir(path) or resolve_dir(os.path.join(t.output_dir, "model_last"))
+                raise UserError(f"saving checkpoint {path} failed ({e.strerror or e}); "
+                                f"{'the previous checkpoint ' + kept + ' is intact' if kept else 'no checkpoint kept'}"
+                                ) from None
+        barrier(env.world_size)
+
+    # the loop: one iteration = one optimizer step over a global batch
+    acc = batching.accumulate_steps
+    window = np.zeros(3)  # summed finite (loss, lm_loss, sop_loss) since the last log line
+    window_finite, window_start, nonfinite_streak = 0, state.global_step, 0
+    tic, paused = time.time(), 0.0  # paused: time spent in evaluation and checkpoints, not counted as training
+    while state.global_step < t.max_steps:
+        lr = optimizer.get_lr()
+        sums = paddle.zeros([3], dtype="float32")
+        for micro in range(acc):
+            batch = next(train_data)
+            last_micro = micro == acc - 1
+            with contextlib.nullcontext() if last_micro or env.world_size == 1 else train_model.no_sync():
+                losses = forward(train_model, criterion, batch, args)
+                scaled = losses[0] / acc
+                (scaler.scale(scaled) if scaler else scaled).backward()
+            sums += paddle.stack([x.detach().astype("float32") for x in losses])
+        step_losses = all_reduce_mean(sums / acc, env.world_size).numpy()  # same on every rank
+
+        finite = bool(np.isfinite(step_losses).all())
+        if scaler is not None:
+            scaler.step(optimizer)  # skips the update when gradients overflowed, then adjusts the scale
+            scaler.update()
+        elif finite:
+            optimizer.step()
+        optimizer.clear_grad()
+        scheduler.step()
+        state.global_step += 1
+        state.consumed_samples += batching.global_batch_size
+        step = state.global_step
+
+        nonfinite_streak = 0 if finite else nonfinite_streak + 1
+        if nonfinite_streak >= t.max_nonfinite_steps:
+            last = resolve_dir(os.path.join(t.output_dir, "model_last"))
+            raise UserError(
+                f"the loss was not finite for {nonfinite_streak} consecutive steps (up to step {step}); "
+                f"stopping. Last good checkpoint: {last or 'none'}. Lower --max_lr, raise --warmup_rate or enable "
+                "--grad_clip, then rerun the same command to resume from it")
+        if finite:
+            window += step_losses
+            window_finite += 1
+
+        if step % lg.logging_freq == 0 or step == t.max_steps:
+            mean = window / window_finite if window_finite else np.full(3, np.nan)
+            log_train_step(log, args, batching, step, mean, lr, steps_done=step - window_start,
+                           elapsed=time.time() - tic - paused, scaler=scaler, consumed=state.consumed_samples)
+            window[:], window_finite, window_start = 0.0, 0, step
+            tic, paused = time.time(), 0.0
+        pause_start = time.time()
+        if valid_ds is not None and lg.eval_iters > 0 and step % lg.eval_freq == 0:
+            report_eval(log, "valid", step, evaluate(train_model, criterion, valid_ds, lg.eval_iters * acc, args, env))
+        if nonfinite_streak == 0:  # never checkpoint weights that may be broken
+            if step % t.save_steps == 0 or step == t.max_steps:
+                save(os.path.join(t.output_dir, f"model_{step}"))
+            if step % t.checkpoint_steps == 0 or step == t.max_steps:
+                save(os.path.join(t.output_dir, "model_last"))
+        paused += time.time() - pause_start
+
+    if test_ds is not None and lg.test_iters > 0:
+        report_eval(log, "test", state.global_step,
+                    evaluate(train_model, criterion, test_ds, lg.test_iters * acc, args, env))
+    log.close()
+
+
+def resume_state(resume_dir: str, args: PretrainArgs, env: DistEnv) -> ckpt.TrainerState:
+    """The checkpoint's step counters; every rank must see the same checkpoint; changed settings are reported."""
+    state = ckpt.read_trainer_state(resume_dir)
+    steps = all_gather_object(state.global_step, env.world_size)
+    if len(set(steps)) > 1:
+        raise UserError(f"ranks found different checkpoints in {resume_dir} (steps {steps}): with one output folder "
+                        "shared by all machines pass --share_folder true, otherwise give every machine the same "
+                        "model_last")
+    changes = ckpt.config_changes(ckpt.read_args(resume_dir), args.to_dict())
+    if env.is_main:
+        console(f"resuming from {resume_dir}: step {state.global_step}, {state.consumed_samples} samples consumed")
+        for change in changes:
+            warn(f"setting changed since the checkpoint: {change}")
+    if state.global_batch_size != args.training.global_batch_size:
+        raise UserError(f"--global_batch_size: the checkpoint in {resume_dir} was trained with "
+                        f"{state.global_batch_size}; resume with the same value (or start a new --output_dir)")
+    return state
+
+
+def describe_run(args, env: DistEnv, batching: Batching, model, log: RunLogger, resume_dir, state) -> None:
+    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
+    console(f"ranks: {env.world_size} (dp), micro batch {batching.micro_batch_size} x {env.world_size} ranks x "
+            f"{batching.accumulate_steps} accumulation = global batch {batching.global_batch_size}; "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; paddle {paddle.__version__} "
+            f"on {args.training.device}; {n_params / 1e6:.1f}M parameters")
+    for key, value in args.flat().items():
+        console(f"{key:30}: {value}")
+    log.text("args", json.dumps(args.to_dict(), indent=2))
+    if not resume_dir:
+        log.record("start", 0, world_size=env.world_size, global_batch_size=batching.global_batch_size)
+    else:
+        log.record("resume", state.global_step, world_size=env.world_size)
+
+
+def log_train_step(log: RunLogger, args, batching: Batching, step: int, losses, lr: float, steps_done: int,
+                   elapsed: float, scaler, consumed: int) -> None:
+    speed = steps_done / max(elapsed, 1e-9)
+    seqs = speed * batching.global_batch_size
+    tokens = seqs * args.data.max_seq_len
+    values = {"loss": float(losses[0]), "lm_loss": float(losses[1]), "sop_loss": float(losses[2]),
+              "learning_rate": lr, "steps_per_second": speed, "samples_per_second": seqs,
+              "tokens_per_second": tokens, "consumed_samples": consumed}
+    line = (f"global step {step}, loss: {losses[0]:.9f}, lm_loss: {losses[1]:.6f}, sop_loss: {losses[2]:.6f}, "
+            f"speed: {speed:.2f} steps/s, ips: {seqs:.2f} seqs/s, tokens/s: {tokens:.0f}, learning rate: {lr:.5e}")
+    if scaler is not None:
+        amp = {"loss_scaling": float(scaler._scale.item()), "incr_count": int(scaler._incr_count),
+               "decr_count": int(scaler._decr_count)}
+        line += ", " + ", ".join(f"{k}: {v:g}" for k, v in amp.items())
+        values.update(amp)
+    if log.enabled:
+        console(line)
+    log.record("train", step, **values)
+
+
+def report_eval(log: RunLogger, name: str, step: int, losses: dict[str, float]) -> None:
+    if log.enabled:
+        console(f"{name} step {step}, loss: {losses['loss']:.6f}, lm_loss: {losses['lm_loss']:.6f}, "
+                f"sop_loss: {losses['sop_loss']:.6f}")
+    log.record(name, step, **losses)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    env = init_distributed(args.training.device)
+    try:
+        train(args, env)
+    except Exception as e:
+        if env.world_size == 1:
+            raise
+        # Under a launch: name this rank, then exit at once (no teardown that could wait on dead peers), so that
+        # the launcher sees this rank fail first, reports its log and stops the others.
+        if not isinstance(e, UserError):
+            traceback.print_exc()
+        peer = re.search(r"pair_rank = (\d+)", str(e))
+        cause = f"lost contact with rank {peer.group(1)}, which stopped first (see its workerlog)" if peer else e
+        message = f"error: rank {env.rank} of {env.world_size} on {env.host}: {cause}"
+        print(message, file=sys.stderr, flush=True)
+        log_dir = os.environ.get("PADDLE_LOG_DIR")
+        tell_launcher(message + (f" (log: {log_dir}/workerlog.{env.local_rank})" if log_dir else ""))
+        sys.stdout.flush()
+        for worker in multiprocessing.active_children():  # DataLoader workers would outlive os._exit
+            worker.terminate()
+        os._exit(2 if isinstance(e, UserError) else 1)

@@ -1,0 +1,395 @@
+"""Pretraining (scripts/run_pretrain.py, ernie.training) on a tiny model and the built-in People's Daily corpus.
+
+Fast tests check flags, the LR schedule and checkpoint atomicity in-process; the slow ones run real trainings:
+loss falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == uninterrupted, 2-node launch,
+continue_training, AMP (bf16 O1/O2) and recompute.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from ernie.utils import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "scripts", "run_pretrain.py")
+SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+TINY_MODEL = {"vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
+              "intermediate_size": 256, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
+              "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 128, "type_vocab_size": 2,
+              "initializer_range": 0.02, "pad_token_id": 0}
+
+
+def build_demo(out_dir: str, num_paragraphs: int = 1500) -> dict[str, str]:
+    """vocab dir + npy token files of the first People's Daily paragraphs + a tiny model config."""
+    from data_tools.corpus import peoples_daily_paragraphs
+    from data_tools.indexed_dataset import make_builder
+    from ernie.tokenizer import ErnieTokenizer
+
+    vocab_dir, data_dir = os.path.join(out_dir, "vocab"), os.path.join(out_dir, "data")
+    os.makedirs(vocab_dir)
+    os.makedirs(data_dir)
+    paragraphs = [[w for w, _ in p] for p in peoples_daily_paragraphs()[:num_paragraphs]]
+    chars = sorted({c for p in paragraphs for w in p for c in w})
+    with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(SPECIALS + chars + ["##" + c for c in chars]) + "\n")
+    tok = ErnieTokenizer.from_pretrained(vocab_dir)
+    builder = make_builder(os.path.join(data_dir, "pd"), "npy", np.uint16)
+    for words in paragraphs:
+        sentence = []
+        for w in words:
+            sentence.append(w)
+            if w in ("。", "！", "？"):
+                builder.add_item(tok.encode_words(sentence))
+                sentence = []
+        if sentence:
+            builder.add_item(tok.encode_words(sentence))
+        builder.end_document()
+    builder.finalize()
+    model_json = os.path.join(out_dir, "tiny.json")
+    with open(model_json, "w") as f:
+        json.dump({**TINY_MODEL, "vocab_size": tok.vocab_size}, f)
+    return {"vocab": vocab_dir, "data": data_dir, "model": model_json}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    return build_demo(str(tmp_path_factory.mktemp("pretrain_demo")))
+
+
+def flags(demo, output_dir, **overrides) -> list[str]:
+    values = dict(model_name_or_path=demo["model"], tokenizer_name_or_path=demo["vocab"], input_dir=demo["data"],
+                  output_dir=output_dir, device="cpu", max_seq_len=64, micro_batch_size=8, max_steps=12,
+                  checkpoint_steps=4, save_steps=100, eval_freq=6, eval_iters=1, test_iters=1, max_lr=1e-2,
+                  min_lr=1e-3, warmup_rate=0.1, num_workers=0, logging_freq=1, seed=7)
+    values.update(overrides)
+    return [x for k, v in values.items() for x in (f"--{k}", str(v))]
+
+
+def run_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def run(cmd: list[str], cwd: str, check: bool = True, timeout: int = 240) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=run_env(), capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def train_losses(output_dir: str, event: str = "train") -> dict[int, float]:
+    with open(os.path.join(output_dir, "train_log.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    return {r["step"]: r["loss"] for r in records if r["event"] == event}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ------------------------------------------------------------------------------------------------ fast tests
+
+
+def test_flags_yaml_and_errors(demo, tmp_path):
+    from ernie.training.args import derive_batching, parse_args
+
+    config = tmp_path / "c.yaml"
+    config.write_text(textwrap.dedent(f"""
+        model: {{model_name_or_path: {demo['model']}, tokenizer_name_or_path: {demo['vocab']}}}
+        data: {{input_dir: {demo['data']}, max_seq_len: 64}}
+        optimizer: {{max_lr: 5.0e-4}}
+        training: {{output_dir: {tmp_path / 'out'}, micro_batch_size: 4, global_batch_size: 16}}
+        eval_freq: 7
+    """))
+    args = parse_args(["--config", str(config), "--max_lr", "1e-3", "--use_amp", "--amp_dtype", "bfloat16"])
+    assert args.optimizer.max_lr == 1e-3 and args.logging.eval_freq == 7 and args.training.use_amp
+    assert args.optimizer.decay_steps == args.training.max_steps and args.logging.test_iters == 100
+    assert derive_batching(args, world_size=2).accumulate_steps == 2
+    with pytest.raises(UserError, match="--global_batch_size: 16 is not a multiple .* 4 x 3"):
+        derive_batching(parse_args(["--config", str(config)]), world_size=3)
+
+    base = ["--config", str(config)]
+    for bad, message in [(["--max_lr", "fast"], "--max_lr"), (["--min_lr", "1"], "--min_lr"),
+                         (["--split", "1,2"], "--split"), (["--fp16_opt_level", "O3"], "--fp16_opt_level"),
+                         (["--input_dir", str(tmp_path)], "--input_dir"), (["--nonsense", "1"], "--nonsense"),
+                         (["--warmup_rate", "2"], "--warmup_rate"), (["--use_amp", "maybe"], "--use_amp"),
+                         (["--model_name_or_path", "no-such-model"], "--model_name_or_path"),
+                         (["--continue_training", "true"], "--model_name_or_path")]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            parse_args(base + bad)
+    (tmp_path / "bad.yaml").write_text("max_lr: 1\nmax_lrr: 2\n")
+    with pytest.raises(UserError, match="bad.yaml: unknown key 'max_lrr'"):
+        parse_args(["--config", str(tmp_path / "bad.yaml")])
+
+
+@pytest.mark.parametrize("name", ["ernie-tiny-cpu", "ernie-1.0-base-gpu", "ernie-1.0-base-gpu-fp16"])
+def test_shipped_configs_parse(demo, tmp_path, name):
+    from ernie.training.args import derive_batching, parse_args
+
+    args = parse_args(["--config", os.path.join(REPO, "configs", "pretrain", f"{name}.yaml"), "--input_dir",
+                       demo["data"], "--tokenizer_name_or_path", demo["vocab"], "--output_dir", str(tmp_path)])
+    world = 2 if "cpu" in name else 8
+    assert derive_batching(args, world).global_batch_size == args.training.global_batch_size
+
+
+def test_bad_flag_is_one_line_before_any_work(demo, tmp_path):
+    proc = run([sys.executable, SCRIPT] + flags(demo, str(tmp_path / "out"), global_batch_size=12), REPO, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error: --global_batch_size: 12 is not a multiple")
+    assert "Traceback" not in proc.stderr and not (tmp_path / "out").exists()
+
+
+def test_threads_per_process(monkeypatch):
+    from ernie.training.distributed import configure_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setenv("PADDLE_LOCAL_SIZE", "2")
+    assert configure_threads() == 4 and os.environ["OMP_NUM_THREADS"] == "4"
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")  # the user's choice wins
+    assert configure_threads() == 3
+
+
+def test_lr_schedule():
+    from ernie.training.lr import WarmupDecay, lr_at
+
+    assert lr_at(0, 1.0, 0.1, 10, 100, "cosine") == 0.0
+    assert lr_at(5, 1.0, 0.1, 10, 100, "cosine") == pytest.approx(0.5)
+    assert lr_at(10, 1.0, 0.1, 10, 100, "cosine") == pytest.approx(1.0)
+    assert lr_at(55, 1.0, 0.1, 10, 100, "cosine") == pytest.approx(0.55)
+    assert lr_at(55, 1.0, 0.1, 10, 100, "linear") == pytest.approx(0.55)
+    assert lr_at(32.5, 1.0, 0.1, 10, 100, "linear") == pytest.approx(0.775)
+    assert lr_at(100, 1.0, 0.1, 10, 100, "linear") == pytest.approx(0.1)
+    assert lr_at(500, 1.0, 0.1, 10, 100, "cosine") == 0.1
+    assert lr_at(500, 1.0, 0.1, 10, 100, "none") == 1.0
+    sched = WarmupDecay(1.0, 0.1, 10, 100, "cosine")
+    for _ in range(55):
+        sched.step()
+    assert sched() == pytest.approx(0.55)
+    restored = WarmupDecay(1.0, 0.1, 10, 100, "cosine")
+    restored.set_state_dict(sched.state_dict())
+    assert restored() == sched()
+
+
+def test_disk_full_during_save_keeps_previous_checkpoint(demo, tmp_path, monkeypatch, capsys):
+    """The second checkpoint write fails with ENOSPC: the run stops with one clear error, model_last still holds
+    the first checkpoint in full, and no temporary folder is left behind."""
+    import paddle
+
+    from ernie.training import checkpoint, trainer
+
+    real_save, calls = paddle.save, []
+
+    def full_disk_save(obj, path, *a, **kw):
+        if str(path).endswith(checkpoint.OPTIMIZER_STATE):
+            calls.append(path)
+            if len(calls) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *a, **kw)
+
+    monkeypatch.setattr(paddle, "save", full_disk_save)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        trainer.main(flags(demo, str(out), max_steps=8, checkpoint_steps=2, eval_iters=0, test_iters=0))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "No space left on device" in err and "model_last is intact" in err
+    assert checkpoint.read_trainer_state(str(out / "model_last")).global_step == 2
+    assert (out / "model_last" / checkpoint.OPTIMIZER_STATE).is_file()
+    assert not any(name.startswith(".model_last") for name in os.listdir(out))
+
+
+# ------------------------------------------------------------------------------------------------ slow tests
+
+
+@pytest.fixture(scope="module")
+def reference_run(demo, tmp_path_factory):
+    """An uninterrupted 12-step fp32 run with dropout (the baseline of several tests)."""
+    out = str(tmp_path_factory.mktemp("reference") / "out")
+    proc = run([sys.executable, SCRIPT] + flags(demo, out), REPO)
+    return out, proc
+
+
+@pytest.mark.slow
+def test_loss_falls_and_logs(demo, reference_run, tmp_path):
+    out, proc = reference_run
+    losses = train_losses(out)
+    assert sorted(losses) == list(range(1, 13))
+    assert np.mean([losses[s] for s in (10, 11, 12)]) < np.mean([losses[s] for s in (1, 2, 3)]) - 0.3
+    assert set(train_losses(out, "valid")) == {6, 12} and set(train_losses(out, "test")) == {12}
+    assert re.search(r"global step 12, loss: [\d.]+, lm_loss: [\d.]+, sop_loss: [\d.]+, speed: [\d.]+ steps/s, "
+                     r"ips: [\d.]+ seqs/s, tokens/s: \d+, learning rate: [\d.e+-]+", proc.stdout)
+    assert os.path.isdir(os.path.join(out, "visualdl")) and os.listdir(os.path.join(out, "visualdl"))
+    for ckpt_dir in ("model_last", "model_12"):
+        files = set(os.listdir(os.path.join(out, ckpt_dir)))
+        assert {"model_state.pdparams", "model_state.pdopt", "rng_state.pkl", "trainer_state.json", "args.yaml",
+                "vocab.txt", "model_config.json"} <= files
+    # the same command again: already complete, nothing retrained
+    again = run([sys.executable, SCRIPT] + flags(demo, out), REPO)
+    assert "nothing to do" in again.stdout
+    png = tmp_path / "curves.png"
+    run([sys.executable, os.path.join(REPO, "scripts", "plot_logs.py"), "--log", out, "--output", str(png)], REPO)
+    assert png.stat().st_size > 1000
+
+
+KILLER = """
+import os, signal, sys
+import paddle
+from ernie.training import trainer
+real_save, seen = paddle.save, []
+def killing_save(obj, path, *a, **kw):
+    if str(path).endswith("model_state.pdopt"):
+        seen.append(path)
+        if len(seen) == {kill_at}:
+            os.kill(os.getpid(), signal.SIGKILL)   # mid-run, in the middle of writing a checkpoint
+    return real_save(obj, path, *a, **kw)
+paddle.save = killing_save
+trainer.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_and_restart_reproduces_uninterrupted_run(demo, reference_run, tmp_path):
+    out = str(tmp_path / "out")
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER.format(kill_at=2))  # checkpoints at steps 4 and 8: dies while writing step 8's
+    killed = run([sys.executable, str(killer)] + flags(demo, out), REPO, check=False)
+    assert killed.returncode == -signal.SIGKILL
+    assert max(train_losses(out)) == 8 and os.path.isdir(os.path.join(out, ".model_last.tmp"))
+
+    resumed = run([sys.executable, SCRIPT] + flags(demo, out, save_steps=50), REPO)
+    assert "resuming from" in resumed.stdout and "step 4" in resumed.stdout
+    # a changed setting is reported on resume, not silently mixed
+    assert "setting changed since the checkpoint: training.save_steps: 100 -> 50" in resumed.stderr
+    reference = train_losses(reference_run[0])
+    losses = train_losses(out)
+    assert sorted(losses) == list(range(1, 13))
+    for step in range(1, 13):
+        assert losses[step] == pytest.approx(reference[step], rel=1e-6, abs=0), step
+    assert train_losses(out, "test")[12] == pytest.approx(train_losses(reference_run[0], "test")[12], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_two_ranks_equal_one_rank_with_accumulation(demo, tmp_path):
+    common = dict(micro_batch_size=4, global_batch_size=8, max_steps=6, checkpoint_steps=6, eval_freq=3,
+                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    one = str(tmp_path / "one")
+    run([sys.executable, SCRIPT] + flags(demo, one, **common), REPO)
+    two = str(tmp_path / "two")
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+              "--log_dir", str(tmp_path / "log")]
+    run(launch + [SCRIPT] + flags(demo, two, **common), REPO)
+    assert "x 2 ranks x 1 accumulation = global batch 8" in open(tmp_path / "log" / "workerlog.0").read()
+    a, b = train_losses(one), train_losses(two)
+    assert sorted(a) == sorted(b) == list(range(1, 7))
+    for step in a:
+        assert abs(a[step] - b[step]) <= 1e-5 * abs(a[step]), (step, a[step], b[step])
+    for event in ("valid", "test"):
+        for step, value in train_losses(one, event).items():
+            assert train_losses(two, event)[step] == pytest.approx(value, rel=1e-5)
+
+
+@pytest.mark.slow
+def test_two_node_launch_on_localhost(demo, tmp_path):
+    out, port = str(tmp_path / "out"), free_port()
+    cmds = [[sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master", f"127.0.0.1:{port}",
+             "--rank", str(r), "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{r}"), SCRIPT]
+            + flags(demo, out, max_steps=4, checkpoint_steps=2, micro_batch_size=4, eval_freq=2, share_folder="true",
+                    binary_head="false")  # MLM only: the SOP-only weights are frozen, data parallel must cope
+            for r in (0, 1)]
+    procs = [subprocess.Popen(c, cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for c in cmds]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outputs
+    assert sorted(train_losses(out)) == [1, 2, 3, 4]
+    assert "ranks: 2 (dp)" in open(tmp_path / "log0" / "workerlog.0").read()
+
+
+@pytest.mark.slow
+def test_continue_training_from_saved_dir(demo, reference_run, tmp_path):
+    saved = os.path.join(reference_run[0], "model_12")
+    out = str(tmp_path / "out")
+    run([sys.executable, SCRIPT] + flags(demo, out, model_name_or_path=saved, continue_training="true",
+                                         max_steps=3, warmup_rate=0.0, eval_iters=0, test_iters=0), REPO)
+    continued = train_losses(out)
+    scratch = train_losses(reference_run[0])
+    assert continued[1] < scratch[1] - 0.3  # starts from the trained weights, not from scratch
+    assert os.path.isfile(os.path.join(out, "model_last", "model_state.pdparams"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("extra", [dict(use_amp="true", amp_dtype="bfloat16", fp16_opt_level="O1"),
+                                   dict(use_amp="true", amp_dtype="bfloat16", fp16_opt_level="O2",
+                                        use_recompute="true")], ids=["bf16-O1", "bf16-O2-recompute"])
+def test_amp_and_recompute_paths_run(demo, tmp_path, extra):
+    from ernie.training import trainer
+
+    out = str(tmp_path / "out")
+    trainer.main(flags(demo, out, max_steps=3, checkpoint_steps=3, eval_freq=3, **extra))
+    losses = train_losses(out)
+    assert sorted(losses) == [1, 2, 3] and all(math.isfinite(v) for v in losses.values())
+
+
+@pytest.mark.slow
+def test_nonfinite_losses_stop_with_last_good_checkpoint(demo, tmp_path, monkeypatch, capsys):
+    from ernie.training import trainer
+
+    real_forward, calls = trainer.forward, []
+
+    def poisoned_forward(*a, **kw):
+        calls.append(1)
+        loss, lm, sop = real_forward(*a, **kw)
+        return (loss * float("nan"), lm, sop) if len(calls) > 5 else (loss, lm, sop)
+
+    monkeypatch.setattr(trainer, "forward", poisoned_forward)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        trainer.main(flags(demo, str(out), max_steps=20, checkpoint_steps=2, max_nonfinite_steps=3,
+                           eval_iters=0, test_iters=0))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "not finite for 3 consecutive steps (up to step 8)" in err and "model_last" in err
+    from ernie.training.checkpoint import read_trainer_state
+
+    assert read_trainer_state(str(out / "model_last")).global_step == 4
+
+
+CRASHER = """
+import os, sys
+from ernie.training import trainer
+real_forward, calls = trainer.forward, []
+def failing_forward(*a, **kw):
+    calls.append(1)
+    if os.environ.get("PADDLE_TRAINER_ID") == "1" and len(calls) == 3:
+        raise RuntimeError("injected worker failure")
+    return real_forward(*a, **kw)
+trainer.forward = failing_forward
+trainer.main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_worker_crash_ends_the_launch_naming_the_rank(demo, tmp_path):
+    crasher = tmp_path / "crasher.py"
+    crasher.write_text(CRASHER)
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+              "--log_dir", str(tmp_path / "log"), str(crasher)]
+    proc = run(launch + flags(demo, str(tmp_path / "out"), max_steps=50, micro_batch_size=4), REPO, check=False,
+               timeout=180)
+    assert proc.returncode != 0
+    assert "error: rank 1 of 2" in open(tmp_path / "log" / "workerlog.1").read()
+    # on the launcher's console, whichever rank the launcher happens to notice dead first
+    assert "error: rank 1 of 2 on" in proc.stdout + proc.stderr and "injected worker failure" in proc.stderr
