@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -393,3 +394,57 @@ def test_worker_crash_ends_the_launch_naming_the_rank(demo, tmp_path):
     assert "error: rank 1 of 2" in open(tmp_path / "log" / "workerlog.1").read()
     # on the launcher's console, whichever rank the launcher happens to notice dead first
     assert "error: rank 1 of 2 on" in proc.stdout + proc.stderr and "injected worker failure" in proc.stderr
+
+
+def _pids_running(marker: str) -> list[int]:
+    """PIDs of processes whose command line contains ``marker``."""
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if marker.encode() in f.read():
+                    out.append(int(pid))
+        except OSError:
+            pass
+    return out
+
+
+@pytest.mark.slow
+def test_sigkill_to_the_launcher_takes_the_workers_down(demo, tmp_path):
+    """paddle.distributed.launch puts each worker in a session of its own: a SIGKILL to the launcher alone must
+    still end them, or they would keep writing checkpoints beside the restarted run."""
+    out = str(tmp_path / "orphan_check_out")
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+              "--log_dir", str(tmp_path / "log"), SCRIPT]
+    proc = subprocess.Popen(launch + flags(demo, out, max_steps=10_000, checkpoint_steps=10_000, eval_freq=10_000),
+                            cwd=REPO, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while not os.path.exists(os.path.join(out, "train_log.jsonl")):
+            assert proc.poll() is None and time.time() < deadline, "the launch did not start training"
+            time.sleep(0.5)
+        workers = [p for p in _pids_running(out) if p != proc.pid]
+        assert workers, "no worker processes found"
+        os.kill(proc.pid, signal.SIGKILL)  # the launcher only, not its process group
+        proc.wait()
+        deadline = time.time() + 30
+        while _pids_running(out) and time.time() < deadline:
+            time.sleep(0.5)
+        assert _pids_running(out) == []
+    finally:
+        for pid in _pids_running(out):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_second_run_on_the_same_output_dir_is_refused(tmp_path):
+    from ernie.training.distributed import lock_output_dir
+
+    held = lock_output_dir(str(tmp_path))
+    code = ("import sys\nfrom ernie.training.distributed import lock_output_dir\nfrom ernie.utils import UserError\n"
+            f"try:\n    lock_output_dir({str(tmp_path)!r})\nexcept UserError as e:\n    print(e); sys.exit(3)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 3 and f"pid {os.getpid()}" in proc.stdout
+    held.close()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -4,9 +4,13 @@
 """
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import os
+import signal
 import socket
 import stat
+import sys
 from dataclasses import dataclass
 
 from ernie.utils import UserError
@@ -20,6 +24,47 @@ def configure_threads() -> int:
         local_procs = int(os.environ.get("PADDLE_LOCAL_SIZE", "1"))
         os.environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, local_procs)))
     return int(os.environ["OMP_NUM_THREADS"])
+
+
+def under_launch() -> bool:
+    return "PADDLE_LOG_DIR" in os.environ or "PADDLE_TRAINER_ENDPOINTS" in os.environ
+
+
+def die_with_launcher() -> None:
+    """Make this worker die when ``paddle.distributed.launch`` dies.
+
+    The launcher starts every worker in a session of its own, so a SIGKILL to the launcher (the OOM killer, a job
+    scheduler, a crash) does not reach the workers: they would go on training and writing checkpoints into the
+    same output_dir as the restarted run. Linux sends SIGKILL to this process when its parent exits.
+    """
+    if not under_launch() or not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    PR_SET_PDEATHSIG = 1
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the launcher died before prctl took effect
+        os._exit(1)
+
+
+def lock_output_dir(output_dir: str):
+    """Hold an exclusive lock on ``output_dir`` for the life of the process, so two runs can never write the same
+    checkpoints. Returns the open lock file (keep a reference); another live run is a ``UserError``."""
+    os.makedirs(output_dir, exist_ok=True)
+    path = os.path.join(output_dir, ".run.lock")
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise UserError(f"--output_dir {output_dir}: another run ({holder}) is writing to it; stop it first") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    f.flush()
+    return f
 
 
 @dataclass
@@ -93,7 +138,7 @@ def tell_launcher(message: str) -> None:
     rank killed by the broken connection; this line makes the rank that failed first visible there. Linux only;
     skipped when not under a launch or when the launcher's stderr is a regular file.
     """
-    if "PADDLE_LOG_DIR" not in os.environ and "PADDLE_TRAINER_ENDPOINTS" not in os.environ:
+    if not under_launch():
         return
     target = f"/proc/{os.getppid()}/fd/2"
     try:

@@ -35,7 +35,8 @@ from ernie.utils import UserError, cli_main, resolve_dir
 
 from . import checkpoint as ckpt
 from .args import Batching, PretrainArgs, derive_batching, parse_args
-from .distributed import DistEnv, all_gather_object, all_reduce_mean, barrier, init_distributed, tell_launcher
+from .distributed import (DistEnv, all_gather_object, all_reduce_mean, barrier, die_with_launcher, init_distributed,
+                          lock_output_dir, tell_launcher)
 from .log import RunLogger, console, warn
 from .lr import WarmupDecay
 
@@ -148,6 +149,8 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     if t.use_amp and t.device == "cpu":
         warn("--use_amp: Paddle runs AMP only on GPU/XPU; on CPU the autocast and loss scaler are no-ops (fp32)")
     set_seed(t.seed + env.rank)  # different dropout masks on every rank
+    if env.writes_checkpoints(args.data.share_folder):
+        run_lock = lock_output_dir(t.output_dir)  # noqa: F841 (held until the process exits)
 
     # model, from scratch / continue_training / resume
     tokenizer = ErnieTokenizer.from_pretrained(m.tokenizer_name_or_path)
@@ -325,6 +328,7 @@ def report_eval(log: RunLogger, name: str, step: int, losses: dict[str, float]) 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    die_with_launcher()
     env = init_distributed(args.training.device)
     try:
         train(args, env)
