@@ -201,6 +201,10 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
                                 ) from None
         barrier(env.world_size)
 
+    if state.global_step == 0 and valid_ds is not None and lg.eval_iters > 0:  # the "before" of the curves
+        iters = lg.eval_iters * batching.accumulate_steps
+        report_eval(log, "valid", 0, evaluate(train_model, criterion, valid_ds, iters, args, env))
+
     # the loop: one iteration = one optimizer step over a global batch
     acc = batching.accumulate_steps
     window = np.zeros(3)  # summed finite (loss, lm_loss, sop_loss) since the last log line

