@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
@@ -62,8 +61,7 @@ trainer.main(sys.argv[1:])
 
 def build_corpus(out_dir: str, num_paragraphs: int) -> tuple[str, str]:
     """vocab dir + npy token files of the first People's Daily paragraphs (whole words as char + ##chars)."""
-    from data_tools.corpus import peoples_daily_paragraphs
-    from data_tools.indexed_dataset import make_builder
+    from data_tools.corpus import peoples_daily_paragraphs, write_peoples_daily_token_files
     from ernie.tokenizer import ErnieTokenizer
 
     vocab_dir, data_dir = os.path.join(out_dir, "vocab"), os.path.join(out_dir, "data")
@@ -74,18 +72,7 @@ def build_corpus(out_dir: str, num_paragraphs: int) -> tuple[str, str]:
     with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(SPECIALS + chars + ["##" + c for c in chars]) + "\n")
     tok = ErnieTokenizer.from_pretrained(vocab_dir)
-    builder = make_builder(os.path.join(data_dir, "pd"), "npy", np.uint16)
-    for words in paragraphs:
-        sentence = []
-        for w in words:
-            sentence.append(w)
-            if w in ("。", "！", "？"):
-                builder.add_item(tok.encode_words(sentence))
-                sentence = []
-        if sentence:
-            builder.add_item(tok.encode_words(sentence))
-        builder.end_document()
-    builder.finalize()
+    write_peoples_daily_token_files(os.path.join(data_dir, "pd"), tok, num_paragraphs=num_paragraphs)
     return vocab_dir, data_dir
 
 

@@ -117,9 +117,17 @@ def make_token_files(w: str, seg: str) -> None:
     from data_tools.indexed_dataset import IndexedDataset
     from ernie import ErnieTokenizer
 
+    from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
+
     tok = ErnieTokenizer.from_pretrained(f"{w}/vocab")
     ds = IndexedDataset(f"{w}/data/news")
-    print("  decoded with word boundaries: " + " ".join(tok.convert_ids_to_tokens(ds[3].tolist()))[:160])
+    print("  token file, decoded with word boundaries: " + " ".join(tok.convert_ids_to_tokens(ds[3].tolist()))[:160])
+    config = ErnieDatasetConfig(max_seq_len=64, seed=1, split="98,1,1", cache_dir=f"{w}/data/demo_cache")
+    train, _, _ = build_train_valid_test_datasets(f"{w}/data/news", tok, config, (8, 0, 0))
+    sample = train[0]
+    print("  pretraining sample, whole words masked: "
+          + "".join(tok.convert_ids_to_tokens(sample["input_ids"][sample["input_mask"] == 1].tolist())))
+    print("  masked-LM labels: " + " ".join(tok.convert_ids_to_tokens(sample["masked_lm_labels"].tolist())))
 
 
 def pretrain_cmd(w: str, nproc: int, max_steps: int) -> list[str]:

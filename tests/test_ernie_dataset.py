@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import re
 import subprocess
 import sys
 
@@ -13,33 +12,15 @@ import pytest
 
 from data_tools import index_cache
 from data_tools.blending import parse_input_dir
+from data_tools.corpus import write_peoples_daily_token_files
 from data_tools.ernie_dataset import (ErnieDatasetConfig, build_train_valid_test_datasets, mapping_cache_path,
                                       split_documents, train_valid_test_num_samples, truncation_amounts)
 from data_tools.indexed_dataset import IndexedDataset, make_builder
 from ernie.utils import UserError
 
-SENTENCE_END = re.compile(r"^[。！？]$")
-
-
 def peoples_daily_corpus(out_dir: str, num_paragraphs: int, tokenizer, start: int = 0, name: str = "pd") -> str:
-    """Write paragraphs [start, start+num) of People's Daily (gold words) as one npy corpus: a document per
-    paragraph, a sentence per 。！？, words through ``tokenizer.encode_words`` (char + ##chars). Returns the prefix."""
-    from data_tools.corpus import peoples_daily_paragraphs
-
-    prefix = os.path.join(out_dir, name)
-    builder = make_builder(prefix, "npy", np.uint16)
-    for paragraph in peoples_daily_paragraphs()[start:start + num_paragraphs]:
-        sentence = []
-        for word, _ in paragraph:
-            sentence.append(word)
-            if SENTENCE_END.match(word):
-                builder.add_item(tokenizer.encode_words(sentence))
-                sentence = []
-        if sentence:
-            builder.add_item(tokenizer.encode_words(sentence))
-        builder.end_document()
-    builder.finalize()
-    return prefix
+    """Paragraphs [start, start+num) of People's Daily (gold words) as one npy corpus; returns the prefix."""
+    return write_peoples_daily_token_files(os.path.join(out_dir, name), tokenizer, start, num_paragraphs)
 
 
 @pytest.fixture(scope="module")

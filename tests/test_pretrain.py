@@ -34,8 +34,7 @@ TINY_MODEL = {"vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_a
 
 def build_demo(out_dir: str, num_paragraphs: int = 1500) -> dict[str, str]:
     """vocab dir + npy token files of the first People's Daily paragraphs + a tiny model config."""
-    from data_tools.corpus import peoples_daily_paragraphs
-    from data_tools.indexed_dataset import make_builder
+    from data_tools.corpus import peoples_daily_paragraphs, write_peoples_daily_token_files
     from ernie.tokenizer import ErnieTokenizer
 
     vocab_dir, data_dir = os.path.join(out_dir, "vocab"), os.path.join(out_dir, "data")
@@ -46,18 +45,7 @@ def build_demo(out_dir: str, num_paragraphs: int = 1500) -> dict[str, str]:
     with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(SPECIALS + chars + ["##" + c for c in chars]) + "\n")
     tok = ErnieTokenizer.from_pretrained(vocab_dir)
-    builder = make_builder(os.path.join(data_dir, "pd"), "npy", np.uint16)
-    for words in paragraphs:
-        sentence = []
-        for w in words:
-            sentence.append(w)
-            if w in ("。", "！", "？"):
-                builder.add_item(tok.encode_words(sentence))
-                sentence = []
-        if sentence:
-            builder.add_item(tok.encode_words(sentence))
-        builder.end_document()
-    builder.finalize()
+    write_peoples_daily_token_files(os.path.join(data_dir, "pd"), tok, num_paragraphs=num_paragraphs)
     model_json = os.path.join(out_dir, "tiny.json")
     with open(model_json, "w") as f:
         json.dump({**TINY_MODEL, "vocab_size": tok.vocab_size}, f)

@@ -47,9 +47,13 @@ def die_with_launcher() -> None:
         os._exit(1)
 
 
+_HELD_LOCKS: list = []  # open lock files, kept for the life of the process
+
+
 def lock_output_dir(output_dir: str):
     """Hold an exclusive lock on ``output_dir`` for the life of the process, so two runs can never write the same
-    checkpoints. Returns the open lock file (keep a reference); another live run is a ``UserError``."""
+    checkpoints (released by the OS when the process ends). Another live run is a ``UserError``. Returns the open
+    lock file; closing it releases the lock early."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, ".run.lock")
     f = open(path, "a+")
@@ -64,6 +68,7 @@ def lock_output_dir(output_dir: str):
     f.truncate()
     f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
     f.flush()
+    _HELD_LOCKS.append(f)
     return f
 
 

@@ -150,7 +150,7 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
         warn("--use_amp: Paddle runs AMP only on GPU/XPU; on CPU the autocast and loss scaler are no-ops (fp32)")
     set_seed(t.seed + env.rank)  # different dropout masks on every rank
     if env.writes_checkpoints(args.data.share_folder):
-        run_lock = lock_output_dir(t.output_dir)  # noqa: F841 (held until the process exits)
+        lock_output_dir(t.output_dir)  # held until the process exits
 
     # model, from scratch / continue_training / resume
     tokenizer = ErnieTokenizer.from_pretrained(m.tokenizer_name_or_path)
