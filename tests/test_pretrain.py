@@ -406,7 +406,8 @@ def test_sigkill_to_the_launcher_takes_the_workers_down(demo, tmp_path):
     out = str(tmp_path / "orphan_check_out")
     launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
               "--log_dir", str(tmp_path / "log"), SCRIPT]
-    proc = subprocess.Popen(launch + flags(demo, out, max_steps=10_000, checkpoint_steps=10_000, eval_freq=10_000),
+    proc = subprocess.Popen(launch + flags(demo, out, max_steps=10_000, checkpoint_steps=10_000, eval_freq=10_000,
+                                           num_workers=1),  # DataLoader workers must go down too
                             cwd=REPO, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
@@ -422,6 +423,9 @@ def test_sigkill_to_the_launcher_takes_the_workers_down(demo, tmp_path):
         while _pids_running(out) and time.time() < deadline:
             time.sleep(0.5)
         assert _pids_running(out) == []
+        from ernie.training.distributed import lock_output_dir
+
+        lock_output_dir(out).close()  # and the output_dir lock went with them
     finally:
         for pid in _pids_running(out):
             os.kill(pid, signal.SIGKILL)

@@ -30,21 +30,27 @@ def under_launch() -> bool:
     return "PADDLE_LOG_DIR" in os.environ or "PADDLE_TRAINER_ENDPOINTS" in os.environ
 
 
+def die_with_parent(*_worker_id) -> None:
+    """Ask Linux to SIGKILL this process when its parent exits (no-op elsewhere). Also a DataLoader
+    ``worker_init_fn``: Paddle's loader workers otherwise outlive a killed trainer for good."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
 def die_with_launcher() -> None:
     """Make this worker die when ``paddle.distributed.launch`` dies.
 
     The launcher starts every worker in a session of its own, so a SIGKILL to the launcher (the OOM killer, a job
     scheduler, a crash) does not reach the workers: they would go on training and writing checkpoints into the
-    same output_dir as the restarted run. Linux sends SIGKILL to this process when its parent exits.
+    same output_dir as the restarted run.
     """
-    if not under_launch() or not sys.platform.startswith("linux"):
-        return
-    parent = os.getppid()
-    libc = ctypes.CDLL(None, use_errno=True)
-    PR_SET_PDEATHSIG = 1
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # the launcher died before prctl took effect
-        os._exit(1)
+    if under_launch():
+        die_with_parent()
 
 
 _HELD_LOCKS: list = []  # open lock files, kept for the life of the process
@@ -58,7 +64,9 @@ def lock_output_dir(output_dir: str):
     path = os.path.join(output_dir, ".run.lock")
     f = open(path, "a+")
     try:
-        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # a POSIX record lock: unlike flock, not shared with forked children (DataLoader workers), so it is
+        # released the moment this process dies
+        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         f.seek(0)
         holder = f.read().strip() or "unknown"

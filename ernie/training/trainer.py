@@ -35,8 +35,8 @@ from ernie.utils import UserError, cli_main, resolve_dir
 
 from . import checkpoint as ckpt
 from .args import Batching, PretrainArgs, derive_batching, parse_args
-from .distributed import (DistEnv, all_gather_object, all_reduce_mean, barrier, die_with_launcher, init_distributed,
-                          lock_output_dir, tell_launcher)
+from .distributed import (DistEnv, all_gather_object, all_reduce_mean, barrier, die_with_launcher, die_with_parent,
+                          init_distributed, lock_output_dir, tell_launcher)
 from .log import RunLogger, console, warn
 from .lr import WarmupDecay
 
@@ -100,7 +100,8 @@ def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0
     sampler = DistributedBatchSampler(len(dataset), args.training.micro_batch_size, env.rank, env.world_size,
                                       consumed_samples=consumed_samples)
     loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                  num_workers=args.data.num_workers, return_list=True)
+                                  num_workers=args.data.num_workers, return_list=True,
+                                  worker_init_fn=die_with_parent if args.data.num_workers else None)
     return iter(loader)
 
 
