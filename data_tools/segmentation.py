@@ -111,6 +111,20 @@ SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
 }
 
 
+
+def word_f1(pred: list[list[str]], gold: list[list[str]]) -> tuple[float, float, float]:
+    """Precision, recall and F1 of predicted words against gold words (a word counts when its character span
+    matches), summed over all texts: the usual segmentation score."""
+    def spans(words):
+        ends = [0]
+        for w in words:
+            ends.append(ends[-1] + len(w))
+        return set(zip(ends[:-1], ends[1:]))
+
+    tp = sum(len(spans(p) & spans(g)) for p, g in zip(pred, gold))
+    precision, recall = tp / sum(map(len, pred)), tp / sum(map(len, gold))
+    return precision, recall, 2 * precision * recall / (precision + recall)
+
 def get_segmenter(name: str, **opts) -> Segmenter:
     """The segmenter called ``name`` (``"lac"``, ``"jieba"`` or ``"char"``), built with ``opts``."""
     if name not in SEGMENTERS:

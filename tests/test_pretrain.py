@@ -25,7 +25,6 @@ from ernie.utils import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "run_pretrain.py")
-SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 TINY_MODEL = {"vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
               "intermediate_size": 256, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
               "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 128, "type_vocab_size": 2,
@@ -34,21 +33,13 @@ TINY_MODEL = {"vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_a
 
 def build_demo(out_dir: str, num_paragraphs: int = 1500) -> dict[str, str]:
     """vocab dir + npy token files of the first People's Daily paragraphs + a tiny model config."""
-    from data_tools.corpus import peoples_daily_paragraphs, write_peoples_daily_token_files
+    from data_tools.corpus import write_peoples_daily_pretraining_data
     from ernie.tokenizer import ErnieTokenizer
 
-    vocab_dir, data_dir = os.path.join(out_dir, "vocab"), os.path.join(out_dir, "data")
-    os.makedirs(vocab_dir)
-    os.makedirs(data_dir)
-    paragraphs = [[w for w, _ in p] for p in peoples_daily_paragraphs()[:num_paragraphs]]
-    chars = sorted({c for p in paragraphs for w in p for c in w})
-    with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(SPECIALS + chars + ["##" + c for c in chars]) + "\n")
-    tok = ErnieTokenizer.from_pretrained(vocab_dir)
-    write_peoples_daily_token_files(os.path.join(data_dir, "pd"), tok, num_paragraphs=num_paragraphs)
+    vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs)
     model_json = os.path.join(out_dir, "tiny.json")
     with open(model_json, "w") as f:
-        json.dump({**TINY_MODEL, "vocab_size": tok.vocab_size}, f)
+        json.dump({**TINY_MODEL, "vocab_size": ErnieTokenizer.from_pretrained(vocab_dir).vocab_size}, f)
     return {"vocab": vocab_dir, "data": data_dir, "model": model_json}
 
 
@@ -419,13 +410,15 @@ def test_sigkill_to_the_launcher_takes_the_workers_down(demo, tmp_path):
         assert workers, "no worker processes found"
         os.kill(proc.pid, signal.SIGKILL)  # the launcher only, not its process group
         proc.wait()
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         while _pids_running(out) and time.time() < deadline:
             time.sleep(0.5)
-        assert _pids_running(out) == []
+        left = {p: open(f"/proc/{p}/status").read().split("\n")[:3] for p in _pids_running(out)}
+        assert not left, f"processes left after the launcher died (workers were {workers}): {left}"
         from ernie.training.distributed import lock_output_dir
 
-        lock_output_dir(out).close()  # and the output_dir lock went with them
+        # and the output_dir lock goes with them (waited for: a dying process drops its memory before its files)
+        lock_output_dir(out, wait=max(1.0, deadline - time.time())).close()
     finally:
         for pid in _pids_running(out):
             os.kill(pid, signal.SIGKILL)
@@ -436,7 +429,7 @@ def test_second_run_on_the_same_output_dir_is_refused(tmp_path):
 
     held = lock_output_dir(str(tmp_path))
     code = ("import sys\nfrom ernie.training.distributed import lock_output_dir\nfrom ernie.utils import UserError\n"
-            f"try:\n    lock_output_dir({str(tmp_path)!r})\nexcept UserError as e:\n    print(e); sys.exit(3)\n")
+            f"try:\n    lock_output_dir({str(tmp_path)!r}, wait=1)\nexcept UserError as e:\n    print(e); sys.exit(3)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 3 and f"pid {os.getpid()}" in proc.stdout
     held.close()

@@ -7,7 +7,7 @@ import pytest
 
 from data_tools import corpus
 from data_tools.lac import LAC_MODEL_ENV, LacSegModel, find_lac_model_dir
-from data_tools.segmentation import get_segmenter, main
+from data_tools.segmentation import get_segmenter, main, word_f1
 from ernie.utils import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -28,15 +28,7 @@ def segmenters():
 
 
 def f1(pred, gold):
-    def spans(words):
-        ends = [0]
-        for w in words:
-            ends.append(ends[-1] + len(w))
-        return set(zip(ends[:-1], ends[1:]))
-
-    tp = sum(len(spans(p) & spans(g)) for p, g in zip(pred, gold))
-    precision, recall = tp / sum(map(len, pred)), tp / sum(map(len, gold))
-    return 2 * precision * recall / (precision + recall)
+    return word_f1(pred, gold)[2]
 
 
 @pytest.mark.parametrize("name, expected", [

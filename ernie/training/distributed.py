@@ -11,6 +11,7 @@ import signal
 import socket
 import stat
 import sys
+import time
 from dataclasses import dataclass
 
 from ernie.utils import UserError
@@ -56,22 +57,29 @@ def die_with_launcher() -> None:
 _HELD_LOCKS: list = []  # open lock files, kept for the life of the process
 
 
-def lock_output_dir(output_dir: str):
+def lock_output_dir(output_dir: str, wait: float = 30.0):
     """Hold an exclusive lock on ``output_dir`` for the life of the process, so two runs can never write the same
-    checkpoints (released by the OS when the process ends). Another live run is a ``UserError``. Returns the open
+    checkpoints (released by the OS when the process ends). A lock held by another process is waited for up to
+    ``wait`` seconds (a killed run's workers may still be exiting), then it is a ``UserError``. Returns the open
     lock file; closing it releases the lock early."""
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, ".run.lock")
     f = open(path, "a+")
-    try:
-        # a POSIX record lock: unlike flock, not shared with forked children (DataLoader workers), so it is
-        # released the moment this process dies
-        fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.seek(0)
-        holder = f.read().strip() or "unknown"
-        f.close()
-        raise UserError(f"--output_dir {output_dir}: another run ({holder}) is writing to it; stop it first") from None
+    deadline = time.time() + wait
+    while True:
+        try:
+            # a POSIX record lock: unlike flock, not shared with forked children (DataLoader workers), so it is
+            # released the moment this process dies
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            if time.time() >= deadline:
+                f.seek(0)
+                holder = f.read().strip() or "unknown"
+                f.close()
+                raise UserError(f"--output_dir {output_dir}: another run ({holder}) is writing to it; "
+                                "stop it first") from None
+            time.sleep(0.2)
     f.seek(0)
     f.truncate()
     f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
