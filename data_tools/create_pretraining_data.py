@@ -27,17 +27,17 @@ import os
 import signal
 import sys
 import time
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
 
-from ernie.utils import UserError, cli_main
+from ernie.utils import UserError, cli_main, list_input_files
 
 from .indexed_dataset import IMPLS, best_fitting_dtype, make_builder, output_paths
-from .trans_to_json import SkipLog, list_input_files
+from .segmentation import bounded_ordered_map
+from .trans_to_json import SkipLog
 
 SEGMENTER_NAMES = ("lac", "jieba", "char")
 CHUNK_LINES = 256  # documents per task
@@ -319,13 +319,7 @@ def ordered_map(fn, tasks: Iterable, workers: int, initializer, initargs) -> Ite
         return
     window = IN_FLIGHT_PER_WORKER * workers
     with multiprocessing.get_context("fork").Pool(workers, initializer, initargs) as pool:  # an error terminates
-        pending: deque = deque()
-        for task in tasks:
-            pending.append(pool.apply_async(fn, (task,)))
-            if len(pending) >= window:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        yield from bounded_ordered_map(pool, fn, tasks, window)
         # Let the workers exit on their own: a SIGTERM from terminate() makes Paddle print a fatal-signal report.
         pool.close()
         pool.join()

@@ -185,7 +185,7 @@ def _segment_chunk(lines: list[str]) -> str:
     return "".join(" ".join(words) + "\n" for words in _worker_segmenter.segment(lines))
 
 
-def _ordered_map(pool, fn: Callable, items: Iterator, in_flight: int) -> Iterator:
+def bounded_ordered_map(pool, fn: Callable, items: Iterator, in_flight: int) -> Iterator:
     """``map(fn, items)`` on ``pool`` in input order, with at most ``in_flight`` tasks read ahead (memory stays
     flat on any file size, unlike ``Pool.imap``, which drains its input)."""
     pending: collections.deque = collections.deque()
@@ -199,7 +199,7 @@ def _ordered_map(pool, fn: Callable, items: Iterator, in_flight: int) -> Iterato
 
 def _segment_file(src: str, dst_file, pool, workers: int, progress) -> None:
     chunks = read_text_lines(src)
-    outputs = _ordered_map(pool, _segment_chunk, chunks, 4 * workers) if pool else map(_segment_chunk, chunks)
+    outputs = bounded_ordered_map(pool, _segment_chunk, chunks, 4 * workers) if pool else map(_segment_chunk, chunks)
     for text in outputs:
         dst_file.write(text)
         progress.update(len(text.encode("utf-8")))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from ernie.utils import UserError, atomic_write, check_output_path, cli_main
+from ernie.utils import UserError, atomic_write, check_output_path, cli_main, list_input_files
 
 
 @dataclass
@@ -57,23 +57,6 @@ class TransConfig:
     no_shuffle: bool = False
     seed: int = 1234
     overwrite: bool = False
-
-
-def list_input_files(path: str, flag: str = "--input_path", suffixes: tuple[str, ...] = ()) -> list[str]:
-    """``path`` itself if it is a file, else every (non-hidden) file under it with one of ``suffixes``, sorted."""
-    if os.path.isfile(path):
-        return [path]
-    if not os.path.isdir(path):
-        raise UserError(f"{flag}: {path} does not exist")
-    files = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.join(root, n) for n in names
-                  if not n.startswith(".") and (not suffixes or n.endswith(suffixes))]
-    if not files:
-        wanted = f" ending in {' or '.join(suffixes)}" if suffixes else ""
-        raise UserError(f"{flag}: no input files{wanted} under {path}")
-    return sorted(files)
 
 
 def file_to_documents(path: str, doc_spliter: str = "", min_doc_length: int = 10) -> tuple[list[str], SkipLog, int]:

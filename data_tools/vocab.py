@@ -33,7 +33,7 @@ from typing import Iterator
 
 from ernie.tokenizer import (CONFIG_FILE, VOCAB_FILE, BasicTokenizer, is_cjk_char, is_punctuation,
                              write_tokenizer_files)
-from ernie.utils import UserError, check_output_path, cli_main
+from ernie.utils import UserError, check_output_path, cli_main, list_input_files
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
 MAX_VOCAB_SIZE = 65535  # ids must fit uint16 in the token files
@@ -63,21 +63,6 @@ class CorpusCounts:
     n_files: int
 
 
-def corpus_files(input_path: str) -> list[str]:
-    """``input_path`` itself, or every non-hidden file under it (recursively, sorted); ``UserError`` if none."""
-    if os.path.isfile(input_path):
-        return [input_path]
-    if not os.path.isdir(input_path):
-        raise UserError(f"--input_path: {input_path} does not exist")
-    files = []
-    for root, dirs, names in os.walk(input_path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files.extend(os.path.join(root, n) for n in sorted(names) if not n.startswith("."))
-    if not files:
-        raise UserError(f"--input_path: {input_path} contains no files")
-    return files
-
-
 def read_chunks(files: list[str]) -> Iterator[str]:
     """Decoded text in chunks of ~4M chars (whole lines); ``UserError`` naming file and line on bad UTF-8."""
     for path in files:
@@ -99,7 +84,7 @@ def read_chunks(files: list[str]) -> Iterator[str]:
 
 def count_corpus(input_path: str, do_lower_case: bool = True) -> CorpusCounts:
     """Count chars and word tokens of the corpus after basic tokenization."""
-    files = corpus_files(input_path)
+    files = list_input_files(input_path)
     basic = BasicTokenizer(do_lower_case)
     chars: collections.Counter = collections.Counter()
     words: collections.Counter = collections.Counter()

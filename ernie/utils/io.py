@@ -105,3 +105,21 @@ def resolve_dir(path: str) -> str | None:
     parent, name = os.path.split(path)
     old = os.path.join(parent, f".{name}.old")
     return old if os.path.isdir(old) else None
+
+
+def list_input_files(path: str, flag: str = "--input_path", suffixes: tuple[str, ...] = ()) -> list[str]:
+    """``path`` itself if it is a file, else every non-hidden file under it (recursively) with one of ``suffixes``,
+    in sorted order; ``UserError`` naming ``flag`` when ``path`` is missing or holds no such file."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise UserError(f"{flag}: {path} does not exist")
+    files = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        files += [os.path.join(root, n) for n in names
+                  if not n.startswith(".") and (not suffixes or n.endswith(suffixes))]
+    if not files:
+        wanted = f" ending in {' or '.join(suffixes)}" if suffixes else ""
+        raise UserError(f"{flag}: {path} contains no files{wanted}")
+    return sorted(files)
