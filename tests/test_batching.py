@@ -2,23 +2,21 @@
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 import pytest
 
 from data_tools.batching import DistributedBatchSampler, collate
+from data_tools.corpus import write_peoples_daily_token_files
 from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
 from ernie.utils import UserError
 
-sys.path.insert(0, os.path.dirname(__file__))
-from test_ernie_dataset import peoples_daily_corpus  # noqa: E402  (shared corpus builder)
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory, tokenizer):
     out = str(tmp_path_factory.mktemp("batching"))
-    prefix = peoples_daily_corpus(out, 300, tokenizer)
+    prefix = write_peoples_daily_token_files(os.path.join(out, "pd"), tokenizer, num_paragraphs=300)
     config = ErnieDatasetConfig(max_seq_len=64, seed=11, cache_dir=out)
     return build_train_valid_test_datasets(prefix, tokenizer, config, (400, 0, 0))[0]
 
