@@ -12,7 +12,7 @@ import socket
 import stat
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ernie.utils import UserError
 
@@ -94,6 +94,18 @@ class DistEnv:
     world_size: int
     local_rank: int
     host: str
+    peers: list = field(default_factory=list)  # (host, pid) of every rank, gathered at start-up
+
+    def dead_peers(self, wait: float = 1.0) -> list[int]:
+        """Ranks on this machine whose process has ended (polled up to ``wait`` seconds: a peer killed a moment
+        ago may still be closing its sockets). Ranks on other machines cannot be checked and are never listed."""
+        deadline = time.time() + wait
+        while True:
+            dead = [r for r, (host, pid) in enumerate(self.peers)
+                    if r != self.rank and host == self.host and not process_alive(pid)]
+            if dead or time.time() >= deadline:
+                return dead
+            time.sleep(0.05)
 
     @property
     def is_main(self) -> bool:
@@ -120,9 +132,58 @@ def init_distributed(device: str) -> DistEnv:
     world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
     if world_size > 1:
         dist.init_parallel_env()
-    return DistEnv(rank=dist.get_rank() if world_size > 1 else 0, world_size=world_size,
-                   local_rank=int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("PADDLE_RANK_IN_NODE", "0"))),
-                   host=socket.gethostname())
+    env = DistEnv(rank=dist.get_rank() if world_size > 1 else 0, world_size=world_size,
+                  local_rank=int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("PADDLE_RANK_IN_NODE", "0"))),
+                  host=socket.gethostname())
+    env.peers = all_gather_object((env.host, os.getpid()), world_size)
+    return env
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists and is not a zombie (Linux: /proc; elsewhere: signal 0)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except FileNotFoundError:
+        return False
+    except OSError:
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+
+
+def all_reduce_gradients(parameters, world_size: int, bucket_numel: int = 1 << 24) -> None:
+    """Average the gradients of ``parameters`` over ranks with flat all-reduces issued from Python.
+
+    Used instead of DataParallel's reducer on CPU (gloo): the reducer all-reduces inside backward hooks, where a
+    peer's death is a C++ exception that can only abort the process (SIGABRT, no message); from Python it is an
+    exception that :func:`ernie.training.trainer.main` turns into a line naming the rank that died.
+    """
+    if world_size == 1:
+        return
+    import paddle
+    import paddle.distributed as dist
+
+    grads = [p.grad for p in parameters if not p.stop_gradient and p.grad is not None]
+    buckets: list[list] = []
+    for g in grads:  # consecutive gradients of one dtype, up to bucket_numel elements each
+        last = buckets[-1] if buckets else None
+        if last and last[0].dtype == g.dtype and sum(x.size for x in last) + g.size <= bucket_numel:
+            last.append(g)
+        else:
+            buckets.append([g])
+    for bucket in buckets:
+        flat = paddle.concat([g.flatten() for g in bucket])
+        dist.all_reduce(flat)
+        flat /= world_size
+        offset = 0
+        for g in bucket:
+            paddle.assign(flat[offset:offset + g.size].reshape(g.shape), output=g)
+            offset += g.size
 
 
 def all_reduce_mean(values, world_size: int):

@@ -35,8 +35,8 @@ from ernie.utils import UserError, cli_main, resolve_dir
 
 from . import checkpoint as ckpt
 from .args import Batching, PretrainArgs, derive_batching, parse_args
-from .distributed import (DistEnv, all_gather_object, all_reduce_mean, barrier, die_with_launcher, die_with_parent,
-                          init_distributed, lock_output_dir, tell_launcher)
+from .distributed import (DistEnv, all_gather_object, all_reduce_gradients, all_reduce_mean, barrier,
+                          die_with_launcher, die_with_parent, init_distributed, lock_output_dir, tell_launcher)
 from .log import RunLogger, console, warn
 from .lr import WarmupDecay
 
@@ -95,14 +95,17 @@ def build_datasets(args: PretrainArgs, tokenizer, batching: Batching):
     return build_train_valid_test_datasets(d.input_dir, tokenizer, config, num_samples)
 
 
-def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0):
-    """This rank's micro batches (dicts of tensors), starting after ``consumed_samples`` of the global stream."""
-    sampler = DistributedBatchSampler(len(dataset), args.training.micro_batch_size, env.rank, env.world_size,
+def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0, num_batches: int | None = None):
+    """A DataLoader over this rank's micro batches, starting after ``consumed_samples`` of the global stream and,
+    with ``num_batches``, ending after that many of this rank's batches."""
+    num_samples = len(dataset)
+    if num_batches is not None:
+        num_samples = min(num_samples, consumed_samples + num_batches * args.training.micro_batch_size * env.world_size)
+    sampler = DistributedBatchSampler(num_samples, args.training.micro_batch_size, env.rank, env.world_size,
                                       consumed_samples=consumed_samples)
-    loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                  num_workers=args.data.num_workers, return_list=True,
-                                  worker_init_fn=die_with_parent if args.data.num_workers else None)
-    return iter(loader)
+    return paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                                num_workers=args.data.num_workers, return_list=True,
+                                worker_init_fn=die_with_parent if args.data.num_workers else None)
 
 
 # --------------------------------------------------------------------------------------------- one step
@@ -126,9 +129,14 @@ def evaluate(model, criterion, dataset, iters: int, args: PretrainArgs, env: Dis
     """Mean losses over the first ``iters`` micro batches of every rank of a (fixed) held-out dataset."""
     model.eval()
     sums = paddle.zeros([3], dtype="float32")
-    data = batches(dataset, args, env)
-    for _ in range(iters):
-        sums += paddle.stack([x.astype("float32") for x in forward(model, criterion, next(data), args)])
+    # read to the end: an iterator dropped early keeps its worker processes (the loader's thread holds it), so
+    # one would be left behind by every evaluation
+    done = 0
+    for batch in batches(dataset, args, env, num_batches=iters):
+        sums += paddle.stack([x.astype("float32") for x in forward(model, criterion, batch, args)])
+        done += 1
+    if done != iters:
+        raise UserError(f"the held-out set has {done} micro batches for this rank, {iters} are needed")
     model.train()
     loss, lm_loss, sop_loss = all_reduce_mean(sums / iters, env.world_size).numpy().tolist()
     return {"loss": loss, "lm_loss": lm_loss, "sop_loss": sop_loss}
@@ -177,7 +185,7 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     # data: each rank reads its slice of every global batch, from where the checkpoint stopped (the sample-index
     # caches are built by one rank per folder, the others wait: data_tools.index_cache)
     train_ds, valid_ds, test_ds = build_datasets(args, tokenizer, batching)
-    train_data = batches(train_ds, args, env, consumed_samples=state.consumed_samples)
+    train_data = iter(batches(train_ds, args, env, consumed_samples=state.consumed_samples))
 
     log = RunLogger(t.output_dir, enabled=env.is_main, start_step=state.global_step)
     if env.is_main:
@@ -206,8 +214,11 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
         iters = lg.eval_iters * batching.accumulate_steps
         report_eval(log, "valid", 0, evaluate(train_model, criterion, valid_ds, iters, args, env))
 
-    # the loop: one iteration = one optimizer step over a global batch
+    # the loop: one iteration = one optimizer step over a global batch. Gradients are averaged over ranks on the
+    # last micro step: by DataParallel's reducer during backward on GPU, from Python after backward on CPU, where a
+    # peer dying inside the reducer would abort this rank without naming the peer (distributed.all_reduce_gradients)
     acc = batching.accumulate_steps
+    sync_in_backward = env.world_size > 1 and t.device != "cpu"
     window = np.zeros(3)  # summed finite (loss, lm_loss, sop_loss) since the last log line
     window_finite, window_start, nonfinite_streak = 0, state.global_step, 0
     tic, paused = time.time(), 0.0  # paused: time spent in evaluation and checkpoints, not counted as training
@@ -217,11 +228,14 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
         for micro in range(acc):
             batch = next(train_data)
             last_micro = micro == acc - 1
-            with contextlib.nullcontext() if last_micro or env.world_size == 1 else train_model.no_sync():
+            sync = env.world_size == 1 or (last_micro and sync_in_backward)
+            with contextlib.nullcontext() if sync else train_model.no_sync():
                 losses = forward(train_model, criterion, batch, args)
                 scaled = losses[0] / acc
                 (scaler.scale(scaled) if scaler else scaled).backward()
             sums += paddle.stack([x.detach().astype("float32") for x in losses])
+        if not sync_in_backward:
+            all_reduce_gradients(model.parameters(), env.world_size)
         step_losses = all_reduce_mean(sums / acc, env.world_size).numpy()  # same on every rank
 
         finite = bool(np.isfinite(step_losses).all())
@@ -344,8 +358,15 @@ def main(argv: list[str] | None = None) -> None:
         # the launcher sees this rank fail first, reports its log and stops the others.
         if not isinstance(e, UserError):
             traceback.print_exc()
+        dead = [] if isinstance(e, UserError) else env.dead_peers()
         peer = re.search(r"pair_rank = (\d+)", str(e))
-        cause = f"lost contact with rank {peer.group(1)}, which stopped first (see its workerlog)" if peer else e
+        if dead:
+            cause = (f"rank {', '.join(map(str, dead))} of this machine died first (its process ended, see its "
+                     f"workerlog); this rank lost contact with it ({str(e).strip().splitlines()[-1][:200]})")
+        elif peer:
+            cause = f"lost contact with rank {peer.group(1)}, which stopped first (see its workerlog)"
+        else:
+            cause = e
         message = f"error: rank {env.rank} of {env.world_size} on {env.host}: {cause}"
         print(message, file=sys.stderr, flush=True)
         log_dir = os.environ.get("PADDLE_LOG_DIR")
