@@ -281,6 +281,8 @@ def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieData
     prefixes, weights = parse_input_dir(input_dir)
     tables = VocabTables.from_tokenizer(tokenizer)
     corpora = [IndexedDataset(p) for p in prefixes]
+    for corpus in corpora:
+        corpus.check_token_ids(tokenizer.vocab_size)
     shares = parse_split(config.split)
     result = []
     for s, name in enumerate(SPLIT_NAMES):

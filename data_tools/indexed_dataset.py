@@ -457,6 +457,26 @@ class IndexedDataset:
             if not np.array_equal(self._byte_pointers, self.pointers[:-1] * itemsize):
                 raise UserError(f"{where}: sentence pointers disagree with sentence sizes")
 
+    def check_token_ids(self, vocab_size: int, chunk: int = 1 << 26) -> None:
+        """``UserError`` naming the token file, the first bad id and its document when an id is ``>= vocab_size``
+        (a corpus built with another vocabulary). One vectorised pass over the memory map, ``chunk`` ids at a time
+        (~0.1 s per 100M uint16 tokens once paged in)."""
+        if self.tokens.dtype.kind == "u" and vocab_size > np.iinfo(self.tokens.dtype).max:
+            return  # every id of this dtype fits
+        tokens = self.tokens
+        for lo in range(0, tokens.size, chunk):
+            block = np.asarray(tokens[lo:lo + chunk])
+            if int(block.max()) < vocab_size and (block.dtype.kind == "u" or int(block.min()) >= 0):
+                continue
+            bad = lo + int(np.flatnonzero((block >= vocab_size) | (block < 0))[0])
+            count = sum(int(((tokens[i:i + chunk] >= vocab_size) | (tokens[i:i + chunk] < 0)).sum())
+                        for i in range(lo, tokens.size, chunk))
+            sentence = int(np.searchsorted(self.pointers, bad, side="right")) - 1
+            document = int(np.searchsorted(self.doc_idx, sentence, side="right")) - 1
+            raise UserError(f"{self.data_path}: token id {int(tokens[bad])} (document {document}, token {bad}; "
+                            f"{count} such ids in all) is outside the vocabulary of {vocab_size} tokens: the "
+                            "corpus was built with another vocabulary than --tokenizer_name_or_path")
+
     # -- pickling (DataLoader workers re-open the files instead of copying arrays)
     def __getstate__(self):
         return self.prefix

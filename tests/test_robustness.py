@@ -83,3 +83,95 @@ def test_rank_killed_mid_step_is_named(demo, tmp_path):
     assert proc.returncode != 0
     assert "error: rank 0 of 2 on" in stderr and "rank 1 of this machine died first" in stderr, stderr[-3000:]
     assert "SIGABRT" not in stderr + stdout
+
+
+# ------------------------------------------------------------------------------------------ unreadable checkpoints
+
+
+@pytest.fixture(scope="module")
+def trained(demo, tmp_path_factory):
+    """An output_dir with model_2, model_4 and model_last (step 4) of a 1-rank run."""
+    out = str(tmp_path_factory.mktemp("trained") / "out")
+    run([sys.executable, SCRIPT] + flags(demo, out, max_steps=4, save_steps=2, checkpoint_steps=2, eval_freq=100,
+                                         eval_iters=0, test_iters=0), REPO)
+    return out
+
+
+def _corrupt(path: str, how: str) -> None:
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write({"truncated": data[:len(data) // 2], "empty": b"", "garbage": os.urandom(777)}[how])
+
+
+def _main_error(argv, capsys) -> str:
+    from ernie.training import trainer
+
+    with pytest.raises(SystemExit) as exc:
+        trainer.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    errors = [line for line in err.splitlines() if not line.startswith("warning: ")]
+    assert "Traceback" not in err and len(errors) == 1 and errors[0].startswith("error: "), err
+    return errors[0]
+
+
+@pytest.mark.parametrize("name, how", [("model_state.pdparams", "truncated"), ("model_state.pdparams", "empty"),
+                                       ("model_state.pdparams", "garbage"), ("rng_state.pkl", "truncated"),
+                                       ("model_state.pdopt", "garbage"), ("trainer_state.json", "garbage"),
+                                       ("args.yaml", "empty")])
+def test_unreadable_model_last_names_the_file_and_a_checkpoint_to_resume_from(demo, trained, tmp_path, capsys,
+                                                                              name, how):
+    import shutil
+
+    out = str(tmp_path / "out")
+    shutil.copytree(trained, out)
+    _corrupt(os.path.join(out, "model_last", name), how)
+    _corrupt(os.path.join(out, "model_4", "model_state.pdopt"), "truncated")  # so model_2 is the newest readable
+    err = _main_error(flags(demo, out, max_steps=6, eval_iters=0, test_iters=0), capsys)
+    assert os.path.join(out, "model_last", name) in err
+    assert f"the newest readable checkpoint is {os.path.join(out, 'model_2')}" in err, err
+
+
+def test_continue_training_from_a_truncated_weights_file_names_it(demo, trained, tmp_path, capsys):
+    import shutil
+
+    src = str(tmp_path / "weights")
+    shutil.copytree(os.path.join(trained, "model_2"), src)
+    _corrupt(os.path.join(src, "model_state.pdparams"), "truncated")
+    err = _main_error(flags(demo, str(tmp_path / "out"), model_name_or_path=src, continue_training="true"), capsys)
+    assert f"{src}/model_state.pdparams: unreadable model weights" in err
+
+
+# --------------------------------------------------------------------------------- token ids beyond the vocabulary
+
+
+def _corpus(prefix: str, docs: list[list[int]]) -> None:
+    from data_tools.indexed_dataset import make_builder
+
+    with make_builder(prefix) as b:
+        for doc in docs:
+            b.add_item(doc[: len(doc) // 2])
+            b.add_item(doc[len(doc) // 2:])
+            b.end_document()
+        b.finalize()
+
+
+@pytest.mark.parametrize("dense", [False, True])
+def test_token_ids_beyond_the_vocabulary_are_refused_when_the_corpus_opens(tmp_path, tokenizer, dense):
+    from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
+
+    vocab = tokenizer.vocab_size
+    docs = [[10 + (d * 7 + i) % 500 for i in range(40)] for d in range(50)]
+    if dense:
+        docs = [[t + vocab for t in doc] for doc in docs]
+    else:
+        docs[31][5:105] = [vocab + 3] * 100
+    prefix = str(tmp_path / "c")
+    _corpus(prefix, docs)
+    with pytest.raises(UserError, match=rf"c_ids.npy: token id {vocab + (10 if dense else 3)} \(document "
+                                        rf"{0 if dense else 31}, .* outside the vocabulary of {vocab} tokens"):
+        build_train_valid_test_datasets(prefix, tokenizer, ErnieDatasetConfig(max_seq_len=32), (10, 0, 0))
+    _corpus(str(tmp_path / "ok"), [[10 + i for i in range(40)]] * 5)
+    from data_tools.indexed_dataset import IndexedDataset
+
+    IndexedDataset(str(tmp_path / "ok")).check_token_ids(vocab)  # in range: no error

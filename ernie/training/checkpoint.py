@@ -15,11 +15,13 @@ It is built in a temporary sibling directory and renamed into place only when co
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import pickle
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,18 +83,46 @@ def save_checkpoint(path: str, *, model, optimizer, scaler, tokenizer, state: Tr
             yaml.safe_dump(args_dict, f, sort_keys=False, allow_unicode=True)
 
 
-def read_trainer_state(path: str) -> TrainerState:
+class UnreadableCheckpoint(UserError):
+    """A checkpoint file that is missing, truncated or not what it should be; the message names the file."""
+
+
+def _read(file: str, what: str, reader):
+    """``reader(file)``, any failure turned into :class:`UnreadableCheckpoint` naming ``file``."""
+    if not os.path.isfile(file):
+        raise UnreadableCheckpoint(f"{file}: missing ({what})")
     try:
-        with open(os.path.join(path, TRAINER_STATE), encoding="utf-8") as f:
-            return TrainerState(**json.load(f))
-    except (OSError, ValueError, TypeError) as e:
-        raise UserError(f"{os.path.join(path, TRAINER_STATE)}: unreadable checkpoint state ({e}); "
-                        "move the checkpoint away to start over") from None
+        return reader(file)
+    except Exception as e:  # paddle.load / pickle / yaml raise a zoo of types on truncated or garbage files
+        reason = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+        size = os.path.getsize(file)
+        raise UnreadableCheckpoint(f"{file}: unreadable {what} ({'empty file' if size == 0 else reason})") from None
+
+
+def _load_pickle(file: str):
+    with open(file, "rb") as f:
+        return pickle.load(f)
+
+
+def _load_yaml(file: str):
+    with open(file, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    if not isinstance(data, dict):
+        raise ValueError("not a mapping of settings")
+    return data
+
+
+def _load_state(file: str):
+    with open(file, encoding="utf-8") as f:
+        return TrainerState(**json.load(f))
+
+
+def read_trainer_state(path: str) -> TrainerState:
+    return _read(os.path.join(path, TRAINER_STATE), "checkpoint state", _load_state)
 
 
 def read_args(path: str) -> dict[str, Any]:
-    with open(os.path.join(path, ARGS_FILE), encoding="utf-8") as f:
-        return yaml.safe_load(f)
+    return _read(os.path.join(path, ARGS_FILE), "run settings", _load_yaml)
 
 
 def load_model_weights(path: str, model) -> None:
@@ -100,17 +130,62 @@ def load_model_weights(path: str, model) -> None:
     file = os.path.join(path, MODEL_STATE)
     if not os.path.isfile(file):
         raise UserError(f"{path}: no {MODEL_STATE} (model weights) in this directory")
-    model.load_weights(paddle.load(file), source=file)
+    model.load_weights(_read(file, "model weights", paddle.load), source=file)
 
 
 def load_training_state(path: str, optimizer, scaler) -> list[dict[str, Any]]:
     """Restore optimizer (+ LR scheduler) and loss-scaler state; returns the saved per-rank RNG states."""
-    optimizer.set_state_dict(paddle.load(os.path.join(path, OPTIMIZER_STATE)))
+    optimizer.set_state_dict(_read(os.path.join(path, OPTIMIZER_STATE), "optimizer state", paddle.load))
     scaler_file = os.path.join(path, SCALER_STATE)
     if scaler is not None and os.path.isfile(scaler_file):
-        scaler.load_state_dict(paddle.load(scaler_file))
-    with open(os.path.join(path, RNG_STATE), "rb") as f:
-        return pickle.load(f)
+        scaler.load_state_dict(_read(scaler_file, "loss-scaler state", paddle.load))
+    return _read(os.path.join(path, RNG_STATE), "random-number states", _load_rng)
+
+
+def _load_rng(file: str) -> list[dict[str, Any]]:
+    states = _load_pickle(file)
+    if not (isinstance(states, list) and all(isinstance(s, dict) and {"python", "numpy", "paddle"} <= s.keys()
+                                             for s in states)):
+        raise ValueError("not a list of per-rank random states")
+    return states
+
+
+def verify_checkpoint(path: str) -> None:
+    """Read every file of the checkpoint at ``path`` (``UnreadableCheckpoint`` naming the first bad one)."""
+    read_trainer_state(path)
+    read_args(path)
+    _read(os.path.join(path, MODEL_STATE), "model weights", paddle.load)
+    _read(os.path.join(path, OPTIMIZER_STATE), "optimizer state", paddle.load)
+    _read(os.path.join(path, RNG_STATE), "random-number states", _load_rng)
+
+
+def newest_readable_checkpoint(output_dir: str) -> str | None:
+    """The ``output_dir/model_<step>`` with the highest step whose files all read, else ``None``."""
+    steps = sorted((int(m.group(1)) for m in map(re.compile(r"model_(\d+)$").match, os.listdir(output_dir)) if m),
+                   reverse=True)
+    for step in steps:
+        path = os.path.join(output_dir, f"model_{step}")
+        try:
+            verify_checkpoint(path)
+            return path
+        except UserError:
+            continue
+    return None
+
+
+@contextlib.contextmanager
+def reading_resume_checkpoint(resume_dir: str, output_dir: str):
+    """Around the reads of ``model_last``: an unreadable file is reported with the newest readable
+    ``model_<step>`` to resume from instead."""
+    try:
+        yield
+    except UnreadableCheckpoint as e:
+        other = newest_readable_checkpoint(output_dir)
+        last = os.path.join(output_dir, "model_last")
+        hint = (f"the newest readable checkpoint is {other}: to resume from it, move {last} away and copy {other} "
+                f"to {last}" if other else f"no readable model_<step> checkpoint exists in {output_dir}: move "
+                f"{last} away to start over")
+        raise UserError(f"cannot resume from {resume_dir}: {e}; {hint}") from None
 
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -168,8 +168,9 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     resume_dir = resolve_dir(os.path.join(t.output_dir, "model_last"))
     state = ckpt.TrainerState(global_batch_size=batching.global_batch_size, world_size=env.world_size)
     if resume_dir:
-        state = resume_state(resume_dir, args, env)
-        ckpt.load_model_weights(resume_dir, model)
+        with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
+            state = resume_state(resume_dir, args, env)
+            ckpt.load_model_weights(resume_dir, model)
     if state.global_step >= t.max_steps:
         console(f"{resume_dir} is already at step {state.global_step} >= --max_steps {t.max_steps}: nothing to do")
         return
@@ -179,7 +180,10 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     if t.use_amp and t.fp16_opt_level == "O2":  # low-precision weights, fp32 master copies in the optimizer
         model, optimizer = paddle.amp.decorate(models=model, optimizers=optimizer, level="O2", dtype=t.amp_dtype,
                                                master_weight=True, save_dtype="float32")
-    rng_states = ckpt.load_training_state(resume_dir, optimizer, scaler) if resume_dir else None
+    rng_states = None
+    if resume_dir:
+        with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
+            rng_states = ckpt.load_training_state(resume_dir, optimizer, scaler)
     train_model = paddle.DataParallel(model) if env.world_size > 1 else model
 
     # data: each rank reads its slice of every global batch, from where the checkpoint stopped (the sample-index
