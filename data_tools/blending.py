@@ -55,9 +55,11 @@ def parse_input_dir(input_dir: str) -> tuple[list[str], np.ndarray]:
     except ValueError:
         raise UserError(f"--input_dir: {input_dir!r}: expected pairs 'weight prefix ...' with numeric weights") \
             from None
-    if (weights < 0).any() or weights.sum() <= 0:
-        raise UserError(f"--input_dir: weights must be non-negative with a positive sum, got {fields[0::2]}")
     prefixes = fields[1::2]
+    for w, p in zip(weights, prefixes):
+        if not (np.isfinite(w) and w > 0):
+            raise UserError(f"--input_dir: the weight of {p} is {w:g}: weights must be positive finite numbers "
+                            "(leave a corpus out of the list to skip it)")
     for p in prefixes:
         _check_prefix(p)
     return prefixes, weights / weights.sum()

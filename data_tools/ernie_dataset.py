@@ -12,6 +12,7 @@ so workers, processes and restarts all see identical samples.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -25,7 +26,7 @@ from . import index_cache
 from .blending import BlendedDataset, parse_input_dir
 from .indexed_dataset import IndexedDataset
 from .masking import MaskingConfig, VocabTables, mask_tokens
-from .sample_index import build_mapping
+from .sample_index import build_mapping, mapping_problem
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +145,10 @@ def sample_mapping(indexed, prefix: str, name: str, doc_range: tuple[int, int], 
     path = mapping_cache_path(prefix, name, doc_range, num_samples, config)
     fingerprint = index_cache.data_fingerprint(indexed.index_path, num_sentences=len(indexed.sizes),
                                                num_docs=len(indexed.doc_idx) - 1)
-    return index_cache.cached_array(path, build, fingerprint, config.share_folder, config.cache_timeout)
+    max_target = config.max_seq_len - SPECIAL_TOKENS_PER_PAIR
+    check = functools.partial(mapping_problem, first_sentence=int(docs[0]), end_sentence=int(docs[-1]),
+                              max_target=max_target)
+    return index_cache.cached_array(path, build, fingerprint, config.share_folder, config.cache_timeout, check)
 
 
 def epochs_covered(mapping: np.ndarray, pointers: np.ndarray, tokens_in_split: int) -> float:

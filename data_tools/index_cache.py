@@ -3,7 +3,8 @@
 A cache entry is ``<name>.npy`` (the array) plus ``<name>.json`` (what it was built from). ``<name>`` spells out
 every parameter that shapes the array, so runs with different settings never share a file; the JSON records a
 fingerprint of the source data and the array's shape/dtype, so a rebuilt corpus (stale cache) or a truncated
-file is noticed and the entry rebuilt. Both files are written through ``atomic_write`` (array first, JSON last:
+file is noticed and the entry rebuilt; so are contents that fail the caller's ``check`` (a file of the right size
+whose values were garbled would otherwise crash a reader with an index error naming no file). Both files are written through ``atomic_write`` (array first, JSON last:
 the JSON is the commit mark).
 
 In a multi-process launch only one process builds: global rank 0 when the cache folder is shared by every node
@@ -44,8 +45,10 @@ def data_fingerprint(path: str, **extra) -> dict:
             "mtime_ns": st.st_mtime_ns, **extra}
 
 
-def load_valid(path: str, fingerprint: dict) -> np.ndarray | None:
-    """The cached array at ``path`` (memory-mapped) if it is complete and was built from ``fingerprint``."""
+def load_valid(path: str, fingerprint: dict, check: Callable[[np.ndarray], str | None] | None = None,
+               warn: bool = True) -> np.ndarray | None:
+    """The cached array at ``path`` (memory-mapped) if it is complete, was built from ``fingerprint`` and passes
+    ``check`` (which returns what is wrong with the contents, or ``None``)."""
     meta_path = _meta_path(path)
     try:
         with open(meta_path, encoding="utf-8") as f:
@@ -56,16 +59,23 @@ def load_valid(path: str, fingerprint: dict) -> np.ndarray | None:
     if (meta.get("fingerprint") != fingerprint or list(array.shape) != meta.get("shape")
             or str(array.dtype) != meta.get("dtype")):
         return None
+    problem = check(array) if check is not None else None
+    if problem:
+        if warn:
+            logger.warning("%s: garbled sample-index cache (%s): rebuilding it", path, problem)
+        return None
     return array
 
 
 def cached_array(path: str, build: Callable[[], np.ndarray], fingerprint: dict, share_folder: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT) -> np.ndarray:
-    """The array cached at ``path`` (``.npy``), built by ``build()`` if missing, truncated or stale.
+                 timeout: float = DEFAULT_TIMEOUT, check: Callable[[np.ndarray], str | None] | None = None
+                 ) -> np.ndarray:
+    """The array cached at ``path`` (``.npy``), built by ``build()`` if missing, truncated, stale or garbled
+    (``check(array)`` returns a description of what is wrong, for contents that would crash a reader later).
 
     Returns a read-only memory map. Non-building ranks wait up to ``timeout`` seconds for the builder.
     """
-    array = load_valid(path, fingerprint)
+    array = load_valid(path, fingerprint, check, warn=is_builder(share_folder))
     if array is not None:
         return array
     if is_builder(share_folder):
@@ -83,16 +93,16 @@ def cached_array(path: str, build: Callable[[], np.ndarray], fingerprint: dict, 
         logger.info("built %s %s in %.2fs", os.path.basename(path), tuple(array.shape),
                     time.perf_counter() - start)
         return np.load(path, mmap_mode="r")
-    return _wait_for(path, fingerprint, share_folder, timeout)
+    return _wait_for(path, fingerprint, share_folder, timeout, check)
 
 
-def _wait_for(path: str, fingerprint: dict, share_folder: bool, timeout: float) -> np.ndarray:
+def _wait_for(path: str, fingerprint: dict, share_folder: bool, timeout: float, check=None) -> np.ndarray:
     builder = "global rank 0" if share_folder else "local rank 0 of this node"
     logger.info("waiting for %s to build %s", builder, path)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(POLL_SECONDS)
-        array = load_valid(path, fingerprint)
+        array = load_valid(path, fingerprint, check, warn=False)
         if array is not None:
             return array
     hint = ("" if share_folder else "; if the data folder is shared by all nodes, pass --share_folder so that "

@@ -37,4 +37,24 @@ build_blocks_mapping = _helpers.build_blocks_mapping
 build_sample_idx = _helpers.build_sample_idx
 build_blending_indices = _helpers.build_blending_indices
 
-__all__ = list(_FUNCTIONS)
+
+
+def mapping_problem(mapping, first_sentence: int, end_sentence: int, max_target: int,
+                    chunk: int = 1 << 22) -> str | None:
+    """What is wrong with a ``build_mapping`` result over sentences ``[first_sentence, end_sentence)``: a row
+    whose span leaves that range or is empty, or whose target length is not in ``1..max_target``; ``None`` when
+    every row is sound. Vectorised, ``chunk`` rows at a time (a cached mapping can hold billions of rows)."""
+    import numpy as np
+
+    for lo in range(0, len(mapping), chunk):
+        rows = np.asarray(mapping[lo:lo + chunk], dtype=np.int64)
+        start, end, target = rows[:, 0], rows[:, 1], rows[:, 2]
+        bad = (start < first_sentence) | (end > end_sentence) | (start >= end) | (target < 1) | (target > max_target)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            return (f"row {lo + i} is {rows[i].tolist()}, expected sentences within [{first_sentence}, "
+                    f"{end_sentence}) and a target length of 1..{max_target}")
+    return None
+
+
+__all__ = list(_FUNCTIONS) + ["mapping_problem"]

@@ -175,3 +175,45 @@ def test_token_ids_beyond_the_vocabulary_are_refused_when_the_corpus_opens(tmp_p
     from data_tools.indexed_dataset import IndexedDataset
 
     IndexedDataset(str(tmp_path / "ok")).check_token_ids(vocab)  # in range: no error
+
+
+# ------------------------------------------------------------------------------------------------ blend weights
+
+
+@pytest.mark.parametrize("weight", ["nan", "inf", "-inf", "0", "-1"])
+def test_bad_blend_weight_is_one_line(tmp_path, weight):
+    from data_tools.blending import parse_input_dir
+
+    _corpus(str(tmp_path / "news"), [[10 + i for i in range(40)]] * 5)
+    _corpus(str(tmp_path / "reviews"), [[10 + i for i in range(40)]] * 5)
+    with pytest.raises(UserError, match=rf"--input_dir: the weight of {tmp_path}/news is .*positive finite"):
+        parse_input_dir(f"{weight} {tmp_path}/news 1 {tmp_path}/reviews")
+    prefixes, weights = parse_input_dir(f"3 {tmp_path}/news 1 {tmp_path}/reviews")
+    assert weights.tolist() == [0.75, 0.25]
+
+
+# -------------------------------------------------------------------------------------- garbled sample-index cache
+
+
+def test_garbled_sample_index_cache_of_the_right_size_is_rebuilt(tmp_path, tokenizer, caplog):
+    import glob
+
+    import numpy as np
+
+    from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
+
+    prefix = str(tmp_path / "c")
+    _corpus(prefix, [[10 + (d * 7 + i) % 500 for i in range(40)] for d in range(50)])
+    config = ErnieDatasetConfig(max_seq_len=32, split="1,0,0")
+    train, _, _ = build_train_valid_test_datasets(prefix, tokenizer, config, (100, 0, 0))
+    expected = [train[i]["input_ids"] for i in range(len(train))]
+    (cache,) = glob.glob(str(tmp_path / "*indexmap*.npy"))
+    size = os.path.getsize(cache)
+    header = size - np.load(cache).nbytes
+    with open(cache, "r+b") as f:  # same size, same header, garbage rows
+        f.seek(header)
+        f.write(np.random.default_rng(0).integers(0, 2**32, (size - header) // 4, dtype=np.uint32).tobytes())
+    with caplog.at_level("WARNING"):
+        train, _, _ = build_train_valid_test_datasets(prefix, tokenizer, config, (100, 0, 0))
+    assert f"{cache}: garbled sample-index cache" in caplog.text
+    assert all((train[i]["input_ids"] == x).all() for i, x in enumerate(expected))
