@@ -31,7 +31,7 @@ from typing import BinaryIO, Iterable, Sequence
 
 import numpy as np
 
-from ernie.utils import UserError, check_output_path, fsync_dir
+from ernie.utils import UserError, check_output_path, fsync_dir, output_error
 
 NPY, MMAP = "npy", "mmap"
 IMPLS = (NPY, MMAP)
@@ -97,8 +97,11 @@ class _TempFile:
     def __init__(self, final: str):
         self.final = final
         directory = os.path.dirname(os.path.abspath(final)) or "."
-        os.makedirs(directory, exist_ok=True)
-        fd, self.path = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp", dir=directory)
+        try:
+            os.makedirs(directory, exist_ok=True)
+            fd, self.path = tempfile.mkstemp(prefix=f".{os.path.basename(final)}.", suffix=".tmp", dir=directory)
+        except OSError as e:
+            raise output_error(final, e) from None
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the corpus from other users

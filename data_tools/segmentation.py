@@ -205,6 +205,15 @@ def _segment_file(src: str, dst_file, pool, workers: int, progress) -> None:
         progress.update(len(text.encode("utf-8")))
 
 
+def _has_text(path: str, block: int = 1 << 20) -> bool:
+    """Whether ``path`` holds any non-whitespace byte (reads only up to the first one)."""
+    with open(path, "rb") as f:
+        while chunk := f.read(block):
+            if chunk.strip():
+                return True
+    return False
+
+
 def segment_files(input_path: str, output_path: str, cn_seg_func: str = "jieba", workers: int = 1,
                   overwrite: bool = False) -> list[str]:
     """Segment a .txt file or a folder of them into ``output_path`` (see the module docstring); returns the
@@ -216,6 +225,8 @@ def segment_files(input_path: str, output_path: str, cn_seg_func: str = "jieba",
     if out_abs == in_abs or out_abs.startswith(in_abs + os.sep):
         raise UserError("--output_path: must not be --input_path or lie inside it")
     check_output_path(output_path, overwrite)
+    if not any(_has_text(src) for src, _ in files):  # as trans_to_json, build_vocab, create_pretraining_data
+        raise UserError(f"--input_path: {input_path} holds no text")
     if cn_seg_func not in SEGMENTERS:
         raise UserError(f"--cn_seg_func: unknown segmenter {cn_seg_func!r}; choose one of {', '.join(SEGMENTERS)}")
     if workers < 1:

@@ -217,3 +217,89 @@ def test_garbled_sample_index_cache_of_the_right_size_is_rebuilt(tmp_path, token
         train, _, _ = build_train_valid_test_datasets(prefix, tokenizer, config, (100, 0, 0))
     assert f"{cache}: garbled sample-index cache" in caplog.text
     assert all((train[i]["input_ids"] == x).all() for i, x in enumerate(expected))
+
+
+# ---------------------------------------------------------------------------------------- unwritable output location
+
+
+def _cli(script: str, args: list[str]) -> subprocess.CompletedProcess:
+    return run([sys.executable, os.path.join(REPO, "scripts", script)] + args, REPO, check=False)
+
+
+def test_unwritable_output_is_one_line_in_every_writer(demo, tmp_path):
+    """An output under a regular file cannot be created, even by root: each writer says so in one line, exit 2,
+    before any work."""
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    txt = tmp_path / "txt"
+    txt.mkdir()
+    (txt / "a.txt").write_text("今天天气很好。我们去公园散步。\n\n明天下雨，我们在家看书。\n", encoding="utf-8")
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text(json.dumps({"text": "今天天气很好。我们去公园散步。"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = str(blocker / "out")
+    cases = {
+        "trans_to_json.py": ["--input_path", str(txt), "--output_path", out],
+        "build_vocab.py": ["--input_path", str(txt), "--output_dir", out, "--vocab_size", "100"],
+        "words_segmentation.py": ["--input_path", str(txt / "a.txt"), "--output_path", out, "--cn_seg_func", "char"],
+        "create_pretraining_data.py": ["--model_name", demo["vocab"], "--input_path", str(jsonl), "--output_prefix",
+                                       out, "--cn_seg_func", "char", "--split_sentences", "--chinese",
+                                       "--cn_whole_word_segment"],
+        "merge.py": ["--input", f"{demo['data']}/pd", f"{demo['data']}/pd", "--output_prefix", out],
+        "run_pretrain.py": flags(demo, out, max_steps=2),
+    }
+    for script, args in cases.items():
+        proc = _cli(script, args)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (script, proc.stderr[-2000:])
+        assert len(errors) == 1 and "cannot write" in errors[0] and str(blocker) in errors[0], (script, errors)
+
+
+def test_unwritable_output_helpers(tmp_path, monkeypatch):
+    """The shared helpers every writer goes through (including export_model's atomic_dir): read-only file systems
+    and directories this user may not write are named as such."""
+    from ernie.utils import atomic_dir, atomic_write, check_output_path
+
+    blocker = tmp_path / "f"
+    blocker.write_text("")
+    for helper in (atomic_dir, atomic_write):
+        with pytest.raises(UserError, match=f"cannot write {blocker}/x/y"):
+            with helper(str(blocker / "x" / "y")):
+                pass
+    ro = tmp_path / "ro"
+    ro.mkdir()
+
+    class ReadOnly:
+        f_flag = os.ST_RDONLY
+
+    monkeypatch.setattr(os, "access", lambda p, mode: not str(p).startswith(str(ro)))
+    monkeypatch.setattr(os, "statvfs", lambda p: ReadOnly())
+    with pytest.raises(UserError, match=f"cannot write {ro}/sub/out.txt: {ro} is on a read-only file system"):
+        check_output_path(str(ro / "sub" / "out.txt"))
+
+
+def test_words_segmentation_refuses_empty_input_like_the_other_entry_points(tmp_path):
+    for name, content in (("empty.txt", ""), ("blank.txt", "\n \n\n")):
+        (tmp_path / name).write_text(content)
+        for script, args in (("words_segmentation.py", ["--output_path", str(tmp_path / f"{name}.seg"),
+                                                        "--cn_seg_func", "char"]),
+                             ("trans_to_json.py", ["--output_path", str(tmp_path / f"{name}.jsonl")])):
+            proc = _cli(script, ["--input_path", str(tmp_path / name)] + args)
+            assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --input_path"), \
+                (script, proc.stderr)
+        assert not os.path.exists(tmp_path / f"{name}.seg")
+
+
+def test_seq_cls_infer_max_length_beyond_the_model_positions_is_one_line(tmp_path, tokenizer):
+    import paddle
+
+    from ernie.configuration import ErnieConfig
+    from ernie.deploy import export, infer
+    from ernie.modeling import ErnieForSequenceClassification
+
+    paddle.seed(1)
+    config = ErnieConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    out = export.export_model(ErnieForSequenceClassification(config), tokenizer, ["neg", "pos"], str(tmp_path / "e"))
+    with pytest.raises(UserError, match=r"--max_length 65 exceeds the model's 64 positions"):
+        infer.main.__wrapped__(["--model_dir", out, "--max_length", "65"])
+    assert len(infer.main.__wrapped__(["--model_dir", out, "--max_length", "64"])) == 3

@@ -12,7 +12,7 @@ at all)::
       model.pdiparams              the weights
       vocab.txt, tokenizer_config.json, special_tokens_map.json
       label.txt                    one label a line, line number = class id
-      deploy_config.json           task, labels, input names, program file name
+      deploy_config.json           task, labels, input names, program file name, max_position_embeddings
 
 Inputs: ``input_ids`` and ``token_type_ids``, int64 [batch, seq] with both dimensions dynamic; padding is
 ``pad_token_id`` (0), masked inside the program. Output: logits, float32 [batch, num_labels] (seq_cls) or
@@ -78,7 +78,9 @@ def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_di
             with open(os.path.join(tmp, DEPLOY_CONFIG), "w", encoding="utf-8") as f:
                 json.dump({"task": task, "labels": labels, "input_names": list(INPUT_NAMES),
                            "model_file": os.path.basename(program), "params_file": MODEL_PREFIX + PARAMS_SUFFIX,
-                           "paddle_version": paddle.__version__}, f, indent=2, ensure_ascii=False)
+                           "paddle_version": paddle.__version__,
+                           "max_position_embeddings": model.config.max_position_embeddings},
+                          f, indent=2, ensure_ascii=False)
     finally:
         model.train(was_training)
     return os.path.abspath(output_dir)

@@ -153,6 +153,22 @@ def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
     return [str(i) for i in range(num_labels or 0)]
 
 
+def check_max_length(model_dir: str, max_length: int) -> None:
+    """``UserError`` when ``--max_length`` exceeds the positions of the exported model (recorded by
+    export_model.py in deploy_config.json; exports without the record are not checked)."""
+    from .export import DEPLOY_CONFIG
+
+    path = os.path.join(model_dir, DEPLOY_CONFIG)
+    try:
+        with open(path, encoding="utf-8") as f:
+            limit = json.load(f).get("max_position_embeddings")
+    except (OSError, ValueError, AttributeError):
+        return
+    if isinstance(limit, int) and max_length > limit:
+        raise UserError(f"--max_length {max_length} exceeds the model's {limit} positions "
+                        f"(max_position_embeddings in {path}); pass --max_length {limit} or less")
+
+
 class SeqClsPredictor:
     """Tokenize -> backend -> softmax over labels, in batches of ``batch_size``."""
 
@@ -271,6 +287,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     for flag in ("batch_size", "max_length", "cpu_threads"):
         if getattr(a, flag) < 1:
             raise UserError(f"--{flag} must be >= 1")
+    check_max_length(a.model_dir, a.max_length)
     texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, [None] * len(EXAMPLE_TEXTS))
     predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
     t0 = time.perf_counter()

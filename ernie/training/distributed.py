@@ -14,7 +14,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ernie.utils import UserError
+from ernie.utils import UserError, output_error
 
 
 def configure_threads() -> int:
@@ -62,9 +62,12 @@ def lock_output_dir(output_dir: str, wait: float = 30.0):
     checkpoints (released by the OS when the process ends). A lock held by another process is waited for up to
     ``wait`` seconds (a killed run's workers may still be exiting), then it is a ``UserError``. Returns the open
     lock file; closing it releases the lock early."""
-    os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, ".run.lock")
-    f = open(path, "a+")
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        f = open(path, "a+")
+    except OSError as e:
+        raise UserError(f"--output_dir: {output_error(output_dir, e)}") from None
     deadline = time.time() + wait
     while True:
         try:

@@ -1,4 +1,6 @@
-"""Atomic outputs: nothing half-written ever sits under a final name, and nothing is overwritten silently."""
+"""Atomic outputs: nothing half-written ever sits under a final name, nothing is overwritten silently, and an output
+location that cannot be written is one ``UserError`` line naming the path (checked up front by
+``check_output_path``, and again where the helpers create their temporary files)."""
 from __future__ import annotations
 
 import contextlib
@@ -31,9 +33,34 @@ def fsync_dir(path: str) -> None:
 
 
 def check_output_path(path: str, overwrite: bool = False, flag: str = "--overwrite") -> None:
-    """Refuse to replace an existing output unless ``overwrite``; the message names the path and the flag."""
+    """Refuse to replace an existing output unless ``overwrite`` (the message names the path and the flag), and an
+    output that cannot be created at all (:func:`check_writable`) before any work is done."""
     if os.path.lexists(path) and not overwrite:
         raise UserError(f"output {path} already exists; pass {flag} to replace it")
+    check_writable(path)
+
+
+def check_writable(path: str) -> None:
+    """``UserError`` naming ``path`` when it cannot be created: its nearest existing ancestor directory is not a
+    directory, is on a read-only file system, or is not writable by this user."""
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UserError(f"cannot write {path}: {parent} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        try:
+            read_only = bool(os.statvfs(parent).f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        why = "is on a read-only file system" if read_only else "is not writable by this user"
+        raise UserError(f"cannot write {path}: {parent} {why}")
+
+
+def output_error(path: str, error: OSError) -> UserError:
+    """The one-line ``UserError`` for an ``OSError`` met while creating the output ``path``."""
+    return UserError(f"cannot write {path}: {error.strerror or error}"
+                     + (f" ({error.filename})" if error.filename and error.filename != path else ""))
 
 
 @contextlib.contextmanager
@@ -45,8 +72,11 @@ def atomic_write(path: str, mode: str = "wb", overwrite: bool = True) -> Iterato
     if not overwrite:
         check_output_path(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise output_error(path, e) from None
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would have
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
@@ -73,11 +103,14 @@ def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
     if not overwrite:
         check_output_path(path)
     parent, name = os.path.split(path)
-    os.makedirs(parent, exist_ok=True)
     tmp = os.path.join(parent, f".{name}.tmp")
     old = os.path.join(parent, f".{name}.old")
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+    except OSError as e:
+        raise output_error(path, e) from None
     try:
         yield tmp
         for root, _, files in os.walk(tmp):
