@@ -4,8 +4,8 @@ A cache entry is ``<name>.npy`` (the array) plus ``<name>.json`` (what it was bu
 every parameter that shapes the array, so runs with different settings never share a file; the JSON records a
 fingerprint of the source data and the array's shape/dtype, so a rebuilt corpus (stale cache) or a truncated
 file is noticed and the entry rebuilt; so are contents that fail the caller's ``check`` (a file of the right size
-whose values were garbled would otherwise crash a reader with an index error naming no file). Both files are written through ``atomic_write`` (array first, JSON last:
-the JSON is the commit mark).
+whose values were garbled would otherwise crash a reader with an index error naming no file). Both files are
+written through ``atomic_write`` (array first, JSON last: the JSON is the commit mark).
 
 In a multi-process launch only one process builds: global rank 0 when the cache folder is shared by every node
 (``share_folder``), otherwise local rank 0 of each node. The others poll for a valid entry and give up after

@@ -100,7 +100,8 @@ def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0
     with ``num_batches``, ending after that many of this rank's batches."""
     num_samples = len(dataset)
     if num_batches is not None:
-        num_samples = min(num_samples, consumed_samples + num_batches * args.training.micro_batch_size * env.world_size)
+        global_micro_batch = args.training.micro_batch_size * env.world_size
+        num_samples = min(num_samples, consumed_samples + num_batches * global_micro_batch)
     sampler = DistributedBatchSampler(num_samples, args.training.micro_batch_size, env.rank, env.world_size,
                                       consumed_samples=consumed_samples)
     return paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
@@ -365,8 +366,10 @@ def main(argv: list[str] | None = None) -> None:
         dead = [] if isinstance(e, UserError) else env.dead_peers()
         peer = re.search(r"pair_rank = (\d+)", str(e))
         if dead:
-            cause = (f"rank {', '.join(map(str, dead))} of this machine died first (its process ended, see its "
-                     f"workerlog); this rank lost contact with it ({str(e).strip().splitlines()[-1][:200]})")
+            who = f"rank {dead[0]}" if len(dead) == 1 else f"ranks {', '.join(map(str, dead))}"
+            last_line = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+            cause = (f"{who} of this machine died first (its process ended, see its workerlog); this rank lost "
+                     f"contact with it ({last_line})")
         elif peer:
             cause = f"lost contact with rank {peer.group(1)}, which stopped first (see its workerlog)"
         else:
