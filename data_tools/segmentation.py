@@ -15,7 +15,8 @@ text with its whitespace removed (whitespace always separates words and never ap
 CLI (``scripts/words_segmentation.py``): ``--input_path IN --output_path OUT --cn_seg_func lac|jieba|char
 --workers N [--overwrite]``. A ``.txt`` input gives one output line per input line, words joined by single
 spaces; a folder gives a folder of such files (every ``*.txt`` below it, same relative names). Output order is
-input order; outputs are written atomically.
+input order; outputs are written atomically. An input with no text at all (empty or whitespace-only files) is
+refused, as by the other data entry points.
 """
 from __future__ import annotations
 
