@@ -2,7 +2,8 @@
 
 Fast tests check flags, the LR schedule and checkpoint atomicity in-process; the slow ones run real trainings:
 loss falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == uninterrupted, 2-node launch,
-continue_training, AMP (bf16 O1/O2) and recompute.
+continue_training, AMP (bf16 O1/O2) and recompute, flat process count and memory under frequent evaluation, a rank
+killed mid-step named. Unreadable checkpoint files and unwritable outputs of every writer give one line.
 """
 from __future__ import annotations
 
@@ -435,3 +436,167 @@ def test_second_run_on_the_same_output_dir_is_refused(tmp_path):
     held.close()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------- long runs and unreadable checkpoints
+
+
+TRACKER = """
+import json, sys
+import psutil
+from ernie.training import trainer
+real_evaluate, samples = trainer.evaluate, []
+def tracked_evaluate(*a, **kw):
+    out = real_evaluate(*a, **kw)
+    me = psutil.Process()
+    tree = [me] + me.children(recursive=True)
+    samples.append({"children": len(tree) - 1, "pss": sum(p.memory_full_info().pss for p in tree)})
+    return out
+trainer.evaluate = tracked_evaluate
+trainer.main(sys.argv[2:])
+json.dump(samples, open(sys.argv[1], "w"))
+"""
+
+
+
+@pytest.mark.slow
+def test_frequent_evaluation_keeps_process_count_and_memory_flat(demo, tmp_path):
+    """Each evaluation used to leave its DataLoader worker behind (2 -> 7 processes per rank in 300 steps)."""
+    tracker, samples = tmp_path / "tracker.py", tmp_path / "samples.json"
+    tracker.write_text(TRACKER)
+    run([sys.executable, str(tracker), str(samples)]
+        + flags(demo, str(tmp_path / "out"), max_steps=60, eval_freq=2, checkpoint_steps=20, num_workers=1), REPO)
+    s = json.loads(samples.read_text())
+    assert len(s) == 32  # step 0, every 2 steps, the test set at the end
+    counts = [x["children"] for x in s]
+    # the training loader's one worker; the evaluation's own worker has exited by the time evaluate returns
+    assert max(counts) == min(counts) == 1, counts
+    # a leaked worker is >= 30 MB of PSS each: 30 of them would be > 900 MB
+    assert s[-1]["pss"] - s[1]["pss"] < 100e6, [round(x["pss"] / 1e6) for x in s]
+
+
+
+KILLED_MID_STEP_TIMEOUT = 240
+
+
+@pytest.mark.slow
+def test_rank_killed_mid_step_is_named(demo, tmp_path):
+    out = str(tmp_path / "out")
+    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
+              "--log_dir", str(tmp_path / "log"), SCRIPT]
+    proc = subprocess.Popen(launch + flags(demo, out, max_steps=100_000, checkpoint_steps=100_000,
+                                           save_steps=100_000, eval_freq=100_000),
+                            cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        log = os.path.join(out, "train_log.jsonl")
+        deadline = time.time() + KILLED_MID_STEP_TIMEOUT
+        while not (os.path.exists(log) and sum(1 for _ in open(log)) > 20):  # well into training
+            assert proc.poll() is None and time.time() < deadline, "the launch did not start training"
+            time.sleep(0.2)
+        import psutil
+
+        rank1 = [p for p in psutil.Process(proc.pid).children()
+                 if p.environ().get("PADDLE_TRAINER_ID") == "1"]
+        assert len(rank1) == 1
+        rank1[0].kill()
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode != 0
+    assert "error: rank 0 of 2 on" in stderr and "rank 1 of this machine died first" in stderr, stderr[-3000:]
+    assert "SIGABRT" not in stderr + stdout
+
+
+# ------------------------------------------------------------------------------------------ unreadable checkpoints
+
+
+@pytest.fixture(scope="module")
+def trained(demo, tmp_path_factory):
+    """An output_dir with model_2, model_4 and model_last (step 4) of a 1-rank run."""
+    out = str(tmp_path_factory.mktemp("trained") / "out")
+    run([sys.executable, SCRIPT] + flags(demo, out, max_steps=4, save_steps=2, checkpoint_steps=2, eval_freq=100,
+                                         eval_iters=0, test_iters=0), REPO)
+    return out
+
+
+def _corrupt(path: str, how: str) -> None:
+    data = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write({"truncated": data[:len(data) // 2], "empty": b"", "garbage": os.urandom(777)}[how])
+
+
+def _main_error(argv, capsys) -> str:
+    from ernie.training import trainer
+
+    with pytest.raises(SystemExit) as exc:
+        trainer.main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    errors = [line for line in err.splitlines() if not line.startswith("warning: ")]
+    assert "Traceback" not in err and len(errors) == 1 and errors[0].startswith("error: "), err
+    return errors[0]
+
+
+@pytest.mark.parametrize("name, how", [("model_state.pdparams", "truncated"), ("model_state.pdparams", "empty"),
+                                       ("model_state.pdparams", "garbage"), ("rng_state.pkl", "truncated"),
+                                       ("model_state.pdopt", "garbage"), ("trainer_state.json", "garbage"),
+                                       ("args.yaml", "empty")])
+def test_unreadable_model_last_names_the_file_and_a_checkpoint_to_resume_from(demo, trained, tmp_path, capsys,
+                                                                              name, how):
+    import shutil
+
+    out = str(tmp_path / "out")
+    shutil.copytree(trained, out)
+    _corrupt(os.path.join(out, "model_last", name), how)
+    _corrupt(os.path.join(out, "model_4", "model_state.pdopt"), "truncated")  # so model_2 is the newest readable
+    err = _main_error(flags(demo, out, max_steps=6, eval_iters=0, test_iters=0), capsys)
+    assert os.path.join(out, "model_last", name) in err
+    assert f"the newest readable checkpoint is {os.path.join(out, 'model_2')}" in err, err
+
+
+def test_continue_training_from_a_truncated_weights_file_names_it(demo, trained, tmp_path, capsys):
+    import shutil
+
+    src = str(tmp_path / "weights")
+    shutil.copytree(os.path.join(trained, "model_2"), src)
+    _corrupt(os.path.join(src, "model_state.pdparams"), "truncated")
+    err = _main_error(flags(demo, str(tmp_path / "out"), model_name_or_path=src, continue_training="true"), capsys)
+    assert f"{src}/model_state.pdparams: unreadable model weights" in err
+
+
+# ---------------------------------------------------------------------------------------- unwritable output location
+
+
+def _cli(script: str, args: list[str]) -> subprocess.CompletedProcess:
+    return run([sys.executable, os.path.join(REPO, "scripts", script)] + args, REPO, check=False)
+
+
+def test_unwritable_output_is_one_line_in_every_writer(demo, tmp_path):
+    """An output under a regular file cannot be created, even by root: each writer says so in one line, exit 2,
+    before any work."""
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("")
+    txt = tmp_path / "txt"
+    txt.mkdir()
+    (txt / "a.txt").write_text("今天天气很好。我们去公园散步。\n\n明天下雨，我们在家看书。\n", encoding="utf-8")
+    jsonl = tmp_path / "docs.jsonl"
+    jsonl.write_text(json.dumps({"text": "今天天气很好。我们去公园散步。"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = str(blocker / "out")
+    cases = {
+        "trans_to_json.py": ["--input_path", str(txt), "--output_path", out],
+        "build_vocab.py": ["--input_path", str(txt), "--output_dir", out, "--vocab_size", "100"],
+        "words_segmentation.py": ["--input_path", str(txt / "a.txt"), "--output_path", out, "--cn_seg_func", "char"],
+        "create_pretraining_data.py": ["--model_name", demo["vocab"], "--input_path", str(jsonl), "--output_prefix",
+                                       out, "--cn_seg_func", "char", "--split_sentences", "--chinese",
+                                       "--cn_whole_word_segment"],
+        "merge.py": ["--input", f"{demo['data']}/pd", f"{demo['data']}/pd", "--output_prefix", out],
+        "run_pretrain.py": flags(demo, out, max_steps=2),
+    }
+    for script, args in cases.items():
+        proc = _cli(script, args)
+        errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, (script, proc.stderr[-2000:])
+        assert len(errors) == 1 and "cannot write" in errors[0] and str(blocker) in errors[0], (script, errors)
+
