@@ -113,9 +113,15 @@ class ErnieConfig:
     def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> "ErnieConfig":
         """Config of a checkpoint directory, a JSON file, or a name in ``configs/models/``.
 
-        ``overrides`` replace fields after loading (e.g. ``vocab_size=len(tokenizer.vocab)``).
+        ``overrides`` replace fields after loading (e.g. ``vocab_size=len(tokenizer.vocab)``). An HF transformers
+        ERNIE directory is read through :func:`ernie.convert.hf_config`.
         """
-        cfg = cls.from_file(resolve_config_file(name_or_dir))
+        from ernie import convert
+
+        if convert.is_hf_dir(str(name_or_dir)):
+            cfg = convert.hf_config(str(name_or_dir))
+        else:
+            cfg = cls.from_file(resolve_config_file(name_or_dir))
         return cfg.replace(**overrides) if overrides else cfg
 
     def replace(self, **changes) -> "ErnieConfig":

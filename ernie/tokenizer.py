@@ -263,7 +263,9 @@ class ErnieTokenizer:
             if not isinstance(config, dict):
                 raise UserError(f"{config_path}: expected a JSON object")
         known = {"do_lower_case", *SPECIAL_TOKEN_NAMES}
-        init = {k: v for k, v in config.items() if k in known}
+        # HF may write a special token as an AddedToken dict {"content": "[UNK]", ...}
+        init = {k: (v["content"] if isinstance(v, dict) and "content" in v else v) for k, v in config.items()
+                if k in known}
         init.update(kwargs)
         return cls(os.path.join(resolved, VOCAB_FILE), **init)
 
@@ -514,10 +516,12 @@ class ErnieTokenizer:
         return arrays
 
 
-def write_tokenizer_files(directory: str, tokens: Sequence[str], do_lower_case: bool, special: dict[str, str]) -> None:
+def write_tokenizer_files(directory: str, tokens: Sequence[str], do_lower_case: bool, special: dict[str, str],
+                          extra_config: dict | None = None) -> None:
     """vocab.txt + tokenizer_config.json + special_tokens_map.json in ``directory`` (each written atomically; the
-    vocab last, so a complete vocab.txt implies the configs beside it are complete)."""
-    config = {"do_lower_case": do_lower_case, **special, "tokenizer_class": "ErnieTokenizer"}
+    vocab last, so a complete vocab.txt implies the configs beside it are complete). ``extra_config`` adds to (or
+    replaces keys of) tokenizer_config.json, e.g. ``tokenizer_class`` for HF transformers."""
+    config = {"do_lower_case": do_lower_case, **special, "tokenizer_class": "ErnieTokenizer", **(extra_config or {})}
     with atomic_write(os.path.join(directory, SPECIAL_TOKENS_FILE), "w") as f:
         json.dump(special, f, ensure_ascii=False, indent=2)
     with atomic_write(os.path.join(directory, CONFIG_FILE), "w") as f:
