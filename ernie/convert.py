@@ -228,6 +228,8 @@ def config_to_hf(config, architecture: str, labels: list[str] | None = None) -> 
             raise UserError(f"{len(labels)} labels for a classifier with {n} outputs")
         d["id2label"] = {str(i): label for i, label in enumerate(labels)}
         d["label2id"] = {label: i for i, label in enumerate(labels)}
+    else:  # no head that uses it: kept for the way back (HF takes a num_labels key too)
+        d["num_labels"] = config.num_labels
     return dict(sorted(d.items()))
 
 
@@ -388,9 +390,39 @@ def _load_tokenizer(directory: str, flag: str):
     return ErnieTokenizer.from_pretrained(directory)
 
 
+def fast_tokenizer_json(tokenizer) -> str:
+    """HF ``tokenizer.json`` (the ``tokenizers`` library's format, what AutoTokenizer loads) that gives our ids.
+
+    BERT's pre-tokenizer splits off ASCII and Unicode P* chars only; ours (= PaddleNLP's ErnieTokenizer) also every
+    symbol (S*: ``～ ℃ ×`` ...), so a Split on our punctuation class follows it."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    from ernie.tokenizer import punctuation_class
+
+    fast = Tokenizer(models.WordPiece(vocab=dict(tokenizer.vocab), unk_token=tokenizer.unk_token,
+                                      max_input_chars_per_word=100))
+    fast.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=None,
+                                                 lowercase=tokenizer.do_lower_case)
+    fast.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.BertPreTokenizer(),
+        pre_tokenizers.Split(Regex(f"[{punctuation_class()}]"), behavior="isolated"),
+    ])
+    cls, sep = tokenizer.cls_token, tokenizer.sep_token
+    fast.post_processor = processors.TemplateProcessing(
+        single=f"{cls}:0 $A:0 {sep}:0", pair=f"{cls}:0 $A:0 {sep}:0 $B:1 {sep}:1",
+        special_tokens=[(cls, tokenizer.cls_token_id), (sep, tokenizer.sep_token_id)])
+    fast.decoder = decoders.WordPiece(prefix="##")
+    fast.add_special_tokens(tokenizer.all_special_tokens)
+    return fast.to_str()
+
+
 def write_hf_tokenizer(tokenizer, directory: str, model_max_length: int) -> None:
-    """vocab.txt + tokenizer_config.json + special_tokens_map.json that HF's BertTokenizer / AutoTokenizer load."""
+    """vocab.txt + tokenizer_config.json + special_tokens_map.json that HF's BertTokenizer loads, and the
+    tokenizer.json that AutoTokenizer (BertTokenizerFast) loads."""
     from ernie.tokenizer import write_tokenizer_files
+
+    with atomic_write(os.path.join(directory, "tokenizer.json"), "w") as f:
+        f.write(fast_tokenizer_json(tokenizer))
 
     special = {name: getattr(tokenizer, name) for name in ("unk_token", "sep_token", "pad_token", "cls_token",
                                                            "mask_token")}

@@ -100,15 +100,23 @@ def _char_class(codepoints: Iterable[int]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _basic_regexes() -> tuple[re.Pattern, re.Pattern]:
-    """(``CJK char | punctuation char | word``, ``word``) where a word is a run of other non-space chars.
-
-    Built once per process (~0.15 s: one pass over the Unicode categories)."""
+def punctuation_class() -> str:
+    """Regex character-class body (no brackets) of every char :func:`is_punctuation` accepts: the chars the basic
+    tokenizer splits off (BERT's split only ASCII and P* ones; ``ernie.convert`` gives HF's fast tokenizer this
+    class so that it splits as we do)."""
     category = unicodedata.category
     codepoints = {cp for cp in range(sys.maxunicode + 1) if category(chr(cp))[0] in "PS"}
     codepoints.update(cp for cp in range(128) if is_punctuation(chr(cp)))
     codepoints.update(_EXTRA_SYMBOLS)
-    punct = _char_class(sorted(codepoints))
+    return _char_class(sorted(codepoints))
+
+
+@functools.lru_cache(maxsize=1)
+def _basic_regexes() -> tuple[re.Pattern, re.Pattern]:
+    """(``CJK char | punctuation char | word``, ``word``) where a word is a run of other non-space chars.
+
+    Built once per process (~0.15 s: one pass over the Unicode categories)."""
+    punct = punctuation_class()
     cjk = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in CJK_RANGES)
     word = f"[^\\s{cjk}{punct}]+"
     return re.compile(f"[{cjk}]|[{punct}]|{word}"), re.compile(word)
