@@ -165,25 +165,30 @@ def test_hf_dir_as_model_name_or_path(vocab_dir, tmp_path):
     assert ErnieTokenizer.from_pretrained(hf).vocab == ErnieTokenizer.from_pretrained(ours).vocab
 
 
-def test_cli(vocab_dir, tmp_path):
+def test_cli(vocab_dir, tmp_path, capsys):
     ours, hf, back = (str(tmp_path / n) for n in ("ours", "hf", "back"))
     make_ours(ours, "ErnieForTokenClassification", vocab_dir)
     script = os.path.join(REPO, "scripts", "convert_checkpoint.py")
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-
-    def run(*args):
-        return subprocess.run([sys.executable, script, *args], capture_output=True, text=True, env=env, timeout=120)
-
-    ok = run("--input", ours, "--output", hf, "--to", "hf")
+    ok = subprocess.run([sys.executable, script, "--input", ours, "--output", hf, "--to", "hf"], capture_output=True,
+                        text=True, env=env, timeout=120)
     assert ok.returncode == 0 and "ErnieForTokenClassification" in ok.stdout, ok.stderr
-    again = run("--input", ours, "--output", hf, "--to", "hf")
-    assert again.returncode == 2 and again.stderr.strip().splitlines() == [
-        f"error: output {hf} already exists; pass --overwrite to replace it"]
-    wrong = run("--input", ours, "--output", back, "--to", "paddle")
-    assert wrong.returncode == 2 and "not an HF model directory" in wrong.stderr
-    assert len(wrong.stderr.strip().splitlines()) == 1
-    assert run("--input", hf, "--output", back, "--to", "paddle").returncode == 0
+
+    def fails(*args) -> str:  # the same entry point in-process: exit 2 and one error line
+        with pytest.raises(SystemExit) as e:
+            convert.main(list(args))
+        assert e.value.code == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1
+        return lines[0]
+
+    assert fails("--input", ours, "--output", hf, "--to", "hf") == (
+        f"error: output {os.path.abspath(hf)} already exists; pass --overwrite to replace it")
+    assert "not an HF model directory" in fails("--input", ours, "--output", back, "--to", "paddle")
+    assert "no such directory" in fails("--input", str(tmp_path / "nope"), "--output", back, "--to", "hf")
+    convert.main(["--input", hf, "--output", back, "--to", "paddle"])
     assert os.path.isfile(os.path.join(back, "model_state.pdparams"))
+    assert not os.path.exists(back + ".tmp") and sorted(os.listdir(tmp_path)) == ["back", "hf", "ours"]
 
 
 # ------------------------------------------------------------------------------------------------ with HF transformers
@@ -271,3 +276,26 @@ def test_hf_tokenizer_gives_our_ids(tokenizer, vocab_dir, tmp_path):
     # BERT's slow tokenizer does not split off non-ASCII symbols (Unicode S*: ～ ℃ ...); it agrees everywhere else
     has_symbol = [t for t in texts if any(unicodedata.category(c)[0] == "S" and ord(c) > 127 for c in t)]
     assert has_symbol and set(slow_off) <= set(has_symbol), [t for t in slow_off if t not in has_symbol][:3]
+
+
+@pytest.mark.compat
+def test_paddlenlp_dir_to_hf(vocab_dir, tmp_path):
+    """A directory PaddleNLP 2.8.1 saved converts, and HF's class reproduces PaddleNLP's own MLM logits."""
+    torch, transformers = hf_modules()
+    pnlp = pytest.importorskip("paddlenlp.transformers", reason="paddlenlp not installed (pip install -e .[compat])")
+    src, hf = str(tmp_path / "pnlp"), str(tmp_path / "hf")
+    paddle.seed(0)
+    model = pnlp.ErnieForMaskedLM(pnlp.ErnieConfig(**KW, type_vocab_size=2, pad_token_id=0))
+    model.eval()
+    model.save_pretrained(src)
+    for name in ("vocab.txt", "tokenizer_config.json"):
+        shutil.copy(os.path.join(vocab_dir, name), src)
+    assert convert.to_hf(src, hf) == "ErnieForMaskedLM"
+    ids, _, types = inputs(KW["vocab_size"])
+    ids[ids == 0] = 7  # no padding: PaddleNLP's default mask and HF's all-ones mask agree
+    with paddle.no_grad():
+        expected = model(paddle.to_tensor(ids), paddle.to_tensor(types))
+    expected = (expected[0] if isinstance(expected, (tuple, list)) else expected).numpy()
+    got = hf_logits(transformers.ErnieForMaskedLM.from_pretrained(hf).eval(), "ErnieForMaskedLM", ids,
+                    np.ones_like(ids), types)[0]
+    assert np.abs(expected - got).max() <= TOL
