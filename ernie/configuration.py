@@ -98,16 +98,7 @@ class ErnieConfig:
     def from_file(cls, path: str | os.PathLike) -> "ErnieConfig":
         """Read a JSON config file; a missing or malformed file is a :class:`UserError` naming it."""
         path = str(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise UserError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-        if not isinstance(d, dict):
-            raise UserError(f"{path}: expected a JSON object")
-        return cls.from_dict(d, source=path)
+        return cls.from_dict(read_json_object(path, "config file"), source=path)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> "ErnieConfig":
@@ -140,6 +131,20 @@ class ErnieConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+
+def read_json_object(path: str, what: str = "file") -> dict[str, Any]:
+    """A JSON object from ``path``; missing, malformed or non-object files are a :class:`UserError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return d
 
 
 def available_configs() -> list[str]:

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from ernie.configuration import read_json_object
 from ernie.utils import UserError, atomic_dir, atomic_write, check_output_path, cli_main
 
 PADDLE_WEIGHTS = "model_state.pdparams"
@@ -138,25 +139,19 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and np.array_equal(a, b)
 
 
-def state_to_hf(state: dict[str, np.ndarray], architecture: str, source: str = "state dict") -> dict[str, np.ndarray]:
-    """Our (PaddleNLP) weight names and layout -> HF's. Tied aliases are checked and written once."""
-    prefix = BASE if any(k.startswith(BASE) for k in state) else ""
+def _check_tied(state: dict[str, np.ndarray], key: str, same_as: str, source: str) -> None:
+    """An alias (tied weight, second name of a bias) must equal the weight it stands for."""
+    other = state.get(same_as)
+    if other is not None and not _same(state[key], other):
+        raise UserError(f"{source}: {key} differs from {same_as}; an untied MLM decoder is not supported")
+
+
+def _map_names(state: dict[str, np.ndarray], architecture: str, to_hf: bool, source: str) -> dict[str, np.ndarray]:
+    """Rename (and transpose Linear weights of) every entry; any name without a rule is an error naming it."""
     out: dict[str, np.ndarray] = {}
     unknown = []
     for key, value in state.items():
-        if key == "cls.predictions.decoder.weight":  # the tied decoder: the word embeddings themselves
-            if not _same(value, state.get(prefix + WORD_EMBEDDINGS, np.empty(0))):
-                raise UserError(f"{source}: cls.predictions.decoder.weight differs from the word embeddings; an "
-                                "untied MLM decoder has no place in HF's ERNIE")
-            continue
-        if key == "cls.predictions.decoder.bias":  # second name of decoder_bias
-            other = state.get("cls.predictions.decoder_bias")
-            if other is not None and not _same(value, other):
-                raise UserError(f"{source}: cls.predictions.decoder.bias differs from cls.predictions.decoder_bias")
-            if other is None:
-                out["cls.predictions.bias"] = np.ascontiguousarray(value)
-            continue
-        renamed = _rename(key, architecture, to_hf=True)
+        renamed = _rename(key, architecture, to_hf)
         if renamed is None:
             unknown.append(key)
             continue
@@ -165,44 +160,41 @@ def state_to_hf(state: dict[str, np.ndarray], architecture: str, source: str = "
     if unknown:
         raise _unknown(unknown, source)
     return out
+
+
+def state_to_hf(state: dict[str, np.ndarray], architecture: str, source: str = "state dict") -> dict[str, np.ndarray]:
+    """Our (PaddleNLP) weight names and layout -> HF's. Tied aliases are checked and written once."""
+    prefix = BASE if any(k.startswith(BASE) for k in state) else ""
+    state = dict(state)
+    if "cls.predictions.decoder.weight" in state:  # the tied decoder: the word embeddings themselves
+        _check_tied(state, "cls.predictions.decoder.weight", prefix + WORD_EMBEDDINGS, source)
+        del state["cls.predictions.decoder.weight"]
+    if "cls.predictions.decoder.bias" in state:  # second name of decoder_bias
+        _check_tied(state, "cls.predictions.decoder.bias", "cls.predictions.decoder_bias", source)
+        state.setdefault("cls.predictions.decoder_bias", state.pop("cls.predictions.decoder.bias"))
+        state.pop("cls.predictions.decoder.bias", None)
+    return _map_names(state, architecture, True, source)
 
 
 def state_from_hf(state: dict[str, np.ndarray], architecture: str, source: str = "state dict") -> dict[str, np.ndarray]:
     """HF's weight names and layout -> ours (PaddleNLP's). Buffers and tied aliases are checked, not returned."""
     prefix = BASE if any(k.startswith(BASE) for k in state) else ""
-    out: dict[str, np.ndarray] = {}
-    unknown = []
-    for key, value in state.items():
-        rel = key[len(prefix):] if prefix and key.startswith(prefix) else key
-        if rel == "embeddings.position_ids":  # buffer of older HF checkpoints: must be 0..n-1
-            if not np.array_equal(value.reshape(-1), np.arange(value.size)):
-                raise UserError(f"{source}: {key} is not 0..{value.size - 1}; custom position ids are not supported")
-            continue
-        if rel == "embeddings.token_type_ids":  # buffer of zeros
-            if np.any(value):
-                raise UserError(f"{source}: {key} is not all zeros")
-            continue
-        if key == "cls.predictions.decoder.weight":
-            if not _same(value, state.get(prefix + WORD_EMBEDDINGS, np.empty(0))):
-                raise UserError(f"{source}: cls.predictions.decoder.weight differs from the word embeddings; an "
-                                "untied MLM decoder is not supported")
-            continue
-        if key == "cls.predictions.decoder.bias":
-            other = state.get("cls.predictions.bias")
-            if other is not None and not _same(value, other):
-                raise UserError(f"{source}: cls.predictions.decoder.bias differs from cls.predictions.bias")
-            if other is None:
-                out["cls.predictions.decoder_bias"] = np.ascontiguousarray(value)
-            continue
-        renamed = _rename(key, architecture, to_hf=False)
-        if renamed is None:
-            unknown.append(key)
-            continue
-        name, transpose = renamed
-        out[name] = np.ascontiguousarray(value.T if transpose else value)
-    if unknown:
-        raise _unknown(unknown, source)
-    return out
+    state = dict(state)
+    position_ids = state.pop(prefix + "embeddings.position_ids", None)  # buffer of older HF checkpoints
+    if position_ids is not None and not np.array_equal(position_ids.reshape(-1), np.arange(position_ids.size)):
+        raise UserError(f"{source}: {prefix}embeddings.position_ids is not 0..n-1; custom position ids are not "
+                        "supported")
+    token_type_ids = state.pop(prefix + "embeddings.token_type_ids", None)
+    if token_type_ids is not None and np.any(token_type_ids):
+        raise UserError(f"{source}: {prefix}embeddings.token_type_ids is not all zeros")
+    if "cls.predictions.decoder.weight" in state:
+        _check_tied(state, "cls.predictions.decoder.weight", prefix + WORD_EMBEDDINGS, source)
+        del state["cls.predictions.decoder.weight"]
+    if "cls.predictions.decoder.bias" in state:
+        _check_tied(state, "cls.predictions.decoder.bias", "cls.predictions.bias", source)
+        state.setdefault("cls.predictions.bias", state.pop("cls.predictions.decoder.bias"))
+        state.pop("cls.predictions.decoder.bias", None)
+    return _map_names(state, architecture, False, source)
 
 
 # ---- configs --------------------------------------------------------------------------------------------------------
@@ -261,25 +253,12 @@ def hf_architecture(d: dict[str, Any], source: str) -> str | None:
     return HF_ARCHITECTURES[archs[0]]
 
 
-def _read_json(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: not found") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-    if not isinstance(d, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return d
-
-
 def hf_config(directory: str):
     """Our :class:`ErnieConfig` of an HF ERNIE directory."""
     from ernie.configuration import ErnieConfig
 
     path = os.path.join(directory, CONFIG_NAME)
-    return ErnieConfig.from_dict(config_dict_from_hf(_read_json(path), path), source=path)
+    return ErnieConfig.from_dict(config_dict_from_hf(read_json_object(path), path), source=path)
 
 
 # ---- reading weights ------------------------------------------------------------------------------------------------
@@ -298,7 +277,7 @@ def read_hf_weights(directory: str) -> tuple[dict[str, np.ndarray], str]:
     single, index = os.path.join(directory, HF_SAFETENSORS), os.path.join(directory, HF_SAFETENSORS_INDEX)
     files = [single] if os.path.isfile(single) else []
     if not files and os.path.isfile(index):
-        shards = _read_json(index).get("weight_map", {})
+        shards = read_json_object(index).get("weight_map", {})
         files = [os.path.join(directory, f) for f in sorted(set(shards.values()))]
     if files:
         state: dict[str, np.ndarray] = {}
@@ -358,7 +337,7 @@ def read_state_dict(directory: str, architecture: str | None = None) -> tuple[di
     hf_state, source = read_hf_weights(directory)
     if architecture is None:
         cfg_path = os.path.join(directory, CONFIG_NAME)
-        declared = hf_architecture(_read_json(cfg_path), cfg_path) if os.path.isfile(cfg_path) else None
+        declared = hf_architecture(read_json_object(cfg_path), cfg_path) if os.path.isfile(cfg_path) else None
         architecture = _infer_architecture(declared, hf_state, source)
     return state_from_hf(hf_state, architecture, source), source
 
@@ -472,7 +451,7 @@ def from_hf(src: str, dst: str, architecture: str | None = None, tokenizer_dir: 
         raise UserError(f"--input {src}: not an HF model directory (no {' / '.join(HF_WEIGHT_FILES)}, or it holds "
                         f"{PADDLE_WEIGHTS})")
     cfg_path = os.path.join(src, CONFIG_NAME)
-    raw_cfg = _read_json(cfg_path)
+    raw_cfg = read_json_object(cfg_path)
     config = hf_config(src)
     hf_state, source = read_hf_weights(src)
     arch = _infer_architecture(architecture or hf_architecture(raw_cfg, cfg_path), hf_state, cfg_path)
