@@ -110,15 +110,15 @@ def _compile(template: str) -> re.Pattern:
     return re.compile(pattern + "$")
 
 
-def _rules(architecture: str) -> tuple[list, list]:
-    heads = _HEADS + [_QA_CLASSIFIER if architecture == "ErnieForQuestionAnswering" else _CLASSIFIER]
-    return _BODY, heads
-
-
-def _rename(key: str, architecture: str, to_hf: bool) -> tuple[str, bool] | None:
-    """(new name, transpose?) of one weight, or None when no rule knows it."""
+def _rename(key: str, architecture: str | None, to_hf: bool) -> tuple[str, bool] | None:
+    """(new name, transpose?) of one weight, or None when no rule knows it. Only ours -> HF needs the architecture
+    (our QA head is ``classifier``, HF's ``qa_outputs``)."""
     src, dst = (0, 1) if to_hf else (1, 0)
-    body, heads = _rules(architecture)
+    if to_hf:
+        heads = _HEADS + [_QA_CLASSIFIER if architecture == "ErnieForQuestionAnswering" else _CLASSIFIER]
+    else:
+        heads = _HEADS + [_CLASSIFIER, _QA_CLASSIFIER]
+    body = _BODY
     candidates = [(key, "", heads), (key[len(BASE):], BASE, body)] if key.startswith(BASE) else [(key, "", heads),
                                                                                                 (key, "", body)]
     for name, prefix, rules in candidates:
@@ -146,7 +146,8 @@ def _check_tied(state: dict[str, np.ndarray], key: str, same_as: str, source: st
         raise UserError(f"{source}: {key} differs from {same_as}; an untied MLM decoder is not supported")
 
 
-def _map_names(state: dict[str, np.ndarray], architecture: str, to_hf: bool, source: str) -> dict[str, np.ndarray]:
+def _map_names(state: dict[str, np.ndarray], architecture: str | None, to_hf: bool,
+               source: str) -> dict[str, np.ndarray]:
     """Rename (and transpose Linear weights of) every entry; any name without a rule is an error naming it."""
     out: dict[str, np.ndarray] = {}
     unknown = []
@@ -176,7 +177,7 @@ def state_to_hf(state: dict[str, np.ndarray], architecture: str, source: str = "
     return _map_names(state, architecture, True, source)
 
 
-def state_from_hf(state: dict[str, np.ndarray], architecture: str, source: str = "state dict") -> dict[str, np.ndarray]:
+def state_from_hf(state: dict[str, np.ndarray], source: str = "state dict") -> dict[str, np.ndarray]:
     """HF's weight names and layout -> ours (PaddleNLP's). Buffers and tied aliases are checked, not returned."""
     prefix = BASE if any(k.startswith(BASE) for k in state) else ""
     state = dict(state)
@@ -194,7 +195,7 @@ def state_from_hf(state: dict[str, np.ndarray], architecture: str, source: str =
         _check_tied(state, "cls.predictions.decoder.bias", "cls.predictions.bias", source)
         state.setdefault("cls.predictions.bias", state.pop("cls.predictions.decoder.bias"))
         state.pop("cls.predictions.decoder.bias", None)
-    return _map_names(state, architecture, False, source)
+    return _map_names(state, None, False, source)
 
 
 # ---- configs --------------------------------------------------------------------------------------------------------
@@ -236,21 +237,16 @@ def config_dict_from_hf(d: dict[str, Any], source: str) -> dict[str, Any]:
     if d.get("is_decoder") or d.get("add_cross_attention"):
         raise UserError(f"{source}: a decoder ERNIE (is_decoder / add_cross_attention) is not supported")
     out = {**HF_CONFIG_DEFAULTS, **{k: v for k, v in d.items() if k not in HF_ONLY_CONFIG_KEYS}}
-    arch = hf_architecture(d, source)
+    arch = hf_architecture(d)
     if arch is not None:
         out["architectures"] = [arch]
     return out
 
 
-def hf_architecture(d: dict[str, Any], source: str) -> str | None:
-    """Our class name for the first of an HF config's ``architectures`` (None when it has none)."""
-    archs = d.get("architectures") or []
-    if not archs:
-        return None
-    if archs[0] not in HF_ARCHITECTURES:
-        raise UserError(f"{source}: architecture {archs[0]!r} is not supported (known: "
-                        f"{', '.join(sorted(HF_ARCHITECTURES))})")
-    return HF_ARCHITECTURES[archs[0]]
+def hf_architecture(d: dict[str, Any]) -> str | None:
+    """Our class name for the first of an HF config's ``architectures`` (None when it has none we know)."""
+    archs = d.get("architectures") or [None]
+    return HF_ARCHITECTURES.get(archs[0])
 
 
 def hf_config(directory: str):
@@ -320,7 +316,7 @@ def _infer_architecture(declared: str | None, keys, source: str) -> str:
     return "ErnieModel"
 
 
-def read_state_dict(directory: str, architecture: str | None = None) -> tuple[dict[str, Any], str]:
+def read_state_dict(directory: str) -> tuple[dict[str, Any], str]:
     """Weights of a model directory under our names: ``model_state.pdparams`` (ours / PaddleNLP) as it is, else HF
     weights converted. Returns (state dict, file read)."""
     paddle_file = os.path.join(directory, PADDLE_WEIGHTS)
@@ -335,11 +331,7 @@ def read_state_dict(directory: str, architecture: str | None = None) -> tuple[di
         raise UserError(f"{directory}: no {PADDLE_WEIGHTS} (ours / PaddleNLP) or {' / '.join(HF_WEIGHT_FILES)} (HF "
                         "transformers) in this directory")
     hf_state, source = read_hf_weights(directory)
-    if architecture is None:
-        cfg_path = os.path.join(directory, CONFIG_NAME)
-        declared = hf_architecture(read_json_object(cfg_path), cfg_path) if os.path.isfile(cfg_path) else None
-        architecture = _infer_architecture(declared, hf_state, source)
-    return state_from_hf(hf_state, architecture, source), source
+    return state_from_hf(hf_state, source), source
 
 
 def _numpy_state(state: dict[str, Any], source: str) -> dict[str, np.ndarray]:
@@ -454,8 +446,12 @@ def from_hf(src: str, dst: str, architecture: str | None = None, tokenizer_dir: 
     raw_cfg = read_json_object(cfg_path)
     config = hf_config(src)
     hf_state, source = read_hf_weights(src)
-    arch = _infer_architecture(architecture or hf_architecture(raw_cfg, cfg_path), hf_state, cfg_path)
-    state = state_from_hf(hf_state, arch, source)
+    declared = (raw_cfg.get("architectures") or [None])[0]
+    if architecture is None and declared is not None and declared not in HF_ARCHITECTURES:
+        raise UserError(f"{cfg_path}: architecture {declared!r} has no class here (known: "
+                        f"{', '.join(sorted(HF_ARCHITECTURES))}); pass --architecture to convert it as one of ours")
+    arch = _infer_architecture(architecture or hf_architecture(raw_cfg), hf_state, cfg_path)
+    state = state_from_hf(hf_state, source)
     model = getattr(modeling, arch)(config)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

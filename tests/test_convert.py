@@ -88,10 +88,11 @@ def state_arrays(directory: str) -> dict[str, np.ndarray]:
 
 
 # ------------------------------------------------------------------------------------------------ without torch
-@pytest.mark.parametrize("arch", ARCHS + ["ErnieModel"])
+@pytest.mark.parametrize("arch", ARCHS + ["ErnieModel", "ErnieForQuestionAnswering"])
 def test_round_trip_is_bit_identical(arch, vocab_dir, tmp_path):
     ours, hf, back = (str(tmp_path / n) for n in ("ours", "hf", "back"))
-    extra = dict(use_task_id=True, num_labels=5) if arch != "ErnieModel" else {}
+    extra = {"ErnieModel": {}, "ErnieForQuestionAnswering": dict(use_task_id=True, num_labels=2)}.get(
+        arch, dict(use_task_id=True, num_labels=5))
     make_ours(ours, arch, vocab_dir, **extra)
     assert convert.to_hf(ours, hf) == convert.ARCHITECTURES[arch]
     with open(os.path.join(hf, "config.json"), encoding="utf-8") as f:
