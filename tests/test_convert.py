@@ -228,7 +228,8 @@ def test_task_type_embeddings_ernie3(vocab_dir, tmp_path):
     assert diff <= TOL
 
 
-def test_directory_saved_by_hf_loads_here(vocab_dir, tmp_path):
+@pytest.mark.parametrize("safetensors", [True, False], ids=["model.safetensors", "pytorch_model.bin"])
+def test_directory_saved_by_hf_loads_here(safetensors, vocab_dir, tmp_path):
     """HF -> ours with a directory written by transformers itself (its naming, tied weights dropped on save)."""
     torch, transformers = hf_modules()
     hf = str(tmp_path / "hf")
@@ -239,7 +240,8 @@ def test_directory_saved_by_hf_loads_here(vocab_dir, tmp_path):
         for name, p in hf_model.named_parameters():
             if name.endswith("bias"):
                 p.normal_(0, 0.1)
-    hf_model.save_pretrained(hf)
+    hf_model.save_pretrained(hf, safe_serialization=safetensors)
+    assert os.path.isfile(os.path.join(hf, "model.safetensors" if safetensors else "pytorch_model.bin"))
     transformers.BertTokenizer(os.path.join(vocab_dir, "vocab.txt")).save_pretrained(hf)
     assert not os.path.isfile(os.path.join(hf, "model_state.pdparams"))
     ids, mask, types = inputs(KW["vocab_size"])
