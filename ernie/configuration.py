@@ -98,24 +98,21 @@ class ErnieConfig:
     def from_file(cls, path: str | os.PathLike) -> "ErnieConfig":
         """Read a JSON config file; a missing or malformed file is a :class:`UserError` naming it."""
         path = str(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                d = json.load(f)
-        except FileNotFoundError:
-            raise UserError(f"{path}: config file not found") from None
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-        if not isinstance(d, dict):
-            raise UserError(f"{path}: expected a JSON object")
-        return cls.from_dict(d, source=path)
+        return cls.from_dict(read_json_object(path, "config file"), source=path)
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> "ErnieConfig":
         """Config of a checkpoint directory, a JSON file, or a name in ``configs/models/``.
 
-        ``overrides`` replace fields after loading (e.g. ``vocab_size=len(tokenizer.vocab)``).
+        ``overrides`` replace fields after loading (e.g. ``vocab_size=len(tokenizer.vocab)``). An HF transformers
+        ERNIE directory is read through :func:`ernie.convert.hf_config`.
         """
-        cfg = cls.from_file(resolve_config_file(name_or_dir))
+        from ernie import convert
+
+        if convert.is_hf_dir(str(name_or_dir)):
+            cfg = convert.hf_config(str(name_or_dir))
+        else:
+            cfg = cls.from_file(resolve_config_file(name_or_dir))
         return cfg.replace(**overrides) if overrides else cfg
 
     def replace(self, **changes) -> "ErnieConfig":
@@ -134,6 +131,20 @@ class ErnieConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+
+def read_json_object(path: str, what: str = "file") -> dict[str, Any]:
+    """A JSON object from ``path``; missing, malformed or non-object files are a :class:`UserError` naming it."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            d = json.load(f)
+    except FileNotFoundError:
+        raise UserError(f"{path}: {what} not found") from None
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    if not isinstance(d, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    return d
 
 
 def available_configs() -> list[str]:

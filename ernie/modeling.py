@@ -70,7 +70,8 @@ import paddle.nn.functional as F  # noqa: E402
 from paddle.autograd import PyLayer  # noqa: E402
 from paddle.distributed.fleet.utils import recompute  # noqa: E402
 
-from ernie.configuration import ErnieConfig, resolve_config_file  # noqa: E402
+from ernie.configuration import ErnieConfig  # noqa: E402
+from ernie.convert import read_state_dict  # noqa: E402
 
 WEIGHTS_NAME = "model_state.pdparams"
 
@@ -367,7 +368,8 @@ class ErniePretrainedModel(nn.Layer):
 
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, config: ErnieConfig | None = None, **overrides):
-        """Build the model from a checkpoint directory (weights + config), or from a shipped config name.
+        """Build the model from a checkpoint directory (weights + config; ours, PaddleNLP's or HF transformers'),
+        or from a shipped config name.
 
         A name in ``configs/models`` (or a JSON file) gives a freshly initialised model. ``overrides`` replace config
         fields (``use_recompute=True``, ``num_labels=3`` ...). Missing and unexpected weights are reported by name
@@ -376,18 +378,12 @@ class ErniePretrainedModel(nn.Layer):
         """
         path = str(name_or_dir)
         if config is None:
-            config = ErnieConfig.from_file(resolve_config_file(path))
+            config = ErnieConfig.from_pretrained(path)
         if overrides:
             config = config.replace(**overrides)
         model = cls(config)
-        if os.path.isdir(path):
-            weights = os.path.join(path, WEIGHTS_NAME)
-            if not os.path.isfile(weights):
-                raise UserError(f"{path}: no {WEIGHTS_NAME} in this directory")
-            try:
-                state = paddle.load(weights)
-            except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
-                raise UserError(f"{weights}: cannot read weights ({type(e).__name__}: {e})") from None
+        if os.path.isdir(path):  # ours / PaddleNLP's model_state.pdparams, or HF weights converted on load
+            state, weights = read_state_dict(path)
             model.load_report = model.load_weights(state, source=weights)
         model.eval()
         return model

@@ -100,15 +100,23 @@ def _char_class(codepoints: Iterable[int]) -> str:
 
 
 @functools.lru_cache(maxsize=1)
-def _basic_regexes() -> tuple[re.Pattern, re.Pattern]:
-    """(``CJK char | punctuation char | word``, ``word``) where a word is a run of other non-space chars.
-
-    Built once per process (~0.15 s: one pass over the Unicode categories)."""
+def punctuation_class() -> str:
+    """Regex character-class body (no brackets) of every char :func:`is_punctuation` accepts: the chars the basic
+    tokenizer splits off (BERT's split only ASCII and P* ones; ``ernie.convert`` gives HF's fast tokenizer this
+    class so that it splits as we do)."""
     category = unicodedata.category
     codepoints = {cp for cp in range(sys.maxunicode + 1) if category(chr(cp))[0] in "PS"}
     codepoints.update(cp for cp in range(128) if is_punctuation(chr(cp)))
     codepoints.update(_EXTRA_SYMBOLS)
-    punct = _char_class(sorted(codepoints))
+    return _char_class(sorted(codepoints))
+
+
+@functools.lru_cache(maxsize=1)
+def _basic_regexes() -> tuple[re.Pattern, re.Pattern]:
+    """(``CJK char | punctuation char | word``, ``word``) where a word is a run of other non-space chars.
+
+    Built once per process (~0.15 s: one pass over the Unicode categories)."""
+    punct = punctuation_class()
     cjk = "".join(f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in CJK_RANGES)
     word = f"[^\\s{cjk}{punct}]+"
     return re.compile(f"[{cjk}]|[{punct}]|{word}"), re.compile(word)
@@ -263,7 +271,9 @@ class ErnieTokenizer:
             if not isinstance(config, dict):
                 raise UserError(f"{config_path}: expected a JSON object")
         known = {"do_lower_case", *SPECIAL_TOKEN_NAMES}
-        init = {k: v for k, v in config.items() if k in known}
+        # HF may write a special token as an AddedToken dict {"content": "[UNK]", ...}
+        init = {k: (v["content"] if isinstance(v, dict) and "content" in v else v) for k, v in config.items()
+                if k in known}
         init.update(kwargs)
         return cls(os.path.join(resolved, VOCAB_FILE), **init)
 
@@ -514,10 +524,12 @@ class ErnieTokenizer:
         return arrays
 
 
-def write_tokenizer_files(directory: str, tokens: Sequence[str], do_lower_case: bool, special: dict[str, str]) -> None:
+def write_tokenizer_files(directory: str, tokens: Sequence[str], do_lower_case: bool, special: dict[str, str],
+                          extra_config: dict | None = None) -> None:
     """vocab.txt + tokenizer_config.json + special_tokens_map.json in ``directory`` (each written atomically; the
-    vocab last, so a complete vocab.txt implies the configs beside it are complete)."""
-    config = {"do_lower_case": do_lower_case, **special, "tokenizer_class": "ErnieTokenizer"}
+    vocab last, so a complete vocab.txt implies the configs beside it are complete). ``extra_config`` adds to (or
+    replaces keys of) tokenizer_config.json, e.g. ``tokenizer_class`` for HF transformers."""
+    config = {"do_lower_case": do_lower_case, **special, "tokenizer_class": "ErnieTokenizer", **(extra_config or {})}
     with atomic_write(os.path.join(directory, SPECIAL_TOKENS_FILE), "w") as f:
         json.dump(special, f, ensure_ascii=False, indent=2)
     with atomic_write(os.path.join(directory, CONFIG_FILE), "w") as f:

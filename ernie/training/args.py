@@ -29,7 +29,8 @@ class ModelArgs:
     model_type: str = field(default="ernie", metadata={"choices": ["ernie"], "help": "model family"})
     model_name_or_path: str = field(default=REQUIRED, metadata={
         "help": "model config: a name in configs/models (ernie-1.0-base-zh), a directory with model_config.json "
-                "or config.json (ours or PaddleNLP's), or a .json file; with --continue_training its weights"})
+                "or config.json (ours, PaddleNLP's or an HF transformers ERNIE dir), or a .json file; with "
+                "--continue_training its weights"})
     tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
         "help": "directory with vocab.txt (+ tokenizer_config.json); default: model_name_or_path"})
     continue_training: bool = field(default=False, metadata={

@@ -127,6 +127,12 @@ def read_args(path: str) -> dict[str, Any]:
 
 def load_model_weights(path: str, model) -> None:
     """Load ``path/model_state.pdparams`` (ours or PaddleNLP's names) into ``model``; shape mismatches are errors."""
+    from ernie.convert import is_hf_dir, read_state_dict
+
+    if is_hf_dir(path):  # an HF transformers ERNIE directory: its weights converted on load
+        state, file = read_state_dict(path)
+        model.load_weights(state, source=file)
+        return
     file = os.path.join(path, MODEL_STATE)
     if not os.path.isfile(file):
         raise UserError(f"{path}: no {MODEL_STATE} (model weights) in this directory")
