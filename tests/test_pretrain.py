@@ -32,11 +32,12 @@ TINY_MODEL = {"vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_a
 
 
 def build_demo(out_dir: str, num_paragraphs: int = 1500) -> dict[str, str]:
-    """vocab dir + npy token files of the first People's Daily paragraphs + a tiny model config."""
+    """vocab dir + npy token files (with unit markers) of the first People's Daily paragraphs + a tiny model
+    config."""
     from data_tools.corpus import write_peoples_daily_pretraining_data
     from ernie.tokenizer import ErnieTokenizer
 
-    vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs)
+    vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs, units=True)
     model_json = os.path.join(out_dir, "tiny.json")
     with open(model_json, "w") as f:
         json.dump({**TINY_MODEL, "vocab_size": ErnieTokenizer.from_pretrained(vocab_dir).vocab_size}, f)
@@ -103,7 +104,7 @@ def test_flags_yaml_and_errors(demo, tmp_path):
 
     base = ["--config", str(config)]
     for bad, message in [(["--max_lr", "fast"], "--max_lr"), (["--min_lr", "1"], "--min_lr"),
-                         (["--split", "1,2"], "--split"), (["--fp16_opt_level", "O3"], "--fp16_opt_level"),
+                         (["--split", "0,1,1"], "--split"), (["--fp16_opt_level", "O3"], "--fp16_opt_level"),
                          (["--input_dir", str(tmp_path)], "--input_dir"), (["--nonsense", "1"], "--nonsense"),
                          (["--warmup_rate", "2"], "--warmup_rate"), (["--use_amp", "maybe"], "--use_amp"),
                          (["--model_name_or_path", "no-such-model"], "--model_name_or_path"),
