@@ -20,7 +20,7 @@ import numpy as np
 
 from ernie.utils import UserError, atomic_write, cli_main
 
-from .export import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
+from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
 
 ONNX_FILE = MODEL_PREFIX + ".onnx"
 ONNX_OPSET = 13
