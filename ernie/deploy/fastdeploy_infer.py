@@ -65,6 +65,10 @@ class FastDeployBackend:
             option.set_cpu_thread_num(num_threads)
         {"paddle": option.use_paddle_infer_backend, "onnx_runtime": option.use_ort_backend,
          "openvino": option.use_openvino_backend}[backend]()
+        # Paddle Inference 2.x's oneDNN (MKLDNN) kernels give wrong logits on this program once the input shape
+        # changes between calls (measured: batch 1 then batch 32 -> 0.07 off; with a per-shape primitive cache,
+        # mkldnn_cache_size, still up to 1.6 off on some rows). Its plain CPU kernels (MKL GEMMs) are exact.
+        option.paddle_infer_option.enable_mkldnn = False
         try:
             self.runtime = fd.Runtime(option)
         except Exception as e:  # noqa: BLE001 - a broken file is the user's input problem
