@@ -131,7 +131,7 @@ def _fastdeploy_logits(fd_python, model_dir: str, cases: dict, tmp_path) -> dict
     np.savez(feeds_file, **{f"{case}/{k}": v for case, f in cases.items() for k, v in f.items()})
     proc = subprocess.run([fd_python, "-m", "ernie.deploy.fastdeploy_infer", "--model_dir", model_dir,
                            "--feeds", str(feeds_file), "--output", str(out_file)],
-                          env=envs._clean_env(), capture_output=True, text=True)
+                          env=envs.child_env("fastdeploy"), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     with np.load(out_file) as z:
         return {k: z[k] for k in z.files}
@@ -184,11 +184,11 @@ def test_deployment_scripts_print_what_seq_cls_infer_prints(exports, fd_python, 
     for backend in BACKENDS:
         proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_seq_cls_infer.py"),
                                "--model_dir", seq_out, "--backend", backend, *common],
-                              env=envs._clean_env(), capture_output=True, text=True)
+                              env=envs.child_env("fastdeploy"), capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert [ln for ln in proc.stdout.splitlines() if ln.startswith("Data: ")] == ref_lines, backend
     proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_token_cls_infer.py"),
-                           "--model_dir", ner_out, "--backend", "openvino"], env=envs._clean_env(),
+                           "--model_dir", ner_out, "--backend", "openvino"], env=envs.child_env("fastdeploy"),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("Data: ")]
@@ -204,6 +204,6 @@ def test_missing_legacy_program_is_one_clear_error(exports, fd_python, tmp_path)
     for name in ("model.json", "model.pdiparams", "vocab.txt", "tokenizer_config.json", "label.txt"):
         (bare / name).write_bytes(open(os.path.join(out, name), "rb").read())
     proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_seq_cls_infer.py"),
-                           "--model_dir", str(bare)], env=envs._clean_env(), capture_output=True, text=True)
+                           "--model_dir", str(bare)], env=envs.child_env("fastdeploy"), capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --model_dir") and "model.pdmodel" in proc.stderr

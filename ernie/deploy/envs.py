@@ -14,8 +14,10 @@ Contract of :func:`ensure_env` ``(name) -> python executable``:
   installed and the import check passed, so a killed creation leaves nothing that looks complete;
 - ``<name>/ernie-env.json`` records the requirement list; a different list (an upgrade of the toolkit) rebuilds;
 - the toolkit itself is not installed there: ``<name>/toolkit/ernie`` is a symlink to the ``ernie`` package of the
-  calling toolkit (refreshed on every call), put on ``sys.path`` by a ``.pth`` file, so the environment always runs
-  the caller's code and only the ``ernie`` package (its tokenizer and pure-Python modules) is visible there.
+  last caller (refreshed on every call), put on ``sys.path`` by a ``.pth`` file, so the environment's Python runs
+  the toolkit's deployment scripts directly; only the ``ernie`` package (its tokenizer and pure-Python modules) is
+  visible there. Subprocesses started by :func:`run_in_env` / with :func:`child_env` get their caller's own link
+  (``<name>/toolkits/<hash>/ernie``) on ``PYTHONPATH`` instead, so checkouts sharing the cache never mix.
 """
 from __future__ import annotations
 
@@ -119,17 +121,34 @@ def _is_current(spec: EnvSpec) -> bool:
         return False
 
 
+def _symlink(target: str, link: str) -> None:
+    """Point ``link`` at ``target`` (atomically replaced when it points elsewhere)."""
+    if os.path.islink(link) and os.readlink(link) == target:
+        return
+    os.makedirs(os.path.dirname(link), exist_ok=True)
+    tmp = f"{link}.{os.getpid()}"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def toolkit_path(name: str) -> str:
+    """A folder holding only ``ernie`` -> this toolkit's package, private to this toolkit copy (keyed by its path):
+    the ``PYTHONPATH`` of :func:`run_in_env`, so two checkouts sharing the cache never run each other's code."""
+    import hashlib
+
+    key = hashlib.sha1(ERNIE_PACKAGE_DIR.encode()).hexdigest()[:12]
+    folder = os.path.join(env_dir(name), "toolkits", key)
+    _symlink(ERNIE_PACKAGE_DIR, os.path.join(folder, "ernie"))
+    return folder
+
+
 def _link_toolkit(directory: str) -> None:
-    """``directory/toolkit/ernie`` -> this toolkit's ``ernie`` package, and the ``.pth`` that puts it on sys.path."""
+    """``directory/toolkit/ernie`` -> this toolkit's ``ernie`` package, and the ``.pth`` that puts it on sys.path
+    (for running the deployment scripts with the environment's Python directly)."""
     toolkit = os.path.join(directory, "toolkit")
-    os.makedirs(toolkit, exist_ok=True)
-    link = os.path.join(toolkit, "ernie")
-    if not (os.path.islink(link) and os.readlink(link) == ERNIE_PACKAGE_DIR):
-        tmp = f"{link}.{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        os.symlink(ERNIE_PACKAGE_DIR, tmp)
-        os.replace(tmp, link)
+    _symlink(ERNIE_PACKAGE_DIR, os.path.join(toolkit, "ernie"))
     for site in glob.glob(os.path.join(directory, "lib", "python3*", "site-packages")):
         pth = os.path.join(site, "ernie_toolkit_link.pth")
         if not os.path.isfile(pth):
@@ -183,7 +202,13 @@ def ensure_env(name: str, log=None) -> str:
 def run_in_env(name: str, args: list[str], log=None, **kwargs) -> subprocess.CompletedProcess:
     """Run ``python args...`` in environment ``name`` (created if needed) with a clean environment."""
     py = ensure_env(name, log=log)
-    return subprocess.run([py, *args], env=_clean_env(), **kwargs)
+    return subprocess.run([py, *args], env=child_env(name), **kwargs)
+
+
+def child_env(name: str) -> dict:
+    """The environment for a subprocess in environment ``name``: :func:`_clean_env` + ``PYTHONPATH`` = this
+    toolkit's private link folder (ahead of the ``.pth`` link, which follows the last ``ensure_env`` caller)."""
+    return {**_clean_env(), "PYTHONPATH": toolkit_path(name)}
 
 
 @cli_main
