@@ -23,17 +23,6 @@ NER_LABELS = ["B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "O"]
 EQUALITY_CASES = [(1, 8), (32, 8), (1, 128), (32, 128)]
 
 
-def padded_feeds(vocab_size: int, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
-    """[CLS] random ids [SEP] then padding, rows of different lengths (row 0 full)."""
-    rng = np.random.default_rng(seed)
-    ids = np.zeros((batch, seq), dtype=np.int64)
-    for i in range(batch):
-        n = seq if i == 0 else int(rng.integers(3, seq + 1))
-        ids[i, :n] = rng.integers(5, vocab_size, size=n)
-        ids[i, 0], ids[i, n - 1] = 1, 2
-    return {"input_ids": ids, "token_type_ids": np.zeros_like(ids)}
-
-
 def fastdeploy_run(model_dir: str, cases: dict, work: str, time_iters: int, threads: int) -> dict:
     """The FastDeploy harness (ernie/deploy/fastdeploy_infer.py) on ``cases`` in the FastDeploy environment."""
     from ernie.deploy import envs
@@ -62,7 +51,7 @@ def main() -> None:
 
     from ernie.configuration import ErnieConfig
     from ernie.deploy.export import export_model
-    from ernie.deploy.fastdeploy_infer import BACKENDS
+    from ernie.deploy.fastdeploy_infer import BACKENDS, padded_random_feeds
     from ernie.deploy.infer import OnnxRuntimeBackend, PaddleBackend, median_seconds, random_feeds
     from ernie.modeling import ErnieForSequenceClassification, ErnieForTokenClassification
     from ernie.tokenizer import ErnieTokenizer, write_tokenizer_files
@@ -100,7 +89,7 @@ def main() -> None:
         print("\nmax |logit - dygraph logit| (same argmax everywhere: yes/no)")
         print(f"{'task':<8} {'batch x len':<12}" + "".join(f" {n:>22}" for n in names))
         for task, model in models.items():
-            cases = {f"b{b}_s{s}": padded_feeds(c.vocab_size, b, s, seed=b * 1000 + s) for b, s in EQUALITY_CASES}
+            cases = {f"b{b}_s{s}": padded_random_feeds(c.vocab_size, b, s, seed=b * 1000 + s) for b, s in EQUALITY_CASES}
             fd = fastdeploy_run(exports[task], cases, tmp, 0, args.threads)
             local = {"paddle_inference_3": PaddleBackend(exports[task], num_threads=args.threads).run,
                      "onnxruntime": OnnxRuntimeBackend(exports[task], num_threads=args.threads).run}

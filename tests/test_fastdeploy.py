@@ -20,7 +20,7 @@ from ernie.configuration import ErnieConfig  # noqa: E402
 from ernie.deploy import envs  # noqa: E402
 from ernie.deploy import export as E  # noqa: E402
 from ernie.deploy import infer as I  # noqa: E402
-from ernie.deploy.fastdeploy_infer import BACKENDS, NER_EXAMPLE_TEXTS  # noqa: E402
+from ernie.deploy.fastdeploy_infer import BACKENDS, NER_EXAMPLE_TEXTS, padded_random_feeds  # noqa: E402
 from ernie.modeling import ErnieForSequenceClassification, ErnieForTokenClassification  # noqa: E402
 from ernie.tokenizer import ErnieTokenizer, write_tokenizer_files  # noqa: E402
 
@@ -81,20 +81,6 @@ def _finetune(model, feeds: dict, labels: np.ndarray, steps: int = 30):
     return float(loss)
 
 
-def _feeds(vocab_size: int, batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
-    """[CLS] random ids [SEP] + padding; rows of a batch have different lengths (the mask is in the program)."""
-    rng = np.random.default_rng(seed)
-    ids = np.zeros((batch, seq), dtype=np.int64)
-    for i in range(batch):
-        n = seq if i == 0 else int(rng.integers(3, seq + 1))
-        ids[i, :n] = rng.integers(5, vocab_size, size=n)
-        ids[i, 0], ids[i, n - 1] = 1, 2
-    types = np.zeros_like(ids)
-    if seq > 4:
-        types[:, seq // 2:] = (ids[:, seq // 2:] != 0)  # some segment-B tokens
-    return {"input_ids": ids, "token_type_ids": types}
-
-
 @pytest.fixture(scope="module")
 def exports(fd_python, tmp_path_factory):
     """A briefly fine-tuned seq_cls and NER model, exported with the legacy program (the user's default)."""
@@ -151,7 +137,7 @@ def test_every_backend_gives_the_same_logits(exports, fd_python, task, tmp_path)
     (model, out), tok = exports[0][task], exports[1]
     files = set(os.listdir(out))
     assert {"model.json", "model.pdmodel", "model.pdiparams"} <= files and "model.legacy.pdiparams" not in files
-    cases = {f"b{b}_s{s}": _feeds(tok.vocab_size, b, s, seed=b * 1000 + s) for b, s in CASES}
+    cases = {f"b{b}_s{s}": padded_random_feeds(tok.vocab_size, b, s, seed=b * 1000 + s) for b, s in CASES}
     fd = _fastdeploy_logits(fd_python, out, cases, tmp_path)
     pi3, ort = I.PaddleBackend(out), I.OnnxRuntimeBackend(out)
     for case, feeds in cases.items():

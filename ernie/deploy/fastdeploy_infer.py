@@ -29,7 +29,7 @@ import numpy as np
 
 from ernie.utils import UserError, cli_main
 
-from .infer import EXAMPLE_TEXTS, read_inputs, read_labels
+from .infer import EXAMPLE_TEXTS, SeqClsPredictor, print_seq_cls_results, read_inputs
 from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
 
 BACKENDS = ("paddle", "onnx_runtime", "openvino")
@@ -84,48 +84,18 @@ class FastDeployBackend:
                                    for name in self.input_names})[0]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    return z / z.sum(-1, keepdims=True)
+def seq_cls_predictor(model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
+                      max_length: int = 128, num_threads: int = 1) -> SeqClsPredictor:
+    """ernie.deploy.infer's predictor (same tokenization, softmax and output) on a FastDeploy runtime."""
+    return SeqClsPredictor(model_dir, FastDeployBackend(model_dir, backend, device, num_threads), device,
+                           batch_size, max_length, num_threads)
 
 
-class _Predictor:
-    def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 128, num_threads: int = 1):
-        from ernie.tokenizer import ErnieTokenizer
-
-        self.backend = FastDeployBackend(model_dir, backend, device, num_threads)
-        self.tokenizer = ErnieTokenizer.from_pretrained(model_dir)
-        self.labels = read_labels(model_dir)
-        self.batch_size, self.max_length = batch_size, max_length
-
-    def logits(self, items: list) -> list[np.ndarray]:
-        """Per-batch logits of ``items``, ``batch_size`` at a time."""
-        return [self.backend.run(self.encode(items[i:i + self.batch_size]))
-                for i in range(0, len(items), self.batch_size)]
-
-
-class SeqClsPredictor(_Predictor):
-    """Tokenize -> FastDeploy -> softmax; the same predictions as ernie.deploy.infer.SeqClsPredictor."""
-
-    def encode(self, items: list) -> dict[str, np.ndarray]:
-        enc = self.tokenizer.batch_encode(items, max_length=self.max_length, padding=True, truncation=True,
-                                          return_tensors="np")
-        return {name: enc[name] for name in INPUT_NAMES}
-
-    def predict(self, texts: list[str], text_pairs: list[str | None] | None = None) -> list[dict]:
-        items = texts if text_pairs is None else [t if p is None else (t, p) for t, p in zip(texts, text_pairs)]
-        probs = softmax(np.concatenate(self.logits(items)))
-        names = self.labels or [str(i) for i in range(probs.shape[-1])]
-        return [{"label": names[int(k)], "label_id": int(k), "confidence": float(p[k])}
-                for k, p in zip(probs.argmax(-1), probs)]
-
-
-class TokenClsPredictor(_Predictor):
+class TokenClsPredictor(SeqClsPredictor):
     """Character BIO tagging as run_ner.py trains it: ``[CLS] chars [SEP]``, one token per character (its first
-    WordPiece, [UNK] when it has none), tags -> entities."""
+    WordPiece, [UNK] when it has none), tags -> entities. ``backend`` as for :class:`SeqClsPredictor`."""
 
-    def encode(self, items: list[str]) -> dict[str, np.ndarray]:
+    def encode(self, items: list[str], text_pairs=None) -> dict[str, np.ndarray]:
         tok, keep = self.tokenizer, self.max_length - 2
         rows = []
         for text in items:
@@ -144,14 +114,29 @@ class TokenClsPredictor(_Predictor):
         from ernie.finetune.metrics import bio_entities
 
         out = []
-        for start, logits in zip(range(0, len(texts), self.batch_size), self.logits(texts)):
-            for text, row in zip(texts[start:start + self.batch_size], logits.argmax(-1)):
+        for start in range(0, len(texts), self.batch_size):
+            batch = texts[start:start + self.batch_size]
+            for text, row in zip(batch, self.backend.run(self.encode(batch)).argmax(-1)):
                 n = min(len(text), self.max_length - 2)
                 tags = [self.labels[int(t)] if self.labels else str(int(t)) for t in row[1:1 + n]]
                 tags += ["O"] * (len(text) - n)
                 ents = sorted(bio_entities(tags), key=lambda e: e[1])
                 out.append({"tags": tags, "entities": [(text[s:e], kind, s, e) for kind, s, e in ents]})
         return out
+
+
+def padded_random_feeds(vocab_size: int, batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Feeds for equality checks: ``[CLS] random ids [SEP]`` then padding, rows of different lengths (row 0 full),
+    token types 1 on the second half of each row's tokens (the padding mask must come out of the program)."""
+    rng = np.random.default_rng(seed)
+    ids = np.zeros((batch, seq), dtype=np.int64)
+    for i in range(batch):
+        n = seq if i == 0 else int(rng.integers(3, seq + 1))
+        ids[i, :n] = rng.integers(5, vocab_size, size=n)
+        ids[i, 0], ids[i, n - 1] = 1, 2
+    types = np.zeros_like(ids)
+    types[:, seq // 2:] = ids[:, seq // 2:] != 0
+    return {"input_ids": ids, "token_type_ids": types}
 
 
 def _parser(prog: str, description: str) -> argparse.ArgumentParser:
@@ -185,13 +170,11 @@ def seq_cls_main(argv: list[str] | None = None) -> list[dict]:
     a = _parser("fastdeploy_seq_cls_infer.py", "Sequence classification with FastDeploy.").parse_args(argv)
     _check_sizes(a)
     texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, [None] * len(EXAMPLE_TEXTS))
-    predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
+    predictor = seq_cls_predictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
     t0 = time.perf_counter()
     results = predictor.predict(texts, pairs)
     elapsed = time.perf_counter() - t0
-    for text, pair, r in zip(texts, pairs, results):
-        data = text if pair is None else f"{text} ||| {pair}"
-        print(f"Data: {data} \t Label: {r['label']} \t Confidence: {r['confidence']:.4f}")
+    print_seq_cls_results(texts, pairs, results)
     print(f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with FastDeploy {a.backend} on {a.device} "
           f"(batch {a.batch_size}, max_length {a.max_length})", file=sys.stderr)
     return results
@@ -203,7 +186,8 @@ def token_cls_main(argv: list[str] | None = None) -> list[dict]:
     a = _parser("fastdeploy_token_cls_infer.py", "Token classification (NER) with FastDeploy.").parse_args(argv)
     _check_sizes(a)
     texts = read_inputs(a.input_file)[0] if a.input_file else NER_EXAMPLE_TEXTS
-    predictor = TokenClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
+    predictor = TokenClsPredictor(a.model_dir, FastDeployBackend(a.model_dir, a.backend, a.device, a.cpu_threads),
+                                  a.device, a.batch_size, a.max_length, a.cpu_threads)
     t0 = time.perf_counter()
     results = predictor.predict(texts)
     elapsed = time.perf_counter() - t0
