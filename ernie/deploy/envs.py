@@ -114,6 +114,8 @@ def _env_record(spec: EnvSpec) -> dict:
 
 
 def _is_current(spec: EnvSpec) -> bool:
+    if not os.access(env_python(spec.name), os.X_OK):  # e.g. its base interpreter was removed
+        return False
     try:
         with open(os.path.join(env_dir(spec.name), MARKER), encoding="utf-8") as f:
             return json.load(f) == _env_record(spec)
@@ -171,6 +173,20 @@ def _clean_env() -> dict:
     return env
 
 
+def _relocate_scripts(old: str, new: str) -> None:
+    """A venv's bin/ scripts (activate, pip's shebangs) name the folder it was created in: point them at ``new``."""
+    bindir = os.path.join(new, "bin")
+    for name in os.listdir(bindir):
+        path = os.path.join(bindir, name)
+        if os.path.islink(path) or not os.path.isfile(path):
+            continue
+        with open(path, "rb") as f:
+            data = f.read()
+        if old.encode() in data and b"\0" not in data:
+            with open(path, "wb") as f:
+                f.write(data.replace(old.encode(), new.encode()))
+
+
 def ensure_env(name: str, log=None) -> str:
     """The python executable of environment ``name`` (see the module docstring), created if needed."""
     spec = ENVS[name]
@@ -194,6 +210,7 @@ def ensure_env(name: str, log=None) -> str:
                     json.dump(_env_record(spec), f)
                 shutil.rmtree(final, ignore_errors=True)
                 os.replace(tmp, final)
+                _relocate_scripts(tmp, final)
                 log(f"  {name} environment ready in {time.perf_counter() - t0:.0f} s")
     _link_toolkit(final)
     return env_python(name)
