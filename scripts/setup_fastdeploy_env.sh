@@ -3,4 +3,5 @@
 # this toolkit's `ernie` package linked in) and the Paddle 2.6 export environment, under ~/.cache/ernie-toolkit
 # (ERNIE_TOOLKIT_CACHE overrides). Prints the FastDeploy environment's Python. Logic: ernie/deploy/envs.py.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 exec "${PYTHON:-python}" -m ernie.deploy.envs fastdeploy paddle26
