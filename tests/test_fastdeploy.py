@@ -183,7 +183,7 @@ def test_deployment_scripts_print_what_seq_cls_infer_prints(exports, fd_python, 
 
 
 @pytest.mark.slow
-def test_missing_legacy_program_is_one_clear_error(exports, fd_python, tmp_path):
+def test_missing_legacy_program_or_wrong_task_is_one_clear_error(exports, fd_python, tmp_path):
     (_, out) = exports[0]["seq_cls"]
     bare = tmp_path / "bare"
     bare.mkdir()
@@ -193,3 +193,6 @@ def test_missing_legacy_program_is_one_clear_error(exports, fd_python, tmp_path)
                            "--model_dir", str(bare)], env=envs.child_env("fastdeploy"), capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --model_dir") and "model.pdmodel" in proc.stderr
+    proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_token_cls_infer.py"),
+                           "--model_dir", out], env=envs.child_env("fastdeploy"), capture_output=True, text=True)
+    assert proc.returncode == 2 and "a seq_cls export" in proc.stderr.strip().splitlines()[-1]
