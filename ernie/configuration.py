@@ -18,7 +18,7 @@ from ernie.utils import UserError, atomic_write
 
 CONFIG_NAME = "config.json"
 LEGACY_CONFIG_NAME = "model_config.json"
-MODELS_DIR = Path(__file__).resolve().parents[1] / "configs" / "models"
+MODELS_DIR = Path(__file__).resolve().parent / "configs" / "models"  # package data (a symlink to ../configs in a checkout)
 
 
 @dataclass

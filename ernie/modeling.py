@@ -267,12 +267,15 @@ class ErnieSelfAttention(nn.Layer):
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None) -> paddle.Tensor:
         """x [B, S, H], mask: bool keep-mask or additive bias broadcastable to [B, heads, S, S] -> [B, S, H]."""
-        B, S, H = x.shape
+        # Shapes as 0 ("keep this dim") and static sizes, never a runtime B or S, and slices instead of unbind: the
+        # exported program then converts with every Paddle -> ONNX / OpenVINO converter, old ones included
+        # (ernie/deploy/legacy_export.py).
+        H = self.num_heads * self.head_dim
         # 1/sqrt(head_dim) is folded into the (small) q weight and bias instead of scaling q [B, heads, S, hd].
         scale = self.head_dim**-0.5
         weight = paddle.concat([self.q_proj.weight * scale, self.k_proj.weight, self.v_proj.weight], axis=1)
         bias = paddle.concat([self.q_proj.bias * scale, self.k_proj.bias, self.v_proj.bias])
-        qkv = linear(x, weight, bias).reshape([B, S, 3, self.num_heads, self.head_dim])
+        qkv = linear(x, weight, bias).reshape([0, 0, 3, self.num_heads, self.head_dim])
         use_fused = self.fused_attention if self.fused_attention is not None else _on_accelerator(x)
         if use_fused:  # flash / memory-efficient kernels on GPU; layout [B, S, heads, head_dim]
             q, k, v = qkv.unbind(2)
@@ -280,13 +283,14 @@ class ErnieSelfAttention(nn.Layer):
             p = self.dropout_prob if self.training else 0.0
             context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias_, dropout_p=p, training=self.training,
                                                      scale=1.0)  # 1/sqrt(head_dim) is already in q
-            return self.out_proj(context.reshape([B, S, H]))
-        q, k, v = qkv.transpose([2, 0, 3, 1, 4]).unbind(0)  # 3 x [B, heads, S, head_dim]
+            return self.out_proj(context.reshape([0, 0, H]))
+        qkv = qkv.transpose([2, 0, 3, 1, 4])
+        q, k, v = qkv[0], qkv[1], qkv[2]  # 3 x [B, heads, S, head_dim]
         scores = paddle.matmul(q, k, transpose_y=True)  # [B, heads, S, S]
         if mask is not None:
             scores = scores + attention_bias(mask, scores.dtype)
         probs = dropout(F.softmax(scores, axis=-1), self.dropout_prob, self.training)
-        context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([B, S, H])
+        context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([0, 0, H])
         return self.out_proj(context)
 
 

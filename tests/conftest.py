@@ -10,9 +10,17 @@
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 
 VOCAB_SIZE = 10000
+
+
+def pytest_configure(config):
+    # Exports skip the Paddle 2.6 legacy program (model.pdmodel for FastDeploy: a subprocess per export and a
+    # one-time environment); tests/test_fastdeploy.py turns it back on where it checks that program.
+    os.environ.setdefault("ERNIE_NO_LEGACY_EXPORT", "1")
 
 
 @pytest.fixture(scope="session")

@@ -4,12 +4,13 @@
 at all)::
 
     output_dir/
-      model.json | model.pdmodel   the program. Paddle 3's paddle.jit.save writes PIR ``model.json`` (Paddle 2.x
-                                   and PaddleNLP <= 2.8 exports are ``model.pdmodel``, the legacy ProgramDesc); the
-                                   loaders here accept both. Paddle 3.3.1 cannot trace this model under the legacy
-                                   IR (OldIrGuard), so FastDeploy builds on Paddle Inference 2.x need a Paddle 2.x
-                                   export.
-      model.pdiparams              the weights
+      model.json                   the program, PIR (Paddle 3's paddle.jit.save), for Paddle Inference 3
+      model.pdmodel                the same program as a legacy ProgramDesc (Paddle 2.x / PaddleNLP <= 2.8 layout),
+                                   for FastDeploy 1.0.7 (its Paddle Inference 2.x, ONNX Runtime and OpenVINO
+                                   backends); traced by Paddle 2.6 in an isolated environment, see
+                                   ernie/deploy/legacy_export.py (``ERNIE_NO_LEGACY_EXPORT=1`` skips it; a failure
+                                   there is a warning, the rest of the export stands)
+      model.pdiparams              the weights, shared by both programs (byte-identical by construction)
       vocab.txt, tokenizer_config.json, special_tokens_map.json
       label.txt                    one label a line, line number = class id
       deploy_config.json           task, labels, input names, program file name, max_position_embeddings
@@ -27,11 +28,8 @@ import paddle
 
 from ernie.utils import UserError, atomic_dir, cli_main
 
-MODEL_PREFIX = "model"
-PROGRAM_SUFFIXES = (".json", ".pdmodel")  # PIR program, legacy ProgramDesc
-PARAMS_SUFFIX = ".pdiparams"
-DEPLOY_CONFIG = "deploy_config.json"
-INPUT_NAMES = ("input_ids", "token_type_ids")
+from . import legacy_export
+from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file  # noqa: F401
 
 
 class _LogitsOnly(paddle.nn.Layer):
@@ -44,15 +42,6 @@ class _LogitsOnly(paddle.nn.Layer):
 
     def forward(self, input_ids, token_type_ids):
         return self.model(input_ids, token_type_ids=token_type_ids)
-
-
-def program_file(directory: str, prefix: str = MODEL_PREFIX) -> str | None:
-    """The program file of an exported model (``.json`` preferred over ``.pdmodel``), or None."""
-    for suffix in PROGRAM_SUFFIXES:
-        path = os.path.join(directory, prefix + suffix)
-        if os.path.isfile(path):
-            return path
-    return None
 
 
 def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_dir: str, task: str = "seq_cls",
@@ -73,12 +62,13 @@ def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_di
             program = program_file(tmp)
             if program is None or not os.path.isfile(os.path.join(tmp, MODEL_PREFIX + PARAMS_SUFFIX)):
                 raise RuntimeError(f"paddle.jit.save wrote no program/params: {sorted(os.listdir(tmp))}")
+            legacy = legacy_export.write_if_enabled(model, tmp, MODEL_PREFIX + PARAMS_SUFFIX)
             tokenizer.save_pretrained(tmp)
             write_label_file(tmp, labels)
             with open(os.path.join(tmp, DEPLOY_CONFIG), "w", encoding="utf-8") as f:
                 json.dump({"task": task, "labels": labels, "input_names": list(INPUT_NAMES),
                            "model_file": os.path.basename(program), "params_file": MODEL_PREFIX + PARAMS_SUFFIX,
-                           "paddle_version": paddle.__version__,
+                           "legacy_model_file": legacy, "paddle_version": paddle.__version__,
                            "max_position_embeddings": model.config.max_position_embeddings},
                           f, indent=2, ensure_ascii=False)
     finally:

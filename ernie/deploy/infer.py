@@ -20,7 +20,7 @@ import numpy as np
 
 from ernie.utils import UserError, atomic_write, cli_main
 
-from .export import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
+from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
 
 ONNX_FILE = MODEL_PREFIX + ".onnx"
 ONNX_OPSET = 13
@@ -170,13 +170,14 @@ def check_max_length(model_dir: str, max_length: int) -> None:
 
 
 class SeqClsPredictor:
-    """Tokenize -> backend -> softmax over labels, in batches of ``batch_size``."""
+    """Tokenize -> backend -> softmax over labels, in batches of ``batch_size``. ``backend``: a name of
+    :data:`BACKENDS`, or any object with ``run(feeds) -> logits`` (e.g. ``fastdeploy_infer.FastDeployBackend``)."""
 
-    def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
+    def __init__(self, model_dir: str, backend="paddle", device: str = "cpu", batch_size: int = 32,
                  max_length: int = 128, num_threads: int = 1):
         from ernie.tokenizer import ErnieTokenizer
 
-        self.backend = make_backend(model_dir, backend, device, num_threads)
+        self.backend = make_backend(model_dir, backend, device, num_threads) if isinstance(backend, str) else backend
         self.tokenizer = ErnieTokenizer.from_pretrained(model_dir)
         self.labels = read_labels(model_dir)
         self.batch_size, self.max_length = batch_size, max_length
@@ -267,6 +268,13 @@ def read_inputs(path: str) -> tuple[list[str], list[str | None]]:
     return texts, pairs
 
 
+def print_seq_cls_results(texts: list[str], pairs: list[str | None], results: list[dict]) -> None:
+    """One ``Data: <text> \\t Label: <label> \\t Confidence: <p>`` line per input (also the FastDeploy script's)."""
+    for text, pair, r in zip(texts, pairs, results):
+        data = text if pair is None else f"{text} ||| {pair}"
+        print(f"Data: {data} \t Label: {r['label']} \t Confidence: {r['confidence']:.4f}")
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> list[dict]:
     """scripts/seq_cls_infer.py; returns the predictions."""
@@ -293,9 +301,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     t0 = time.perf_counter()
     results = predictor.predict(texts, pairs)
     elapsed = time.perf_counter() - t0
-    for text, pair, r in zip(texts, pairs, results):
-        data = text if pair is None else f"{text} ||| {pair}"
-        print(f"Data: {data} \t Label: {r['label']} \t Confidence: {r['confidence']:.4f}")
+    print_seq_cls_results(texts, pairs, results)
     print(f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with {a.backend} on {a.device} "
           f"(batch {a.batch_size}, max_length {a.max_length})", file=sys.stderr)
     return results
