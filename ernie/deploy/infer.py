@@ -9,7 +9,6 @@ polygraphy post-pass (which tries to pip-install packages) is never used.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ import time
 
 import numpy as np
 
-from ernie.utils import UserError, atomic_write, cli_main
+from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main
 
 from .export import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
 
@@ -254,12 +253,7 @@ def read_inputs(path: str) -> tuple[list[str], list[str | None]]:
 @cli_main
 def main(argv: list[str] | None = None) -> list[dict]:
     """scripts/seq_cls_infer.py; returns the predictions."""
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UserError(message)
-
-    p = Parser(prog="seq_cls_infer.py", description="Sequence classification with an exported ERNIE model.")
+    p = ArgumentParser(prog="seq_cls_infer.py", description="Sequence classification with an exported ERNIE model.")
     p.add_argument("--model_dir", required=True, help="exported model directory (export_model.py / --do_export)")
     p.add_argument("--backend", choices=BACKENDS, default="paddle")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")

@@ -1,12 +1,11 @@
 """Fine-tuning flags: one dataclass, each field a command-line flag named as in PaddleNLP's fine-tuning scripts."""
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ernie.utils import UserError
+from ernie.utils import ArgumentParser, UserError, str2bool
 
 @dataclass
 class FinetuneArgs:
@@ -59,23 +58,9 @@ class FinetuneArgs:
         "help": "stop after N evaluations without improvement of --metric_for_best_model"})
 
 
-def str2bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "y", "on"):
-        return True
-    if v in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse exits with usage; make it one UserError line
-        raise UserError(message)
-
-
-def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+def build_parser(prog: str, description: str) -> ArgumentParser:
     """An argparse parser with one flag per :class:`FinetuneArgs` field (bool flags take an optional value)."""
-    parser = _Parser(prog=prog, description=description)
+    parser = ArgumentParser(prog=prog, description=description)
     for f in dataclasses.fields(FinetuneArgs):
         kind = f.type.replace("Optional[", "").rstrip("]")
         kw = {"help": f.metadata.get("help", ""), "choices": f.metadata.get("choices")}
