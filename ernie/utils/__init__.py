@@ -1,6 +1,8 @@
 """Small shared utilities: user-facing errors, the argument toolkit, label files and atomic file output."""
 from .cli import ArgumentParser, str2bool
 from .errors import UserError, cli_main
+from .labels import LABEL_FILE, read_label_file, write_label_file
 from .io import atomic_dir, atomic_write, check_output_path, fsync_dir, list_input_files, resolve_dir
 
-__all__ = ["ArgumentParser", "str2bool", "UserError", "cli_main", "atomic_write", "atomic_dir", "check_output_path", "fsync_dir", "list_input_files", "resolve_dir"]
+__all__ = ["ArgumentParser", "str2bool", "UserError", "cli_main", "atomic_write", "atomic_dir", "check_output_path", "fsync_dir", "list_input_files", "resolve_dir",
+           "LABEL_FILE", "read_label_file", "write_label_file"]
