@@ -365,3 +365,73 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
     assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path))] == ["checkpoint-2", "checkpoint-6"]
     with open(os.path.join(tmp_path, "checkpoint-6", "trainer_state.json"), encoding="utf-8") as f:
         assert json.load(f)["best_step"] == 2
+
+
+# -------------------------------------------------------------------------------------------- unlabelled rows
+def test_unlabelled_training_row_is_named_before_anything_runs(tmp_path, capsys, vocab_dir, tiny_config_file):
+    from ernie.finetune.ner import main as ner_main
+    from ernie.finetune.seq_cls import main
+
+    train = tmp_path / "train.tsv"
+    train.write_text("很好\tpos\n太差\tneg\n还行\n不错\tpos\n", encoding="utf-8")
+    out = tmp_path / "out"
+    base = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir, "--output_dir", str(out),
+            "--do_train", "--device", "cpu"]
+    err = run_cli(main, base + ["--train_file", str(train)], capsys)
+    assert f"{train}:3" in err and "without a label" in err
+    assert not out.exists()  # refused before the output dir was touched
+    ner = tmp_path / "ner.jsonl"
+    ner.write_text('{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"]}\n{"tokens": ["上", "海"]}\n', encoding="utf-8")
+    err = run_cli(ner_main, base + ["--train_file", str(ner)], capsys)
+    assert f"{ner}:2" in err
+
+
+def test_unlabelled_dev_file_is_refused_before_training(tmp_path, capsys, vocab_dir, tiny_config_file):
+    from ernie.finetune.seq_cls import main
+
+    train = tmp_path / "train.tsv"
+    train.write_text("很好\tpos\n太差\tneg\n", encoding="utf-8")
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("很好\tpos\n一般\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir, "--output_dir", str(out),
+            "--train_file", str(train), "--dev_file", str(dev), "--do_train", "--do_eval", "--max_steps", "1",
+            "--device", "cpu"]
+    err = run_cli(main, argv, capsys)
+    assert f"{dev}:2" in err and "--test_file" in err
+    assert not out.exists()
+    # the same file as --test_file is predicted (not scored), and the trained model is saved
+    argv[argv.index("--dev_file")] = "--test_file"
+    argv[argv.index("--do_eval")] = "--do_predict"
+    results = main(argv)
+    assert "test" not in results and os.path.isfile(results["predictions_file"])
+    assert os.path.isfile(out / "model_state.pdparams") and (out / "label.txt").read_text() == "neg\npos\n"
+
+
+def test_export_refuses_a_pretraining_checkpoint(tmp_path, capsys, tiny_config_file, tokenizer):
+    from ernie.configuration import ErnieConfig
+    from ernie.deploy.export import main
+    from ernie.modeling import ErnieForPretraining
+
+    pre = tmp_path / "model_last"
+    ErnieForPretraining(ErnieConfig.from_file(tiny_config_file)).save_pretrained(str(pre))
+    tokenizer.save_pretrained(str(pre))
+    out = tmp_path / "export"
+    err = run_cli(main, ["--model_path", str(pre), "--output_path", str(out)], capsys)
+    assert "ErnieForPretraining" in err and "fine-tune it first" in err
+    err = run_cli(main, ["--model_path", str(pre), "--output_path", str(out), "--task", "seq_cls"], capsys)
+    assert "ErnieForPretraining" in err
+    assert not out.exists()
+
+
+def test_every_task_is_one_registered_class():
+    import ernie.modeling
+    from ernie.finetune.tasks import Task, all_tasks, task_of_architecture
+
+    tasks = all_tasks()
+    assert set(tasks) >= {"seq_cls", "ner", "qa"}
+    for name, cls in tasks.items():
+        assert issubclass(cls, Task) and cls.name == name
+        assert hasattr(ernie.modeling, cls.model_class)
+        assert task_of_architecture(cls.model_class) is cls
+        assert cls.default_metric in cls.metric_names and cls.output_names and cls.label_keys

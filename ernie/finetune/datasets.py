@@ -80,11 +80,12 @@ def _csl(rec):
 def _wsc(rec):
     """CLUEWSC2020: mark the entity with ``_..._`` and the pronoun with ``[...]`` (PaddleNLP's convert_clue)."""
     text, t = rec["text"], rec["target"]
-    marks = sorted([(t["span1_index"], len(t["span1_text"]), "_", "_"),
-                    (t["span2_index"], len(t["span2_text"]), "[", "]")], reverse=True)
-    for start, length, left, right in marks:  # from the right, so earlier offsets stay valid
-        if start < 0 or start + length > len(text):
-            raise ValueError(f"span at {start} outside the text")
+    marks = sorted([(t["span1_index"], t["span1_text"], "_", "_", "span1_text"),
+                    (t["span2_index"], t["span2_text"], "[", "]", "span2_text")], reverse=True)
+    for start, span, left, right, key in marks:  # from the right, so earlier offsets stay valid
+        length = len(span)
+        if text[start:start + length] != span:
+            raise ValueError(f"{key} {span!r} is not at index {start} of the text")
         text = text[:start] + left + text[start:start + length] + right + text[start + length:]
     return text, None, rec.get("label")
 
