@@ -159,17 +159,19 @@ def write_peoples_daily_text(out_dir: str, docs_per_file: int = 1000, overwrite:
 
 
 def write_peoples_daily_token_files(prefix: str, tokenizer, start: int = 0, num_paragraphs: int | None = None,
-                                    impl: str = "npy", overwrite: bool = False) -> str:
-    """Token files of People's Daily paragraphs ``[start, start + num_paragraphs)`` from the *gold* words: a
-    document per paragraph, a sentence per 。！？, words through ``tokenizer.encode_words`` (char + ##chars). The
-    segmentation-free way to make realistic pretraining data for tests and benchmarks. Returns ``prefix``."""
+                                    impl: str = "npy", overwrite: bool = False, indices=None) -> str:
+    """Token files of People's Daily paragraphs ``[start, start + num_paragraphs)`` (or of the paragraph numbers
+    ``indices``) from the *gold* words: a document per paragraph, a sentence per 。！？, words through
+    ``tokenizer.encode_words`` (char + ##chars). The segmentation-free way to make realistic pretraining data for
+    tests and benchmarks. Returns ``prefix``."""
     import numpy as np
 
     from data_tools.indexed_dataset import best_fitting_dtype, make_builder
 
     end = None if num_paragraphs is None else start + num_paragraphs
     builder = make_builder(prefix, impl, best_fitting_dtype(tokenizer.vocab_size), overwrite=overwrite)
-    for paragraph in peoples_daily_paragraphs()[start:end]:
+    paragraphs = peoples_daily_paragraphs()
+    for paragraph in ([paragraphs[i] for i in indices] if indices is not None else paragraphs[start:end]):
         sentence: list[str] = []
         for word, _ in paragraph:
             sentence.append(word)

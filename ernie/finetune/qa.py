@@ -129,21 +129,26 @@ def peoples_daily_qa(path: str | None = None) -> D.DatasetSplits:
     return D.DatasetSplits([dict(ex) for ex in train], [dict(ex) for ex in dev], [dict(ex) for ex in test], [])
 
 
+def article_splits(path: str | None = None) -> list[tuple[str, range]]:
+    """(split, paragraph index range) of every People's Daily article, in corpus order: the article-level split of
+    the built-in QA set (so that e.g. a pretraining corpus can leave out the dev/test articles)."""
+    from data_tools.corpus import peoples_daily_text, split_documents
+
+    out, i = [], 0
+    for doc in split_documents(peoples_daily_text(path)):
+        bucket = D.md5_bucket("".join(doc))
+        out.append((next(n for n, r in D.SPLIT_BUCKETS.items() if bucket in r), range(i, i + len(doc))))
+        i += len(doc)
+    return out
+
+
 def _build_peoples_daily_qa(path: str | None) -> dict[str, list[dict]]:
-    from data_tools.corpus import peoples_daily_entities, split_documents
+    from data_tools.corpus import peoples_daily_entities
 
     paragraphs = peoples_daily_entities(path)
-    docs = split_documents([text for text, _ in paragraphs])
     splits: dict[str, list[dict]] = {name: [] for name in D.SPLIT_BUCKETS}
-    i = 0
-    for doc in docs:
-        items = paragraphs[i:i + len(doc)]
-        i += len(doc)
-        article = "".join(text for text, _ in items)
-        questions = _cloze_questions(items)
-        bucket = D.md5_bucket(article)
-        name = next(n for n, r in D.SPLIT_BUCKETS.items() if bucket in r)
-        splits[name].extend(questions)
+    for name, span in article_splits(path):
+        splits[name].extend(_cloze_questions(paragraphs[span.start:span.stop]))
     for name in splits:
         splits[name].sort(key=lambda ex: _md5(ex["id"]))
     return splits
