@@ -128,7 +128,7 @@ def test_run_qa_on_a_cmrc2018_fixture_learns_and_writes_predictions(cmrc_run):
 
 
 def test_qa_export_runs_on_paddle_inference_and_onnxruntime(cmrc_run):
-    from ernie.deploy.infer import QaPredictor
+    from ernie.deploy.qa_infer import QaPredictor
 
     out, results = cmrc_run
     with open(os.path.join(results["export_dir"], "deploy_config.json"), encoding="utf-8") as f:
@@ -142,6 +142,24 @@ def test_qa_export_runs_on_paddle_inference_and_onnxruntime(cmrc_run):
         got = QaPredictor(results["export_dir"], backend=backend, max_length=48, doc_stride=16,
                           max_query_length=16).predict(examples)
         assert got == dygraph, backend
+
+
+def test_qa_infer_cli(cmrc_run, tmp_path, capsys):
+    from ernie.deploy.qa_infer import main
+
+    out, results = cmrc_run
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps(CMRC, ensure_ascii=False), encoding="utf-8")
+    argv = ["--model_dir", results["export_dir"], "--input_file", str(data), "--output", str(tmp_path / "p.json"),
+            "--max_seq_length", "48", "--doc_stride", "16", "--max_query_length", "16"]
+    got = main(argv)
+    with open(os.path.join(out, "eval_predictions.json"), encoding="utf-8") as f:
+        assert got["predictions"] == json.load(f)
+    assert got["scores"]["f1"] == pytest.approx(results["eval"]["f1"])
+    assert "EM " in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # never over an existing output
+        main(argv)
+    assert "already exists" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -1,7 +1,7 @@
 """Python deployment of an exported model: Paddle Inference, or ONNX Runtime on a paddle2onnx conversion.
 
-``SeqClsPredictor`` (classification) and ``QaPredictor`` (span-extraction QA) share the backends; each task names
-its predictor (``Task.predictor``).
+``SeqClsPredictor`` here and ``ernie.deploy.qa_infer.QaPredictor`` (span-extraction QA) share these backends; each
+task names its predictor (``Task.predictor``).
 
     python scripts/seq_cls_infer.py --model_dir output/seq_cls/export --backend paddle --device cpu \
         --batch_size 32 --max_length 128 [--input_file texts.txt]
@@ -193,34 +193,6 @@ class SeqClsPredictor:
         ids = probs.argmax(-1)
         names = self.labels or [str(i) for i in range(logits.shape[-1])]
         return [{"label": names[int(k)], "label_id": int(k), "confidence": float(p[k])} for k, p in zip(ids, probs)]
-
-
-class QaPredictor:
-    """Span-extraction QA on an exported model: the same windows and answer search as fine-tuning
-    (:class:`ernie.finetune.qa.QaTask`), start/end logits from the backend."""
-
-    def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 384, num_threads: int = 1, doc_stride: int = 128, max_query_length: int = 64,
-                 max_answer_length: int = 30, n_best_size: int = 20):
-        from ernie.finetune.qa import QaOptions, QaTask
-        from ernie.tokenizer import ErnieTokenizer
-
-        self.backend = make_backend(model_dir, backend, device, num_threads)
-        tokenizer = ErnieTokenizer.from_pretrained(model_dir)
-        self.task = QaTask(tokenizer, [], max_length, QaOptions(doc_stride, max_query_length, max_answer_length,
-                                                                n_best_size))
-        self.batch_size = batch_size
-
-    def predict(self, examples: list[dict]) -> dict[str, str]:
-        """``{id: answer}`` for examples ``{"id", "question", "context"[, "answers", "answer_starts"]}``."""
-        examples = [{"answers": [], "answer_starts": [], **ex} for ex in examples]
-        features = self.task.encode(examples)
-        outputs = []
-        for i in range(0, len(features), self.batch_size):
-            batch = self.task.collate(features[i:i + self.batch_size])
-            start, end = self.backend.run_all({k: batch[k] for k in INPUT_NAMES})[:2]
-            outputs.extend((start[j, :n], end[j, :n]) for j, n in enumerate(batch["lengths"]))
-        return self.task.predictions(outputs, features)
 
 
 def random_feeds(batch_size: int, seq_len: int, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:

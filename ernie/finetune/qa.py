@@ -280,7 +280,7 @@ class QaTask(Task):
     builtin_datasets = {"peoples_daily_qa": peoples_daily_qa}
     file_format = ("SQuAD-style JSON {\"data\": [{\"title\", \"paragraphs\": [{\"context\", \"qas\": [{\"id\", "
                    "\"question\", \"answers\": [{\"text\", \"answer_start\"}]}]}]}]} (CMRC 2018 / DuReader-robust)")
-    predictor = "ernie.deploy.infer:QaPredictor"
+    predictor = "ernie.deploy.qa_infer:QaPredictor"
     Options = QaOptions
 
     read_file = staticmethod(read_squad_file)
