@@ -144,6 +144,16 @@ def test_qa_export_runs_on_paddle_inference_and_onnxruntime(cmrc_run):
         assert got == dygraph, backend
 
 
+def test_export_model_cli_finds_the_qa_task(cmrc_run, tmp_path):
+    from ernie.deploy.export import main
+
+    out, _ = cmrc_run
+    exported = main(["--model_path", out, "--output_path", str(tmp_path / "export")])
+    with open(os.path.join(exported, "deploy_config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    assert config["task"] == "qa" and config["labels"] == []
+
+
 def test_qa_infer_cli(cmrc_run, tmp_path, capsys):
     from ernie.deploy.qa_infer import main
 

@@ -122,7 +122,7 @@ _TEXT_KEYS = ("text", "text_a", "sentence", "sentence1", "query")
 _PAIR_KEYS = ("text_pair", "text_b", "sentence2", "title")
 
 
-def _rows(path: str, force_json: bool = False, force_tsv: bool = False):
+def read_rows(path: str, force_json: bool = False, force_tsv: bool = False):
     """(lineno, record) for each non-empty line of a .jsonl/.json (dict) or .tsv/.txt (list of fields) file; the
     ``force_*`` flags fix the layout whatever the file's name."""
     is_json = force_json or (not force_tsv and path.endswith((".jsonl", ".json")))
@@ -158,7 +158,7 @@ def read_seq_cls_file(path: str) -> list[dict]:
     """Sequence-classification examples from tsv (1 column: text; 2: text, label; 3: text, text_pair, label; an
     optional header whose last field is ``label``) or jsonl. Labels are kept as strings."""
     out = []
-    for lineno, rec in _rows(path):
+    for lineno, rec in read_rows(path):
         if isinstance(rec, dict):
             text, pair, label = _first(rec, _TEXT_KEYS), _first(rec, _PAIR_KEYS), rec.get("label")
         else:
@@ -181,7 +181,7 @@ def read_ner_file(path: str) -> list[dict]:
     """NER examples from tsv (msra_ner layout: characters and tags joined by ``\\002``; an optional
     ``text_a<TAB>label`` header) or jsonl (``tokens`` or ``text`` + ``labels``)."""
     out = []
-    for lineno, rec in _rows(path):
+    for lineno, rec in read_rows(path):
         if isinstance(rec, dict):
             tokens = rec.get("tokens") or list(rec.get("text") or "")
             labels = rec.get("labels")

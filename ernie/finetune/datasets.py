@@ -46,7 +46,7 @@ def _clue_reader(convert: Callable[[dict], tuple[str, str | None, object]], skip
 
     def read(path: str, split: str) -> list[dict]:
         out = []
-        for lineno, rec in D._rows(path, force_json=True):
+        for lineno, rec in D.read_rows(path, force_json=True):
             where = f"{path}:{lineno}"
             try:
                 text, pair, label = convert(rec)
@@ -97,7 +97,7 @@ def _tsv_reader(columns: dict[str, tuple[str, ...]] | tuple[str, ...], header: b
     def read(path: str, split: str) -> list[dict]:
         cols = columns[split] if isinstance(columns, dict) else columns
         out = []
-        for lineno, rec in D._rows(path, force_tsv=True):
+        for lineno, rec in D.read_rows(path, force_tsv=True):
             if header and lineno == 1:
                 continue
             row = dict(zip(cols, rec))
