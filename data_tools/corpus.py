@@ -163,12 +163,13 @@ GOLD_TO_LAC = {"nr": "PER", "ns": "LOC", "nt": "ORG", "t": "TIME"}
 
 
 def write_peoples_daily_token_files(prefix: str, tokenizer, start: int = 0, num_paragraphs: int | None = None,
-                                    impl: str = "npy", overwrite: bool = False, units: bool = False) -> str:
-    """Token files of People's Daily paragraphs ``[start, start + num_paragraphs)`` from the *gold* words: a
-    document per paragraph, a sentence per 。！？, words through ``tokenizer.encode_words`` (char + ##chars). The
-    segmentation-free way to make realistic pretraining data for tests and benchmarks. With ``units``, also
-    ``{prefix}_units.npy`` from the gold words and tags (:data:`GOLD_TO_LAC`, :mod:`data_tools.lexical_units`).
-    Returns ``prefix``."""
+                                    impl: str = "npy", overwrite: bool = False, units: bool = False,
+                                    indices=None) -> str:
+    """Token files of People's Daily paragraphs ``[start, start + num_paragraphs)`` (or of the paragraph numbers
+    ``indices``) from the *gold* words: a document per paragraph, a sentence per 。！？, words through
+    ``tokenizer.encode_words`` (char + ##chars). The segmentation-free way to make realistic pretraining data for
+    tests and benchmarks. With ``units``, also ``{prefix}_units.npy`` from the gold words and tags
+    (:data:`GOLD_TO_LAC`, :mod:`data_tools.lexical_units`). Returns ``prefix``."""
     import numpy as np
 
     from data_tools.indexed_dataset import best_fitting_dtype, make_builder
@@ -181,7 +182,8 @@ def write_peoples_daily_token_files(prefix: str, tokenizer, start: int = 0, num_
 
     end = None if num_paragraphs is None else start + num_paragraphs
     builder = make_builder(prefix, impl, best_fitting_dtype(tokenizer.vocab_size), overwrite=overwrite, units=units)
-    for paragraph in peoples_daily_paragraphs()[start:end]:
+    paragraphs = peoples_daily_paragraphs()
+    for paragraph in ([paragraphs[i] for i in indices] if indices is not None else paragraphs[start:end]):
         sentence: list[tuple[str, str]] = []
         for word, tag in paragraph:
             sentence.append((word, tag))

@@ -25,7 +25,6 @@ the end.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -38,7 +37,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ernie.utils import UserError, cli_main, list_input_files
+from ernie.utils import ArgumentParser, UserError, cli_main, list_input_files
 
 from .indexed_dataset import IMPLS, best_fitting_dtype, make_builder, output_paths, units_path
 from .segmentation import bounded_ordered_map
@@ -442,8 +441,8 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
             "seconds": seconds, "skipped": skipped, "summary": builder.summary(), "dtype": dtype}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Encode jsonl documents into pretraining token files.")
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description="Encode jsonl documents into pretraining token files.")
     p.add_argument("--model_name", required=True, help="vocabulary folder (vocab.txt + tokenizer_config.json)")
     p.add_argument("--tokenizer_name", default="ErnieTokenizer", choices=["ErnieTokenizer"])
     g = p.add_argument_group("data input/output")

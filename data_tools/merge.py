@@ -10,10 +10,9 @@ unless ``--overwrite``.
 """
 from __future__ import annotations
 
-import argparse
 import os
 
-from ernie.utils import UserError, cli_main
+from ernie.utils import ArgumentParser, UserError, cli_main
 
 from .indexed_dataset import IMPLS, detect_impl, merge
 
@@ -39,8 +38,8 @@ def find_prefixes(inputs: list[str]) -> list[str]:
     return prefixes
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Merge token corpora into one.")
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description="Merge token corpora into one.")
     p.add_argument("--input", nargs="+", required=True, help="corpus prefixes and/or folders of corpora")
     p.add_argument("--output_prefix", "--output-prefix", dest="output_prefix", required=True)
     p.add_argument("--data_impl", choices=IMPLS, default=None, help="output format (default: the first input's)")

@@ -20,7 +20,6 @@ refused, as by the other data entry points.
 """
 from __future__ import annotations
 
-import argparse
 import collections
 import multiprocessing
 import os
@@ -30,7 +29,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from ernie.utils import UserError, atomic_dir, atomic_write, check_output_path, cli_main
+from ernie.utils import ArgumentParser, UserError, atomic_dir, atomic_write, check_output_path, cli_main
 
 
 def _drop_whitespace(words: list[str]) -> list[str]:
@@ -269,7 +268,7 @@ def segment_files(input_path: str, output_path: str, cn_seg_func: str = "jieba",
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Segment Chinese text into words (one output line per input line).")
+    parser = ArgumentParser(description="Segment Chinese text into words (one output line per input line).")
     parser.add_argument("--input_path", required=True, help="a .txt file or a folder of .txt files")
     parser.add_argument("--output_path", required=True, help="output .txt file (or folder, for a folder input)")
     parser.add_argument("--cn_seg_func", default="jieba", choices=sorted(SEGMENTERS), help="segmenter")

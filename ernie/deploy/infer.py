@@ -1,5 +1,8 @@
 """Python deployment of an exported model: Paddle Inference, or ONNX Runtime on a paddle2onnx conversion.
 
+``SeqClsPredictor`` here and ``ernie.deploy.qa_infer.QaPredictor`` (span-extraction QA) share these backends; each
+task names its predictor (``Task.predictor``).
+
     python scripts/seq_cls_infer.py --model_dir output/seq_cls/export --backend paddle --device cpu \
         --batch_size 32 --max_length 128 [--input_file texts.txt]
 
@@ -9,7 +12,6 @@ polygraphy post-pass (which tries to pip-install packages) is never used.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
@@ -18,7 +20,7 @@ import time
 
 import numpy as np
 
-from ernie.utils import UserError, atomic_write, cli_main
+from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file
 
 from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
 
@@ -69,15 +71,20 @@ class PaddleBackend:
         self.input_names = self.predictor.get_input_names()
         if sorted(self.input_names) != sorted(INPUT_NAMES):
             raise UserError(f"--model_dir {model_dir}: inputs {self.input_names}, expected {list(INPUT_NAMES)}")
-        self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
+        self.outputs = [self.predictor.get_output_handle(n) for n in self.predictor.get_output_names()]
 
-    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    def run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """Every output of the program, in its order (e.g. start and end logits for QA)."""
         for name in self.input_names:
             handle = self.predictor.get_input_handle(name)
             handle.reshape(feeds[name].shape)
             handle.copy_from_cpu(feeds[name])
         self.predictor.run()
-        return self.output.copy_to_cpu()
+        return [h.copy_to_cpu() for h in self.outputs]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """The first output (the logits of a classifier)."""
+        return self.run_all(feeds)[0]
 
 
 def convert_to_onnx(model_dir: str) -> bytes:
@@ -134,8 +141,11 @@ class OnnxRuntimeBackend:
                 f.write(model)
         self.input_names = [i.name for i in self.session.get_inputs()]
 
+    def run_all(self, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+        return list(self.session.run(None, {name: feeds[name] for name in self.input_names}))
+
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.session.run(None, {name: feeds[name] for name in self.input_names})[0]
+        return self.run_all(feeds)[0]
 
 
 def make_backend(model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1):
@@ -146,11 +156,7 @@ def make_backend(model_dir: str, backend: str = "paddle", device: str = "cpu", n
 
 
 def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
-    path = os.path.join(model_dir, "label.txt")
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            return [line.rstrip("\n") for line in f if line.strip()]
-    return [str(i) for i in range(num_labels or 0)]
+    return read_label_file(model_dir) or [str(i) for i in range(num_labels or 0)]
 
 
 def check_max_length(model_dir: str, max_length: int) -> None:
@@ -278,12 +284,7 @@ def print_seq_cls_results(texts: list[str], pairs: list[str | None], results: li
 @cli_main
 def main(argv: list[str] | None = None) -> list[dict]:
     """scripts/seq_cls_infer.py; returns the predictions."""
-
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UserError(message)
-
-    p = Parser(prog="seq_cls_infer.py", description="Sequence classification with an exported ERNIE model.")
+    p = ArgumentParser(prog="seq_cls_infer.py", description="Sequence classification with an exported ERNIE model.")
     p.add_argument("--model_dir", required=True, help="exported model directory (export_model.py / --do_export)")
     p.add_argument("--backend", choices=BACKENDS, default="paddle")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")

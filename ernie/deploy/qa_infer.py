@@ -1,0 +1,91 @@
+"""Extractive QA with an exported model (scripts/qa_infer.py): Paddle Inference or ONNX Runtime.
+
+    python scripts/qa_infer.py --model_dir output/qa/export --input_file dev.json --backend onnxruntime \
+        --output predictions.json
+
+``--input_file`` is SQuAD-style JSON (CMRC 2018 / DuReader-robust layout); the predictions ``{id: answer}`` are
+written to ``--output`` (atomically, never over an existing file without ``--overwrite``) and, when the file has
+answers, CMRC 2018 EM/F1 are printed. Windows and the answer search are those of fine-tuning
+(:class:`ernie.finetune.qa.QaTask`), so the same flags give the same answers.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+from ernie.utils import ArgumentParser, UserError, atomic_write, check_output_path, cli_main
+
+from .export import INPUT_NAMES
+from .infer import BACKENDS, make_backend
+
+
+class QaPredictor:
+    """Span-extraction QA on an exported model: the same windows and answer search as fine-tuning
+    (:class:`ernie.finetune.qa.QaTask`), start/end logits from the backend."""
+
+    def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
+                 max_length: int = 384, num_threads: int = 1, doc_stride: int = 128, max_query_length: int = 64,
+                 max_answer_length: int = 30, n_best_size: int = 20):
+        from ernie.finetune.qa import QaOptions, QaTask
+        from ernie.tokenizer import ErnieTokenizer
+
+        self.backend = make_backend(model_dir, backend, device, num_threads)
+        tokenizer = ErnieTokenizer.from_pretrained(model_dir)
+        self.task = QaTask(tokenizer, [], max_length, QaOptions(doc_stride, max_query_length, max_answer_length,
+                                                                n_best_size))
+        self.batch_size = batch_size
+
+    def predict(self, examples: list[dict]) -> dict[str, str]:
+        """``{id: answer}`` for examples ``{"id", "question", "context"[, "answers", "answer_starts"]}``."""
+        examples = [{"answers": [], "answer_starts": [], **ex} for ex in examples]
+        features = self.task.encode(examples)
+        outputs = []
+        for i in range(0, len(features), self.batch_size):
+            batch = self.task.collate(features[i:i + self.batch_size])
+            start, end = self.backend.run_all({k: batch[k] for k in INPUT_NAMES})[:2]
+            outputs.extend((start[j, :n], end[j, :n]) for j, n in enumerate(batch["lengths"]))
+        return self.task.predictions(outputs, features)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> dict:
+    """scripts/qa_infer.py; returns ``{"predictions": {id: answer}, "scores": {...} | None}``."""
+    from ernie.finetune.metrics import cmrc_scores
+    from ernie.finetune.qa import read_squad_file
+
+    p = ArgumentParser(prog="qa_infer.py", description="Extractive QA with an exported ERNIE model.")
+    p.add_argument("--model_dir", required=True, help="exported QA model (run_qa.py --do_export / export_model.py)")
+    p.add_argument("--input_file", required=True, help="SQuAD-style JSON (CMRC 2018 / DuReader-robust layout)")
+    p.add_argument("--output", required=True, help="predictions JSON {id: answer}")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--backend", choices=BACKENDS, default="paddle")
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
+    p.add_argument("--batch_size", type=int, default=32)
+    p.add_argument("--max_seq_length", type=int, default=384)
+    p.add_argument("--doc_stride", type=int, default=128)
+    p.add_argument("--max_query_length", type=int, default=64)
+    p.add_argument("--max_answer_length", type=int, default=30)
+    p.add_argument("--n_best_size", type=int, default=20)
+    p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    a = p.parse_args(argv)
+    for flag in ("batch_size", "max_seq_length", "doc_stride", "max_query_length", "max_answer_length",
+                 "n_best_size", "cpu_threads"):
+        if getattr(a, flag) < 1:
+            raise UserError(f"--{flag} must be >= 1")
+    if a.max_query_length + 3 >= a.max_seq_length:
+        raise UserError(f"--max_query_length {a.max_query_length} leaves no room for the context in "
+                        f"--max_seq_length {a.max_seq_length}")
+    check_output_path(a.output, a.overwrite)
+    examples = read_squad_file(a.input_file)
+    predictor = QaPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_seq_length, a.cpu_threads,
+                            a.doc_stride, a.max_query_length, a.max_answer_length, a.n_best_size)
+    predictions = predictor.predict(examples)
+    with atomic_write(a.output, "w") as f:
+        json.dump(predictions, f, ensure_ascii=False, indent=1)
+        f.write("\n")
+    scores = None
+    if all(ex["answers"] for ex in examples):
+        scores = cmrc_scores({ex["id"]: ex["answers"] for ex in examples}, predictions)
+        print(f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  ({len(examples)} questions)")
+    print(f"wrote {len(predictions)} predictions to {a.output}")
+    return {"predictions": predictions, "scores": scores}

@@ -1,0 +1,33 @@
+"""The argument toolkit of every entry point: one ``str2bool`` and one ``ArgumentParser`` whose errors are one line.
+
+``ArgumentParser`` is argparse's parser with ``error()`` raising :class:`~ernie.utils.UserError` instead of printing
+the usage block and exiting; entry points decorated with :func:`~ernie.utils.cli_main` turn that into the single
+``error: <message>`` line (exit status 2) the design promises. ``--help`` still prints the full help.
+"""
+from __future__ import annotations
+
+import argparse
+
+from .errors import UserError
+
+TRUE_WORDS = ("1", "true", "t", "yes", "y", "on")
+FALSE_WORDS = ("0", "false", "f", "no", "n", "off")
+
+
+def str2bool(value) -> bool:
+    """``true/false`` flag values (PaddleNLP style): 1/0, true/false, t/f, yes/no, y/n, on/off, any case."""
+    if isinstance(value, bool):
+        return value
+    v = str(value).strip().lower()
+    if v in TRUE_WORDS:
+        return True
+    if v in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad or missing flag raises ``UserError(message)``."""
+
+    def error(self, message):
+        raise UserError(message)
