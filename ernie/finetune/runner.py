@@ -75,7 +75,9 @@ def load_model(args: FinetuneArgs, task_name: str, labels: list[str], vocab_size
 
     cls = ErnieForSequenceClassification if task_name == D.SEQ_CLS else ErnieForTokenClassification
     path = args.model_name_or_path
-    model = cls.from_pretrained(path, num_labels=len(labels))  # a config name: same shapes as pretraining uses
+    dropout = {k: getattr(args, k) for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+               if getattr(args, k) is not None}
+    model = cls.from_pretrained(path, num_labels=len(labels), **dropout)  # a config name: random init
     if model.config.vocab_size < vocab_size:
         raise UserError(f"--tokenizer_name_or_path: the vocab has {vocab_size} tokens but the model "
                         f"{path} only {model.config.vocab_size}")
