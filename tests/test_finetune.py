@@ -352,3 +352,21 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
     assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path))] == ["checkpoint-2", "checkpoint-6"]
     with open(os.path.join(tmp_path, "checkpoint-6", "trainer_state.json"), encoding="utf-8") as f:
         assert json.load(f)["best_step"] == 2
+
+
+def test_fine_tuning_dropout_flags_override_the_model_config(tmp_path, tiny_config_file):
+    """A pretraining checkpoint carries its own dropout (the demo pretrains without); the flags set the fine-tuning
+    dropout for every init alike, and are checked."""
+    from ernie.finetune.args import parse_args
+    from ernie.finetune.runner import load_model
+
+    base = ["--model_name_or_path", tiny_config_file, "--output_dir", str(tmp_path), "--do_export"]
+    args = parse_args(base + ["--hidden_dropout_prob", "0.25", "--attention_probs_dropout_prob", "0"], "x", "x")
+    model = load_model(args, D.SEQ_CLS, ["a", "b"], vocab_size=100)
+    assert (model.config.hidden_dropout_prob, model.config.attention_probs_dropout_prob) == (0.25, 0.0)
+    default = load_model(parse_args(base, "x", "x"), D.SEQ_CLS, ["a", "b"], vocab_size=100)
+    from ernie.configuration import ErnieConfig
+
+    assert default.config.hidden_dropout_prob == ErnieConfig.from_file(tiny_config_file).hidden_dropout_prob
+    with pytest.raises(UserError, match="--hidden_dropout_prob must be in"):
+        parse_args(base + ["--hidden_dropout_prob", "1.5"], "x", "x")
