@@ -9,6 +9,11 @@ Flags are those of PaddleNLP's ``model_zoo/ernie-1.0`` script. Per document (one
     text ─ split_sentences (--split_sentences) ─ segmenter (--cn_seg_func, or split on --cn_split_dimer with
     --cn_splited) ─ ErnieTokenizer.encode_words ─► ids per sentence (哈尔滨 -> 哈 ##尔 ##滨)
 
+``--cn_seg_func lac_lexical`` segments with LAC's lexical model (words + POS + entities, :mod:`data_tools.lac`)
+and also writes ``{P}_units.npy``: one marker byte per token saying where each word, phrase and named entity
+begins (:mod:`data_tools.lexical_units`), which ``run_pretrain.py --masking knowledge`` needs. The main token files
+are the same as without markers.
+
 Without ``--cn_whole_word_segment`` sentences are tokenized plainly (no ``##`` boundaries). Lines are read in
 chunks, encoded by ``--workers`` processes and written in input order (at most a few chunks in flight), through a
 builder that writes hidden temporary files and renames them at the end: an interrupted or failed run leaves no
@@ -35,11 +40,12 @@ from tqdm import tqdm
 
 from ernie.utils import UserError, cli_main, list_input_files
 
-from .indexed_dataset import IMPLS, best_fitting_dtype, make_builder, output_paths
+from .indexed_dataset import IMPLS, best_fitting_dtype, make_builder, output_paths, units_path
 from .segmentation import bounded_ordered_map
 from .trans_to_json import SkipLog
 
-SEGMENTER_NAMES = ("lac", "jieba", "char")
+SEGMENTER_NAMES = ("lac", "lac_lexical", "jieba", "char")
+LEXICAL = "lac_lexical"  # the segmenter that also gives phrases and entities (unit markers)
 CHUNK_LINES = 256  # documents per task
 CHUNK_BYTES = 1 << 20  # ... or this many input bytes, whichever comes first
 IN_FLIGHT_PER_WORKER = 4  # bounded look-ahead: memory stays flat on any corpus size
@@ -81,6 +87,13 @@ class PretrainDataConfig:
             raise UserError(f"--max_sentence_length: must be >= 0 (0 = no limit), got {self.max_sentence_length}")
         if self.cn_splited and not self.cn_split_dimer:
             raise UserError("--cn_split_dimer: must not be empty")
+        if self.cn_seg_func == LEXICAL and not (self.cn_whole_word_segment and not self.cn_splited):
+            raise UserError(f"--cn_seg_func {LEXICAL}: needs --cn_whole_word_segment (and no --cn_splited)")
+
+    @property
+    def writes_units(self) -> bool:
+        """Whether the run writes unit markers ({P}_units.npy)."""
+        return self.cn_whole_word_segment and not self.cn_splited and self.cn_seg_func == LEXICAL
 
 
 # --------------------------------------------------------------------------------------------- encoding (workers)
@@ -116,12 +129,18 @@ class DocumentEncoder:
             from .sentence_split import split_sentences
 
             self.split = split_sentences
+        self.lexical = None
+        if config.writes_units:
+            from .lac import LacLexicalModel
+
+            self.lexical = LacLexicalModel()
         self.segment = self._build_segmenter()
 
     def _build_segmenter(self) -> Callable[[list[str]], list[list[str]]] | None:
-        """Sentences -> words, or None when no segmenter runs (plain tokenization, or pre-segmented input)."""
+        """Sentences -> words, or None when no segmenter runs (plain tokenization, pre-segmented input, or the
+        lexical model, which :meth:`encode_lexical` runs)."""
         config = self.config
-        if not config.cn_whole_word_segment or config.cn_splited:
+        if not config.cn_whole_word_segment or config.cn_splited or config.writes_units:
             return None
         from .segmentation import get_segmenter
 
@@ -160,31 +179,55 @@ class DocumentEncoder:
             sentences += groups
         return sentences
 
-    def sentences_to_ids(self, texts: list[str]) -> list[list[list[int]]]:
-        """Per document text, the ids of each of its sentences (empty ones included)."""
+    def encode_lexical(self, sentences: list[str]) -> list[tuple[list[int], np.ndarray]]:
+        """Per sentence, its ids (whole words kept, as ``encode_words``) and their unit markers uint8."""
+        from .lexical_units import split_whitespace, token_markers, word_markers
+
+        out = []
+        for words, labels in self.lexical.analyse(sentences):
+            words, flags = split_whitespace(words, word_markers(labels))
+            per_word = [self.tokenizer.encode_words([w]) for w in words]
+            out.append(([i for ids in per_word for i in ids], token_markers([len(x) for x in per_word], flags)))
+        return out
+
+    def sentences_to_ids(self, texts: list[str]) -> list[list]:
+        """Per document text, the ids of each of its sentences (empty ones included); with unit markers, each
+        sentence is ``(ids, markers)``."""
         tok = self.tokenizer
         if self.config.cn_whole_word_segment and self.config.cn_splited:
             return [[tok.encode_words(words) for words in self.presegmented_sentences(t)] for t in texts]
         docs = [[s for s in (x.strip() for x in self.split(t)) if s] for t in texts]
         flat = [s for sentences in docs for s in sentences]
-        if self.segment is None:
+        if self.lexical is not None:
+            encoded = self.encode_lexical(flat)
+        elif self.segment is None:
             encoded = [tok.convert_tokens_to_ids(tok.tokenize(s)) for s in flat]
         else:
             encoded = [tok.encode_words(words) for words in self.segment(flat)]
         it = iter(encoded)
         return [[next(it) for _ in sentences] for sentences in docs]
 
-    def cut_overlong(self, ids: list[int]) -> list[list[int]]:
-        """Pieces of at most ``max_sentence_length`` tokens, cut at word starts where the sentence has one."""
+    def cut_overlong(self, ids: list[int], units: np.ndarray | None = None) -> list:
+        """Pieces of at most ``max_sentence_length`` tokens, cut at word starts where the sentence has one (with
+        ``units``: ``(ids, markers)`` pieces, each piece beginning a word and a phrase, and an entity if inside
+        one)."""
+        from .lexical_units import ENTITY_START, IN_ENTITY, PHRASE_START, WORD_START
+
         limit = self.config.max_sentence_length
         starts = self.tokenizer.is_word_start(np.asarray(ids))
-        pieces, begin = [], 0
-        while len(ids) - begin > limit:
+        bounds = [0]
+        while len(ids) - bounds[-1] > limit:
+            begin = bounds[-1]
             window = np.flatnonzero(starts[begin + 1:begin + limit + 1])
-            end = begin + 1 + int(window[-1]) if len(window) else begin + limit
-            pieces.append(ids[begin:end])
-            begin = end
-        pieces.append(ids[begin:])
+            bounds.append(begin + 1 + int(window[-1]) if len(window) else begin + limit)
+        bounds.append(len(ids))
+        if units is None:
+            return [ids[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        pieces = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            marks = units[a:b].copy()
+            marks[0] |= WORD_START | PHRASE_START | (ENTITY_START if marks[0] & IN_ENTITY else 0)
+            pieces.append((ids[a:b], marks))
         return pieces
 
     def parse(self, path: str, lineno: int, raw: bytes, skipped: SkipLog) -> str | None:
@@ -221,30 +264,42 @@ class DocumentEncoder:
         texts = [(lineno, self.parse(path, lineno, raw, skipped)) for lineno, raw in lines]
         texts = [(lineno, t) for lineno, t in texts if t is not None]
         encoded = self.sentences_to_ids([t for _, t in texts])
+        with_units = self.lexical is not None
+        if not with_units:  # one code path below: sentences as (ids, markers), markers None
+            encoded = [[(s, None) for s in sentences] for sentences in encoded]
         limit = self.config.max_sentence_length
         ids: list[int] = []
+        units: list[np.ndarray] = []
         lens: list[int] = []
         per_doc: list[int] = []
         for (lineno, _), sentences in zip(texts, encoded):
             where = f"{path}:{lineno}"
-            doc = [s for s in sentences if s]
+            doc = [s for s in sentences if s[0]]
             if not doc:
                 skipped.add("empty documents skipped", where)
                 continue
             if self.eos is not None:
-                doc[-1] = doc[-1] + [self.eos]
-            if limit and any(len(s) > limit for s in doc):
+                last, marks = doc[-1]
+                doc[-1] = (last + [self.eos], None if marks is None else np.append(marks, 3).astype(marks.dtype))  # 3: own word + phrase
+            if limit and any(len(s) > limit for s, _ in doc):
                 skipped.add(f"sentences longer than {limit} tokens cut at word starts", where,
-                            sum(len(s) > limit for s in doc))
-                doc = [piece for s in doc for piece in (self.cut_overlong(s) if len(s) > limit else [s])]
+                            sum(len(s) > limit for s, _ in doc))
+                doc = [piece for s, m in doc for piece in (self._cut(s, m) if len(s) > limit else [(s, m)])]
             if len(doc) == 1:
                 skipped.add("one-sentence documents kept (SOP needs two sentences)", where)
-            for s in doc:
+            for s, m in doc:
                 ids += s
                 lens.append(len(s))
+                if with_units:
+                    units.append(m)
             per_doc.append(len(doc))
+        marks = (np.concatenate(units) if units else np.zeros(0, dtype=np.uint8)) if with_units else None
         return ChunkResult(np.asarray(ids, dtype=self.dtype), np.asarray(lens, dtype=np.int32),
-                           np.asarray(per_doc, dtype=np.int64), skipped, sum(len(raw) for _, raw in lines))
+                           np.asarray(per_doc, dtype=np.int64), skipped, sum(len(raw) for _, raw in lines), marks)
+
+    def _cut(self, ids: list[int], marks: np.ndarray | None) -> list[tuple]:
+        pieces = self.cut_overlong(ids, marks)
+        return pieces if marks is not None else [(p, None) for p in pieces]
 
 
 @dataclass
@@ -254,6 +309,7 @@ class ChunkResult:
     sentences_per_doc: np.ndarray  # [D] int64
     skipped: SkipLog
     num_bytes: int
+    units: np.ndarray | None = None  # [T] uint8 unit markers (with --cn_seg_func lac_lexical)
 
 
 _ENCODER: DocumentEncoder | UserError | None = None
@@ -363,13 +419,14 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
     dtype = best_fitting_dtype(tokenizer.vocab_size)
     skipped = SkipLog()
     progress = Progress(sum(os.path.getsize(p) for p in files), config.log_interval)
-    with make_builder(config.output_prefix, config.data_impl, dtype, overwrite=config.overwrite) as builder:
+    with make_builder(config.output_prefix, config.data_impl, dtype, overwrite=config.overwrite,
+                      units=config.writes_units) as builder:
         results = ordered_map(_encode_task, read_chunks(files, config.max_line_bytes), config.workers,
                               _init_worker, (config,))
         for result in results:
             if isinstance(result, UserError):
                 raise result
-            builder.add_documents(result.ids, result.lens, result.sentences_per_doc)
+            builder.add_documents(result.ids, result.lens, result.sentences_per_doc, result.units)
             skipped.update(result.skipped)
             progress.update(result.num_bytes, len(result.sentences_per_doc))
         seconds = progress.close()
@@ -377,7 +434,10 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
             raise UserError(f"--input_path: no documents to write from {config.input_path}"
                             + "".join(f"; {line}" for line in skipped.lines()))
         builder.finalize()
-    return {"files": output_paths(config.output_prefix, config.data_impl), "documents": builder.num_documents,
+    files = output_paths(config.output_prefix, config.data_impl)
+    if builder.has_units:
+        files = (*files, units_path(config.output_prefix))
+    return {"files": files, "documents": builder.num_documents,
             "sentences": builder.num_sentences, "tokens": builder.num_tokens, "bytes": progress.bytes,
             "seconds": seconds, "skipped": skipped, "summary": builder.summary(), "dtype": dtype}
 
@@ -400,7 +460,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Chinese corpus (accepted for PaddleNLP compatibility: the sentence splitter handles "
                         "Chinese and English)")
     g.add_argument("--cn_whole_word_segment", action="store_true", help="mark word boundaries with ## pieces")
-    g.add_argument("--cn_seg_func", default="jieba", choices=SEGMENTER_NAMES, help="word segmenter")
+    g.add_argument("--cn_seg_func", default="jieba", choices=SEGMENTER_NAMES,
+                   help=f"word segmenter; {LEXICAL} (LAC's lexical model) also writes PREFIX_units.npy, the word / "
+                        "phrase / entity markers that --masking knowledge needs")
     g.add_argument("--cn_splited", action="store_true", help="input text is already segmented into words")
     g.add_argument("--cn_split_dimer", default=" ", help="separator of pre-segmented words")
     g = p.add_argument_group("common config")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -24,7 +24,7 @@ from ernie.utils import UserError
 from . import index_cache
 from .blending import BlendedDataset, parse_input_dir
 from .indexed_dataset import IndexedDataset
-from .masking import MaskingConfig, VocabTables, mask_tokens
+from .masking import MARKER_LEVELS, STRATEGIES, MaskingConfig, VocabTables, mask_tokens, sample_level
 from .sample_index import build_mapping
 
 logger = logging.getLogger(__name__)
@@ -34,42 +34,61 @@ SPECIAL_TOKENS_PER_PAIR = 3  # [CLS] A [SEP] B [SEP]
 BLEND_MARGIN = 1.005  # per-dataset sample surplus so that blending never runs a dataset dry (as Megatron)
 
 
+def _flag(default, help: str, **metadata):
+    """A field that is also a ``run_pretrain.py`` flag of the ``data`` section (``ernie.training.args.DataArgs``
+    is built from these fields: one declaration, one check in :meth:`ErnieDatasetConfig.validate`)."""
+    return field(default=default, metadata={"flag": True, "help": help, **metadata})
+
+
 @dataclass
 class ErnieDatasetConfig:
-    """How samples are shaped. Every field that changes the sample mapping is part of its cache name.
+    """How samples are shaped: the one owner of every pretraining-data option.
 
-    ``max_predictions_per_seq=None`` leaves only the ``masked_lm_prob`` budget (PaddleNLP ernie-1.0 behaviour).
-    ``cache_dir=None`` stores sample mappings next to the data.
+    Fields made with ``_flag`` are ``run_pretrain.py`` flags (same names, help and choices); the others are set
+    by code (``seed`` comes from ``--seed`` of the training section). Every field that changes the sample mapping
+    is part of its cache name. ``max_predictions_per_seq=None`` leaves only the ``masked_lm_prob`` budget
+    (PaddleNLP ernie-1.0 behaviour). ``cache_dir=None`` stores sample mappings next to the data.
     """
 
-    max_seq_len: int = 512
-    masked_lm_prob: float = 0.15
+    max_seq_len: int = _flag(512, "tokens per sample, [CLS]/[SEP] included")
+    masked_lm_prob: float = _flag(0.15, "share of a sample's tokens to mask (the budget of every strategy)")
     max_predictions_per_seq: int | None = None
-    short_seq_prob: float = 0.1
-    binary_head: bool = True
-    max_ngrams: int = 3
-    favor_longer_ngram: bool = False
+    short_seq_prob: float = _flag(0.1, "share of samples given a shorter random target length")
+    binary_head: bool = _flag(True, "train the sentence-order (SOP) head")
+    max_ngrams: int = _flag(3, "longest n-gram, in words, of --masking word")
+    favor_longer_ngram: bool = _flag(False, "reverse the 1/n n-gram law of --masking word")
     geometric_dist: bool = False
+    masking: str = _flag("word", "basic: tokens (BERT); word: whole words + n-grams (PaddleNLP); knowledge: ERNIE's "
+                                 "basic / phrase / entity levels, one drawn per sample (needs the {P}_units.npy "
+                                 "markers of create_pretraining_data.py --cn_seg_func lac_lexical)",
+                         choices=list(STRATEGIES))
     seed: int = 1234
-    split: str = "949,50,1"
-    share_folder: bool = False
+    split: str = _flag("949,50,1", "train,valid,test shares of the documents (fewer parts: the rest are 0)")
+    share_folder: bool = _flag(False, "input_dir and output_dir are one shared folder across machines (index cache "
+                                      "and checkpoints are then written by global rank 0 only; otherwise by the "
+                                      "first rank of every machine)")
     cache_dir: str | None = None
     cache_timeout: float = index_cache.DEFAULT_TIMEOUT
 
-    def masking(self) -> MaskingConfig:
+    def masking_config(self) -> MaskingConfig:
         cap = self.max_predictions_per_seq if self.max_predictions_per_seq is not None else self.max_seq_len
         return MaskingConfig(self.masked_lm_prob, cap, self.max_ngrams, self.favor_longer_ngram,
                              self.geometric_dist)
 
     def validate(self) -> None:
-        if self.max_seq_len < SPECIAL_TOKENS_PER_PAIR + 2:
-            raise UserError(f"--max_seq_len: {self.max_seq_len} is too short (at least 5)")
+        """The one check of every option (errors name the run_pretrain.py flag)."""
+        if not 16 <= self.max_seq_len <= 65536:
+            raise UserError(f"--max_seq_len: {self.max_seq_len} must be in [16, 65536]")
         if not 0.0 < self.masked_lm_prob < 1.0:
             raise UserError(f"--masked_lm_prob: {self.masked_lm_prob} must be in (0, 1)")
         if not 0.0 <= self.short_seq_prob <= 1.0:
             raise UserError(f"--short_seq_prob: {self.short_seq_prob} must be in [0, 1]")
         if self.max_ngrams < 1:
             raise UserError(f"--max_ngrams: {self.max_ngrams} must be >= 1")
+        if self.masking not in STRATEGIES:
+            raise UserError(f"--masking: {self.masking!r} is not one of {', '.join(STRATEGIES)}")
+        if parse_split(self.split)[0] == 0:
+            raise UserError(f"--split: {self.split!r} gives the train split no share")
 
 
 # ------------------------------------------------------------------------------------------------ splits
@@ -96,13 +115,12 @@ def split_documents(split: str, num_docs: int) -> np.ndarray:
     return np.maximum.accumulate(bounds)
 
 
-def train_valid_test_num_samples(max_steps: int, global_batch_size: int, eval_freq: int, eval_iters: int,
+def train_valid_test_num_samples(max_steps: int, global_batch_size: int, eval_iters: int,
                                  test_iters: int) -> tuple[int, int, int]:
-    """Samples each split must provide for a run (as PaddleNLP ernie-1.0 run_pretrain)."""
-    train = max_steps * global_batch_size
-    valid = (max_steps // eval_freq + 1) * eval_iters * global_batch_size
-    test = test_iters * global_batch_size
-    return train, valid, test
+    """Samples each split must provide for a run: ``max_steps`` global batches of training data, ``eval_iters``
+    of validation data (every evaluation reads the same first batches, so valid losses are comparable) and
+    ``test_iters`` of test data."""
+    return max_steps * global_batch_size, eval_iters * global_batch_size, test_iters * global_batch_size
 
 
 # ---------------------------------------------------------------------------------------------- sample map
@@ -188,7 +206,10 @@ class ErnieDataset:
         self.prefix = prefix
         self.tables = tables
         self.config = config
-        self.masking = config.masking()
+        self.masking = config.masking_config()
+        if config.masking == "knowledge" and indexed.units is None:
+            raise UserError(f"--masking knowledge: {prefix} has no unit markers ({indexed.units_path}); build the "
+                            "corpus with create_pretraining_data.py --cn_seg_func lac_lexical, or use --masking word")
         self.mapping = sample_mapping(indexed, prefix, name, doc_range, num_samples, config)
         self._open_views()
         d0, d1 = doc_range
@@ -202,6 +223,7 @@ class ErnieDataset:
         self._rows = np.asarray(self.mapping)
         self._tokens = np.asarray(self.indexed.tokens)
         self._pointers = np.asarray(self.indexed.pointers)
+        self._units = np.asarray(self.indexed.units) if self.config.masking == "knowledge" else None
 
     def __len__(self) -> int:
         return len(self.mapping)
@@ -211,28 +233,31 @@ class ErnieDataset:
         start, end, target = self._rows[idx].tolist()
         rng = np.random.default_rng([self.config.seed, idx])
         base, stop = self._pointers[[start, end]].tolist()
-        span = self._tokens[base:stop]
+        # A and B as [lo, hi) ranges of the span base:stop (the same ranges cut the unit markers)
         if self.config.binary_head:
             u_cut, u_swap = rng.random(2).tolist()
             cut = int(self._pointers[start + 1 + int(u_cut * (end - start - 1))]) - base  # A: 1..n-1 sentences
-            a, b = span[:cut], span[cut:]
+            a, b = [0, cut], [cut, stop - base]
             swapped = u_swap < 0.5
             if swapped:
                 a, b = b, a
         else:
-            a, b, swapped = span, span[:0], False
-        cut_a, cut_b = truncation_amounts(a.size, b.size, target)
+            a, b, swapped = [0, stop - base], [0, 0], False
+        cut_a, cut_b = truncation_amounts(a[1] - a[0], b[1] - b[0], target)
         if cut_a:
             front = int(rng.binomial(cut_a, 0.5))
-            a = a[front:a.size - (cut_a - front)]
+            a = [a[0] + front, a[1] - (cut_a - front)]
         if cut_b:
             front = int(rng.binomial(cut_b, 0.5))
-            b = b[front:b.size - (cut_b - front)]
-        return self._build_sample(a, b, swapped, rng)
+            b = [b[0] + front, b[1] - (cut_b - front)]
+        return self._build_sample(base, a, b, swapped, rng)
 
-    def _build_sample(self, a: np.ndarray, b: np.ndarray, swapped: bool, rng: np.random.Generator) -> dict:
+    def _build_sample(self, base: int, a_range: list[int], b_range: list[int], swapped: bool,
+                      rng: np.random.Generator) -> dict:
         """[CLS] a [SEP] (b [SEP]), masked and padded to max_seq_len."""
         t = self.tables
+        a = self._tokens[base + a_range[0]:base + a_range[1]]
+        b = self._tokens[base + b_range[0]:base + b_range[1]]
         n = a.size + b.size + (3 if self.config.binary_head else 2)
         tokens = np.empty(n, dtype=np.int64)
         tokens[0] = t.cls_id
@@ -241,7 +266,13 @@ class ErnieDataset:
         if self.config.binary_head:
             tokens[a.size + 2:n - 1] = b
             tokens[n - 1] = t.sep_id
-        inputs, positions, labels = mask_tokens(tokens, rng, t, self.masking)
+        level = sample_level(self.config.masking, rng)
+        units = None
+        if level in MARKER_LEVELS:
+            units = np.zeros(n, dtype=np.uint8)  # 0 at [CLS]/[SEP]
+            units[1:a.size + 1] = self._units[base + a_range[0]:base + a_range[1]]
+            units[a.size + 2:a.size + 2 + b.size] = self._units[base + b_range[0]:base + b_range[1]]
+        inputs, positions, labels = mask_tokens(tokens, rng, t, self.masking, level, units)
         seq_len = self.config.max_seq_len
         input_ids = np.full(seq_len, t.pad_id, dtype=np.int64)
         input_ids[:n] = inputs
@@ -255,7 +286,7 @@ class ErnieDataset:
 
     def __getstate__(self):
         # worker processes re-open the memory maps instead of receiving copies
-        state = {k: v for k, v in self.__dict__.items() if k not in ("_rows", "_tokens", "_pointers")}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("_rows", "_tokens", "_pointers", "_units")}
         if isinstance(self.mapping, np.memmap):
             state["mapping"] = self.mapping.filename
         return state

@@ -14,6 +14,10 @@ layouts hold it; both are read by PaddleNLP 2.8.1 (``paddlenlp.data.indexed_data
                  n_docs + 1, then sizes int32 [n_sentences], byte pointers int64 [n_sentences], doc_idx int64
                  [n_docs + 1].
 
+Unit markers (optional, either layout): ``{P}_units.npy``, uint8 [n_tokens], one marker byte per token in token
+order (bit flags of :mod:`data_tools.lexical_units`: word / phrase / entity starts). PaddleNLP ignores the file;
+the two main files are the same with or without it.
+
 Writers (:func:`make_builder`) stream tokens to hidden temporary files and rename them into place only in
 :meth:`finalize`, index file last, so a crash never leaves a final-named half file. :class:`IndexedDataset`
 opens either layout without reading the token file (``np.load(mmap_mode="r")`` / ``np.memmap``), checks that
@@ -61,6 +65,11 @@ def npy_paths(prefix: str) -> tuple[str, str]:
 def mmap_paths(prefix: str) -> tuple[str, str]:
     """(token file, index file) of the mmap layout."""
     return prefix + ".bin", prefix + ".idx"
+
+
+def units_path(prefix: str) -> str:
+    """The optional unit-marker file of a corpus (either layout)."""
+    return prefix + "_units.npy"
 
 
 def output_paths(prefix: str, impl: str) -> tuple[str, str]:
@@ -131,16 +140,21 @@ class IndexedDatasetBuilder:
 
     impl: str = ""
 
-    def __init__(self, prefix: str, dtype=np.uint16, overwrite: bool = False):
+    def __init__(self, prefix: str, dtype=np.uint16, overwrite: bool = False, units: bool = False):
         self.prefix = prefix
         self.dtype = np.dtype(dtype)
         if self.dtype not in _CODE_OF_DTYPE:
             raise UserError(f"unsupported token dtype {self.dtype}")
         self.data_path, self.index_path = output_paths(prefix, self.impl)
-        for path in (self.data_path, self.index_path):
+        self.units_path = units_path(prefix)
+        for path in (self.data_path, self.index_path, self.units_path):
             check_output_path(path, overwrite)
         self._data = _TempFile(self.data_path)
         self._data.file.write(self._data_header(0))
+        self._units = None
+        if units:
+            self._units = _TempFile(self.units_path)
+            self._units.file.write(_npy_header(np.dtype(np.uint8), 0))
         self._sizes = array("i")  # int32 tokens per sentence
         self._doc_idx = array("q", [0])  # int64 first sentence of each document, then the end
         self._num_tokens = 0
@@ -154,20 +168,36 @@ class IndexedDatasetBuilder:
         raise NotImplementedError
 
     # -- building
-    def add_item(self, ids: Sequence[int] | np.ndarray) -> None:
-        """Append one sentence (token ids) to the current document."""
+    @property
+    def has_units(self) -> bool:
+        return self._units is not None
+
+    def _write_units(self, units, num_tokens: int) -> None:
+        if self._units is None:
+            return
+        if units is None:
+            raise ValueError("this builder writes unit markers: give units= with the ids")
+        units = np.asarray(units, dtype=np.uint8)
+        if units.size != num_tokens:
+            raise ValueError(f"{units.size} unit markers for {num_tokens} tokens")
+        self._units.file.write(units.tobytes())
+
+    def add_item(self, ids: Sequence[int] | np.ndarray, units=None) -> None:
+        """Append one sentence (token ids, and their unit markers when the builder writes them)."""
         ids = np.asarray(ids, dtype=self.dtype)
+        self._write_units(units, ids.size)
         self._data.file.write(ids.tobytes())
         self._sizes.append(ids.size)
         self._num_tokens += ids.size
 
-    def add_doc(self, ids: np.ndarray, lens: Sequence[int]) -> None:
+    def add_doc(self, ids: np.ndarray, lens: Sequence[int], units=None) -> None:
         """Append a whole document at once: its sentences' ids concatenated, and their lengths."""
-        self.add_documents(ids, lens, [len(lens)])
+        self.add_documents(ids, lens, [len(lens)], units)
 
-    def add_documents(self, ids: np.ndarray, lens: Sequence[int], sentences_per_doc: Sequence[int]) -> None:
+    def add_documents(self, ids: np.ndarray, lens: Sequence[int], sentences_per_doc: Sequence[int],
+                      units=None) -> None:
         """Append many documents at once: all their ids [T], sentence lengths [S] (summing to T) and sentence
-        counts per document [D] (summing to S)."""
+        counts per document [D] (summing to S); ``units`` uint8 [T] when the builder writes unit markers."""
         ids = np.asarray(ids, dtype=self.dtype)
         lens = np.asarray(lens, dtype=np.int32)
         counts = np.asarray(sentences_per_doc, dtype=np.int64)
@@ -175,6 +205,7 @@ class IndexedDatasetBuilder:
             raise ValueError(f"{ids.size} ids, sentence lengths summing to {int(lens.sum())}, {lens.size} sentences "
                              f"and sentence counts summing to {int(counts.sum())} do not match")
         base = len(self._sizes)
+        self._write_units(units, ids.size)
         self._data.file.write(ids.tobytes())
         self._sizes.frombytes(lens.tobytes())
         self._doc_idx.frombytes((base + np.cumsum(counts)).tobytes())
@@ -189,10 +220,15 @@ class IndexedDatasetBuilder:
         other = IndexedDataset(other_prefix)
         if not np.can_cast(other.dtype, self.dtype, casting="safe"):
             raise UserError(f"{other_prefix}: token dtype {other.dtype} does not fit the output's {self.dtype}")
+        if self._units is not None and other.units is None:
+            raise UserError(f"{other_prefix}: has no unit markers ({units_path(other_prefix)}) but the output keeps "
+                            "them")
         base = len(self._sizes)
         tokens = other.tokens
         for start in range(0, tokens.size, _COPY_CHUNK):
             self._data.file.write(np.asarray(tokens[start:start + _COPY_CHUNK], dtype=self.dtype).tobytes())
+            if self._units is not None:
+                self._units.file.write(np.asarray(other.units[start:start + _COPY_CHUNK]).tobytes())
         self._sizes.frombytes(np.ascontiguousarray(other.sizes, dtype=np.int32).tobytes())
         self._doc_idx.frombytes((np.asarray(other.doc_idx[1:], dtype=np.int64) + base).tobytes())
         self._num_tokens += tokens.size
@@ -226,10 +262,18 @@ class IndexedDatasetBuilder:
             doc_idx = np.frombuffer(self._doc_idx, dtype=np.int64)
             self._write_index(index.file, sizes, doc_idx)
             self._data.close()
+            if self._units is not None:
+                self._units.file.seek(0)
+                self._units.file.write(_npy_header(np.dtype(np.uint8), self._num_tokens))
+                self._units.close()
             index.close()
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.index_path)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.units_path)  # never pair new tokens with old markers
             self._data.commit()
+            if self._units is not None:
+                self._units.commit()
             index.commit()
             fsync_dir(os.path.dirname(os.path.abspath(self.index_path)))
         except BaseException:
@@ -242,6 +286,8 @@ class IndexedDatasetBuilder:
         """Drop the temporary files; final-named outputs are left as they were."""
         if not self._done:
             self._data.discard()
+            if self._units is not None:
+                self._units.discard()
             self._done = True
 
     def __enter__(self):
@@ -291,17 +337,21 @@ class MMapDatasetBuilder(IndexedDatasetBuilder):
         f.write(doc_idx.astype("<i8").tobytes())
 
 
-def make_builder(prefix: str, impl: str = NPY, dtype=np.uint16, overwrite: bool = False) -> IndexedDatasetBuilder:
-    """A writer of ``prefix`` in format ``impl`` ("npy" | "mmap"); refuses existing outputs unless ``overwrite``."""
+def make_builder(prefix: str, impl: str = NPY, dtype=np.uint16, overwrite: bool = False,
+                 units: bool = False) -> IndexedDatasetBuilder:
+    """A writer of ``prefix`` in format ``impl`` ("npy" | "mmap"), with ``{P}_units.npy`` when ``units``;
+    refuses existing outputs unless ``overwrite``."""
     output_paths(prefix, impl)  # validates impl
-    return (NpyDatasetBuilder if impl == NPY else MMapDatasetBuilder)(prefix, dtype, overwrite=overwrite)
+    return (NpyDatasetBuilder if impl == NPY else MMapDatasetBuilder)(prefix, dtype, overwrite=overwrite,
+                                                                      units=units)
 
 
 def merge(prefixes: Iterable[str], output_prefix: str, impl: str | None = None, overwrite: bool = False,
           dtype=None) -> IndexedDatasetBuilder:
     """Concatenate the corpora at ``prefixes`` (in order) into ``output_prefix``; returns the finalized builder.
 
-    ``impl`` defaults to the format of the first input, ``dtype`` to the widest input dtype.
+    ``impl`` defaults to the format of the first input, ``dtype`` to the widest input dtype. Unit markers are
+    kept when every input has them (``builder.has_units`` says whether they were).
     """
     prefixes = list(prefixes)
     if not prefixes:
@@ -309,7 +359,8 @@ def merge(prefixes: Iterable[str], output_prefix: str, impl: str | None = None, 
     inputs = [IndexedDataset(p) for p in prefixes]  # validates all inputs before writing anything
     impl = impl or inputs[0].impl
     dtype = np.dtype(dtype) if dtype is not None else np.result_type(*[d.dtype for d in inputs])
-    with make_builder(output_prefix, impl, dtype, overwrite=overwrite) as builder:
+    units = all(d.units is not None for d in inputs)
+    with make_builder(output_prefix, impl, dtype, overwrite=overwrite, units=units) as builder:
         for prefix in prefixes:
             builder.merge_file_(prefix)
         builder.finalize()
@@ -377,6 +428,8 @@ class IndexedDataset:
             self._open_mmap()
         self.pointers = np.zeros(len(self.sizes) + 1, dtype=np.int64)
         np.cumsum(self.sizes, out=self.pointers[1:])
+        self.units_path = units_path(prefix)
+        self.units = self._open_units()
         if validate:
             self._validate()
 
@@ -435,6 +488,19 @@ class IndexedDataset:
             raise UserError(f"{self.data_path}: {size} bytes is not a whole number of {dtype} tokens")
         self.tokens = (np.memmap(self.data_path, dtype=dtype, mode="r") if size
                        else np.zeros(0, dtype=dtype))
+
+    def _open_units(self) -> np.ndarray | None:
+        """The memory-mapped unit markers, None when the corpus has none; checked against the token count."""
+        if not os.path.isfile(self.units_path):
+            return None
+        try:
+            units = np.load(self.units_path, mmap_mode="r")
+        except (ValueError, OSError, EOFError) as e:
+            raise UserError(f"{self.units_path}: not a readable .npy marker file ({e})") from None
+        if units.dtype != np.uint8 or units.ndim != 1 or units.size != self.tokens.size:
+            raise UserError(f"{self.units_path}: expected uint8 [{self.tokens.size}] markers (one per token of "
+                            f"{self.data_path}), found {units.dtype} {list(units.shape)}")
+        return units
 
     def _validate(self) -> None:
         sizes, docs = self.sizes, self.doc_idx
@@ -519,6 +585,6 @@ class IndexedDataset:
 
 __all__ = [
     "NPY", "MMAP", "IMPLS", "IndexedDataset", "IndexedDatasetBuilder", "NpyDatasetBuilder", "MMapDatasetBuilder",
-    "make_builder", "merge", "best_fitting_dtype", "detect_impl", "exists", "output_paths", "npy_paths",
+    "make_builder", "merge", "best_fitting_dtype", "detect_impl", "exists", "output_paths", "npy_paths", "units_path",
     "mmap_paths",
 ]

@@ -1,4 +1,20 @@
-"""Whole-word + n-gram masking for ERNIE pretraining samples (vectorised with numpy).
+"""Masking of ERNIE pretraining samples at four unit levels (vectorised with numpy).
+
+Levels (:data:`LEVELS`); a unit is masked entirely or not at all:
+
+* ``basic``: every token is a unit (BERT's char masking; ERNIE's basic level);
+* ``word``: whole words (``##`` pieces continue a word) with n-grams of up to ``max_ngrams`` words (below);
+* ``phrase``: the phrases of the unit markers (``PHRASE_START``, :mod:`data_tools.lexical_units`);
+* ``entity``: named entities (``ENTITY_START`` / ``IN_ENTITY``) are units and are chosen first (in random order);
+  the budget left is spent on the other words (``WORD_START``).
+
+Strategies (``--masking``, :data:`STRATEGIES`): ``basic`` and ``word`` use that level for every sample;
+``knowledge`` (ERNIE 1.0) draws the level of each sample from ``basic`` / ``phrase`` / ``entity`` with equal
+probability, from the sample's own random stream (a per-sample mixture: sample ``i`` still depends only on
+``(seed, i)``). ``phrase`` and ``entity`` need the markers; ``basic``, ``phrase`` and ``entity`` use no n-grams
+(n = 1 unit). Every level has the same budget (step 2) and the same 80/10/10 rule (step 4).
+
+The word level is PaddleNLP's; the steps below describe it and, with its units, every level.
 
 The algorithm is PaddleNLP ernie-1.0's ``create_masked_lm_predictions`` (itself Google BERT's whole-word masking
 with SpanBERT-style n-grams), restated on arrays:
@@ -11,6 +27,7 @@ with SpanBERT-style n-grams), restated on arrays:
    ``max_ngrams`` with ``geometric_dist``), limited to the words left in the sequence. ``n`` is shortened while
    the span would exceed the budget; a span that overlaps an already chosen one, or whose first word alone does
    not fit, is skipped. Whole words are therefore masked entirely or not at all.
+   Other levels visit their units in a random order (entities first at the entity level) with n = 1.
 4. Each chosen token: 80% ``[MASK]``, 10% a random ordinary token, 10% unchanged.
 5. Chinese ``##X`` pieces are restored to their plain char ``X`` in the inputs and in the labels: the model never
    sees them (they exist only to mark word boundaries in the token files). English ``##`` word pieces stay.
@@ -25,10 +42,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .lexical_units import ENTITY_START, IN_ENTITY, PHRASE_START, WORD_START
+
 MASK_PROB = 0.8  # share of chosen tokens replaced by [MASK]
 RANDOM_PROB = 0.1  # share replaced by a random token (the rest, 10%, stay unchanged)
 GEOMETRIC_P = 0.2  # SpanBERT's span-length parameter
 VISIT_CHUNK = 64  # start words whose n-gram lengths are drawn at once
+LEVELS = ("basic", "word", "phrase", "entity")
+STRATEGIES = ("basic", "word", "knowledge")
+KNOWLEDGE_LEVELS = ("basic", "phrase", "entity")  # drawn with equal probability per sample
+MARKER_LEVELS = ("phrase", "entity")  # levels that need the unit markers
+
+
+def sample_level(strategy: str, rng: np.random.Generator) -> str:
+    """The masking level of one sample (one draw from ``rng`` for ``knowledge``, none otherwise)."""
+    if strategy == "knowledge":
+        return KNOWLEDGE_LEVELS[int(rng.random() * len(KNOWLEDGE_LEVELS))]
+    return strategy
 
 
 @dataclass
@@ -70,7 +100,7 @@ class VocabTables:
 
 @dataclass(frozen=True)
 class MaskingConfig:
-    """Masking parameters (see the module docstring); ``ErnieDatasetConfig.masking()`` makes one."""
+    """Masking parameters (see the module docstring); ``ErnieDatasetConfig.masking_config()`` makes one."""
 
     masked_lm_prob: float = 0.15
     max_predictions_per_seq: int = 20
@@ -103,6 +133,42 @@ def word_ids(tokens: np.ndarray, tables: VocabTables) -> tuple[np.ndarray, int]:
     num_words = int(ids[-1]) if ids.size else 0
     ids[~maskable] = 0
     return ids, num_words
+
+
+def unit_ids(tokens: np.ndarray, tables: VocabTables, level: str,
+             units: np.ndarray | None = None) -> tuple[np.ndarray, int, np.ndarray | None]:
+    """Units of a token sequence at ``level`` (see the module docstring).
+
+    Args:
+        tokens: int64 [T] raw ids, specials included. units: uint8 [T] markers (0 at specials), for
+        ``phrase`` / ``entity``.
+    Returns:
+        (ids, U, first): int64 [T] 1-based unit number of every token (0 for specials), the number of units, and
+        for ``entity`` a bool [U] that is True for the entity units (None for other levels).
+    """
+    if level == "word":
+        ids, num = word_ids(tokens, tables)
+        return ids, num, None
+    maskable = tables.maskable[tokens]
+    if level == "basic":
+        start = maskable.copy()
+    elif level == "phrase":
+        start = maskable & ((units & PHRASE_START) != 0)
+    elif level == "entity":
+        inside = (units & IN_ENTITY) != 0
+        start = maskable & np.where(inside, (units & ENTITY_START) != 0, (units & WORD_START) != 0)
+        start[1:] |= maskable[1:] & (inside[1:] != inside[:-1])
+    else:
+        raise ValueError(f"unknown masking level {level!r}")
+    start[1:] |= maskable[1:] & ~maskable[:-1]  # a unit cut by truncation begins again after a special token
+    start[0] = maskable[0]
+    ids = np.cumsum(start)
+    num = int(ids[-1]) if ids.size else 0
+    ids[~maskable] = 0
+    entity = None
+    if level == "entity":
+        entity = inside[np.flatnonzero(start)]
+    return ids, num, entity
 
 
 def draw_ngram_lengths(rng: np.random.Generator, config: MaskingConfig, room: np.ndarray) -> np.ndarray:
@@ -139,18 +205,20 @@ def choose_spans(order: list[int], ngram: list[int], cum: list[int], left: int, 
     return left
 
 
-def mask_tokens(tokens: np.ndarray, rng: np.random.Generator, tables: VocabTables, config: MaskingConfig):
-    """Whole-word n-gram masking of one sequence.
+def mask_tokens(tokens: np.ndarray, rng: np.random.Generator, tables: VocabTables, config: MaskingConfig,
+                level: str = "word", units: np.ndarray | None = None):
+    """Masking of one sequence at ``level`` (whole-word n-grams for ``word``).
 
     Args:
         tokens: int64 [T] ids with [CLS]/[SEP] in place, ``##`` pieces not yet restored.
+        units:  uint8 [T] unit markers aligned with ``tokens`` (0 at specials), for ``phrase`` / ``entity``.
     Returns:
         inputs:    int64 [T] restored ids with the chosen tokens replaced (80/10/10).
         positions: int64 [P] sorted positions of the chosen tokens.
         labels:    int64 [P] their restored original ids.
     """
     inputs = tables.restore[tokens]
-    ids, num_words = word_ids(tokens, tables)
+    ids, num_words, entity = unit_ids(tokens, tables, level, units)
     budget = min(config.max_predictions_per_seq, max(1, int(round(tokens.size * config.masked_lm_prob))))
     if num_words == 0 or budget <= 0:
         empty = np.zeros(0, dtype=np.int64)
@@ -160,6 +228,11 @@ def mask_tokens(tokens: np.ndarray, rng: np.random.Generator, tables: VocabTable
     order = rng.permutation(num_words)
     covered = bytearray(num_words + 1)
     left, visited = budget, 0
+    if level != "word":  # one unit at a time; entities first at the entity level
+        if entity is not None:
+            order = order[np.argsort(~entity[order], kind="stable")]
+        choose_spans(order.tolist(), [1] * num_words, cum, left, covered)
+        visited = num_words
     while left > 0 and visited < num_words:  # n-gram lengths drawn a chunk of visits at a time: most are never used
         starts = order[visited:visited + VISIT_CHUNK]
         ngram = draw_ngram_lengths(rng, config, num_words - starts)

@@ -4,7 +4,8 @@
     python scripts/merge.py --input out/ --output_prefix merged/all      # every corpus in the folder, sorted
 
 Documents keep their order (inputs in the order given); the output dtype is the widest of the inputs, its format
-that of the first input unless ``--data_impl`` says otherwise. Written atomically; existing outputs are refused
+that of the first input unless ``--data_impl`` says otherwise. Unit markers (``{P}_units.npy``) are kept when every
+input has them; otherwise the output has none (the summary line says which). Written atomically; existing outputs are refused
 unless ``--overwrite``.
 """
 from __future__ import annotations
@@ -55,5 +56,7 @@ def main(argv=None) -> int:
     if out in map(os.path.abspath, prefixes):
         raise UserError(f"--output_prefix: {args.output_prefix} is also an input")
     builder = merge(prefixes, args.output_prefix, impl=args.data_impl, overwrite=args.overwrite)
-    print(f"Merged {len(prefixes)} corpora into {args.output_prefix} ({builder.impl}): {builder.summary()}")
+    markers = "with unit markers" if builder.has_units else "without unit markers"
+    print(f"Merged {len(prefixes)} corpora into {args.output_prefix} ({builder.impl}, {markers}): "
+          f"{builder.summary()}")
     return 0

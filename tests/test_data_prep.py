@@ -354,3 +354,64 @@ def test_paddlenlp_reads_our_outputs(tmp_path, capsys, small_vocab):
         for i in range(len(ours)):
             np.testing.assert_array_equal(ref[i], ours[i])
         np.testing.assert_array_equal(ref.doc_idx, ours.doc_idx)
+
+
+# ------------------------------------------------------------------------------------ unit markers (lac_lexical)
+
+def test_lexical_markers_round_trip_both_formats_and_merge(tmp_path, capsys, small_vocab, small_tok):
+    from data_tools.indexed_dataset import make_builder, units_path
+    from data_tools.lac import LacLexicalModel
+    from data_tools.lexical_units import token_markers, word_markers
+
+    inp = write_jsonl(tmp_path / "d.jsonl", DOCS)
+    for impl in ("npy", "mmap"):
+        code, out, err = run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / impl, *WWM, "--cn_seg_func",
+                                                   "lac_lexical", "--data_impl", impl))
+        assert code == 0, err
+        assert units_path(str(tmp_path / impl)) in out
+    npy, mm = IndexedDataset(str(tmp_path / "npy")), IndexedDataset(str(tmp_path / "mmap"))
+    np.testing.assert_array_equal(npy.tokens, mm.tokens)
+    np.testing.assert_array_equal(npy.units, mm.units)
+    assert npy.units.dtype == np.uint8 and npy.units.size == npy.tokens.size
+    # the markers are those of LAC's words: sentence 0 of document 1 is 北京是中国的首都。
+    words, labels = LacLexicalModel().analyse(["北京是中国的首都。"])[0]
+    counts = [len(small_tok.encode_words([w])) for w in words]
+    sentence = int(npy.doc_idx[1])
+    assert npy[sentence].tolist() == small_tok.encode_words(words)
+    assert npy.units[npy.pointers[sentence]:npy.pointers[sentence + 1]].tolist() == \
+        token_markers(counts, word_markers(labels)).tolist()
+    # the main files are exactly those of a builder without markers (PaddleNLP's files)
+    for impl in ("npy", "mmap"):
+        with make_builder(str(tmp_path / f"plain_{impl}"), impl, npy.dtype) as builder:
+            for d in range(npy.num_documents):
+                builder.add_documents(npy.document_tokens(d), npy.sizes[npy.doc_idx[d]:npy.doc_idx[d + 1]],
+                                      [int(npy.doc_idx[d + 1] - npy.doc_idx[d])])
+            builder.finalize()
+        for ours, plain in zip(output_paths(str(tmp_path / impl), impl),
+                               output_paths(str(tmp_path / f"plain_{impl}"), impl)):
+            assert open(ours, "rb").read() == open(plain, "rb").read()
+    # merge keeps the markers (both formats in, either out); with an input lacking them, none are written
+    code = merge_cli.main(["--input", str(tmp_path / "npy"), str(tmp_path / "mmap"), "--output_prefix",
+                           str(tmp_path / "m"), "--data_impl", "mmap"])
+    assert code == 0
+    merged = IndexedDataset(str(tmp_path / "m"))
+    np.testing.assert_array_equal(merged.units, np.concatenate([npy.units, mm.units]))
+    code = merge_cli.main(["--input", str(tmp_path / "npy"), str(tmp_path / "plain_npy"), "--output_prefix",
+                           str(tmp_path / "m2")])
+    assert code == 0 and "without unit markers" in capsys.readouterr().out
+    assert IndexedDataset(str(tmp_path / "m2")).units is None
+    # overwriting a corpus with one without markers removes the stale markers
+    code, _, err = run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / "npy", *WWM, "--overwrite"))
+    assert code == 0, err
+    assert not os.path.exists(units_path(str(tmp_path / "npy"))) and IndexedDataset(str(tmp_path / "npy")).units is None
+
+
+def test_bad_marker_file_is_one_clear_error(tmp_path, capsys, small_vocab):
+    from data_tools.indexed_dataset import units_path
+    from ernie.utils import UserError
+
+    inp = write_jsonl(tmp_path / "d.jsonl", DOCS)
+    assert run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / "c", *WWM))[0] == 0
+    np.save(units_path(str(tmp_path / "c")), np.zeros(3, dtype=np.uint8))
+    with pytest.raises(UserError, match=r"c_units.npy: expected uint8 \[\d+\] markers"):
+        IndexedDataset(str(tmp_path / "c"))

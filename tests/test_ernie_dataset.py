@@ -120,9 +120,9 @@ def _raw_tokens(ds, i) -> np.ndarray:
 
     original = mod.mask_tokens
 
-    def spy(tokens, rng, tables, config):
+    def spy(tokens, rng, tables, config, *rest):
         captured["tokens"] = tokens.copy()
-        return original(tokens, rng, tables, config)
+        return original(tokens, rng, tables, config, *rest)
 
     mod.mask_tokens = spy
     try:
@@ -173,7 +173,7 @@ def test_splits_by_documents_and_sample_counts():
     assert split_documents("949,50,1", 1000).tolist() == [0, 949, 999, 1000]
     assert split_documents("8/1/1", 10).tolist() == [0, 8, 9, 10]
     assert split_documents("1", 5).tolist() == [0, 5, 5, 5]
-    assert train_valid_test_num_samples(1000, 32, 500, 10, 5) == (32000, 3 * 10 * 32, 5 * 32)
+    assert train_valid_test_num_samples(1000, 32, 10, 5) == (32000, 10 * 32, 5 * 32)
     with pytest.raises(UserError, match="--split"):
         split_documents("a,b", 10)
 
@@ -291,3 +291,29 @@ def test_index_cache_is_built_once_while_other_ranks_wait(tmp_path):
     outputs = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0] and outputs == ["[0, 1, 2, 3, 4]"] * 3
     assert sorted(os.listdir(tmp_path)) == ["built_by_0", "m_indexmap.json", "m_indexmap.npy"]
+
+
+def test_masking_strategies_on_a_corpus_with_markers(corpus, tmp_path):
+    """knowledge masking needs {P}_units.npy (one clear error without); with markers every strategy builds samples
+    whose masked tokens stay within the budget; word masking gives the same samples with or without markers."""
+    prefix, tok = corpus
+    with pytest.raises(UserError, match=r"--masking knowledge: .*pd has no unit markers .*pd_units.npy"):
+        train_set(corpus, tmp_path, n=50, masking="knowledge")
+    marked = write_peoples_daily_token_files(str(tmp_path / "marked"), tok, 0, 400, units=True)
+    np.testing.assert_array_equal(IndexedDataset(marked).tokens, IndexedDataset(prefix).tokens[
+        :IndexedDataset(marked).tokens.size])
+    sets = {}
+    for masking in ("basic", "word", "knowledge"):
+        sets[masking], _, _ = build_train_valid_test_datasets(
+            marked, tok, fresh_config(tmp_path, masking=masking, split="1"), (300, 0, 0))
+        for i in range(0, 300, 7):
+            s = sets[masking][i]
+            n = int(s["input_mask"].sum())
+            assert 0 < s["masked_lm_positions"].size <= max(1, round(n * 0.15))
+    plain, _, _ = build_train_valid_test_datasets(
+        write_peoples_daily_token_files(str(tmp_path / "plain"), tok, 0, 400), tok,
+        fresh_config(tmp_path, split="1"), (300, 0, 0))
+    for i in range(0, 300, 13):
+        assert all(np.array_equal(plain[i][k], sets["word"][i][k]) for k in plain[i])
+    with pytest.raises(UserError, match="--masking: 'entity' is not one of basic, word, knowledge"):
+        fresh_config(tmp_path, masking="entity").validate()

@@ -111,3 +111,76 @@ def test_same_rng_same_result(tables):
     a = mask_tokens(tokens, np.random.default_rng([3, 5]), tables, MaskingConfig())
     b = mask_tokens(tokens, np.random.default_rng([3, 5]), tables, MaskingConfig())
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------------------- unit levels (basic/phrase/entity)
+
+def labelled_sequence(sentence: list[tuple[str, str]], repeat: int):
+    """[CLS] words [SEP] words [SEP] with their unit markers (0 at specials), from (word, LAC label) pairs."""
+    from data_tools.lexical_units import token_markers, word_markers
+
+    words = [w for w, _ in sentence] * repeat
+    labels = [t for _, t in sentence] * repeat
+    half = len(words) // 2
+    parts_ids, parts_marks = [[1]], [[0]]
+    for lo, hi in ((0, half), (half, len(words))):
+        parts_ids.append(encode(words[lo:hi]) + [2])
+        marks = token_markers([len(w) for w in words[lo:hi]], word_markers(labels[lo:hi]))
+        parts_marks.append(list(marks) + [0])
+    return (np.array([i for p in parts_ids for i in p], dtype=np.int64),
+            np.array([m for p in parts_marks for m in p], dtype=np.uint8))
+
+
+SENTENCE = [("哈尔滨", "LOC"), ("是", "v"), ("黑龙江", "LOC"), ("的", "u"), ("省会", "n"), ("北京", "LOC"),
+            ("是", "v"), ("中国", "LOC"), ("人民", "n"), ("的", "u"), ("省会", "n")]
+
+
+@pytest.mark.parametrize("level", ["basic", "word", "phrase", "entity"])
+def test_every_level_masks_whole_units_within_the_budget(tables, level):
+    from data_tools.masking import unit_ids
+
+    tokens, marks = labelled_sequence(SENTENCE, 4)
+    cfg = MaskingConfig(masked_lm_prob=0.15, max_predictions_per_seq=100)
+    budget = round(tokens.size * 0.15)
+    restored = tables.restore[tokens]
+    unit_of, num_units, entity = unit_ids(tokens, tables, level, marks)
+    length = np.bincount(unit_of)
+    counts = np.zeros(3)  # [MASK], random, kept
+    total, entity_tokens = 0, 0
+    for seed in range(400):
+        inputs, pos, labels = mask_tokens(tokens, np.random.default_rng(seed), tables, cfg, level, marks)
+        total += pos.size
+        assert 0 < pos.size <= budget and np.array_equal(labels, restored[pos])
+        assert (unit_of[pos] > 0).all()  # never [CLS]/[SEP]
+        hit = np.unique(unit_of[pos])
+        assert pos.size == length[hit].sum()  # whole units only
+        keep = np.setdiff1d(np.arange(tokens.size), pos)
+        assert np.array_equal(inputs[keep], restored[keep])
+        counts += [(inputs[pos] == 3).sum(), ((inputs[pos] != 3) & (inputs[pos] != labels)).sum(),
+                   (inputs[pos] == labels).sum()]
+        if level == "entity":
+            entity_tokens += (marks[pos] & 8 != 0).sum()
+    share = counts / counts.sum()
+    # 80/10/10 (a random replacement may draw the original char: ~1/16 of the 10% in this vocabulary)
+    assert abs(share[0] - 0.8) < 0.03 and abs(share[1] + share[2] - 0.2) < 0.03 and share[1] > 0.07
+    assert total / 400 > budget - (3.5 if level in ("phrase", "entity") else 1.5)  # (nearly) filled
+    if level == "basic":
+        assert num_units == tokens.size - 3 and length[1:].max() == 1
+    if level == "phrase":  # 中国/LOC 人民/n is one base noun phrase; 哈尔滨 one of its own
+        assert num_units == 10 * 4 and length.max() == 4
+    if level == "entity":  # 4 one-word LOC entities per repeat, and they are masked first
+        assert int(entity.sum()) == 16 and entity_tokens / total > 0.9
+
+
+def test_unit_levels_need_markers_word_level_does_not_change(tables):
+    from data_tools.masking import sample_level
+
+    tokens, marks = labelled_sequence(SENTENCE, 2)
+    rng_a, rng_b = np.random.default_rng(9), np.random.default_rng(9)
+    assert sample_level("word", rng_a) == "word"  # draws nothing: word masking is what it always was
+    a = mask_tokens(tokens, rng_a, tables, MaskingConfig())
+    b = mask_tokens(tokens, rng_b, tables, MaskingConfig(), "word", marks)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    levels = [sample_level("knowledge", np.random.default_rng([1, i])) for i in range(3000)]
+    shares = [levels.count(x) / 3000 for x in ("basic", "phrase", "entity")]
+    assert np.allclose(shares, 1 / 3, atol=0.03)

@@ -1,7 +1,8 @@
 """Pretraining (scripts/run_pretrain.py, ernie.training) on a tiny model and the built-in People's Daily corpus.
 
 Fast tests check flags, the LR schedule and checkpoint atomicity in-process; the slow ones run real trainings:
-loss falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == uninterrupted, 2-node launch,
+loss falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == uninterrupted (also with
+``--masking knowledge``), 2-node launch,
 continue_training, AMP (bf16 O1/O2) and recompute.
 """
 from __future__ import annotations
@@ -32,11 +33,12 @@ TINY_MODEL = {"vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_a
 
 
 def build_demo(out_dir: str, num_paragraphs: int = 1500) -> dict[str, str]:
-    """vocab dir + npy token files of the first People's Daily paragraphs + a tiny model config."""
+    """vocab dir + npy token files (with unit markers) of the first People's Daily paragraphs + a tiny model
+    config."""
     from data_tools.corpus import write_peoples_daily_pretraining_data
     from ernie.tokenizer import ErnieTokenizer
 
-    vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs)
+    vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs, units=True)
     model_json = os.path.join(out_dir, "tiny.json")
     with open(model_json, "w") as f:
         json.dump({**TINY_MODEL, "vocab_size": ErnieTokenizer.from_pretrained(vocab_dir).vocab_size}, f)
@@ -103,7 +105,7 @@ def test_flags_yaml_and_errors(demo, tmp_path):
 
     base = ["--config", str(config)]
     for bad, message in [(["--max_lr", "fast"], "--max_lr"), (["--min_lr", "1"], "--min_lr"),
-                         (["--split", "1,2"], "--split"), (["--fp16_opt_level", "O3"], "--fp16_opt_level"),
+                         (["--split", "0,1,1"], "--split"), (["--fp16_opt_level", "O3"], "--fp16_opt_level"),
                          (["--input_dir", str(tmp_path)], "--input_dir"), (["--nonsense", "1"], "--nonsense"),
                          (["--warmup_rate", "2"], "--warmup_rate"), (["--use_amp", "maybe"], "--use_amp"),
                          (["--model_name_or_path", "no-such-model"], "--model_name_or_path"),
@@ -262,6 +264,39 @@ def test_sigkill_and_restart_reproduces_uninterrupted_run(demo, reference_run, t
     for step in range(1, 13):
         assert losses[step] == pytest.approx(reference[step], rel=1e-6, abs=0), step
     assert train_losses(out, "test")[12] == pytest.approx(train_losses(reference_run[0], "test")[12], rel=1e-6)
+
+
+@pytest.mark.slow
+def test_knowledge_masking_sigkill_and_restart_is_exact(demo, tmp_path):
+    """--masking knowledge (per-sample level from (seed, i)): killed mid-checkpoint and restarted == uninterrupted."""
+    common = dict(masking="knowledge", max_steps=8, checkpoint_steps=4, eval_freq=8, micro_batch_size=4)
+    reference = str(tmp_path / "reference")
+    run([sys.executable, SCRIPT] + flags(demo, reference, **common), REPO)
+    out = str(tmp_path / "out")
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER.format(kill_at=2))  # dies while writing step 8's checkpoint
+    assert run([sys.executable, str(killer)] + flags(demo, out, **common), REPO, check=False).returncode == \
+        -signal.SIGKILL
+    resumed = run([sys.executable, SCRIPT] + flags(demo, out, **common), REPO)
+    assert "resuming from" in resumed.stdout and "step 4" in resumed.stdout
+    expected, losses = train_losses(reference), train_losses(out)
+    assert sorted(losses) == list(range(1, 9))
+    for step in range(1, 9):
+        assert losses[step] == pytest.approx(expected[step], rel=1e-6, abs=0), step
+
+
+def test_knowledge_masking_without_markers_is_one_line(demo, tmp_path):
+    from data_tools.corpus import write_peoples_daily_token_files
+    from ernie.tokenizer import ErnieTokenizer
+
+    prefix = write_peoples_daily_token_files(str(tmp_path / "plain"), ErnieTokenizer.from_pretrained(demo["vocab"]),
+                                             num_paragraphs=300)
+    proc = run([sys.executable, SCRIPT] + flags(demo, str(tmp_path / "out"), input_dir=prefix, masking="knowledge",
+                                                split="1,0,0"), REPO, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: --masking knowledge: {prefix} has no unit markers ({prefix}_units.npy); build the corpus with "
+        "create_pretraining_data.py --cn_seg_func lac_lexical, or use --masking word")
 
 
 @pytest.mark.slow

@@ -4,6 +4,10 @@ Every field is a command-line flag with exactly PaddleNLP's ernie-1.0 ``run_pret
 ``--micro_batch_size`` ...); ``--config`` and ``--amp_dtype`` are the only additions. A YAML config is either flat
 (``max_lr: 1e-4``) or grouped by the section names below (``optimizer: {max_lr: 1e-4}``).
 
+The ``data`` section is owned by :class:`data_tools.ernie_dataset.ErnieDatasetConfig`: its flag fields (declared
+and checked there, once) are copied into :class:`DataArgs` beside the two options that are not the dataset's
+(``input_dir``, ``num_workers``); :meth:`DataArgs.dataset_config` hands them back.
+
 Everything that can be checked without Paddle is checked in :func:`parse_args`, so a bad flag is one clear line
 before any work starts. Checks that need the world size (batch divisibility) live in :func:`derive_batching`.
 """
@@ -18,6 +22,7 @@ from typing import Any, Optional
 import yaml
 
 from data_tools.blending import parse_input_dir
+from data_tools.ernie_dataset import ErnieDatasetConfig
 from ernie.configuration import resolve_config_file
 from ernie.utils import UserError
 
@@ -39,22 +44,21 @@ class ModelArgs:
     use_recompute: bool = field(default=False, metadata={"help": "recompute encoder layers in backward to save memory"})
 
 
-@dataclass
-class DataArgs:
-    input_dir: str = field(default=REQUIRED, metadata={
+DATASET_FLAGS = [f for f in dataclasses.fields(ErnieDatasetConfig) if f.metadata.get("flag")]
+
+
+def _dataset_config(self, seed: int) -> ErnieDatasetConfig:
+    """The dataset options of this section (``seed``: the training section's)."""
+    return ErnieDatasetConfig(seed=seed, **{f.name: getattr(self, f.name) for f in DATASET_FLAGS})
+
+
+DataArgs = dataclasses.make_dataclass("DataArgs", [
+    ("input_dir", "str", field(default=REQUIRED, metadata={
         "help": "folder of token files ({P}_ids.npy + {P}_idx.npz, or {P}.bin + {P}.idx), one prefix, or "
-                "'w1 prefix1 w2 prefix2' to blend corpora"})
-    split: str = field(default="949,50,1", metadata={"help": "train,valid,test shares of the documents"})
-    max_seq_len: int = 512
-    binary_head: bool = field(default=True, metadata={"help": "train the sentence-order (SOP) head"})
-    masked_lm_prob: float = 0.15
-    short_seq_prob: float = 0.1
-    max_ngrams: int = 3
-    favor_longer_ngram: bool = False
-    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes per rank"})
-    share_folder: bool = field(default=False, metadata={
-        "help": "input_dir and output_dir are one shared folder across machines (index cache and checkpoints are "
-                "then written by global rank 0 only; otherwise by the first rank of every machine)"})
+                "'w1 prefix1 w2 prefix2' to blend corpora"})),
+    *[(f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in DATASET_FLAGS],
+    ("num_workers", "int", field(default=2, metadata={"help": "DataLoader worker processes per rank"})),
+], namespace={"dataset_config": _dataset_config, "__module__": __name__})
 
 
 @dataclass
@@ -256,17 +260,7 @@ def validate(args: PretrainArgs) -> None:
         f"{m.tokenizer_name_or_path} has no vocab.txt (give a directory written by ErnieTokenizer.save_pretrained)")
 
     parse_input_dir(d.input_dir)  # a folder, a prefix or "w1 prefix1 w2 prefix2"; errors name --input_dir
-    parts = d.split.replace("/", ",").split(",")
-    try:
-        shares = [float(p) for p in parts]
-    except ValueError:
-        shares = []
-    _check(len(shares) == 3 and min(shares) >= 0 and shares[0] > 0, "split",
-           f"expected three non-negative numbers train,valid,test with train > 0, got {d.split!r}")
-    _check(16 <= d.max_seq_len <= 65536, "max_seq_len", "must be in [16, 65536]")
-    _check(0.0 < d.masked_lm_prob < 1.0, "masked_lm_prob", "must be in (0, 1)")
-    _check(0.0 <= d.short_seq_prob <= 1.0, "short_seq_prob", "must be in [0, 1]")
-    _check(d.max_ngrams >= 1, "max_ngrams", "must be >= 1")
+    d.dataset_config(t.seed).validate()  # the dataset's options: checked by their owner
     _check(d.num_workers >= 0, "num_workers", "must be >= 0")
 
     _check(o.max_lr > 0, "max_lr", "must be > 0")

@@ -27,7 +27,7 @@ import numpy as np
 import paddle
 
 from data_tools.batching import collate, DistributedBatchSampler
-from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
+from data_tools.ernie_dataset import build_train_valid_test_datasets, train_valid_test_num_samples
 from ernie.configuration import ErnieConfig
 from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion  # (its import tunes MKL for AMD CPUs)
 from ernie.tokenizer import ErnieTokenizer
@@ -86,13 +86,8 @@ def build_optimizer(args: PretrainArgs, model, use_master_weights: bool):
 def build_datasets(args: PretrainArgs, tokenizer, batching: Batching):
     """(train, valid, test) over --input_dir; valid/test hold eval_iters / test_iters global batches."""
     d, t, lg = args.data, args.training, args.logging
-    config = ErnieDatasetConfig(max_seq_len=d.max_seq_len, masked_lm_prob=d.masked_lm_prob,
-                                short_seq_prob=d.short_seq_prob, binary_head=d.binary_head, max_ngrams=d.max_ngrams,
-                                favor_longer_ngram=d.favor_longer_ngram, seed=t.seed, split=d.split,
-                                share_folder=d.share_folder)
-    gb = batching.global_batch_size
-    num_samples = (t.max_steps * gb, lg.eval_iters * gb, lg.test_iters * gb)
-    return build_train_valid_test_datasets(d.input_dir, tokenizer, config, num_samples)
+    num_samples = train_valid_test_num_samples(t.max_steps, batching.global_batch_size, lg.eval_iters, lg.test_iters)
+    return build_train_valid_test_datasets(d.input_dir, tokenizer, d.dataset_config(t.seed), num_samples)
 
 
 def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0):
