@@ -206,7 +206,7 @@ class ErnieDataset:
         self.prefix = prefix
         self.tables = tables
         self.config = config
-        self.masking = config.masking_config()
+        self.mask_config = config.masking_config()
         if config.masking == "knowledge" and indexed.units is None:
             raise UserError(f"--masking knowledge: {prefix} has no unit markers ({indexed.units_path}); build the "
                             "corpus with create_pretraining_data.py --cn_seg_func lac_lexical, or use --masking word")
@@ -272,7 +272,7 @@ class ErnieDataset:
             units = np.zeros(n, dtype=np.uint8)  # 0 at [CLS]/[SEP]
             units[1:a.size + 1] = self._units[base + a_range[0]:base + a_range[1]]
             units[a.size + 2:a.size + 2 + b.size] = self._units[base + b_range[0]:base + b_range[1]]
-        inputs, positions, labels = mask_tokens(tokens, rng, t, self.masking, level, units)
+        inputs, positions, labels = mask_tokens(tokens, rng, t, self.mask_config, level, units)
         seq_len = self.config.max_seq_len
         input_ids = np.full(seq_len, t.pad_id, dtype=np.int64)
         input_ids[:n] = inputs

@@ -109,9 +109,18 @@ def split_whitespace(words: list[str], flags: list[int]) -> tuple[list[str], lis
 
 
 def token_markers(token_counts: list[int], flags: list[int]) -> np.ndarray:
-    """Per-token markers ``uint8 [sum(token_counts)]`` from the tokens per word and each word's flags."""
+    """Per-token markers ``uint8 [sum(token_counts)]`` from the tokens per word and each word's flags (a word that
+    has no tokens hands its phrase start, and entity start, to the next word that has some)."""
     counts = np.asarray(token_counts, dtype=np.int64)
-    flags = np.asarray(flags, dtype=MARKER_DTYPE)
+    flags = np.array(flags, dtype=MARKER_DTYPE)
+    if (counts == 0).any():  # a word without tokens passes its phrase / entity start on to the next word
+        carry = 0
+        for k in range(len(flags)):
+            if counts[k] == 0:
+                carry |= int(flags[k]) & (PHRASE_START | ENTITY_START)
+            elif carry:
+                flags[k] |= carry & (PHRASE_START | (ENTITY_START if flags[k] & IN_ENTITY else 0))
+                carry = 0
     out = np.repeat(flags & IN_ENTITY, counts).astype(MARKER_DTYPE)
     firsts = (np.cumsum(counts) - counts)[counts > 0]
     out[firsts] = flags[counts > 0]

@@ -95,5 +95,6 @@ def test_markers_of_words_and_tokens():
                      WORD_START | PHRASE_START, WORD_START | PHRASE_START, WORD_START]
     marks = token_markers([2, 1, 2, 3, 2], flags)
     assert marks.dtype == np.uint8 and marks.tolist() == [15, 8, 3, 3, 0, 3, 0, 0, 1, 0]
+    assert token_markers([0, 2, 1], [3, 1, 3]).tolist() == [3, 0, 3]  # a dropped word's phrase start moves on
     words, split = split_whitespace(["New York", "是"], [WORD_START | ENTITY_START | IN_ENTITY, WORD_START])
     assert words == ["New", "York", "是"] and split == [13, WORD_START | IN_ENTITY, WORD_START]
