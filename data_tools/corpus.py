@@ -137,17 +137,59 @@ def split_documents(paragraphs: list[str]) -> list[list[str]]:
     return docs
 
 
-def peoples_daily_documents(path: str | None = None) -> list[list[str]]:
-    """Raw-text documents (lists of paragraphs) of People's Daily 1998-01, split at headline-like lines."""
-    return split_documents(peoples_daily_text(path))
+HELD_OUT_MIN_CHARS = 8  # a held-out sentence at least this long is also searched for inside kept sentences
+
+
+def peoples_daily_text_without_eval(path: str | None = None) -> list[str]:
+    """Raw text per paragraph with the ``peoples_daily_ner`` dev and test sentences cut out (``""`` for a paragraph
+    left empty), aligned with :func:`peoples_daily_text`: the leak-free pretraining text.
+
+    Paragraphs are cut into sentences exactly as ``ernie.finetune.data.peoples_daily_ner`` cuts them. A sentence is
+    dropped when its md5 bucket is a dev or test one (identical sentences share a bucket), and also when it contains
+    a dev or test sentence of at least :data:`HELD_OUT_MIN_CHARS` characters (a headline such as
+    ``中央军委举行慰问驻京部队老干部迎新春文艺演出`` also opens a longer train sentence).
+    """
+    from ernie.finetune.data import SPLIT_BUCKETS, md5_bucket, split_sentences_bio
+
+    train, k = SPLIT_BUCKETS["train"], HELD_OUT_MIN_CHARS
+    paragraphs = [["".join(ex["tokens"]) for ex in split_sentences_bio(text, spans)]
+                  for text, spans in peoples_daily_entities(path)]
+    held_out: dict[str, set[str]] = {}  # first k chars -> held-out sentences
+    for sentences in paragraphs:
+        for s in sentences:
+            if len(s) >= k and md5_bucket(s) not in train:
+                held_out.setdefault(s[:k], set()).add(s)
+
+    def keep(s: str) -> bool:
+        if md5_bucket(s) not in train:
+            return False
+        return not any(s.startswith(h, i) for i in range(len(s) - k + 1) for h in held_out.get(s[i:i + k], ()))
+
+    return ["".join(s for s in sentences if keep(s)) for sentences in paragraphs]
+
+
+def peoples_daily_documents(path: str | None = None, exclude_eval: bool = False) -> list[list[str]]:
+    """Raw-text documents (lists of paragraphs) of People's Daily 1998-01, split at headline-like lines.
+
+    ``exclude_eval``: cut out the ``peoples_daily_ner`` dev/test sentences
+    (:func:`peoples_daily_text_without_eval`); documents are still split where the full text would split them,
+    and paragraphs or documents left empty are dropped.
+    """
+    docs = split_documents(peoples_daily_text(path))
+    if not exclude_eval:
+        return docs
+    kept = iter(peoples_daily_text_without_eval(path))
+    docs = [[p for p in (next(kept) for _ in doc) if p] for doc in docs]
+    return [doc for doc in docs if doc]
 
 
 def write_peoples_daily_text(out_dir: str, docs_per_file: int = 1000, overwrite: bool = False,
-                             max_docs: int | None = None) -> list[str]:
+                             max_docs: int | None = None, exclude_eval: bool = False) -> list[str]:
     """Write the corpus as raw text: one ``.txt`` per chunk of ``docs_per_file`` documents, one paragraph a line,
     a blank line between documents (the ``trans_to_json --doc_spliter ""`` convention). Atomic: the directory
-    appears complete or not at all. Returns the file paths."""
-    docs = peoples_daily_documents()[:max_docs]
+    appears complete or not at all. ``exclude_eval`` leaves out the NER dev/test sentences (see
+    :func:`peoples_daily_documents`). Returns the file paths."""
+    docs = peoples_daily_documents(exclude_eval=exclude_eval)[:max_docs]
     names = []
     with atomic_dir(out_dir, overwrite=overwrite) as tmp:
         for k in range(0, len(docs), docs_per_file):

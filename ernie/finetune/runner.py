@@ -53,7 +53,9 @@ def load_model(args: FinetuneArgs, task_cls: type[Task], labels: list[str], voca
     """A model directory (weights + config) or a configs/models name / config file (random init); the tokenizer's
     ``vocab_size`` must fit the model's embedding table."""
     path = args.model_name_or_path
-    model = task_cls.build_model(path, labels)  # a config name: same shapes as pretraining uses
+    dropout = {k: getattr(args, k) for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+               if getattr(args, k) is not None}
+    model = task_cls.build_model(path, labels, **dropout)  # a config name: random init, same shapes as pretraining
     if model.config.vocab_size < vocab_size:
         raise UserError(f"--tokenizer_name_or_path: the vocab has {vocab_size} tokens but the model "
                         f"{path} only {model.config.vocab_size}")

@@ -99,10 +99,11 @@ class Task:
         return getattr(ernie.modeling, cls.model_class)
 
     @classmethod
-    def build_model(cls, name_or_dir: str, labels: list[str]):
-        """The task model from a checkpoint dir or a config name; the head has ``len(labels)`` outputs."""
+    def build_model(cls, name_or_dir: str, labels: list[str], **config_overrides):
+        """The task model from a checkpoint dir or a config name; the head has ``len(labels)`` outputs;
+        ``config_overrides`` replace config fields (fine-tuning dropout)."""
         overrides = {"num_labels": len(labels)} if cls.uses_label_set else {}
-        return cls.model_cls().from_pretrained(name_or_dir, **overrides)
+        return cls.model_cls().from_pretrained(name_or_dir, **overrides, **config_overrides)
 
     # ------------------------------------------------------------------------------------- features / batches
     def encode(self, examples: list[dict]) -> list[dict]:
