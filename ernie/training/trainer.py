@@ -29,7 +29,7 @@ import paddle
 from data_tools.batching import collate, DistributedBatchSampler
 from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
 from ernie.configuration import ErnieConfig
-from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion  # (its import tunes MKL for AMD CPUs)
+from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion  # (its import tunes MKL for AMD CPUs, via ernie.ops)
 from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import UserError, cli_main, resolve_dir
 

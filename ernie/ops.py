@@ -1,0 +1,175 @@
+"""CPU fp32 kernels, dropout and attention-bias helpers for the ERNIE model (ernie/modeling.py).
+
+Contract: every function here computes the same fp32 quantities as the stock Paddle op it replaces (checked by
+tests/test_modeling.py and the PaddleNLP weight-parity tests); the fast routes are taken only for fp32 tensors on CPU
+in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock Paddle ops run.
+
+- :func:`tune_cpu_math` (run at import) makes the MKL inside the Paddle CPU wheel use its AVX2 GEMM on AMD CPUs
+  and stops glibc from unmapping freed multi-MB tensors;
+- :func:`linear` / :class:`Linear` and :func:`add_broadcast` compute bias gradients as a GEMV instead of Paddle's
+  slow CPU row reduction;
+- :func:`dropout` draws CPU masks from numpy's generator (seeded from Paddle's);
+- :func:`attention_bias` turns a keep-mask into an additive bias exact in fp32 and safe in fp16/bf16.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+
+def tune_cpu_math() -> None:
+    """Process-level CPU settings for Paddle's kernels (called at import; both keep fp32 results exact).
+
+    1. MKL's AVX2 GEMM on AMD CPUs: the MKL shipped with the Paddle CPU wheel takes a slow generic path on non-Intel
+       CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` (3-4x on every matmul). Set only if the user has not set it, and only
+       before the first GEMM of the process, hence at import.
+    2. glibc malloc keeps freed blocks instead of unmapping them (``M_MMAP_THRESHOLD`` / ``M_TRIM_THRESHOLD``):
+       Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each one is a
+       fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the arithmetic.
+       The cost is that the process keeps its peak heap instead of returning it to the OS.
+    Set ``ERNIE_NO_CPU_TUNING=1`` to skip both.
+    """
+    if os.environ.get("ERNIE_NO_CPU_TUNING"):
+        return
+    if "MKL_DEBUG_CPU_TYPE" not in os.environ:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                head = f.read(1 << 16)
+        except OSError:
+            head = ""
+        if "AuthenticAMD" in head and " avx2" in head:
+            os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
+
+
+tune_cpu_math()
+
+
+import paddle  # noqa: E402  (after tune_cpu_math, before any GEMM)
+import paddle.nn as nn  # noqa: E402
+import paddle.nn.functional as F  # noqa: E402
+from paddle.autograd import PyLayer  # noqa: E402
+
+
+# ---- CPU fp32 kernels -----------------------------------------------------------------------------------------------
+# Paddle's CPU reduction over rows (the gradient of a broadcast bias add) is ~30x slower than the same sum done as a
+# [1, M] x [M, N] GEMV, and its dropout draws random numbers ~3x slower than numpy. The functions below compute the
+# same quantities through the fast routes for fp32 tensors on CPU. Everywhere else (GPU, AMP dtypes) the stock
+# Paddle ops run.
+
+
+def _cpu_fp32(x: paddle.Tensor) -> bool:
+    # Independent of the grad mode on purpose: recompute runs the forward under no_grad and again with grad, and
+    # both runs must take the same path (same dropout masks, same rounding).
+    return paddle.in_dynamic_mode() and x.dtype == paddle.float32 and x.place.is_cpu_place()
+
+
+def _on_accelerator(x: paddle.Tensor) -> bool:
+    return paddle.in_dynamic_mode() and not x.place.is_cpu_place()
+
+
+def _row_sum(dy2: paddle.Tensor) -> paddle.Tensor:
+    """Column sums of a 2-D tensor as a GEMV: [M, N] -> [N]."""
+    return paddle.matmul(paddle.ones([1, dy2.shape[0]], dtype=dy2.dtype), dy2).reshape([-1])
+
+
+class _LinearFn(PyLayer):
+    """y = x @ W (+ b), or x @ W^T (+ b) with ``transpose_w``; x [..., K] -> y [..., N]."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, transpose_w):
+        lead = list(x.shape[:-1])
+        x2 = x.reshape([-1, x.shape[-1]])
+        y = paddle.matmul(x2, weight, transpose_y=transpose_w)
+        if bias is not None:
+            y = y.add_(bias)
+        ctx.save_for_backward(x2, weight)
+        ctx.meta = (lead, transpose_w, bias is not None)
+        return y.reshape(lead + [y.shape[-1]])
+
+    @staticmethod
+    def backward(ctx, dy):
+        x2, weight = ctx.saved_tensor()
+        lead, transpose_w, has_bias = ctx.meta
+        dy2 = dy.reshape([-1, dy.shape[-1]])
+        if transpose_w:  # weight [N, K]
+            dx = paddle.matmul(dy2, weight)
+            dw = paddle.matmul(dy2, x2, transpose_x=True)
+        else:  # weight [K, N]
+            dx = paddle.matmul(dy2, weight, transpose_y=True)
+            dw = paddle.matmul(x2, dy2, transpose_x=True)
+        dx = dx.reshape(lead + [dx.shape[-1]])
+        return (dx, dw, _row_sum(dy2)) if has_bias else (dx, dw)
+
+
+class _AddBroadcastFn(PyLayer):
+    """y = x + r, with r broadcast over x's leading dims (r [*T], x [..., *T])."""
+
+    @staticmethod
+    def forward(ctx, x, r):
+        ctx.r_shape = list(r.shape)
+        return x + r
+
+    @staticmethod
+    def backward(ctx, dy):
+        numel = int(np.prod(ctx.r_shape))
+        return dy, _row_sum(dy.reshape([-1, numel])).reshape(ctx.r_shape)
+
+
+def linear(x, weight, bias=None, transpose_w: bool = False) -> paddle.Tensor:
+    """x @ W + b ([..., K] -> [..., N]); W is [K, N], or [N, K] with ``transpose_w``."""
+    if _cpu_fp32(x):
+        return _LinearFn.apply(x, weight, bias, transpose_w)
+    y = paddle.matmul(x, weight, transpose_y=transpose_w)
+    return y if bias is None else y + bias
+
+
+def add_broadcast(x: paddle.Tensor, r: paddle.Tensor) -> paddle.Tensor:
+    """x + r, r broadcast over the leading dims of x."""
+    return _AddBroadcastFn.apply(x, r) if _cpu_fp32(x) else x + r
+
+
+def dropout(x: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
+    """Dropout in upscale-in-train mode, skipped entirely when it is the identity (eval or p == 0).
+
+    On CPU fp32 the keep-mask is drawn by numpy's PCG64, seeded from Paddle's generator, so ``paddle.seed`` makes
+    runs reproducible and recompute (which replays Paddle's RNG state) regenerates the same mask.
+    """
+    if not training or p <= 0:
+        return x
+    if not _cpu_fp32(x):
+        return F.dropout(x, p, training=True)
+    seed = int(paddle.randint(0, 2**31 - 1, [1]).item())
+    u = np.random.default_rng(seed).random(int(np.prod(x.shape)), dtype=np.float32)
+    mask = np.multiply(u >= p, np.float32(1.0 / (1.0 - p)), dtype=np.float32).reshape(x.shape)
+    return x * paddle.to_tensor(mask)
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and names) whose CPU training step uses the fast kernels above."""
+
+    def forward(self, x):
+        return linear(x, self.weight, self.bias)
+
+
+def attention_bias(mask: paddle.Tensor, dtype) -> paddle.Tensor:
+    """Additive attention bias in ``dtype`` from a keep-mask (bool) or an additive float mask.
+
+    Masked positions get the dtype's lowest finite value (not a -1e4 constant), so the bias is exact in fp32 and
+    safe in fp16/bf16.
+    """
+    if mask.dtype == paddle.bool:
+        # built in fp32 (exact for the fp16/bf16 lowest values too), then cast: `where` has no fp16/bf16 CPU kernel
+        low = paddle.full([], paddle.finfo(dtype).min, dtype="float32")
+        bias = paddle.where(mask, paddle.zeros([], dtype="float32"), low)
+        return bias if bias.dtype == dtype else bias.astype(dtype)
+    return mask.astype(dtype) if mask.dtype != dtype else mask
