@@ -20,7 +20,9 @@ import os
 import warnings
 
 # ernie.ops first: its import applies tune_cpu_math before Paddle's first GEMM.
-from ernie.ops import Linear, _on_accelerator, add_broadcast, attention_bias, dropout, linear, tune_cpu_math  # noqa: F401,I001
+from ernie.ops import (  # noqa: F401,I001
+    Linear, KernelPlan, add_broadcast, attention_bias, dropout, kernel_plan, linear, residual_layer_norm, tune_cpu_math,
+)
 
 import paddle
 import paddle.nn as nn
@@ -98,9 +100,9 @@ class ErnieSelfAttention(nn.Layer):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.dropout_prob = config.attention_probs_dropout_prob
-        # None: F.scaled_dot_product_attention on GPU/XPU in dynamic mode; the explicit matmul/softmax path on CPU
-        # (equally fast there, and its dropout uses the fast CPU mask) and in static graphs (exportable to ONNX).
-        # True/False force one path.
+        # None: as ernie.ops.kernel_plan picks for the device/dtype (F.scaled_dot_product_attention on accelerators in
+        # dynamic mode; the explicit matmul/softmax path on CPU, where it is as fast and its dropout uses the fast CPU
+        # mask, and in static graphs, exportable to ONNX). True/False force one path.
         self.fused_attention: bool | None = None
         self.q_proj = _linear(config, H, H)
         self.k_proj = _linear(config, H, H)
@@ -115,7 +117,7 @@ class ErnieSelfAttention(nn.Layer):
         weight = paddle.concat([self.q_proj.weight * scale, self.k_proj.weight, self.v_proj.weight], axis=1)
         bias = paddle.concat([self.q_proj.bias * scale, self.k_proj.bias, self.v_proj.bias])
         qkv = linear(x, weight, bias).reshape([B, S, 3, self.num_heads, self.head_dim])
-        use_fused = self.fused_attention if self.fused_attention is not None else _on_accelerator(x)
+        use_fused = self.fused_attention if self.fused_attention is not None else kernel_plan(qkv).fused_attention
         if use_fused:  # flash / memory-efficient kernels on GPU; layout [B, S, heads, head_dim]
             q, k, v = qkv.unbind(2)
             bias_ = None if mask is None else attention_bias(mask, q.dtype)
@@ -144,11 +146,15 @@ class ErnieEncoderLayer(nn.Layer):
         self.norm2 = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
         self.activation = _ACTIVATIONS[config.hidden_act]
         self.dropout_prob = config.hidden_dropout_prob
+        # None: the kernels ernie.ops.kernel_plan picks for the device/dtype; a KernelPlan forces one (tests).
+        self.kernels: KernelPlan | None = None
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None = None) -> paddle.Tensor:
-        x = self.norm1(x + dropout(self.self_attn(x, mask), self.dropout_prob, self.training))
+        h = self.self_attn(x, mask)
+        plan = self.kernels or kernel_plan(h)
+        x = residual_layer_norm(h, x, self.norm1, self.dropout_prob, self.training, plan)
         ffn = self.linear2(self.activation(self.linear1(x)))
-        return self.norm2(x + dropout(ffn, self.dropout_prob, self.training))
+        return residual_layer_norm(ffn, x, self.norm2, self.dropout_prob, self.training, plan)
 
 
 class ErnieEncoder(nn.Layer):

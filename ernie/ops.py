@@ -9,11 +9,17 @@ in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock 
 - :func:`linear` / :class:`Linear` and :func:`add_broadcast` compute bias gradients as a GEMV instead of Paddle's
   slow CPU row reduction;
 - :func:`dropout` draws CPU masks from numpy's generator (seeded from Paddle's);
-- :func:`attention_bias` turns a keep-mask into an additive bias exact in fp32 and safe in fp16/bf16.
+- :func:`attention_bias` turns a keep-mask into an additive bias exact in fp32 and safe in fp16/bf16;
+- :func:`kernel_plan` picks the accelerator fast paths by device and dtype (:class:`KernelPlan`, logged once per
+  device/dtype on logger ``ernie.ops``): F.scaled_dot_product_attention (flash attention under fp16/bf16 on GPU) and
+  the fused bias-dropout-residual-LayerNorm kernel; :func:`residual_layer_norm` falls back to the plain ops (and
+  logs it) when a fused kernel is not registered for the device/dtype.
 """
 from __future__ import annotations
 
+import logging
 import os
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -71,10 +77,6 @@ def _cpu_fp32(x: paddle.Tensor) -> bool:
     # Independent of the grad mode on purpose: recompute runs the forward under no_grad and again with grad, and
     # both runs must take the same path (same dropout masks, same rounding).
     return paddle.in_dynamic_mode() and x.dtype == paddle.float32 and x.place.is_cpu_place()
-
-
-def _on_accelerator(x: paddle.Tensor) -> bool:
-    return paddle.in_dynamic_mode() and not x.place.is_cpu_place()
 
 
 def _row_sum(dy2: paddle.Tensor) -> paddle.Tensor:
@@ -173,3 +175,86 @@ def attention_bias(mask: paddle.Tensor, dtype) -> paddle.Tensor:
         bias = paddle.where(mask, paddle.zeros([], dtype="float32"), low)
         return bias if bias.dtype == dtype else bias.astype(dtype)
     return mask.astype(dtype) if mask.dtype != dtype else mask
+
+
+# ---- accelerator fast paths -----------------------------------------------------------------------------------------
+_log = logging.getLogger("ernie.ops")
+_LOGGED: set = set()
+_UNAVAILABLE: set = set()  # (device, dtype) whose fused residual-LN kernel raised: plain path from then on
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    """Which fused kernels one device/dtype runs; everything off is the plain path (the CPU kernels above)."""
+
+    fused_attention: bool  # F.scaled_dot_product_attention: flash attention on GPU for fp16/bf16
+    fused_residual_ln: bool  # LN(residual + dropout(x)) in one kernel (incubate fused_bias_dropout_residual_layer_norm)
+    fused_dropout_add: bool  # residual + dropout(x) in one kernel (incubate fused_dropout_add), LN separate
+
+    def describe(self) -> str:
+        on = [n for n in ("fused_attention", "fused_residual_ln", "fused_dropout_add") if getattr(self, n)]
+        return ", ".join(on) if on else "plain ops"
+
+
+def select_kernels(device: str, dtype: str) -> KernelPlan:
+    """The fast paths for a device kind ("cpu", "gpu", "xpu", ...) and a dtype name ("float32", "float16", ...).
+
+    CPU: the plain path (there the explicit matmul/softmax attention is as fast and its dropout uses the fast CPU mask,
+    and Paddle's CPU build has no fused residual-LN kernel). GPU: scaled-dot-product attention (flash kernels under
+    fp16/bf16, memory-efficient/math under fp32) and the fused bias-dropout-residual-LayerNorm. Other accelerators:
+    scaled-dot-product attention (it dispatches to whatever the device offers) and the fused dropout-add.
+    """
+    dtype = dtype.replace("paddle.", "")
+    if device == "cpu":
+        return KernelPlan(False, False, False)
+    if device == "gpu":
+        return KernelPlan(True, dtype in ("float16", "bfloat16", "float32"), False)
+    return KernelPlan(True, False, True)
+
+
+def _device_kind(x: paddle.Tensor) -> str:
+    place = x.place
+    if place.is_cpu_place():
+        return "cpu"
+    if place.is_gpu_place():
+        return "gpu"
+    return "xpu" if hasattr(place, "is_xpu_place") and place.is_xpu_place() else "custom"
+
+
+def _log_once(key, message: str) -> None:
+    if key not in _LOGGED:
+        _LOGGED.add(key)
+        _log.info(message)
+
+
+def kernel_plan(x: paddle.Tensor) -> KernelPlan:
+    """The plan for a tensor's device and dtype (plain path in static graphs: exportable ops only), logged once."""
+    if not paddle.in_dynamic_mode():
+        return KernelPlan(False, False, False)
+    device, dtype = _device_kind(x), str(x.dtype).replace("paddle.", "")
+    plan = select_kernels(device, dtype)
+    if (device, dtype) in _UNAVAILABLE:
+        plan = KernelPlan(plan.fused_attention, False, plan.fused_dropout_add)
+    _log_once(("plan", device, dtype), f"ERNIE kernels on {device}/{dtype}: {plan.describe()}")
+    return plan
+
+
+def residual_layer_norm(x: paddle.Tensor, residual: paddle.Tensor, norm, p: float, training: bool,
+                        plan: KernelPlan) -> paddle.Tensor:
+    """norm(residual + dropout(x)) for a paddle.nn.LayerNorm ``norm``, fused when the plan says so."""
+    if plan.fused_residual_ln:
+        import paddle.incubate.nn.functional as IF
+
+        try:
+            return IF.fused_bias_dropout_residual_layer_norm(
+                x, residual, None, norm.weight, norm.bias, p if training else 0.0, norm._epsilon, training)
+        except (RuntimeError, NotImplementedError, ValueError) as e:  # kernel not registered for this device/dtype
+            key = (_device_kind(x), str(x.dtype).replace("paddle.", ""))
+            _UNAVAILABLE.add(key)
+            _log_once(("fallback",) + key, f"ERNIE kernels on {key[0]}/{key[1]}: fused residual LayerNorm unavailable "
+                                           f"({type(e).__name__}: {str(e).splitlines()[0][:120]}), plain ops instead")
+    if plan.fused_dropout_add and training and p > 0:
+        import paddle.incubate.nn.functional as IF
+
+        return norm(IF.fused_dropout_add(x, residual, p=p, training=True))
+    return norm(residual + dropout(x, p, training))
