@@ -31,8 +31,10 @@ import subprocess
 import sys
 import time
 
-SEQ_LEN = 128
-MASKED_PER_SEQ = 20
+# --seq_len / --amp reach the workers through the environment (set by main before they start).
+SEQ_LEN = int(os.environ.get("ERNIE_BENCH_SEQ_LEN", "128"))
+MASKED_PER_SEQ = round(0.15 * SEQ_LEN)
+AMP = os.environ.get("ERNIE_BENCH_AMP", "float32")
 DEFAULT_RUNS = {"ernie-tiny-cpu": 16, "ernie-1.0-base-zh": 8}
 IMPLS = ("ours", "hf", "paddlenlp")  # also: paddlenlp+tuned
 
@@ -48,7 +50,7 @@ def model_kwargs(config_name: str) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
-def flops_per_token(kw: dict, seq_len: int = SEQ_LEN, masked_frac: float = MASKED_PER_SEQ / SEQ_LEN) -> float:
+def flops_per_token(kw: dict, seq_len: int, masked_frac: float = 0.15) -> float:
     H, intermediate, L, V = kw["hidden_size"], kw["intermediate_size"], kw["num_hidden_layers"], kw["vocab_size"]
     per_layer = 2 * (4 * H * H + 2 * H * intermediate) + 2 * 2 * seq_len * H
     lm_head = masked_frac * 2 * (H * H + H * V)
@@ -101,11 +103,19 @@ def worker(impl: str, config_name: str, batch: int) -> None:
     labels = paddle.to_tensor(rs.randint(0, V, (len(pos),)))
     nsp = paddle.to_tensor(rs.randint(0, 2, (batch,)))
 
+    scaler = paddle.amp.GradScaler() if AMP == "float16" else None
+
     def step():
-        scores, sop = model(ids, seg, masked_positions=positions)
-        loss = loss_fn(scores, sop, labels, nsp)
-        loss.backward()
-        opt.step()
+        with paddle.amp.auto_cast(enable=AMP != "float32", level="O1", dtype=AMP if AMP != "float32" else "float16"):
+            scores, sop = model(ids, seg, masked_positions=positions)
+            loss = loss_fn(scores, sop, labels, nsp)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         opt.clear_grad()
         return float(loss)
 
@@ -258,7 +268,7 @@ class Worker:
 def bench_config(config_name: str, batch: int, args) -> None:
     kw = model_kwargs(config_name)
     tokens = batch * SEQ_LEN
-    fpt = flops_per_token(kw)
+    fpt = flops_per_token(kw, SEQ_LEN, MASKED_PER_SEQ / SEQ_LEN)
     gemm_flop = 2.0 * tokens * kw["hidden_size"] * kw["intermediate_size"]
     print(f"\n== {config_name}: {kw['num_hidden_layers']} layers, hidden {kw['hidden_size']}, "
           f"batch {batch} x seq {SEQ_LEN}, {MASKED_PER_SEQ} masked/seq; {fpt / 1e6:.1f} MFLOP/token (fwd+bwd)")
@@ -293,6 +303,8 @@ def bench_config(config_name: str, batch: int, args) -> None:
         gf = fpt * tokens / best[impl] / 1e9
         print(f"  {impl:16s} {tokens / best[impl]:8.0f} tokens/s  {gf:6.1f} GFLOP/s  "
               f"{100 * gf / peak[impl]:4.1f}% of GEMM peak ({peak[impl]:.0f} GFLOP/s)")
+        if args.peak_tflops:
+            print(f"  {impl:16s} MFU {100 * gf / (1000 * args.peak_tflops):4.1f}% of {args.peak_tflops:g} TFLOP/s")
     if "ours" in results:
         for base in [i for i in results if i != "ours"]:
             per_round = [b["sec_per_step"] / o["sec_per_step"] for o, b in zip(results["ours"], results[base])]
@@ -312,6 +324,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed steps per worker turn (default 2 tiny / 1 base)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--seq_len", type=int, default=128, help="sequence length (15%% of it masked)")
+    p.add_argument("--amp", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="Paddle AMP O1 dtype for ours/paddlenlp (GPU; HF runs fp32 on the CPU torch build)")
+    p.add_argument("--peak_tflops", type=float, default=None,
+                   help="the accelerator's dense peak for --amp's dtype (A100 bf16 312, H100 SXM bf16 989): prints MFU")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -319,6 +336,9 @@ def main(argv=None) -> int:
         worker(args.worker[0], args.worker[1], int(args.worker[2]))
         return 0
     args.impls = [i for i in args.impls.split(",") if i]
+    os.environ["ERNIE_BENCH_SEQ_LEN"], os.environ["ERNIE_BENCH_AMP"] = str(args.seq_len), args.amp
+    global SEQ_LEN, MASKED_PER_SEQ
+    SEQ_LEN, MASKED_PER_SEQ = args.seq_len, round(0.15 * args.seq_len)
     print(f"threads {args.threads}, rounds {args.rounds}, load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs at start")
     for name in args.configs.split(","):
