@@ -64,6 +64,9 @@ def worker(impl: str, config_name: str, batch: int) -> None:
 
     kw = model_kwargs(config_name)
     if impl == "ours":
+        from ernie.ops import tune_cpu_math
+
+        tune_cpu_math()  # as the entry points do (scripts/run_pretrain.py)
         import paddle
 
         from ernie import ErnieConfig, ErnieForPretraining, ErniePretrainingCriterion
@@ -79,7 +82,9 @@ def worker(impl: str, config_name: str, batch: int) -> None:
         return
     else:
         if impl == "paddlenlp+tuned":
-            from ernie.modeling import tune_cpu_math  # noqa: F401  (applies the settings at import)
+            from ernie.ops import tune_cpu_math
+
+            tune_cpu_math()
         import paddle
         from paddlenlp.transformers import ErnieConfig, ErnieForPretraining, ErniePretrainingCriterion
 

@@ -19,17 +19,15 @@ import io
 import os
 import warnings
 
-# ernie.ops first: its import applies tune_cpu_math before Paddle's first GEMM.
-from ernie.ops import (  # noqa: F401,I001
-    Linear, KernelPlan, add_broadcast, attention_bias, dropout, kernel_plan, linear, residual_layer_norm, tune_cpu_math,
-)
-
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.distributed.fleet.utils import recompute
 
 from ernie.configuration import ErnieConfig, resolve_config_file
+from ernie.ops import (  # noqa: F401  (tune_cpu_math: re-exported for callers of ernie.modeling.tune_cpu_math)
+    KernelPlan, Linear, add_broadcast, attention_bias, dropout, kernel_plan, linear, residual_layer_norm, tune_cpu_math,
+)
 from ernie.utils import UserError, atomic_write
 
 WEIGHTS_NAME = "model_state.pdparams"

@@ -4,8 +4,8 @@ Contract: every function here computes the same fp32 quantities as the stock Pad
 tests/test_modeling.py and the PaddleNLP weight-parity tests); the fast routes are taken only for fp32 tensors on CPU
 in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock Paddle ops run.
 
-- :func:`tune_cpu_math` (run at import) makes the MKL inside the Paddle CPU wheel use its AVX2 GEMM on AMD CPUs
-  and stops glibc from unmapping freed multi-MB tensors;
+- :func:`tune_cpu_math` (called by the entry points, never at import) makes the MKL inside the Paddle CPU wheel use
+  its AVX2 GEMM on AMD CPUs and stops glibc from unmapping freed multi-MB tensors;
 - :func:`linear` / :class:`Linear` and :func:`add_broadcast` compute bias gradients as a GEMV instead of Paddle's
   slow CPU row reduction;
 - :func:`dropout` draws CPU masks from numpy's generator (seeded from Paddle's);
@@ -22,14 +22,21 @@ import os
 from dataclasses import dataclass
 
 import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle.autograd import PyLayer
 
 
 def tune_cpu_math() -> None:
-    """Process-level CPU settings for Paddle's kernels (called at import; both keep fp32 results exact).
+    """Process-level CPU settings for Paddle's kernels (both keep fp32 results exact).
+
+    Called explicitly by the entry points that train or run the model (pretraining, fine-tuning, inference,
+    benchmarks), at the start of ``main`` before Paddle's first GEMM; importing the model does not call it.
 
     1. MKL's AVX2 GEMM on AMD CPUs: the MKL shipped with the Paddle CPU wheel takes a slow generic path on non-Intel
-       CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` (3-4x on every matmul). Set only if the user has not set it, and only
-       before the first GEMM of the process, hence at import.
+       CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` (3-4x on every matmul, measured on an AMD EPYC; nothing on Intel, so it
+       is set only on AMD CPUs with AVX2, and only if the user has not set it). MKL reads it at its first GEMM.
     2. glibc malloc keeps freed blocks instead of unmapping them (``M_MMAP_THRESHOLD`` / ``M_TRIM_THRESHOLD``):
        Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each one is a
        fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the arithmetic.
@@ -57,13 +64,7 @@ def tune_cpu_math() -> None:
         pass
 
 
-tune_cpu_math()
 
-
-import paddle  # noqa: E402  (after tune_cpu_math, before any GEMM)
-import paddle.nn as nn  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
-from paddle.autograd import PyLayer  # noqa: E402
 
 
 # ---- CPU fp32 kernels -----------------------------------------------------------------------------------------------

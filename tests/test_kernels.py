@@ -94,3 +94,28 @@ def test_fused_dropout_add_semantics():
     assert np.all(kept | np.isclose(delta, 0.0)) and 0.2 < kept.mean() < 0.8
     evald = ops.residual_layer_norm(x, residual, norm, 0.5, False, ops.KernelPlan(False, False, True))
     np.testing.assert_allclose(evald.numpy(), norm(x + residual).numpy(), atol=1e-6)
+
+
+def test_importing_the_model_has_no_process_side_effects():
+    """tune_cpu_math runs only when an entry point calls it: importing ernie.modeling calls no mallopt."""
+    import subprocess
+    import sys
+
+    code = (
+        "import ctypes\n"
+        "calls = []\n"
+        "class Libc:\n"
+        "    def __init__(self, name): pass\n"
+        "    def mallopt(self, *a): calls.append(a)\n"
+        "real = ctypes.CDLL\n"
+        "ctypes.CDLL = lambda name, *a, **k: Libc(name) if name == 'libc.so.6' else real(name, *a, **k)\n"
+        "import ernie.modeling\n"
+        "print(len(calls))\n"
+        "from ernie.ops import tune_cpu_math\n"
+        "tune_cpu_math()\n"
+        "print(len(calls))\n"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "ERNIE_NO_CPU_TUNING"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["0", "2"]

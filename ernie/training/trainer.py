@@ -29,7 +29,8 @@ import paddle
 from data_tools.batching import collate, DistributedBatchSampler
 from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
 from ernie.configuration import ErnieConfig
-from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion  # (its import tunes MKL for AMD CPUs, via ernie.ops)
+from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
+from ernie.ops import tune_cpu_math
 from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import UserError, cli_main, resolve_dir
 
@@ -352,6 +353,7 @@ def report_eval(log: RunLogger, name: str, step: int, losses: dict[str, float]) 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    tune_cpu_math()  # process-level CPU settings, before the first GEMM
     die_with_launcher()
     env = init_distributed(args.training.device)
     try:
