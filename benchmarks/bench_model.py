@@ -15,8 +15,9 @@ Implementations:
                    transformers==4.41.2); MLM loss over all positions with labels -100 off the masked ones (that is
                    how HF computes it: its LM head runs on every position)
   paddlenlp        paddlenlp.transformers.ErnieForPretraining, process as Paddle sets it up
-  paddlenlp+tuned  (not by default) PaddleNLP's model with ernie.ops.tune_cpu_math applied, to separate those process
-                   settings from the model-level changes
+  paddlenlp+tuned  (not by default) PaddleNLP's model with ernie.utils.cpu_tuning.tune_cpu_math applied, to separate
+                   those process settings from the model-level changes
+  hf+tuned         (not by default) HF's model with the same process settings (glibc malloc thresholds)
 
 FLOPs/token count the matmuls of forward+backward (3x forward): encoder, attention scores/context, and the LM head
 on the masked positions (HF's extra LM-head work on the unmasked positions is not counted for it). The GEMM peak is
@@ -64,7 +65,7 @@ def worker(impl: str, config_name: str, batch: int) -> None:
 
     kw = model_kwargs(config_name)
     if impl == "ours":
-        from ernie.ops import tune_cpu_math
+        from ernie.utils.cpu_tuning import tune_cpu_math
 
         tune_cpu_math()  # as the entry points do (scripts/run_pretrain.py)
         import paddle
@@ -77,12 +78,16 @@ def worker(impl: str, config_name: str, batch: int) -> None:
         def loss_fn(scores, sop, labels, nsp):
             return criterion(scores, sop, labels, nsp)[0]
 
-    elif impl == "hf":
+    elif impl in ("hf", "hf+tuned"):
+        if impl == "hf+tuned":
+            from ernie.utils.cpu_tuning import tune_cpu_math
+
+            tune_cpu_math()  # the malloc thresholds apply to torch's CPU allocations too
         hf_worker(kw, batch)
         return
     else:
         if impl == "paddlenlp+tuned":
-            from ernie.ops import tune_cpu_math
+            from ernie.utils.cpu_tuning import tune_cpu_math
 
             tune_cpu_math()
         import paddle
@@ -125,7 +130,8 @@ def worker(impl: str, config_name: str, batch: int) -> None:
         return float(loss)
 
     def gemm():
-        a, b = paddle.rand([batch * SEQ_LEN, kw["hidden_size"]]), paddle.rand([kw["hidden_size"], kw["intermediate_size"]])
+        a = paddle.rand([batch * SEQ_LEN, kw["hidden_size"]])
+        b = paddle.rand([kw["hidden_size"], kw["intermediate_size"]])
         return lambda: float(paddle.matmul(a, b)[0, 0])
 
     serve(step, gemm(), profile_step)
@@ -155,7 +161,8 @@ def hf_worker(kw: dict, batch: int) -> None:
     seg = torch.from_numpy((np.arange(SEQ_LEN)[None, :] >= SEQ_LEN // 2).repeat(batch, 0).astype("int64"))
     labels = np.full((batch, SEQ_LEN), -100, dtype="int64")
     for r in range(batch):
-        labels[r, np.sort(rs.choice(np.arange(1, SEQ_LEN), MASKED_PER_SEQ, replace=False))] = rs.randint(0, V, MASKED_PER_SEQ)
+        where = np.sort(rs.choice(np.arange(1, SEQ_LEN), MASKED_PER_SEQ, replace=False))
+        labels[r, where] = rs.randint(0, V, MASKED_PER_SEQ)
     labels = torch.from_numpy(labels)
     nsp = torch.from_numpy(rs.randint(0, 2, (batch,)))
 

@@ -25,9 +25,10 @@ import paddle.nn.functional as F
 from paddle.distributed.fleet.utils import recompute
 
 from ernie.configuration import ErnieConfig, resolve_config_file
-from ernie.ops import (  # noqa: F401  (tune_cpu_math: re-exported for callers of ernie.modeling.tune_cpu_math)
-    KernelPlan, Linear, add_broadcast, attention_bias, dropout, kernel_plan, linear, residual_layer_norm, tune_cpu_math,
+from ernie.ops import (  # noqa: F401  (add_broadcast, linear: also used as ernie.modeling.*)
+    KernelPlan, Linear, add_broadcast, attention_bias, dropout, kernel_plan, linear, residual_layer_norm,
 )
+from ernie.utils.cpu_tuning import tune_cpu_math  # noqa: F401  (ernie.modeling.tune_cpu_math, as before)
 from ernie.utils import UserError, atomic_write
 
 WEIGHTS_NAME = "model_state.pdparams"

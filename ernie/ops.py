@@ -4,8 +4,6 @@ Contract: every function here computes the same fp32 quantities as the stock Pad
 tests/test_modeling.py and the PaddleNLP weight-parity tests); the fast routes are taken only for fp32 tensors on CPU
 in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock Paddle ops run.
 
-- :func:`tune_cpu_math` (called by the entry points, never at import) makes the MKL inside the Paddle CPU wheel use
-  its AVX2 GEMM on AMD CPUs and stops glibc from unmapping freed multi-MB tensors;
 - :func:`linear` / :class:`Linear` and :func:`add_broadcast` compute bias gradients as a GEMV instead of Paddle's
   slow CPU row reduction;
 - :func:`dropout` draws CPU masks from numpy's generator (seeded from Paddle's);
@@ -18,7 +16,6 @@ in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,45 +23,6 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
-
-
-def tune_cpu_math() -> None:
-    """Process-level CPU settings for Paddle's kernels (both keep fp32 results exact).
-
-    Called explicitly by the entry points that train or run the model (pretraining, fine-tuning, inference,
-    benchmarks), at the start of ``main`` before Paddle's first GEMM; importing the model does not call it.
-
-    1. MKL's AVX2 GEMM on AMD CPUs: the MKL shipped with the Paddle CPU wheel takes a slow generic path on non-Intel
-       CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` (3-4x on every matmul, measured on an AMD EPYC; nothing on Intel, so it
-       is set only on AMD CPUs with AVX2, and only if the user has not set it). MKL reads it at its first GEMM.
-    2. glibc malloc keeps freed blocks instead of unmapping them (``M_MMAP_THRESHOLD`` / ``M_TRIM_THRESHOLD``):
-       Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each one is a
-       fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the arithmetic.
-       The cost is that the process keeps its peak heap instead of returning it to the OS.
-    Set ``ERNIE_NO_CPU_TUNING=1`` to skip both.
-    """
-    if os.environ.get("ERNIE_NO_CPU_TUNING"):
-        return
-    if "MKL_DEBUG_CPU_TYPE" not in os.environ:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                head = f.read(1 << 16)
-        except OSError:
-            head = ""
-        if "AuthenticAMD" in head and " avx2" in head:
-            os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
-
 
 
 # ---- CPU fp32 kernels -----------------------------------------------------------------------------------------------

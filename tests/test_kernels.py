@@ -111,7 +111,7 @@ def test_importing_the_model_has_no_process_side_effects():
         "ctypes.CDLL = lambda name, *a, **k: Libc(name) if name == 'libc.so.6' else real(name, *a, **k)\n"
         "import ernie.modeling\n"
         "print(len(calls))\n"
-        "from ernie.ops import tune_cpu_math\n"
+        "from ernie.utils.cpu_tuning import tune_cpu_math\n"
         "tune_cpu_math()\n"
         "print(len(calls))\n"
     )

@@ -226,7 +226,7 @@ def main_for(task_name: str, argv: list[str] | None, prog: str) -> dict:
     doc = {D.SEQ_CLS: "Fine-tune ERNIE for sequence (pair) classification.",
            D.NER: "Fine-tune ERNIE for character-level named-entity recognition (BIO)."}[task_name]
     args = parse_args(argv if argv is not None else sys.argv[1:], prog=prog, description=doc)
-    from ernie.ops import tune_cpu_math
+    from ernie.utils.cpu_tuning import tune_cpu_math
 
     tune_cpu_math()  # process-level CPU settings, before the first GEMM
     return run(args, task_name)

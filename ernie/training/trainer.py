@@ -30,7 +30,7 @@ from data_tools.batching import collate, DistributedBatchSampler
 from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
 from ernie.configuration import ErnieConfig
 from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
-from ernie.ops import tune_cpu_math
+from ernie.utils.cpu_tuning import tune_cpu_math
 from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import UserError, cli_main, resolve_dir
 
