@@ -47,17 +47,6 @@ def allreduce_worker(model_json: str, reps: int, out: str) -> None:
             json.dump({"seconds": min(times), "numel": sum(int(p.size) for p in params)}, f)
 
 
-def train_tokens_per_s(cmd: list[str], env: dict, output_dir: str, log_every: int, tokens_per_step: int) -> float:
-    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"run failed: {' '.join(cmd)}\n{proc.stderr[-3000:]}")
-    with open(os.path.join(output_dir, "train_log.jsonl"), encoding="utf-8") as f:
-        records = [json.loads(line) for line in f]
-    windows = [r for r in records if r["event"] == "train" and r["step"] % log_every == 0][1:]  # skip warm-up
-    steps_per_s = log_every * len(windows) / sum(log_every / r["steps_per_second"] for r in windows)
-    return steps_per_s * tokens_per_step
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=40)
@@ -67,6 +56,7 @@ def main() -> None:
     if a.worker:
         allreduce_worker(a.worker[0], int(a.worker[1]), a.worker[2])
         return
+    from bench_pretrain import run as run_and_read_log  # same directory: runs a command, reads train_log.jsonl
     from data_tools.corpus import write_peoples_daily_pretraining_data
     from ernie.configuration import ErnieConfig
 
@@ -93,9 +83,9 @@ def main() -> None:
             for key, (prefix, threads) in sides.items():
                 out = os.path.join(tmp, f"run{r}{threads}")
                 extra = ["--log_dir", os.path.join(out, "launch_log")] if prefix is launch else []
-                env = dict(os.environ, OMP_NUM_THREADS=threads)
-                results[key].append(train_tokens_per_s(prefix + extra + flags(out), env, out, log_every,
-                                                       global_batch * seq))
+                measured = run_and_read_log(key, prefix + extra + flags(out), int(threads), out, log_every,
+                                            global_batch * seq, global_batch, {})
+                results[key].append(measured["tokens_per_s"])
                 print(f"  round {r + 1} {key:24s} {results[key][-1]:8.0f} tokens/s", flush=True)
             ar_out = os.path.join(tmp, f"allreduce{r}.json")
             subprocess.run(launch + ["--log_dir", os.path.join(tmp, f"ar_log{r}"), os.path.abspath(__file__),
