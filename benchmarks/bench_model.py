@@ -320,9 +320,9 @@ def bench_config(config_name: str, batch: int, args) -> None:
         print(f"  {impl:16s} {tokens / best[impl]:8.0f} tokens/s  {gf:6.1f} GFLOP/s  "
               f"{100 * gf / peak[impl]:4.1f}% of GEMM peak ({peak[impl]:.0f} GFLOP/s)")
         best_cpu = min(x["cpu_per_step"] for x in results[impl])
-        gf_cpu, peak_cpu = fpt * tokens / best_cpu / 1e9 / args.threads, max(gemm_cpu[impl]) / args.threads
-        print(f"  {impl:16s} per CPU second: {gf_cpu:6.1f} GFLOP/s per thread, {100 * gf_cpu / peak_cpu:4.1f}% of the "
-              f"GEMM's {peak_cpu:.0f} GFLOP/s per CPU second (steadier under load; exact with --threads 1)")
+        gf_cpu, peak_cpu = fpt * tokens / best_cpu / 1e9, max(gemm_cpu[impl])
+        print(f"  {impl:16s} {gf_cpu:6.1f} GFLOP per CPU second, {100 * gf_cpu / peak_cpu:4.1f}% of the GEMM's "
+              f"{peak_cpu:.0f} (steadier under load; exact with --threads 1)")
         if args.peak_tflops:
             print(f"  {impl:16s} MFU {100 * gf / (1000 * args.peak_tflops):4.1f}% of {args.peak_tflops:g} TFLOP/s")
     if "ours" in results:
