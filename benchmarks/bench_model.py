@@ -1,37 +1,44 @@
-"""Training-step throughput of our ErnieForPretraining vs PaddleNLP's, side by side in one run.
+"""Training-step throughput of our ErnieForPretraining vs HF transformers (torch) and PaddleNLP, in one run.
 
     python benchmarks/bench_model.py                                          # tiny (4L/256H, B16) and base (B8)
     python benchmarks/bench_model.py --configs ernie-tiny-cpu --rounds 4 --threads 2
     python benchmarks/bench_model.py --profile                               # + top ops of one step per impl
 
-One step = forward + backward + AdamW update at seq 128, 20 masked positions per sequence (15%), SOP head on.
-Each implementation lives in its own worker process (so that per-process CPU settings stay apart) and the workers
-take turns (A, B, C, A, B, C ...), because the machine is shared and the load changes under us; the ratios are
-computed per round and summarised by their median.
+One step = forward + backward + AdamW update, fp32, dropout 0.1, at seq 128, 20 masked positions per sequence (15%),
+SOP head on. Each implementation lives in its own worker process (so that per-process CPU settings stay apart) and
+the workers take turns (A, B, C, C, B, A ...), because the machine is shared and the load changes under us; each
+side's best round is reported, with the ratios of the bests and per round.
 
 Implementations:
-  paddlenlp        paddlenlp.transformers.ErnieForPretraining, process as Paddle sets it up (the baseline)
-  paddlenlp+tuned  the same model with our process-level CPU settings (ernie.modeling.tune_cpu_math: MKL AVX2 path
-                   on AMD, malloc thresholds), to separate those from the model-level changes
-  ours             ernie.ErnieForPretraining (imports apply tune_cpu_math)
+  ours             ernie.ErnieForPretraining
+  hf               transformers.BertForPreTraining on torch CPU (the `bench` extra: torch==2.13.0+cpu,
+                   transformers==4.41.2); MLM loss over all positions with labels -100 off the masked ones (that is
+                   how HF computes it: its LM head runs on every position)
+  paddlenlp        paddlenlp.transformers.ErnieForPretraining, process as Paddle sets it up
+  paddlenlp+tuned  (not by default) PaddleNLP's model with ernie.utils.cpu_tuning.tune_cpu_math applied, to separate
+                   those process settings from the model-level changes
+  hf+tuned         (not by default) HF's model with the same process settings (glibc malloc thresholds)
 
 FLOPs/token count the matmuls of forward+backward (3x forward): encoder, attention scores/context, and the LM head
-on the masked positions. The ceiling is numpy's (OpenBLAS) fp32 GEMM on the encoder's FFN shape, same threads.
+on the masked positions (HF's extra LM-head work on the unmasked positions is not counted for it). The GEMM peak is
+each framework's own fp32 GEMM on the encoder's FFN shape, measured in the same worker between its turns.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
-import statistics
 import subprocess
 import sys
 import time
 
-SEQ_LEN = 128
-MASKED_PER_SEQ = 20
+# --seq_len / --amp reach the workers through the environment (set by main before they start).
+SEQ_LEN = int(os.environ.get("ERNIE_BENCH_SEQ_LEN", "128"))
+MASKED_PER_SEQ = math.ceil(0.15 * SEQ_LEN)  # 20 at seq 128
+AMP = os.environ.get("ERNIE_BENCH_AMP", "float32")
 DEFAULT_RUNS = {"ernie-tiny-cpu": 16, "ernie-1.0-base-zh": 8}
-IMPLS = ("paddlenlp", "paddlenlp+tuned", "ours")
+IMPLS = ("ours", "hf", "paddlenlp")  # also: paddlenlp+tuned
 
 
 def model_kwargs(config_name: str) -> dict:
@@ -45,7 +52,7 @@ def model_kwargs(config_name: str) -> dict:
     return {k: getattr(cfg, k) for k in keys}
 
 
-def flops_per_token(kw: dict, seq_len: int = SEQ_LEN, masked_frac: float = MASKED_PER_SEQ / SEQ_LEN) -> float:
+def flops_per_token(kw: dict, seq_len: int, masked_frac: float = 0.15) -> float:
     H, intermediate, L, V = kw["hidden_size"], kw["intermediate_size"], kw["num_hidden_layers"], kw["vocab_size"]
     per_layer = 2 * (4 * H * H + 2 * H * intermediate) + 2 * 2 * seq_len * H
     lm_head = masked_frac * 2 * (H * H + H * V)
@@ -59,6 +66,9 @@ def worker(impl: str, config_name: str, batch: int) -> None:
 
     kw = model_kwargs(config_name)
     if impl == "ours":
+        from ernie.utils.cpu_tuning import tune_cpu_math
+
+        tune_cpu_math()  # as the entry points do (scripts/run_pretrain.py)
         import paddle
 
         from ernie import ErnieConfig, ErnieForPretraining, ErniePretrainingCriterion
@@ -69,9 +79,18 @@ def worker(impl: str, config_name: str, batch: int) -> None:
         def loss_fn(scores, sop, labels, nsp):
             return criterion(scores, sop, labels, nsp)[0]
 
+    elif impl in ("hf", "hf+tuned"):
+        if impl == "hf+tuned":
+            from ernie.utils.cpu_tuning import tune_cpu_math
+
+            tune_cpu_math()  # the malloc thresholds apply to torch's CPU allocations too
+        hf_worker(kw, batch)
+        return
     else:
         if impl == "paddlenlp+tuned":
-            from ernie.modeling import tune_cpu_math  # noqa: F401  (applies the settings at import)
+            from ernie.utils.cpu_tuning import tune_cpu_math
+
+            tune_cpu_math()
         import paddle
         from paddlenlp.transformers import ErnieConfig, ErnieForPretraining, ErniePretrainingCriterion
 
@@ -95,15 +114,74 @@ def worker(impl: str, config_name: str, batch: int) -> None:
     labels = paddle.to_tensor(rs.randint(0, V, (len(pos),)))
     nsp = paddle.to_tensor(rs.randint(0, 2, (batch,)))
 
+    scaler = paddle.amp.GradScaler() if AMP == "float16" else None
+
     def step():
-        scores, sop = model(ids, seg, masked_positions=positions)
-        loss = loss_fn(scores, sop, labels, nsp)
-        loss.backward()
-        opt.step()
+        with paddle.amp.auto_cast(enable=AMP != "float32", level="O1", dtype=AMP if AMP != "float32" else "float16"):
+            scores, sop = model(ids, seg, masked_positions=positions)
+            loss = loss_fn(scores, sop, labels, nsp)
+        if scaler is None:
+            loss.backward()
+            opt.step()
+        else:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
         opt.clear_grad()
         return float(loss)
 
+    def gemm():
+        a = paddle.rand([batch * SEQ_LEN, kw["hidden_size"]])
+        b = paddle.rand([kw["hidden_size"], kw["intermediate_size"]])
+        return lambda: float(paddle.matmul(a, b)[0, 0])
+
+    serve(step, gemm(), profile_step)
+
+
+def hf_worker(kw: dict, batch: int) -> None:
+    """HF transformers' BertForPreTraining on torch CPU: same shapes, dropout, MLM labels (-100 elsewhere) and SOP."""
+    import numpy as np
+    import torch
+    from transformers import BertConfig, BertForPreTraining
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=kw["vocab_size"], hidden_size=kw["hidden_size"], num_hidden_layers=kw["num_hidden_layers"],
+        num_attention_heads=kw["num_attention_heads"], intermediate_size=kw["intermediate_size"],
+        hidden_act=kw["hidden_act"], hidden_dropout_prob=kw["hidden_dropout_prob"],
+        attention_probs_dropout_prob=kw["attention_probs_dropout_prob"],
+        max_position_embeddings=kw["max_position_embeddings"], type_vocab_size=kw["type_vocab_size"],
+        pad_token_id=kw["pad_token_id"],
+    )
+    model = BertForPreTraining(cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    rs = np.random.RandomState(0)
+    V = kw["vocab_size"]
+    ids = torch.from_numpy(rs.randint(1, V, (batch, SEQ_LEN)))
+    seg = torch.from_numpy((np.arange(SEQ_LEN)[None, :] >= SEQ_LEN // 2).repeat(batch, 0).astype("int64"))
+    labels = np.full((batch, SEQ_LEN), -100, dtype="int64")
+    for r in range(batch):
+        where = np.sort(rs.choice(np.arange(1, SEQ_LEN), MASKED_PER_SEQ, replace=False))
+        labels[r, where] = rs.randint(0, V, MASKED_PER_SEQ)
+    labels = torch.from_numpy(labels)
+    nsp = torch.from_numpy(rs.randint(0, 2, (batch,)))
+
+    def step():
+        loss = model(input_ids=ids, token_type_ids=seg, labels=labels, next_sentence_label=nsp).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss)
+
+    a, b = torch.rand(batch * SEQ_LEN, kw["hidden_size"]), torch.rand(kw["hidden_size"], kw["intermediate_size"])
+    serve(step, lambda: float(torch.matmul(a, b)[0, 0]), None)
+
+
+def serve(step, gemm, profiler) -> None:
+    """Warm up, then answer 'run <steps>' / 'gemm' / 'profile' / 'quit' on stdin with one JSON line each."""
     step()  # warm-up
+    gemm()
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         cmd = line.split()
@@ -116,8 +194,15 @@ def worker(impl: str, config_name: str, batch: int) -> None:
                 step()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             print(json.dumps({"sec_per_step": wall / n, "cpu_per_step": cpu / n}), flush=True)
+        elif cmd[0] == "gemm":  # this framework's fp32 GEMM on the FFN shape: best of 5, wall and CPU s per call
+            best, best_cpu = float("inf"), float("inf")
+            for _ in range(5):
+                t0, c0 = time.perf_counter(), time.process_time()
+                gemm()
+                best, best_cpu = min(best, time.perf_counter() - t0), min(best_cpu, time.process_time() - c0)
+            print(json.dumps({"gemm_sec": best, "gemm_cpu_sec": best_cpu}), flush=True)
         elif cmd[0] == "profile":
-            print(json.dumps({"profile": profile_step(step)}), flush=True)
+            print(json.dumps({"profile": profiler(step) if profiler else []}), flush=True)
 
 
 def profile_step(step) -> list:
@@ -137,7 +222,7 @@ def profile_step(step) -> list:
     with contextlib.redirect_stdout(buf):
         prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False, time_unit="ms")
     rows = [line.strip()[:100] for line in buf.getvalue().splitlines() if "dygraph" in line or "GradNode" in line]
-    return rows[:15]
+    return rows[:int(os.environ.get("ERNIE_BENCH_PROFILE_ROWS", "15"))]
 
 
 # ---- orchestration --------------------------------------------------------------------------------------------------
@@ -174,6 +259,11 @@ class Worker:
         self.proc.stdin.flush()
         return self._reply()
 
+    def gemm(self) -> dict:
+        self.proc.stdin.write("gemm\n")
+        self.proc.stdin.flush()
+        return self._reply()
+
     def profile(self) -> list:
         self.proc.stdin.write("profile\n")
         self.proc.stdin.flush()
@@ -188,22 +278,11 @@ class Worker:
         self.proc.wait(timeout=60)
 
 
-def numpy_gemm_gflops(M: int, K: int, N: int, reps: int = 5) -> float:
-    import numpy as np
-
-    a = np.random.rand(M, K).astype(np.float32)
-    b = np.random.rand(K, N).astype(np.float32)
-    a @ b
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2.0 * M * K * N * reps / (time.perf_counter() - t0) / 1e9
-
-
 def bench_config(config_name: str, batch: int, args) -> None:
     kw = model_kwargs(config_name)
     tokens = batch * SEQ_LEN
-    fpt = flops_per_token(kw)
+    fpt = flops_per_token(kw, SEQ_LEN, MASKED_PER_SEQ / SEQ_LEN)
+    gemm_flop = 2.0 * tokens * kw["hidden_size"] * kw["intermediate_size"]
     print(f"\n== {config_name}: {kw['num_hidden_layers']} layers, hidden {kw['hidden_size']}, "
           f"batch {batch} x seq {SEQ_LEN}, {MASKED_PER_SEQ} masked/seq; {fpt / 1e6:.1f} MFLOP/token (fwd+bwd)")
     workers = [Worker(impl, config_name, batch, args.threads) for impl in args.impls]
@@ -211,15 +290,19 @@ def bench_config(config_name: str, batch: int, args) -> None:
         w.wait_ready()
     steps = args.steps or (2 if kw["hidden_size"] <= 256 else 1)
     results = {w.impl: [] for w in workers}
-    ceiling = []
+    gemm = {w.impl: [] for w in workers}
+    gemm_cpu = {w.impl: [] for w in workers}
     for r in range(args.rounds):
-        ceiling.append(numpy_gemm_gflops(tokens, kw["hidden_size"], kw["intermediate_size"]))
         order = workers if r % 2 == 0 else workers[::-1]
         for w in order:
             res = w.run(steps)
             results[w.impl].append(res)
+            g = w.gemm()
+            gemm[w.impl].append(gemm_flop / g["gemm_sec"] / 1e9)
+            gemm_cpu[w.impl].append(gemm_flop / g["gemm_cpu_sec"] / 1e9)
             print(f"  round {r + 1} {w.impl:16s} {res['sec_per_step']:7.2f} s/step  "
-                  f"{tokens / res['sec_per_step']:8.0f} tokens/s  (cpu {res['cpu_per_step']:.2f} s/step)", flush=True)
+                  f"{tokens / res['sec_per_step']:8.0f} tokens/s  (cpu {res['cpu_per_step']:.2f} s/step; "
+                  f"GEMM {gemm[w.impl][-1]:.0f} GFLOP/s)", flush=True)
     if args.profile:
         for w in workers:
             print(f"  -- top ops, {w.impl} (2 steps, ms) --")
@@ -228,22 +311,28 @@ def bench_config(config_name: str, batch: int, args) -> None:
     for w in workers:
         w.close()
 
-    ceil = statistics.median(ceiling)
-    print(f"  numpy fp32 GEMM [{tokens}x{kw['hidden_size']}]x[{kw['hidden_size']}x{kw['intermediate_size']}]: "
-          f"{ceil:.1f} GFLOP/s (median of rounds; the practical ceiling, {args.threads} thread(s))")
-    for impl, rs in results.items():
-        sps = statistics.median(x["sec_per_step"] for x in rs)
-        gf = fpt * tokens / sps / 1e9
-        print(f"  {impl:16s} median {tokens / sps:8.0f} tokens/s  {gf:6.1f} GFLOP/s  "
-              f"({100 * gf / ceil:4.1f}% of numpy GEMM)")
+    best = {impl: min(x["sec_per_step"] for x in rs) for impl, rs in results.items()}
+    peak = {impl: max(g) for impl, g in gemm.items()}
+    print(f"  best of {args.rounds} rounds; GEMM peak = the framework's own fp32 GEMM "
+          f"[{tokens}x{kw['hidden_size']}]x[{kw['hidden_size']}x{kw['intermediate_size']}], best in this run")
+    for impl in results:
+        gf = fpt * tokens / best[impl] / 1e9
+        print(f"  {impl:16s} {tokens / best[impl]:8.0f} tokens/s  {gf:6.1f} GFLOP/s  "
+              f"{100 * gf / peak[impl]:4.1f}% of GEMM peak ({peak[impl]:.0f} GFLOP/s)")
+        best_cpu = min(x["cpu_per_step"] for x in results[impl])
+        gf_cpu, peak_cpu = fpt * tokens / best_cpu / 1e9, max(gemm_cpu[impl])
+        print(f"  {impl:16s} {gf_cpu:6.1f} GFLOP per CPU second, {100 * gf_cpu / peak_cpu:4.1f}% of the GEMM's "
+              f"{peak_cpu:.0f} (steadier under load; exact with --threads 1)")
+        if args.peak_tflops:
+            print(f"  {impl:16s} MFU {100 * gf / (1000 * args.peak_tflops):4.1f}% of {args.peak_tflops:g} TFLOP/s")
     if "ours" in results:
         for base in [i for i in results if i != "ours"]:
-            for key, what in (("sec_per_step", "wall"), ("cpu_per_step", "cpu ")):
-                ratios = [b[key] / o[key] for o, b in zip(results["ours"], results[base])]
-                print(f"  ours vs {base:16s} {what} speed-up per round {', '.join(f'{x:.2f}' for x in ratios)}  "
-                      f"median {statistics.median(ratios):.2f}x")
-        print("  (wall = tokens/s ratio; cpu = process CPU seconds per step, the steadier measure on a shared "
-              "machine when --threads 1)")
+            per_round = [b["sec_per_step"] / o["sec_per_step"] for o, b in zip(results["ours"], results[base])]
+            print(f"  ours vs {base:16s} {best[base] / best['ours']:.2f}x (best vs best; per round "
+                  f"{', '.join(f'{x:.2f}' for x in per_round)})")
+            cpu = min(x["cpu_per_step"] for x in results[base]) / min(x["cpu_per_step"] for x in results["ours"])
+            print(f"  ours vs {base:16s} {cpu:.2f}x in process CPU seconds per step (best vs best; steadier under "
+                  f"load, exact with --threads 1)")
 
 
 def main(argv=None) -> int:
@@ -255,6 +344,11 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None, help="timed steps per worker turn (default 2 tiny / 1 base)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     p.add_argument("--impls", default=",".join(IMPLS))
+    p.add_argument("--seq_len", type=int, default=128, help="sequence length (15%% of it masked)")
+    p.add_argument("--amp", choices=("float32", "bfloat16", "float16"), default="float32",
+                   help="Paddle AMP O1 dtype for ours/paddlenlp (GPU; HF runs fp32 on the CPU torch build)")
+    p.add_argument("--peak_tflops", type=float, default=None,
+                   help="the accelerator's dense peak for --amp's dtype (A100 bf16 312, H100 SXM bf16 989): prints MFU")
     p.add_argument("--profile", action="store_true")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -262,8 +356,9 @@ def main(argv=None) -> int:
         worker(args.worker[0], args.worker[1], int(args.worker[2]))
         return 0
     args.impls = [i for i in args.impls.split(",") if i]
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS"):  # numpy's GEMM ceiling: same threads as the workers
-        os.environ[var] = str(args.threads)
+    os.environ["ERNIE_BENCH_SEQ_LEN"], os.environ["ERNIE_BENCH_AMP"] = str(args.seq_len), args.amp
+    global SEQ_LEN, MASKED_PER_SEQ
+    SEQ_LEN, MASKED_PER_SEQ = args.seq_len, math.ceil(0.15 * args.seq_len)
     print(f"threads {args.threads}, rounds {args.rounds}, load average {os.getloadavg()[0]:.1f} "
           f"on {os.cpu_count()} CPUs at start")
     for name in args.configs.split(","):

@@ -21,17 +21,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # The baseline driver: the trainer of this repo with PaddleNLP's model and criterion (PaddleNLP's own names and
 # layout: its ErnieModel builds the attention bias from the 2-D mask, its criterion returns (lm, sop)).
-# With BENCH_STOCK_MKL=1 it also runs with MKL's default code path, as PaddleNLP's run_pretrain.py does; without it
-# it gets the same MKL_DEBUG_CPU_TYPE switch that importing ernie.modeling applies (on AMD CPUs).
+# With BENCH_STOCK_MKL=1 it also runs without the trainer's process-level CPU settings
+# (ernie.utils.cpu_tuning.tune_cpu_math: MKL's AVX2 path on AMD CPUs, malloc thresholds), as PaddleNLP's run_pretrain.py does; without it it gets them.
 BASELINE_DRIVER = r"""
 import os
 import sys
 import paddle
 from paddlenlp.transformers import ErnieConfig as NLPConfig, ErnieForPretraining as NLPModel
 from paddlenlp.transformers import ErniePretrainingCriterion as NLPCriterion
-import ernie.modeling
-if os.environ.get("BENCH_STOCK_MKL"):  # undo ernie.modeling's MKL AVX2 switch (read by MKL at its first GEMM)
-    os.environ.pop("MKL_DEBUG_CPU_TYPE", None)
+if os.environ.get("BENCH_STOCK_MKL"):  # trainer.main then skips tune_cpu_math
+    os.environ["ERNIE_NO_CPU_TUNING"] = "1"
 from ernie.configuration import ErnieConfig
 from ernie.training import trainer
 

@@ -5,18 +5,13 @@ checkpoints move between the two libraries unchanged (see ``save_pretrained`` / 
 
 Shapes: B batch, S sequence length, H hidden size, N number of masked positions in the batch, V vocab size.
 
-Speed on CPU (measured by benchmarks/bench_model.py against PaddleNLP's model in the same run):
-- :func:`tune_cpu_math` (run at import) makes the MKL inside the Paddle CPU wheel use its AVX2 GEMM on AMD CPUs
-  (3-4x on every matmul) and stops glibc from unmapping freed multi-MB tensors (every fresh allocation otherwise
-  page-faults in; an elementwise add was 5x slower than its arithmetic);
-- Linear layers and the tied decoder compute their bias gradient as a GEMV instead of Paddle's slow CPU row
-  reduction, and the broadcast position / token-type embedding adds likewise;
-- dropout masks come from numpy's generator (seeded from Paddle's, so ``paddle.seed`` and recompute still
-  reproduce them), 2-3x faster than Paddle's CPU dropout;
-- the q/k/v projections run as one GEMM on concatenated weights (parameters and names stay separate), with
-  1/sqrt(head_dim) folded into the q weight, and identity dropouts (p = 0, eval) are skipped.
-All of it computes the same fp32 quantities as PaddleNLP's model (tests/test_modeling_compat.py); off CPU-fp32
-(GPU, AMP dtypes) the stock Paddle kernels and F.scaled_dot_product_attention are used.
+Layout follows HF's modeling_bert.py: embeddings -> self-attention -> encoder layer -> encoder -> pooler -> heads ->
+pretrained base (checkpoints) -> ErnieModel -> pretraining / task models. The CPU fp32 kernels, dropout and attention-
+bias helpers live in ernie/ops.py. Speed on CPU (measured by benchmarks/bench_model.py): the q/k/v projections run as
+one GEMM on concatenated weights (parameters and names stay separate), with 1/sqrt(head_dim) folded into the q
+weight, and identity dropouts (p = 0, eval) are skipped. All of it computes the same fp32 quantities as PaddleNLP's
+model (tests/test_modeling_compat.py); off CPU-fp32 (GPU, AMP dtypes) the stock Paddle kernels and
+F.scaled_dot_product_attention are used.
 """
 from __future__ import annotations
 
@@ -24,54 +19,18 @@ import io
 import os
 import warnings
 
-import numpy as np
+import paddle
+import paddle.nn as nn
+import paddle.nn.functional as F
+from paddle.distributed.fleet.utils import recompute
 
+from ernie.configuration import ErnieConfig
+from ernie.convert import read_state_dict
+from ernie.ops import (  # noqa: F401  (add_broadcast, linear: also used as ernie.modeling.*)
+    KernelPlan, Linear, add_broadcast, attention_bias, dropout, kernel_plan, linear, residual_layer_norm,
+)
+from ernie.utils.cpu_tuning import tune_cpu_math  # noqa: F401  (ernie.modeling.tune_cpu_math, as before)
 from ernie.utils import UserError, atomic_write
-
-
-def tune_cpu_math() -> None:
-    """Process-level CPU settings for Paddle's kernels (called at import; both keep fp32 results exact).
-
-    1. MKL's AVX2 GEMM on AMD CPUs: the MKL shipped with the Paddle CPU wheel takes a slow generic path on non-Intel
-       CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` (3-4x on every matmul). Set only if the user has not set it, and only
-       before the first GEMM of the process, hence at import.
-    2. glibc malloc keeps freed blocks instead of unmapping them (``M_MMAP_THRESHOLD`` / ``M_TRIM_THRESHOLD``):
-       Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each one is a
-       fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the arithmetic.
-       The cost is that the process keeps its peak heap instead of returning it to the OS.
-    Set ``ERNIE_NO_CPU_TUNING=1`` to skip both.
-    """
-    if os.environ.get("ERNIE_NO_CPU_TUNING"):
-        return
-    if "MKL_DEBUG_CPU_TYPE" not in os.environ:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                head = f.read(1 << 16)
-        except OSError:
-            head = ""
-        if "AuthenticAMD" in head and " avx2" in head:
-            os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
-
-
-tune_cpu_math()
-
-import paddle  # noqa: E402  (after tune_cpu_math, before any GEMM)
-import paddle.nn as nn  # noqa: E402
-import paddle.nn.functional as F  # noqa: E402
-from paddle.autograd import PyLayer  # noqa: E402
-from paddle.distributed.fleet.utils import recompute  # noqa: E402
-
-from ernie.configuration import ErnieConfig  # noqa: E402
-from ernie.convert import read_state_dict  # noqa: E402
 
 WEIGHTS_NAME = "model_state.pdparams"
 
@@ -86,121 +45,6 @@ def _init_attr(config: ErnieConfig) -> paddle.ParamAttr:
 
 def _linear(config: ErnieConfig, d_in: int, d_out: int) -> nn.Linear:
     return Linear(d_in, d_out, weight_attr=_init_attr(config))
-
-
-# ---- CPU fp32 kernels -----------------------------------------------------------------------------------------------
-# Paddle's CPU reduction over rows (the gradient of a broadcast bias add) is ~30x slower than the same sum done as a
-# [1, M] x [M, N] GEMV, and its dropout draws random numbers ~3x slower than numpy. The functions below compute the
-# same quantities through the fast routes for fp32 tensors on CPU. Everywhere else (GPU, AMP dtypes) the stock
-# Paddle ops run.
-
-
-def _cpu_fp32(x: paddle.Tensor) -> bool:
-    # Independent of the grad mode on purpose: recompute runs the forward under no_grad and again with grad, and
-    # both runs must take the same path (same dropout masks, same rounding).
-    return paddle.in_dynamic_mode() and x.dtype == paddle.float32 and x.place.is_cpu_place()
-
-
-def _on_accelerator(x: paddle.Tensor) -> bool:
-    return paddle.in_dynamic_mode() and not x.place.is_cpu_place()
-
-
-def _row_sum(dy2: paddle.Tensor) -> paddle.Tensor:
-    """Column sums of a 2-D tensor as a GEMV: [M, N] -> [N]."""
-    return paddle.matmul(paddle.ones([1, dy2.shape[0]], dtype=dy2.dtype), dy2).reshape([-1])
-
-
-class _LinearFn(PyLayer):
-    """y = x @ W (+ b), or x @ W^T (+ b) with ``transpose_w``; x [..., K] -> y [..., N]."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, transpose_w):
-        lead = list(x.shape[:-1])
-        x2 = x.reshape([-1, x.shape[-1]])
-        y = paddle.matmul(x2, weight, transpose_y=transpose_w)
-        if bias is not None:
-            y = y.add_(bias)
-        ctx.save_for_backward(x2, weight)
-        ctx.meta = (lead, transpose_w, bias is not None)
-        return y.reshape(lead + [y.shape[-1]])
-
-    @staticmethod
-    def backward(ctx, dy):
-        x2, weight = ctx.saved_tensor()
-        lead, transpose_w, has_bias = ctx.meta
-        dy2 = dy.reshape([-1, dy.shape[-1]])
-        if transpose_w:  # weight [N, K]
-            dx = paddle.matmul(dy2, weight)
-            dw = paddle.matmul(dy2, x2, transpose_x=True)
-        else:  # weight [K, N]
-            dx = paddle.matmul(dy2, weight, transpose_y=True)
-            dw = paddle.matmul(x2, dy2, transpose_x=True)
-        dx = dx.reshape(lead + [dx.shape[-1]])
-        return (dx, dw, _row_sum(dy2)) if has_bias else (dx, dw)
-
-
-class _AddBroadcastFn(PyLayer):
-    """y = x + r, with r broadcast over x's leading dims (r [*T], x [..., *T])."""
-
-    @staticmethod
-    def forward(ctx, x, r):
-        ctx.r_shape = list(r.shape)
-        return x + r
-
-    @staticmethod
-    def backward(ctx, dy):
-        numel = int(np.prod(ctx.r_shape))
-        return dy, _row_sum(dy.reshape([-1, numel])).reshape(ctx.r_shape)
-
-
-def linear(x, weight, bias=None, transpose_w: bool = False) -> paddle.Tensor:
-    """x @ W + b ([..., K] -> [..., N]); W is [K, N], or [N, K] with ``transpose_w``."""
-    if _cpu_fp32(x):
-        return _LinearFn.apply(x, weight, bias, transpose_w)
-    y = paddle.matmul(x, weight, transpose_y=transpose_w)
-    return y if bias is None else y + bias
-
-
-def add_broadcast(x: paddle.Tensor, r: paddle.Tensor) -> paddle.Tensor:
-    """x + r, r broadcast over the leading dims of x."""
-    return _AddBroadcastFn.apply(x, r) if _cpu_fp32(x) else x + r
-
-
-def dropout(x: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
-    """Dropout in upscale-in-train mode, skipped entirely when it is the identity (eval or p == 0).
-
-    On CPU fp32 the keep-mask is drawn by numpy's PCG64, seeded from Paddle's generator, so ``paddle.seed`` makes
-    runs reproducible and recompute (which replays Paddle's RNG state) regenerates the same mask.
-    """
-    if not training or p <= 0:
-        return x
-    if not _cpu_fp32(x):
-        return F.dropout(x, p, training=True)
-    seed = int(paddle.randint(0, 2**31 - 1, [1]).item())
-    u = np.random.default_rng(seed).random(int(np.prod(x.shape)), dtype=np.float32)
-    mask = np.multiply(u >= p, np.float32(1.0 / (1.0 - p)), dtype=np.float32).reshape(x.shape)
-    return x * paddle.to_tensor(mask)
-
-
-class Linear(nn.Linear):
-    """nn.Linear (same parameters and names) whose CPU training step uses the fast kernels above."""
-
-    def forward(self, x):
-        return linear(x, self.weight, self.bias)
-
-
-def attention_bias(mask: paddle.Tensor, dtype) -> paddle.Tensor:
-    """Additive attention bias in ``dtype`` from a keep-mask (bool) or an additive float mask.
-
-    Masked positions get the dtype's lowest finite value (not a -1e4 constant), so the bias is exact in fp32 and
-    safe in fp16/bf16.
-    """
-    if mask.dtype == paddle.bool:
-        # built in fp32 (exact for the fp16/bf16 lowest values too), then cast: `where` has no fp16/bf16 CPU kernel
-        low = paddle.full([], paddle.finfo(dtype).min, dtype="float32")
-        bias = paddle.where(mask, paddle.zeros([], dtype="float32"), low)
-        return bias if bias.dtype == dtype else bias.astype(dtype)
-    return mask.astype(dtype) if mask.dtype != dtype else mask
 
 
 class ErnieEmbeddings(nn.Layer):
@@ -256,9 +100,9 @@ class ErnieSelfAttention(nn.Layer):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.dropout_prob = config.attention_probs_dropout_prob
-        # None: F.scaled_dot_product_attention on GPU/XPU in dynamic mode; the explicit matmul/softmax path on CPU
-        # (equally fast there, and its dropout uses the fast CPU mask) and in static graphs (exportable to ONNX).
-        # True/False force one path.
+        # None: as ernie.ops.kernel_plan picks for the device/dtype (F.scaled_dot_product_attention on accelerators in
+        # dynamic mode; the explicit matmul/softmax path on CPU, where it is as fast and its dropout uses the fast CPU
+        # mask, and in static graphs, exportable to ONNX). True/False force one path.
         self.fused_attention: bool | None = None
         self.q_proj = _linear(config, H, H)
         self.k_proj = _linear(config, H, H)
@@ -276,7 +120,7 @@ class ErnieSelfAttention(nn.Layer):
         weight = paddle.concat([self.q_proj.weight * scale, self.k_proj.weight, self.v_proj.weight], axis=1)
         bias = paddle.concat([self.q_proj.bias * scale, self.k_proj.bias, self.v_proj.bias])
         qkv = linear(x, weight, bias).reshape([0, 0, 3, self.num_heads, self.head_dim])
-        use_fused = self.fused_attention if self.fused_attention is not None else _on_accelerator(x)
+        use_fused = self.fused_attention if self.fused_attention is not None else kernel_plan(qkv).fused_attention
         if use_fused:  # flash / memory-efficient kernels on GPU; layout [B, S, heads, head_dim]
             q, k, v = qkv.unbind(2)
             bias_ = None if mask is None else attention_bias(mask, q.dtype)
@@ -306,11 +150,15 @@ class ErnieEncoderLayer(nn.Layer):
         self.norm2 = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
         self.activation = _ACTIVATIONS[config.hidden_act]
         self.dropout_prob = config.hidden_dropout_prob
+        # None: the kernels ernie.ops.kernel_plan picks for the device/dtype; a KernelPlan forces one (tests).
+        self.kernels: KernelPlan | None = None
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None = None) -> paddle.Tensor:
-        x = self.norm1(x + dropout(self.self_attn(x, mask), self.dropout_prob, self.training))
+        h = self.self_attn(x, mask)
+        plan = self.kernels or kernel_plan(h)
+        x = residual_layer_norm(h, x, self.norm1, self.dropout_prob, self.training, plan)
         ffn = self.linear2(self.activation(self.linear1(x)))
-        return self.norm2(x + dropout(ffn, self.dropout_prob, self.training))
+        return residual_layer_norm(ffn, x, self.norm2, self.dropout_prob, self.training, plan)
 
 
 class ErnieEncoder(nn.Layer):
@@ -339,6 +187,60 @@ class ErniePooler(nn.Layer):
 
     def forward(self, hidden_states: paddle.Tensor) -> paddle.Tensor:
         return paddle.tanh(self.dense(hidden_states[:, 0]))
+
+
+class TiedDecoder(nn.Layer):
+    """Output projection sharing the word-embedding matrix ([V, H]) plus its own bias: [N, H] -> [N, V]."""
+
+    def __init__(self, embedding_weight: paddle.Tensor, vocab_size: int):
+        super().__init__()
+        self.weight = embedding_weight
+        self.bias = self.create_parameter([vocab_size], is_bias=True)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return linear(x, self.weight, self.bias, transpose_w=True)
+
+
+class ErnieLMPredictionHead(nn.Layer):
+    """MLM head on the gathered masked positions: dense -> act -> LayerNorm -> tied decoder (+ bias).
+
+    sequence_output [B, S, H], masked_positions [N] flat ``row * S + pos`` -> scores [N, V]
+    (all positions, [B, S, V], when masked_positions is None).
+    """
+
+    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
+        super().__init__()
+        self.transform = _linear(config, config.hidden_size, config.hidden_size)
+        self.activation = _ACTIVATIONS[config.hidden_act]
+        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.decoder = TiedDecoder(embedding_weight, config.vocab_size)
+        self.decoder_bias = self.decoder.bias  # second name for the bias, as in PaddleNLP's state dict
+
+    def forward(self, sequence_output, masked_positions=None):
+        h = sequence_output
+        if masked_positions is not None:
+            h = paddle.gather(h.reshape([-1, h.shape[-1]]), masked_positions.reshape([-1]))
+        h = self.layer_norm(self.activation(self.transform(h)))
+        return self.decoder(h)
+
+
+class ErniePretrainingHeads(nn.Layer):
+    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
+        super().__init__()
+        self.predictions = ErnieLMPredictionHead(config, embedding_weight)
+        self.seq_relationship = _linear(config, config.hidden_size, 2)
+
+    def forward(self, sequence_output, pooled_output, masked_positions=None):
+        return self.predictions(sequence_output, masked_positions), self.seq_relationship(pooled_output)
+
+
+class ErnieOnlyMLMHead(nn.Layer):
+    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
+        super().__init__()
+        self.predictions = ErnieLMPredictionHead(config, embedding_weight)
+
+    def forward(self, sequence_output, masked_positions=None):
+        return self.predictions(sequence_output, masked_positions)
 
 
 class ErniePretrainedModel(nn.Layer):
@@ -485,51 +387,6 @@ class ErnieModel(ErniePretrainedModel):
         return sequence_output, self.pooler(sequence_output)
 
 
-class TiedDecoder(nn.Layer):
-    """Output projection sharing the word-embedding matrix ([V, H]) plus its own bias: [N, H] -> [N, V]."""
-
-    def __init__(self, embedding_weight: paddle.Tensor, vocab_size: int):
-        super().__init__()
-        self.weight = embedding_weight
-        self.bias = self.create_parameter([vocab_size], is_bias=True)
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return linear(x, self.weight, self.bias, transpose_w=True)
-
-
-class ErnieLMPredictionHead(nn.Layer):
-    """MLM head on the gathered masked positions: dense -> act -> LayerNorm -> tied decoder (+ bias).
-
-    sequence_output [B, S, H], masked_positions [N] flat ``row * S + pos`` -> scores [N, V]
-    (all positions, [B, S, V], when masked_positions is None).
-    """
-
-    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
-        super().__init__()
-        self.transform = _linear(config, config.hidden_size, config.hidden_size)
-        self.activation = _ACTIVATIONS[config.hidden_act]
-        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
-        self.decoder = TiedDecoder(embedding_weight, config.vocab_size)
-        self.decoder_bias = self.decoder.bias  # second name for the bias, as in PaddleNLP's state dict
-
-    def forward(self, sequence_output, masked_positions=None):
-        h = sequence_output
-        if masked_positions is not None:
-            h = paddle.gather(h.reshape([-1, h.shape[-1]]), masked_positions.reshape([-1]))
-        h = self.layer_norm(self.activation(self.transform(h)))
-        return self.decoder(h)
-
-
-class ErniePretrainingHeads(nn.Layer):
-    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
-        super().__init__()
-        self.predictions = ErnieLMPredictionHead(config, embedding_weight)
-        self.seq_relationship = _linear(config, config.hidden_size, 2)
-
-    def forward(self, sequence_output, pooled_output, masked_positions=None):
-        return self.predictions(sequence_output, masked_positions), self.seq_relationship(pooled_output)
-
-
 class ErnieForPretraining(ErniePretrainedModel):
     """ERNIE with the MLM head (on masked positions) and the sentence-order (SOP) head.
 
@@ -570,15 +427,6 @@ class ErniePretrainingCriterion(nn.Layer):
         sop_labels = next_sentence_labels.reshape([-1, 1]).astype("int64")
         sop_loss = F.cross_entropy(seq_relationship_score.astype("float32"), sop_labels, reduction="mean")
         return lm_loss + sop_loss, lm_loss, sop_loss
-
-
-class ErnieOnlyMLMHead(nn.Layer):
-    def __init__(self, config: ErnieConfig, embedding_weight: paddle.Tensor):
-        super().__init__()
-        self.predictions = ErnieLMPredictionHead(config, embedding_weight)
-
-    def forward(self, sequence_output, masked_positions=None):
-        return self.predictions(sequence_output, masked_positions)
 
 
 class ErnieForMaskedLM(ErniePretrainedModel):

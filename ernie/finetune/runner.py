@@ -233,4 +233,7 @@ def main_for(task_cls: type[Task], argv: list[str] | None, prog: str) -> dict:
     from .args import parse_args
 
     args, options = parse_args(argv if argv is not None else sys.argv[1:], prog=prog, task_cls=task_cls)
+    from ernie.utils.cpu_tuning import tune_cpu_math
+
+    tune_cpu_math()  # process-level CPU settings, before the first GEMM
     return run(args, task_cls, options)

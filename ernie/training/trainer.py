@@ -29,7 +29,8 @@ import paddle
 from data_tools.batching import collate, DistributedBatchSampler
 from data_tools.ernie_dataset import build_train_valid_test_datasets, train_valid_test_num_samples
 from ernie.configuration import ErnieConfig
-from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion  # (its import tunes MKL for AMD CPUs)
+from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
+from ernie.utils.cpu_tuning import tune_cpu_math
 from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import UserError, cli_main, resolve_dir
 
@@ -347,6 +348,7 @@ def report_eval(log: RunLogger, name: str, step: int, losses: dict[str, float]) 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    tune_cpu_math()  # process-level CPU settings, before the first GEMM
     die_with_launcher()
     env = init_distributed(args.training.device)
     try:
