@@ -186,6 +186,7 @@ def _log_once(key, message: str) -> None:
         _log.info(message)
 
 
+@paddle.jit.not_to_static  # plain Python at trace time (Paddle 2.6 dy2static mangles its early returns)
 def kernel_plan(x: paddle.Tensor) -> KernelPlan:
     """The plan for a tensor's device and dtype (plain path in static graphs: exportable ops only), logged once."""
     if not paddle.in_dynamic_mode():
@@ -198,6 +199,7 @@ def kernel_plan(x: paddle.Tensor) -> KernelPlan:
     return plan
 
 
+@paddle.jit.not_to_static  # its branches are on Python values: trace the chosen path only
 def residual_layer_norm(x: paddle.Tensor, residual: paddle.Tensor, norm, p: float, training: bool,
                         plan: KernelPlan) -> paddle.Tensor:
     """norm(residual + dropout(x)) for a paddle.nn.LayerNorm ``norm``, fused when the plan says so."""

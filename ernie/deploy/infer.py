@@ -162,7 +162,7 @@ def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
 def check_max_length(model_dir: str, max_length: int) -> None:
     """``UserError`` when ``--max_length`` exceeds the positions of the exported model (recorded by
     export_model.py in deploy_config.json; exports without the record are not checked)."""
-    from .export import DEPLOY_CONFIG
+    from .layout import DEPLOY_CONFIG
 
     path = os.path.join(model_dir, DEPLOY_CONFIG)
     try:

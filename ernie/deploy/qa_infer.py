@@ -15,7 +15,7 @@ import os
 
 from ernie.utils import ArgumentParser, UserError, atomic_write, check_output_path, cli_main
 
-from .export import INPUT_NAMES
+from .layout import INPUT_NAMES
 from .infer import BACKENDS, make_backend
 
 
