@@ -30,7 +30,7 @@ import numpy as np
 
 from ernie.utils import UserError, cli_main
 
-from .infer import EXAMPLE_TEXTS, SeqClsPredictor, print_seq_cls_results, read_inputs
+from .infer import SeqClsPredictor, predict_and_print, read_inputs
 from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
 
 BACKENDS = ("paddle", "onnx_runtime", "openvino")
@@ -182,15 +182,8 @@ def seq_cls_main(argv: list[str] | None = None) -> list[dict]:
     a = _parser("fastdeploy_seq_cls_infer.py", "Sequence classification with FastDeploy.").parse_args(argv)
     _check_sizes(a)
     _check_task(a.model_dir, "seq_cls", "fastdeploy_seq_cls_infer.py")
-    texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, [None] * len(EXAMPLE_TEXTS))
     predictor = seq_cls_predictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
-    t0 = time.perf_counter()
-    results = predictor.predict(texts, pairs)
-    elapsed = time.perf_counter() - t0
-    print_seq_cls_results(texts, pairs, results)
-    print(f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with FastDeploy {a.backend} on {a.device} "
-          f"(batch {a.batch_size}, max_length {a.max_length})", file=sys.stderr)
-    return results
+    return predict_and_print(predictor, a, f"FastDeploy {a.backend}")
 
 
 @cli_main

@@ -297,12 +297,18 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if getattr(a, flag) < 1:
             raise UserError(f"--{flag} must be >= 1")
     check_max_length(a.model_dir, a.max_length)
-    texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, [None] * len(EXAMPLE_TEXTS))
     predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
+    return predict_and_print(predictor, a, a.backend)
+
+
+def predict_and_print(predictor, a, backend_name: str) -> list[dict]:
+    """The seq_cls inference scripts' body: ``a.input_file`` (or the built-in examples) through ``predictor``, the
+    ``Data/Label/Confidence`` lines on stdout and the timing on stderr; returns the predictions."""
+    texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, [None] * len(EXAMPLE_TEXTS))
     t0 = time.perf_counter()
     results = predictor.predict(texts, pairs)
     elapsed = time.perf_counter() - t0
     print_seq_cls_results(texts, pairs, results)
-    print(f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with {a.backend} on {a.device} "
+    print(f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with {backend_name} on {a.device} "
           f"(batch {a.batch_size}, max_length {a.max_length})", file=sys.stderr)
     return results
