@@ -28,7 +28,7 @@ import time
 
 import numpy as np
 
-from ernie.utils import UserError, cli_main
+from ernie.utils import UserError, cli_main, require_positive
 
 from .infer import SeqClsPredictor, predict_and_print, read_inputs
 from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
@@ -169,9 +169,7 @@ def _check_task(model_dir: str, task: str, script: str) -> None:
 
 
 def _check_sizes(a) -> None:
-    for flag in ("batch_size", "max_length", "cpu_threads"):
-        if getattr(a, flag) < 1:
-            raise UserError(f"--{flag} must be >= 1")
+    require_positive(a, ("batch_size", "max_length", "cpu_threads"))
     if a.max_length < 3:
         raise UserError("--max_length must be >= 3 ([CLS] text [SEP])")
 

@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file
+from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file, require_positive
 
 from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
 
@@ -293,9 +293,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     p.add_argument("--input_file", help="one text a line (text<TAB>text_pair for pairs); default: three examples")
     a = p.parse_args(argv)
-    for flag in ("batch_size", "max_length", "cpu_threads"):
-        if getattr(a, flag) < 1:
-            raise UserError(f"--{flag} must be >= 1")
+    require_positive(a, ("batch_size", "max_length", "cpu_threads"))
     check_max_length(a.model_dir, a.max_length)
     predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
     return predict_and_print(predictor, a, a.backend)

@@ -11,7 +11,7 @@ from argparse import SUPPRESS
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ernie.utils import ArgumentParser, UserError, str2bool
+from ernie.utils import ArgumentParser, UserError, require_positive, str2bool
 
 @dataclass
 class FinetuneArgs:
@@ -125,16 +125,11 @@ def validate(args: FinetuneArgs) -> None:
         raise UserError("--dataset: no data; pass --dataset or --train_file/--dev_file/--test_file")
     if args.do_train and not (args.dataset or args.train_file):
         raise UserError("--do_train needs --train_file (or --dataset)")
-    for name in ("max_seq_length", "batch_size", "logging_steps"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be >= 1")
+    require_positive(args, ("max_seq_length", "batch_size", "logging_steps"))
     if args.max_seq_length > 512:
         raise UserError("--max_seq_length must be <= 512 (ERNIE 1.0 position embeddings)")
-    for name in ("eval_steps", "save_steps", "save_total_limit", "early_stopping_patience", "max_train_samples",
-                 "max_eval_samples", "max_predict_samples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UserError(f"--{name} must be >= 1")
+    require_positive(args, ("eval_steps", "save_steps", "save_total_limit", "early_stopping_patience",
+                            "max_train_samples", "max_eval_samples", "max_predict_samples"))
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         value = getattr(args, name)
         if value is not None and not 0 <= value < 1:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import paddle
 
-from ernie.utils import UserError, atomic_write, cli_main
+from ernie.utils import UserError, atomic_write, cli_main, require_positive
 from ernie.tokenizer import is_cjk_char, is_punctuation
 
 from . import data as D
@@ -260,9 +260,7 @@ class QaOptions:
     n_best_size: int = field(default=20, metadata={"help": "start / end candidates per window"})
 
     def validate(self, args) -> None:
-        for name in ("doc_stride", "max_query_length", "max_answer_length", "n_best_size"):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name} must be >= 1")
+        require_positive(self, ("doc_stride", "max_query_length", "max_answer_length", "n_best_size"))
         if self.max_query_length + 3 >= args.max_seq_length:
             raise UserError(f"--max_query_length {self.max_query_length} leaves no room for the context in "
                             f"--max_seq_length {args.max_seq_length}")

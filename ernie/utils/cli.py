@@ -26,6 +26,15 @@ def str2bool(value) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
 
 
+def require_positive(args, names) -> None:
+    """``UserError("--NAME must be >= 1")`` for the first of ``names`` whose value on ``args`` is below 1 (a None
+    value, an unset optional flag, passes)."""
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UserError(f"--{name} must be >= 1")
+
+
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with one-line errors: a bad or missing flag raises ``UserError(message)``."""
 
