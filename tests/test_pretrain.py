@@ -118,6 +118,27 @@ def test_flags_yaml_and_errors(demo, tmp_path):
         parse_args(["--config", str(tmp_path / "bad.yaml")])
 
 
+def test_vocab_size_sets_the_embedding_rows(demo, trained, tmp_path):
+    """--vocab_size: the rows of the embedding table and MLM output (from scratch); one line when it cannot hold the
+    vocabulary or contradicts the weights of --continue_training."""
+    from ernie.tokenizer import ErnieTokenizer
+    from ernie.training.args import parse_args
+    from ernie.training.trainer import build_model
+
+    tok = ErnieTokenizer.from_pretrained(demo["vocab"])
+    base = flags(demo, str(tmp_path / "out"), model_name_or_path="ernie-mini-cpu")  # vocab_size 18,000 in its config
+    model = build_model(parse_args(base + ["--vocab_size", str(tok.vocab_size)]), tok)
+    assert model.ernie.embeddings.word_embeddings.weight.shape[0] == tok.vocab_size
+    assert model.cls.predictions.decoder_bias.shape[0] == tok.vocab_size
+    assert build_model(parse_args(base), tok).config.vocab_size == 18000  # default: the model config's
+    with pytest.raises(UserError, match=f"--vocab_size: {tok.vocab_size - 1} is smaller than the vocabulary"):
+        build_model(parse_args(base + ["--vocab_size", str(tok.vocab_size - 1)]), tok)
+    cont = flags(demo, str(tmp_path / "out2"), model_name_or_path=os.path.join(trained, "model_last"),
+                 continue_training="true")
+    with pytest.raises(UserError, match="--vocab_size: .* differs from the vocab_size"):
+        build_model(parse_args(cont + ["--vocab_size", str(tok.vocab_size + 8)]), tok)
+
+
 @pytest.mark.parametrize("name", ["ernie-tiny-cpu", "ernie-1.0-base-gpu", "ernie-1.0-base-gpu-fp16"])
 def test_shipped_configs_parse(demo, tmp_path, name):
     from ernie.training.args import derive_batching, parse_args

@@ -43,6 +43,9 @@ class ModelArgs:
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     use_recompute: bool = field(default=False, metadata={"help": "recompute encoder layers in backward to save memory"})
+    vocab_size: Optional[int] = field(default=None, metadata={
+        "help": "rows of the embedding table (and of the MLM output) when pretraining from scratch; default: the "
+                "model config's. Set it to the vocabulary's size so no compute goes to rows no token uses"})
 
 
 DATASET_FLAGS = [f for f in dataclasses.fields(ErnieDatasetConfig) if f.metadata.get("flag")]

@@ -54,6 +54,14 @@ def build_model(args: PretrainArgs, tokenizer):
     config = ErnieConfig.from_pretrained(m.model_name_or_path, hidden_dropout_prob=m.hidden_dropout_prob,
                                          attention_probs_dropout_prob=m.attention_probs_dropout_prob,
                                          use_recompute=m.use_recompute)
+    if m.vocab_size is not None:
+        if m.continue_training and m.vocab_size != config.vocab_size:
+            raise UserError(f"--vocab_size: {m.vocab_size} differs from the vocab_size {config.vocab_size} of the "
+                            f"weights in {m.model_name_or_path} (--continue_training keeps their shape)")
+        if m.vocab_size < tokenizer.vocab_size:
+            raise UserError(f"--vocab_size: {m.vocab_size} is smaller than the vocabulary "
+                            f"({tokenizer.vocab_size} tokens in {m.tokenizer_name_or_path})")
+        config = config.replace(vocab_size=m.vocab_size)
     if tokenizer.vocab_size > config.vocab_size:
         raise UserError(f"--tokenizer_name_or_path: the vocabulary has {tokenizer.vocab_size} tokens but the model "
                         f"config {m.model_name_or_path} has vocab_size {config.vocab_size}")
