@@ -1,7 +1,7 @@
 """Masking strategies measured downstream at one fixed pretraining budget (issue 9, item 5).
 
     python benchmarks/bench_masking.py [--work_dir output/bench_masking] [--strategies basic word knowledge]
-        [--seeds 1 2 3] [--max_steps 2500] [--nproc 2] [--checkpoint word=output/demo/pretrain/model_last]
+        [--seeds 1 2 3] [--max_steps 2500] [--nproc 2] [--checkpoint basic=output/demo/pretrain/model_last]
 
 The demo's model, corpus, vocabulary and pretraining config (``ernie.demo``: People's Daily without the NER dev/test
 sentences + the sentiment train reviews, ``configs/pretrain/ernie-mini-cpu-demo.yaml``) are pretrained once per

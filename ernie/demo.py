@@ -302,6 +302,20 @@ def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
+def pretraining_summary(w: str) -> str:
+    """The masking and steps the checkpoint was pretrained with, from the args.yaml saved beside its weights."""
+    import yaml
+
+    path = resolve_dir(f"{w}/pretrain/model_last")
+    if path is None or not os.path.exists(f"{path}/args.yaml"):
+        return ""
+    with open(f"{path}/args.yaml", encoding="utf-8") as f:
+        a = yaml.safe_load(f)
+    d, o = a["data"], a["optimizer"]
+    return (f" (masking {d['masking']}, {100 * d['masked_lm_prob']:g} % of the tokens masked, "
+            f"{a['training']['max_steps']} steps, max_lr {o['max_lr']:g})")
+
+
 def results_table(w: str, scores: dict[str, dict[str, list[float]]], speed: dict[str, dict],
                   seeds: tuple[int, ...]) -> str:
     """results.md: pretraining loss, per-seed and mean test figures of both inits on both tasks, deployment."""
@@ -324,8 +338,8 @@ def results_table(w: str, scores: dict[str, dict[str, list[float]]], speed: dict
                          f"{p.metric} of {p.dev_samples} dev examples"
                          for p in PROTOCOLS.values())
     table += (f"\n\nFine-tuning (the same for both inits): {settings}; full test splits.\n"
-              f"Pretraining config: {PRETRAIN_CONFIG}. Total time: {(time.time() - T0) / 60:.1f} min. "
-              f"Loss curve: {w}/loss.png\n")
+              f"Pretraining config: {PRETRAIN_CONFIG}{pretraining_summary(w)}. "
+              f"Total time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n")
     print(table)
     return table
 
