@@ -130,7 +130,8 @@ class ErnieSelfAttention(nn.Layer):
             return self.out_proj(context.reshape([0, 0, H]))
         qkv = qkv.transpose([2, 0, 3, 1, 4])
         # 3 x [B, heads, S, head_dim]. In dynamic mode unbind, whose backward writes the gradient once (stack), where
-        # three slices each zero-fill and copy a full-size one (12% of a 2-layer/128 model's CPU step); slices in graphs.
+        # three slices each zero-fill and copy a full-size one (12% of a 2-layer/128 model's CPU step); slices in
+        # graphs.
         q, k, v = qkv.unbind(0) if paddle.in_dynamic_mode() else (qkv[0], qkv[1], qkv[2])
         scores = paddle.matmul(q, k, transpose_y=True)  # [B, heads, S, S]
         if mask is not None:
