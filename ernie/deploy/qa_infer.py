@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from ernie.utils import ArgumentParser, UserError, atomic_write, check_output_path, cli_main, require_positive
+from ernie.utils import ArgumentParser, atomic_write, check_output_path, cli_main, require_positive
 
 from .layout import INPUT_NAMES
 from .infer import BACKENDS, make_backend
@@ -68,11 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n_best_size", type=int, default=20)
     p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     a = p.parse_args(argv)
-    require_positive(a, ("batch_size", "max_seq_length", "doc_stride", "max_query_length", "max_answer_length",
-                         "n_best_size", "cpu_threads"))
-    if a.max_query_length + 3 >= a.max_seq_length:
-        raise UserError(f"--max_query_length {a.max_query_length} leaves no room for the context in "
-                        f"--max_seq_length {a.max_seq_length}")
+    from ernie.finetune.qa import QaOptions
+
+    require_positive(a, ("batch_size", "max_seq_length", "cpu_threads"))
+    QaOptions(a.doc_stride, a.max_query_length, a.max_answer_length, a.n_best_size).validate(a)  # their one check
     check_output_path(a.output, a.overwrite)
     examples = read_squad_file(a.input_file)
     predictor = QaPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_seq_length, a.cpu_threads,

@@ -5,6 +5,6 @@ from .io import (atomic_dir, atomic_write, check_output_path, check_writable, fs
                  output_error, resolve_dir)
 from .labels import LABEL_FILE, read_label_file, write_label_file
 
-__all__ = ["ArgumentParser", "require_positive", "str2bool", "UserError", "cli_main", "atomic_write", "atomic_dir", "check_output_path",
-           "check_writable", "fsync_dir", "list_input_files", "output_error", "resolve_dir",
+__all__ = ["ArgumentParser", "require_positive", "str2bool", "UserError", "cli_main", "atomic_write", "atomic_dir",
+           "check_output_path", "check_writable", "fsync_dir", "list_input_files", "output_error", "resolve_dir",
            "LABEL_FILE", "read_label_file", "write_label_file"]
