@@ -27,7 +27,8 @@ from paddle.distributed.fleet.utils import recompute
 from ernie.configuration import ErnieConfig
 from ernie.convert import read_state_dict
 from ernie.ops import (  # noqa: F401  (add_broadcast, linear: also used as ernie.modeling.*)
-    KernelPlan, Linear, add_broadcast, attention_bias, dropout, kernel_plan, linear, residual_layer_norm,
+    KernelPlan, LayerNorm, Linear, add_broadcast, add_expanded, attention_bias, dropout, kernel_plan, linear,
+    residual_layer_norm,
 )
 from ernie.utils.cpu_tuning import tune_cpu_math  # noqa: F401  (ernie.modeling.tune_cpu_math, as before)
 from ernie.utils import UserError, atomic_write
@@ -63,7 +64,7 @@ class ErnieEmbeddings(nn.Layer):
         self.task_id = config.task_id
         if self.use_task_id:
             self.task_type_embeddings = nn.Embedding(config.task_type_vocab_size, H, weight_attr=attr)
-        self.layer_norm = nn.LayerNorm(H, epsilon=config.layer_norm_eps)
+        self.layer_norm = LayerNorm(H, epsilon=config.layer_norm_eps)
         self.dropout_prob = config.hidden_dropout_prob
 
     def forward(self, input_ids, token_type_ids=None, position_ids=None, task_type_ids=None):
@@ -135,7 +136,7 @@ class ErnieSelfAttention(nn.Layer):
         q, k, v = qkv.unbind(0) if paddle.in_dynamic_mode() else (qkv[0], qkv[1], qkv[2])
         scores = paddle.matmul(q, k, transpose_y=True)  # [B, heads, S, S]
         if mask is not None:
-            scores = scores + attention_bias(mask, scores.dtype)
+            scores = add_expanded(scores, attention_bias(mask, scores.dtype))
         probs = dropout(F.softmax(scores, axis=-1), self.dropout_prob, self.training)
         context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([0, 0, H])
         return self.out_proj(context)
@@ -149,8 +150,8 @@ class ErnieEncoderLayer(nn.Layer):
         self.self_attn = ErnieSelfAttention(config)
         self.linear1 = _linear(config, config.hidden_size, config.intermediate_size)
         self.linear2 = _linear(config, config.intermediate_size, config.hidden_size)
-        self.norm1 = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
-        self.norm2 = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.norm1 = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.norm2 = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
         self.activation = _ACTIVATIONS[config.hidden_act]
         self.dropout_prob = config.hidden_dropout_prob
         # None: the kernels ernie.ops.kernel_plan picks for the device/dtype; a KernelPlan forces one (tests).
@@ -215,7 +216,7 @@ class ErnieLMPredictionHead(nn.Layer):
         super().__init__()
         self.transform = _linear(config, config.hidden_size, config.hidden_size)
         self.activation = _ACTIVATIONS[config.hidden_act]
-        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
+        self.layer_norm = LayerNorm(config.hidden_size, epsilon=config.layer_norm_eps)
         self.decoder = TiedDecoder(embedding_weight, config.vocab_size)
         self.decoder_bias = self.decoder.bias  # second name for the bias, as in PaddleNLP's state dict
 

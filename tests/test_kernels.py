@@ -97,7 +97,9 @@ def test_fused_dropout_add_semantics():
 
 
 def test_importing_the_model_has_no_process_side_effects():
-    """tune_cpu_math runs only when an entry point calls it: importing ernie.modeling calls no mallopt."""
+    """tune_cpu_math runs only when an entry point calls it: importing ernie.modeling calls no mallopt and leaves
+    Paddle's strided views on; tune_cpu_math() then sets both (dense kernels on the CPU only, and never over a
+    FLAGS_use_stride_kernel the user set)."""
     import subprocess
     import sys
 
@@ -109,13 +111,21 @@ def test_importing_the_model_has_no_process_side_effects():
         "    def mallopt(self, *a): calls.append(a)\n"
         "real = ctypes.CDLL\n"
         "ctypes.CDLL = lambda name, *a, **k: Libc(name) if name == 'libc.so.6' else real(name, *a, **k)\n"
-        "import ernie.modeling\n"
-        "print(len(calls))\n"
+        "import paddle, ernie.modeling\n"
+        "stride = lambda: paddle.get_flags('FLAGS_use_stride_kernel')['FLAGS_use_stride_kernel']\n"
+        "print(len(calls), stride())\n"
         "from ernie.utils.cpu_tuning import tune_cpu_math\n"
+        "tune_cpu_math('gpu')\n"
+        "print(len(calls), stride())\n"
         "tune_cpu_math()\n"
-        "print(len(calls))\n"
+        "print(len(calls), stride())\n"
     )
-    env = {k: v for k, v in __import__("os").environ.items() if k != "ERNIE_NO_CPU_TUNING"}
+    unset = ("ERNIE_NO_CPU_TUNING", "FLAGS_use_stride_kernel")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in unset}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split()[-2:] == ["0", "2"]
+    assert out.stdout.split()[-6:] == ["0", "True", "2", "True", "4", "False"]
+    env["FLAGS_use_stride_kernel"] = "1"  # the user's setting wins
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "True"

@@ -218,6 +218,31 @@ def test_fast_kernels_match_stock_ops():
     modeling.add_broadcast(x, r).sum().backward()
     np.testing.assert_allclose(r.grad.numpy(), np.full((5, 8), 2.0), atol=1e-6)
 
+    bias = paddle.to_tensor(rs.randn(2, 1, 8).astype("float32"))  # an attention-bias-like broadcast in the middle
+    np.testing.assert_array_equal(modeling.add_expanded(x, bias).numpy(), (x + bias).numpy())
+
+
+def test_layer_norm_fast_backward_matches_stock():
+    """ops.LayerNorm: Paddle's forward, the GEMV/elementwise backward; same output and gradients as nn.LayerNorm,
+    same parameter names, and the stock op wherever the fast path does not apply (eval output is the same too)."""
+    rs = np.random.RandomState(1)
+    x0 = (rs.randn(3, 7, 32) * 3 + 1).astype("float32")
+    g0 = rs.randn(3, 7, 32).astype("float32")
+    w0, b0 = (rs.rand(32) + 0.5).astype("float32"), rs.randn(32).astype("float32")
+
+    def run(layer):
+        layer.weight.set_value(w0)
+        layer.bias.set_value(b0)
+        x = paddle.to_tensor(x0, stop_gradient=False)
+        y = layer(x)
+        y.backward(paddle.to_tensor(g0))
+        return y.numpy(), x.grad.numpy(), layer.weight.grad.numpy(), layer.bias.grad.numpy()
+
+    fast, stock = modeling.LayerNorm(32, epsilon=1e-12), nn.LayerNorm(32, epsilon=1e-12)
+    assert [n for n, _ in fast.named_parameters()] == [n for n, _ in stock.named_parameters()]
+    for got, exp, name in zip(run(fast), run(stock), ("y", "dx", "dweight", "dbias")):
+        np.testing.assert_allclose(got, exp, rtol=1e-4, atol=1e-5, err_msg=name)
+
 
 def test_dropout_rate_scale_and_seed():
     x = paddle.ones([200, 500])

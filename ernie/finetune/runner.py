@@ -235,5 +235,5 @@ def main_for(task_cls: type[Task], argv: list[str] | None, prog: str) -> dict:
     args, options = parse_args(argv if argv is not None else sys.argv[1:], prog=prog, task_cls=task_cls)
     from ernie.utils.cpu_tuning import tune_cpu_math
 
-    tune_cpu_math()  # process-level CPU settings, before the first GEMM
+    tune_cpu_math(args.device)  # process-level CPU settings, before the first GEMM
     return run(args, task_cls, options)

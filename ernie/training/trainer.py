@@ -356,7 +356,7 @@ def report_eval(log: RunLogger, name: str, step: int, losses: dict[str, float]) 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    tune_cpu_math()  # process-level CPU settings, before the first GEMM
+    tune_cpu_math(args.training.device)  # process-level CPU settings, before the first GEMM
     die_with_launcher()
     env = init_distributed(args.training.device)
     try:
