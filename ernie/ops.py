@@ -43,6 +43,11 @@ def _cpu_fp32(x: paddle.Tensor) -> bool:
     return paddle.in_dynamic_mode() and x.dtype == paddle.float32 and x.place.is_cpu_place()
 
 
+def _needs_grad(*tensors) -> tuple[bool, ...]:
+    """Which PyLayer inputs want a gradient: Paddle requires None for the others (frozen weights, constant inputs)."""
+    return tuple(t is not None and not t.stop_gradient for t in tensors)
+
+
 def _row_sum(dy2: paddle.Tensor) -> paddle.Tensor:
     """Column sums of a 2-D tensor as a GEMV: [M, N] -> [N]."""
     return paddle.matmul(paddle.ones([1, dy2.shape[0]], dtype=dy2.dtype), dy2).reshape([-1])
@@ -59,22 +64,23 @@ class _LinearFn(PyLayer):
         if bias is not None:
             y = y.add_(bias.expand(y.shape))
         ctx.save_for_backward(x2, weight)
-        ctx.meta = (lead, transpose_w, bias is not None)
+        ctx.meta = (lead, transpose_w, bias is not None, _needs_grad(x, weight, bias))
         return y.reshape(lead + [y.shape[-1]])
 
     @staticmethod
     def backward(ctx, dy):
         x2, weight = ctx.saved_tensor()
-        lead, transpose_w, has_bias = ctx.meta
+        lead, transpose_w, has_bias, (need_x, need_w, need_b) = ctx.meta
         dy2 = dy.reshape([-1, dy.shape[-1]])
-        if transpose_w:  # weight [N, K]
-            dx = paddle.matmul(dy2, weight)
-            dw = paddle.matmul(dy2, x2, transpose_x=True)
-        else:  # weight [K, N]
-            dx = paddle.matmul(dy2, weight, transpose_y=True)
-            dw = paddle.matmul(x2, dy2, transpose_x=True)
-        dx = dx.reshape(lead + [dx.shape[-1]])
-        return (dx, dw, _row_sum(dy2)) if has_bias else (dx, dw)
+        dx = dw = db = None
+        if need_x:  # weight [N, K] with transpose_w, else [K, N]
+            dx = paddle.matmul(dy2, weight, transpose_y=not transpose_w)
+            dx = dx.reshape(lead + [dx.shape[-1]])
+        if need_w:
+            dw = paddle.matmul(dy2, x2, transpose_x=True) if transpose_w else paddle.matmul(x2, dy2, transpose_x=True)
+        if need_b:
+            db = _row_sum(dy2)
+        return (dx, dw, db) if has_bias else (dx, dw)
 
 
 class _AddBroadcastFn(PyLayer):
@@ -82,13 +88,14 @@ class _AddBroadcastFn(PyLayer):
 
     @staticmethod
     def forward(ctx, x, r):
-        ctx.r_shape = list(r.shape)
+        ctx.r_shape, ctx.needs = list(r.shape), _needs_grad(x, r)
         return x + r.expand(x.shape)
 
     @staticmethod
     def backward(ctx, dy):
         numel = int(np.prod(ctx.r_shape))
-        return dy, _row_sum(dy.reshape([-1, numel])).reshape(ctx.r_shape)
+        need_x, need_r = ctx.needs
+        return (dy if need_x else None), (_row_sum(dy.reshape([-1, numel])).reshape(ctx.r_shape) if need_r else None)
 
 
 class _LayerNormFn(PyLayer):
@@ -97,12 +104,13 @@ class _LayerNormFn(PyLayer):
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
         ctx.save_for_backward(x, weight)
-        ctx.eps = eps
+        ctx.eps, ctx.needs = eps, _needs_grad(x, weight, bias)
         return F.layer_norm(x, x.shape[-1:], weight, bias, eps)
 
     @staticmethod
     def backward(ctx, dy):
         x, weight = ctx.saved_tensor()
+        need_x, need_w, need_b = ctx.needs
         n = x.shape[-1]
         x2, dy2 = x.reshape([-1, n]), dy.reshape([-1, n])
         rows = [x2.shape[0], n]
@@ -110,9 +118,12 @@ class _LayerNormFn(PyLayer):
         xc = x2 - paddle.matmul(x2, mean_of).expand(rows)
         rstd = paddle.rsqrt(paddle.matmul(xc * xc, mean_of) + ctx.eps).expand(rows)
         xhat = xc * rstd
-        g = dy2 * weight.expand(rows)
-        dx = (g - paddle.matmul(g, mean_of).expand(rows) - xhat * paddle.matmul(g * xhat, mean_of).expand(rows)) * rstd
-        return dx.reshape(x.shape), _row_sum(dy2 * xhat), _row_sum(dy2)
+        dx = None
+        if need_x:
+            g = dy2 * weight.expand(rows)
+            dx = (g - paddle.matmul(g, mean_of).expand(rows) - xhat * paddle.matmul(g * xhat, mean_of).expand(rows))
+            dx = (dx * rstd).reshape(x.shape)
+        return dx, (_row_sum(dy2 * xhat) if need_w else None), (_row_sum(dy2) if need_b else None)
 
 
 def linear(x, weight, bias=None, transpose_w: bool = False) -> paddle.Tensor:
@@ -136,7 +147,6 @@ def add_expanded(x: paddle.Tensor, r: paddle.Tensor) -> paddle.Tensor:
     if _cpu_fp32(x) and list(r.shape) != list(x.shape):
         return x + r.expand(x.shape)
     return x + r
-
 
 
 def _keep_mask(shape: list[int], p: float, seed: int) -> np.ndarray:

@@ -284,6 +284,30 @@ def test_recompute_gradients_equal_plain():
         np.testing.assert_allclose(gr[n], gp[n], rtol=1e-5, atol=1e-6, err_msg=n)
 
 
+def test_frozen_parameters_get_no_gradient_and_leave_the_others_unchanged():
+    """Freezing weights (embeddings, a LayerNorm scale, a dense weight) works on the CPU fast path, whose PyLayers
+    must return None for inputs that need no gradient; the other gradients are those of the unfrozen model."""
+    paddle.seed(5)
+    cfg = tiny_config()
+    full = ErnieForPretraining(cfg)
+    full.train()
+    part = ErnieForPretraining(cfg)
+    part.set_state_dict(full.state_dict())
+    part.train()
+    frozen = {"ernie.embeddings.word_embeddings.weight", "ernie.embeddings.position_embeddings.weight",
+              "ernie.embeddings.token_type_embeddings.weight", "ernie.embeddings.layer_norm.weight",
+              "ernie.encoder.layers.0.norm1.weight", "ernie.encoder.layers.1.linear1.weight"}
+    for name, p in part.named_parameters():
+        p.stop_gradient = name in frozen
+    b = batch()
+    _, g_full = _grads(full, b, seed=11)
+    _, g_part = _grads(part, b, seed=11)
+    assert frozen & set(g_part) == set() and frozen < set(g_full)
+    assert set(g_part) == set(g_full) - frozen - {"cls.predictions.decoder.weight"}  # tied to the word embeddings
+    for n in g_part:
+        np.testing.assert_allclose(g_part[n], g_full[n], rtol=1e-5, atol=1e-6, err_msg=n)
+
+
 def test_trains_a_few_steps():
     paddle.seed(6)
     model = ErnieForPretraining(tiny_config(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0))
