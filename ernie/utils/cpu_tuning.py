@@ -1,4 +1,4 @@
-"""Process-level CPU settings for the math libraries (no Paddle import here): ``tune_cpu_math``.
+"""Process-level CPU settings for the math libraries: ``tune_cpu_math`` (Paddle is imported only when it is called).
 
 Contract: nothing happens at import; the entry points that train or run the model call :func:`tune_cpu_math` at the
 start of ``main``. Every setting keeps fp32 results exact; ``ERNIE_NO_CPU_TUNING=1`` skips them all.
