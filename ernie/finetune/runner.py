@@ -146,12 +146,18 @@ def _resolve_labels(args: FinetuneArgs, task_cls: type[Task], data: D.DatasetSpl
                     f"model directory (with {LABEL_FILE})")
 
 
+def run_device(args: FinetuneArgs) -> str:
+    """``--device``, or by default gpu when this Paddle build has CUDA, else cpu."""
+    import paddle
+
+    return args.device or ("gpu" if paddle.device.is_compiled_with_cuda() else "cpu")
+
+
 def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
     """Do what the ``--do_*`` flags ask (see the module docstring); returns the results dict."""
     import paddle
 
-    device = args.device or ("gpu" if paddle.device.is_compiled_with_cuda() else "cpu")
-    paddle.set_device(device)
+    paddle.set_device(run_device(args))
     paddle.seed(args.seed)
     np.random.seed(args.seed)
     data = load_data(args, task_cls) if (args.do_train or args.do_eval or args.do_predict) else None
@@ -235,5 +241,5 @@ def main_for(task_cls: type[Task], argv: list[str] | None, prog: str) -> dict:
     args, options = parse_args(argv if argv is not None else sys.argv[1:], prog=prog, task_cls=task_cls)
     from ernie.utils.cpu_tuning import tune_cpu_math
 
-    tune_cpu_math(args.device)  # process-level CPU settings, before the first GEMM
+    tune_cpu_math(run_device(args))  # process-level CPU settings, before the first GEMM
     return run(args, task_cls, options)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 
 
-def tune_cpu_math(device: str | None = "cpu") -> None:
+def tune_cpu_math(device: str = "cpu") -> None:
     """Process-level CPU settings for Paddle's kernels (all keep fp32 results exact).
 
     Called explicitly by the entry points that train or run the model (pretraining, fine-tuning, inference,
@@ -21,8 +21,8 @@ def tune_cpu_math(device: str | None = "cpu") -> None:
        Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each one is a
        fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the arithmetic.
        The cost is that the process keeps its peak heap instead of returning it to the OS.
-    3. Dense kernels instead of strided views, when ``device`` is the CPU (``None``: the CPU unless this Paddle build
-       has CUDA): ``FLAGS_use_stride_kernel`` off, as in Paddle 2.x. With it on (Paddle 3's default) a transpose or
+    3. Dense kernels instead of strided views, when ``device`` (the run's, "cpu", "gpu", "gpu:0" ...) is the CPU:
+       ``FLAGS_use_stride_kernel`` off, as in Paddle 2.x. With it on (Paddle 3's default) a transpose or
        unbind returns a strided view, and the matmul or reshape that consumes it copies it through a generic
        element-by-element kernel: the attention's [B, S, 3, heads, head_dim] permute took 27 ms that way against
        1.3 ms for the dense transpose kernel, and the attention block's forward + backward 81 ms against 18 ms
@@ -49,10 +49,7 @@ def tune_cpu_math(device: str | None = "cpu") -> None:
         libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
-    if "FLAGS_use_stride_kernel" not in os.environ:
+    if "FLAGS_use_stride_kernel" not in os.environ and device.split(":")[0] == "cpu":
         import paddle
 
-        if device is None:
-            device = "gpu" if paddle.device.is_compiled_with_cuda() else "cpu"
-        if device.split(":")[0] == "cpu":
-            paddle.set_flags({"FLAGS_use_stride_kernel": False})
+        paddle.set_flags({"FLAGS_use_stride_kernel": False})
