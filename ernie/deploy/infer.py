@@ -159,20 +159,41 @@ def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
     return read_label_file(model_dir) or [str(i) for i in range(num_labels or 0)]
 
 
-def check_max_length(model_dir: str, max_length: int) -> None:
-    """``UserError`` when ``--max_length`` exceeds the positions of the exported model (recorded by
+def read_deploy_config(model_dir: str) -> dict:
+    """``model_dir/deploy_config.json`` (written by export_model.py), or {} when it is missing or unreadable (an
+    older export: the checks that need it are skipped)."""
+    from .layout import DEPLOY_CONFIG
+
+    try:
+        with open(os.path.join(model_dir, DEPLOY_CONFIG), encoding="utf-8") as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def check_task(model_dir: str, task: str, script: str) -> None:
+    """An export of another task (``deploy_config.json``'s ``task``) is one clear error, not wrong output."""
+    found = read_deploy_config(model_dir).get("task")
+    if found and found != task:
+        raise UserError(f"--model_dir {model_dir}: a {found} export; {script} serves {task} exports")
+
+
+def model_positions(model_dir: str) -> int | None:
+    """The exported model's ``max_position_embeddings`` (deploy_config.json), or None when not recorded."""
+    limit = read_deploy_config(model_dir).get("max_position_embeddings")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+
+def check_max_length(model_dir: str, max_length: int, flag: str = "--max_length") -> None:
+    """``UserError`` when ``flag``'s value exceeds the positions of the exported model (recorded by
     export_model.py in deploy_config.json; exports without the record are not checked)."""
     from .layout import DEPLOY_CONFIG
 
-    path = os.path.join(model_dir, DEPLOY_CONFIG)
-    try:
-        with open(path, encoding="utf-8") as f:
-            limit = json.load(f).get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
-        return
-    if isinstance(limit, int) and max_length > limit:
-        raise UserError(f"--max_length {max_length} exceeds the model's {limit} positions "
-                        f"(max_position_embeddings in {path}); pass --max_length {limit} or less")
+    limit = model_positions(model_dir)
+    if limit is not None and max_length > limit:
+        raise UserError(f"{flag} {max_length} exceeds the model's {limit} positions (max_position_embeddings in "
+                        f"{os.path.join(model_dir, DEPLOY_CONFIG)}); pass {flag} {limit} or less")
 
 
 class SeqClsPredictor:
@@ -294,6 +315,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--input_file", help="one text a line (text<TAB>text_pair for pairs); default: three examples")
     a = p.parse_args(argv)
     require_positive(a, ("batch_size", "max_length", "cpu_threads"))
+    check_task(a.model_dir, "seq_cls", "seq_cls_infer.py")
     check_max_length(a.model_dir, a.max_length)
     predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
     return predict_and_print(predictor, a, a.backend)
