@@ -7,7 +7,7 @@
 written to ``--output`` (atomically, never over an existing file without ``--overwrite``) and CMRC 2018 EM/F1 are
 printed over the questions that have answers (the line says how many lack them; with none, it says why there is
 no score). ``--max_seq_length`` defaults to 384, or to the model's ``max_position_embeddings`` when that is
-smaller; an export of another task is refused. Windows and the answer search are those of fine-tuning
+smaller (and ``--max_query_length`` to 64 or half of it); an export of another task is refused. Windows and the answer search are those of fine-tuning
 (:class:`ernie.finetune.qa.QaTask`), so the same flags give the same answers.
 """
 from __future__ import annotations
@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max_seq_length", type=int, default=None,
                    help=f"tokens per window; default {DEFAULT_MAX_SEQ_LENGTH} or the model's positions if fewer")
     p.add_argument("--doc_stride", type=int, default=128)
-    p.add_argument("--max_query_length", type=int, default=64)
+    p.add_argument("--max_query_length", type=int, default=None,
+                   help="question tokens kept; default 64, or half of --max_seq_length if that is less")
     p.add_argument("--max_answer_length", type=int, default=30)
     p.add_argument("--n_best_size", type=int, default=20)
     p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     check_task(a.model_dir, "qa", "qa_infer.py")
     if a.max_seq_length is None:
         a.max_seq_length = min(DEFAULT_MAX_SEQ_LENGTH, model_positions(a.model_dir) or DEFAULT_MAX_SEQ_LENGTH)
+    if a.max_query_length is None:
+        a.max_query_length = min(QaOptions.max_query_length, a.max_seq_length // 2)
     require_positive(a, ("batch_size", "max_seq_length", "cpu_threads"))
     check_max_length(a.model_dir, a.max_seq_length, "--max_seq_length")
     QaOptions(a.doc_stride, a.max_query_length, a.max_answer_length, a.n_best_size).validate(a)  # their one check
