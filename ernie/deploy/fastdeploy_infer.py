@@ -21,7 +21,6 @@ every backend on the same int64 feeds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -31,7 +30,7 @@ import numpy as np
 from ernie.utils import UserError, cli_main, require_positive
 
 from .infer import SeqClsPredictor, check_max_length, check_task, predict_and_print, read_inputs
-from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
+from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
 
 BACKENDS = ("paddle", "onnx_runtime", "openvino")
 LEGACY_PROGRAM = MODEL_PREFIX + ".pdmodel"

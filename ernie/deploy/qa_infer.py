@@ -7,8 +7,9 @@
 written to ``--output`` (atomically, never over an existing file without ``--overwrite``) and CMRC 2018 EM/F1 are
 printed over the questions that have answers (the line says how many lack them; with none, it says why there is
 no score). ``--max_seq_length`` defaults to 384, or to the model's ``max_position_embeddings`` when that is
-smaller (and ``--max_query_length`` to 64 or half of it); an export of another task is refused. Windows and the answer search are those of fine-tuning
-(:class:`ernie.finetune.qa.QaTask`), so the same flags give the same answers.
+smaller (and ``--max_query_length`` to 64, or half of it when that is less); an export of another task is
+refused. Windows and the answer search are those of fine-tuning (:class:`ernie.finetune.qa.QaTask`), so the same
+flags give the same answers.
 """
 from __future__ import annotations
 

@@ -10,6 +10,11 @@ dataset's entries), and every flag given on the command line wins over them.
 
 ``peoples_daily_ner`` is both: without ``--data_dir`` the built-in set (derived from the 1998-01 corpus), with
 ``--data_dir`` PaddleNLP's ``peoples_daily_ner`` files.
+
+Files as distributed carry noise: a row that cannot be used is skipped and counted, one warning naming the first
+(:class:`~ernie.finetune.data.RowSkips`); only a file with no usable row is refused. The training split then keeps
+what can become a training feature (``Task.training_examples``: for QA, questions with a text and an answer found
+in the context), while dev and test keep every row that can be predicted.
 """
 from __future__ import annotations
 
