@@ -325,8 +325,9 @@ def test_squad_duplicate_ids_shifted_offsets_and_non_integer_starts(tmp_path, ca
     err = capsys.readouterr().err
     lines = open(path, encoding="utf-8").read().splitlines()
     second_d1 = [i + 1 for i, ln in enumerate(lines) if '"id": "D1"' in ln][1]
-    assert f"duplicate question id renamed ID#2, ... in 1 questions (first: {path}:{second_d1}: question D1)" in err
-    assert "answer_start moved to the nearest occurrence of its text in 2 questions" in err
+    assert (f"dev.json: repaired 1 questions: duplicate question id, renamed ID#2, ID#3, ... (first: "
+            f"{path}:{second_d1}: question D1)") in err
+    assert "repaired 2 answers: answer_start moved to the nearest occurrence of its text (first: " in err
     qas[0]["answers"][0]["answer_start"] = str(B)
     with pytest.raises(UserError, match=rf"dev.json:\d+: question D1: answer_start '{B}' of '北京' is not an integer"):
         read_squad_file(write_json(tmp_path / "dev.json", squad(qas)))

@@ -137,17 +137,18 @@ class RowSkips:
         if self.first is None:
             self.first = f"{where}: {why}"
 
-    def repaired(self, kind: str, where: str) -> None:
-        """One repair of ``kind`` (e.g. ``answer_start moved to the answer text``) at ``where``."""
-        entry = self.repairs.setdefault(kind, [0, where])
+    def repaired(self, kind: str, where: str, unit: str | None = None) -> None:
+        """One repair of ``kind`` (e.g. ``answer_start moved to the answer text``) at ``where``; ``unit`` names
+        what was repaired when it is not one of the rows (e.g. ``answers``)."""
+        entry = self.repairs.setdefault(kind, [0, where, unit or self.what])
         entry[0] += 1
 
     def finish(self, out: list, total: int | None = None) -> list:
         """``out`` (the kept rows) after the warnings; ``UserError`` when nothing was kept."""
         if not out:
             raise UserError(self.first or f"{self.path}: no {self.what}")
-        for kind, (n, where) in self.repairs.items():
-            warn(f"{self.path}: {kind} in {n} {self.what} (first: {where})")
+        for kind, (n, where, unit) in self.repairs.items():
+            warn(f"{self.path}: repaired {n} {unit}: {kind} (first: {where})")
         if self.count:
             total = total if total is not None else len(out) + self.count
             warn(f"{self.path}: skipped {self.count} of {total} {self.what} that cannot be used (first: {self.first})")

@@ -93,7 +93,7 @@ def read_squad_file(path: str) -> list[dict]:
                 where = f"{path}:{line}: question {qid}" if line else f"{path}: question {qid}"
                 n = seen[qid] = seen.get(qid, 0) + 1
                 if n > 1:
-                    skips.repaired("duplicate question id renamed ID#2, ...", where)
+                    skips.repaired("duplicate question id, renamed ID#2, ID#3, ...", where)
                     qid = f"{qid}#{n}"
                 question = qa.get("question")
                 question = question.strip() if isinstance(question, str) else ""
@@ -101,14 +101,14 @@ def read_squad_file(path: str) -> list[dict]:
                 for ans in items(qa, "answers", where):
                     text, start = ans.get("text"), ans.get("answer_start")
                     if not isinstance(text, str) or not text.strip():
-                        skips.repaired("an empty answer text dropped", where)
+                        skips.repaired("empty answer text dropped", where, "answers")
                         continue
                     if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
                         raise UserError(f"{where}: answer_start {start!r} of {text!r} is not an integer")
                     found = locate_answer(context, text, start)
                     if found is not None and found != start:
-                        skips.repaired("answer_start missing" if start is None else
-                                       "answer_start moved to the nearest occurrence of its text", where)
+                        skips.repaired("missing answer_start set to the first occurrence of its text" if start is None
+                                       else "answer_start moved to the nearest occurrence of its text", where, "answers")
                     texts.append(text)
                     starts.append(found)
                 out.append({"id": qid, "title": title, "context": context, "question": question,
