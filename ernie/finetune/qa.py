@@ -107,8 +107,9 @@ def read_squad_file(path: str) -> list[dict]:
                         raise UserError(f"{where}: answer_start {start!r} of {text!r} is not an integer")
                     found = locate_answer(context, text, start)
                     if found is not None and found != start:
-                        skips.repaired("missing answer_start set to the first occurrence of its text" if start is None
-                                       else "answer_start moved to the nearest occurrence of its text", where, "answers")
+                        kind = ("missing answer_start set to the first occurrence of its text" if start is None
+                                else "answer_start moved to the nearest occurrence of its text")
+                        skips.repaired(kind, where, "answers")
                     texts.append(text)
                     starts.append(found)
                 out.append({"id": qid, "title": title, "context": context, "question": question,
