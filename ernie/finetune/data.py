@@ -226,7 +226,8 @@ def read_ner_file(path: str) -> list[dict]:
     out, skips = [], RowSkips(path)
     for lineno, rec in read_rows(path):
         if isinstance(rec, dict):
-            tokens = rec.get("tokens") or list(rec.get("text") or "")
+            text = rec.get("text")
+            tokens = rec.get("tokens") or (list(text) if isinstance(text, str) else None)
             labels = rec.get("labels")
         else:
             if lineno == 1 and rec[-1].strip().lower() == "label":
