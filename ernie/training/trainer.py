@@ -9,7 +9,8 @@ only on the last of them (``DataParallel.no_sync`` on the others), then every ra
 
 Restarting the same command resumes from ``output_dir/model_last``: weights, optimizer moments, LR schedule,
 loss scale, data position (consumed samples) and every rank's RNG state, so a resumed fp32 run reproduces the
-uninterrupted one exactly.
+uninterrupted one exactly. Ctrl-C (one rank) finishes the current step, saves ``model_last`` at it and exits with
+``error: interrupted`` (status 130); a run that fails before writing into an ``output_dir`` it created removes it.
 """
 from __future__ import annotations
 
