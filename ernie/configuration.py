@@ -142,6 +142,10 @@ def read_json_object(path: str, what: str = "file") -> dict[str, Any]:
         raise UserError(f"{path}: {what} not found") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the {what} as UTF-8") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     if not isinstance(d, dict):
         raise UserError(f"{path}: expected a JSON object")
     return d

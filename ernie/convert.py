@@ -349,8 +349,11 @@ def _labels_of(directory: str) -> list[str] | None:
     path = os.path.join(directory, LABEL_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f if line.strip()]
+    try:
+        with open(path, encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read the label file ({e})") from None
 
 
 def _load_tokenizer(directory: str, flag: str):

@@ -656,3 +656,104 @@ def test_unwritable_output_is_one_line_in_every_writer(demo, tmp_path):
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (script, proc.stderr[-2000:])
         assert len(errors) == 1 and "cannot write" in errors[0] and str(blocker) in errors[0], (script, errors)
 
+
+
+# -------------------------------------------------------------------------------- Ctrl-C and refused runs (#20)
+class _InterruptingBackward:
+    """A PyLayer whose backward raises KeyboardInterrupt: Ctrl-C landing inside ernie/ops.py's PyLayer backward,
+    which Paddle re-raises from C++ as ``OSError: (External) ... KeyboardInterrupt``."""
+
+    @staticmethod
+    def make():
+        import paddle
+
+        class Fn(paddle.autograd.PyLayer):
+            @staticmethod
+            def forward(ctx, x):
+                return x * 1.0
+
+            @staticmethod
+            def backward(ctx, dy):
+                raise KeyboardInterrupt
+
+        return Fn
+
+
+def _interrupted(argv, capsys) -> str:
+    from ernie.training import trainer
+
+    with pytest.raises(SystemExit) as exc:
+        trainer.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 130 and err.splitlines()[-1] == "error: interrupted" and "Traceback" not in err, err
+    return err
+
+
+def test_ctrl_c_stops_after_the_step_and_saves_model_last(demo, tmp_path, monkeypatch, capsys):
+    """The first Ctrl-C lets the current step finish, saves model_last at it, then exits 130."""
+    from ernie.training import checkpoint, trainer
+
+    real_forward, calls = trainer.forward, []
+
+    def interrupting_forward(*a, **kw):
+        calls.append(1)
+        if len(calls) == 6:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_forward(*a, **kw)
+
+    monkeypatch.setattr(trainer, "forward", interrupting_forward)
+    out = tmp_path / "out"
+    err = _interrupted(flags(demo, str(out), checkpoint_steps=4, eval_iters=0, test_iters=0), capsys)
+    assert "stopping after this step" in err
+    assert checkpoint.read_trainer_state(str(out / "model_last")).global_step == 6
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_ctrl_c_inside_a_pylayer_backward_is_error_interrupted(demo, tmp_path, monkeypatch, capsys):
+    from ernie.training import trainer
+
+    real_forward, calls, fn = trainer.forward, [], _InterruptingBackward.make()
+
+    def forward_interrupted_in_backward(*a, **kw):
+        calls.append(1)
+        loss, lm, sop = real_forward(*a, **kw)
+        return (fn.apply(loss), lm, sop) if len(calls) == 3 else (loss, lm, sop)
+
+    monkeypatch.setattr(trainer, "forward", forward_interrupted_in_backward)
+    _interrupted(flags(demo, str(tmp_path / "out"), eval_iters=0, test_iters=0), capsys)
+
+
+def test_run_refused_by_a_pre_check_leaves_no_output_dir(demo, tmp_path, capsys):
+    out = tmp_path / "new_out"
+    err = _main_error(flags(demo, str(out), max_seq_len=200), capsys)
+    assert "--max_seq_len" in err and not out.exists()
+    kept = tmp_path / "users_dir"
+    kept.mkdir()
+    _main_error(flags(demo, str(kept), max_seq_len=200), capsys)
+    assert kept.is_dir()  # a directory the user made is never removed
+
+
+@pytest.mark.slow
+def test_ctrl_c_to_the_process_group_with_loader_workers(demo, tmp_path):
+    """Ctrl-C as a terminal sends it (to the whole process group, DataLoader workers included): rc 130, one
+    ``error: interrupted`` line, model_last at the last complete step, and the rerun resumes from it."""
+    out = str(tmp_path / "out")
+    argv = [sys.executable, SCRIPT] + flags(demo, out, max_steps=400, checkpoint_steps=1000, save_steps=1000,
+                                            eval_iters=0, test_iters=0, num_workers=2)
+    proc = subprocess.Popen(argv, cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    log = os.path.join(out, "train_log.jsonl")
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isfile(log) and len(train_losses(out)) >= 3:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    os.killpg(proc.pid, signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and stderr.strip().splitlines()[-1] == "error: interrupted", stderr[-3000:]
+    assert "Traceback" not in stderr
+    from ernie.training.checkpoint import read_trainer_state
+
+    step = read_trainer_state(os.path.join(out, "model_last")).global_step
+    assert step >= 3 and f"interrupted at step {step}" in stdout

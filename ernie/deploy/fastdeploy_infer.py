@@ -21,7 +21,6 @@ every backend on the same int64 feeds.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -30,8 +29,8 @@ import numpy as np
 
 from ernie.utils import UserError, cli_main, require_positive
 
-from .infer import SeqClsPredictor, predict_and_print, read_inputs
-from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
+from .infer import SeqClsPredictor, check_max_length, check_task, predict_and_print, read_inputs
+from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
 
 BACKENDS = ("paddle", "onnx_runtime", "openvino")
 LEGACY_PROGRAM = MODEL_PREFIX + ".pdmodel"
@@ -157,17 +156,6 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     return p
 
 
-def _check_task(model_dir: str, task: str, script: str) -> None:
-    """An export of the other task (``deploy_config.json``'s ``task``) is one clear error, not wrong output."""
-    try:
-        with open(os.path.join(model_dir, DEPLOY_CONFIG), encoding="utf-8") as f:
-            found = json.load(f).get("task")
-    except (OSError, ValueError):
-        return  # no or unreadable deploy_config.json (an older export): trust the user
-    if found and found != task:
-        raise UserError(f"--model_dir {model_dir}: a {found} export; {script} serves {task} exports")
-
-
 def _check_sizes(a) -> None:
     require_positive(a, ("batch_size", "max_length", "cpu_threads"))
     if a.max_length < 3:
@@ -179,7 +167,8 @@ def seq_cls_main(argv: list[str] | None = None) -> list[dict]:
     """scripts/fastdeploy_seq_cls_infer.py; returns the predictions."""
     a = _parser("fastdeploy_seq_cls_infer.py", "Sequence classification with FastDeploy.").parse_args(argv)
     _check_sizes(a)
-    _check_task(a.model_dir, "seq_cls", "fastdeploy_seq_cls_infer.py")
+    check_task(a.model_dir, "seq_cls", "fastdeploy_seq_cls_infer.py")
+    check_max_length(a.model_dir, a.max_length)
     predictor = seq_cls_predictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
     return predict_and_print(predictor, a, f"FastDeploy {a.backend}")
 
@@ -189,7 +178,8 @@ def token_cls_main(argv: list[str] | None = None) -> list[dict]:
     """scripts/fastdeploy_token_cls_infer.py; returns the predictions."""
     a = _parser("fastdeploy_token_cls_infer.py", "Token classification (NER) with FastDeploy.").parse_args(argv)
     _check_sizes(a)
-    _check_task(a.model_dir, "ner", "fastdeploy_token_cls_infer.py")
+    check_task(a.model_dir, "ner", "fastdeploy_token_cls_infer.py")
+    check_max_length(a.model_dir, a.max_length)
     texts = read_inputs(a.input_file)[0] if a.input_file else NER_EXAMPLE_TEXTS
     predictor = TokenClsPredictor(a.model_dir, FastDeployBackend(a.model_dir, a.backend, a.device, a.cpu_threads),
                                   a.device, a.batch_size, a.max_length, a.cpu_threads)

@@ -159,20 +159,41 @@ def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
     return read_label_file(model_dir) or [str(i) for i in range(num_labels or 0)]
 
 
-def check_max_length(model_dir: str, max_length: int) -> None:
-    """``UserError`` when ``--max_length`` exceeds the positions of the exported model (recorded by
+def read_deploy_config(model_dir: str) -> dict:
+    """``model_dir/deploy_config.json`` (written by export_model.py), or {} when it is missing or unreadable (an
+    older export: the checks that need it are skipped)."""
+    from .layout import DEPLOY_CONFIG
+
+    try:
+        with open(os.path.join(model_dir, DEPLOY_CONFIG), encoding="utf-8") as f:
+            found = json.load(f)
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def check_task(model_dir: str, task: str, script: str) -> None:
+    """An export of another task (``deploy_config.json``'s ``task``) is one clear error, not wrong output."""
+    found = read_deploy_config(model_dir).get("task")
+    if found and found != task:
+        raise UserError(f"--model_dir {model_dir}: a {found} export; {script} serves {task} exports")
+
+
+def model_positions(model_dir: str) -> int | None:
+    """The exported model's ``max_position_embeddings`` (deploy_config.json), or None when not recorded."""
+    limit = read_deploy_config(model_dir).get("max_position_embeddings")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) else None
+
+
+def check_max_length(model_dir: str, max_length: int, flag: str = "--max_length") -> None:
+    """``UserError`` when ``flag``'s value exceeds the positions of the exported model (recorded by
     export_model.py in deploy_config.json; exports without the record are not checked)."""
     from .layout import DEPLOY_CONFIG
 
-    path = os.path.join(model_dir, DEPLOY_CONFIG)
-    try:
-        with open(path, encoding="utf-8") as f:
-            limit = json.load(f).get("max_position_embeddings")
-    except (OSError, ValueError, AttributeError):
-        return
-    if isinstance(limit, int) and max_length > limit:
-        raise UserError(f"--max_length {max_length} exceeds the model's {limit} positions "
-                        f"(max_position_embeddings in {path}); pass --max_length {limit} or less")
+    limit = model_positions(model_dir)
+    if limit is not None and max_length > limit:
+        raise UserError(f"{flag} {max_length} exceeds the model's {limit} positions (max_position_embeddings in "
+                        f"{os.path.join(model_dir, DEPLOY_CONFIG)}); pass {flag} {limit} or less")
 
 
 class SeqClsPredictor:
@@ -203,13 +224,28 @@ class SeqClsPredictor:
         return np.concatenate(out)
 
     def predict(self, texts: list[str], text_pairs: list[str | None] | None = None) -> list[dict]:
-        """``[{"label", "label_id", "confidence"}]`` per text."""
-        logits = self.logits(texts, text_pairs)
+        """``[{"label", "label_id", "confidence", "all_unk"}]``, one per text, in order. An empty text (and pair)
+        gets the explicit empty result (``label``, ``label_id`` and ``confidence`` None); ``all_unk`` marks a
+        text whose every token is [UNK] to this vocabulary (its label means nothing)."""
+        pairs = text_pairs if text_pairs is not None else [None] * len(texts)
+        keep = [i for i, (t, p) in enumerate(zip(texts, pairs)) if t.strip() or (p or "").strip()]
+        out = [{"label": None, "label_id": None, "confidence": None, "all_unk": False} for _ in texts]
+        if not keep:
+            return out
+        logits = self.logits([texts[i] for i in keep], None if text_pairs is None else [pairs[i] for i in keep])
         z = np.exp(logits - logits.max(-1, keepdims=True))
         probs = z / z.sum(-1, keepdims=True)
-        ids = probs.argmax(-1)
         names = self.labels or [str(i) for i in range(logits.shape[-1])]
-        return [{"label": names[int(k)], "label_id": int(k), "confidence": float(p[k])} for k, p in zip(ids, probs)]
+        for i, p in zip(keep, probs):
+            k = int(p.argmax())
+            out[i] = {"label": names[k], "label_id": k, "confidence": float(p[k]),
+                      "all_unk": self.all_unk(texts[i]) and self.all_unk(pairs[i] or "")}
+        return out
+
+    def all_unk(self, text: str) -> bool:
+        """True when every token of ``text`` is [UNK] (an empty text counts as such)."""
+        unk = self.tokenizer.unk_token
+        return all(t == unk for t in self.tokenizer.tokenize(text))
 
 
 def random_feeds(batch_size: int, seq_len: int, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -245,15 +281,16 @@ def measure_speed(model_dir: str, backend: str = "paddle", seq_len: int = 128, b
 
 
 def read_inputs(path: str) -> tuple[list[str], list[str | None]]:
-    """One input a line: ``text`` or ``text<TAB>text_pair``; ``.jsonl`` lines may hold ``{"text", "text_pair"}``."""
+    """One input a line: ``text`` or ``text<TAB>text_pair``; ``.jsonl`` lines may hold ``{"text", "text_pair"}``. A
+    blank line is an empty input (its result is empty), so the outputs stay line for line with the file."""
     texts, pairs = [], []
     try:
         with open(path, encoding="utf-8") as f:
             for lineno, line in enumerate(f, 1):
                 line = line.rstrip("\r\n")
                 if not line.strip():
-                    continue
-                if path.endswith(".jsonl"):
+                    text, pair = "", None
+                elif path.endswith(".jsonl"):
                     try:
                         rec = json.loads(line)
                     except json.JSONDecodeError as e:
@@ -269,16 +306,24 @@ def read_inputs(path: str) -> tuple[list[str], list[str | None]]:
         raise UserError(f"--input_file {path}: cannot read ({e.strerror})") from None
     except UnicodeDecodeError:
         raise UserError(f"--input_file {path}: not UTF-8 text") from None
-    if not texts:
+    if not any(t.strip() or (p or "").strip() for t, p in zip(texts, pairs)):
         raise UserError(f"--input_file {path}: no inputs")
     return texts, pairs
 
 
 def print_seq_cls_results(texts: list[str], pairs: list[str | None], results: list[dict]) -> None:
-    """One ``Data: <text> \\t Label: <label> \\t Confidence: <p>`` line per input (also the FastDeploy script's)."""
+    """One ``Data: <text> \\t Label: <label> \\t Confidence: <p>`` line per input (also the FastDeploy script's);
+    an empty input prints ``Label: (empty input)``; a warning on stderr names the inputs that are all [UNK]."""
     for text, pair, r in zip(texts, pairs, results):
         data = text if pair is None else f"{text} ||| {pair}"
-        print(f"Data: {data} \t Label: {r['label']} \t Confidence: {r['confidence']:.4f}")
+        if r["label"] is None:
+            print(f"Data: {data} \t Label: (empty input) \t Confidence: -")
+        else:
+            print(f"Data: {data} \t Label: {r['label']} \t Confidence: {r['confidence']:.4f}")
+    unknown = [i + 1 for i, r in enumerate(results) if r.get("all_unk")]
+    if unknown:
+        print(f"warning: {len(unknown)} of {len(results)} inputs are all [UNK] to the model's vocabulary (first: input "
+              f"{unknown[0]}); their labels carry no information", file=sys.stderr, flush=True)
 
 
 @cli_main
@@ -294,6 +339,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--input_file", help="one text a line (text<TAB>text_pair for pairs); default: three examples")
     a = p.parse_args(argv)
     require_positive(a, ("batch_size", "max_length", "cpu_threads"))
+    check_task(a.model_dir, "seq_cls", "seq_cls_infer.py")
     check_max_length(a.model_dir, a.max_length)
     predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
     return predict_and_print(predictor, a, a.backend)

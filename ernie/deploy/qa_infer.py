@@ -4,9 +4,12 @@
         --output predictions.json
 
 ``--input_file`` is SQuAD-style JSON (CMRC 2018 / DuReader-robust layout); the predictions ``{id: answer}`` are
-written to ``--output`` (atomically, never over an existing file without ``--overwrite``) and, when the file has
-answers, CMRC 2018 EM/F1 are printed. Windows and the answer search are those of fine-tuning
-(:class:`ernie.finetune.qa.QaTask`), so the same flags give the same answers.
+written to ``--output`` (atomically, never over an existing file without ``--overwrite``) and CMRC 2018 EM/F1 are
+printed over the questions that have answers (the line says how many lack them; with none, it says why there is
+no score). ``--max_seq_length`` defaults to 384, or to the model's ``max_position_embeddings`` when that is
+smaller (and ``--max_query_length`` to 64, or half of it when that is less); an export of another task is
+refused. Windows and the answer search are those of fine-tuning (:class:`ernie.finetune.qa.QaTask`), so the same
+flags give the same answers.
 """
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ import os
 from ernie.utils import ArgumentParser, atomic_write, check_output_path, cli_main, require_positive
 
 from .layout import INPUT_NAMES
-from .infer import BACKENDS, make_backend
+from .infer import BACKENDS, check_max_length, check_task, make_backend, model_positions
+
+DEFAULT_MAX_SEQ_LENGTH = 384  # PaddleNLP's run_du.py / HF's run_qa.py; capped at the model's positions
 
 
 class QaPredictor:
@@ -61,16 +66,24 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--backend", choices=BACKENDS, default="paddle")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--max_seq_length", type=int, default=384)
+    p.add_argument("--max_seq_length", type=int, default=None,
+                   help=f"tokens per window; default {DEFAULT_MAX_SEQ_LENGTH} or the model's positions if fewer")
     p.add_argument("--doc_stride", type=int, default=128)
-    p.add_argument("--max_query_length", type=int, default=64)
+    p.add_argument("--max_query_length", type=int, default=None,
+                   help="question tokens kept; default 64, or half of --max_seq_length if that is less")
     p.add_argument("--max_answer_length", type=int, default=30)
     p.add_argument("--n_best_size", type=int, default=20)
     p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     a = p.parse_args(argv)
     from ernie.finetune.qa import QaOptions
 
+    check_task(a.model_dir, "qa", "qa_infer.py")
+    if a.max_seq_length is None:
+        a.max_seq_length = min(DEFAULT_MAX_SEQ_LENGTH, model_positions(a.model_dir) or DEFAULT_MAX_SEQ_LENGTH)
+    if a.max_query_length is None:
+        a.max_query_length = min(QaOptions.max_query_length, a.max_seq_length // 2)
     require_positive(a, ("batch_size", "max_seq_length", "cpu_threads"))
+    check_max_length(a.model_dir, a.max_seq_length, "--max_seq_length")
     QaOptions(a.doc_stride, a.max_query_length, a.max_answer_length, a.n_best_size).validate(a)  # their one check
     check_output_path(a.output, a.overwrite)
     examples = read_squad_file(a.input_file)
@@ -81,8 +94,14 @@ def main(argv: list[str] | None = None) -> dict:
         json.dump(predictions, f, ensure_ascii=False, indent=1)
         f.write("\n")
     scores = None
-    if all(ex["answers"] for ex in examples):
-        scores = cmrc_scores({ex["id"]: ex["answers"] for ex in examples}, predictions)
-        print(f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  ({len(examples)} questions)")
+    answered = {ex["id"]: ex["answers"] for ex in examples if ex["answers"]}
+    if answered:
+        scores = cmrc_scores(answered, predictions)
+        note = (f"{len(examples)} questions" if len(answered) == len(examples) else
+                f"the {len(answered)} of {len(examples)} questions that have answers; the other "
+                f"{len(examples) - len(answered)} are predicted, not scored")
+        print(f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  ({note})")
+    else:
+        print(f"no EM/F1: no question in {a.input_file} has answers")
     print(f"wrote {len(predictions)} predictions to {a.output}")
     return {"predictions": predictions, "scores": scores}

@@ -7,11 +7,12 @@ Precedence of a value: the flag given on the command line, else the ``--dataset`
 from __future__ import annotations
 
 import dataclasses
+import os
 from argparse import SUPPRESS
 from dataclasses import dataclass, field
 from typing import Optional
 
-from ernie.utils import ArgumentParser, UserError, require_positive, str2bool
+from ernie.utils import ArgumentParser, UserError, check_writable, require_positive, str2bool
 
 @dataclass
 class FinetuneArgs:
@@ -114,6 +115,19 @@ def parse_args(argv: list[str] | None, prog: str, task_cls) -> tuple[FinetuneArg
     return args, options
 
 
+def check_output_dir(path: str) -> None:
+    """``--output_dir`` must be a directory or creatable as one (not a file, not under a file, writable): checked
+    before any work, with pretraining's message."""
+    if not path:
+        return
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise UserError(f"--output_dir: {path} exists and is not a directory")
+    try:
+        check_writable(os.path.join(path, "x") if os.path.isdir(path) else path)
+    except UserError as e:
+        raise UserError(f"--output_dir: {e}") from None
+
+
 def validate(args: FinetuneArgs) -> None:
     """Checks that need no data or model; each failure names its flag."""
     if not (args.do_train or args.do_eval or args.do_predict or args.do_export):
@@ -125,6 +139,7 @@ def validate(args: FinetuneArgs) -> None:
         raise UserError("--dataset: no data; pass --dataset or --train_file/--dev_file/--test_file")
     if args.do_train and not (args.dataset or args.train_file):
         raise UserError("--do_train needs --train_file (or --dataset)")
+    check_output_dir(args.output_dir)
     require_positive(args, ("max_seq_length", "batch_size", "logging_steps"))
     if args.max_seq_length > 512:
         raise UserError("--max_seq_length must be <= 512 (ERNIE 1.0 position embeddings)")

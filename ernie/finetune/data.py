@@ -25,6 +25,7 @@ import csv
 import hashlib
 import json
 import re
+import sys
 from dataclasses import dataclass
 from typing import Callable
 
@@ -118,6 +119,46 @@ def peoples_daily_ner(path: str | None = None) -> DatasetSplits:
 
 
 # ------------------------------------------------------------------------------------------------ file loaders
+class RowSkips:
+    """The reader rule for data files (as HF / PaddleNLP read official files): a row that cannot be used is
+    skipped and counted, and one warning line gives the count and the first such row (``file:line: why``); a file
+    in which no row can be used is refused with that first reason (it is not in the layout at all).
+
+    ``what`` names the rows (``rows``, ``questions``); ``repairs`` counts rows kept after a repair, reported the
+    same way (see :meth:`repaired`)."""
+
+    def __init__(self, path: str, what: str = "rows"):
+        self.path, self.what = path, what
+        self.count, self.first = 0, None
+        self.repairs: dict[str, list] = {}  # kind -> [count, first where]
+
+    def skip(self, where: str, why: str) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = f"{where}: {why}"
+
+    def repaired(self, kind: str, where: str, unit: str | None = None) -> None:
+        """One repair of ``kind`` (e.g. ``answer_start moved to the answer text``) at ``where``; ``unit`` names
+        what was repaired when it is not one of the rows (e.g. ``answers``)."""
+        entry = self.repairs.setdefault(kind, [0, where, unit or self.what])
+        entry[0] += 1
+
+    def finish(self, out: list, total: int | None = None) -> list:
+        """``out`` (the kept rows) after the warnings; ``UserError`` when nothing was kept."""
+        if not out:
+            raise UserError(self.first or f"{self.path}: no {self.what}")
+        for kind, (n, where, unit) in self.repairs.items():
+            warn(f"{self.path}: repaired {n} {unit}: {kind} (first: {where})")
+        if self.count:
+            total = total if total is not None else len(out) + self.count
+            warn(f"{self.path}: skipped {self.count} of {total} {self.what} that cannot be used (first: {self.first})")
+        return out
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
 _TEXT_KEYS = ("text", "text_a", "sentence", "sentence1", "query")
 _PAIR_KEYS = ("text_pair", "text_b", "sentence2", "title")
 
@@ -156,8 +197,9 @@ def _first(rec: dict, keys: tuple[str, ...]):
 
 def read_seq_cls_file(path: str) -> list[dict]:
     """Sequence-classification examples from tsv (1 column: text; 2: text, label; 3: text, text_pair, label; an
-    optional header whose last field is ``label``) or jsonl. Labels are kept as strings."""
-    out = []
+    optional header whose last field is ``label``) or jsonl. Labels are kept as strings. Unusable rows are
+    skipped and counted (:class:`RowSkips`)."""
+    out, skips = [], RowSkips(path)
     for lineno, rec in read_rows(path):
         if isinstance(rec, dict):
             text, pair, label = _first(rec, _TEXT_KEYS), _first(rec, _PAIR_KEYS), rec.get("label")
@@ -165,37 +207,40 @@ def read_seq_cls_file(path: str) -> list[dict]:
             if lineno == 1 and rec[-1].strip().lower() == "label":
                 continue
             if len(rec) > 3:
-                raise UserError(f"{path}:{lineno}: expected 1-3 tab-separated fields (text[, text_pair], label), "
-                                f"got {len(rec)}")
+                skips.skip(f"{path}:{lineno}", f"expected 1-3 tab-separated fields (text[, text_pair], label), "
+                                               f"got {len(rec)}")
+                continue
             text, pair, label = rec[0], (rec[1] if len(rec) == 3 else None), (rec[-1] if len(rec) > 1 else None)
         if not isinstance(text, str) or not text.strip():
-            raise UserError(f"{path}:{lineno}: empty or missing text")
+            skips.skip(f"{path}:{lineno}", "empty or missing text")
+            continue
         out.append({"text": text, "text_pair": pair or None, "label": None if label in (None, "") else str(label),
                     "source": f"{path}:{lineno}"})
-    if not out:
-        raise UserError(f"{path}: no examples")
-    return out
+    return skips.finish(out)
 
 
 def read_ner_file(path: str) -> list[dict]:
     """NER examples from tsv (msra_ner layout: characters and tags joined by ``\\002``; an optional
-    ``text_a<TAB>label`` header) or jsonl (``tokens`` or ``text`` + ``labels``)."""
-    out = []
+    ``text_a<TAB>label`` header) or jsonl (``tokens`` or ``text`` + ``labels``). Unusable rows are skipped and
+    counted (:class:`RowSkips`)."""
+    out, skips = [], RowSkips(path)
     for lineno, rec in read_rows(path):
         if isinstance(rec, dict):
-            tokens = rec.get("tokens") or list(rec.get("text") or "")
+            text = rec.get("text")
+            tokens = rec.get("tokens") or (list(text) if isinstance(text, str) else None)
             labels = rec.get("labels")
         else:
             if lineno == 1 and rec[-1].strip().lower() == "label":
                 continue
             tokens = rec[0].split("\002")
             labels = rec[1].split("\002") if len(rec) > 1 and rec[1] != "" else None
-        if not tokens:
-            raise UserError(f"{path}:{lineno}: empty or missing tokens")
-        if labels is not None and len(labels) != len(tokens):
-            raise UserError(f"{path}:{lineno}: {len(tokens)} tokens but {len(labels)} labels")
+        if not tokens or not isinstance(tokens, list):
+            skips.skip(f"{path}:{lineno}", "empty or missing tokens")
+            continue
+        if labels is not None and (not isinstance(labels, list) or len(labels) != len(tokens)):
+            skips.skip(f"{path}:{lineno}", f"{len(tokens)} tokens but "
+                                           f"{len(labels) if isinstance(labels, list) else 'no list of'} labels")
+            continue
         out.append({"tokens": [str(t) for t in tokens], "labels": None if labels is None else [str(x) for x in labels],
                     "source": f"{path}:{lineno}"})
-    if not out:
-        raise UserError(f"{path}: no examples")
-    return out
+    return skips.finish(out)

@@ -10,6 +10,11 @@ dataset's entries), and every flag given on the command line wins over them.
 
 ``peoples_daily_ner`` is both: without ``--data_dir`` the built-in set (derived from the 1998-01 corpus), with
 ``--data_dir`` PaddleNLP's ``peoples_daily_ner`` files.
+
+Files as distributed carry noise: a row that cannot be used is skipped and counted, one warning naming the first
+(:class:`~ernie.finetune.data.RowSkips`); only a file with no usable row is refused. The training split then keeps
+what can become a training feature (``Task.training_examples``: for QA, questions with a text and an answer found
+in the context), while dev and test keep every row that can be predicted.
 """
 from __future__ import annotations
 
@@ -42,25 +47,26 @@ class DatasetSpec:
 # ------------------------------------------------------------------------------------------------- readers
 def _clue_reader(convert: Callable[[dict], tuple[str, str | None, object]], skip_label: str | None = None):
     """A CLUE json-lines reader: ``convert(record) -> (text, text_pair, label)``; rows labelled ``skip_label``
-    (``-``: no annotator majority) are dropped, as PaddleNLP does."""
+    (``-``: no annotator majority) are dropped, as PaddleNLP does; rows that cannot be used are skipped and
+    counted (:class:`~ernie.finetune.data.RowSkips`)."""
 
     def read(path: str, split: str) -> list[dict]:
-        out = []
+        out, skips = [], D.RowSkips(path)
         for lineno, rec in D.read_rows(path, force_json=True):
             where = f"{path}:{lineno}"
             try:
                 text, pair, label = convert(rec)
-            except (KeyError, TypeError, ValueError, IndexError) as e:
-                raise UserError(f"{where}: not in the expected layout ({type(e).__name__}: {e})") from None
+            except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+                skips.skip(where, f"not in the expected layout ({type(e).__name__}: {e})")
+                continue
             if skip_label is not None and label == skip_label:
                 continue
             if not isinstance(text, str) or not text.strip():
-                raise UserError(f"{where}: empty or missing text")
+                skips.skip(where, "empty or missing text")
+                continue
             out.append({"text": text, "text_pair": pair or None,
                         "label": None if label in (None, "") else str(label), "source": where})
-        if not out:
-            raise UserError(f"{path}: no examples")
-        return out
+        return skips.finish(out)
 
     return read
 
@@ -90,28 +96,39 @@ def _wsc(rec):
     return text, None, rec.get("label")
 
 
-def _tsv_reader(columns: dict[str, tuple[str, ...]] | tuple[str, ...], header: bool, rename: dict | None = None):
+def _tsv_reader(columns: dict[str, tuple[str, ...]] | tuple[str, ...], header: bool | dict[str, tuple[str, ...]],
+                rename: dict | None = None, labels: tuple[str, ...] = ()):
     """A tsv reader with named columns (``text``, ``text_pair``, ``label``, others ignored); ``columns`` may
-    differ per split (a dict keyed by train / dev / test)."""
+    differ per split (a dict keyed by train / dev / test).
+
+    ``header``: False (none), the header's field names per split (line 1 must be exactly that line), or True
+    (line 1 must not be a data row: its label field is not one of ``labels``). A file whose line 1 is not the
+    promised header is said so on stderr, and its line 1 is read as data, not dropped. Rows that cannot be used
+    are skipped and counted (:class:`~ernie.finetune.data.RowSkips`)."""
 
     def read(path: str, split: str) -> list[dict]:
         cols = columns[split] if isinstance(columns, dict) else columns
-        out = []
+        expected = header.get(split) if isinstance(header, dict) else None
+        out, skips = [], D.RowSkips(path)
         for lineno, rec in D.read_rows(path, force_tsv=True):
-            if header and lineno == 1:
-                continue
             row = dict(zip(cols, rec))
+            if header and lineno == 1:
+                if expected is not None and tuple(f.strip() for f in rec) == expected:
+                    continue
+                if expected is None and (row.get("label") or "").strip() not in labels:
+                    continue
+                promised = "'" + "\\t".join(expected) + "'" if expected else "(field names)"
+                D.warn(f"{path}:1: not the header line {promised} the layout promises; line 1 is read as data")
             if len(rec) not in (len(cols), len(cols) - ("label" in cols)) or not row.get("text", "").strip():
-                raise UserError(f"{path}:{lineno}: expected {len(cols)} tab-separated fields ({', '.join(cols)}), "
-                                f"got {len(rec)}")
+                skips.skip(f"{path}:{lineno}", f"expected {len(cols)} tab-separated fields ({', '.join(cols)}) "
+                                               f"with a text, got {len(rec)}")
+                continue
             label = row.get("label") or None
             if rename and label in rename:
                 label = rename[label]
             out.append({"text": row["text"], "text_pair": row.get("text_pair") or None, "label": label,
                         "source": f"{path}:{lineno}"})
-        if not out:
-            raise UserError(f"{path}: no examples")
-        return out
+        return skips.finish(out)
 
     return read
 
@@ -157,16 +174,18 @@ SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
                  for s in ("train", "dev", "test")},
                 "tsv with a header: train 'label<TAB>text_a', dev 'qid<TAB>label<TAB>text_a', test 'qid<TAB>text_a'",
                 _tsv_reader({"train": ("label", "text"), "dev": ("qid", "label", "text"), "test": ("qid", "text")},
-                            header=True), ("0", "1")),
+                            header={"train": ("label", "text_a"), "dev": ("qid", "label", "text_a"),
+                                    "test": ("qid", "text_a")}), ("0", "1")),
     DatasetSpec("chnsenticorp_v2", "seq_cls",
                 {s: (f"{s}/part.0", f"chnsenticorp/{s}/part.0") for s in ("train", "dev", "test")},
                 "tsv 'text<TAB>label' with a header line, files train/part.0, dev/part.0, test/part.0",
-                _tsv_reader(("text", "label"), header=True), ("0", "1"),
+                _tsv_reader(("text", "label"), header=True, labels=("0", "1")), ("0", "1"),
                 {"learning_rate": 5e-5, "batch_size": 16, "num_train_epochs": 8}),
     DatasetSpec("xnli_cn", "seq_cls",
                 {s: (f"{s}/part-0", f"xnli_cn/{s}/part-0") for s in ("train", "dev", "test")},
                 "tsv 'text_a<TAB>text_b<TAB>label' with a header line, files train/part-0, dev/part-0, test/part-0",
-                _tsv_reader(("text", "text_pair", "label"), header=True, rename={"contradiction": "contradictory"}),
+                _tsv_reader(("text", "text_pair", "label"), header=True, rename={"contradiction": "contradictory"},
+                            labels=("contradiction", "contradictory", "entailment", "neutral")),
                 ("contradictory", "entailment", "neutral"),
                 {"learning_rate": 1e-4, "num_train_epochs": 3, "batch_size": 256}),
     DatasetSpec("lcqmc", "seq_cls", {s: (f"{s}.tsv", f"lcqmc/{s}.tsv") for s in ("train", "dev", "test")},
@@ -248,6 +267,8 @@ def load_dataset(task_cls, name: str | None, data_dir: str | None, train_file: s
             raise UserError(f"--data_dir {data_dir}: no {split} file {expected} for {name} (expected {layout})")
         paths[split] = path
     splits = {split: read(path, split) if path else [] for split, path in paths.items()}
+    if splits["train"]:
+        splits["train"] = task_cls.training_examples(splits["train"], paths["train"])
     if spec is not None and spec.labels:
         labels = list(spec.labels)
     else:

@@ -24,6 +24,7 @@ The built-in ``peoples_daily_qa`` (cloze questions in the manner of CMRC 2017) i
 """
 from __future__ import annotations
 
+import bisect
 import functools
 import hashlib
 import json
@@ -48,43 +49,134 @@ BLANK = "[MASK]"  # the blank of a cloze question (one special token)
 # --------------------------------------------------------------------------------------------------- reading
 def read_squad_file(path: str) -> list[dict]:
     """QA examples ``{"id", "title", "context", "question", "answers", "answer_starts", "source"}`` from a
-    SQuAD-style JSON file; an answer whose ``answer_start`` does not point at its text is an error naming it."""
+    SQuAD-style JSON file, every question kept (evaluation scores each against all its answer texts).
+
+    ``answer_starts[i]`` is the character offset of ``answers[i]`` in the context, or None when the text is not in
+    the context (official files carry such answers; they still count for scoring). The ``source`` is
+    ``file:line: question ID``. What is refused (``UserError`` naming the file and the question): a file not in
+    the layout at all, an item of ``data`` / ``paragraphs`` / ``qas`` / ``answers`` that is not a JSON object, a
+    context that is not a string, an ``answer_start`` that is not an integer. What is repaired, counted and
+    reported on stderr with the first file:line: a duplicate question id (renamed ``ID#2``, ...; merging would
+    score two questions as one), an ``answer_start`` outside the context or not at its text (moved to the nearest
+    occurrence of the text), a missing ``answer_start`` (the first occurrence), an empty answer text (dropped).
+    Which questions can be trained on is :func:`training_examples`'s rule."""
     try:
         with open(path, encoding="utf-8") as f:
-            doc = json.load(f)
+            raw = f.read()
+        doc = json.loads(raw)
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not SQuAD-style JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
         raise UserError(f"{path}: expected SQuAD-style JSON {{\"data\": [{{\"paragraphs\": [{{\"context\", \"qas\"}}]}}]}}")
-    out = []
-    for entry in doc["data"]:
-        for paragraph in entry.get("paragraphs", []):
+    lines = _IdLines(raw)
+    skips = D.RowSkips(path, "questions")
+    out, seen = [], {}
+
+    def items(parent, key: str, where: str) -> list:
+        value = parent.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(x, dict) for x in value):
+            bad = value if not isinstance(value, list) else next(x for x in value if not isinstance(x, dict))
+            raise UserError(f"{where}: {key!r} must be a list of JSON objects, found {_short(bad)}")
+        return value
+
+    for d, entry in enumerate(items(doc, "data", path)):
+        title = entry.get("title", "")
+        for paragraph in items(entry, "paragraphs", f"{path}: data[{d}] ({title!r})"):
             context = paragraph.get("context")
-            if not isinstance(context, str) or not context.strip():
-                raise UserError(f"{path}: a paragraph of {entry.get('title', '?')!r} has no context")
-            for qa in paragraph.get("qas", []):
+            if not isinstance(context, str):
+                raise UserError(f"{path}: a paragraph of {title!r} has no context string")
+            for qa in items(paragraph, "qas", f"{path}: a paragraph of {title!r}"):
                 qid = str(qa.get("id", len(out)))
-                where = f"{path}: question {qid}"
-                question = str(qa.get("question", "")).strip()
-                if not question:
-                    raise UserError(f"{where}: empty question")
+                line = lines.line(qa.get("id"))
+                where = f"{path}:{line}: question {qid}" if line else f"{path}: question {qid}"
+                n = seen[qid] = seen.get(qid, 0) + 1
+                if n > 1:
+                    skips.repaired("duplicate question id, renamed ID#2, ID#3, ...", where)
+                    qid = f"{qid}#{n}"
+                question = qa.get("question")
+                question = question.strip() if isinstance(question, str) else ""
                 texts, starts = [], []
-                for ans in qa.get("answers") or []:
-                    text, start = str(ans.get("text", "")), ans.get("answer_start")
-                    if not text.strip():
+                for ans in items(qa, "answers", where):
+                    text, start = ans.get("text"), ans.get("answer_start")
+                    if not isinstance(text, str) or not text.strip():
+                        skips.repaired("empty answer text dropped", where, "answers")
                         continue
-                    start = locate_answer(context, text, start)
-                    if start is None:
-                        raise UserError(f"{where}: answer {text!r} is not in the context")
+                    if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
+                        raise UserError(f"{where}: answer_start {start!r} of {text!r} is not an integer")
+                    found = locate_answer(context, text, start)
+                    if found is not None and found != start:
+                        kind = ("missing answer_start set to the first occurrence of its text" if start is None
+                                else "answer_start moved to the nearest occurrence of its text")
+                        skips.repaired(kind, where, "answers")
                     texts.append(text)
-                    starts.append(start)
-                out.append({"id": qid, "title": entry.get("title", ""), "context": context, "question": question,
+                    starts.append(found)
+                out.append({"id": qid, "title": title, "context": context, "question": question,
                             "answers": texts, "answer_starts": starts, "source": where})
+    return skips.finish(out)
+
+
+def training_examples(examples: list[dict], what: str = "training split") -> list[dict]:
+    """The questions that can become a training feature (HF / PaddleNLP): a question text, a context and an
+    answer found in it (the first such answer is trained on). The others are skipped, counted and the first
+    named on stderr; none left is a ``UserError``."""
+    skips = D.RowSkips(what, "questions")
+    out = []
+    for ex in examples:
+        at = ex.get("source") or f"question {ex['id']}"
+        if not ex["question"]:
+            skips.skip(at, "empty question")
+        elif not ex["context"].strip():
+            skips.skip(at, "empty context")
+        elif ex["answers"] and all(s is None for s in ex["answer_starts"]):
+            skips.skip(at, f"answer {_short(ex['answers'][0])} is not in the context")
+        else:
+            out.append(ex)
+    if skips.count:
+        D.warn(f"{what}: skipped {skips.count} of {len(examples)} questions that cannot become a training "
+               f"feature (first: {skips.first})")
     if not out:
-        raise UserError(f"{path}: no questions")
+        raise UserError(f"{what}: no question can become a training feature (first: {skips.first})")
     return out
+
+
+def _short(value, n: int = 40) -> str:
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= n else text[:n - 1] + "…"
+
+
+class _IdLines:
+    """Line numbers of question ids in a JSON text: the k-th lookup of an id gets the line of its k-th
+    ``"id": <value>`` pair in the raw text (one scan, then a binary search per lookup)."""
+
+    _PAIR = re.compile(r'"id"\s*:\s*("(?:[^"\\]|\\.)*"|-?\d+)')
+
+    def __init__(self, raw: str):
+        self.raw = raw
+        self._where: dict[str, list[int]] | None = None
+        self._used: dict[str, int] = {}
+        self._newlines: list[int] = []
+
+    def line(self, qid) -> int | None:
+        if qid is None:
+            return None
+        if self._where is None:
+            self._where = {}
+            self._newlines = [m.start() for m in re.finditer("\n", self.raw)]
+            for m in self._PAIR.finditer(self.raw):
+                try:
+                    key = json.dumps(json.loads(m.group(1)), ensure_ascii=False)
+                except ValueError:
+                    continue
+                self._where.setdefault(key, []).append(m.start())
+        key = json.dumps(qid, ensure_ascii=False)
+        hits = self._where.get(key, [])
+        k = self._used.get(key, 0)
+        self._used[key] = k + 1
+        if not hits:
+            return None
+        return bisect.bisect_left(self._newlines, hits[min(k, len(hits) - 1)]) + 1
 
 
 def locate_answer(context: str, text: str, start) -> int | None:
@@ -283,6 +375,10 @@ class QaTask(Task):
 
     read_file = staticmethod(read_squad_file)
 
+    @classmethod
+    def training_examples(cls, examples: list[dict], source: str) -> list[dict]:
+        return training_examples(examples, source)
+
     def __init__(self, tokenizer, labels: list[str], max_seq_length: int, options=None):
         super().__init__(tokenizer, labels, max_seq_length, options)
         self.offset_tokenizer = OffsetTokenizer(tokenizer)
@@ -302,9 +398,9 @@ class QaTask(Task):
             c_ids, c_offsets = self.offset_tokenizer(ex["context"])
             room = self.max_seq_length - len(q_ids) - 3
             span = None
-            if ex["answers"]:
-                a0 = ex["answer_starts"][0]
-                a1 = a0 + len(ex["answers"][0])
+            located = [(a, t) for a, t in zip(ex["answer_starts"], ex["answers"]) if a is not None]
+            if located:  # the first answer found in the context is the one trained on
+                a0, a1 = located[0][0], located[0][0] + len(located[0][1])
                 inside = [k for k, (s, e) in enumerate(c_offsets) if s < a1 and e > a0]
                 span = (inside[0], inside[-1]) if inside else None
             starts, w0 = [0], 0

@@ -68,6 +68,17 @@ def load_model(args: FinetuneArgs, task_cls: type[Task], labels: list[str], voca
     return model
 
 
+def check_positions(args: FinetuneArgs) -> None:
+    """``--max_seq_length`` must fit the model's ``max_position_embeddings``: checked once, before any data is read
+    or anything written (a longer example would otherwise fail deep in the model, possibly mid-training)."""
+    from ernie.configuration import ErnieConfig
+
+    limit = ErnieConfig.from_pretrained(args.model_name_or_path).max_position_embeddings
+    if args.max_seq_length > limit:
+        raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the {limit} positions of the model "
+                        f"{args.model_name_or_path} (max_position_embeddings); pass --max_seq_length {limit} or less")
+
+
 def load_data(args: FinetuneArgs, task_cls: type[Task]) -> D.DatasetSplits:
     """The splits named by ``--dataset`` [``--data_dir``] or given as ``--train_file/--dev_file/--test_file``."""
     from .datasets import load_dataset
@@ -160,6 +171,7 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
     paddle.set_device(run_device(args))
     paddle.seed(args.seed)
     np.random.seed(args.seed)
+    check_positions(args)
     data = load_data(args, task_cls) if (args.do_train or args.do_eval or args.do_predict) else None
     splits = {}
     if data is not None:

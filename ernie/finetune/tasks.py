@@ -66,6 +66,12 @@ class Task:
         raise NotImplementedError
 
     @classmethod
+    def training_examples(cls, examples: list[dict], source: str) -> list[dict]:
+        """The examples of a training file (``source``) that can become a training feature; the reader already
+        skipped the unusable rows, so by default all of them (QA drops e.g. answers not in the context)."""
+        return examples
+
+    @classmethod
     def example_labels(cls, example: dict) -> list[str] | None:
         """The label names an example carries, or None when it is unlabelled."""
         raise NotImplementedError

@@ -43,6 +43,14 @@ def die_with_parent(*_worker_id) -> None:
         os._exit(1)
 
 
+def loader_worker_init(*_worker_id) -> None:
+    """DataLoader ``worker_init_fn``: die with the trainer (:func:`die_with_parent`) and ignore Ctrl-C, which the
+    terminal sends to the whole process group: the trainer finishes its step and saves (it needs the batches the
+    workers have queued), then exits and takes the workers with it."""
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def die_with_launcher() -> None:
     """Make this worker die when ``paddle.distributed.launch`` dies.
 
@@ -89,6 +97,25 @@ def lock_output_dir(output_dir: str, wait: float = 30.0):
     f.flush()
     _HELD_LOCKS.append(f)
     return f
+
+
+def discard_unused_output_dir(output_dir: str) -> bool:
+    """Remove ``output_dir`` when it holds nothing but the ``.run.lock`` this process holds (a run refused by a
+    pre-check must not leave an empty folder behind); True when removed. Called only for an ``output_dir`` this
+    run created."""
+    path = os.path.join(output_dir, ".run.lock")
+    held = [f for f in _HELD_LOCKS if os.path.abspath(f.name) == os.path.abspath(path)]
+    try:
+        if not held or os.listdir(output_dir) != [".run.lock"]:
+            return False
+        os.unlink(path)
+        os.rmdir(output_dir)
+    except OSError:
+        return False
+    for f in held:
+        _HELD_LOCKS.remove(f)
+        f.close()
+    return True
 
 
 @dataclass

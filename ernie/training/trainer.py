@@ -9,7 +9,8 @@ only on the last of them (``DataParallel.no_sync`` on the others), then every ra
 
 Restarting the same command resumes from ``output_dir/model_last``: weights, optimizer moments, LR schedule,
 loss scale, data position (consumed samples) and every rank's RNG state, so a resumed fp32 run reproduces the
-uninterrupted one exactly.
+uninterrupted one exactly. Ctrl-C (one rank) finishes the current step, saves ``model_last`` at it and exits with
+``error: interrupted`` (status 130); a run that fails before writing into an ``output_dir`` it created removes it.
 """
 from __future__ import annotations
 
@@ -32,12 +33,13 @@ from ernie.configuration import ErnieConfig
 from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
 from ernie.utils.cpu_tuning import tune_cpu_math
 from ernie.tokenizer import ErnieTokenizer
-from ernie.utils import UserError, cli_main, resolve_dir
+from ernie.utils import StopRequest, UserError, cli_main, is_interrupt, resolve_dir
 
 from . import checkpoint as ckpt
 from .args import Batching, PretrainArgs, derive_batching, parse_args
 from .distributed import (DistEnv, all_gather_object, all_reduce_gradients, all_reduce_mean, barrier,
-                          die_with_launcher, die_with_parent, init_distributed, lock_output_dir, tell_launcher)
+                          die_with_launcher, discard_unused_output_dir, init_distributed, loader_worker_init,
+                          lock_output_dir, tell_launcher)
 from .log import RunLogger, console, warn
 from .lr import WarmupDecay
 
@@ -110,7 +112,7 @@ def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0
                                       consumed_samples=consumed_samples)
     return paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
                                 num_workers=args.data.num_workers, return_list=True,
-                                worker_init_fn=die_with_parent if args.data.num_workers else None)
+                                worker_init_fn=loader_worker_init if args.data.num_workers else None)
 
 
 # --------------------------------------------------------------------------------------------- one step
@@ -156,7 +158,9 @@ def set_seed(seed: int) -> None:
 # -------------------------------------------------------------------------------------------------- main
 
 
-def train(args: PretrainArgs, env: DistEnv) -> None:
+def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> None:
+    """The run; with ``stop`` (one rank), Ctrl-C during the loop ends it after the current step, with
+    ``model_last`` saved at that step (unless the loss is not finite), then raises KeyboardInterrupt."""
     m, t, lg = args.model, args.training, args.logging
     batching = derive_batching(args, env.world_size)
     use_fp16 = t.use_amp and t.amp_dtype == "float16"
@@ -231,6 +235,8 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     window = np.zeros(3)  # summed finite (loss, lm_loss, sop_loss) since the last log line
     window_finite, window_start, nonfinite_streak = 0, state.global_step, 0
     tic, paused = time.time(), 0.0  # paused: time spent in evaluation and checkpoints, not counted as training
+    if stop is not None:
+        stop.arm()  # from here on, a first Ctrl-C stops after the current step (see below)
     while state.global_step < t.max_steps:
         lr = optimizer.get_lr()
         sums = paddle.zeros([3], dtype="float32")
@@ -285,6 +291,19 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
             if step % t.checkpoint_steps == 0 or step == t.max_steps:
                 save(os.path.join(t.output_dir, "model_last"))
         paused += time.time() - pause_start
+        if stop is not None and stop.requested:  # Ctrl-C: the step is complete, so model_last can be saved
+            last = os.path.join(t.output_dir, "model_last")
+            if nonfinite_streak:
+                warn(f"interrupted at step {step} with a non-finite loss: {last} is not updated")
+            elif not (step % t.checkpoint_steps == 0 or step == t.max_steps):
+                save(last)
+            console(f"interrupted at step {step}; {resolve_dir(last) or 'no checkpoint'} holds step "
+                    f"{ckpt.read_trainer_state(last).global_step if resolve_dir(last) else 0}: rerun the same "
+                    "command to resume")
+            log.close()
+            raise KeyboardInterrupt
+    if stop is not None:
+        stop.disarm()
 
     if test_ds is not None and lg.test_iters > 0:
         report_eval(log, "test", state.global_step,
@@ -359,10 +378,16 @@ def main(argv: list[str] | None = None) -> None:
     tune_cpu_math(args.training.device)  # process-level CPU settings, before the first GEMM
     die_with_launcher()
     env = init_distributed(args.training.device)
+    fresh = not os.path.lexists(args.training.output_dir)
     try:
-        train(args, env)
-    except Exception as e:
-        if env.world_size == 1:
+        with StopRequest(enabled=env.world_size == 1) as stop:
+            train(args, env, stop)
+    except BaseException as e:
+        if fresh:
+            discard_unused_output_dir(args.training.output_dir)  # refused before any output: leave no empty dir
+        if is_interrupt(e) and not isinstance(e, KeyboardInterrupt):  # Ctrl-C re-raised by Paddle from C++
+            raise KeyboardInterrupt from None
+        if env.world_size == 1 or not isinstance(e, Exception):
             raise
         # Under a launch: name this rank, then exit at once (no teardown that could wait on dead peers), so that
         # the launcher sees this rank fail first, reports its log and stops the others.

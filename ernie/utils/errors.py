@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 from typing import Callable
 
 
@@ -15,8 +17,60 @@ class UserError(Exception):
     """
 
 
+def is_interrupt(error: BaseException | None) -> bool:
+    """Ctrl-C, also when Paddle re-raises it from C++: a KeyboardInterrupt raised in Python code that a C++ op
+    runs (a PyLayer's backward in ernie/ops.py) comes back as ``OSError: (External) KeyboardInterrupt ...``."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        if isinstance(error, (OSError, RuntimeError, SystemError)) and "KeyboardInterrupt" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+class StopRequest:
+    """Ctrl-C as a request to stop at the next safe point of a loop.
+
+    Used as a context manager (which restores the previous SIGINT handler on exit); after :meth:`arm`, the first
+    SIGINT only sets :attr:`requested` (and says so on stderr) for the loop to poll, a second one raises
+    KeyboardInterrupt at once. Unarmed, disabled (``enabled=False``) or outside the main thread, Ctrl-C is left as
+    it is."""
+
+    def __init__(self, enabled: bool = True, message: str = "interrupt: stopping after this step "
+                                                             "(Ctrl-C again to stop now)"):
+        self.enabled, self.message = enabled, message
+        self.requested = False
+        self._previous = None
+
+    def arm(self) -> None:
+        if self.enabled and self._previous is None and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def disarm(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            self.disarm()
+            raise KeyboardInterrupt
+        self.requested = True
+        print(self.message, file=sys.stderr, flush=True)
+
+    def __enter__(self) -> "StopRequest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.disarm()
+
+
 def cli_main(fn: Callable[..., int | None]) -> Callable[..., int | None]:
-    """Decorator for script entry points: turns :class:`UserError` (and Ctrl-C) into one line + exit code.
+    """Decorator for script entry points: turns :class:`UserError` (exit 2) and Ctrl-C (``error: interrupted``,
+    exit 130, also when Paddle re-raised it from C++: :func:`is_interrupt`) into one line + exit code.
 
     Set ``ERNIE_DEBUG=1`` to get the full traceback instead.
     """
@@ -31,6 +85,11 @@ def cli_main(fn: Callable[..., int | None]) -> Callable[..., int | None]:
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
         except KeyboardInterrupt:
+            print("error: interrupted", file=sys.stderr, flush=True)
+            sys.exit(130)
+        except Exception as e:  # noqa: BLE001 - only Ctrl-C re-raised by Paddle from C++ is handled here
+            if not is_interrupt(e) or os.environ.get("ERNIE_DEBUG"):
+                raise
             print("error: interrupted", file=sys.stderr, flush=True)
             sys.exit(130)
 
