@@ -266,3 +266,22 @@ def test_half_written_checkpoint_is_never_taken_as_complete(files, fault_log, tm
     assert complete_checkpoints(str(out)) == []
     run_main(argv(files, out, steps=3))  # starts over (nothing to resume, no final model), cleans the temporary
     assert status(out) == "complete" and not os.path.exists(out / ".checkpoint-3.tmp")
+
+
+# ---------------------------------------------------------------------------------- 4. convert_checkpoint.py
+def test_convert_refuses_output_equal_to_or_inside_input(files, finished, tmp_path, capsys):
+    from ernie import convert
+
+    model = copy_of(finished, tmp_path)
+    link = tmp_path / "link"
+    os.symlink(model, link)
+    before = snapshot(model)
+    for output in (model, str(model) + "/", model / "hf", link, link / "sub"):
+        with pytest.raises(SystemExit) as exc:
+            convert.main(["--input", str(model), "--output", str(output), "--to", "hf", "--overwrite"])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert "--input" in err and "choose another --output" in err and len(err.splitlines()) == 1, err
+    assert snapshot(model) == before  # before the fix: turned into an HF folder in place
+    convert.main(["--input", str(link), "--output", str(tmp_path / "hf"), "--to", "hf"])  # elsewhere: fine
+    assert os.path.isfile(tmp_path / "hf" / "model.safetensors")
