@@ -285,3 +285,63 @@ def test_convert_refuses_output_equal_to_or_inside_input(files, finished, tmp_pa
     assert snapshot(model) == before  # before the fix: turned into an HF folder in place
     convert.main(["--input", str(link), "--output", str(tmp_path / "hf"), "--to", "hf"])  # elsewhere: fine
     assert os.path.isfile(tmp_path / "hf" / "model.safetensors")
+
+
+# ------------------------------------------------------------------------------------------ fault injection
+@pytest.mark.slow
+def test_killed_at_random_points_nothing_is_lost_and_the_rerun_equals_the_uninterrupted_run(
+        files, finished, fault_log, tmp_path):
+    """An --overwrite_output_dir run (seed 2) over a complete run (seed 1), SIGKILLed at 12 points: 10 fault points
+    (4 fixed: inside a checkpoint's write, between a checkpoint's rename and its rotation, in the middle of the
+    final model's renames, before run_status.json; 6 drawn at random) and 2 after a random delay. After each kill a
+    complete final model is there -- the previous one, or the new one (in ``.final_model`` when the kill cut its
+    renames short, which the rerun finishes); the rerun (same flags + --resume_from_checkpoint auto) ends with the
+    uninterrupted run's weights bit for bit, its dev figures and its checkpoints."""
+    from ernie.finetune.outdir import FINAL_STAGE
+
+    base = tmp_path / "base"
+    shutil.copytree(finished[0], base)
+    old = weights(base)
+    reference = tmp_path / "reference"
+    shutil.copytree(base, reference)
+    ref_results = run_main(argv(files, reference, "--overwrite_output_dir", seed=2))
+    new = weights(reference)
+    assert not same_weights(new, old)
+    ref_checkpoints = sorted(n for n in os.listdir(reference) if n.startswith("checkpoint-"))
+
+    rng = random.Random(20)
+    fixed = [point(fault_log, "checkpoint-9: model written"), point(fault_log, "checkpoint-12: renamed"),
+             point(fault_log, "publish model_state.pdparams"), point(fault_log, "all_results.json")]
+    drawn = rng.sample(sorted(set(range(1, len(fault_log) + 1)) - set(fixed)), 6)
+    trials = [("point", n) for n in fixed + drawn] + [("delay", rng.uniform(1.0, 4.0)) for _ in range(2)]
+    killed = 0
+    for i, (kind, when) in enumerate(trials):
+        out = tmp_path / f"trial{i}"
+        shutil.copytree(base, out)
+        args = argv(files, out, "--overwrite_output_dir", seed=2)
+        if kind == "point":
+            proc = run_process(args, {"ERNIE_FAULT_KILL_AT": str(when)})
+            assert proc.returncode == -9, (when, fault_log[when - 1], proc.stderr[-2000:])
+            killed += 1
+        else:
+            proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *args],
+                                    env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL)
+            time.sleep(when)
+            proc.kill()
+            killed += proc.wait() == -9
+        stage = out / FINAL_STAGE
+        where = f"trial {i}: {kind} {when} ({fault_log[when - 1] if kind == 'point' else ''})"
+        if os.path.isdir(stage):  # the new model was complete; its renames were cut short
+            found = weights(stage if os.path.isfile(stage / "model_state.pdparams") else out)
+            assert same_weights(found, new), where
+        else:
+            found = weights(out)
+            assert same_weights(found, old) or same_weights(found, new), where
+        results = run_main(args + ["--resume_from_checkpoint", "auto"])
+        assert same_weights(weights(out), new), where
+        assert results["eval"] == ref_results["eval"], where
+        assert status(out) == "complete", where
+        assert sorted(n for n in os.listdir(out) if n.startswith("checkpoint-")) == ref_checkpoints, where
+        assert [n for n in os.listdir(out) if n.startswith(".")] == [".run.lock"], (where, os.listdir(out))
+    assert killed >= 10

@@ -74,6 +74,8 @@ def recover(output_dir: str, log: Callable[[str], None]) -> None:
         elif name.startswith(f".{CHECKPOINT_PREFIX}") and name.endswith((".tmp", ".deleting", ".old")) \
                 or name in (f"{FINAL_STAGE}.tmp", f".{FINAL_STAGE}.tmp", f".{FINAL_STAGE}.old"):
             shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith(".") and name.endswith(".tmp") and os.path.isfile(path):  # atomic_write's temporary
+            os.unlink(path)
 
 
 def _visible(output_dir: str) -> list[str]:

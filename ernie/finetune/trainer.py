@@ -213,6 +213,7 @@ class Trainer:
                        if k in resume.args and resume.args[k] != getattr(a, k)]
             self.log(f"resuming from {resume.path} at step {step}"
                      + (f"; settings changed since: {'; '.join(changed)}" if changed else ""))
+            self._rotate()  # a run killed between a save and its rotation
         self.model.train()
         start, t0, running = step, time.time(), self.state.running_losses
         epoch, skip = divmod(step, steps_per_epoch)
