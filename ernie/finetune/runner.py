@@ -14,6 +14,12 @@ Unlabelled rows: a training example without a label is an error naming its file:
 dev example (the dev split is scored): both are found before training starts. An unlabelled test split is
 predicted, not scored.
 
+Output dir (docs/design.md, "Fine-tuning output-dir contract"; :mod:`ernie.finetune.outdir`): data, labels,
+tokenizer, model and the checkpoint to resume are all checked before the first write; the run holds
+``output_dir/.run.lock`` throughout; ``run_status.json`` is ``running`` during training and ``complete`` last; an
+interrupted run is resumed (``--resume_from_checkpoint``, or by default on a rerun); ``--overwrite_output_dir``
+replaces the previous output only once the new one is complete.
+
 It returns (and writes to ``all_results.json``) a dict with the figures, for scripts and the end-to-end demo.
 """
 from __future__ import annotations
