@@ -216,6 +216,25 @@ def test_second_run_waits_then_refuses_naming_the_holder(files, tmp_path, capsys
     assert status(out) == "complete"
 
 
+def test_two_concurrent_overwrite_runs_into_one_dir(files, finished, tmp_path):
+    """The issue's case: two `--overwrite_output_dir --load_best_model_at_end --save_total_limit 2` runs started
+    together into one dir (before the fix both crashed on each other's rotated checkpoints, leaving no model)."""
+    out = copy_of(finished, tmp_path)
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    cmd = [sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *argv(files, out, "--overwrite_output_dir")]
+    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outputs = [p.communicate(timeout=300) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    logs = "".join(o + e for o, e in outputs)
+    assert codes in ([0, 0], [0, 2]), logs
+    if codes == [0, 0]:  # the second waited for the first, then replaced its output
+        assert "waiting up to 30 s for another run (pid" in logs, logs
+    else:  # the first outlasted the wait (a loaded machine): refused, naming it
+        assert "another run (pid" in logs and "is writing to it" in logs, logs
+    assert status(out) == "complete" and same_weights(weights(out), weights(finished[0]))
+
+
 def test_pretraining_and_fine_tuning_share_one_lock():
     from ernie.training import distributed
     from ernie.utils import lock

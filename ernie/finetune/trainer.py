@@ -29,6 +29,7 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
+from ernie.training.checkpoint import rng_state, set_rng_state  # the RNG states pretraining checkpoints save
 from ernie.utils import UserError, atomic_dir, atomic_write, fault_point
 
 IGNORE_INDEX = -100
@@ -106,12 +107,12 @@ def missing_checkpoint_files(path: str) -> list[str]:
 
 def _read_file(path: str, what: str, reader):
     if not os.path.isfile(path):
-        raise UserError(f"--resume_from_checkpoint: {path}: missing ({what})")
+        raise UserError(f"cannot resume: {path}: missing ({what})")
     try:
         return reader(path)
     except Exception as e:  # paddle.load / pickle / json raise many types on truncated or garbage files
         reason = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
-        raise UserError(f"--resume_from_checkpoint: {path}: unreadable {what} ({reason})") from None
+        raise UserError(f"cannot resume: {path}: unreadable {what} ({reason})") from None
 
 
 def _read_json(path: str):
@@ -127,7 +128,7 @@ def _read_pickle(path: str):
 def read_checkpoint(path: str) -> Resume:
     """Read every file of the checkpoint at ``path`` (``UserError`` naming the first missing or unreadable one)."""
     if not os.path.isdir(path):
-        raise UserError(f"--resume_from_checkpoint {path}: no such checkpoint directory")
+        raise UserError(f"cannot resume: {path}: no such checkpoint directory")
     state = _read_file(os.path.join(path, STATE_FILE), "trainer state",
                        lambda p: TrainState(**{k: v for k, v in _read_json(p).items()
                                                if k in {f.name for f in dataclasses.fields(TrainState)}}))
@@ -194,8 +195,6 @@ class Trainer:
     def train(self, resume: Resume | None = None) -> TrainState:
         """Run the loop (from ``resume`` when given); returns the final :class:`TrainState` (the model holds the
         final or best weights)."""
-        from ernie.training.checkpoint import set_rng_state
-
         a = self.args
         steps_per_epoch, max_steps, eval_steps, save_steps = self._plan()
         optimizer, scheduler = self._optimizer(max_steps)
@@ -323,8 +322,6 @@ class Trainer:
         path = os.path.join(self.args.output_dir, f"{CHECKPOINT_PREFIX}{step}")
         if self.state.best_step == step:
             self.state.best_checkpoint = path
-        from ernie.training.checkpoint import rng_state
-
         with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp)
             self.save_extra(tmp)
