@@ -263,6 +263,19 @@ def test_interrupted_run_is_recognised_and_resumed_exactly(files, finished, faul
         assert resumed_log == json.load(f)["log_history"]
 
 
+def test_interrupted_overwrite_without_checkpoint_keeps_the_previous_model(files, finished, fault_log, tmp_path,
+                                                                            capsys):
+    out = copy_of(finished, tmp_path)
+    old = weights(out)
+    # killed after run_status.json said "running", before the first checkpoint
+    kill_at = point(fault_log, "run_status.json") + 1
+    proc = run_process(argv(files, out, "--overwrite_output_dir", seed=2), {"ERNIE_FAULT_KILL_AT": str(kill_at)})
+    assert proc.returncode == -9 and status(out) == "running"
+    err = run_cli(argv(files, out, seed=2), capsys)  # a plain rerun: nothing to resume, a model to protect
+    assert "interrupted run" in err and "without a complete checkpoint" in err and "--overwrite_output_dir" in err
+    assert same_weights(weights(out), old)
+
+
 def test_resume_from_checkpoint_path_and_auto(files, finished, tmp_path, capsys):
     out = copy_of(finished, tmp_path)
     results = run_main(argv(files, out, "--resume_from_checkpoint", str(out / "checkpoint-9")))
