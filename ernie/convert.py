@@ -490,6 +490,10 @@ def main(argv: list[str] | None = None) -> None:
     a = p.parse_args(argv)
     if not os.path.isdir(a.input):
         raise UserError(f"--input {a.input}: no such directory")
+    src, dst = os.path.realpath(a.input), os.path.realpath(a.output)
+    if dst == src or dst.startswith(src.rstrip(os.sep) + os.sep):
+        raise UserError(f"--output {a.output} is {'--input' if dst == src else 'inside --input'} {a.input}: "
+                        "converting would replace the model being read; choose another --output")
     check_output_path(os.path.abspath(a.output.rstrip("/")), a.overwrite)
     convert = to_hf if a.to == "hf" else from_hf
     arch = convert(a.input, a.output, a.architecture, a.tokenizer_name_or_path, overwrite=a.overwrite)

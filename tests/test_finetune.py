@@ -217,7 +217,7 @@ def test_seq_cls_outputs_checkpoints_and_predictions(seq_cls_run):
     assert 1 <= len(checkpoints) <= 2  # save_total_limit 1, plus the best one when it is older
     assert os.path.join(out, f"checkpoint-{results['train']['best_step']}") in [os.path.join(out, c)
                                                                                   for c in checkpoints]
-    assert not [d for d in os.listdir(out) if d.startswith(".")]  # no temporary leftovers
+    assert [d for d in os.listdir(out) if d.startswith(".")] == [".run.lock"]  # no temporary leftovers
     with open(os.path.join(out, "test_predictions.tsv"), encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t"))
     assert rows[0] == ["text", "label", "confidence"] and len(rows) == 201

@@ -44,7 +44,13 @@ class FinetuneArgs:
     max_predict_samples: Optional[int] = field(default=None, metadata={"help": "use the first N test examples"})
     # ---- what to do
     output_dir: str = field(default=None, metadata={"required": True, "help": "fine-tuned model, checkpoints, results"})
-    overwrite_output_dir: bool = field(default=False, metadata={"help": "train into an existing output_dir"})
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "train into a non-empty output_dir; its previous output is replaced only when the new one is "
+                "complete"})
+    resume_from_checkpoint: Optional[str] = field(default=None, metadata={
+        "help": "continue training from a checkpoint dir (optimizer, scheduler, RNG and data position included), or "
+                "auto/true: from the last complete checkpoint of the interrupted run in output_dir (a rerun into a "
+                "directory holding an interrupted run resumes it by default)"})
     do_train: bool = False
     do_eval: bool = field(default=False, metadata={"help": "evaluate on the dev split"})
     do_predict: bool = field(default=False, metadata={"help": "predict the test split (scored if it has labels)"})
@@ -132,6 +138,8 @@ def validate(args: FinetuneArgs) -> None:
     """Checks that need no data or model; each failure names its flag."""
     if not (args.do_train or args.do_eval or args.do_predict or args.do_export):
         raise UserError("nothing to do: pass at least one of --do_train, --do_eval, --do_predict, --do_export")
+    if args.resume_from_checkpoint is not None and not args.do_train:
+        raise UserError("--resume_from_checkpoint needs --do_train")
     if args.data_dir and not args.dataset:
         raise UserError("--data_dir needs --dataset (the name tells the files' layout)")
     if (args.do_train or args.do_eval or args.do_predict) and not (args.dataset or args.train_file or args.dev_file

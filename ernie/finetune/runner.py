@@ -14,24 +14,33 @@ Unlabelled rows: a training example without a label is an error naming its file:
 dev example (the dev split is scored): both are found before training starts. An unlabelled test split is
 predicted, not scored.
 
+Output dir (docs/design.md, "Fine-tuning output-dir contract"; :mod:`ernie.finetune.outdir`): data, labels,
+tokenizer, model and the checkpoint to resume are all checked before the first write; the run holds
+``output_dir/.run.lock`` throughout; ``run_status.json`` is ``running`` during training and ``complete`` last; an
+interrupted run is resumed (``--resume_from_checkpoint``, or by default on a rerun); ``--overwrite_output_dir``
+replaces the previous output only once the new one is complete.
+
 It returns (and writes to ``all_results.json``) a dict with the figures, for scripts and the end-to-end demo.
 """
 from __future__ import annotations
 
 import csv
 import os
-import shutil
 import sys
 import time
 
 import numpy as np
 
-from ernie.utils import LABEL_FILE, UserError, atomic_dir, atomic_write, read_label_file, write_label_file
+from ernie.utils import LABEL_FILE, UserError, atomic_write, read_label_file, write_label_file
+from ernie.utils.lock import lock_output_dir, release_output_dir
 
 from . import data as D
+from . import outdir
 from .args import FinetuneArgs
 from .tasks import Task
-from .trainer import Trainer, list_checkpoints, write_json
+from .trainer import Resume, Trainer, read_checkpoint, write_json
+
+LOCK_WAIT_SECONDS = 30.0  # how long a run waits for another one holding output_dir
 
 
 def log(msg: str) -> None:
@@ -89,19 +98,6 @@ def load_data(args: FinetuneArgs, task_cls: type[Task]) -> D.DatasetSplits:
                         needed=needed)
 
 
-def prepare_output_dir(args: FinetuneArgs) -> None:
-    """Refuse to train into a non-empty ``output_dir`` unless ``--overwrite_output_dir`` (then stale checkpoints
-    of the previous run are removed, so that rotation and best-model tracking see only this run)."""
-    out = args.output_dir
-    if args.do_train and os.path.isdir(out) and os.listdir(out):
-        if not args.overwrite_output_dir:
-            raise UserError(f"--output_dir {out} already exists and is not empty; pass --overwrite_output_dir to "
-                            f"train into it")
-        for path in list_checkpoints(out):
-            shutil.rmtree(path)
-    os.makedirs(out, exist_ok=True)
-
-
 def save_model_dir(model, tokenizer, labels: list[str] | None, directory: str) -> None:
     """Model + tokenizer (+ label.txt): a directory that --model_name_or_path and export_model.py accept."""
     model.save_pretrained(directory)
@@ -110,15 +106,20 @@ def save_model_dir(model, tokenizer, labels: list[str] | None, directory: str) -
         write_label_file(directory, labels)
 
 
-def publish_model(model, tokenizer, labels: list[str] | None, output_dir: str) -> None:
-    """Write the final model into ``output_dir`` itself: complete in a temporary sibling first, then each file is
-    moved in with one atomic rename."""
-    staging = os.path.join(output_dir, "final_model")
-    with atomic_dir(staging) as tmp:
-        save_model_dir(model, tokenizer, labels, tmp)
-    for name in sorted(os.listdir(staging)):
-        os.replace(os.path.join(staging, name), os.path.join(output_dir, name))
-    os.rmdir(staging)
+def read_resume_checkpoint(path: str, model, labels: list[str]) -> Resume:
+    """Read the checkpoint to resume in full and check that it fits ``model`` and ``labels``."""
+    resume = read_checkpoint(path)
+    saved_labels = read_label_file(path)
+    if labels and saved_labels is not None and saved_labels != labels:
+        raise UserError(f"--resume_from_checkpoint {path}: its labels {saved_labels} differ from the training "
+                        f"data's {labels}")
+    expected = {k: list(v.shape) for k, v in model.state_dict().items()}
+    saved = {k: list(v.shape) for k, v in resume.model_state.items()}
+    diff = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
+    if diff:
+        raise UserError(f"--resume_from_checkpoint {path}: its weights do not fit the model of "
+                        f"--model_name_or_path (first difference: {diff[0]})")
+    return resume
 
 
 def write_tsv(path: str, header: list[str], rows: list[list]) -> None:
@@ -191,13 +192,33 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
     if metric not in task.metric_names:
         raise UserError(f"--metric_for_best_model {metric}: not a {task.name} metric ({', '.join(task.metric_names)})")
     args.metric_for_best_model = metric
-    prepare_output_dir(args)
+    if data is not None:  # before anything is written: an unknown label leaves output_dir as it was
+        for name, examples in splits.items():
+            task_cls.check_labels(examples, labels, f"{name} split")
+    created = not os.path.exists(args.output_dir)
+    lock = lock_output_dir(args.output_dir, wait=LOCK_WAIT_SECONDS, log=log)
+    try:
+        return _run_locked(args, task_cls, task, tokenizer, labels, data, splits, metric)
+    except BaseException:
+        if created and os.listdir(args.output_dir) == [os.path.basename(lock.name)]:  # refused: leave no trace
+            os.unlink(lock.name)
+            os.rmdir(args.output_dir)
+        raise
+    finally:
+        release_output_dir(lock)
+
+
+def _run_locked(args: FinetuneArgs, task_cls: type[Task], task: Task, tokenizer, labels: list[str], data, splits,
+                metric: str) -> dict:
+    """:func:`run` once ``output_dir`` is locked: model and plan checked first, then training writes."""
+    out = args.output_dir
+    outdir.recover(out, log)
+    plan = outdir.plan(args, log) if args.do_train else None
     model = load_model(args, task_cls, labels, tokenizer.vocab_size)
+    resume = read_resume_checkpoint(plan.resume_from, model, labels) if plan and plan.resume_from else None
 
     results: dict = {"task": task.name, "labels": labels, "model_name_or_path": args.model_name_or_path}
     if data is not None:
-        for name, examples in splits.items():
-            task_cls.check_labels(examples, labels, f"{name} split")
         log(f"data: {args.dataset or 'files'}: train {len(splits['train'])}, dev {len(splits['dev'])}, "
             f"test {len(splits['test'])} examples" + (f"; labels {labels if len(labels) <= 10 else len(labels)}"
                                                       if labels else ""))
@@ -208,12 +229,15 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
                       log=log)
     if args.do_train:
         trainer.train_features = task.encode(splits["train"])
+        outdir.begin(out, plan, args.model_name_or_path)  # the first write into output_dir
         t0 = time.time()
-        state = trainer.train()
-        publish_model(model, tokenizer, labels, args.output_dir)
+        state = trainer.train(resume)
+        outdir.publish(out, lambda d: save_model_dir(model, tokenizer, labels, d))
         results["train"] = {"steps": state.global_step, "seconds": round(time.time() - t0, 1),
                             "best_step": state.best_step, "best_metric": state.best_metric, "metric": metric}
-        log(f"saved the fine-tuned model to {args.output_dir}")
+        if resume is not None:
+            results["train"]["resumed_from"] = resume.path
+        log(f"saved the fine-tuned model to {out}")
     if args.do_eval:
         if not dev_features:
             raise UserError("--do_eval: no dev data (pass --dev_file or --dataset)")
@@ -243,6 +267,8 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
                                              overwrite=args.do_train or args.overwrite_output_dir)
         log(f"exported the inference model to {export_dir}")
     write_json(os.path.join(args.output_dir, "all_results.json"), results)
+    if args.do_train:
+        outdir.finish(out)  # written last: the run is complete
     return results
 
 

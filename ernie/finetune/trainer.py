@@ -1,18 +1,24 @@
 """A small fine-tuning loop shared by every fine-tuning task.
 
 AdamW with linear warmup + linear decay and global-norm clipping; evaluation every ``eval_steps``; checkpoints
-``output_dir/checkpoint-<step>/`` written atomically (model + tokenizer + label.txt + optimizer + trainer_state.json);
-best-model tracking on ``metric_for_best_model``, rotation with ``save_total_limit`` (never deleting the best),
-early stopping, and reloading the best weights at the end.
+``output_dir/checkpoint-<step>/`` written atomically (model + tokenizer + label.txt + optimizer with its LR scheduler
++ rng_state.pkl + trainer_state.json + training_args.json); best-model tracking on ``metric_for_best_model``, rotation
+with ``save_total_limit`` (never deleting the best), early stopping, and reloading the best weights at the end.
+
+Resuming (:func:`read_checkpoint`, then ``train(resume=...)``) restores weights, optimizer, scheduler, RNG states,
+the trainer state and the data position (epoch ``step // steps_per_epoch``, whose batch order comes from
+``seed + epoch``, and the batches of it already done), so a resumed run is bit-identical to an uninterrupted one.
 
 A :class:`Task` tells the loop how to batch features, compute the loss and score predictions.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 import time
@@ -23,11 +29,23 @@ import numpy as np
 import paddle
 import paddle.nn.functional as F
 
-from ernie.utils import atomic_dir, atomic_write
+from ernie.training.checkpoint import rng_state, set_rng_state  # the RNG states pretraining checkpoints save
+from ernie.utils import UserError, atomic_dir, atomic_write, fault_point
 
 IGNORE_INDEX = -100
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
+MODEL_FILE = "model_state.pdparams"
+OPTIMIZER_FILE = "optimizer.pdopt"
+RNG_FILE = "rng_state.pkl"
+ARGS_FILE = "training_args.json"
+CHECKPOINT_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, STATE_FILE, ARGS_FILE)  # what makes one resumable
+# settings that shape the training trajectory: a resumed run reports those that differ from the checkpoint's
+TRAJECTORY_ARGS = ("seed", "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
+                   "num_train_epochs", "max_steps", "eval_steps", "save_steps", "max_seq_length", "dataset",
+                   "train_file", "dev_file", "max_train_samples", "max_eval_samples", "hidden_dropout_prob",
+                   "attention_probs_dropout_prob", "metric_for_best_model", "load_best_model_at_end",
+                   "early_stopping_patience")
 
 
 class Task(Protocol):
@@ -67,6 +85,58 @@ class TrainState:
     best_checkpoint: str | None = None
     evals_without_improvement: int = 0
     log_history: list[dict] = field(default_factory=list)
+    running_losses: list[float] = field(default_factory=list)  # losses since the last logged step
+
+
+@dataclass
+class Resume:
+    """A checkpoint read in full by :func:`read_checkpoint`, before anything is written."""
+
+    path: str
+    model_state: dict
+    optimizer_state: dict
+    rng_state: dict
+    state: TrainState
+    args: dict
+
+
+def missing_checkpoint_files(path: str) -> list[str]:
+    """The files of :data:`CHECKPOINT_FILES` that ``path`` lacks (all of them when it is not a directory)."""
+    return [f for f in CHECKPOINT_FILES if not os.path.isfile(os.path.join(path, f))]
+
+
+def _read_file(path: str, what: str, reader):
+    if not os.path.isfile(path):
+        raise UserError(f"cannot resume: {path}: missing ({what})")
+    try:
+        return reader(path)
+    except Exception as e:  # paddle.load / pickle / json raise many types on truncated or garbage files
+        reason = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+        raise UserError(f"cannot resume: {path}: unreadable {what} ({reason})") from None
+
+
+def _read_json(path: str):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _read_pickle(path: str):
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def read_checkpoint(path: str) -> Resume:
+    """Read every file of the checkpoint at ``path`` (``UserError`` naming the first missing or unreadable one)."""
+    if not os.path.isdir(path):
+        raise UserError(f"cannot resume: {path}: no such checkpoint directory")
+    state = _read_file(os.path.join(path, STATE_FILE), "trainer state",
+                       lambda p: TrainState(**{k: v for k, v in _read_json(p).items()
+                                               if k in {f.name for f in dataclasses.fields(TrainState)}}))
+    return Resume(path=path,
+                  model_state=_read_file(os.path.join(path, MODEL_FILE), "model weights", paddle.load),
+                  optimizer_state=_read_file(os.path.join(path, OPTIMIZER_FILE), "optimizer state", paddle.load),
+                  rng_state=_read_file(os.path.join(path, RNG_FILE), "random-number states", _read_pickle),
+                  state=state, args=_read_file(os.path.join(path, ARGS_FILE), "training settings", _read_json))
 
 
 class Trainer:
@@ -113,26 +183,43 @@ class Trainer:
             grad_clip=paddle.nn.ClipGradByGlobalNorm(a.max_grad_norm) if a.max_grad_norm > 0 else None)
         return optimizer, scheduler
 
-    def _batches(self, features: list[dict], shuffle_seed: int | None):
+    def _batches(self, features: list[dict], shuffle_seed: int | None, skip: int = 0):
+        """Batches in order (shuffled by ``shuffle_seed``), the first ``skip`` of them left out."""
         order = np.arange(len(features))
         if shuffle_seed is not None:
             np.random.default_rng(shuffle_seed).shuffle(order)
-        for i in range(0, len(order), self.args.batch_size):
+        for i in range(skip * self.args.batch_size, len(order), self.args.batch_size):
             yield self.task.collate([features[j] for j in order[i:i + self.args.batch_size]])
 
     # ---------------------------------------------------------------------------------------------------- train
-    def train(self) -> TrainState:
-        """Run the loop; returns the final :class:`TrainState` (the model holds the final or best weights)."""
+    def train(self, resume: Resume | None = None) -> TrainState:
+        """Run the loop (from ``resume`` when given); returns the final :class:`TrainState` (the model holds the
+        final or best weights)."""
         a = self.args
         steps_per_epoch, max_steps, eval_steps, save_steps = self._plan()
         optimizer, scheduler = self._optimizer(max_steps)
         self.log(f"training: {len(self.train_features)} examples, {steps_per_epoch} steps/epoch, {max_steps} steps, "
                  f"batch {a.batch_size}, eval every {eval_steps} and checkpoint every {save_steps} steps")
+        step = 0
+        if resume is not None:
+            self.model.set_state_dict(resume.model_state)
+            # moments + the LR scheduler's position
+            optimizer.set_state_dict(self._renamed_optimizer_state(resume.optimizer_state, to_structured=False))
+            self.state = resume.state
+            set_rng_state(resume.rng_state)
+            step = self.state.global_step
+            changed = [f"{k}: {resume.args.get(k)!r} -> {getattr(a, k)!r}" for k in TRAJECTORY_ARGS
+                       if k in resume.args and resume.args[k] != getattr(a, k)]
+            self.log(f"resuming from {resume.path} at step {step}"
+                     + (f"; settings changed since: {'; '.join(changed)}" if changed else ""))
+            self._rotate()  # a run killed between a save and its rotation
         self.model.train()
-        step, epoch, t0, running = 0, 0, time.time(), []
-        stop = False
+        start, t0, running = step, time.time(), self.state.running_losses
+        epoch, skip = divmod(step, steps_per_epoch)
+        patience = a.early_stopping_patience
+        stop = step >= max_steps or bool(patience and self.state.evals_without_improvement >= patience)
         while not stop:
-            for batch in self._batches(self.train_features, shuffle_seed=a.seed + epoch):
+            for batch in self._batches(self.train_features, shuffle_seed=a.seed + epoch, skip=skip):
                 loss = self.task.loss(self.task.forward(self.model, batch), batch)
                 loss.backward()
                 optimizer.step()
@@ -142,13 +229,13 @@ class Trainer:
                 self.state.global_step = step
                 running.append(float(loss))
                 if step % a.logging_steps == 0 or step == max_steps:
-                    rate = step / (time.time() - t0)
+                    rate = (step - start) / (time.time() - t0)
                     entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": float(np.mean(running)),
                              "learning_rate": scheduler.last_lr}
                     self.state.log_history.append(entry)
                     self.log(f"step {step}/{max_steps} epoch {entry['epoch']:.2f} loss {entry['loss']:.4f} "
                              f"lr {entry['learning_rate']:.3g} ({rate:.2f} steps/s)")
-                    running = []
+                    running.clear()
                 stop = step >= max_steps
                 improved = False
                 if (step % eval_steps == 0 or stop) and self.eval_features:
@@ -159,11 +246,11 @@ class Trainer:
                     self.save_checkpoint(optimizer)
                 if stop:
                     break
-            epoch += 1
+            epoch, skip = epoch + 1, 0
         if a.load_best_model_at_end and self.state.best_checkpoint:
             self.log(f"loading the best model (step {self.state.best_step}, {self.metric} "
                      f"{self.state.best_metric:.4f}) from {self.state.best_checkpoint}")
-            self.model.set_state_dict(paddle.load(os.path.join(self.state.best_checkpoint, "model_state.pdparams")))
+            self.model.set_state_dict(paddle.load(os.path.join(self.state.best_checkpoint, MODEL_FILE)))
         self.model.eval()
         return self.state
 
@@ -206,6 +293,29 @@ class Trainer:
         return {**self.task.metrics(outputs, features), "loss": loss}
 
     # ---------------------------------------------------------------------------------------------- checkpoints
+    def _renamed_optimizer_state(self, state: dict, to_structured: bool) -> dict:
+        """Optimizer state keys ``<param.name>_<slot>`` <-> ``<structured name>/<slot>``: Paddle's parameter names
+        (``linear_12.w_0``) depend on how many layers the process built before, the model's own names do not."""
+        pairs = [(p.name, n) for n, p in self.model.named_parameters()]
+        src = sorted(pairs if to_structured else [(n, p) for p, n in pairs], key=lambda t: -len(t[0]))
+        sep_in, sep_out = ("_", "/") if to_structured else ("/", "_")
+
+        def rename(key: str) -> str:
+            for old, new in src:
+                if key == old:
+                    return new
+                if key.startswith(old + sep_in):
+                    return new + sep_out + key[len(old) + 1:]
+            return key
+
+        out = {}
+        for key, value in state.items():
+            if key == "master_weights" and isinstance(value, dict):  # AMP master copies, keyed by parameter
+                out[key] = {rename(k): v for k, v in value.items()}
+            else:
+                out[key if key == "LR_Scheduler" else rename(key)] = value
+        return out
+
     def save_checkpoint(self, optimizer) -> str:
         """Write ``checkpoint-<step>`` atomically, then apply ``save_total_limit``."""
         step = self.state.global_step
@@ -215,9 +325,16 @@ class Trainer:
         with atomic_dir(path) as tmp:
             self.model.save_pretrained(tmp)
             self.save_extra(tmp)
-            paddle.save(optimizer.state_dict(), os.path.join(tmp, "optimizer.pdopt"))
+            fault_point(f"checkpoint {path}: model written")
+            paddle.save(self._renamed_optimizer_state(optimizer.state_dict(), to_structured=True),
+                        os.path.join(tmp, OPTIMIZER_FILE))
+            with open(os.path.join(tmp, RNG_FILE), "wb") as f:
+                pickle.dump(rng_state(), f)
+            with open(os.path.join(tmp, ARGS_FILE), "w", encoding="utf-8") as f:
+                json.dump(dataclasses.asdict(self.args), f, indent=2, ensure_ascii=False)
+            fault_point(f"checkpoint {path}: optimizer and rng written")
             with open(os.path.join(tmp, STATE_FILE), "w", encoding="utf-8") as f:
-                json.dump(self.state.__dict__, f, indent=2)
+                json.dump(dataclasses.asdict(self.state), f, indent=2)
         self._rotate()
         return path
 
@@ -225,12 +342,12 @@ class Trainer:
         limit = self.args.save_total_limit
         if not limit:
             return
-        keep = set(list_checkpoints(self.args.output_dir)[-limit:])
+        keep = {os.path.abspath(p) for p in list_checkpoints(self.args.output_dir)[-limit:]}
         if self.state.best_checkpoint:
-            keep.add(self.state.best_checkpoint)
+            keep.add(os.path.abspath(self.state.best_checkpoint))
         for path in list_checkpoints(self.args.output_dir):
-            if path not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+            if os.path.abspath(path) not in keep:
+                remove_dir(path)
 
 
 def list_checkpoints(output_dir: str) -> list[str]:
@@ -238,6 +355,17 @@ def list_checkpoints(output_dir: str) -> list[str]:
     paths = [p for p in glob.glob(os.path.join(output_dir, f"{CHECKPOINT_PREFIX}*"))
              if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", os.path.basename(p)) and os.path.isdir(p)]
     return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]))
+
+
+def remove_dir(path: str) -> None:
+    """Delete a directory so that no half-deleted copy is ever left under its name: renamed to
+    ``.<name>.deleting`` first (a leftover one is removed by the next run)."""
+    parent, name = os.path.split(os.path.abspath(path))
+    doomed = os.path.join(parent, f".{name}.deleting")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(path, doomed)
+    fault_point(f"remove {path}: renamed")
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def write_json(path: str, obj) -> None:

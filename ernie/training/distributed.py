@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import os
 import signal
 import socket
@@ -14,7 +13,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from ernie.utils import UserError, output_error
+from ernie.utils import UserError
+from ernie.utils.lock import discard_unused_output_dir, lock_output_dir  # noqa: F401  (re-exported: pretraining's lock is the shared one)
 
 
 def configure_threads() -> int:
@@ -60,62 +60,6 @@ def die_with_launcher() -> None:
     """
     if under_launch():
         die_with_parent()
-
-
-_HELD_LOCKS: list = []  # open lock files, kept for the life of the process
-
-
-def lock_output_dir(output_dir: str, wait: float = 30.0):
-    """Hold an exclusive lock on ``output_dir`` for the life of the process, so two runs can never write the same
-    checkpoints (released by the OS when the process ends). A lock held by another process is waited for up to
-    ``wait`` seconds (a killed run's workers may still be exiting), then it is a ``UserError``. Returns the open
-    lock file; closing it releases the lock early."""
-    path = os.path.join(output_dir, ".run.lock")
-    try:
-        os.makedirs(output_dir, exist_ok=True)
-        f = open(path, "a+")
-    except OSError as e:
-        raise UserError(f"--output_dir: {output_error(output_dir, e)}") from None
-    deadline = time.time() + wait
-    while True:
-        try:
-            # a POSIX record lock: unlike flock, not shared with forked children (DataLoader workers), so it is
-            # released the moment this process dies
-            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except OSError:
-            if time.time() >= deadline:
-                f.seek(0)
-                holder = f.read().strip() or "unknown"
-                f.close()
-                raise UserError(f"--output_dir {output_dir}: another run ({holder}) is writing to it; "
-                                "stop it first") from None
-            time.sleep(0.2)
-    f.seek(0)
-    f.truncate()
-    f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
-    f.flush()
-    _HELD_LOCKS.append(f)
-    return f
-
-
-def discard_unused_output_dir(output_dir: str) -> bool:
-    """Remove ``output_dir`` when it holds nothing but the ``.run.lock`` this process holds (a run refused by a
-    pre-check must not leave an empty folder behind); True when removed. Called only for an ``output_dir`` this
-    run created."""
-    path = os.path.join(output_dir, ".run.lock")
-    held = [f for f in _HELD_LOCKS if os.path.abspath(f.name) == os.path.abspath(path)]
-    try:
-        if not held or os.listdir(output_dir) != [".run.lock"]:
-            return False
-        os.unlink(path)
-        os.rmdir(output_dir)
-    except OSError:
-        return False
-    for f in held:
-        _HELD_LOCKS.remove(f)
-        f.close()
-    return True
 
 
 @dataclass

@@ -6,10 +6,29 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import tempfile
 from typing import IO, Iterator
 
 from .errors import UserError
+
+
+_FAULT_CALLS = [0]
+
+
+def fault_point(name: str) -> None:
+    """Fault-injection hook for tests, a no-op unless set in the environment: ``ERNIE_FAULT_LOG=FILE`` appends
+    ``name`` to FILE at each call; ``ERNIE_FAULT_KILL_AT=N`` SIGKILLs this process at its N-th call. The atomic
+    helpers call it between their writes and renames, so a test can kill a run at every such point."""
+    log, kill_at = os.environ.get("ERNIE_FAULT_LOG"), os.environ.get("ERNIE_FAULT_KILL_AT")
+    if not (log or kill_at):
+        return
+    _FAULT_CALLS[0] += 1
+    if log:
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"{_FAULT_CALLS[0]} {name}\n")
+    if kill_at and _FAULT_CALLS[0] == int(kill_at):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _umask() -> int:
@@ -83,6 +102,7 @@ def atomic_write(path: str, mode: str = "wb", overwrite: bool = True) -> Iterato
             yield f
             f.flush()
             os.fsync(f.fileno())
+        fault_point(f"atomic_write {path}")
         os.replace(tmp, path)
         fsync_dir(directory)
     except BaseException:
@@ -113,6 +133,7 @@ def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
         raise output_error(path, e) from None
     try:
         yield tmp
+        fault_point(f"atomic_dir {path}: written")
         for root, _, files in os.walk(tmp):
             for fn in files:
                 with open(os.path.join(root, fn), "rb") as f:
@@ -121,8 +142,10 @@ def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
         if os.path.exists(path):
             shutil.rmtree(old, ignore_errors=True)
             os.replace(path, old)
+            fault_point(f"atomic_dir {path}: old moved aside")
         os.replace(tmp, path)
         fsync_dir(parent)
+        fault_point(f"atomic_dir {path}: renamed")
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
