@@ -10,7 +10,7 @@ import pytest
 
 from ernie.deploy import envs
 from ernie.deploy import openvino_precision as O
-from ernie.utils import UserError
+from ernie.utils import UserError, machine
 
 # plugins.xml as fastdeploy-python 1.0.7 ships it (OpenVINO 2023.0), abridged
 SHIPPED = """<ie>
@@ -36,13 +36,16 @@ def shipped(tmp_path):
     return str(path)
 
 
-def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+def test_cpu_flags_and_machine_are_read_from_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: Whatever\nflags\t\t: fpu avx2 avx512_bf16\n\n"
-                    "processor\t: 1\nflags\t\t: fpu\n", encoding="utf-8")
-    assert O.cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16"}
+    info.write_text("processor\t: 0\nvendor_id\t: Whatever\nmodel name\t: Some CPU\n"
+                    "flags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu\n", encoding="utf-8")
+    assert O.cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16", "avx512_vnni"}
     assert O.cpu_flags(str(tmp_path / "missing")) == set()
     assert O.cpu_has_bf16(O.cpu_flags(str(info))) and not O.cpu_has_bf16(set())
+    line = machine.describe_machine(str(info))
+    assert line.startswith("Some CPU, ") and "bf16: avx512_bf16 (no AMX); VNNI: avx512_vnni" in line
+    assert "bf16: none (no AMX); VNNI: none" in machine.describe_machine(str(tmp_path / "missing"))
 
 
 @pytest.mark.parametrize("flags, default", [(BF16_CPU, "bf16"), (AMX_CPU, "bf16"), (PLAIN_CPU, "f32")])

@@ -9,9 +9,8 @@ environment gets ``INFERENCE_PRECISION_HINT=f32`` for the CPU plugin there (:fun
 ``ernie.deploy.envs``; harmless on CPUs without bf16, where f32 is already the default). Measured with the hint:
 the same logits as ONNX Runtime within 2e-6.
 
-Contract (no Paddle, no FastDeploy import here; runs in either environment):
-- :func:`cpu_flags` ``(cpuinfo="/proc/cpuinfo") -> set`` of the first processor's flags (empty when unreadable);
-- :func:`cpu_has_bf16` ``(flags=None) -> bool``: ``avx512_bf16`` or ``amx_bf16`` present (a feature, never a vendor);
+Contract (no Paddle, no FastDeploy import here; runs in either environment; the CPU's bf16 instructions are
+detected by ``ernie.utils.machine.cpu_has_bf16``, from its flags, never from the vendor):
 - :func:`plugins_xml` ``(fastdeploy_dir) -> path`` of the OpenVINO plugin list inside a fastdeploy package;
 - :func:`set_cpu_f32` ``(path) -> bool`` adds the hint (idempotent, atomic rewrite; True when it changed the file);
 - :func:`cpu_precision` ``(path, flags=None) -> "f32" | "bf16"``: what the CPU plugin computes in with that file.
@@ -22,30 +21,11 @@ import os
 import re
 
 from ernie.utils import atomic_write
+from ernie.utils.machine import BF16_FLAGS, cpu_flags, cpu_has_bf16  # noqa: F401 - re-exported for the scripts
 
-BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 HINT_KEY = "INFERENCE_PRECISION_HINT"
 PLUGINS_XML = os.path.join("libs", "third_libs", "openvino", "runtime", "lib", "plugins.xml")
 _CPU_PLUGIN = re.compile(r'(<plugin\s+name="CPU"[^>]*>)(.*?)(</plugin>)', re.S)
-
-
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
-    """The ``flags`` of the first processor in ``cpuinfo`` (Linux); an empty set where there is no such file."""
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() == "flags":
-                    return set(value.split())
-    except OSError:
-        pass
-    return set()
-
-
-def cpu_has_bf16(flags: set[str] | None = None) -> bool:
-    """True when the CPU has bf16 instructions, so OpenVINO's CPU plugin would default to bf16."""
-    flags = cpu_flags() if flags is None else flags
-    return any(f in flags for f in BF16_FLAGS)
 
 
 def plugins_xml(fastdeploy_dir: str) -> str:
@@ -84,6 +64,8 @@ def set_cpu_f32(path: str) -> bool:
 def cpu_precision(path: str, flags: set[str] | None = None) -> str:
     """``"f32"`` or ``"bf16"``: what OpenVINO's CPU plugin computes in with the ``plugins.xml`` at ``path`` on this
     CPU (or on a CPU with ``flags``)."""
+    if flags is None:
+        flags = cpu_flags()
     try:
         with open(path, encoding="utf-8") as f:
             hint = _cpu_hint(f.read())
