@@ -4,6 +4,7 @@ bf16 instructions; with it, f32 everywhere. Fast: no FastDeploy needed (tests/te
 """
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -104,3 +105,20 @@ def test_the_precision_line_names_the_cpu_feature(monkeypatch):
     monkeypatch.setattr("ernie.deploy.fastdeploy_infer.cpu_flags", lambda: set(AMX_CPU))
     line = openvino_precision_line("bf16")
     assert "bf16 on this CPU (amx_bf16)" in line and "setup_fastdeploy_env.sh" in line
+
+
+def test_an_existing_fastdeploy_environment_gets_f32_on_the_next_call(tmp_path, monkeypatch):
+    """An environment made by an older toolkit (bf16 on bf16 CPUs) is set to f32 by ensure_env, without a rebuild."""
+    monkeypatch.setenv("ERNIE_TOOLKIT_CACHE", str(tmp_path))
+    env = tmp_path / "fastdeploy"
+    xml = O.plugins_xml(str(env / "lib" / "python3.10" / "site-packages" / "fastdeploy"))
+    os.makedirs(os.path.dirname(xml))
+    with open(xml, "w", encoding="utf-8") as f:
+        f.write(SHIPPED)
+    (env / "bin").mkdir()
+    (env / "bin" / "python").write_text("#!/bin/sh\nexit 1\n")  # never run: the environment counts as current
+    (env / "bin" / "python").chmod(0o755)
+    (env / envs.MARKER).write_text(json.dumps(envs._env_record(envs.ENVS["fastdeploy"])), encoding="utf-8")
+    assert O.cpu_precision(xml, BF16_CPU) == "bf16"
+    assert envs.ensure_env("fastdeploy", log=lambda msg: pytest.fail(f"rebuilt: {msg}")) == str(env / "bin" / "python")
+    assert O.cpu_precision(xml, BF16_CPU) == "f32"
