@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 
 from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, resolve_dir
+from ernie.utils.machine import describe_machine
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = os.path.join(REPO, "scripts")
@@ -339,7 +340,8 @@ def results_table(w: str, scores: dict[str, dict[str, list[float]]], speed: dict
                          for p in PROTOCOLS.values())
     table += (f"\n\nFine-tuning (the same for both inits): {settings}; full test splits.\n"
               f"Pretraining config: {PRETRAIN_CONFIG}{pretraining_summary(w)}. "
-              f"Total time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n")
+              f"Total time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n"
+              f"Machine: {describe_machine()} (the fine-tuning figures move between CPUs: README, demo section).\n")
     print(table)
     return table
 

@@ -1,6 +1,8 @@
 """FastDeploy 1.0.7 runs our exports: the legacy model.pdmodel (Paddle 2.6 env) through FastDeploy's Paddle
 Inference, ONNX Runtime and OpenVINO backends (Python 3.10 env) gives the logits of dygraph, Paddle Inference 3 and
-ONNX Runtime, for seq_cls and NER, batch 1 and 32, lengths 8 and 128.
+ONNX Runtime, for seq_cls and NER, batch 1 and 32, lengths 8 and 128 (1e-4 for every backend, OpenVINO included:
+the toolkit's environment sets its CPU plugin to f32, which it would otherwise leave at bf16 on CPUs with bf16
+instructions; tests/test_openvino_precision.py covers that switch on both kinds of CPU).
 
 The two environments are created once under the toolkit's cache dir (~/.cache/ernie-toolkit; ~1 min for Paddle 2.6,
 ~1.5 min for FastDeploy with a warm pip cache) and reused by later runs.
@@ -119,6 +121,7 @@ def _fastdeploy_logits(fd_python, model_dir: str, cases: dict, tmp_path) -> dict
                            "--feeds", str(feeds_file), "--output", str(out_file)],
                           env=envs.child_env("fastdeploy"), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert proc.stderr.count("FastDeploy openvino: OpenVINO's CPU plugin computes in f32\n") == 1, proc.stderr[-3000:]
     with np.load(out_file) as z:
         return {k: z[k] for k in z.files}
 
@@ -177,6 +180,7 @@ def test_deployment_scripts_print_what_seq_cls_infer_prints(exports, fd_python, 
                            "--model_dir", ner_out, "--backend", "openvino"], env=envs.child_env("fastdeploy"),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stderr.count("computes in f32") == 1, proc.stderr[-2000:]  # said once, and f32 on any CPU
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("Data: ")]
     assert [ln.split(" \t ")[0][len("Data: "):] for ln in lines] == NER_EXAMPLE_TEXTS
     assert all("/LOC" in ln for ln in lines)  # the model learnt: the first two characters are a LOC entity

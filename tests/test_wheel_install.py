@@ -2,15 +2,18 @@
 helpers are compiled into the wheel, and the console scripts run the stages from a folder outside the checkout.
 
 The wheel is built from a copy of the checkout; it is installed (``--no-deps``) into a fresh venv that sees the
-system site-packages for Paddle, LAC and the other dependencies. The toolkit's own editable install in the system
-site-packages must not shadow the wheel: every command runs without PYTHONPATH, and the test checks where ``ernie``
-and ``data_tools.helpers`` are imported from.
+third-party packages of the Python running the tests, whatever kind it is (a venv, a conda env or a base
+interpreter): not ``--system-site-packages`` (inside a venv that exposes the *base* interpreter's packages, not the
+venv's), but a ``.pth`` that adds this Python's site dirs and runs their ``.pth`` files, except the toolkit's own
+(its editable install's finder, or any path holding an ``ernie`` package). Every command runs without PYTHONPATH,
+and the test checks where ``ernie`` and ``data_tools.helpers`` are imported from.
 """
 from __future__ import annotations
 
 import glob
 import os
 import shutil
+import site
 import subprocess
 import sys
 
@@ -18,6 +21,50 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SKIP = shutil.ignore_patterns(".git", "output", "build", "dist", "*.egg-info", "__pycache__", "*.so", ".pytest_cache")
+
+
+# Runs at the start of every process of the test venv (imported from a .pth): this Python's site dirs and what
+# their .pth files add, in site.addsitedir's order, minus anything of the toolkit itself.
+HOST_SITE = """import os, sys
+
+DIRS = {dirs!r}
+
+
+def _toolkit(path):
+    return any(os.path.isfile(os.path.join(path, pkg, "__init__.py")) for pkg in ("ernie", "data_tools"))
+
+
+def _add(path, site_dir=False):
+    path = os.path.abspath(path)
+    # a site dir may hold a regular install of the toolkit: this venv's site-packages comes first and shadows it;
+    # a path from a .pth holding the toolkit is a checkout (setup.py develop), left out
+    if os.path.isdir(path) and path not in sys.path and (site_dir or not _toolkit(path)):
+        sys.path.append(path)
+        return True
+    return False
+
+
+for d in DIRS:
+    if not _add(d, site_dir=True):
+        continue
+    for name in sorted(os.listdir(d)):
+        if not name.endswith(".pth") or "ernie_toolkit" in name.replace("-", "_"):
+            continue  # the toolkit's editable install (its finder) must not shadow the wheel
+        with open(os.path.join(d, name), encoding="utf-8") as f:
+            for line in f:
+                if line.startswith(("import ", "import\\t")):
+                    exec(line)
+                elif line.strip() and not line.startswith("#"):
+                    _add(os.path.join(d, line.rstrip()))
+"""
+
+
+def host_site_dirs() -> list[str]:
+    """The site dirs of the Python running the tests (venv, conda env or base interpreter; the user site if on)."""
+    dirs = list(site.getsitepackages())
+    if site.ENABLE_USER_SITE:
+        dirs.append(site.getusersitepackages())
+    return [d for d in dict.fromkeys(os.path.abspath(d) for d in dirs) if os.path.isdir(d)]
 
 
 def _run(cmd: list[str], cwd: str, env: dict, timeout: int = 300) -> str:
@@ -36,9 +83,14 @@ def venv(tmp_path_factory):
           str(src)], str(root), env, timeout=600)
     shutil.rmtree(src)  # nothing of the checkout is left to fall back on
     wheel, = glob.glob(str(root / "dist" / "ernie_toolkit-*.whl"))
-    _run([sys.executable, "-m", "venv", "--system-site-packages", str(root / "venv")], str(root), env)
+    _run([sys.executable, "-m", "venv", str(root / "venv")], str(root), env)
     py = str(root / "venv" / "bin" / "python")
     _run([py, "-m", "pip", "install", "-q", "--no-deps", "--no-index", wheel], str(root), env)
+    venv_site = _run([py, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], str(root), env).strip()
+    with open(os.path.join(venv_site, "_host_site.py"), "w", encoding="utf-8") as f:
+        f.write(HOST_SITE.format(dirs=host_site_dirs()))
+    with open(os.path.join(venv_site, "_host_site.pth"), "w", encoding="utf-8") as f:
+        f.write("import _host_site\n")
     env = {**env, "PATH": f"{root / 'venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}", "OMP_NUM_THREADS": "1"}
     work = root / "work"
     work.mkdir()
@@ -53,10 +105,18 @@ def test_wheel_runs_every_stage_outside_the_checkout(venv):
                              "print(ernie.__file__); print(h.__file__); print(' '.join(available_configs()))"],
                  work, env).strip().splitlines()[-3:]
     assert where[0].startswith(venv_dir) and where[1].startswith(venv_dir), where  # the wheel, not the checkout
+    # the third-party packages are the test runner's (a venv's own, not its base interpreter's)
+    seen = [ln[3:] for ln in _run([py, "-c", "import snownlp, paddle; print('at', snownlp.__file__); "
+                                             "print('at', paddle.__file__)"], work, env).splitlines()
+            if ln.startswith("at ")]
+    import paddle
+    import snownlp
+
+    assert seen == [snownlp.__file__, paddle.__file__], seen
     assert {"ernie-tiny-cpu", "ernie-1.0-base-zh"} <= set(where[2].split())
     _run([py, "-c", "from data_tools.corpus import peoples_daily_text\n"
                     "t = peoples_daily_text()[:240]\n"
-                    "open('raw.txt', 'w').write('\\n'.join(t[:120]) + '\\n\\n' + '\\n'.join(t[120:]) + '\\n')"],
+                    "open('raw.txt', 'w', encoding='utf-8').write('\\n'.join(t[:120]) + '\\n\\n' + '\\n'.join(t[120:]) + '\\n')"],
          work, env)
     # LAC segmentation (Paddle Inference on LAC's model files)
     _run(["ernie-words-segmentation", "--input_path", "raw.txt", "--output_path", "seg.txt", "--cn_seg_func", "lac"],

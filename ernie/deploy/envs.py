@@ -7,12 +7,15 @@ Two environments, each a plain ``venv`` under the cache dir (``$ERNIE_TOOLKIT_CA
                 legacy ProgramDesc ``model.pdmodel`` that FastDeploy 1.0.7's bundled Paddle Inference 2.x reads.
                 Paddle 3.3.1 cannot build that program for a model with a matmul (see ernie/deploy/legacy_export.py).
 ``fastdeploy``  Python 3.10 + ``fastdeploy-python==1.0.7`` (its last release: wheels for CPython 3.8-3.10 only) and
-                ``numpy<2`` (its compiled binding misreads numpy-2 arrays).
+                ``numpy<2`` (its compiled binding misreads numpy-2 arrays); its OpenVINO CPU plugin set to compute
+                in f32 (ernie/deploy/openvino_precision.py: it would run bf16 on CPUs with bf16 instructions).
 
 Contract of :func:`ensure_env` ``(name) -> python executable``:
 - creation runs in ``<name>.tmp`` under an exclusive lock and is renamed to ``<name>`` only once every package is
   installed and the import check passed, so a killed creation leaves nothing that looks complete;
 - ``<name>/ernie-env.json`` records the requirement list; a different list (an upgrade of the toolkit) rebuilds;
+- the spec's ``configure`` step (settings inside installed packages) runs before that rename and again on every
+  call (idempotent), so an environment created by an older toolkit gets it without a rebuild;
 - the toolkit itself is not installed there: ``<name>/toolkit/ernie`` is a symlink to the ``ernie`` package of the
   last caller (refreshed on every call), put on ``sys.path`` by a ``.pth`` file, so the environment's Python runs
   the toolkit's deployment scripts directly; only the ``ernie`` package (its tokenizer and pure-Python modules) is
@@ -30,8 +33,11 @@ import shutil
 import subprocess
 import sys
 import time
+from typing import Callable
 
 from ernie.utils import UserError, cli_main
+
+from .openvino_precision import PLUGINS_XML, set_cpu_f32
 
 ERNIE_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MARKER = "ernie-env.json"
@@ -43,13 +49,24 @@ class EnvSpec:
     requirements: tuple[str, ...]
     python_version: str | None  # "3.10": find that interpreter; None: this process's interpreter
     check: str  # a Python statement that must succeed in the finished environment
+    configure: Callable[[str], None] | None = None  # (environment dir) -> None, idempotent
+
+
+def _openvino_f32(directory: str) -> None:
+    """FastDeploy's OpenVINO CPU plugin computes in f32 (see ernie/deploy/openvino_precision.py)."""
+    found = glob.glob(os.path.join(directory, "lib", "python3*", "site-packages", "fastdeploy", PLUGINS_XML))
+    if not found:
+        raise UserError(f"{directory}: fastdeploy's OpenVINO has no {PLUGINS_XML} (not fastdeploy-python 1.0.7?)")
+    for path in found:
+        set_cpu_f32(path)
 
 
 ENVS = {
     "paddle26": EnvSpec("paddle26", ("paddlepaddle==2.6.2", "numpy<2"), None,
                         "import paddle; assert paddle.__version__.startswith('2.6'), paddle.__version__"),
     "fastdeploy": EnvSpec("fastdeploy", ("fastdeploy-python==1.0.7", "numpy<2"), "3.10",
-                          "import fastdeploy, numpy; assert numpy.__version__ < '2', numpy.__version__"),
+                          "import fastdeploy, numpy; assert numpy.__version__ < '2', numpy.__version__",
+                          _openvino_f32),
 }
 
 
@@ -206,12 +223,16 @@ def ensure_env(name: str, log=None) -> str:
                 py = os.path.join(tmp, "bin", "python")
                 _run([py, "-m", "pip", "install", "--no-input", *spec.requirements], log)
                 _run([py, "-c", spec.check], log)
+                if spec.configure:
+                    spec.configure(tmp)
                 with open(os.path.join(tmp, MARKER), "w", encoding="utf-8") as f:
                     json.dump(_env_record(spec), f)
                 shutil.rmtree(final, ignore_errors=True)
                 os.replace(tmp, final)
                 _relocate_scripts(tmp, final)
                 log(f"  {name} environment ready in {time.perf_counter() - t0:.0f} s")
+    if spec.configure:
+        spec.configure(final)
     _link_toolkit(final)
     return env_python(name)
 

@@ -13,6 +13,9 @@ Paddle 3's ``model.json``, see ernie/deploy/legacy_export.py) for all three back
 the program, its ONNX Runtime and OpenVINO backends convert it themselves. Output lines are those of
 ``seq_cls_infer.py`` (``Data: <text> \\t Label: <label> \\t Confidence: <p>``) and, for NER,
 ``Data: <text> \\t Entities: <chars>/<type> ...``. Tokenization is the toolkit's ``ErnieTokenizer`` (pure Python).
+The OpenVINO backend on the CPU says once (stderr) which precision it computes in: f32 in the toolkit's
+environment; bf16 on a CPU with bf16 instructions in a FastDeploy install the toolkit did not set up
+(ernie/deploy/openvino_precision.py).
 
 ``python -m ernie.deploy.fastdeploy_infer --model_dir D --feeds in.npz --output out.npz --backends a,b`` is the
 harness of tests/test_fastdeploy.py and benchmarks/bench_fastdeploy.py: logits (and optionally median latency) of
@@ -31,6 +34,7 @@ from ernie.utils import UserError, cli_main, require_positive
 
 from .infer import SeqClsPredictor, check_max_length, check_task, predict_and_print, read_inputs
 from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
+from .openvino_precision import BF16_FLAGS, cpu_flags, cpu_precision, plugins_xml
 
 BACKENDS = ("paddle", "onnx_runtime", "openvino")
 LEGACY_PROGRAM = MODEL_PREFIX + ".pdmodel"
@@ -75,6 +79,10 @@ class FastDeployBackend:
             raise UserError(f"--model_dir {model_dir}: FastDeploy ({backend}) cannot load {LEGACY_PROGRAM}: "
                             f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from None
         self.name = backend
+        self.precision = "f32"
+        if backend == "openvino" and device == "cpu":
+            self.precision = cpu_precision(plugins_xml(os.path.dirname(fd.__file__)))
+            print(openvino_precision_line(self.precision), file=sys.stderr, flush=True)
         self.input_names = [self.runtime.get_input_info(i).name for i in range(self.runtime.num_inputs())]
         if sorted(self.input_names) != sorted(INPUT_NAMES):
             raise UserError(f"--model_dir {model_dir}: inputs {self.input_names}, expected {list(INPUT_NAMES)}")
@@ -82,6 +90,15 @@ class FastDeployBackend:
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         return self.runtime.infer({name: np.ascontiguousarray(feeds[name], dtype=np.int64)
                                    for name in self.input_names})[0]
+
+
+def openvino_precision_line(precision: str) -> str:
+    """The one line the OpenVINO backend prints about its precision on this CPU."""
+    if precision == "f32":
+        return "FastDeploy openvino: OpenVINO's CPU plugin computes in f32"
+    flags = "/".join(f for f in BF16_FLAGS if f in cpu_flags()) or "bf16"
+    return (f"FastDeploy openvino: OpenVINO's CPU plugin computes in bf16 on this CPU ({flags}): "
+            f"logits differ from f32 by ~1e-2; bash scripts/setup_fastdeploy_env.sh sets its environment to f32")
 
 
 def seq_cls_predictor(model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
