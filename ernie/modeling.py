@@ -264,15 +264,17 @@ class ErniePretrainedModel(nn.Layer):
         self.load_report: dict[str, list[str]] | None = None  # set by from_pretrained when weights were read
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------
-    def save_pretrained(self, save_dir: str | os.PathLike) -> None:
+    def save_pretrained(self, save_dir: str | os.PathLike, state_dict: dict | None = None) -> None:
         """Write ``model_state.pdparams`` + ``config.json`` + ``model_config.json`` into ``save_dir``.
 
-        Each file is written atomically; wrap the call in ``ernie.utils.atomic_dir`` to replace a whole directory.
+        ``state_dict``: the weights to write instead of ``self.state_dict()`` (the trainer passes the fp32 master
+        weights under AMP O2). Each file is written atomically; wrap the call in ``ernie.utils.atomic_dir`` to
+        replace a whole directory.
         """
         save_dir = str(save_dir)
         os.makedirs(save_dir, exist_ok=True)
         buf = io.BytesIO()
-        paddle.save(self.state_dict(), buf)
+        paddle.save(self.state_dict() if state_dict is None else state_dict, buf)
         with atomic_write(os.path.join(save_dir, WEIGHTS_NAME)) as f:
             f.write(buf.getvalue())
         # PaddleNLP reads "architectures" to pick the class in AutoModel; harmless elsewhere.
