@@ -1,8 +1,8 @@
 """Pretraining configuration: one dataclass per concern, filled from defaults < ``--config`` YAML < command line.
 
 Every field is a command-line flag with exactly PaddleNLP's ernie-1.0 ``run_pretrain.py`` name (``--max_lr``,
-``--micro_batch_size`` ...); ``--config``, ``--amp_dtype``, ``--attention`` and ``--masking`` are additions. A YAML config is either
-flat (``max_lr: 1e-4``) or grouped by the section names below (``optimizer: {max_lr: 1e-4}``).
+``--micro_batch_size`` ...); ``--config``, ``--amp_dtype``, ``--attention`` and ``--masking`` are additions. A YAML
+config is either flat (``max_lr: 1e-4``) or grouped by the section names below (``optimizer: {max_lr: 1e-4}``).
 
 The ``data`` section is owned by :class:`data_tools.ernie_dataset.ErnieDatasetConfig`: its flag fields (declared
 and checked there, once) are copied into :class:`DataArgs` beside the two options that are not the dataset's

@@ -342,7 +342,8 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
         if nonfinite_streak >= t.max_nonfinite_steps:
             last = resolve_dir(os.path.join(t.output_dir, "model_last"))
             raise UserError(
-                f"the loss or its gradients were not finite for {nonfinite_streak} consecutive steps (up to step {step}); "
+                f"the loss or its gradients were not finite for {nonfinite_streak} consecutive steps "
+                f"(up to step {step}); "
                 f"stopping. Last good checkpoint: {last or 'none'}. Lower --max_lr, raise --warmup_rate or enable "
                 "--grad_clip, then rerun the same command to resume from it")
         if step % lg.logging_freq == 0 or step == t.max_steps:
