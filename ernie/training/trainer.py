@@ -200,12 +200,17 @@ def gradients_finite(parameters) -> bool:
     ranks the gradients are the same everywhere, so every rank takes the same decision."""
     from paddle import _C_ops
 
-    grads = [p.grad for p in parameters if p.grad is not None]
-    if not grads:
+    by_dtype: dict = {}  # one check per gradient dtype (fp32, and fp16/bf16 under O2), as Paddle's GradScaler does
+    for p in parameters:
+        if p.grad is not None:
+            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    if not by_dtype:
         return True
-    found_inf = paddle.zeros([1], dtype="bool")
-    _, found_inf = _C_ops.check_finite_and_unscale_(grads, paddle.ones([1], dtype="float32"), found_inf)
-    return not bool(found_inf)
+    one, found = paddle.ones([1], dtype="float32"), paddle.zeros([1], dtype="bool")
+    for grads in by_dtype.values():
+        _, found_here = _C_ops.check_finite_and_unscale_(grads, one, paddle.zeros([1], dtype="bool"))
+        found = paddle.logical_or(found, found_here)
+    return not bool(found)
 
 
 def apply_update(optimizer, scaler, scheduler, finite: bool) -> bool:
