@@ -224,6 +224,7 @@ class Runner:
         paddle.seed(99)
         model, train_model, optimizer, scheduler, scaler = build(None)
         losses, tokens, start = [], 0, None
+        real_tokens = [int(b["input_mask"].numpy().sum()) for b in batches]
         on_gpu = self.device == "gpu"
         if on_gpu:
             paddle.device.synchronize()
@@ -247,14 +248,15 @@ class Runner:
                 start = time.time()
             sums, _ = trainer.train_step(train_model, model, criterion, iter([batch]), optimizer, scaler,
                                          scheduler, args, env, 1, sync_mode)
-            losses.append(float(all_reduce_mean(sums[:1].clone(), env.world_size).item()))
+            losses.append(all_reduce_mean(sums[:1].clone(), env.world_size))  # read after the timed loop
             if i >= 1:
-                tokens += int(batch["input_mask"].sum().item()) * env.world_size
+                tokens += real_tokens[i] * env.world_size
         names.close()
         if on_gpu:
             paddle.device.synchronize()
         elapsed = time.time() - start if start is not None else float("nan")
         peak = paddle.device.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan")
+        losses = [float(x.item()) for x in losses]
         return losses, tokens / elapsed if elapsed and elapsed > 0 else float("nan"), peak
 
     def run(self, case: Case, reference: list | None) -> Result:
