@@ -163,7 +163,12 @@ class Runner:
     def __init__(self, device: str, micro_batch: int, seq_len: int, steps: int, env):
         self.device, self.micro_batch, self.seq_len, self.steps, self.env = device, micro_batch, seq_len, steps, env
         self.init_states: dict[str, dict] = {}
-        self.tmp = tempfile.mkdtemp(prefix="ernie_selfcheck_")
+        from ernie.training.distributed import all_gather_object
+
+        # one path for every rank (rank 0's); the first rank of each machine writes the resume checkpoint there
+        self.tmp = all_gather_object(tempfile.mkdtemp(prefix="ernie_selfcheck_") if env.rank == 0 else None,
+                                     env.world_size)[0]
+        os.makedirs(self.tmp, exist_ok=True)
 
     def config(self, case: Case):
         from ernie.configuration import ErnieConfig
@@ -234,7 +239,7 @@ class Runner:
                 path = os.path.join(self.tmp, f"resume_{case.model}_{case.precision}")
                 state = ckpt.TrainerState(global_step=i, world_size=env.world_size)
                 rng = trainer.all_gather_object(ckpt.rng_state(), env.world_size)
-                if env.rank == 0:
+                if env.local_rank == 0:
                     ckpt.save_checkpoint(path, model=model, optimizer=optimizer, scaler=scaler,
                                          tokenizer=_NoTokenizer(), state=state, rng_states=rng,
                                          args_dict=args.to_dict())
@@ -309,6 +314,7 @@ def plan(models: list[str], device: str, world_size: int) -> list[Case]:
     for model in models:
         if world_size > 1:  # data parallel: the reducer route and the no_sync + all-reduce route (recompute)
             cases += [Case(model, p, rc) for p in ["fp32"] + low for rc in (False, True)]
+            cases += [Case(model, "fp32", resume=True)] if model == models[0] else []
             continue
         cases += [Case(model, p, rc) for p in precisions for rc in (False, True)]
         cases += [Case(model, "fp32", attention="sdpa")] + [Case(model, p, attention=a) for p in low
@@ -381,7 +387,10 @@ def launch_data_parallel(args, gpus: int) -> list[Result]:
            "--log_dir", os.path.join(out, "log"), os.path.abspath(__file__), "--models", args.models,
            "--steps", str(args.steps), "--micro_batch", str(args.micro_batch), "--seq_len", str(args.seq_len),
            "--rows_json", rows]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    try:  # a rank that fails leaves the others waiting in a collective: bounded here
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return [Result(Case(args.models.split(",")[0]), gpus, error=f"launch timed out after 300 s (logs: {out}/log)")]
     if proc.returncode != 0 or not os.path.isfile(rows):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
         failed = Result(Case(args.models.split(",")[0]), gpus, error=f"launch failed ({proc.returncode}): {tail[0]}"
@@ -422,9 +431,10 @@ def main(argv: list[str] | None = None) -> int:
     """The self-check; returns the exit status (bad flags: one error line and exit 2, via cli_main)."""
     args = build_parser().parse_args(argv)
     models = check_flags(args)
-    from ernie.training.distributed import configure_threads, init_distributed
+    from ernie.training.distributed import configure_threads, die_with_launcher, init_distributed
 
     configure_threads()
+    die_with_launcher()  # a rank of the data-parallel launch ends with its launcher (timeout, Ctrl-C)
     logging.getLogger("ernie.ops").setLevel(logging.WARNING)  # the kernel lines go into the table instead
     gpus = gpu_count() if args.device == "gpu" else 0
     if args.device == "gpu" and gpus == 0:

@@ -233,3 +233,64 @@ def test_selfcheck_catches_a_broken_resume(monkeypatch, capsys):
     runner = selfcheck.Runner("cpu", 4, 32, 4, DistEnv(rank=0, world_size=1, local_rank=0, host="h"))
     result = runner.run(Case("small", resume=True), None)
     assert not result.ok and result.diff > 0
+
+
+FUSED_VS_PYTHON = """
+import numpy as np, paddle, paddle.distributed as dist
+from ernie.training import trainer
+from ernie.training.distributed import init_distributed
+from ernie import ErnieConfig, ErnieForPretraining
+from ernie.modeling import ErniePretrainingCriterion
+from ernie.selfcheck import Case, synthetic_args, synthetic_batches, shard
+env = init_distributed("cpu")
+grads = []
+for device in ("gpu", "cpu"):  # "gpu": Paddle's fused_allreduce_gradients (gloo here); "cpu": the Python buckets
+    paddle.seed(5)
+    model = ErnieForPretraining(ErnieConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                            intermediate_size=32, max_position_embeddings=32))
+    batch = {k: paddle.to_tensor(v) for k, v in shard(synthetic_batches(64, 4, 16, 1)[0], env.rank, 2).items()}
+    args = synthetic_args(Case("small"), "cpu", 2, 16, 1, "unused")
+    trainer.forward(model, ErniePretrainingCriterion(), batch, args)[0].backward()
+    mine = {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None}
+    trainer.reduce_gradients(model, env, device)
+    grads.append({n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
+    others = []
+    dist.all_gather_object(others, mine)
+    for n, g in grads[-1].items():  # the mean over the two ranks
+        np.testing.assert_allclose(g, (others[0][n] + others[1][n]) / 2, rtol=1e-5, atol=1e-7, err_msg=n)
+for n in grads[0]:
+    np.testing.assert_allclose(grads[0][n], grads[1][n], rtol=1e-6, atol=1e-8, err_msg=n)
+print("OK", env.rank)
+"""
+
+
+@pytest.mark.slow
+def test_explicit_all_reduce_averages_like_the_reducer(tmp_path):
+    """Under a 2-rank launch (gloo): Paddle's fused_allreduce_gradients (the GPU "manual" route of recompute + data
+    parallel) and the CPU Python all-reduce both leave every rank with the mean of the ranks' gradients."""
+    script = tmp_path / "fused.py"
+    script.write_text(FUSED_VS_PYTHON)
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+                          str(tmp_path / "log"), str(script)], env=env, capture_output=True, text=True, timeout=300)
+    logs = "".join((tmp_path / "log" / f).read_text() for f in os.listdir(tmp_path / "log") if "workerlog" in f)
+    assert out.returncode == 0 and logs.count("OK ") == 2, logs[-3000:]
+
+
+@pytest.mark.slow
+def test_selfcheck_data_parallel_rows_on_two_cpu_ranks(tmp_path):
+    """The data-parallel part of the self-check (what it launches on 2+ GPUs), on 2 CPU ranks: the reducer-free
+    route with and without recompute gives the same losses, and resume is exact."""
+    import json
+
+    rows = tmp_path / "rows.json"
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
+                          str(tmp_path / "log"), os.path.join(REPO, "ernie", "selfcheck.py"), "--device", "cpu",
+                          "--models", "small", "--steps", "2", "--seq_len", "32", "--micro_batch", "2",
+                          "--rows_json", str(rows)], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    results = json.loads(rows.read_text())
+    assert [(r["case"]["recompute"], r["case"]["resume"], r["ranks"]) for r in results] == [
+        (False, False, 2), (True, False, 2), (False, True, 2)]
+    assert all(not r["error"] for r in results) and results[1]["diff"] == 0.0 and results[2]["diff"] == 0.0
