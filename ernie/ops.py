@@ -278,7 +278,18 @@ def kernel_plan(x: paddle.Tensor) -> KernelPlan:
 @paddle.jit.not_to_static  # its branches are on Python values: trace the chosen path only
 def residual_layer_norm(x: paddle.Tensor, residual: paddle.Tensor, norm, p: float, training: bool,
                         plan: KernelPlan) -> paddle.Tensor:
-    """norm(residual + dropout(x)) for a paddle.nn.LayerNorm ``norm``, fused when the plan says so."""
+    """norm(residual + dropout(x)) for a paddle.nn.LayerNorm ``norm``, fused when the plan says so and the operands
+    are what the kernel reads them as: x and residual of one dtype, LayerNorm weights in float32 (float64 for
+    float64 x; Paddle's LayerNormParamType). Otherwise (e.g. AMP O1, where the residual is an fp32 LayerNorm output
+    and x an fp16 GEMM output) the plain ops run, logged once."""
+    if plan.fused_residual_ln:
+        want_w = paddle.float64 if x.dtype == paddle.float64 else paddle.float32
+        if x.dtype != residual.dtype or norm.weight is None or norm.weight.dtype != want_w:
+            key = (_device_kind(x), str(x.dtype).replace("paddle.", ""))
+            _log_once(("operands",) + key, f"ERNIE residual+LayerNorm on {key[0]}/{key[1]}: plain ops here (x "
+                                           f"{x.dtype}, residual {residual.dtype}, LayerNorm weight "
+                                           f"{None if norm.weight is None else norm.weight.dtype})")
+            plan = KernelPlan(False, plan.fused_dropout_add)
     if plan.fused_residual_ln:
         import paddle.incubate.nn.functional as IF
 

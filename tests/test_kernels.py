@@ -81,6 +81,24 @@ def test_forced_fused_residual_ln_falls_back_to_plain_outputs(caplog, monkeypatc
     assert len(fallbacks) == 1 and "cpu/float32" in fallbacks[0]
 
 
+def test_fused_residual_ln_needs_matching_operands(caplog, monkeypatch):
+    """Mixed operands (AMP O1: fp16 sublayer output, fp32 residual; or LayerNorm weights not fp32) never reach the
+    fused kernel: plain ops, one log line naming the dtypes."""
+    import paddle.incubate.nn.functional as IF
+
+    monkeypatch.setattr(ops, "_LOGGED", set())
+    monkeypatch.setattr(IF, "fused_bias_dropout_residual_layer_norm",
+                        lambda *a, **k: pytest.fail("fused kernel called with mismatched operands"))
+    norm = paddle.nn.LayerNorm(8)
+    x, residual = paddle.rand([2, 8]), paddle.rand([2, 8])
+    with caplog.at_level(logging.INFO, logger="ernie.ops"):
+        out = ops.residual_layer_norm(x.astype("float16"), residual, norm, 0.0, False, ops.KernelPlan(True, False))
+    np.testing.assert_allclose(out.numpy(), norm(x.astype("float16").astype("float32") + residual).numpy(),
+                               atol=1e-5)
+    assert any("plain ops here" in r.getMessage() and "residual paddle.float32" in r.getMessage()
+               for r in caplog.records)
+
+
 def test_fused_dropout_add_semantics():
     """The XPU plan's dropout-add (runs on the CPU too): residual + x * keep / (1 - p), then the LayerNorm."""
     paddle.seed(0)
