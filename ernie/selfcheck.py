@@ -82,6 +82,7 @@ class Result:
     diff: float = float("nan")  # max relative loss difference against the reference
     tolerance: float = float("nan")
     error: str = ""
+    skipped: int = 0  # float16 steps the loss scaler skipped (overflow)
 
     @property
     def ok(self) -> bool:
@@ -228,7 +229,7 @@ class Runner:
 
         paddle.seed(99)
         model, train_model, optimizer, scheduler, scaler = build(None)
-        losses, tokens, start = [], 0, None
+        losses, tokens, start, skipped = [], 0, None, 0
         real_tokens = [int(b["input_mask"].numpy().sum()) for b in batches]
         on_gpu = self.device == "gpu"
         if on_gpu:
@@ -254,6 +255,7 @@ class Runner:
             sums, _ = trainer.train_step(train_model, model, criterion, iter([batch]), optimizer, scaler,
                                          scheduler, args, env, 1, sync_mode)
             losses.append(all_reduce_mean(sums[:1].clone(), env.world_size))  # read after the timed loop
+            skipped += int(scaler is not None and scaler.is_enable() and bool(scaler._cache_found_inf))
             if i >= 1:
                 tokens += real_tokens[i] * env.world_size
         names.close()
@@ -262,6 +264,7 @@ class Runner:
         elapsed = time.time() - start if start is not None else float("nan")
         peak = paddle.device.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan")
         losses = [float(x.item()) for x in losses]
+        self.skipped = skipped
         return losses, tokens / elapsed if elapsed and elapsed > 0 else float("nan"), peak
 
     def run(self, case: Case, reference: list | None) -> Result:
@@ -279,6 +282,7 @@ class Runner:
                 result.tolerance = RESUME_TOLERANCE[self.device]
             else:
                 result.losses, result.tokens_per_s, result.peak_mb = self.train(case, batches)
+                result.skipped = self.skipped
                 result.tolerance = TOLERANCE[case.family] if reference is not None else float("nan")
             if not all(np.isfinite(result.losses)):
                 result.error = "non-finite loss"
@@ -344,7 +348,8 @@ def table(results: list[Result]) -> str:
     rows = []
     for r in results:
         kernels = "; ".join(r.kernels) or "-"
-        rows.append([r.case.model, str(r.ranks), r.case.name, kernels,
+        name = r.case.name + (f" ({r.skipped} steps skipped by the scaler)" if r.skipped else "")
+        rows.append([r.case.model, str(r.ranks), name, kernels,
                      f"{r.losses[-1]:.5f}" if r.losses else "-",
                      "ref" if not np.isfinite(r.tolerance) and not r.error else
                      ("-" if not np.isfinite(r.diff) else f"{r.diff:.2e}"),
