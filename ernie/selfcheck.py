@@ -1,7 +1,7 @@
 """GPU self-check: the first command a GPU user runs (``scripts/gpu_selfcheck.py``, console script
 ``ernie-gpu-selfcheck``), a few minutes that prove the training paths of this toolkit on their machine.
 
-For a small ERNIE and ERNIE-base (``--models``), on fixed synthetic padded batches and from the same initial weights
+For a small ERNIE and ERNIE-base (``--models``; the CPU dry run: the small one), on fixed synthetic padded batches and from the same initial weights
 (dropout off, so runs are comparable), each case trains ``--steps`` optimizer steps through the trainer's own code
 (``ernie.training.trainer.build_training`` / ``train_step``, ``checkpoint.save_checkpoint`` / ``load_*``):
 
@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="gpu_selfcheck.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
                    help="gpu (default); cpu: the fp32 cases on the CPU, a dry run of everything but the GPU kernels")
-    p.add_argument("--models", default="small,base", help="comma-separated: small, base (default: both)")
+    p.add_argument("--models", help="comma-separated: small, base (default: both on GPU, small on CPU)")
     p.add_argument("--steps", type=int, default=6, help="optimizer steps per case (default 6)")
     p.add_argument("--micro_batch", type=int, default=8, help="sequences per GPU per step (default 8)")
     p.add_argument("--seq_len", type=int, default=128, help="padded sequence length (default 128)")
@@ -420,6 +420,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def check_flags(args) -> list[str]:
+    if args.models is None:
+        args.models = "small,base" if args.device == "gpu" else "small"
     models = [m for m in args.models.split(",") if m]
     unknown = [m for m in models if m not in MODELS]
     if not models or unknown:
