@@ -2,8 +2,8 @@
 ``ernie-gpu-selfcheck``), a few minutes that prove the training paths of this toolkit on their machine.
 
 For a small ERNIE and ERNIE-base (``--models``; the CPU dry run: the small one), on fixed synthetic padded batches
-and from the same initial weights (dropout off, so runs are comparable), each case trains ``--steps`` optimizer steps through the trainer's own code
-(``ernie.training.trainer.build_training`` / ``train_step``, ``checkpoint.save_checkpoint`` / ``load_*``):
+and from the same initial weights (dropout off, so runs are comparable), each case trains ``--steps`` optimizer steps
+through the trainer's own code (``ernie.training.trainer.build_training`` / ``train_step``, ``checkpoint.save_checkpoint`` / ``load_*``):
 
     fp32, fp16 O1, fp16 O2, bf16 O2 (where the GPU has bf16)   each with and without --use_recompute
     --attention sdpa / flash (opt-in kernels)                   fp32 and fp16 O2 / bf16 O2
