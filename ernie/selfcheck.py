@@ -3,14 +3,15 @@
 
 For a small ERNIE and ERNIE-base (``--models``; the CPU dry run: the small one), on fixed synthetic padded batches
 and from the same initial weights (dropout off, so runs are comparable), each case trains ``--steps`` optimizer steps
-through the trainer's own code (``ernie.training.trainer.build_training`` / ``train_step``, ``checkpoint.save_checkpoint`` / ``load_*``):
+through the trainer's own code (``ernie.training.trainer.build_training`` / ``train_step``,
+``checkpoint.save_checkpoint`` / ``load_*``):
 
     fp32, fp16 O1, fp16 O2, bf16 O2 (where the GPU has bf16)   each with and without --use_recompute
     --attention sdpa / flash (opt-in kernels)                   fp32 and fp16 O2 / bf16 O2
     resume: k steps, checkpoint, fresh process state, k steps   against 2k uninterrupted steps
 
-and, with 2+ GPUs, the same under ``python -m paddle.distributed.launch`` (started by this script) for data
-parallel (with recompute: the ``no_sync`` + explicit all-reduce route). Every step's loss is compared with the fp32
+and, with 2+ GPUs, under ``python -m paddle.distributed.launch`` (started by this script) the data-parallel cases:
+fp32 / O2 with and without recompute (with it: the ``no_sync`` + explicit all-reduce route) and resume. Every step's loss is compared with the fp32
 run of the same model: relative difference at most 1e-4 for fp32 variants (recompute, kernels), 2e-2 for float16 and
 5e-2 for bfloat16 (8-bit mantissa); resume must reproduce the uninterrupted losses exactly on CPU and to 1e-6
 relative on GPU (deterministic embedding/cuDNN flags are set). The table lists, per case, the kernels the run
