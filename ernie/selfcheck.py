@@ -14,9 +14,9 @@ and, with 2+ GPUs, under ``python -m paddle.distributed.launch`` (started by thi
 fp32 / O2 with and without recompute (with it: the ``no_sync`` + explicit all-reduce route) and resume. Every step's
 loss is compared with the fp32 run of the same model (the same number of ranks): relative difference at most 1e-4
 for fp32 variants (recompute, kernels), 2e-2 for float16 and 5e-2 for bfloat16 (8-bit mantissa); resume must
-reproduce the uninterrupted losses exactly on CPU and to 1e-6 relative on GPU (deterministic embedding/cuDNN flags are set). The table lists, per case, the kernels the run
-logged, the last loss and its largest relative difference, tokens/s (non-pad tokens, steps after the first) and peak
-GPU memory.
+reproduce the uninterrupted losses exactly on CPU and to 1e-6 relative on GPU (deterministic embedding/cuDNN flags
+are set). The table lists, per case, the kernels the run logged, the last loss and its largest relative difference,
+tokens/s (non-pad tokens, steps after the first) and peak GPU memory.
 
 Exit status: 0 when every case passed; 1 when any failed (its row says why); 0 with one line when no GPU is visible to
 Paddle (nothing to check: a CPU-only CI stays green; ``--device cpu`` runs the fp32 cases on the CPU instead, a dry
