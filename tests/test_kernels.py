@@ -239,6 +239,40 @@ def test_memory_efficient_path_end_to_end(as_on_gpu, monkeypatch):
     np.testing.assert_allclose(out.numpy(), reference_attention(q, k, v, bias).numpy(), atol=1e-5)
 
 
+def test_model_through_memory_efficient_attention(as_on_gpu, monkeypatch):
+    """The model with --attention sdpa, Paddle's SDPA dispatching to the (stand-in) memory-efficient kernel: unscaled q
+    with scale=None (head_dim 8: 1/sqrt(8) is not a power of two, so a scale applied twice or never shows), the
+    padding bias in the kernel's shape; outputs and gradients equal the eager path's."""
+    import paddle.incubate.nn.memory_efficient_attention as mea
+
+    calls = []
+
+    def fake(query, key, value, attn_bias=None, p=0.0, scale=None, training=True):
+        calls.append(list(attn_bias.shape))
+        assert scale is None and mem_efficient_bias_ok(attn_bias.shape, query.shape, key.shape), attn_bias.shape
+        return reference_attention(query, key, value, attn_bias)
+
+    monkeypatch.setattr(mea, "memory_efficient_attention", fake)
+    rs = np.random.RandomState(0)
+    ids = rs.randint(1, V, (B, 16))
+    ids[-1, 9:] = 0
+    ids = paddle.to_tensor(ids.astype("int64"))
+
+    def run(attention):
+        model = tiny_model(attention=attention)
+        model.eval()
+        scores, sop = model(ids)
+        (scores.square().mean() + sop.sum()).backward()
+        return scores.numpy(), {n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None}
+
+    ref, ref_grads = run("eager")
+    got, grads = run("sdpa")
+    assert calls == [[B, 2, 16, 16]] * 2  # both layers, [B, heads, S, S]
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    for name, g in grads.items():
+        np.testing.assert_allclose(g, ref_grads[name], atol=1e-5, err_msg=name)
+
+
 def test_flash_path_end_to_end(as_on_gpu, monkeypatch):
     """"flash" in bf16 with the GPU predicates: Paddle's SDPA calls the flash_attn op (replaced by a stand-in enforcing
     its mask contract) with a [B, 1, S, S] bf16 bias."""
