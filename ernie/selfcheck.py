@@ -1,0 +1,482 @@
+"""GPU self-check: the first command a GPU user runs (``scripts/gpu_selfcheck.py``, console script
+``ernie-gpu-selfcheck``), a few minutes that prove the training paths of this toolkit on their machine.
+
+For a small ERNIE and ERNIE-base (``--models``; the CPU dry run: the small one), on fixed synthetic padded batches
+and from the same initial weights (dropout off, so runs are comparable), each case trains ``--steps`` optimizer steps
+through the trainer's own code (``ernie.training.trainer.build_training`` / ``train_step``,
+``checkpoint.save_checkpoint`` / ``load_*``):
+
+    fp32, fp16 O1, fp16 O2, bf16 O2 (where the GPU has bf16)   each with and without --use_recompute
+    --attention sdpa / flash (opt-in kernels)                   fp32 and fp16 O2 / bf16 O2
+    resume: k steps, checkpoint, fresh process state, k steps   against 2k uninterrupted steps
+
+and, with 2+ GPUs, under ``python -m paddle.distributed.launch`` (started by this script) the data-parallel cases:
+fp32 / O2 with and without recompute (with it: the ``no_sync`` + explicit all-reduce route) and resume. Every step's
+loss is compared with the fp32 run of the same model (the same number of ranks): relative difference at most 1e-4
+for fp32 variants (recompute, kernels), 2e-2 for float16 and 5e-2 for bfloat16 (8-bit mantissa); resume must
+reproduce the uninterrupted losses exactly on CPU and to 1e-6 relative on GPU (deterministic embedding/cuDNN flags
+are set). The table lists, per case, the kernels the run logged, the last loss and its largest relative difference,
+tokens/s (non-pad tokens, steps after the first) and peak GPU memory.
+
+Exit status: 0 when every case passed; 1 when any failed (its row says why); 0 with one line when no GPU is visible to
+Paddle (nothing to check: a CPU-only CI stays green; ``--device cpu`` runs the fp32 cases on the CPU instead, a dry
+run of everything but the GPU kernels); 2 for bad flags.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ernie.utils import UserError, cli_main
+
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2}
+RESUME_TOLERANCE = {"cpu": 0.0, "gpu": 1e-6}  # exact on CPU; on GPU, with deterministic embedding/cuDNN flags
+PRECISIONS = {  # name -> (use_amp, amp_dtype, fp16_opt_level)
+    "fp32": (False, "float16", "O2"), "fp16-O1": (True, "float16", "O1"), "fp16-O2": (True, "float16", "O2"),
+    "bf16-O2": (True, "bfloat16", "O2")}
+MODELS = {
+    "small": dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                  intermediate_size=1024, max_position_embeddings=512),
+    "base": dict(vocab_size=18000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, max_position_embeddings=513, hidden_act="relu"),  # ernie-1.0-base-zh
+}
+
+
+@dataclass(frozen=True)
+class Case:
+    model: str
+    precision: str = "fp32"
+    recompute: bool = False
+    attention: str = "eager"
+    resume: bool = False
+
+    @property
+    def name(self) -> str:
+        parts = [self.precision] + (["recompute"] if self.recompute else [])
+        parts += [f"attn={self.attention}"] if self.attention != "eager" else []
+        return " ".join(parts + (["resume"] if self.resume else []))
+
+    @property
+    def family(self) -> str:
+        return self.precision.split("-")[0]
+
+
+@dataclass
+class Result:
+    case: Case
+    ranks: int
+    losses: list = field(default_factory=list)
+    kernels: list = field(default_factory=list)
+    tokens_per_s: float = float("nan")
+    peak_mb: float = float("nan")
+    diff: float = float("nan")  # max relative loss difference against the reference
+    tolerance: float = float("nan")
+    error: str = ""
+    skipped: int = 0  # float16 steps the loss scaler skipped (overflow)
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and (not np.isfinite(self.tolerance) or self.diff <= self.tolerance)
+
+
+# ------------------------------------------------------------------------------------------------ the runs
+
+
+def synthetic_args(case: Case, device: str, micro_batch: int, seq_len: int, steps: int, output_dir: str):
+    """PretrainArgs of the trainer for one case (nothing read from disk; the data section is not used)."""
+    from ernie.training.args import (DataArgs, LoggingArgs, ModelArgs, OptimizerArgs, PretrainArgs, TrainingArgs)
+
+    use_amp, amp_dtype, level = PRECISIONS[case.precision]
+    return PretrainArgs(
+        model=ModelArgs(model_name_or_path="selfcheck", use_recompute=case.recompute, attention=case.attention,
+                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        data=DataArgs(input_dir="selfcheck", max_seq_len=seq_len),
+        optimizer=OptimizerArgs(max_lr=5e-4, min_lr=5e-5, warmup_rate=0.0, decay_steps=steps * 10),
+        training=TrainingArgs(output_dir=output_dir, device=device, micro_batch_size=micro_batch, max_steps=steps,
+                              use_amp=use_amp, amp_dtype=amp_dtype, fp16_opt_level=level),
+        logging=LoggingArgs())
+
+
+def synthetic_batches(vocab_size: int, batch: int, seq_len: int, count: int, seed: int = 0) -> list[dict]:
+    """``count`` padded pretraining batches (the layout of data_tools.batching.collate) as numpy arrays: lengths
+    from S/4 to S, 15 % of the real tokens masked, padded masked positions (label -1)."""
+    rs = np.random.RandomState(seed)
+    out = []
+    for _ in range(count):
+        lengths = rs.randint(seq_len // 4, seq_len + 1, batch)
+        lengths[0] = seq_len
+        ids = rs.randint(5, vocab_size, (batch, seq_len)).astype(np.int64)
+        keep = np.arange(seq_len)[None] < lengths[:, None]
+        ids[~keep] = 0
+        segs = ((np.arange(seq_len)[None] >= (lengths // 2)[:, None]) & keep).astype(np.int64)
+        flat, labels = [], []
+        for row, n in enumerate(lengths):
+            pos = np.sort(rs.choice(np.arange(1, n), max(1, int(0.15 * n)), replace=False))
+            flat.extend(row * seq_len + pos)
+            labels.extend(ids[row, pos])
+            ids[row, pos] = 3  # [MASK]-like id
+        total = -(-len(flat) // 8) * 8
+        positions = np.zeros(total, np.int64)
+        positions[:len(flat)] = flat
+        mlm = np.full(total, -1, np.int64)
+        mlm[:len(labels)] = labels
+        out.append({"input_ids": ids, "segment_ids": segs, "input_mask": keep.astype(np.int64),
+                    "masked_lm_positions": positions, "masked_lm_labels": mlm,
+                    "next_sentence_labels": rs.randint(0, 2, batch).astype(np.int64)})
+    return out
+
+
+def shard(batch: dict, rank: int, world_size: int) -> dict:
+    """This rank's rows of a global batch (masked positions re-based to the shard)."""
+    B, S = batch["input_ids"].shape
+    rows = B // world_size
+    lo, hi = rank * rows, (rank + 1) * rows
+    out = {k: batch[k][lo:hi] for k in ("input_ids", "segment_ids", "input_mask", "next_sentence_labels")}
+    pos, lab = batch["masked_lm_positions"], batch["masked_lm_labels"]
+    mine = (lab != -1) & (pos // S >= lo) & (pos // S < hi)
+    flat, labels = pos[mine] - lo * S, lab[mine]
+    total = -(-max(len(flat), 1) // 8) * 8
+    out["masked_lm_positions"] = np.zeros(total, np.int64)
+    out["masked_lm_positions"][:len(flat)] = flat
+    out["masked_lm_labels"] = np.full(total, -1, np.int64)
+    out["masked_lm_labels"][:len(labels)] = labels
+    return out
+
+
+class _NoTokenizer:
+    def save_pretrained(self, path):  # the checkpoint's tokenizer files are not part of this check
+        pass
+
+
+class Runner:
+    """Runs cases on this process's device (one rank of ``world_size`` under a launch)."""
+
+    def __init__(self, device: str, micro_batch: int, seq_len: int, steps: int, env):
+        self.device, self.micro_batch, self.seq_len, self.steps, self.env = device, micro_batch, seq_len, steps, env
+        self.init_states: dict[str, dict] = {}
+        from ernie.training.distributed import all_gather_object
+
+        # one path for every rank (rank 0's); the first rank of each machine writes the resume checkpoint there
+        self.tmp = all_gather_object(tempfile.mkdtemp(prefix="ernie_selfcheck_") if env.rank == 0 else None,
+                                     env.world_size)[0]
+        os.makedirs(self.tmp, exist_ok=True)
+
+    def config(self, case: Case):
+        from ernie.configuration import ErnieConfig
+
+        return ErnieConfig(**MODELS[case.model], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
+                           use_recompute=case.recompute, attention=case.attention)
+
+    def new_model(self, case: Case):
+        import paddle
+        from ernie.modeling import ErnieForPretraining
+
+        paddle.seed(1234)
+        model = ErnieForPretraining(self.config(case))
+        if case.model not in self.init_states:  # every case of a model starts from the same weights
+            self.init_states[case.model] = {k: v.numpy() for k, v in model.state_dict().items()}
+        else:
+            model.load_weights(self.init_states[case.model], source="selfcheck initial weights")
+        model.train()
+        return model
+
+    def batches(self, case: Case, count: int) -> list[dict]:
+        import paddle
+
+        world = self.env.world_size
+        data = synthetic_batches(MODELS[case.model]["vocab_size"], self.micro_batch * world, self.seq_len, count)
+        return [{k: paddle.to_tensor(v) for k, v in shard(b, self.env.rank, world).items()} for b in data]
+
+    def train(self, case: Case, batches: list[dict], resume_at: int | None = None) -> tuple[list, float, float]:
+        """Losses (mean over ranks) of len(batches) steps; with ``resume_at``, a checkpoint is written after that
+        many steps and training continues from it in freshly built model/optimizer/scaler state."""
+        import paddle
+        from ernie.modeling import ErniePretrainingCriterion
+        from ernie.training import checkpoint as ckpt
+        from ernie.training import trainer
+        from ernie.training.distributed import all_reduce_mean
+
+        args = synthetic_args(case, self.device, self.micro_batch, self.seq_len, len(batches), self.tmp)
+        env = self.env
+        sync_mode = trainer.grad_sync_mode(env.world_size, self.device, case.recompute)
+        criterion = ErniePretrainingCriterion()
+
+        names = contextlib.ExitStack()
+
+        def build(load_from: str | None):
+            # parameter and optimizer-accumulator names (the keys of the optimizer state) restart as in a new
+            # process: each segment of training runs in a fresh unique-name scope
+            names.close()
+            names.enter_context(paddle.utils.unique_name.guard())
+            model = self.new_model(case)
+            if load_from:
+                ckpt.load_model_weights(load_from, model)
+            model, optimizer, scheduler, scaler = trainer.build_training(args, model)
+            if load_from:
+                ckpt.set_rng_state(ckpt.load_training_state(load_from, optimizer, scaler)[env.rank])
+            train_model = paddle.DataParallel(model) if env.world_size > 1 else model
+            return model, train_model, optimizer, scheduler, scaler
+
+        paddle.seed(99)
+        model, train_model, optimizer, scheduler, scaler = build(None)
+        losses, tokens, start, skipped = [], 0, None, 0
+        real_tokens = [int(b["input_mask"].numpy().sum()) for b in batches]
+        on_gpu = self.device == "gpu"
+        if on_gpu:
+            paddle.device.synchronize()
+            paddle.device.cuda.reset_max_memory_allocated()
+        for i, batch in enumerate(batches):
+            if resume_at is not None and i == resume_at:
+                path = os.path.join(self.tmp, f"resume_{case.model}_{case.precision}")
+                state = ckpt.TrainerState(global_step=i, world_size=env.world_size)
+                rng = trainer.all_gather_object(ckpt.rng_state(), env.world_size)
+                if env.local_rank == 0:
+                    ckpt.save_checkpoint(path, model=model, optimizer=optimizer, scaler=scaler,
+                                         tokenizer=_NoTokenizer(), state=state, rng_states=rng,
+                                         args_dict=args.to_dict())
+                trainer.barrier(env.world_size)
+                del model, train_model, optimizer, scheduler, scaler
+                paddle.seed(12345)  # a different state: everything must come from the checkpoint
+                model, train_model, optimizer, scheduler, scaler = build(path)
+            if i == 1:
+                if on_gpu:
+                    paddle.device.synchronize()
+                start = time.time()
+            sums, _ = trainer.train_step(train_model, model, criterion, iter([batch]), optimizer, scaler,
+                                         scheduler, args, env, 1, sync_mode)
+            losses.append(all_reduce_mean(sums[:1].clone(), env.world_size))  # read after the timed loop
+            skipped += int(scaler is not None and scaler.is_enable() and bool(scaler._cache_found_inf))
+            if i >= 1:
+                tokens += real_tokens[i] * env.world_size
+        names.close()
+        if on_gpu:
+            paddle.device.synchronize()
+        elapsed = time.time() - start if start is not None else float("nan")
+        peak = paddle.device.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan")
+        losses = [float(x.item()) for x in losses]
+        self.skipped = skipped
+        return losses, tokens / elapsed if elapsed and elapsed > 0 else float("nan"), peak
+
+    def run(self, case: Case, reference: list | None) -> Result:
+        from ernie import ops
+
+        result = Result(case, self.env.world_size)
+        ops._LOGGED.clear()  # log (and record) this case's kernel choices afresh
+        ops._ATTN_CACHE.clear()
+        first = len(ops.KERNEL_LOG)
+        try:
+            batches = self.batches(case, self.steps if not case.resume else 2 * (self.steps // 2))
+            if case.resume:
+                reference, _, _ = self.train(case, batches)
+                result.losses, result.tokens_per_s, result.peak_mb = self.train(case, batches, len(batches) // 2)
+                result.tolerance = RESUME_TOLERANCE[self.device]
+            else:
+                result.losses, result.tokens_per_s, result.peak_mb = self.train(case, batches)
+                result.skipped = self.skipped
+                result.tolerance = TOLERANCE[case.family] if reference is not None else float("nan")
+            if not all(np.isfinite(result.losses)):
+                result.error = "non-finite loss"
+            elif reference is not None:
+                got, ref = np.array(result.losses), np.array(reference)
+                result.diff = float(np.max(np.abs(got - ref) / np.abs(ref)))
+        except Exception as e:  # a failing case is a row of the table, the others still run
+            message = str(e).strip().splitlines()
+            result.error = f"{type(e).__name__}: {message[-1][:160] if message else ''}"
+        result.kernels = [short_kernel(line) for line in ops.KERNEL_LOG[first:]]
+        return result
+
+
+def short_kernel(line: str) -> str:
+    """A kernel log line of ernie.ops for the table: "attn flash_attn", "LN plain ops", or the refusal."""
+    what = line.split(": ", 1)[-1]
+    if "not possible" in what:
+        return what
+    return ("attn " if "attention" in line else "LN ") + what.split(" (")[0]
+
+
+def plan(models: list[str], device: str, world_size: int) -> list[Case]:
+    """The cases, each model's fp32 run first (the reference of the others)."""
+    import paddle
+
+    if device == "cpu":  # dry run: fp32 only (Paddle has no AMP on CPU)
+        precisions = ["fp32"]
+    else:
+        bf16 = paddle.amp.is_bfloat16_supported() if hasattr(paddle.amp, "is_bfloat16_supported") else True
+        precisions = ["fp32", "fp16-O1", "fp16-O2"] + (["bf16-O2"] if bf16 else [])
+    low = [p for p in precisions if p.endswith("O2")]
+    cases = []
+    for model in models:
+        if world_size > 1:  # data parallel: the reducer route and the no_sync + all-reduce route (recompute)
+            cases += [Case(model, p, rc) for p in ["fp32"] + low for rc in (False, True)]
+            cases += [Case(model, "fp32", resume=True)] if model == models[0] else []
+            continue
+        cases += [Case(model, p, rc) for p in precisions for rc in (False, True)]
+        cases += [Case(model, "fp32", attention="sdpa")] + [Case(model, p, attention=a) for p in low
+                                                             for a in ("sdpa", "flash")]
+        if model == models[0]:
+            cases += [Case(model, p, resume=True) for p in precisions]
+    return cases
+
+
+def run_cases(cases: list[Case], runner: Runner) -> list[Result]:
+    results, references = [], {}
+    for case in cases:
+        ref = references.get(case.model) if not (case.precision == "fp32" and not case.recompute
+                                                 and case.attention == "eager" and not case.resume) else None
+        result = runner.run(case, ref)
+        if ref is None and not case.resume:
+            references[case.model] = result.losses if not result.error else None
+        results.append(result)
+    return results
+
+
+# ------------------------------------------------------------------------------------------------ the report
+
+
+def table(results: list[Result]) -> str:
+    head = ["model", "ranks", "case", "kernels", "last loss", "max rel diff", "tol", "tokens/s", "peak MB", "status"]
+    rows = []
+    for r in results:
+        kernels = "; ".join(r.kernels) or "-"
+        name = r.case.name + (f" ({r.skipped} steps skipped by the scaler)" if r.skipped else "")
+        rows.append([r.case.model, str(r.ranks), name, kernels,
+                     f"{r.losses[-1]:.5f}" if r.losses else "-",
+                     "ref" if not np.isfinite(r.tolerance) and not r.error else
+                     ("-" if not np.isfinite(r.diff) else f"{r.diff:.2e}"),
+                     "-" if not np.isfinite(r.tolerance) else f"{r.tolerance:.0e}",
+                     "-" if not np.isfinite(r.tokens_per_s) else f"{r.tokens_per_s:,.0f}",
+                     "-" if not np.isfinite(r.peak_mb) else f"{r.peak_mb:,.0f}",
+                     "ok" if r.ok else ("FAIL: " + (r.error or "loss differs beyond tolerance"))])
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
+    line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return "\n".join([line(head), "-+-".join("-" * w for w in widths)] + [line(row) for row in rows])
+
+
+def to_json(results: list[Result]) -> list[dict]:
+    return [{**dataclasses.asdict(r), "case": dataclasses.asdict(r.case)} for r in results]
+
+
+def from_json(rows: list[dict]) -> list[Result]:
+    return [Result(**{**row, "case": Case(**row["case"])}) for row in rows]
+
+
+def gpu_count() -> int:
+    import paddle
+
+    if not paddle.is_compiled_with_cuda():
+        return 0
+    try:
+        return paddle.device.cuda.device_count()
+    except Exception:  # a CUDA build without a driver
+        return 0
+
+
+def launch_data_parallel(args, gpus: int) -> list[Result]:
+    """Run this module under ``python -m paddle.distributed.launch`` on ``gpus`` GPUs; its rows (rank 0 writes
+    them to a JSON file)."""
+    out = tempfile.mkdtemp(prefix="ernie_selfcheck_dp_")
+    rows = os.path.join(out, "rows.json")
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--devices", ",".join(map(str, range(gpus))),
+           "--log_dir", os.path.join(out, "log"), os.path.abspath(__file__), "--models", args.models,
+           "--steps", str(args.steps), "--micro_batch", str(args.micro_batch), "--seq_len", str(args.seq_len),
+           "--rows_json", rows]
+    try:  # a rank that fails leaves the others waiting in a collective: bounded here
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    except subprocess.TimeoutExpired:
+        return [Result(Case(args.models.split(",")[0]), gpus, error=f"launch timed out after 300 s (logs: {out}/log)")]
+    if proc.returncode != 0 or not os.path.isfile(rows):
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
+        failed = Result(Case(args.models.split(",")[0]), gpus, error=f"launch failed ({proc.returncode}): {tail[0]}"
+                        f" (logs: {out}/log)")
+        return [failed]
+    with open(rows, encoding="utf-8") as f:
+        return from_json(json.load(f))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ernie.utils import ArgumentParser
+
+    p = ArgumentParser(prog="gpu_selfcheck.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
+                   help="gpu (default); cpu: the fp32 cases on the CPU, a dry run of everything but the GPU kernels")
+    p.add_argument("--models", help="comma-separated: small, base (default: both on GPU, small on CPU)")
+    p.add_argument("--steps", type=int, default=6, help="optimizer steps per case (default 6)")
+    p.add_argument("--micro_batch", type=int, default=8, help="sequences per GPU per step (default 8)")
+    p.add_argument("--seq_len", type=int, default=128, help="padded sequence length (default 128)")
+    p.add_argument("--rows_json", help=argparse.SUPPRESS)  # set by the data-parallel launch
+    return p
+
+
+def check_flags(args) -> list[str]:
+    if args.models is None:
+        args.models = "small,base" if args.device == "gpu" else "small"
+    models = [m for m in args.models.split(",") if m]
+    unknown = [m for m in models if m not in MODELS]
+    if not models or unknown:
+        raise UserError(f"--models: {','.join(unknown) or 'empty'}: choose from {', '.join(MODELS)}")
+    if args.steps < 2:
+        raise UserError("--steps: must be >= 2 (resume splits the steps, tokens/s skips the first)")
+    if args.micro_batch < 1 or args.seq_len < 16:
+        raise UserError("--micro_batch must be >= 1 and --seq_len >= 16")
+    return models
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    """The self-check; returns the exit status (bad flags: one error line and exit 2, via cli_main)."""
+    args = build_parser().parse_args(argv)
+    models = check_flags(args)
+    from ernie.training.distributed import configure_threads, die_with_launcher, init_distributed
+
+    configure_threads()
+    die_with_launcher()  # a rank of the data-parallel launch ends with its launcher (timeout, Ctrl-C)
+    logging.getLogger("ernie.ops").setLevel(logging.WARNING)  # the kernel lines go into the table instead
+    gpus = gpu_count() if args.device == "gpu" else 0
+    if args.device == "gpu" and gpus == 0:
+        print("gpu_selfcheck: no GPU visible to Paddle (CPU build or no CUDA device): nothing to check "
+              "(exit 0; --device cpu runs the fp32 dry run on the CPU)")
+        return 0
+    import paddle
+
+    from ernie.utils.cpu_tuning import tune_cpu_math
+
+    tune_cpu_math(args.device)
+    if args.device == "gpu":
+        with contextlib.suppress(Exception):  # deterministic embedding/cuDNN backward: resume is compared exactly
+            paddle.set_flags({"FLAGS_embedding_deterministic": 1, "FLAGS_cudnn_deterministic": True})
+    env = init_distributed(args.device)
+    runner = Runner(args.device, args.micro_batch, args.seq_len, args.steps, env)
+    started = time.time()
+    results = run_cases(plan(models, args.device, env.world_size), runner)
+    if args.rows_json:  # a rank of the data-parallel launch: rank 0 hands the rows back
+        if env.rank == 0:
+            with open(args.rows_json, "w", encoding="utf-8") as f:
+                json.dump(to_json(results), f)
+        return 0 if all(r.ok for r in results) else 1
+    if args.device == "gpu" and gpus >= 2:
+        results += launch_data_parallel(args, gpus)
+    gpu = paddle.device.cuda.get_device_name() if args.device == "gpu" else "cpu"
+    print(f"ERNIE GPU self-check: paddle {paddle.__version__}, {gpu}, {gpus or 1} device(s), {args.steps} steps of "
+          f"{args.micro_batch} x {args.seq_len} per device, {time.time() - started:.0f} s")
+    print(table(results))
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} of {len(results)} cases passed"
+          + (f"; FAILED: {', '.join(r.case.model + ' ' + r.case.name for r in failed)}" if failed else ""))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":  # run as a file by the data-parallel launch
+    sys.exit(main())
