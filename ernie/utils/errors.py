@@ -6,6 +6,8 @@ import os
 import sys
 from typing import Callable
 
+from .cpu_tuning import tune_process
+
 
 class UserError(Exception):
     """Bad input, a bad flag or a missing file. The message names the file/line or flag at fault.
@@ -16,13 +18,16 @@ class UserError(Exception):
 
 
 def cli_main(fn: Callable[..., int | None]) -> Callable[..., int | None]:
-    """Decorator for script entry points: turns :class:`UserError` (and Ctrl-C) into one line + exit code.
+    """Decorator for script entry points: applies the process-level CPU settings
+    (:func:`ernie.utils.cpu_tuning.tune_process`, before the entry's first GEMM) and turns :class:`UserError` (and
+    Ctrl-C) into one line + exit code.
 
     Set ``ERNIE_DEBUG=1`` to get the full traceback instead.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        tune_process()
         try:
             return fn(*args, **kwargs)
         except UserError as e:
