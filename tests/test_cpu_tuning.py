@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ernie.utils.cpu_tuning import mkl_cpu_type
+from ernie.utils.cpu_tuning import default_num_threads, mkl_cpu_type
 
 ROOT = Path(__file__).resolve().parents[1]
-USER_KNOBS = ("ERNIE_NO_CPU_TUNING", "MKL_DEBUG_CPU_TYPE", "FLAGS_use_stride_kernel", "MALLOC_MMAP_THRESHOLD_",
+USER_KNOBS = ("ERNIE_NO_CPU_TUNING", "OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "FLAGS_use_stride_kernel", "MALLOC_MMAP_THRESHOLD_",
               "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
 
 # What the process looks like once its math ran: MKL's code path, Paddle's strided-kernel flag, what was applied.
@@ -136,12 +136,13 @@ def test_a_model_built_through_the_public_api_applies_the_settings():
     rep = run_report(MODEL_PROCESS)
     assert_tuned(rep)
     assert rep["stride"] is False and rep["applied"]["FLAGS_use_stride_kernel"] is False
+    assert rep["applied"].get("num_threads", 1) == default_num_threads()  # import paddle alone would give 1
     assert run_report(MODEL_PROCESS, ["user_flag"])["stride"] is True
 
 
 def test_the_user_settings_win_and_the_switch_turns_everything_off():
     rep = run_report(MODEL_PROCESS, MKL_DEBUG_CPU_TYPE="0", FLAGS_use_stride_kernel="1",
-                     MALLOC_MMAP_THRESHOLD_="262144")
+                     MALLOC_MMAP_THRESHOLD_="262144", OMP_NUM_THREADS="1")
     assert rep["env"] == "0" and rep["stride"] is True, rep
     assert set(rep["applied"]) <= {"M_TRIM_THRESHOLD"}, rep
     rep = run_report(MODEL_PROCESS, ERNIE_NO_CPU_TUNING="1")

@@ -9,7 +9,9 @@ Contract: nothing happens at import (Paddle is imported only when the Paddle fla
 - by the training and fine-tuning loops with their run device (:func:`tune_cpu_math`).
 
 Every setting keeps fp32 results exact, none is applied over a variable or flag the user set in the environment,
-and ``ERNIE_NO_CPU_TUNING=1`` skips them all. :func:`applied` says what this process changed.
+and ``ERNIE_NO_CPU_TUNING=1`` skips them all. :func:`applied` says what this process changed. The settings: MKL's
+AVX2 code path on non-Intel CPUs, glibc malloc thresholds, Paddle's dense kernels instead of strided views, and as
+many math threads as the process has cores (see :func:`tune_process` and :func:`tune_cpu_math`).
 """
 from __future__ import annotations
 
@@ -105,6 +107,9 @@ def tune_cpu_math(device: str = "cpu") -> None:
        that way against 1.3 ms for the dense transpose kernel, and the attention block's forward + backward 81 ms
        against 18 ms (ERNIE-base, batch 8 x 128, 2 threads; a quarter of the training step). Left alone if the
        user set ``FLAGS_use_stride_kernel`` in the environment.
+    4. Math threads: ``import paddle`` sets ``OMP_NUM_THREADS=1`` when it is unset, so a plain Paddle process does its
+       GEMMs on one core (PyTorch uses them all). Unless the user set ``OMP_NUM_THREADS`` (:func:`user_set_threads`),
+       MKL and OpenMP get :func:`default_num_threads` (the process's cores / the launch's local processes).
 
     The training and fine-tuning loops call it at the start of ``main`` with their run device. ``ERNIE_NO_CPU_TUNING=1``
     skips everything.
@@ -120,6 +125,34 @@ def tune_cpu_math(device: str = "cpu") -> None:
         if paddle.get_flags("FLAGS_use_stride_kernel")["FLAGS_use_stride_kernel"]:
             paddle.set_flags({"FLAGS_use_stride_kernel": False})
             _applied["FLAGS_use_stride_kernel"] = False
+    if device.split(":")[0] == "cpu" and "num_threads" not in _applied and not user_set_threads():
+        try:
+            from paddle.base import core
+        except ImportError:
+            return
+        threads = default_num_threads()
+        if threads > 1:
+            core.set_num_threads(threads)
+            _applied["num_threads"] = threads
+
+
+def default_num_threads() -> int:
+    """Math threads per process: the cores this process may run on, divided by the processes of a
+    ``paddle.distributed.launch`` job on this machine (``PADDLE_LOCAL_SIZE``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("PADDLE_LOCAL_SIZE", "1") or 1)))
+
+
+def user_set_threads() -> bool:
+    """Whether the user chose the math threads: ``OMP_NUM_THREADS`` in the environment the process started with,
+    or set in it to anything but the "1" that ``import paddle`` writes when it is unset."""
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            if any(v.startswith(b"OMP_NUM_THREADS=") for v in f.read().split(b"\0")):
+                return True
+    except OSError:
+        pass
+    return os.environ.get("OMP_NUM_THREADS", "1") != "1"
 
 
 def ensure_cpu_tuning(device: str | None = None) -> None:
