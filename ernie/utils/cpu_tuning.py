@@ -16,6 +16,7 @@ many math threads as the process has cores (see :func:`tune_process` and :func:`
 from __future__ import annotations
 
 import os
+import sys
 
 NO_TUNING_ENV = "ERNIE_NO_CPU_TUNING"
 # glibc's own knobs for the two malloc thresholds (environment variables and GLIBC_TUNABLES names)
@@ -23,6 +24,8 @@ _MALLOC_ENV = {-3: ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
                -1: ("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold")}
 _MALLOC_VALUE = {-3: 1 << 30, -1: (1 << 31) - 1}  # M_MMAP_THRESHOLD: 1 GiB (glibc's maximum on 64 bit); M_TRIM
 _applied: dict[str, object] = {}
+# OMP_NUM_THREADS as it was before Paddle was imported (import paddle writes "1" when it is unset); None: unknown
+_OMP_BEFORE_PADDLE = os.environ.get("OMP_NUM_THREADS") if "paddle" not in sys.modules else None
 _library_done = False
 
 
@@ -144,8 +147,11 @@ def default_num_threads() -> int:
 
 
 def user_set_threads() -> bool:
-    """Whether the user chose the math threads: ``OMP_NUM_THREADS`` in the environment the process started with,
-    or set in it to anything but the "1" that ``import paddle`` writes when it is unset."""
+    """Whether the user chose the math threads: ``OMP_NUM_THREADS`` in the environment the process started with, set
+    before Paddle was imported (when this module was imported first), or set to anything but the "1" that
+    ``import paddle`` writes when it is unset."""
+    if _OMP_BEFORE_PADDLE is not None:
+        return True
     try:
         with open("/proc/self/environ", "rb") as f:
             if any(v.startswith(b"OMP_NUM_THREADS=") for v in f.read().split(b"\0")):
