@@ -37,9 +37,8 @@ def machine() -> list[str]:
         pass
     flags = set(info.get("flags", "").split())
     mem = ""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        with open("/proc/meminfo", encoding="utf-8") as f:
-            mem = f"{int(f.readline().split()[1]) / 2**20:.0f} GB RAM"
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="utf-8") as f:
+        mem = f"{int(f.readline().split()[1]) / 2**20:.0f} GB RAM"
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     versions = []
     for pkg in ("paddlepaddle", "torch", "transformers", "paddlenlp", "numpy"):
@@ -50,8 +49,8 @@ def machine() -> list[str]:
         commit += " + uncommitted changes"
     env = ", ".join(f"{k}={os.environ[k]}" for k in ENV_SHOWN if k in os.environ) or "none of " + ", ".join(ENV_SHOWN)
     return [
-        f"- CPU: {info.get('model name', platform.processor() or '?')} ({info.get('vendor_id', '?')}), {cores} cores "
-        f"for this process, {mem}; flags: {' '.join(f for f in CPU_FLAGS if f in flags) or '-'}",
+        (f"- CPU: {info.get('model name', platform.processor() or '?')} ({info.get('vendor_id', '?')}), {cores} cores "
+         f"for this process, {mem}; flags: {' '.join(f for f in CPU_FLAGS if f in flags) or '-'}"),
         f"- {platform.platform()}, Python {platform.python_version()}; {', '.join(versions)}",
         f"- commit {commit}; environment at start: {env}",
     ]
@@ -59,7 +58,8 @@ def machine() -> list[str]:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30).stdout.strip()
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                              check=False).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -92,10 +92,10 @@ def recorded(name: str, path: str | None):
     finally:
         sys.stdout = tee.stream
     load1 = os.getloadavg()
-    head = [f"# {name}", "", f"Written by `benchmarks/{name}.py` (do not edit by hand): "
-            f"`python benchmarks/{name}.py {' '.join(sys.argv[1:])}`, {start}.", ""] + machine() + [
-        f"- load average (1 min) {load0[0]:.1f} at start, {load1[0]:.1f} at the end (other work on the machine "
-        "skews the ratios; the benchmark interleaves and keeps the best)", "", "```"]
+    head = [f"# {name}", "", (f"Written by `benchmarks/{name}.py` (do not edit by hand): "
+                              f"`python benchmarks/{name}.py {' '.join(sys.argv[1:])}`, {start}."), ""] + machine() + [
+        (f"- load average (1 min) {load0[0]:.1f} at start, {load1[0]:.1f} at the end (other work on the machine "
+         "skews the ratios; the benchmark interleaves and keeps the best)"), "", "```"]
     with atomic_write(path, "w") as f:
         f.write("\n".join(head) + "\n" + tee.buf.getvalue().rstrip("\n") + "\n```\n")
     print(f"results written to {os.path.relpath(path, ROOT)}")
