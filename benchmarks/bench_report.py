@@ -85,6 +85,7 @@ def recorded(name: str, path: str | None):
     from ernie.utils import atomic_write
 
     start, load0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()
+    setup = machine()  # before the run: its environment and commit, not what the run changed
     tee = _Tee(sys.stdout)
     sys.stdout = tee
     try:
@@ -93,7 +94,7 @@ def recorded(name: str, path: str | None):
         sys.stdout = tee.stream
     load1 = os.getloadavg()
     head = [f"# {name}", "", (f"Written by `benchmarks/{name}.py` (do not edit by hand): "
-                              f"`python benchmarks/{name}.py {' '.join(sys.argv[1:])}`, {start}."), ""] + machine() + [
+                              f"`python benchmarks/{name}.py {' '.join(sys.argv[1:])}`, {start}."), ""] + setup + [
         (f"- load average (1 min) {load0[0]:.1f} at start, {load1[0]:.1f} at the end (other work on the machine "
          "skews the ratios; the benchmark interleaves and keeps the best)"), "", "```"]
     with atomic_write(path, "w") as f:
