@@ -4,10 +4,20 @@
     python benchmarks/bench_model.py --configs ernie-tiny-cpu --rounds 4 --threads 2
     python benchmarks/bench_model.py --profile                               # + top ops of one step per impl
 
+Results go to docs/results/bench_model.md (machine + commit; --results '' skips).
+
 One step = forward + backward + AdamW update, fp32, dropout 0.1, at seq 128, 20 masked positions per sequence (15%),
 SOP head on. Each implementation lives in its own worker process (so that per-process CPU settings stay apart) and
 the workers take turns (A, B, C, C, B, A ...), because the machine is shared and the load changes under us; each
 side's best round is reported, with the ratios of the bests and per round.
+
+Each implementation runs as its user gets it: ours is built through the Python API with nothing called by hand (the
+library applies its CPU settings itself, ernie.utils.cpu_tuning), and with the default --threads 0 no thread variable
+is set for any worker (each framework picks its own thread count: a plain script with no environment variables).
+
+Memory: each worker reports its process's peak resident set (ru_maxrss) after the timed training steps, and the part
+of it above the resident set of the built model + optimizer before the first step (activations, gradients, optimizer
+state, allocator caches: what a training step adds).
 
 Implementations:
   ours             ernie.ErnieForPretraining
@@ -65,10 +75,7 @@ def worker(impl: str, config_name: str, batch: int) -> None:
     import numpy as np
 
     kw = model_kwargs(config_name)
-    if impl == "ours":
-        from ernie.utils.cpu_tuning import tune_cpu_math
-
-        tune_cpu_math()  # as the entry points do (scripts/run_pretrain.py)
+    if impl == "ours":  # as a plain Python-API user gets it: nothing tuned by hand
         import paddle
 
         from ernie import ErnieConfig, ErnieForPretraining, ErniePretrainingCriterion
@@ -144,7 +151,8 @@ def hf_worker(kw: dict, batch: int) -> None:
     import torch
     from transformers import BertConfig, BertForPreTraining
 
-    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
+    if "OMP_NUM_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     torch.manual_seed(0)
     cfg = BertConfig(
         vocab_size=kw["vocab_size"], hidden_size=kw["hidden_size"], num_hidden_layers=kw["num_hidden_layers"],
@@ -178,11 +186,21 @@ def hf_worker(kw: dict, batch: int) -> None:
     serve(step, lambda: float(torch.matmul(a, b)[0, 0]), None)
 
 
+def rss_mb() -> tuple[float, float]:
+    """(current, peak) resident set of this process in MB (Linux: /proc/self/statm and ru_maxrss in KB)."""
+    import resource
+
+    with open("/proc/self/statm") as f:
+        current = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
 def serve(step, gemm, profiler) -> None:
     """Warm up, then answer 'run <steps>' / 'gemm' / 'profile' / 'quit' on stdin with one JSON line each."""
+    built_rss = rss_mb()[0]  # model + optimizer built, no step yet
     step()  # warm-up
     gemm()
-    print(json.dumps({"ready": True}), flush=True)
+    print(json.dumps({"ready": True, "built_rss_mb": built_rss}), flush=True)
     for line in sys.stdin:
         cmd = line.split()
         if not cmd or cmd[0] == "quit":
@@ -193,7 +211,8 @@ def serve(step, gemm, profiler) -> None:
             for _ in range(n):
                 step()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            print(json.dumps({"sec_per_step": wall / n, "cpu_per_step": cpu / n}), flush=True)
+            print(json.dumps({"sec_per_step": wall / n, "cpu_per_step": cpu / n, "peak_rss_mb": rss_mb()[1]}),
+                  flush=True)
         elif cmd[0] == "gemm":  # this framework's fp32 GEMM on the FFN shape: best of 5, wall and CPU s per call
             best, best_cpu = float("inf"), float("inf")
             for _ in range(5):
@@ -228,8 +247,11 @@ def profile_step(step) -> list:
 # ---- orchestration --------------------------------------------------------------------------------------------------
 class Worker:
     def __init__(self, impl: str, config_name: str, batch: int, threads: int):
-        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-        env.pop("MKL_DEBUG_CPU_TYPE", None)
+        env = dict(os.environ)
+        for key in ("MKL_DEBUG_CPU_TYPE", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FLAGS_use_stride_kernel"):
+            env.pop(key, None)  # each worker starts as a plain process; threads only when --threads N asks
+        if threads:
+            env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
         if impl == "paddlenlp":
             env["ERNIE_NO_CPU_TUNING"] = "1"
         else:
@@ -252,7 +274,7 @@ class Worker:
         raise RuntimeError(f"worker {self.impl} exited (code {self.proc.wait()})")
 
     def wait_ready(self):
-        self._reply()
+        self.built_rss_mb = self._reply()["built_rss_mb"]
 
     def run(self, steps: int) -> dict:
         self.proc.stdin.write(f"run {steps}\n")
@@ -325,6 +347,16 @@ def bench_config(config_name: str, batch: int, args) -> None:
               f"{peak_cpu:.0f} (steadier under load; exact with --threads 1)")
         if args.peak_tflops:
             print(f"  {impl:16s} MFU {100 * gf / (1000 * args.peak_tflops):4.1f}% of {args.peak_tflops:g} TFLOP/s")
+    print(f"  peak memory of the process (ru_maxrss after {args.rounds * steps + 1} training steps), and above the "
+          "built model + optimizer:")
+    peak_mem = {}
+    for w in workers:
+        peak_mem[w.impl] = max(x["peak_rss_mb"] for x in results[w.impl])
+        print(f"  {w.impl:16s} {peak_mem[w.impl]:7.0f} MB peak  {peak_mem[w.impl] - w.built_rss_mb:7.0f} MB above the "
+              f"built model ({w.built_rss_mb:.0f} MB)")
+    if "ours" in peak_mem:
+        for base in [i for i in peak_mem if i != "ours"]:
+            print(f"  ours vs {base:16s} peak memory {peak_mem['ours'] / peak_mem[base]:.2f}x")
     if "ours" in results:
         for base in [i for i in results if i != "ours"]:
             per_round = [b["sec_per_step"] / o["sec_per_step"] for o, b in zip(results["ours"], results[base])]
@@ -342,7 +374,9 @@ def main(argv=None) -> int:
     p.add_argument("--batch_size", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="timed steps per worker turn (default 2 tiny / 1 base)")
-    p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    p.add_argument("--threads", type=int, default=0,
+                   help="OMP_NUM_THREADS / MKL_NUM_THREADS of every worker (default 0: none set, each framework's "
+                        "own default, as a plain script gets it)")
     p.add_argument("--impls", default=",".join(IMPLS))
     p.add_argument("--seq_len", type=int, default=128, help="sequence length (15%% of it masked)")
     p.add_argument("--amp", choices=("float32", "bfloat16", "float16"), default="float32",
@@ -350,6 +384,8 @@ def main(argv=None) -> int:
     p.add_argument("--peak_tflops", type=float, default=None,
                    help="the accelerator's dense peak for --amp's dtype (A100 bf16 312, H100 SXM bf16 989): prints MFU")
     p.add_argument("--profile", action="store_true")
+    p.add_argument("--results", default=None,
+                   help="where to record the output (default docs/results/bench_model.md; '' = nowhere)")
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -359,10 +395,13 @@ def main(argv=None) -> int:
     os.environ["ERNIE_BENCH_SEQ_LEN"], os.environ["ERNIE_BENCH_AMP"] = str(args.seq_len), args.amp
     global SEQ_LEN, MASKED_PER_SEQ
     SEQ_LEN, MASKED_PER_SEQ = args.seq_len, math.ceil(0.15 * args.seq_len)
-    print(f"threads {args.threads}, rounds {args.rounds}, load average {os.getloadavg()[0]:.1f} "
-          f"on {os.cpu_count()} CPUs at start")
-    for name in args.configs.split(","):
-        bench_config(name, args.batch_size or DEFAULT_RUNS.get(name, 8), args)
+    from bench_report import default_path, recorded
+
+    with recorded("bench_model", default_path("bench_model") if args.results is None else args.results):
+        print(f"threads {args.threads or 'not set (each framework default)'}, rounds {args.rounds}, "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at start")
+        for name in args.configs.split(","):
+            bench_config(name, args.batch_size or DEFAULT_RUNS.get(name, 8), args)
     return 0
 
 

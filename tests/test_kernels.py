@@ -305,7 +305,8 @@ def test_model_default_attention_is_eager(caplog, monkeypatch):
 
 
 def test_importing_the_model_has_no_process_side_effects():
-    """tune_cpu_math runs only when an entry point calls it: importing ernie.modeling calls no mallopt and leaves
+    """Importing is free of process side effects (the settings come with the first model or an entry point, see
+    tests/test_cpu_tuning.py): importing ernie.modeling calls no mallopt and leaves
     Paddle's strided views on; tune_cpu_math() then sets both (dense kernels on the CPU only, and never over a
     FLAGS_use_stride_kernel the user set)."""
     import subprocess

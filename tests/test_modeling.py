@@ -257,6 +257,17 @@ def test_dropout_rate_scale_and_seed():
     assert modeling.dropout(x, 0.1, training=False) is x
 
 
+def test_dropout_gradient_is_the_mask():
+    """The CPU dropout keeps only a bool mask for its backward: the gradient is keep / (1 - p), exactly."""
+    x = paddle.randn([64, 96])
+    x.stop_gradient = False
+    y = modeling.dropout(x, 0.25, training=True)
+    y.sum().backward()
+    mask = np.where(y.numpy() != 0, np.float32(1 / 0.75), np.float32(0))
+    np.testing.assert_array_equal(x.grad.numpy(), mask)
+    np.testing.assert_array_equal(y.numpy(), x.numpy() * mask)
+
+
 def _grads(model, b, seed):
     paddle.seed(seed)
     scores, sop = model(b["ids"], b["seg"], masked_positions=b["pos"])

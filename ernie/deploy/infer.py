@@ -54,6 +54,9 @@ class PaddleBackend:
     def __init__(self, model_dir: str, device: str = "cpu", num_threads: int = 1):
         import paddle.inference as pi
 
+        from ernie.utils.cpu_tuning import ensure_cpu_tuning
+
+        ensure_cpu_tuning(device)  # before the predictor's first GEMM (MKL's code path on AMD CPUs)
         program, params = model_files(model_dir)
         config = pi.Config(program, params)
         if device == "gpu":

@@ -21,9 +21,9 @@ def configure_threads() -> int:
     """Set OMP_NUM_THREADS to the cores available to this process divided by the processes on this machine,
     unless the user already set it. Returns the value in effect."""
     if "OMP_NUM_THREADS" not in os.environ:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        local_procs = int(os.environ.get("PADDLE_LOCAL_SIZE", "1"))
-        os.environ["OMP_NUM_THREADS"] = str(max(1, cores // max(1, local_procs)))
+        from ernie.utils.cpu_tuning import default_num_threads
+
+        os.environ["OMP_NUM_THREADS"] = str(default_num_threads())
     return int(os.environ["OMP_NUM_THREADS"])
 
 

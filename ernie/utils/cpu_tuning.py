@@ -1,55 +1,178 @@
-"""Process-level CPU settings for the math libraries: ``tune_cpu_math`` (Paddle is imported only when it is called).
+"""Process-level CPU settings for the math libraries (docs/cpu.md lists them): fast by default, on every path.
 
-Contract: nothing happens at import; the entry points that train or run the model call :func:`tune_cpu_math` at the
-start of ``main``. Every setting keeps fp32 results exact; ``ERNIE_NO_CPU_TUNING=1`` skips them all.
+Contract: nothing happens at import (Paddle is imported only when the Paddle flag is set). The settings are applied
+
+- by every entry point: :func:`ernie.utils.cli_main` calls :func:`tune_process` before the entry's body runs;
+- by the library, once per process, before its first GEMM: building a model (``ErniePretrainedModel.__init__``), a
+  LAC runner (``data_tools.lac``) or a Paddle Inference predictor (``ernie.deploy.infer``) calls
+  :func:`ensure_cpu_tuning`;
+- by the training and fine-tuning loops with their run device (:func:`tune_cpu_math`).
+
+Every setting keeps fp32 results exact, none is applied over a variable or flag the user set in the environment,
+and ``ERNIE_NO_CPU_TUNING=1`` skips them all. :func:`applied` says what this process changed. The settings: MKL's
+AVX2 code path on non-Intel CPUs, glibc malloc thresholds, Paddle's dense kernels instead of strided views, and as
+many math threads as the process has cores (see :func:`tune_process` and :func:`tune_cpu_math`).
 """
 from __future__ import annotations
 
 import os
+import sys
+
+NO_TUNING_ENV = "ERNIE_NO_CPU_TUNING"
+# glibc's own knobs for the two malloc thresholds (environment variables and GLIBC_TUNABLES names)
+_MALLOC_ENV = {-3: ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
+               -1: ("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold")}
+_MALLOC_VALUE = {-3: 1 << 30, -1: (1 << 31) - 1}  # M_MMAP_THRESHOLD: 1 GiB (glibc's maximum on 64 bit); M_TRIM
+_applied: dict[str, object] = {}
+# OMP_NUM_THREADS as it was before Paddle was imported (import paddle writes "1" when it is unset); None: unknown
+_OMP_BEFORE_PADDLE = os.environ.get("OMP_NUM_THREADS") if "paddle" not in sys.modules else None
+_library_done = False
+
+
+def applied() -> dict[str, object]:
+    """What this process has changed so far: ``MKL_DEBUG_CPU_TYPE``, ``M_MMAP_THRESHOLD``, ``M_TRIM_THRESHOLD``,
+    ``FLAGS_use_stride_kernel`` -> the value set (a copy)."""
+    return dict(_applied)
+
+
+def mkl_cpu_type(cpuinfo: str | None = None) -> str | None:
+    """The ``MKL_DEBUG_CPU_TYPE`` this CPU needs, from its features: ``"5"`` (MKL's AVX2 code path) when the CPU has
+    AVX2 and FMA but is not a GenuineIntel one, else None.
+
+    The MKL of the Paddle CPU wheel (2019.0 Update 5) picks its GEMM code path by the CPUID vendor string: on any
+    other vendor (AMD, Hygon, Zhaoxin) it runs its generic SSE path whatever the CPU supports, 2.5-3x slower, unless
+    ``MKL_DEBUG_CPU_TYPE=5`` tells it to use the AVX2 kernels (which need AVX2 and FMA). On Intel CPUs MKL already
+    picks the best path (AVX-512 where there is one), which the variable would downgrade, so it is left alone.
+    ``cpuinfo``: the text of /proc/cpuinfo (read when None; no /proc/cpuinfo -> None).
+    """
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read(1 << 16)
+        except OSError:
+            return None
+    vendor, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "vendor_id" and not vendor:
+            vendor = value.strip()
+        elif key == "flags" and not flags:
+            flags = set(value.split())
+    if vendor and vendor != "GenuineIntel" and {"avx2", "fma"} <= flags:
+        return "5"
+    return None
+
+
+def _user_set_malloc(param: int) -> bool:
+    env, tunable = _MALLOC_ENV[param]
+    return env in os.environ or tunable in os.environ.get("GLIBC_TUNABLES", "")
+
+
+def tune_process() -> None:
+    """The settings that need no Paddle import (entry points call this first, through ``cli_main``):
+
+    1. ``MKL_DEBUG_CPU_TYPE`` (see :func:`mkl_cpu_type`). MKL reads it once, at its first GEMM or vector-math call
+       (a matmul, softmax or GELU; not at ``import paddle``): set later, it changes nothing in the process.
+    2. glibc malloc keeps freed blocks instead of unmapping them (``M_MMAP_THRESHOLD`` 1 GiB, ``M_TRIM_THRESHOLD``
+       2 GiB): Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each
+       one is a fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the
+       arithmetic. The process keeps the heap it reached instead of returning it to the OS between steps, and the heap
+       fragments: ERNIE-base's training step peaks ~30 % higher in RSS than with every block of 1 MiB or more
+       mmapped, which costs ~48 % more CPU time (docs/cpu.md); ``MALLOC_MMAP_THRESHOLD_`` set by the user wins.
+    """
+    if os.environ.get(NO_TUNING_ENV):
+        return
+    if "MKL_DEBUG_CPU_TYPE" not in os.environ:
+        cpu_type = mkl_cpu_type()
+        if cpu_type is not None:
+            os.environ["MKL_DEBUG_CPU_TYPE"] = cpu_type
+            _applied["MKL_DEBUG_CPU_TYPE"] = cpu_type
+    names = {-3: "M_MMAP_THRESHOLD", -1: "M_TRIM_THRESHOLD"}
+    todo = [p for p in names if names[p] not in _applied and not _user_set_malloc(p)]
+    if todo:
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL("libc.so.6")
+            for param in todo:
+                if libc.mallopt(param, _MALLOC_VALUE[param]):
+                    _applied[names[param]] = _MALLOC_VALUE[param]
+        except (OSError, AttributeError):  # not glibc: nothing to tune
+            pass
 
 
 def tune_cpu_math(device: str = "cpu") -> None:
-    """Process-level CPU settings for Paddle's kernels (all keep fp32 results exact).
+    """All the settings for a run on ``device`` ("cpu", "gpu", "gpu:0" ...): :func:`tune_process`, and when
+    ``device`` is the CPU:
 
-    Called explicitly by the entry points that train or run the model (pretraining, fine-tuning, inference,
-    benchmarks), at the start of ``main`` before Paddle's first GEMM; importing the model does not call it.
+    3. Dense kernels instead of strided views: ``FLAGS_use_stride_kernel`` off, as in Paddle 2.x. With it on (Paddle
+       3's default) a transpose or unbind returns a strided view, and the matmul or reshape that consumes it copies
+       it through a generic element-by-element kernel: the attention's [B, S, 3, heads, head_dim] permute took 27 ms
+       that way against 1.3 ms for the dense transpose kernel, and the attention block's forward + backward 81 ms
+       against 18 ms (ERNIE-base, batch 8 x 128, 2 threads; a quarter of the training step). Left alone if the
+       user set ``FLAGS_use_stride_kernel`` in the environment.
+    4. Math threads: ``import paddle`` sets ``OMP_NUM_THREADS=1`` when it is unset, so a plain Paddle process does its
+       GEMMs on one core (PyTorch uses them all). Unless the user set ``OMP_NUM_THREADS`` (:func:`user_set_threads`),
+       MKL and OpenMP get :func:`default_num_threads` (the process's cores / the launch's local processes).
 
-    1. MKL's AVX2 GEMM on AMD CPUs: the MKL shipped with the Paddle CPU wheel takes a slow generic path on non-Intel
-       CPUs unless ``MKL_DEBUG_CPU_TYPE=5`` (3-4x on every matmul, measured on an AMD EPYC; nothing on Intel, so it
-       is set only on AMD CPUs with AVX2, and only if the user has not set it). MKL reads it at its first GEMM.
-    2. glibc malloc keeps freed blocks instead of unmapping them (``M_MMAP_THRESHOLD`` / ``M_TRIM_THRESHOLD``):
-       Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each one is a
-       fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the arithmetic.
-       The cost is that the process keeps its peak heap instead of returning it to the OS.
-    3. Dense kernels instead of strided views, when ``device`` (the run's, "cpu", "gpu", "gpu:0" ...) is the CPU:
-       ``FLAGS_use_stride_kernel`` off, as in Paddle 2.x. With it on (Paddle 3's default) a transpose or
-       unbind returns a strided view, and the matmul or reshape that consumes it copies it through a generic
-       element-by-element kernel: the attention's [B, S, 3, heads, head_dim] permute took 27 ms that way against
-       1.3 ms for the dense transpose kernel, and the attention block's forward + backward 81 ms against 18 ms
-       (ERNIE-base, batch 8 x 128, 2 threads; a quarter of the training step). Left alone if the user set
-       ``FLAGS_use_stride_kernel`` in the environment.
-    Set ``ERNIE_NO_CPU_TUNING=1`` to skip all three.
+    The training and fine-tuning loops call it at the start of ``main`` with their run device. ``ERNIE_NO_CPU_TUNING=1``
+    skips everything.
     """
-    if os.environ.get("ERNIE_NO_CPU_TUNING"):
+    if os.environ.get(NO_TUNING_ENV):
         return
-    if "MKL_DEBUG_CPU_TYPE" not in os.environ:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                head = f.read(1 << 16)
-        except OSError:
-            head = ""
-        if "AuthenticAMD" in head and " avx2" in head:
-            os.environ["MKL_DEBUG_CPU_TYPE"] = "5"
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        pass
+    tune_process()
     if "FLAGS_use_stride_kernel" not in os.environ and device.split(":")[0] == "cpu":
+        try:
+            import paddle
+        except ImportError:  # e.g. FastDeploy's own environment: no Paddle dygraph to tune
+            return
+        if paddle.get_flags("FLAGS_use_stride_kernel")["FLAGS_use_stride_kernel"]:
+            paddle.set_flags({"FLAGS_use_stride_kernel": False})
+            _applied["FLAGS_use_stride_kernel"] = False
+    if device.split(":")[0] == "cpu" and "num_threads" not in _applied and not user_set_threads():
+        try:
+            from paddle.base import core
+        except ImportError:
+            return
+        threads = default_num_threads()
+        if threads > 1:
+            core.set_num_threads(threads)
+            _applied["num_threads"] = threads
+
+
+def default_num_threads() -> int:
+    """Math threads per process: the cores this process may run on, divided by the processes of a
+    ``paddle.distributed.launch`` job on this machine (``PADDLE_LOCAL_SIZE``)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // max(1, int(os.environ.get("PADDLE_LOCAL_SIZE", "1") or 1)))
+
+
+def user_set_threads() -> bool:
+    """Whether the user chose the math threads: ``OMP_NUM_THREADS`` in the environment the process started with, set
+    before Paddle was imported (when this module was imported first), or set to anything but the "1" that
+    ``import paddle`` writes when it is unset."""
+    if _OMP_BEFORE_PADDLE is not None:
+        return True
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            if any(v.startswith(b"OMP_NUM_THREADS=") for v in f.read().split(b"\0")):
+                return True
+    except OSError:
+        pass
+    return os.environ.get("OMP_NUM_THREADS", "1") != "1"
+
+
+def ensure_cpu_tuning(device: str | None = None) -> None:
+    """The library's call: :func:`tune_cpu_math` for ``device`` (default: Paddle's current device), once per process,
+    so a flag the user changes afterwards (``paddle.set_flags``) stays as they set it. Called where the library is
+    about to run Paddle math (a model, LAC runner or inference predictor is built), before its first GEMM."""
+    global _library_done
+    if _library_done or os.environ.get(NO_TUNING_ENV):
+        return
+    _library_done = True
+    if device is None:
         import paddle
 
-        paddle.set_flags({"FLAGS_use_stride_kernel": False})
+        device = paddle.device.get_device()
+    tune_cpu_math(device)

@@ -8,6 +8,8 @@ import sys
 import threading
 from typing import Callable
 
+from .cpu_tuning import tune_process
+
 
 class UserError(Exception):
     """Bad input, a bad flag or a missing file. The message names the file/line or flag at fault.
@@ -69,14 +71,17 @@ class StopRequest:
 
 
 def cli_main(fn: Callable[..., int | None]) -> Callable[..., int | None]:
-    """Decorator for script entry points: turns :class:`UserError` (exit 2) and Ctrl-C (``error: interrupted``,
-    exit 130, also when Paddle re-raised it from C++: :func:`is_interrupt`) into one line + exit code.
+    """Decorator for script entry points: applies the process-level CPU settings
+    (:func:`ernie.utils.cpu_tuning.tune_process`, before the entry's first GEMM) and turns :class:`UserError` (exit 2)
+    and Ctrl-C (``error: interrupted``, exit 130, also when Paddle re-raised it from C++: :func:`is_interrupt`) into
+    one line + exit code.
 
     Set ``ERNIE_DEBUG=1`` to get the full traceback instead.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        tune_process()
         try:
             return fn(*args, **kwargs)
         except UserError as e:

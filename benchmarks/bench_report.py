@@ -1,0 +1,102 @@
+"""Benchmarks record what they print in docs/results/<name>.md, with the machine and the commit: results are written
+by the benchmark that measured them, never by hand.
+
+    with recorded("bench_model", args.results):
+        ...  # everything printed here goes to the terminal and, when the block ends without error, to the file
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib.metadata
+import io
+import os
+import platform
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+ENV_SHOWN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "ERNIE_NO_CPU_TUNING",
+             "FLAGS_use_stride_kernel")
+
+
+def default_path(name: str) -> str:
+    return os.path.join(ROOT, "docs", "results", f"{name}.md")
+
+
+def machine() -> list[str]:
+    """One line each: CPU model / vendor / flags, cores, memory, OS, package versions, commit, load."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = set(info.get("flags", "").split())
+    mem = ""
+    with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="utf-8") as f:
+        mem = f"{int(f.readline().split()[1]) / 2**20:.0f} GB RAM"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    versions = []
+    for pkg in ("paddlepaddle", "torch", "transformers", "paddlenlp", "numpy"):
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+            versions.append(f"{pkg} {importlib.metadata.version(pkg)}")
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        commit += " + uncommitted changes"
+    env = ", ".join(f"{k}={os.environ[k]}" for k in ENV_SHOWN if k in os.environ) or "none of " + ", ".join(ENV_SHOWN)
+    return [
+        (f"- CPU: {info.get('model name', platform.processor() or '?')} ({info.get('vendor_id', '?')}), {cores} cores "
+         f"for this process, {mem}; flags: {' '.join(f for f in CPU_FLAGS if f in flags) or '-'}"),
+        f"- {platform.platform()}, Python {platform.python_version()}; {', '.join(versions)}",
+        f"- commit {commit}; environment at start: {env}",
+    ]
+
+
+def _git(*args: str) -> str:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
+                              check=False).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, stream):
+        self.stream, self.buf = stream, io.StringIO()
+
+    def write(self, s: str) -> int:
+        self.stream.write(s)
+        return self.buf.write(s)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
+@contextlib.contextmanager
+def recorded(name: str, path: str | None):
+    """Tee stdout; on success write ``path`` (``None``/"" = do not record) atomically with a header."""
+    if not path:
+        yield
+        return
+    from ernie.utils import atomic_write
+
+    start, load0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()
+    setup = machine()  # before the run: its environment and commit, not what the run changed
+    tee = _Tee(sys.stdout)
+    sys.stdout = tee
+    try:
+        yield
+    finally:
+        sys.stdout = tee.stream
+    load1 = os.getloadavg()
+    head = [f"# {name}", "", (f"Written by `benchmarks/{name}.py` (do not edit by hand): "
+                              f"`python benchmarks/{name}.py {' '.join(sys.argv[1:])}`, {start}."), ""] + setup + [
+        (f"- load average (1 min) {load0[0]:.1f} at start, {load1[0]:.1f} at the end (other work on the machine "
+         "skews the ratios; the benchmark interleaves and keeps the best)"), "", "```"]
+    with atomic_write(path, "w") as f:
+        f.write("\n".join(head) + "\n" + tee.buf.getvalue().rstrip("\n") + "\n```\n")
+    print(f"results written to {os.path.relpath(path, ROOT)}")
