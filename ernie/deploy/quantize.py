@@ -7,7 +7,7 @@
 2. ONNX Runtime's basic graph optimizations (constant folding, Identity elimination), saved: the model computes
    its fused q/k/v weight from the three parameters at run time (ernie/modeling.py), and paddle2onnx passes every
    weight through Identity nodes, so before folding no MatMul has a constant weight for the quantizer to see;
-3. ``onnxruntime.quantization.quantize_dynamic``: every MatMul with a constant weight (q/k/v, attention output,
+3. ``onnxruntime.quantization.quantize_dynamic`` (then the opset imports no node uses are dropped): every MatMul with a constant weight (q/k/v, attention output,
    both FFN GEMMs, pooler, classifier) becomes ``DynamicQuantizeLinear`` + ``MatMulInteger``: weights int8, one
    scale per output channel; activations uint8 with a scale computed per call from the tensor's own range.
    Attention's activation x activation MatMuls, LayerNorm, softmax and the embedding lookups stay fp32.
@@ -31,6 +31,7 @@ Why dynamic quantization, and why only ONNX Runtime:
 """
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 
@@ -78,6 +79,19 @@ def _session(model, num_threads: int = 1, optimized_path: str | None = None):
     return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
+def _keep_used_opsets(path: str) -> None:
+    """Drop the opset imports no node uses: ONNX Runtime's saved optimized model declares every domain it knows
+    (``ai.onnx.ml`` 5 ...), which older runtimes, e.g. FastDeploy 1.0.7's ONNX Runtime 1.12, refuse to load."""
+    import onnx
+
+    model = onnx.load(path)
+    used = {node.domain for node in model.graph.node} | {""}
+    kept = [o for o in model.opset_import if o.domain in used]
+    del model.opset_import[:]
+    model.opset_import.extend(kept)
+    onnx.save(model, path)
+
+
 def write_int8_onnx(model_dir: str, vocab_size: int) -> dict:
     """Write ``model_dir/model.onnx`` (fp32, if absent) and ``model_dir/model.int8.onnx``; returns the
     deploy_config.json record ``{"model_file", "method", "reduce_range", "max_abs_logit_diff_random"}``."""
@@ -95,8 +109,15 @@ def write_int8_onnx(model_dir: str, vocab_size: int) -> dict:
         folded = os.path.join(tmp, "folded.onnx")
         _session(fp32_path, optimized_path=folded)
         out = os.path.join(tmp, INT8_ONNX_FILE)
-        quantize_dynamic(folded, out, weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
-                         op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # its "consider pre-processing" advice: step 2 is that pre-processing
+        try:
+            quantize_dynamic(folded, out, weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
+                             op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+        finally:
+            root.setLevel(level)
+        _keep_used_opsets(out)
         feeds = padded_random_feeds(vocab_size, 4, 32)
         try:
             fp32 = _session(fp32_path).run(None, feeds)[0]
