@@ -5,7 +5,11 @@ the demo model's shape (ernie-mini-cpu) through
 
   paddle_inference fp32   the exported program on Paddle Inference (ernie.deploy.infer.PaddleBackend)
   paddle_onednn_int8      the same with oneDNN + ``enable_onednn_int8`` (what Paddle Inference 3.3.1 offers without
-                          a PaddleSlim-quantized program; ERNIE-base only): shows whether it does anything here
+                          a quantized program; ERNIE-base only): shows whether it does anything here
+  paddle_ptq_onednn_int8  experimental, not what the toolkit exports (ERNIE-base only): the legacy program
+                          (model.pdmodel) quantized by ``paddle.static.quantization.PostTrainingQuantization``
+                          (avg, QDQ, calibrated on 8 random batches: fine for speed, not for accuracy), then
+                          oneDNN + ``enable_onednn_int8``: what a Paddle Inference INT8 path could reach here
   onnxruntime fp32        the paddle2onnx conversion on ONNX Runtime
   onnxruntime int8        model.int8.onnx (ernie/deploy/quantize.py)
   hf_torch_eager          transformers.BertForSequenceClassification, same shapes, torch CPU eager, no_grad
@@ -89,7 +93,7 @@ def export_random(config_name: str, tmp: str) -> tuple[str, object]:
     t0 = time.perf_counter()
     out = export_model(model, tok, ["0", "1"], os.path.join(tmp, "export"), quantize="int8")
     print(f"  exported {config_name} (fp32 + int8) in {time.perf_counter() - t0:.0f} s", flush=True)
-    return out, config
+    return out, model
 
 
 def hf_torch(config, threads: int):
@@ -112,12 +116,37 @@ def hf_torch(config, threads: int):
     return run
 
 
-def onednn_int8(model_dir: str, threads: int):
+def paddle_ptq(model, model_dir: str, tmp: str) -> tuple[str, str]:
+    """(program, params) of the legacy program quantized by Paddle's own post-training quantization."""
+    import paddle
+    from paddle.static.quantization import PostTrainingQuantization
+
+    from ernie.deploy import legacy_export
+    from ernie.deploy.infer import random_feeds
+
+    t0 = time.perf_counter()
+    legacy_export.write_legacy_program(model, model_dir, "model.pdiparams")
+    out = os.path.join(tmp, "ptq")
+    paddle.enable_static()
+    try:
+        with paddle.pir_utils.OldIrGuard():
+            ptq = PostTrainingQuantization(
+                executor=paddle.static.Executor(paddle.CPUPlace()), model_dir=model_dir,
+                model_filename="model.pdmodel", params_filename="model.pdiparams",
+                data_loader=lambda: (random_feeds(4, 128, model.config.vocab_size, seed=i) for i in range(8)),
+                batch_nums=8, algo="avg", quantizable_op_type=["matmul_v2", "matmul", "mul"], onnx_format=True)
+            ptq.quantize()
+            ptq.save_quantized_model(out, model_filename="model.pdmodel", params_filename="model.pdiparams")
+    finally:
+        paddle.disable_static()
+    print(f"  Paddle PTQ of the legacy program in {time.perf_counter() - t0:.0f} s", flush=True)
+    return os.path.join(out, "model.pdmodel"), os.path.join(out, "model.pdiparams")
+
+
+def onednn_int8(files: tuple[str, str], threads: int):
     import paddle.inference as pi
 
-    from ernie.deploy.infer import model_files
-
-    config = pi.Config(*model_files(model_dir))
+    config = pi.Config(*files)
     config.disable_gpu()
     config.set_cpu_math_library_num_threads(threads)
     config.disable_glog_info()
@@ -138,12 +167,15 @@ def onednn_int8(model_dir: str, threads: int):
 
 # ---------------------------------------------------------------------------------------------------- speed
 def speed(config_name: str, args, tmp: str) -> list[dict]:
-    from ernie.deploy.infer import OnnxRuntimeBackend, PaddleBackend, median_seconds, random_feeds
+    from ernie.deploy.infer import OnnxRuntimeBackend, PaddleBackend, median_seconds, model_files, random_feeds
 
-    model_dir, config = export_random(config_name, tmp)
+    model_dir, model = export_random(config_name, tmp)
+    config = model.config
     runs = {"paddle_inference fp32": PaddleBackend(model_dir, num_threads=args.threads).run}
     if config.num_hidden_layers >= 12:
-        runs["paddle_onednn_int8"] = onednn_int8(model_dir, args.threads)
+        runs["paddle_onednn_int8"] = onednn_int8(model_files(model_dir), args.threads)
+        if args.paddle_ptq:
+            runs["paddle_ptq_onednn_int8"] = onednn_int8(paddle_ptq(model, model_dir, tmp), args.threads)
     runs["onnxruntime fp32"] = OnnxRuntimeBackend(model_dir, num_threads=args.threads).run
     runs["onnxruntime int8"] = OnnxRuntimeBackend(model_dir, num_threads=args.threads, precision="int8").run
     runs["hf_torch_eager fp32"] = hf_torch(config, args.threads)
@@ -291,11 +323,13 @@ def main() -> None:
     p.add_argument("--configs", default="ernie-1.0-base-zh,ernie-mini-cpu", help="configs/models names (speed)")
     p.add_argument("--seq_len", type=int, default=128)
     p.add_argument("--batch_size", type=int, default=32, help="throughput batch")
-    p.add_argument("--iters", type=int, default=4, help="timed calls per measurement (batch 1: 5x as many)")
+    p.add_argument("--iters", type=int, default=3, help="timed calls per measurement (batch 1: 5x as many)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds; the best is reported")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     p.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--accuracy_config", default="ernie-mini-cpu")
+    p.add_argument("--paddle_ptq", action=argparse.BooleanOptionalAction, default=True,
+                   help="the experimental Paddle PTQ + oneDNN int8 row (needs the paddle26 environment)")
     p.add_argument("--output", default=os.path.join(REPO, "docs", "int8_inference.md"))
     args = p.parse_args()
 

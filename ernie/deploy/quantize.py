@@ -23,11 +23,15 @@ Why dynamic quantization, and why only ONNX Runtime:
   ranges need no calibration text and follow each input). Its u8 x s8 ``MatMulInteger`` uses VNNI.
   ``DynamicQuantizeLinear`` / ``MatMulInteger`` are standard ONNX ops (opset 11), so FastDeploy's bundled ONNX
   Runtime runs the same file (``fastdeploy_*_infer.py --backend onnx_runtime --precision int8``).
-- Paddle Inference 3.3.1 (CPU): INT8 needs a program quantized by PaddleSlim / ``paddle.static.quantization``
-  (legacy ProgramDesc, not the PIR program Paddle 3 exports) and then oneDNN int8 kernels; on this toolkit's
-  program ``enable_onednn_int8`` alone changes nothing measurable (docs/int8_inference.md has the measurement).
-  ``--backend paddle --precision int8`` is therefore refused in one line, as are FastDeploy's paddle and
-  openvino backends with int8 (the latter picks bf16 on CPUs that have it, by itself).
+- Paddle Inference 3.3.1 (CPU) has no INT8 path for the program Paddle 3 exports (``model.json``, PIR):
+  ``enable_onednn_int8`` on it changes nothing (identical logits, i.e. no int8 kernel runs). Paddle's own
+  ``paddle.static.quantization.PostTrainingQuantization`` (PaddleSlim is not needed) does quantize the *legacy*
+  ``model.pdmodel`` (traced in the Paddle 2.6 environment) and Paddle Inference then runs it with oneDNN int8
+  (benchmarks/bench_infer.py measures it: row ``paddle_ptq_onednn_int8``), but that path needs the Paddle 2.6
+  environment at export time, a calibration set, and its accuracy is unverified here (Paddle 2.x's oneDNN kernels
+  gave wrong logits after input-shape changes, see ernie/deploy/fastdeploy_infer.py), so it is not exported.
+  ``--backend paddle --precision int8`` is refused in one line, as are FastDeploy's paddle and openvino backends
+  with int8 (OpenVINO picks bf16 by itself on CPUs that have it).
 """
 from __future__ import annotations
 
