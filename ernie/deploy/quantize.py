@@ -64,6 +64,7 @@ def cpu_has_vnni() -> bool:
 
 def _quantization_tools():
     try:
+        import paddle2onnx  # noqa: F401 - the fp32 conversion (step 1)
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
         raise UserError(f"--quantize int8 needs ONNX Runtime's quantization tools, which cannot be imported here "
