@@ -13,7 +13,11 @@ at all)::
       model.pdiparams              the weights, shared by both programs (byte-identical by construction)
       vocab.txt, tokenizer_config.json, special_tokens_map.json
       label.txt                    one label a line, line number = class id
-      deploy_config.json           task, labels, input names, program file name, max_position_embeddings
+      deploy_config.json           task, labels, input names, program file name, max_position_embeddings,
+                                   "precisions" (["fp32"], or ["fp32", "int8"]) and "int8" (its file and method)
+      model.onnx, model.int8.onnx  only with ``quantize="int8"`` (``--quantize int8``): the paddle2onnx conversion
+                                   and its INT8 version for ONNX Runtime (ernie/deploy/quantize.py, which says why
+                                   dynamic quantization and why not Paddle Inference); the fp32 files are unchanged
 
 The signature is the task's (:class:`ernie.finetune.tasks.Task`): inputs ``input_ids`` and ``token_type_ids``,
 int64 [batch, seq] with both dimensions dynamic, padding ``pad_token_id`` (0) masked inside the program; outputs
@@ -31,7 +35,10 @@ import paddle
 from ernie.utils import UserError, atomic_dir, cli_main, write_label_file
 
 from . import legacy_export
-from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file  # noqa: F401
+from .layout import (DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PRECISIONS,  # noqa: F401
+                     PROGRAM_SUFFIXES, program_file)
+
+QUANTIZE_CHOICES = ("int8",)
 
 
 class _LogitsOnly(paddle.nn.Layer):
@@ -47,10 +54,14 @@ class _LogitsOnly(paddle.nn.Layer):
 
 
 def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_dir: str, task: str = "seq_cls",
-                 overwrite: bool = False) -> str:
-    """Trace ``model`` to a static program and write the deployable directory (see the module docstring)."""
+                 overwrite: bool = False, quantize: str | None = None) -> str:
+    """Trace ``model`` to a static program and write the deployable directory (see the module docstring);
+    ``quantize="int8"`` adds ``model.int8.onnx``."""
     from ernie.finetune.tasks import get_task
 
+    if quantize not in (None, *QUANTIZE_CHOICES):
+        raise UserError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)} (or leave it out for "
+                        f"fp32 only)")
     task_cls = get_task(task)
     was_training = model.training
     model.eval()
@@ -65,6 +76,11 @@ def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_di
             if program is None or not os.path.isfile(os.path.join(tmp, MODEL_PREFIX + PARAMS_SUFFIX)):
                 raise RuntimeError(f"paddle.jit.save wrote no program/params: {sorted(os.listdir(tmp))}")
             legacy = legacy_export.write_if_enabled(model, tmp, MODEL_PREFIX + PARAMS_SUFFIX)
+            int8 = None
+            if quantize == "int8":
+                from .quantize import write_int8_onnx
+
+                int8 = write_int8_onnx(tmp, model.config.vocab_size)
             tokenizer.save_pretrained(tmp)
             if labels:
                 write_label_file(tmp, labels)
@@ -73,7 +89,8 @@ def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_di
                            "output_names": list(task_cls.output_names),
                            "model_file": os.path.basename(program), "params_file": MODEL_PREFIX + PARAMS_SUFFIX,
                            "legacy_model_file": legacy, "paddle_version": paddle.__version__,
-                           "max_position_embeddings": model.config.max_position_embeddings},
+                           "max_position_embeddings": model.config.max_position_embeddings,
+                           "precisions": ["fp32"] + (["int8"] if int8 else []), "int8": int8},
                           f, indent=2, ensure_ascii=False)
     finally:
         model.train(was_training)
@@ -119,6 +136,9 @@ def main(argv: list[str] | None = None) -> str:
     p.add_argument("--task", choices=sorted(all_tasks()), default=None,
                    help="default: from the model's config (architectures)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output_path")
+    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
+                   help="also write model.int8.onnx: ONNX Runtime dynamic INT8 (weights per channel) for CPU serving "
+                        "with --backend onnxruntime --precision int8; the fp32 files are written as without it")
     a = p.parse_args(argv)
     if not os.path.isdir(a.model_path):
         raise UserError(f"--model_path {a.model_path}: no such directory")
@@ -130,6 +150,7 @@ def main(argv: list[str] | None = None) -> str:
         labels = read_label_file(a.model_path) or [id2label.get(str(i), str(i)) for i in range(config.num_labels)]
     model = task_cls.build_model(a.model_path, labels)
     tokenizer = ErnieTokenizer.from_pretrained(a.model_path)
-    out = export_model(model, tokenizer, labels, a.output_path, task=task_cls.name, overwrite=a.overwrite)
+    out = export_model(model, tokenizer, labels, a.output_path, task=task_cls.name, overwrite=a.overwrite,
+                       quantize=a.quantize)
     print(f"exported {task_cls.name} model to {out}: {', '.join(sorted(os.listdir(out)))}")
     return out

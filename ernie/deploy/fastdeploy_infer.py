@@ -16,6 +16,7 @@ the program, its ONNX Runtime and OpenVINO backends convert it themselves. Outpu
 The OpenVINO backend on the CPU says once (stderr) which precision it computes in: f32 in the toolkit's
 environment; bf16 on a CPU with bf16 instructions in a FastDeploy install the toolkit did not set up
 (ernie/deploy/openvino_precision.py).
+``--backend onnx_runtime --precision int8`` loads ``model.int8.onnx`` (``export_model.py --quantize int8``) instead.
 
 ``python -m ernie.deploy.fastdeploy_infer --model_dir D --feeds in.npz --output out.npz --backends a,b`` is the
 harness of tests/test_fastdeploy.py and benchmarks/bench_fastdeploy.py: logits (and optionally median latency) of
@@ -32,8 +33,9 @@ import numpy as np
 
 from ernie.utils import UserError, cli_main, require_positive
 
-from .infer import SeqClsPredictor, check_max_length, check_task, predict_and_print, read_inputs
-from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX
+from .infer import (SeqClsPredictor, add_precision_flag, check_max_length, check_precision, check_task,
+                    predict_and_print, read_inputs)
+from .layout import INPUT_NAMES, INT8_ONNX_FILE, MODEL_PREFIX, PARAMS_SUFFIX
 from .openvino_precision import BF16_FLAGS, cpu_flags, cpu_precision, plugins_xml
 
 BACKENDS = ("paddle", "onnx_runtime", "openvino")
@@ -42,10 +44,11 @@ NER_EXAMPLE_TEXTS = ["北京市长王安顺在人民大会堂会见了日本首�
 
 
 class FastDeployBackend:
-    """A FastDeploy Runtime on ``model_dir/model.pdmodel`` + ``model.pdiparams``; ``run(feeds) -> first output``."""
+    """A FastDeploy Runtime on ``model_dir/model.pdmodel`` + ``model.pdiparams`` (``precision="int8"``:
+    ``model.int8.onnx``, onnx_runtime only); ``run(feeds) -> first output``."""
 
     def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1,
-                 device_id: int = 0):
+                 device_id: int = 0, precision: str = "fp32"):
         try:
             import fastdeploy as fd
         except ImportError:
@@ -55,13 +58,19 @@ class FastDeployBackend:
             raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
         if not os.path.isdir(model_dir):
             raise UserError(f"--model_dir {model_dir}: no such directory")
-        program, params = os.path.join(model_dir, LEGACY_PROGRAM), os.path.join(model_dir, MODEL_PREFIX + PARAMS_SUFFIX)
-        for path in (program, params):
-            if not os.path.isfile(path):
-                raise UserError(f"--model_dir {model_dir}: no {os.path.basename(path)} (FastDeploy needs the legacy "
-                                f"program: export with scripts/export_model.py, without ERNIE_NO_LEGACY_EXPORT)")
         option = fd.RuntimeOption()
-        option.set_model_path(program, params, fd.ModelFormat.PADDLE)
+        if check_precision(model_dir, backend, precision, int8_backend="onnx_runtime") == "int8":
+            program = os.path.join(model_dir, INT8_ONNX_FILE)
+            option.set_model_path(program, "", fd.ModelFormat.ONNX)
+        else:
+            program = os.path.join(model_dir, LEGACY_PROGRAM)
+            params = os.path.join(model_dir, MODEL_PREFIX + PARAMS_SUFFIX)
+            for path in (program, params):
+                if not os.path.isfile(path):
+                    raise UserError(f"--model_dir {model_dir}: no {os.path.basename(path)} (FastDeploy needs the "
+                                    f"legacy program: export with scripts/export_model.py, without "
+                                    f"ERNIE_NO_LEGACY_EXPORT)")
+            option.set_model_path(program, params, fd.ModelFormat.PADDLE)
         if device == "gpu":
             option.use_gpu(device_id)
         else:
@@ -76,13 +85,13 @@ class FastDeployBackend:
         try:
             self.runtime = fd.Runtime(option)
         except Exception as e:  # noqa: BLE001 - a broken file is the user's input problem
-            raise UserError(f"--model_dir {model_dir}: FastDeploy ({backend}) cannot load {LEGACY_PROGRAM}: "
+            raise UserError(f"--model_dir {model_dir}: FastDeploy ({backend}) cannot load {os.path.basename(program)}: "
                             f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from None
         self.name = backend
-        self.precision = "f32"
+        self.compute_precision = "f32"
         if backend == "openvino" and device == "cpu":
-            self.precision = cpu_precision(plugins_xml(os.path.dirname(fd.__file__)))
-            print(openvino_precision_line(self.precision), file=sys.stderr, flush=True)
+            self.compute_precision = cpu_precision(plugins_xml(os.path.dirname(fd.__file__)))
+            print(openvino_precision_line(self.compute_precision), file=sys.stderr, flush=True)
         self.input_names = [self.runtime.get_input_info(i).name for i in range(self.runtime.num_inputs())]
         if sorted(self.input_names) != sorted(INPUT_NAMES):
             raise UserError(f"--model_dir {model_dir}: inputs {self.input_names}, expected {list(INPUT_NAMES)}")
@@ -102,10 +111,10 @@ def openvino_precision_line(precision: str) -> str:
 
 
 def seq_cls_predictor(model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
-                      max_length: int = 128, num_threads: int = 1) -> SeqClsPredictor:
+                      max_length: int = 128, num_threads: int = 1, precision: str = "fp32") -> SeqClsPredictor:
     """ernie.deploy.infer's predictor (same tokenization, softmax and output) on a FastDeploy runtime."""
-    return SeqClsPredictor(model_dir, FastDeployBackend(model_dir, backend, device, num_threads), device,
-                           batch_size, max_length, num_threads)
+    return SeqClsPredictor(model_dir, FastDeployBackend(model_dir, backend, device, num_threads, precision=precision),
+                           device, batch_size, max_length, num_threads)
 
 
 class TokenClsPredictor(SeqClsPredictor):
@@ -170,6 +179,7 @@ def _parser(prog: str, description: str) -> argparse.ArgumentParser:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--max_length", type=int, default=128, help="tokens per input incl. [CLS]/[SEP]")
     p.add_argument("--input_file", help="one text a line; default: built-in examples")
+    add_precision_flag(p)
     return p
 
 
@@ -186,8 +196,9 @@ def seq_cls_main(argv: list[str] | None = None) -> list[dict]:
     _check_sizes(a)
     check_task(a.model_dir, "seq_cls", "fastdeploy_seq_cls_infer.py")
     check_max_length(a.model_dir, a.max_length)
-    predictor = seq_cls_predictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
-    return predict_and_print(predictor, a, f"FastDeploy {a.backend}")
+    predictor = seq_cls_predictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads,
+                                  a.precision)
+    return predict_and_print(predictor, a, f"FastDeploy {a.backend} {a.precision}")
 
 
 @cli_main
@@ -198,8 +209,8 @@ def token_cls_main(argv: list[str] | None = None) -> list[dict]:
     check_task(a.model_dir, "ner", "fastdeploy_token_cls_infer.py")
     check_max_length(a.model_dir, a.max_length)
     texts = read_inputs(a.input_file)[0] if a.input_file else NER_EXAMPLE_TEXTS
-    predictor = TokenClsPredictor(a.model_dir, FastDeployBackend(a.model_dir, a.backend, a.device, a.cpu_threads),
-                                  a.device, a.batch_size, a.max_length, a.cpu_threads)
+    backend = FastDeployBackend(a.model_dir, a.backend, a.device, a.cpu_threads, precision=a.precision)
+    predictor = TokenClsPredictor(a.model_dir, backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
     t0 = time.perf_counter()
     results = predictor.predict(texts)
     elapsed = time.perf_counter() - t0
@@ -222,6 +233,7 @@ def _harness(argv: list[str] | None = None) -> None:
     p.add_argument("--backends", default=",".join(BACKENDS))
     p.add_argument("--cpu_threads", type=int, default=1)
     p.add_argument("--time_iters", type=int, default=0)
+    p.add_argument("--precision", default="fp32")
     a = p.parse_args(argv)
     with np.load(a.feeds) as z:
         cases = {}
@@ -230,7 +242,7 @@ def _harness(argv: list[str] | None = None) -> None:
             cases.setdefault(case, {})[name] = z[key]
     out = {}
     for backend in a.backends.split(","):
-        runner = FastDeployBackend(a.model_dir, backend, "cpu", a.cpu_threads)
+        runner = FastDeployBackend(a.model_dir, backend, "cpu", a.cpu_threads, precision=a.precision)
         for case, feeds in cases.items():
             out[f"{backend}/{case}"] = runner.run(feeds)
             if a.time_iters:

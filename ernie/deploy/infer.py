@@ -9,6 +9,10 @@ task names its predictor (``Task.predictor``).
 prints one ``Data: <text> \\t Label: <label> \\t Confidence: <p>`` line per input. The ONNX model is converted on
 first use and cached as ``model_dir/model.onnx`` (in memory only when ``model_dir`` is read-only); paddle2onnx's
 polygraphy post-pass (which tries to pip-install packages) is never used.
+
+``--precision int8`` (``precision="int8"``) serves ``model.int8.onnx`` (``export_model.py --quantize int8``) with
+ONNX Runtime; the default is fp32. INT8 with the paddle backend, or an export without the INT8 model, is one
+``UserError`` line (why: ernie/deploy/quantize.py).
 """
 from __future__ import annotations
 
@@ -22,9 +26,9 @@ import numpy as np
 
 from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file, require_positive
 
-from .layout import INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PROGRAM_SUFFIXES, program_file
+from .layout import (DEPLOY_CONFIG, INPUT_NAMES, INT8_ONNX_FILE, MODEL_PREFIX, ONNX_FILE, PARAMS_SUFFIX, PRECISIONS,
+                     PROGRAM_SUFFIXES, program_file)
 
-ONNX_FILE = MODEL_PREFIX + ".onnx"
 ONNX_OPSET = 13
 BACKENDS = ("paddle", "onnxruntime")
 EXAMPLE_TEXTS = ["这个宾馆比较陈旧了，特价的房间也很一般。总体来说一般", "怀着十分激动的心情放映，可是看着看着发现，在放映完毕后，出现一集米老鼠的动画片",
@@ -51,12 +55,14 @@ class PaddleBackend:
 
     name = "paddle"
 
-    def __init__(self, model_dir: str, device: str = "cpu", num_threads: int = 1):
+    def __init__(self, model_dir: str, device: str = "cpu", num_threads: int = 1, precision: str = "fp32"):
         import paddle.inference as pi
 
         from ernie.utils.cpu_tuning import ensure_cpu_tuning
 
         ensure_cpu_tuning(device)  # before the predictor's first GEMM (MKL's code path on AMD CPUs)
+        check_precision(model_dir, "paddle", precision)
+
         program, params = model_files(model_dir)
         config = pi.Config(program, params)
         if device == "gpu":
@@ -123,20 +129,22 @@ class OnnxRuntimeBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, model_dir: str, device: str = "cpu", num_threads: int = 1):
+    def __init__(self, model_dir: str, device: str = "cpu", num_threads: int = 1, precision: str = "fp32"):
         import onnxruntime as ort
+
+        int8 = check_precision(model_dir, "onnxruntime", precision) == "int8"
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = num_threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
         providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "gpu" else ["CPUExecutionProvider"]
-        cached = cached_onnx(model_dir)
+        cached = os.path.join(model_dir, INT8_ONNX_FILE) if int8 else cached_onnx(model_dir)
         model = cached or convert_to_onnx(model_dir)
         try:
             self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
         except Exception as e:  # noqa: BLE001
-            what = ONNX_FILE if cached else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)"
+            what = os.path.basename(cached) if cached else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)"
             raise UserError(f"--model_dir {model_dir}: ONNX Runtime cannot load {what}: "
                             f"{str(e).strip().splitlines()[0]}") from None
         if not cached and os.access(model_dir, os.W_OK):
@@ -151,11 +159,28 @@ class OnnxRuntimeBackend:
         return self.run_all(feeds)[0]
 
 
-def make_backend(model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1):
+def check_precision(model_dir: str, backend: str, precision: str, int8_backend: str = "onnxruntime") -> str:
+    """The one check of ``--precision`` for every predictor (the toolkit's and FastDeploy's, whose ONNX Runtime
+    backend is ``int8_backend``): fp32 always; int8 only on ONNX Runtime, with an export holding
+    ``model.int8.onnx``. Returns ``precision``."""
+    if precision not in PRECISIONS:
+        raise UserError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
+    if precision == "int8":
+        if backend != int8_backend:
+            raise UserError(f"--precision int8 --backend {backend}: INT8 models run on ONNX Runtime only (--backend "
+                            f"{int8_backend}); ernie/deploy/quantize.py says why")
+        if not os.path.isfile(os.path.join(model_dir, INT8_ONNX_FILE)):
+            raise UserError(f"--precision int8: {model_dir} has no {INT8_ONNX_FILE}; export it with "
+                            f"scripts/export_model.py --quantize int8")
+    return precision
+
+
+def make_backend(model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1,
+                 precision: str = "fp32"):
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     cls = PaddleBackend if backend == "paddle" else OnnxRuntimeBackend
-    return cls(model_dir, device=device, num_threads=num_threads)
+    return cls(model_dir, device=device, num_threads=num_threads, precision=precision)
 
 
 def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
@@ -165,7 +190,6 @@ def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
 def read_deploy_config(model_dir: str) -> dict:
     """``model_dir/deploy_config.json`` (written by export_model.py), or {} when it is missing or unreadable (an
     older export: the checks that need it are skipped)."""
-    from .layout import DEPLOY_CONFIG
 
     try:
         with open(os.path.join(model_dir, DEPLOY_CONFIG), encoding="utf-8") as f:
@@ -191,7 +215,6 @@ def model_positions(model_dir: str) -> int | None:
 def check_max_length(model_dir: str, max_length: int, flag: str = "--max_length") -> None:
     """``UserError`` when ``flag``'s value exceeds the positions of the exported model (recorded by
     export_model.py in deploy_config.json; exports without the record are not checked)."""
-    from .layout import DEPLOY_CONFIG
 
     limit = model_positions(model_dir)
     if limit is not None and max_length > limit:
@@ -204,10 +227,11 @@ class SeqClsPredictor:
     :data:`BACKENDS`, or any object with ``run(feeds) -> logits`` (e.g. ``fastdeploy_infer.FastDeployBackend``)."""
 
     def __init__(self, model_dir: str, backend="paddle", device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 128, num_threads: int = 1):
+                 max_length: int = 128, num_threads: int = 1, precision: str = "fp32"):
         from ernie.tokenizer import ErnieTokenizer
 
-        self.backend = make_backend(model_dir, backend, device, num_threads) if isinstance(backend, str) else backend
+        self.backend = (make_backend(model_dir, backend, device, num_threads, precision) if isinstance(backend, str)
+                        else backend)
         self.tokenizer = ErnieTokenizer.from_pretrained(model_dir)
         self.labels = read_labels(model_dir)
         self.batch_size, self.max_length = batch_size, max_length
@@ -271,12 +295,12 @@ def median_seconds(fn, x, iters: int, warmup: int = 2) -> float:
 
 
 def measure_speed(model_dir: str, backend: str = "paddle", seq_len: int = 128, batch_size: int = 32,
-                  iters: int = 20, num_threads: int = 1) -> dict[str, float]:
+                  iters: int = 20, num_threads: int = 1, precision: str = "fp32") -> dict[str, float]:
     """``{"latency_ms"}`` at batch 1 (median of ``5 * iters`` calls) and ``{"throughput"}`` (sequences/s) at
     ``batch_size`` for an exported model: the figures of benchmarks/bench_infer.py, for scripts and the demo."""
     from ernie.tokenizer import ErnieTokenizer
 
-    run = make_backend(model_dir, backend, "cpu", num_threads).run
+    run = make_backend(model_dir, backend, "cpu", num_threads, precision).run
     vocab = ErnieTokenizer.from_pretrained(model_dir).vocab_size
     latency = median_seconds(run, random_feeds(1, seq_len, vocab), iters=5 * iters)
     per_batch = median_seconds(run, random_feeds(batch_size, seq_len, vocab, seed=1), iters=iters)
@@ -339,13 +363,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--max_length", type=int, default=128, help="tokens per input incl. [CLS]/[SEP]")
     p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    add_precision_flag(p)
     p.add_argument("--input_file", help="one text a line (text<TAB>text_pair for pairs); default: three examples")
     a = p.parse_args(argv)
     require_positive(a, ("batch_size", "max_length", "cpu_threads"))
     check_task(a.model_dir, "seq_cls", "seq_cls_infer.py")
     check_max_length(a.model_dir, a.max_length)
-    predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads)
-    return predict_and_print(predictor, a, a.backend)
+    predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads,
+                                a.precision)
+    return predict_and_print(predictor, a, f"{a.backend} {a.precision}")
+
+
+def add_precision_flag(p) -> None:
+    """``--precision`` of every inference script (the one declaration; checked by :func:`check_precision`)."""
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="int8: model.int8.onnx (export_model.py --quantize int8), ONNX Runtime backends only")
 
 
 def predict_and_print(predictor, a, backend_name: str) -> list[dict]:

@@ -19,7 +19,7 @@ import os
 from ernie.utils import ArgumentParser, atomic_write, check_output_path, cli_main, require_positive
 
 from .layout import INPUT_NAMES
-from .infer import BACKENDS, check_max_length, check_task, make_backend, model_positions
+from .infer import BACKENDS, add_precision_flag, check_max_length, check_task, make_backend, model_positions
 
 DEFAULT_MAX_SEQ_LENGTH = 384  # PaddleNLP's run_du.py / HF's run_qa.py; capped at the model's positions
 
@@ -30,11 +30,11 @@ class QaPredictor:
 
     def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
                  max_length: int = 384, num_threads: int = 1, doc_stride: int = 128, max_query_length: int = 64,
-                 max_answer_length: int = 30, n_best_size: int = 20):
+                 max_answer_length: int = 30, n_best_size: int = 20, precision: str = "fp32"):
         from ernie.finetune.qa import QaOptions, QaTask
         from ernie.tokenizer import ErnieTokenizer
 
-        self.backend = make_backend(model_dir, backend, device, num_threads)
+        self.backend = make_backend(model_dir, backend, device, num_threads, precision)
         tokenizer = ErnieTokenizer.from_pretrained(model_dir)
         self.task = QaTask(tokenizer, [], max_length, QaOptions(doc_stride, max_query_length, max_answer_length,
                                                                 n_best_size))
@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max_answer_length", type=int, default=30)
     p.add_argument("--n_best_size", type=int, default=20)
     p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
+    add_precision_flag(p)
     a = p.parse_args(argv)
     from ernie.finetune.qa import QaOptions
 
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
     check_output_path(a.output, a.overwrite)
     examples = read_squad_file(a.input_file)
     predictor = QaPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_seq_length, a.cpu_threads,
-                            a.doc_stride, a.max_query_length, a.max_answer_length, a.n_best_size)
+                            a.doc_stride, a.max_query_length, a.max_answer_length, a.n_best_size, a.precision)
     predictions = predictor.predict(examples)
     with atomic_write(a.output, "w") as f:
         json.dump(predictions, f, ensure_ascii=False, indent=1)
