@@ -174,10 +174,10 @@ class MaskingSchedule:
             raise ValueError("a multi-stage schedule needs samples_per_step (the global batch size)")
         return self.stage_at_step(int(index) // self.samples_per_step)
 
-    def history(self, step: int) -> list[tuple[str, int]]:
-        """(name, first step) of every stage that has begun when ``step`` steps are done (the part a resumed run
-        must agree on)."""
-        return [(s.name, s.start) for s in self.stages if s.start <= step]
+    def history(self, step: int) -> list[tuple[str, int, int]]:
+        """(name, first step, end step) of the stages of the first ``step`` steps, clipped to them: the part of the
+        schedule a run resumed after ``step`` steps must agree on (later stages may change)."""
+        return [(s.name, s.start, step if s.end is None else min(s.end, step)) for s in self.stages if s.start < step]
 
 
 @dataclass

@@ -330,7 +330,9 @@ def test_masking_schedule_parsing_and_stage_boundaries():
     assert [s.stage_at_step(k).name for k in (0, 4999, 5000, 7499, 7500, 10_000, 50_000)] == \
         ["basic", "basic", "phrase", "phrase", "entity", "entity", "entity"]  # the last stage runs to the end
     assert s.stage_at_sample(5000 * 32 - 1).name == "basic" and s.stage_at_sample(5000 * 32).name == "phrase"
-    assert s.history(5000) == [("basic", 0), ("phrase", 5000)] and s.history(4999) == [("basic", 0)]
+    assert s.history(5000) == [("basic", 0, 5000)] and s.history(4999) == [("basic", 0, 4999)]
+    assert s.history(5001) == [("basic", 0, 5000), ("phrase", 5000, 5001)] and s.history(0) == []
+    assert MaskingSchedule("basic:5000,entity:3").history(5001) == MaskingSchedule("basic:5000,entity").history(5001)
     assert MaskingSchedule("basic:10,entity").names == ("basic", "entity")
     assert MaskingSchedule("word").stage_at_sample(10 ** 9).name == "word"  # a plain --masking: one stage
     for bad, msg in [("basic:10,foo:5", "stage 'foo' is not one of"), ("basic,entity:5", "needs a length"),
