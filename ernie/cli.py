@@ -35,3 +35,7 @@ def seq_cls_infer() -> None:
 
 def setup_envs() -> None:
     _main("ernie.deploy.envs")
+
+
+def fill_mask() -> None:
+    _main("ernie.fill_mask")
