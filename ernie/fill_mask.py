@@ -171,7 +171,10 @@ class FillMask:
             raise UserError(f"{text[:60]!r}: no {MASK} in the text (write [MASK] per masked character, or give "
                             "--mask_span)")
         best, probs = self.top_k(ids, masked, top_k)
-        filling, steps = self.beam(ids, masked, max(1, beam_size))
+        if masked.size == 1:  # one masked token: the beam's best is the one-pass top-1
+            filling, steps = best[:, 0], np.log(probs[:, 0])
+        else:
+            filling, steps = self.beam(ids, masked, max(1, beam_size))
         runs = np.split(np.arange(masked.size), np.flatnonzero(np.diff(masked) > 1) + 1)
         if originals is not None and len(originals) != len(runs):  # adjacent spans merged into one run
             originals = None
