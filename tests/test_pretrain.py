@@ -2,7 +2,7 @@
 
 Fast tests check flags, the LR schedule and checkpoint atomicity in-process; the slow ones run real trainings:
 loss falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == uninterrupted (also with
-``--masking knowledge``), 2-node launch, continue_training, AMP (bf16 O1/O2) and recompute, flat process count and
+``--masking knowledge`` and across the stage boundaries of ``--masking_schedule``), 2-node launch, continue_training, AMP (bf16 O1/O2) and recompute, flat process count and
 memory under frequent evaluation, a rank killed mid-step named. Unreadable checkpoint files and unwritable outputs of
 every writer give one line.
 """
@@ -662,7 +662,8 @@ def test_unwritable_output_is_one_line_in_every_writer(demo, tmp_path):
 def test_masking_schedule_resume_at_and_across_a_stage_boundary_is_exact(demo, tmp_path):
     """--masking_schedule: killed while saving step 6, the run resumes from the step-3 checkpoint (exactly at the
     basic -> entity boundary), crosses the entity -> knowledge boundary at 6 and equals the uninterrupted run; records
-    name the stage; valid records carry the basic-masked figures; a schedule that re-masks steps done is refused."""
+    name the stage; valid records carry the basic-masked figures; a schedule that re-masks steps done is refused;
+    --continue_training from the checkpoint starts a new schedule."""
     common = dict(masking_schedule="basic:3,entity:3,knowledge", knowledge_mix="0.5,0.2,0.3", max_steps=8,
                   checkpoint_steps=3, eval_freq=4, micro_batch_size=4)
     reference = str(tmp_path / "reference")
@@ -700,3 +701,10 @@ def test_masking_schedule_resume_at_and_across_a_stage_boundary_is_exact(demo, t
                                                                "basic:3,entity:3,knowledge:2,phrase", "max_steps": 9}),
                 REPO)
     assert "masking stage 4 phrase" in later.stdout
+    # --continue_training from that checkpoint is a new run: its schedule starts again at its own step 1
+    fresh = str(tmp_path / "continued")
+    run([sys.executable, SCRIPT] + flags(demo, fresh, **{**common, "model_name_or_path": os.path.join(out, "model_last"),
+                                                         "continue_training": "true", "max_steps": 2}), REPO)
+    with open(os.path.join(fresh, "train_log.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["masking_stage"] for r in records if r["event"] == "train"] == ["basic", "basic"]
