@@ -196,12 +196,14 @@ class FillMask:
         return [self.fill(t, top_k, beam_size, s) for t, s in zip(texts, spans)]
 
     def _tokens_to_text(self, ids) -> str:
-        """Tokens joined as text: no space next to a CJK char, one between other words."""
-        from ernie.tokenizer import is_cjk_char
+        """Tokens joined as text: a space only between two ASCII words (``new york``), none around CJK chars or
+        punctuation."""
+        def word_char(ch: str) -> bool:
+            return ch.isascii() and ch.isalnum()
 
         out = ""
         for t in (self._tokens[int(i)] for i in ids):
-            if out and not (is_cjk_char(t[0]) or is_cjk_char(out[-1])):
+            if out and word_char(out[-1]) and word_char(t[0]):
                 out += " "
             out += t
         return out
