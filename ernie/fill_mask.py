@@ -12,7 +12,7 @@ Contract:
   fillings). ``__call__(texts, ...)`` runs ``fill`` over a list.
 * ``FillResult``: ``positions`` — per masked token, its top-k ``(token, probability)`` from one pass with every mask
   in place (what HF's pipeline gives); ``spans`` — per ``[MASK]`` run, ``SpanFilling(start, end, filling, original,
-  log_prob)`` of the best joint filling; ``filled`` — the text with the best joint filling. The joint filling is a
+  log_prob, tokens)`` of the best joint filling; ``filled`` — the text with the best joint filling. The joint filling is a
   beam search over the masked tokens, left to right: each step scores every beam with one forward pass (the tokens
   chosen so far in place, the rest still ``[MASK]``) and keeps the ``beam_size`` best sums of log-probabilities.
   ``beam_size=1`` is greedy left-to-right decoding.
@@ -44,6 +44,7 @@ class SpanFilling:
     filling: str  # the best joint filling of the run
     original: str | None  # the characters that were masked (with mask_spans), else None
     log_prob: float  # sum of the log-probabilities of the filling's tokens under the beam search
+    tokens: list[str] = field(default_factory=list)  # the filling's tokens, one per [MASK]
 
 
 @dataclass
@@ -182,7 +183,8 @@ class FillMask:
         for r, run in enumerate(runs):
             words = self._tokens_to_text(filling[run])
             spans.append(SpanFilling(int(masked[run[0]]) - 1, int(masked[run[-1]]), words,
-                                     originals[r] if originals is not None else None, float(steps[run].sum())))
+                                     originals[r] if originals is not None else None, float(steps[run].sum()),
+                                     [self._tokens[int(t)] for t in filling[run]]))
         filled = text
         for span in spans:
             filled = filled.replace(MASK * (span.end - span.start), span.filling, 1)
