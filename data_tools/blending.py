@@ -11,6 +11,7 @@ closely as possible.
 """
 from __future__ import annotations
 
+import copy
 import logging
 import os
 
@@ -96,4 +97,14 @@ class BlendedDataset:
         return len(self.dataset_index)
 
     def __getitem__(self, idx: int):
-        return self.datasets[self.dataset_index[idx]][int(self.sample_index[idx])]
+        ds = self.datasets[self.dataset_index[idx]]
+        j = int(self.sample_index[idx])
+        if hasattr(ds, "masking_at"):  # a masking stage is a span of the blended stream (its steps), not of ds's own
+            return ds.sample(j, ds.masking_at(idx))
+        return ds[j]
+
+    def with_masking(self, strategy: str) -> "BlendedDataset":
+        """The same blend with every corpus masked with ``strategy`` (``ErnieDataset.with_masking``)."""
+        other = copy.copy(self)
+        other.datasets = [ds.with_masking(strategy) for ds in self.datasets]
+        return other

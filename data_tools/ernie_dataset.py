@@ -16,7 +16,9 @@ import functools
 import logging
 import math
 import os
+import copy
 from dataclasses import dataclass, field
+from typing import Optional
 
 import numpy as np
 
@@ -25,7 +27,8 @@ from ernie.utils import UserError
 from . import index_cache
 from .blending import BlendedDataset, parse_input_dir
 from .indexed_dataset import IndexedDataset
-from .masking import MARKER_LEVELS, STRATEGIES, MaskingConfig, VocabTables, mask_tokens, sample_level
+from .masking import (MARKER_LEVELS, MARKER_STAGES, STRATEGIES, MaskingConfig, MaskingSchedule, VocabTables,
+                      mask_tokens, parse_knowledge_mix, sample_level)
 from .sample_index import build_mapping, mapping_problem
 
 logger = logging.getLogger(__name__)
@@ -63,7 +66,15 @@ class ErnieDatasetConfig:
                                  "basic / phrase / entity levels, one drawn per sample (needs the {P}_units.npy "
                                  "markers of create_pretraining_data.py --cn_seg_func lac_lexical)",
                          choices=list(STRATEGIES))
+    masking_schedule: Optional[str] = _flag(
+        None, "staged masking (ERNIE 1.0's basic -> phrase -> entity training): 'name:steps,...', e.g. "
+              "basic:5000,phrase:2500,entity:2500; names basic, word, phrase, entity, knowledge; lengths in optimizer "
+              "steps, the last stage runs to the end (its length may be left out); replaces --masking "
+              "(default: the one stage --masking)")
+    knowledge_mix: str = _flag("1,1,1", "weights of the basic,phrase,entity levels drawn per sample by the knowledge "
+                                        "strategy (normalised), e.g. 0.8,0.1,0.1")
     seed: int = 1234
+    samples_per_step: int = 0  # the global batch size (set by the trainer): sample i is in step i // samples_per_step
     split: str = _flag("949,50,1", "train,valid,test shares of the documents (fewer parts: the rest are 0)")
     share_folder: bool = _flag(False, "input_dir and output_dir are one shared folder across machines (index cache "
                                       "and checkpoints are then written by global rank 0 only; otherwise by the "
@@ -75,6 +86,14 @@ class ErnieDatasetConfig:
         cap = self.max_predictions_per_seq if self.max_predictions_per_seq is not None else self.max_seq_len
         return MaskingConfig(self.masked_lm_prob, cap, self.max_ngrams, self.favor_longer_ngram,
                              self.geometric_dist)
+
+    def schedule(self) -> MaskingSchedule:
+        """The masking stages of the training split (``--masking_schedule``, else the one stage ``--masking``)."""
+        return MaskingSchedule(self.masking_schedule if self.masking_schedule else self.masking,
+                               self.samples_per_step)
+
+    def knowledge_weights(self) -> tuple[float, float, float]:
+        return parse_knowledge_mix(self.knowledge_mix)
 
     def validate(self) -> None:
         """The one check of every option (errors name the run_pretrain.py flag)."""
@@ -88,6 +107,10 @@ class ErnieDatasetConfig:
             raise UserError(f"--max_ngrams: {self.max_ngrams} must be >= 1")
         if self.masking not in STRATEGIES:
             raise UserError(f"--masking: {self.masking!r} is not one of {', '.join(STRATEGIES)}")
+        if self.masking_schedule is not None and not str(self.masking_schedule).strip():
+            raise UserError("--masking_schedule: empty (leave it out to use --masking)")
+        self.schedule()  # its errors name --masking_schedule
+        self.knowledge_weights()  # and --knowledge_mix
         if parse_split(self.split)[0] == 0:
             raise UserError(f"--split: {self.split!r} gives the train split no share")
 
@@ -211,8 +234,14 @@ class ErnieDataset:
         self.tables = tables
         self.config = config
         self.mask_config = config.masking_config()
-        if config.masking == "knowledge" and indexed.units is None:
-            raise UserError(f"--masking knowledge: {prefix} has no unit markers ({indexed.units_path}); build the "
+        self.schedule = config.schedule()
+        self.mix = config.knowledge_weights()
+        self.fixed_masking: str | None = None  # with_masking(): one strategy for every sample, whatever the schedule
+        needs_markers = [n for n in self.schedule.names if n in MARKER_STAGES]
+        if needs_markers and indexed.units is None:
+            flag = (f"--masking {config.masking}" if not config.masking_schedule
+                    else f"--masking_schedule {config.masking_schedule}")
+            raise UserError(f"{flag}: {prefix} has no unit markers ({indexed.units_path}); build the "
                             "corpus with create_pretraining_data.py --cn_seg_func lac_lexical, or use --masking word")
         self.mapping = sample_mapping(indexed, prefix, name, doc_range, num_samples, config)
         self._open_views()
@@ -227,12 +256,34 @@ class ErnieDataset:
         self._rows = np.asarray(self.mapping)
         self._tokens = np.asarray(self.indexed.tokens)
         self._pointers = np.asarray(self.indexed.pointers)
-        self._units = np.asarray(self.indexed.units) if self.config.masking == "knowledge" else None
+        markers = any(n in MARKER_STAGES for n in self.schedule.names) and self.indexed.units is not None
+        self._units = np.asarray(self.indexed.units) if markers else None
 
     def __len__(self) -> int:
         return len(self.mapping)
 
+    def masking_at(self, idx: int) -> str:
+        """The strategy (stage name) of sample ``idx`` of the stream this dataset is read as (for a blend: the
+        blended index, see ``BlendedDataset``)."""
+        if self.fixed_masking is not None:
+            return self.fixed_masking
+        return self.schedule.stage_at_sample(idx).name
+
+    def with_masking(self, strategy: str) -> "ErnieDataset":
+        """The same samples (same rows and random streams) masked with ``strategy`` throughout: held-out sets are
+        evaluated with the current stage's masking and, for a comparable figure, with ``basic``."""
+        if strategy in MARKER_STAGES and self._units is None:
+            raise UserError(f"masking {strategy}: {self.prefix} has no unit markers ({self.indexed.units_path})")
+        other = copy.copy(self)
+        other.fixed_masking = strategy
+        return other
+
     def __getitem__(self, idx: int) -> dict[str, np.ndarray]:
+        return self.sample(idx, self.masking_at(idx))
+
+    def sample(self, idx: int, strategy: str) -> dict[str, np.ndarray]:
+        """Sample ``idx`` of this corpus masked with ``strategy`` (a stage name): depends only on (seed, idx,
+        strategy)."""
         idx = int(idx)
         start, end, target = self._rows[idx].tolist()
         rng = np.random.default_rng([self.config.seed, idx])
@@ -254,10 +305,10 @@ class ErnieDataset:
         if cut_b:
             front = int(rng.binomial(cut_b, 0.5))
             b = [b[0] + front, b[1] - (cut_b - front)]
-        return self._build_sample(base, a, b, swapped, rng)
+        return self._build_sample(base, a, b, swapped, rng, strategy)
 
     def _build_sample(self, base: int, a_range: list[int], b_range: list[int], swapped: bool,
-                      rng: np.random.Generator) -> dict:
+                      rng: np.random.Generator, strategy: str) -> dict:
         """[CLS] a [SEP] (b [SEP]), masked and padded to max_seq_len."""
         t = self.tables
         a = self._tokens[base + a_range[0]:base + a_range[1]]
@@ -270,7 +321,7 @@ class ErnieDataset:
         if self.config.binary_head:
             tokens[a.size + 2:n - 1] = b
             tokens[n - 1] = t.sep_id
-        level = sample_level(self.config.masking, rng)
+        level = sample_level(strategy, rng, self.mix)
         units = None
         if level in MARKER_LEVELS:
             units = np.zeros(n, dtype=np.uint8)  # 0 at [CLS]/[SEP]
@@ -313,6 +364,8 @@ def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieData
     blended by weight; each split of each prefix gets ``ceil(n * weight * 1.005)`` samples.
     """
     config.validate()
+    if len(config.schedule().stages) > 1 and config.samples_per_step <= 0:
+        raise ValueError("a multi-stage --masking_schedule needs config.samples_per_step (the global batch size)")
     prefixes, weights = parse_input_dir(input_dir)
     tables = VocabTables.from_tokenizer(tokenizer)
     corpora = [IndexedDataset(p) for p in prefixes]
@@ -335,7 +388,10 @@ def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieData
                                 f"documents in all); give it a larger share, set it to 0, or add data")
             wanted = num_samples if len(prefixes) == 1 else math.ceil(num_samples * weight * BLEND_MARGIN)
             parts.append(ErnieDataset(name, indexed, prefix, doc_range, wanted, tables, config))
-        result.append(parts[0] if len(parts) == 1 else BlendedDataset(parts, weights, num_samples, name))
+        dataset = parts[0] if len(parts) == 1 else BlendedDataset(parts, weights, num_samples, name)
+        if name != "train":  # held-out sets: the last stage's masking (the trainer picks the current one)
+            dataset = dataset.with_masking(config.schedule().stages[-1].name)
+        result.append(dataset)
     return tuple(result)
 
 

@@ -9,9 +9,17 @@ Levels (:data:`LEVELS`); a unit is masked entirely or not at all:
   the budget left is spent on the other words (``WORD_START``).
 
 Strategies (``--masking``, :data:`STRATEGIES`): ``basic`` and ``word`` use that level for every sample;
-``knowledge`` (ERNIE 1.0) draws the level of each sample from ``basic`` / ``phrase`` / ``entity`` with equal
-probability, from the sample's own random stream (a per-sample mixture: sample ``i`` still depends only on
-``(seed, i)``). ``phrase`` and ``entity`` need the markers; ``basic``, ``phrase`` and ``entity`` use no n-grams
+``knowledge`` (ERNIE 1.0) draws the level of each sample from ``basic`` / ``phrase`` / ``entity`` with the weights of
+``--knowledge_mix`` (default equal), from the sample's own random stream (a per-sample mixture: sample ``i`` still
+depends only on ``(seed, i)``).
+
+Schedules (``--masking_schedule "basic:5000,phrase:2500,entity:2500"``, :class:`MaskingSchedule`): ERNIE 1.0's
+staged training, a sequence of stages, each a strategy or a single level (:data:`STAGE_NAMES`) run for a number of
+optimizer steps; the last stage goes on to the end of the run (its length may be left out: ``basic:5000,entity``).
+Lengths are steps, not shares of ``--max_steps``, so that a changed ``--max_steps`` (a run extended or cut) moves no
+boundary and a resumed run sees the stages it saw. Sample ``i`` of the training stream belongs to step
+``i // global_batch_size`` and so to one stage: its masking depends only on ``(seed, i)`` and that stage. A plain
+``--masking X`` is the one-stage schedule ``X``. ``phrase`` and ``entity`` need the markers; ``basic``, ``phrase`` and ``entity`` use no n-grams
 (n = 1 unit). Every level has the same budget (step 2) and the same 80/10/10 rule (step 4).
 
 The word level is PaddleNLP's; the steps below describe it and, with its units, every level.
@@ -42,6 +50,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ernie.utils import UserError
+
 from .lexical_units import ENTITY_START, IN_ENTITY, PHRASE_START, WORD_START
 
 MASK_PROB = 0.8  # share of chosen tokens replaced by [MASK]
@@ -50,15 +60,124 @@ GEOMETRIC_P = 0.2  # SpanBERT's span-length parameter
 VISIT_CHUNK = 64  # start words whose n-gram lengths are drawn at once
 LEVELS = ("basic", "word", "phrase", "entity")
 STRATEGIES = ("basic", "word", "knowledge")
-KNOWLEDGE_LEVELS = ("basic", "phrase", "entity")  # drawn with equal probability per sample
+STAGE_NAMES = ("basic", "word", "phrase", "entity", "knowledge")  # what a schedule stage may be
+KNOWLEDGE_LEVELS = ("basic", "phrase", "entity")  # drawn per sample with the --knowledge_mix weights
 MARKER_LEVELS = ("phrase", "entity")  # levels that need the unit markers
+MARKER_STAGES = ("phrase", "entity", "knowledge")  # stages that need them
 
 
-def sample_level(strategy: str, rng: np.random.Generator) -> str:
-    """The masking level of one sample (one draw from ``rng`` for ``knowledge``, none otherwise)."""
-    if strategy == "knowledge":
-        return KNOWLEDGE_LEVELS[int(rng.random() * len(KNOWLEDGE_LEVELS))]
-    return strategy
+def parse_knowledge_mix(text: str) -> tuple[float, float, float]:
+    """``"0.8,0.1,0.1"`` → the (basic, phrase, entity) weights of ``knowledge``, normalised; errors name the flag."""
+    try:
+        weights = [float(x) for x in str(text).split(",")]
+    except ValueError:
+        weights = []
+    if len(weights) != 3 or not all(np.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
+        raise UserError(f"--knowledge_mix: {text!r} is not three non-negative weights of basic,phrase,entity "
+                        "with a positive sum (e.g. 0.8,0.1,0.1)")
+    total = sum(weights)
+    return tuple(w / total for w in weights)
+
+
+def sample_level(strategy: str, rng: np.random.Generator, mix: tuple[float, float, float] | None = None) -> str:
+    """The masking level of one sample (one draw from ``rng`` for ``knowledge``, none otherwise).
+
+    ``mix``: the (basic, phrase, entity) weights; None or equal weights draw exactly as before ``--knowledge_mix``
+    existed (``int(u * 3)``), so the samples of earlier versions are unchanged.
+    """
+    if strategy != "knowledge":
+        return strategy
+    u = rng.random()
+    if mix is None or max(mix) - min(mix) < 1e-12:
+        return KNOWLEDGE_LEVELS[int(u * len(KNOWLEDGE_LEVELS))]
+    cdf = np.cumsum(mix)
+    return KNOWLEDGE_LEVELS[min(int(np.searchsorted(cdf, u * cdf[-1], side="right")), len(KNOWLEDGE_LEVELS) - 1)]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of a schedule: ``name`` (a :data:`STAGE_NAMES` entry) from step ``start`` (0-based, the first step
+    of the stage) to ``end`` (exclusive; None: to the end of the run); ``index`` its place in the schedule."""
+
+    index: int
+    name: str
+    start: int
+    end: int | None
+
+    def describe(self) -> str:
+        span = f"steps {self.start + 1}-{self.end}" if self.end is not None else f"steps {self.start + 1}-end"
+        return f"stage {self.index + 1} {self.name} ({span})"
+
+
+class MaskingSchedule:
+    """Stages over optimizer steps; :meth:`stage_at_step` / :meth:`stage_at_sample` say which one applies.
+
+    ``spec``: ``"name:steps,name:steps,...,name[:steps]"``; the last stage runs on to the end of the run whatever
+    its length says. ``samples_per_step``: the global batch size (0: unknown, only step queries work).
+    """
+
+    def __init__(self, spec: str, samples_per_step: int = 0):
+        self.spec = spec
+        self.samples_per_step = int(samples_per_step)
+        stages, start = [], 0
+        parts = [p.strip() for p in str(spec).split(",")]
+        for k, part in enumerate(parts):
+            name, _, length = part.partition(":")
+            name = name.strip()
+            if name not in STAGE_NAMES:
+                raise UserError(f"--masking_schedule: {spec!r}: stage {name!r} is not one of {', '.join(STAGE_NAMES)}")
+            last = k == len(parts) - 1
+            if length.strip() == "":
+                if not last:
+                    raise UserError(f"--masking_schedule: {spec!r}: stage {k + 1} ({name}) needs a length in steps "
+                                    "(only the last stage may leave it out)")
+                steps = None
+            else:
+                try:
+                    steps = int(length)
+                except ValueError:
+                    steps = 0
+                if steps < 1:
+                    raise UserError(f"--masking_schedule: {spec!r}: the length of stage {k + 1} ({name}) must be a "
+                                    "whole number of steps >= 1")
+            end = None if last else start + steps
+            stages.append(Stage(k, name, start, end))
+            if end is not None:
+                start = end
+        self.stages = tuple(stages)
+
+    @classmethod
+    def single(cls, strategy: str, samples_per_step: int = 0) -> "MaskingSchedule":
+        return cls(strategy, samples_per_step)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self.stages)
+
+    @property
+    def boundaries(self) -> tuple[int, ...]:
+        """The first step of every stage after the first."""
+        return tuple(s.start for s in self.stages[1:])
+
+    def stage_at_step(self, step: int) -> Stage:
+        """The stage of 0-based optimizer step ``step`` (the step that reads samples ``step * gbs ...``)."""
+        for stage in self.stages:
+            if stage.end is None or step < stage.end:
+                return stage
+        return self.stages[-1]
+
+    def stage_at_sample(self, index: int) -> Stage:
+        """The stage of training sample ``index`` (step ``index // samples_per_step``)."""
+        if len(self.stages) == 1:
+            return self.stages[0]
+        if self.samples_per_step <= 0:
+            raise ValueError("a multi-stage schedule needs samples_per_step (the global batch size)")
+        return self.stage_at_step(int(index) // self.samples_per_step)
+
+    def history(self, step: int) -> list[tuple[str, int, int]]:
+        """(name, first step, end step) of the stages of the first ``step`` steps, clipped to them: the part of the
+        schedule a run resumed after ``step`` steps must agree on (later stages may change)."""
+        return [(s.name, s.start, step if s.end is None else min(s.end, step)) for s in self.stages if s.start < step]
 
 
 @dataclass

@@ -41,3 +41,7 @@ def gpu_selfcheck() -> None:
     import sys
 
     sys.exit(importlib.import_module("ernie.selfcheck").main())  # its status: 1 when a case failed
+
+
+def fill_mask() -> None:
+    _main("ernie.fill_mask")

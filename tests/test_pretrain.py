@@ -2,7 +2,7 @@
 
 Fast tests check flags, the LR schedule and checkpoint atomicity in-process; the slow ones run real trainings:
 loss falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == uninterrupted (also with
-``--masking knowledge``), 2-node launch, continue_training, AMP (bf16 O1/O2) and recompute, flat process count and
+``--masking knowledge`` and across the stage boundaries of ``--masking_schedule``), 2-node launch, continue_training, AMP (bf16 O1/O2) and recompute, flat process count and
 memory under frequent evaluation, a rank killed mid-step named. Unreadable checkpoint files and unwritable outputs of
 every writer give one line.
 """
@@ -759,3 +759,55 @@ def test_ctrl_c_to_the_process_group_with_loader_workers(demo, tmp_path):
 
     step = read_trainer_state(os.path.join(out, "model_last")).global_step
     assert step >= 3 and f"interrupted at step {step}" in stdout
+
+
+@pytest.mark.slow
+def test_masking_schedule_resume_at_and_across_a_stage_boundary_is_exact(demo, tmp_path):
+    """--masking_schedule: killed while saving step 6, the run resumes from the step-3 checkpoint (exactly at the
+    basic -> entity boundary), crosses the entity -> knowledge boundary at 6 and equals the uninterrupted run; records
+    name the stage; valid records carry the basic-masked figures; a schedule that re-masks steps done is refused;
+    --continue_training from the checkpoint starts a new schedule."""
+    common = dict(masking_schedule="basic:3,entity:3,knowledge", knowledge_mix="0.5,0.2,0.3", max_steps=8,
+                  checkpoint_steps=3, eval_freq=4, micro_batch_size=4)
+    reference = str(tmp_path / "reference")
+    ref = run([sys.executable, SCRIPT] + flags(demo, reference, **common), REPO)
+    assert "masking stage 2 entity (steps 4-6) of 3" in ref.stdout and "masking: knowledge" in ref.stdout
+    out = str(tmp_path / "out")
+    killer = tmp_path / "killer.py"
+    killer.write_text(KILLER.format(kill_at=2))  # checkpoints at 3 and 6: dies while writing step 6's
+    assert run([sys.executable, str(killer)] + flags(demo, out, **common), REPO, check=False).returncode == \
+        -signal.SIGKILL
+    with open(os.path.join(out, "model_last", "trainer_state.json")) as f:
+        saved = json.load(f)
+    assert (saved["global_step"], saved["masking_stage"], saved["masking_schedule"]) == \
+        (3, "basic", "basic:3,entity:3,knowledge")
+    resumed = run([sys.executable, SCRIPT] + flags(demo, out, **common), REPO)
+    assert "resuming from" in resumed.stdout and "step 3" in resumed.stdout
+    expected, losses = train_losses(reference), train_losses(out)
+    assert sorted(losses) == list(range(1, 9))
+    for step in range(1, 9):
+        assert losses[step] == pytest.approx(expected[step], rel=1e-6, abs=0), step
+    with open(os.path.join(out, "train_log.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    stages = {r["step"]: r["masking_stage"] for r in records if r["event"] == "train"}
+    assert stages == {1: "basic", 2: "basic", 3: "basic", 4: "entity", 5: "entity", 6: "entity", 7: "knowledge",
+                      8: "knowledge"}
+    valid = {r["step"]: r for r in records if r["event"] == "valid"}
+    assert valid[0]["masking_stage"] == "basic" and valid[0]["basic_lm_loss"] == valid[0]["lm_loss"]
+    assert valid[4]["masking_stage"] == "entity" and valid[4]["basic_lm_loss"] != valid[4]["lm_loss"]
+    assert all(0 <= v["lm_acc"] <= 1 and 0 <= v["basic_lm_acc"] <= 1 for v in valid.values())
+    # resuming with a schedule that masks the steps done differently is refused in one line; later stages may change
+    changed = run([sys.executable, SCRIPT] + flags(demo, out, **{**common, "masking_schedule": "basic:4,entity",
+                                                                 "max_steps": 10}), REPO, check=False)
+    assert changed.returncode == 2 and "--masking_schedule: the checkpoint in" in changed.stderr
+    later = run([sys.executable, SCRIPT] + flags(demo, out, **{**common, "masking_schedule":
+                                                               "basic:3,entity:3,knowledge:2,phrase", "max_steps": 9}),
+                REPO)
+    assert "masking stage 4 phrase" in later.stdout
+    # --continue_training from that checkpoint is a new run: its schedule starts again at its own step 1
+    fresh = str(tmp_path / "continued")
+    run([sys.executable, SCRIPT] + flags(demo, fresh, **{**common, "model_name_or_path": os.path.join(out, "model_last"),
+                                                         "continue_training": "true", "max_steps": 2}), REPO)
+    with open(os.path.join(fresh, "train_log.jsonl"), encoding="utf-8") as f:
+        records = [json.loads(line) for line in f]
+    assert [r["masking_stage"] for r in records if r["event"] == "train"] == ["basic", "basic"]

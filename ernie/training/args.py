@@ -1,8 +1,9 @@
 """Pretraining configuration: one dataclass per concern, filled from defaults < ``--config`` YAML < command line.
 
 Every field is a command-line flag with exactly PaddleNLP's ernie-1.0 ``run_pretrain.py`` name (``--max_lr``,
-``--micro_batch_size`` ...); ``--config``, ``--amp_dtype``, ``--attention`` and ``--masking`` are additions. A YAML
-config is either flat (``max_lr: 1e-4``) or grouped by the section names below (``optimizer: {max_lr: 1e-4}``).
+``--micro_batch_size`` ...); ``--config``, ``--amp_dtype``, ``--attention``, ``--masking``, ``--masking_schedule`` and
+``--knowledge_mix`` are additions. A YAML config is either flat (``max_lr: 1e-4``) or grouped by the section names
+below (``optimizer: {max_lr: 1e-4}``).
 
 The ``data`` section is owned by :class:`data_tools.ernie_dataset.ErnieDatasetConfig`: its flag fields (declared
 and checked there, once) are copied into :class:`DataArgs` beside the two options that are not the dataset's
@@ -57,9 +58,11 @@ class ModelArgs:
 DATASET_FLAGS = [f for f in dataclasses.fields(ErnieDatasetConfig) if f.metadata.get("flag")]
 
 
-def _dataset_config(self, seed: int) -> ErnieDatasetConfig:
-    """The dataset options of this section (``seed``: the training section's)."""
-    return ErnieDatasetConfig(seed=seed, **{f.name: getattr(self, f.name) for f in DATASET_FLAGS})
+def _dataset_config(self, seed: int, samples_per_step: int = 0) -> ErnieDatasetConfig:
+    """The dataset options of this section (``seed``: the training section's; ``samples_per_step``: the global
+    batch size, which places the masking stages of ``--masking_schedule`` in the sample stream)."""
+    return ErnieDatasetConfig(seed=seed, samples_per_step=samples_per_step,
+                              **{f.name: getattr(self, f.name) for f in DATASET_FLAGS})
 
 
 DataArgs = dataclasses.make_dataclass("DataArgs", [

@@ -8,7 +8,8 @@ A checkpoint directory (``output_dir/model_last`` or ``output_dir/model_<step>``
     model_state.pdopt                         optimizer state (moments, master weights, LR scheduler)
     scaler.pdparams                           float16 dynamic loss-scaling state (only with --amp_dtype float16)
     rng_state.pkl                             python / numpy / paddle RNG states of every rank
-    trainer_state.json                        global_step, consumed_samples, global_batch_size, world_size
+    trainer_state.json                        global_step, consumed_samples, global_batch_size, world_size,
+                                              masking_schedule + the current masking stage (name, index, start)
     args.yaml                                 the full configuration of the run
 
 It is built in a temporary sibling directory and renamed into place only when complete
@@ -42,10 +43,16 @@ ARGS_FILE = "args.yaml"
 
 @dataclass
 class TrainerState:
+    """Step counters + the masking stage of the last step done (``masking_schedule``: the spec the run follows;
+    empty in checkpoints written before schedules existed)."""
     global_step: int = 0
     consumed_samples: int = 0
     global_batch_size: int = 0
     world_size: int = 1
+    masking_schedule: str = ""
+    masking_stage: str = ""
+    masking_stage_index: int = 0
+    masking_stage_start: int = 0
 
 
 def rng_state() -> dict[str, Any]:

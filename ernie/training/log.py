@@ -72,9 +72,9 @@ class RunLogger:
                 if isinstance(value, (int, float)):
                     self.writer.add_scalar(tag=f"{event}/{name}", value=value, step=step)
 
-    def text(self, tag: str, value: str) -> None:
+    def text(self, tag: str, value: str, step: int = 0) -> None:
         if self.enabled and self.writer is not None:
-            self.writer.add_text(tag=tag, text_string=value, step=0)
+            self.writer.add_text(tag=tag, text_string=value, step=step)
 
     def close(self) -> None:
         if self._file is not None:

@@ -42,6 +42,10 @@ def plot(records: list[dict], output: str) -> None:
     if train:
         ax_loss.plot([r["step"] for r in train], [r["lm_loss"] for r in train], lw=0.8, alpha=0.6, label="train lm_loss")
         ax_lr.plot([r["step"] for r in train], [r["learning_rate"] for r in train], color="tab:green")
+    basic = [r for r in records if r.get("event") == "valid" and "basic_lm_loss" in r]
+    if basic and any(r.get("masking_stage") != "basic" for r in basic):  # else it is the valid lm_loss itself
+        ax_loss.plot([r["step"] for r in basic], [r["basic_lm_loss"] for r in basic], marker="s", lw=1,
+                     label="valid lm_loss, basic-masked (comparable)")
     ax_loss.set(xlabel="global step", ylabel="loss", title="loss")
     ax_loss.legend()
     ax_lr.set(xlabel="global step", ylabel="learning rate", title="learning rate")

@@ -31,6 +31,7 @@ import paddle
 
 from data_tools.batching import collate, DistributedBatchSampler
 from data_tools.ernie_dataset import build_train_valid_test_datasets, train_valid_test_num_samples
+from data_tools.masking import MaskingSchedule
 from ernie.configuration import ErnieConfig
 from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
 from ernie.utils.cpu_tuning import tune_cpu_math
@@ -114,7 +115,8 @@ def build_datasets(args: PretrainArgs, tokenizer, batching: Batching):
     """(train, valid, test) over --input_dir; valid/test hold eval_iters / test_iters global batches."""
     d, t, lg = args.data, args.training, args.logging
     num_samples = train_valid_test_num_samples(t.max_steps, batching.global_batch_size, lg.eval_iters, lg.test_iters)
-    return build_train_valid_test_datasets(d.input_dir, tokenizer, d.dataset_config(t.seed), num_samples)
+    return build_train_valid_test_datasets(d.input_dir, tokenizer,
+                                           d.dataset_config(t.seed, batching.global_batch_size), num_samples)
 
 
 def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0, num_batches: int | None = None):
@@ -134,8 +136,9 @@ def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0
 # --------------------------------------------------------------------------------------------- one step
 
 
-def forward(model, criterion, batch, args: PretrainArgs):
-    """(loss, lm_loss, sop_loss) of one micro batch, under autocast when --use_amp."""
+def forward(model, criterion, batch, args: PretrainArgs, with_scores: bool = False):
+    """(loss, lm_loss, sop_loss) of one micro batch, under autocast when --use_amp (+ the MLM prediction scores
+    with ``with_scores``)."""
     t = args.training
     with paddle.amp.auto_cast(enable=t.use_amp, level=t.fp16_opt_level, dtype=t.amp_dtype,
                               custom_black_list=AMP_BLACK_LIST):
@@ -144,25 +147,47 @@ def forward(model, criterion, batch, args: PretrainArgs):
             attention_mask=batch["input_mask"], masked_positions=batch["masked_lm_positions"])
         loss, lm_loss, sop_loss = criterion(prediction_scores, seq_relationship_score, batch["masked_lm_labels"],
                                             batch["next_sentence_labels"])
+    if with_scores:
+        return loss, lm_loss, sop_loss, prediction_scores
     return loss, lm_loss, sop_loss
 
 
 @paddle.no_grad()
 def evaluate(model, criterion, dataset, iters: int, args: PretrainArgs, env: DistEnv) -> dict[str, float]:
-    """Mean losses over the first ``iters`` micro batches of every rank of a (fixed) held-out dataset."""
+    """Mean losses and MLM accuracy (share of masked tokens predicted top-1) over the first ``iters`` micro batches
+    of every rank of a (fixed) held-out dataset."""
     model.eval()
     sums = paddle.zeros([3], dtype="float32")
+    hits = paddle.zeros([2], dtype="float32")  # correct masked tokens, masked tokens
     # read to the end: an iterator dropped early keeps its worker processes (the loader's thread holds it), so
     # one would be left behind by every evaluation
     done = 0
     for batch in batches(dataset, args, env, num_batches=iters):
-        sums += paddle.stack([x.astype("float32") for x in forward(model, criterion, batch, args)])
+        *losses, scores = forward(model, criterion, batch, args, with_scores=True)
+        sums += paddle.stack([x.astype("float32") for x in losses])
+        labels = batch["masked_lm_labels"].reshape([-1])
+        valid = (labels >= 0).astype("float32")
+        correct = (paddle.argmax(scores, axis=-1).reshape([-1]) == labels).astype("float32") * valid
+        hits += paddle.stack([correct.sum(), valid.sum()])
         done += 1
     if done != iters:
         raise UserError(f"the held-out set has {done} micro batches for this rank, {iters} are needed")
     model.train()
     loss, lm_loss, sop_loss = all_reduce_mean(sums / iters, env.world_size).numpy().tolist()
-    return {"loss": loss, "lm_loss": lm_loss, "sop_loss": sop_loss}
+    correct, total = all_reduce_mean(hits, env.world_size).numpy().tolist()
+    return {"loss": loss, "lm_loss": lm_loss, "sop_loss": sop_loss, "lm_acc": correct / max(total, 1e-9)}
+
+
+def evaluate_held_out(model, criterion, dataset, iters: int, args: PretrainArgs, env: DistEnv,
+                      stage) -> dict:
+    """The held-out figures of a run in masking ``stage``: losses and MLM accuracy with the stage's masking, and
+    ``basic_lm_loss`` / ``basic_lm_acc`` on the same samples basic-masked, whatever the training masking (the figure
+    that compares runs of different masking; computed once when the stage is ``basic``)."""
+    values = evaluate(model, criterion, dataset.with_masking(stage.name), iters, args, env)
+    basic = values if stage.name == "basic" else evaluate(model, criterion, dataset.with_masking("basic"), iters,
+                                                          args, env)
+    return {**values, "basic_lm_loss": basic["lm_loss"], "basic_lm_acc": basic["lm_acc"],
+            "masking_stage": stage.name, "masking_stage_index": stage.index}
 
 
 SYNC_MODES = {"none": "none (one rank)",
@@ -280,10 +305,13 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
     model = build_model(args, tokenizer)
     criterion = ErniePretrainingCriterion(with_nsp_loss=args.data.binary_head)
     resume_dir = resolve_dir(os.path.join(t.output_dir, "model_last"))
-    state = ckpt.TrainerState(global_batch_size=batching.global_batch_size, world_size=env.world_size)
+    # the masking stages, counted from step 0 of this run (a --continue_training run starts a new schedule)
+    schedule = args.data.dataset_config(t.seed, batching.global_batch_size).schedule()
+    state = ckpt.TrainerState(global_batch_size=batching.global_batch_size, world_size=env.world_size,
+                              masking_schedule=schedule.spec)
     if resume_dir:
         with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
-            state = resume_state(resume_dir, args, env)
+            state = resume_state(resume_dir, args, env, schedule)
             ckpt.load_model_weights(resume_dir, model)
     if state.global_step >= t.max_steps:
         console(f"{resume_dir} is already at step {state.global_step} >= --max_steps {t.max_steps}: nothing to do")
@@ -326,7 +354,8 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
 
     if state.global_step == 0 and valid_ds is not None and lg.eval_iters > 0:  # the "before" of the curves
         iters = lg.eval_iters * batching.accumulate_steps
-        report_eval(log, "valid", 0, evaluate(train_model, criterion, valid_ds, iters, args, env))
+        report_eval(log, "valid", 0, evaluate_held_out(train_model, criterion, valid_ds, iters, args, env,
+                                                       schedule.stage_at_step(0)))
 
     # the loop: one iteration = one optimizer step over a global batch (train_step: the micro steps, the gradient
     # average over ranks, the update). Losses stay on the device and are averaged over ranks at log steps only.
@@ -339,12 +368,18 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
     tic, paused = time.time(), 0.0  # paused: time spent in evaluation and checkpoints, not counted as training
     if stop is not None:
         stop.arm()  # from here on, a first Ctrl-C stops after the current step (see below)
+    stage = None
     while state.global_step < t.max_steps:
+        if stage is None or schedule.stage_at_step(state.global_step).index != stage.index:
+            stage = schedule.stage_at_step(state.global_step)
+            announce_stage(log, schedule, stage, state.global_step)
         lr = optimizer.get_lr()
         sums, finite = train_step(train_model, model, criterion, train_data, optimizer, scaler, scheduler, args,
                                   env, acc, sync_mode)
         state.global_step += 1
         state.consumed_samples += batching.global_batch_size
+        state.masking_schedule, state.masking_stage = schedule.spec, stage.name
+        state.masking_stage_index, state.masking_stage_start = stage.index, stage.start
         step = state.global_step
         ok = paddle.isfinite(sums).all()
         window += paddle.concat([paddle.where(ok, sums, paddle.zeros_like(sums)), ok.astype("float32").reshape([1])])
@@ -361,12 +396,14 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
             totals = all_reduce_mean(window, env.world_size).numpy()  # the one host read of the losses
             mean = totals[:3] / totals[3] if totals[3] else np.full(3, np.nan)
             log_train_step(log, args, batching, step, mean, lr, steps_done=step - window_start,
-                           elapsed=time.time() - tic - paused, scaler=scaler, consumed=state.consumed_samples)
+                           elapsed=time.time() - tic - paused, scaler=scaler, consumed=state.consumed_samples,
+                           stage=stage)
             window, window_start = paddle.zeros([4], dtype="float32"), step
             tic, paused = time.time(), 0.0
         pause_start = time.time()
         if valid_ds is not None and lg.eval_iters > 0 and step % lg.eval_freq == 0:
-            report_eval(log, "valid", step, evaluate(train_model, criterion, valid_ds, lg.eval_iters * acc, args, env))
+            report_eval(log, "valid", step, evaluate_held_out(train_model, criterion, valid_ds, lg.eval_iters * acc,
+                                                              args, env, stage))
         if nonfinite_streak == 0:  # never checkpoint weights that may be broken
             if step % t.save_steps == 0 or step == t.max_steps:
                 save(os.path.join(t.output_dir, f"model_{step}"))
@@ -389,12 +426,14 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
 
     if test_ds is not None and lg.test_iters > 0:
         report_eval(log, "test", state.global_step,
-                    evaluate(train_model, criterion, test_ds, lg.test_iters * acc, args, env))
+                    evaluate_held_out(train_model, criterion, test_ds, lg.test_iters * acc, args, env,
+                                      schedule.stage_at_step(max(state.global_step - 1, 0))))
     log.close()
 
 
-def resume_state(resume_dir: str, args: PretrainArgs, env: DistEnv) -> ckpt.TrainerState:
-    """The checkpoint's step counters; every rank must see the same checkpoint; changed settings are reported."""
+def resume_state(resume_dir: str, args: PretrainArgs, env: DistEnv, schedule: MaskingSchedule) -> ckpt.TrainerState:
+    """The checkpoint's step counters; every rank must see the same checkpoint; changed settings are reported; the
+    masking schedule must agree with the checkpoint's over the steps done (later stages may change)."""
     state = ckpt.read_trainer_state(resume_dir)
     steps = all_gather_object(state.global_step, env.world_size)
     if len(set(steps)) > 1:
@@ -409,7 +448,27 @@ def resume_state(resume_dir: str, args: PretrainArgs, env: DistEnv) -> ckpt.Trai
     if state.global_batch_size != args.training.global_batch_size:
         raise UserError(f"--global_batch_size: the checkpoint in {resume_dir} was trained with "
                         f"{state.global_batch_size}; resume with the same value (or start a new --output_dir)")
+    if state.masking_schedule:  # (checkpoints written before schedules existed carry none)
+        saved = MaskingSchedule(state.masking_schedule)
+        if saved.history(state.global_step) != schedule.history(state.global_step):
+            raise UserError(
+                f"--masking_schedule: the checkpoint in {resume_dir} trained its {state.global_step} steps with "
+                f"{state.masking_schedule!r} (last in stage {state.masking_stage_index + 1}, {state.masking_stage}); "
+                f"{schedule.spec!r} masks those steps differently. Resume with the checkpoint's schedule (stages not "
+                "begun yet may change), or start a new schedule from its weights with --continue_training in a new "
+                "--output_dir")
     return state
+
+
+def announce_stage(log: RunLogger, schedule: MaskingSchedule, stage, step: int) -> None:
+    """Console line + VisualDL text when a masking stage begins (or a run starts / resumes inside one)."""
+    if len(schedule.stages) == 1 and step > 0:
+        return
+    message = (f"masking {stage.describe()} of {len(schedule.stages)} ({schedule.spec}): from step {step + 1} "
+               f"(training sample {step * schedule.samples_per_step})")
+    if log.enabled:
+        console(message)
+    log.text("masking_stage", message, step=step)
 
 
 def describe_run(args, env: DistEnv, batching: Batching, model, log: RunLogger, resume_dir, state) -> None:
@@ -428,15 +487,17 @@ def describe_run(args, env: DistEnv, batching: Batching, model, log: RunLogger, 
 
 
 def log_train_step(log: RunLogger, args, batching: Batching, step: int, losses, lr: float, steps_done: int,
-                   elapsed: float, scaler, consumed: int) -> None:
+                   elapsed: float, scaler, consumed: int, stage) -> None:
     speed = steps_done / max(elapsed, 1e-9)
     seqs = speed * batching.global_batch_size
     tokens = seqs * args.data.max_seq_len
     values = {"loss": float(losses[0]), "lm_loss": float(losses[1]), "sop_loss": float(losses[2]),
               "learning_rate": lr, "steps_per_second": speed, "samples_per_second": seqs,
-              "tokens_per_second": tokens, "consumed_samples": consumed}
+              "tokens_per_second": tokens, "consumed_samples": consumed, "masking_stage": stage.name,
+              "masking_stage_index": stage.index}
     line = (f"global step {step}, loss: {losses[0]:.9f}, lm_loss: {losses[1]:.6f}, sop_loss: {losses[2]:.6f}, "
-            f"speed: {speed:.2f} steps/s, ips: {seqs:.2f} seqs/s, tokens/s: {tokens:.0f}, learning rate: {lr:.5e}")
+            f"speed: {speed:.2f} steps/s, ips: {seqs:.2f} seqs/s, tokens/s: {tokens:.0f}, learning rate: {lr:.5e}, "
+            f"masking: {stage.name}")
     if scaler is not None and scaler.is_enable():
         amp = {"loss_scaling": float(scaler._scale.item()), "incr_count": int(scaler._incr_count),
                "decr_count": int(scaler._decr_count)}
@@ -447,10 +508,12 @@ def log_train_step(log: RunLogger, args, batching: Batching, step: int, losses, 
     log.record("train", step, **values)
 
 
-def report_eval(log: RunLogger, name: str, step: int, losses: dict[str, float]) -> None:
+def report_eval(log: RunLogger, name: str, step: int, losses: dict) -> None:
     if log.enabled:
         console(f"{name} step {step}, loss: {losses['loss']:.6f}, lm_loss: {losses['lm_loss']:.6f}, "
-                f"sop_loss: {losses['sop_loss']:.6f}")
+                f"sop_loss: {losses['sop_loss']:.6f}, lm_acc: {losses['lm_acc']:.4f} (masking: "
+                f"{losses['masking_stage']}); basic-masked lm_loss: {losses['basic_lm_loss']:.6f}, lm_acc: "
+                f"{losses['basic_lm_acc']:.4f}")
     log.record(name, step, **losses)
 
 
