@@ -108,9 +108,12 @@ def test_float16_scaler_on_cpu_logs_without_crashing(capsys):
         def record(self, *a, **kw):
             self.records.append(kw)
 
+    from data_tools.masking import MaskingSchedule
+
     batching = trainer.Batching(B, 1, 1)
+    stage = MaskingSchedule.single("basic").stage_at_step(0)
     for s in (None, disabled):
-        trainer.log_train_step(Log(), args, batching, 1, np.array([1.0, 0.5, 0.5]), 1e-4, 1, 1.0, s, B)
+        trainer.log_train_step(Log(), args, batching, 1, np.array([1.0, 0.5, 0.5]), 1e-4, 1, 1.0, s, B, stage)
     assert "loss_scaling" not in capsys.readouterr().out
 
 
