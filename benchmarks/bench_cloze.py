@@ -15,8 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import subprocess
 import sys
 import time
 
@@ -26,28 +24,10 @@ sys.path.insert(0, REPO)
 from ernie import cloze  # noqa: E402
 from ernie.utils import atomic_write  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_report import one_line as machine_and_commit  # noqa: E402
+
 LABELS = {"char": "(a) one char", "entity": "(b) entity 2-4 chars", "word": "(c) LAC word 2-4 chars"}
-
-
-def machine_and_commit() -> str:
-    """One line naming the CPU, core count, load and the checkout's commit (dirty tree marked)."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    try:
-        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-        commit += " (uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"machine: {cpu}, {os.cpu_count()} cores, load {load:.1f}; python {platform.python_version()}; "
-            f"commit {commit}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
 def cell(figures: dict) -> str:

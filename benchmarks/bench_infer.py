@@ -32,7 +32,6 @@ import argparse
 import datetime
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,27 +43,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # ---------------------------------------------------------------------------------------------------- the machine
 def machine() -> dict:
-    cpu, flags = platform.processor() or "?", []
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name") and cpu in ("?", "x86_64", ""):
-                    cpu = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    break
-    except OSError:
-        pass
-    keep = [f for f in flags if f.startswith(("avx", "amx", "fma")) or f in ("sse4_2", "f16c")]
-    try:
-        commit = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True).stdout.strip()
-    except OSError:
-        commit, dirty = "?", ""
-    return {"cpu": cpu, "flags": " ".join(keep), "cores": os.cpu_count(), "commit": commit + ("+dirty" if dirty else ""),
-            "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    from bench_report import git_commit  # benchmarks/ is on sys.path
+    from ernie.utils.machine import cpu_info, usable_cores
+
+    info = cpu_info()
+    keep = [f for f in info.get("flags", "").split() if f.startswith(("avx", "amx", "fma")) or f in ("sse4_2", "f16c")]
+    return {"cpu": info.get("model name", platform.processor() or "?"), "flags": " ".join(keep),
+            "cores": usable_cores(), "commit": git_commit(), "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
 
 
 # ---------------------------------------------------------------------------------------------------- models

@@ -16,6 +16,10 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from ernie.utils.machine import cpu_info, describe_machine  # noqa: E402
+
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 ENV_SHOWN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "ERNIE_NO_CPU_TUNING",
              "FLAGS_use_stride_kernel")
@@ -27,14 +31,7 @@ def default_path(name: str) -> str:
 
 def machine() -> list[str]:
     """One line each: CPU model / vendor / flags, cores, memory, OS, package versions, commit, load."""
-    info = {}
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                info.setdefault(key.strip(), value.strip())
-    except OSError:
-        pass
+    info = cpu_info()
     flags = set(info.get("flags", "").split())
     mem = ""
     with contextlib.suppress(OSError, ValueError, IndexError), open("/proc/meminfo", encoding="utf-8") as f:
@@ -44,9 +41,7 @@ def machine() -> list[str]:
     for pkg in ("paddlepaddle", "torch", "transformers", "paddlenlp", "numpy"):
         with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             versions.append(f"{pkg} {importlib.metadata.version(pkg)}")
-    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
-    if _git("status", "--porcelain", "--untracked-files=no"):
-        commit += " + uncommitted changes"
+    commit = git_commit()
     env = ", ".join(f"{k}={os.environ[k]}" for k in ENV_SHOWN if k in os.environ) or "none of " + ", ".join(ENV_SHOWN)
     return [
         (f"- CPU: {info.get('model name', platform.processor() or '?')} ({info.get('vendor_id', '?')}), {cores} cores "
@@ -54,6 +49,21 @@ def machine() -> list[str]:
         f"- {platform.platform()}, Python {platform.python_version()}; {', '.join(versions)}",
         f"- commit {commit}; environment at start: {env}",
     ]
+
+
+def git_commit() -> str:
+    """The checkout's short commit, "+ uncommitted changes" when the tracked files differ from it."""
+    commit = _git("rev-parse", "--short", "HEAD") or "unknown"
+    if _git("status", "--porcelain", "--untracked-files=no"):
+        commit += " + uncommitted changes"
+    return commit
+
+
+def one_line() -> str:
+    """The machine and commit in one line, for a table's caption."""
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"machine: {describe_machine()}, load {load:.1f}; python {platform.python_version()}; "
+            f"commit {git_commit()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
 
 
 def _git(*args: str) -> str:

@@ -42,24 +42,12 @@ import tempfile
 import numpy as np
 
 from ernie.utils import UserError, atomic_write
+from ernie.utils.machine import cpu_has_vnni
 
 from .layout import INT8_ONNX_FILE, ONNX_FILE
 
 METHOD = ("onnxruntime dynamic quantization: MatMul weights int8 per output channel, activations uint8 with "
           "per-call ranges; attention scores, LayerNorm, softmax, embeddings fp32")
-
-
-def cpu_has_vnni() -> bool:
-    """AVX-512 VNNI or AVX-VNNI on this CPU (``/proc/cpuinfo`` flags; False where that cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_vnni", "avx_vnni"})
-    except OSError:
-        pass
-    return False
 
 
 def _quantization_tools():

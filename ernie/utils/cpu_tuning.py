@@ -18,6 +18,8 @@ from __future__ import annotations
 import os
 import sys
 
+from .machine import cpu_info, parse_cpuinfo
+
 NO_TUNING_ENV = "ERNIE_NO_CPU_TUNING"
 # glibc's own knobs for the two malloc thresholds (environment variables and GLIBC_TUNABLES names)
 _MALLOC_ENV = {-3: ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
@@ -45,20 +47,10 @@ def mkl_cpu_type(cpuinfo: str | None = None) -> str | None:
     picks the best path (AVX-512 where there is one), which the variable would downgrade, so it is left alone.
     ``cpuinfo``: the text of /proc/cpuinfo (read when None; no /proc/cpuinfo -> None).
     """
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read(1 << 16)
-        except OSError:
-            return None
-    vendor, flags = "", set()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "vendor_id" and not vendor:
-            vendor = value.strip()
-        elif key == "flags" and not flags:
-            flags = set(value.split())
+    info = cpu_info() if cpuinfo is None else parse_cpuinfo(cpuinfo)
+    if not info:
+        return None
+    vendor, flags = info.get("vendor_id", ""), set(info.get("flags", "").split())
     if vendor and vendor != "GenuineIntel" and {"avx2", "fma"} <= flags:
         return "5"
     return None
