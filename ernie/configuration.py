@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ernie.utils import UserError, atomic_write
-from ernie.weights import CONFIG_NAME, LEGACY_CONFIG_NAME, config_dict_from_hf, is_hf_dir
-from ernie.weights import read_json_object  # noqa: F401  (also ernie.configuration.read_json_object)
+from ernie.weights import CONFIG_NAME, LEGACY_CONFIG_NAME, config_dict_from_hf, is_hf_dir, read_json_object
 MODELS_DIR = Path(__file__).resolve().parent / "configs" / "models"  # package data (a symlink to ../configs in a checkout)
 
 
