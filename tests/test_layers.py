@@ -3,7 +3,8 @@
 
 The checker runs in a subprocess (it resolves ``ernie`` / ``data_tools`` on its own ``sys.path``), once on this
 checkout, and once on a copy of it with an upward import injected, which must fail naming that import: the test can
-fail. Every module of ``ernie`` must sit in a layer, so a new module cannot escape the check.
+fail. Every module of ``ernie`` must sit in a layer, so a new module cannot escape the check. The numpy-only
+weights format and the config import no Paddle.
 """
 from __future__ import annotations
 
@@ -95,3 +96,12 @@ def test_the_model_layer_is_ordered():
     model = next(c for c in contracts() if c["id"] == "model")
     order = [layer_modules({"layers": [layer]}) for layer in model["layers"]]
     assert order[0] == {"ernie.modeling"} and "ernie.configuration" in order[1] and order[-1] == {"ernie.weights"}
+
+
+def test_the_weights_format_and_the_config_import_no_paddle():
+    """ernie.weights is numpy only; the config (and convert's --help) stay Paddle-free on top of it."""
+    code = ("import sys, ernie.weights, ernie.configuration, ernie.convert; "
+            "print(sorted(m for m in ('paddle', 'torch', 'transformers') if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": REPO},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "[]", result.stdout + result.stderr
