@@ -17,6 +17,7 @@ from typing import Any
 
 from ernie.utils import UserError, atomic_write
 from ernie.weights import CONFIG_NAME, LEGACY_CONFIG_NAME, config_dict_from_hf, is_hf_dir, read_json_object
+
 MODELS_DIR = Path(__file__).resolve().parent / "configs" / "models"  # package data (a symlink to ../configs in a checkout)
 
 
