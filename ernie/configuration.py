@@ -3,7 +3,8 @@
 A config is read from a checkpoint directory (``config.json``, else the legacy ``model_config.json``), from a JSON
 file, or by name from the configs shipped in ``configs/models/`` (``ernie-1.0-base-zh``, ``ernie-1.0-large-zh``,
 ``ernie-tiny-cpu`` ...). Keys PaddleNLP writes that do not change the network (``architectures``,
-``paddlenlp_version``, ``dtype`` ...) are accepted and dropped.
+``paddlenlp_version``, ``dtype`` ...) are accepted and dropped. An HF transformers ERNIE directory is read through
+:func:`hf_config` (the key mapping lives in ``ernie.weights``, the numpy-only module this one builds on).
 """
 from __future__ import annotations
 
@@ -15,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ernie.utils import UserError, atomic_write
+from ernie.weights import CONFIG_NAME, LEGACY_CONFIG_NAME, config_dict_from_hf, is_hf_dir, read_json_object
 
-CONFIG_NAME = "config.json"
-LEGACY_CONFIG_NAME = "model_config.json"
 MODELS_DIR = Path(__file__).resolve().parent / "configs" / "models"  # package data (a symlink to ../configs in a checkout)
 
 
@@ -114,12 +114,10 @@ class ErnieConfig:
         """Config of a checkpoint directory, a JSON file, or a name in ``configs/models/``.
 
         ``overrides`` replace fields after loading (e.g. ``vocab_size=len(tokenizer.vocab)``). An HF transformers
-        ERNIE directory is read through :func:`ernie.convert.hf_config`.
+        ERNIE directory is read through :func:`hf_config`.
         """
-        from ernie import convert
-
-        if convert.is_hf_dir(str(name_or_dir)):
-            cfg = convert.hf_config(str(name_or_dir))
+        if is_hf_dir(str(name_or_dir)):
+            cfg = hf_config(str(name_or_dir))
         else:
             cfg = cls.from_file(resolve_config_file(name_or_dir))
         return cfg.replace(**overrides) if overrides else cfg
@@ -142,22 +140,10 @@ class ErnieConfig:
         return self.hidden_size // self.num_attention_heads
 
 
-def read_json_object(path: str, what: str = "file") -> dict[str, Any]:
-    """A JSON object from ``path``; missing, malformed or non-object files are a :class:`UserError` naming it."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            d = json.load(f)
-    except FileNotFoundError:
-        raise UserError(f"{path}: {what} not found") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: invalid JSON: {e.msg}") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); save the {what} as UTF-8") from None
-    except OSError as e:
-        raise UserError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
-    if not isinstance(d, dict):
-        raise UserError(f"{path}: expected a JSON object")
-    return d
+def hf_config(directory: str) -> ErnieConfig:
+    """Our :class:`ErnieConfig` of an HF transformers ERNIE directory (HF defaults filled, HF-only keys dropped)."""
+    path = os.path.join(directory, CONFIG_NAME)
+    return ErnieConfig.from_dict(config_dict_from_hf(read_json_object(path), path), source=path)
 
 
 def available_configs() -> list[str]:

@@ -4,7 +4,7 @@ Contract:
 
 * ``FillMask(model_dir, device=None)``: ``model_dir`` is a directory with an MLM head — a pretraining checkpoint of
   ours (``model_last``), a PaddleNLP ERNIE dir (ErnieForPretraining / ErnieForMaskedLM) or an HF transformers ERNIE dir
-  (``config.json`` + ``model.safetensors``; converted on load by :mod:`ernie.convert`), with ``vocab.txt``. A dir
+  (``config.json`` + ``model.safetensors``; converted on load by :mod:`ernie.weights`), with ``vocab.txt``. A dir
   without the MLM head (a fine-tuned classifier) is a :class:`UserError` naming it.
 * ``fill(text, top_k=5, beam_size=5, mask_spans=None) -> FillResult``: ``text`` holds runs of ``[MASK]`` (one
   ``[MASK]`` per masked token: one per Chinese character), or ``mask_spans=[(start, end), ...]`` character offsets

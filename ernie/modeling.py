@@ -27,15 +27,13 @@ import paddle.nn.functional as F
 from paddle.distributed.fleet.utils import recompute
 
 from ernie.configuration import ErnieConfig
-from ernie.convert import read_state_dict
 from ernie.ops import (  # noqa: F401  (add_broadcast, linear: also used as ernie.modeling.*)
     KernelPlan, LayerNorm, Linear, add_broadcast, add_expanded, attention_bias, choose_attention, dropout, kernel_plan,
     linear, residual_layer_norm, sdpa_attention,
 )
 from ernie.utils.cpu_tuning import ensure_cpu_tuning, tune_cpu_math  # noqa: F401  (ernie.modeling.tune_cpu_math)
 from ernie.utils import UserError, atomic_write
-
-WEIGHTS_NAME = "model_state.pdparams"
+from ernie.weights import HF_WEIGHT_FILES, WEIGHTS_NAME, is_hf_dir, read_hf_state  # WEIGHTS_NAME: also ernie.modeling.*
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": paddle.tanh}
 
@@ -249,6 +247,21 @@ class ErnieOnlyMLMHead(nn.Layer):
 
     def forward(self, sequence_output, masked_positions=None):
         return self.predictions(sequence_output, masked_positions)
+
+
+def read_state_dict(directory: str) -> tuple[dict, str]:
+    """Weights of a model directory under our names: ``model_state.pdparams`` (ours / PaddleNLP) as it is, else HF
+    weights converted (``ernie.weights``). Returns (state dict, file read)."""
+    paddle_file = os.path.join(directory, WEIGHTS_NAME)
+    if os.path.isfile(paddle_file):
+        try:
+            return paddle.load(paddle_file), paddle_file
+        except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
+            raise UserError(f"{paddle_file}: cannot read weights ({type(e).__name__}: {e})") from None
+    if not is_hf_dir(directory):
+        raise UserError(f"{directory}: no {WEIGHTS_NAME} (ours / PaddleNLP) or {' / '.join(HF_WEIGHT_FILES)} (HF "
+                        "transformers) in this directory")
+    return read_hf_state(directory)
 
 
 class ErniePretrainedModel(nn.Layer):

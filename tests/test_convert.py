@@ -1,4 +1,5 @@
-"""Checkpoints both ways with HF transformers (ernie.convert, scripts/convert_checkpoint.py).
+"""Checkpoints both ways with HF transformers (ernie.weights: the format; ernie.convert, scripts/convert_checkpoint.py:
+whole directories and the command line).
 
 Without torch: ours -> HF -> ours is bit-identical, unknown weight names are refused, an HF directory works as
 --model_name_or_path (config + weights converted on load). With torch + transformers (the test extra): the converted
@@ -20,7 +21,7 @@ import pytest
 
 paddle = pytest.importorskip("paddle")
 
-from ernie import convert, modeling  # noqa: E402
+from ernie import convert, modeling, weights  # noqa: E402
 from ernie.configuration import ErnieConfig  # noqa: E402
 from ernie.utils import UserError  # noqa: E402
 
@@ -50,7 +51,7 @@ def make_ours(directory, arch: str, vocab_dir: str, seed: int = 0, **extra) -> m
     model.save_pretrained(directory)
     for name in ("vocab.txt", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(os.path.join(vocab_dir, name), directory)
-    if arch in convert.CLASSIFIERS:
+    if arch in weights.CLASSIFIERS:
         with open(os.path.join(directory, "label.txt"), "w", encoding="utf-8") as f:
             f.write("".join(f"L{i}\n" for i in range(config.num_labels)))
     model.eval()
@@ -94,10 +95,10 @@ def test_round_trip_is_bit_identical(arch, vocab_dir, tmp_path):
     extra = {"ErnieModel": {}, "ErnieForQuestionAnswering": dict(use_task_id=True, num_labels=2)}.get(
         arch, dict(use_task_id=True, num_labels=5))
     make_ours(ours, arch, vocab_dir, **extra)
-    assert convert.to_hf(ours, hf) == convert.ARCHITECTURES[arch]
+    assert convert.to_hf(ours, hf) == weights.ARCHITECTURES[arch]
     with open(os.path.join(hf, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
-    assert cfg["model_type"] == "ernie" and cfg["architectures"] == [convert.ARCHITECTURES[arch]]
+    assert cfg["model_type"] == "ernie" and cfg["architectures"] == [weights.ARCHITECTURES[arch]]
     assert sorted(os.listdir(hf)) == ["config.json", "model.safetensors", "special_tokens_map.json",
                                       "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
     assert convert.from_hf(hf, back) == arch
@@ -108,7 +109,7 @@ def test_round_trip_is_bit_identical(arch, vocab_dir, tmp_path):
     assert ErnieConfig.from_pretrained(back) == ErnieConfig.from_pretrained(ours)
     with open(os.path.join(ours, "vocab.txt"), "rb") as f1, open(os.path.join(back, "vocab.txt"), "rb") as f2:
         assert f1.read() == f2.read()
-    if arch in convert.CLASSIFIERS:
+    if arch in weights.CLASSIFIERS:
         assert cfg["id2label"] == {str(i): f"L{i}" for i in range(5)}
         with open(os.path.join(back, "label.txt"), encoding="utf-8") as f:
             assert f.read().split() == [f"L{i}" for i in range(5)]
@@ -124,13 +125,13 @@ def test_unknown_weights_and_variants_are_refused(vocab_dir, tmp_path):
         convert.to_hf(ours, hf)
     state = state_arrays(ours)
     with pytest.raises(UserError, match=r"does not know.*ernie\.encoder\.layers\.0\.adapter\.weight"):
-        convert.state_to_hf({**state, "ernie.encoder.layers.0.adapter.weight": np.zeros(3)}, "ErnieForPretraining")
+        weights.state_to_hf({**state, "ernie.encoder.layers.0.adapter.weight": np.zeros(3)}, "ErnieForPretraining")
     untied = {**state, "cls.predictions.decoder.weight": state["cls.predictions.decoder.weight"] + 1}
     with pytest.raises(UserError, match="untied"):
-        convert.state_to_hf(untied, "ErnieForPretraining")
+        weights.state_to_hf(untied, "ErnieForPretraining")
     # an HF directory with a weight nobody knows: refused on conversion and on load, naming it
-    weights = load_file(os.path.join(hf, "model.safetensors"))
-    save_file({**weights, "ernie.encoder.layer.0.attention.self.distance_embedding.weight": np.zeros((3, 4), "f4")},
+    hf_weights = load_file(os.path.join(hf, "model.safetensors"))
+    save_file({**hf_weights, "ernie.encoder.layer.0.attention.self.distance_embedding.weight": np.zeros((3, 4), "f4")},
               os.path.join(hf, "model.safetensors"))
     with pytest.raises(UserError, match="distance_embedding"):
         convert.from_hf(hf, str(tmp_path / "back"))
@@ -138,9 +139,9 @@ def test_unknown_weights_and_variants_are_refused(vocab_dir, tmp_path):
         modeling.ErnieForPretraining.from_pretrained(hf)
     cfg = json.loads(open(os.path.join(hf, "config.json")).read())
     with pytest.raises(UserError, match="position_embedding_type 'relative_key'"):
-        convert.config_dict_from_hf({**cfg, "position_embedding_type": "relative_key"}, "config.json")
+        weights.config_dict_from_hf({**cfg, "position_embedding_type": "relative_key"}, "config.json")
     # a key absent from an HF config means HF's default, not ours
-    assert convert.config_dict_from_hf({"model_type": "ernie"}, "c")["max_position_embeddings"] == 512
+    assert weights.config_dict_from_hf({"model_type": "ernie"}, "c")["max_position_embeddings"] == 512
 
 
 def test_hf_dir_as_model_name_or_path(vocab_dir, tmp_path):
@@ -151,7 +152,7 @@ def test_hf_dir_as_model_name_or_path(vocab_dir, tmp_path):
     ours, hf = str(tmp_path / "ours"), str(tmp_path / "hf")
     model = make_ours(ours, "ErnieForPretraining", vocab_dir)
     convert.to_hf(ours, hf)
-    assert convert.is_hf_dir(hf) and not convert.is_hf_dir(ours)
+    assert weights.is_hf_dir(hf) and not weights.is_hf_dir(ours)
     assert ErnieConfig.from_pretrained(hf, use_recompute=True) == model.config.replace(use_recompute=True)
     fresh = modeling.ErnieForPretraining(ErnieConfig.from_pretrained(hf))
     checkpoint.load_model_weights(hf, fresh)  # --continue_training
@@ -197,7 +198,7 @@ def test_cli(vocab_dir, tmp_path, capsys):
 def test_hf_transformers_gives_the_same_logits(arch, vocab_dir, tmp_path):
     torch, transformers = hf_modules()
     ours, hf = str(tmp_path / "ours"), str(tmp_path / "hf")
-    extra = dict(num_labels=5) if arch in convert.CLASSIFIERS else {}
+    extra = dict(num_labels=5) if arch in weights.CLASSIFIERS else {}
     model = make_ours(ours, arch, vocab_dir, **extra)
     hf_arch = convert.to_hf(ours, hf)
     hf_model = getattr(transformers, hf_arch).from_pretrained(hf).eval()

@@ -30,12 +30,15 @@ import paddle
 import paddle.nn.functional as F
 
 from ernie.training.checkpoint import rng_state, set_rng_state  # the RNG states pretraining checkpoints save
+from ernie.training.lr import finetune_schedule
+from ernie.training.optim import build_optimizer
 from ernie.utils import UserError, atomic_dir, atomic_write, fault_point
+from ernie.weights import WEIGHTS_NAME
 
 IGNORE_INDEX = -100
 CHECKPOINT_PREFIX = "checkpoint-"
 STATE_FILE = "trainer_state.json"
-MODEL_FILE = "model_state.pdparams"
+MODEL_FILE = WEIGHTS_NAME  # the model's weights file (named by ernie.weights, like every model directory's)
 OPTIMIZER_FILE = "optimizer.pdopt"
 RNG_FILE = "rng_state.pkl"
 ARGS_FILE = "training_args.json"
@@ -167,20 +170,10 @@ class Trainer:
         return steps_per_epoch, max_steps, eval_steps, save_steps
 
     def _optimizer(self, max_steps: int):
+        """(optimizer, LR scheduler): the shared AdamW (``ernie.training.optim``) with fine-tuning's warmup + decay."""
         a = self.args
-        warmup = int(a.warmup_ratio * max_steps)
-
-        def factor(step: int) -> float:
-            if step < warmup:
-                return (step + 1) / (warmup + 1)
-            return max(0.0, (max_steps - step) / max(1, max_steps - warmup))
-
-        scheduler = paddle.optimizer.lr.LambdaDecay(a.learning_rate, factor)
-        no_decay = {p.name for n, p in self.model.named_parameters() if "bias" in n or "norm" in n}
-        optimizer = paddle.optimizer.AdamW(
-            learning_rate=scheduler, parameters=self.model.parameters(), weight_decay=a.weight_decay,
-            apply_decay_param_fun=lambda name: name not in no_decay,
-            grad_clip=paddle.nn.ClipGradByGlobalNorm(a.max_grad_norm) if a.max_grad_norm > 0 else None)
+        scheduler = finetune_schedule(a.learning_rate, a.warmup_ratio, max_steps)
+        optimizer = build_optimizer(self.model, scheduler, weight_decay=a.weight_decay, max_grad_norm=a.max_grad_norm)
         return optimizer, scheduler
 
     def _batches(self, features: list[dict], shuffle_seed: int | None, skip: int = 0):

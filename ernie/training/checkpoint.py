@@ -32,10 +32,10 @@ import paddle
 import yaml
 
 from ernie.utils import UserError, atomic_dir
+from ernie.weights import WEIGHTS_NAME, is_hf_dir, read_hf_state
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "model_state.pdopt"
-MODEL_STATE = "model_state.pdparams"
 SCALER_STATE = "scaler.pdparams"
 RNG_STATE = "rng_state.pkl"
 ARGS_FILE = "args.yaml"
@@ -151,15 +151,13 @@ def read_args(path: str) -> dict[str, Any]:
 
 def load_model_weights(path: str, model) -> None:
     """Load ``path/model_state.pdparams`` (ours or PaddleNLP's names) into ``model``; shape mismatches are errors."""
-    from ernie.convert import is_hf_dir, read_state_dict
-
     if is_hf_dir(path):  # an HF transformers ERNIE directory: its weights converted on load
-        state, file = read_state_dict(path)
+        state, file = read_hf_state(path)
         model.load_weights(state, source=file)
         return
-    file = os.path.join(path, MODEL_STATE)
+    file = os.path.join(path, WEIGHTS_NAME)
     if not os.path.isfile(file):
-        raise UserError(f"{path}: no {MODEL_STATE} (model weights) in this directory")
+        raise UserError(f"{path}: no {WEIGHTS_NAME} (model weights) in this directory")
     model.load_weights(_read(file, "model weights", paddle.load), source=file)
 
 
@@ -184,7 +182,7 @@ def verify_checkpoint(path: str) -> None:
     """Read every file of the checkpoint at ``path`` (``UnreadableCheckpoint`` naming the first bad one)."""
     read_trainer_state(path)
     read_args(path)
-    _read(os.path.join(path, MODEL_STATE), "model weights", paddle.load)
+    _read(os.path.join(path, WEIGHTS_NAME), "model weights", paddle.load)
     _read(os.path.join(path, OPTIMIZER_STATE), "optimizer state", paddle.load)
     _read(os.path.join(path, RNG_STATE), "random-number states", _load_rng)
 

@@ -39,6 +39,7 @@ from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import StopRequest, UserError, cli_main, is_interrupt, resolve_dir
 
 from . import checkpoint as ckpt
+from . import optim
 from .args import Batching, PretrainArgs, derive_batching, parse_args
 from .distributed import (DistEnv, all_gather_object, all_reduce_gradients, all_reduce_mean, barrier,
                           die_with_launcher, discard_unused_output_dir, init_distributed, loader_worker_init,
@@ -84,16 +85,13 @@ def build_model(args: PretrainArgs, tokenizer):
 
 
 def build_optimizer(args: PretrainArgs, model, use_master_weights: bool):
-    """AdamW (no weight decay on biases and LayerNorm) with warmup + decay and global-norm clipping."""
+    """(optimizer, LR scheduler): the shared AdamW (``ernie.training.optim``) with this run's warmup + decay."""
     o, t = args.optimizer, args.training
     scheduler = WarmupDecay(o.max_lr, o.min_lr, warmup_steps=o.warmup_rate * t.max_steps,
                             decay_steps=o.decay_steps, style=o.lr_decay_style)
-    decayed = {p.name for n, p in model.named_parameters() if not any(k in n for k in ("bias", "norm"))}
-    optimizer = paddle.optimizer.AdamW(
-        learning_rate=scheduler, beta1=o.adam_beta1, beta2=o.adam_beta2, epsilon=o.adam_epsilon,
-        parameters=model.parameters(), weight_decay=o.weight_decay, apply_decay_param_fun=decayed.__contains__,
-        grad_clip=paddle.nn.ClipGradByGlobalNorm(o.grad_clip) if o.grad_clip > 0 else None,
-        multi_precision=use_master_weights)
+    optimizer = optim.build_optimizer(model, scheduler, weight_decay=o.weight_decay, max_grad_norm=o.grad_clip,
+                                      beta1=o.adam_beta1, beta2=o.adam_beta2, epsilon=o.adam_epsilon,
+                                      multi_precision=use_master_weights)
     return optimizer, scheduler
 
 

@@ -1,7 +1,8 @@
 """Label files: ``label.txt`` beside a fine-tuned or exported model, one label a line, line number = class id.
 
-The one reader and writer of that file, shared by fine-tuning (``ernie.finetune``) and deployment
-(``ernie.deploy``), so that neither imports the other to find a model's labels.
+The one reader and writer of that file, shared by fine-tuning (``ernie.finetune``), deployment (``ernie.deploy``)
+and the HF converter (``ernie.convert``: ``id2label`` <-> ``label.txt``), so that none imports another to find a
+model's labels.
 """
 from __future__ import annotations
 
