@@ -65,14 +65,12 @@ def test_write_peoples_daily_text(tmp_path):
 
 
 def test_pretraining_text_leaves_out_every_ner_dev_and_test_sentence():
-    from ernie.finetune.data import peoples_daily_ner, split_sentences_bio
-
     full, kept = corpus.peoples_daily_text(), corpus.peoples_daily_text_without_eval()
     assert len(kept) == len(full) and 0.7 < sum(map(len, kept)) / sum(map(len, full)) < 0.9
-    ner = peoples_daily_ner()
+    ner = corpus.peoples_daily_ner_dataset()
     held_out = {"".join(ex["tokens"]) for ex in ner.dev + ner.test}
     train = {"".join(ex["tokens"]) for ex in ner.train}
-    sentences = {"".join(ex["tokens"]) for text in kept for ex in split_sentences_bio(text, [])}
+    sentences = {"".join(ex["tokens"]) for text in kept for ex in corpus.split_sentences_bio(text, [])}
     assert not sentences & held_out and len(sentences & train) > 0.9 * len(train)
     text = "\n".join(kept)  # not even inside a longer kept sentence (the headline opens one in the raw corpus)
     assert "中央军委举行慰问驻京部队老干部迎新春文艺演出" in held_out and "中央军委举行慰问驻京部队老干部迎新春文艺演出" not in text
