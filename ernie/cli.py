@@ -18,11 +18,11 @@ def run_pretrain() -> None:
 
 
 def run_seq_cls() -> None:
-    _main("ernie.finetune.seq_cls")
+    _main("ernie.finetune.cli", "run_seq_cls")
 
 
 def run_ner() -> None:
-    _main("ernie.finetune.ner")
+    _main("ernie.finetune.cli", "run_ner")
 
 
 def export_model() -> None:

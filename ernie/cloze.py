@@ -2,7 +2,7 @@
 
 Contract:
 
-* Sentences: the built-in ``peoples_daily_ner`` *test* split (``ernie.finetune.data``), which pretraining corpora made
+* Sentences: the built-in ``peoples_daily_ner`` *test* split (``data_tools.corpus``), which pretraining corpora made
   by the toolkit leave out (``data_tools.corpus.peoples_daily_text_without_eval``). A sentence longer than
   ``max_chars`` is cut to a window of ``max_chars`` characters around the masked span (the demo pretrains at 64 tokens).
 * Kinds (:data:`KINDS`), at most one item per sentence, drawn with ``numpy.random.default_rng(seed)``:
@@ -24,10 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from data_tools.corpus import NER_TYPES, peoples_daily_ner_dataset
+from data_tools.lac import LacLexicalModel
+from ernie.fill_mask import FillMask
 from ernie.tokenizer import is_cjk_char
+from ernie.utils import UserError
 
 KINDS = ("char", "entity", "word")
-ENTITY_TYPES = ("PER", "LOC", "ORG")
+ENTITY_TYPES = NER_TYPES  # the gold entity types an ``entity`` item may blank
 LAC_ENTITY_LABELS = ("PER", "LOC", "ORG", "TIME")
 MIN_SPAN, MAX_SPAN = 2, 4  # characters of an entity / word item
 DEFAULT_MAX_CHARS = 62  # a [CLS] ... [SEP] window of 64 tokens, the demo's pretraining length
@@ -49,10 +53,8 @@ class ClozeItem:
 @functools.lru_cache(maxsize=1)
 def held_out_sentences() -> tuple[tuple[str, tuple[tuple[int, int, str], ...]], ...]:
     """(text, entity spans (start, end, type)) of every peoples_daily_ner test sentence."""
-    from ernie.finetune.data import peoples_daily_ner
-
     out = []
-    for ex in peoples_daily_ner().test:
+    for ex in peoples_daily_ner_dataset().test:
         text = "".join(ex["tokens"])
         spans, start, kind = [], None, None
         for i, tag in enumerate(list(ex["labels"]) + ["O"]):
@@ -80,8 +82,6 @@ def _window(text: str, start: int, end: int, max_chars: int, rng: np.random.Gene
 
 
 def _lac_words(texts: list[str], lac_model_dir: str | None) -> list[list[tuple[int, int, str]]]:
-    from data_tools.lac import LacLexicalModel
-
     lac = LacLexicalModel(lac_model_dir)
     out = []
     for words, labels in lac.analyse(texts):
@@ -145,9 +145,6 @@ def evaluate(fill_mask, items: list[ClozeItem], beam_size: int = 5) -> dict:
 def run_cloze(model_dir: str, kinds=("char", "entity"), n: int = 300, seed: int = 0, beam_size: int = 5,
               max_chars: int = DEFAULT_MAX_CHARS, lac_model_dir: str | None = None, fill_mask=None) -> dict:
     """``{kind: figures}`` of the checkpoint in ``model_dir``; ``word`` needs LAC (``{"skipped": reason}``)."""
-    from ernie.fill_mask import FillMask
-    from ernie.utils import UserError
-
     fill_mask = fill_mask or FillMask(model_dir)
     out = {}
     for kind in kinds:

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Entry point: see ernie/finetune/ner.py (`python scripts/run_ner.py --help`)."""
-from ernie.finetune.ner import main
+"""Entry point: see ernie/finetune/cli.py (`python scripts/run_ner.py --help`)."""
+from ernie.finetune.cli import run_ner as main
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Entry point: see ernie/finetune/qa.py (`python scripts/run_qa.py --help`)."""
-from ernie.finetune.qa import main
+"""Entry point: see ernie/finetune/cli.py (`python scripts/run_qa.py --help`)."""
+from ernie.finetune.cli import run_qa as main
 
 if __name__ == "__main__":
     main()

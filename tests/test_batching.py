@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from data_tools.batching import DistributedBatchSampler, collate
-from data_tools.corpus import write_peoples_daily_token_files
+from fixtures import write_peoples_daily_token_files
 from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
 from ernie.utils import UserError
 

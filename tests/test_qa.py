@@ -8,8 +8,9 @@ import os
 import numpy as np
 import pytest
 
+from data_tools.corpus import BLANK, peoples_daily_qa_dataset
 from ernie.finetune.metrics import cmrc_em, cmrc_f1, cmrc_scores, mixed_segmentation
-from ernie.finetune.qa import BLANK, OffsetTokenizer, QaOptions, QaTask, peoples_daily_qa
+from ernie.finetune.qa import OffsetTokenizer, QaOptions, QaTask
 
 TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
         "hidden_act": "gelu", "max_position_embeddings": 130, "vocab_size": 10000}
@@ -71,9 +72,9 @@ def test_long_context_windows_overlap_and_hold_the_answer(tokenizer):
 
 
 def test_builtin_cloze_set_properties():
-    ds = peoples_daily_qa()
+    ds = peoples_daily_qa_dataset()
     assert (len(ds.train), len(ds.dev), len(ds.test)) == (6084, 705, 819)
-    assert peoples_daily_qa().dev == ds.dev  # fixed
+    assert peoples_daily_qa_dataset().dev == ds.dev  # fixed
     contexts = {name: {ex["context"] for ex in getattr(ds, name)} for name in ("train", "dev", "test")}
     assert not contexts["train"] & contexts["test"] and not contexts["train"] & contexts["dev"]
     for ex in ds.train[:500] + ds.test:
@@ -101,7 +102,7 @@ CMRC = {"version": "v1.0", "data": [{"title": "厦门", "paragraphs": [{
 @pytest.fixture(scope="module")
 def cmrc_run(tmp_path_factory, tiny_config, vocab_dir):
     """run_qa.py on a hand-written cmrc2018 fixture: train, eval, export."""
-    from ernie.finetune.qa import main
+    from ernie.finetune.cli import run_qa as main
 
     data = tmp_path_factory.mktemp("cmrc")
     for name in ("cmrc2018_train.json", "cmrc2018_dev.json"):
@@ -174,7 +175,7 @@ def test_qa_infer_cli(cmrc_run, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_qa_on_the_builtin_set(tmp_path, tiny_config, vocab_dir):
-    from ernie.finetune.qa import main
+    from ernie.finetune.cli import run_qa as main
 
     results = main(["--model_name_or_path", tiny_config, "--tokenizer_name_or_path", vocab_dir, "--dataset",
                     "peoples_daily_qa", "--max_train_samples", "64", "--max_eval_samples", "16",

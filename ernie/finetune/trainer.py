@@ -9,7 +9,8 @@ Resuming (:func:`read_checkpoint`, then ``train(resume=...)``) restores weights,
 the trainer state and the data position (epoch ``step // steps_per_epoch``, whose batch order comes from
 ``seed + epoch``, and the batches of it already done), so a resumed run is bit-identical to an uninterrupted one.
 
-A :class:`Task` tells the loop how to batch features, compute the loss and score predictions.
+A :class:`LoopTask` (what :class:`ernie.finetune.tasks.Task` implements) tells the loop how to batch features, compute
+the loss and score predictions.
 """
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ TRAJECTORY_ARGS = ("seed", "batch_size", "learning_rate", "weight_decay", "warmu
                    "early_stopping_patience")
 
 
-class Task(Protocol):
-    """What the loop needs of a task (:class:`ernie.finetune.tasks.Task` implements it)."""
+class LoopTask(Protocol):
+    """What the loop needs of a task; :class:`ernie.finetune.tasks.Task` (the task contract) implements it."""
 
     def collate(self, features: list[dict]) -> dict[str, np.ndarray]: ...
 
@@ -149,7 +150,7 @@ class Trainer:
     ``log`` receives progress lines.
     """
 
-    def __init__(self, model: paddle.nn.Layer, args, task: Task, train_features: list[dict],
+    def __init__(self, model: paddle.nn.Layer, args, task: LoopTask, train_features: list[dict],
                  eval_features: list[dict] | None = None, save_extra: Callable[[str], None] = lambda d: None,
                  log: Callable[[str], None] = print):
         self.model, self.args, self.task = model, args, task
