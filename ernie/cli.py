@@ -74,7 +74,8 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
                "ERNIE 1.0 pretraining, PaddleNLP ernie-1.0 flags (+ --config YAML, --amp_dtype). See "
                "ernie/training/trainer.py.\n\n"
                "    python -m paddle.distributed.launch --nproc_per_node 2 scripts/run_pretrain.py "
-               "--config configs/pretrain/ernie-tiny-cpu.yaml",
+               "--config CONFIG.yaml\n\n"
+               "(configs/pretrain/: e.g. ernie-tiny-cpu.yaml; ernie-1.0-base-gpu.yaml on GPUs)",
                before="ernie.training.distributed:configure_threads"),
     EntryPoint("plot_logs", "ernie.training.plot:main",
                "Draw loss / learning-rate curves of a pretraining run: see ernie/training/plot.py.\n\n"
@@ -98,13 +99,14 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
                "Export a fine-tuned model for Paddle Inference / ONNX Runtime: see ernie/deploy/export.py."),
     EntryPoint("seq_cls_infer", "ernie.deploy.infer:main",
                "Sequence classification with an exported model: see ernie/deploy/infer.py."),
-    EntryPoint("qa_infer", "ernie.deploy.qa_infer:main", "Extractive QA with an exported model: see ernie/deploy/qa_infer.py."),
+    EntryPoint("qa_infer", "ernie.deploy.qa_infer:main",
+               "Extractive QA with an exported model: see ernie/deploy/qa_infer.py."),
     EntryPoint("fastdeploy_seq_cls_infer", "ernie.deploy.fastdeploy_infer:seq_cls_main",
-               "Sequence classification with FastDeploy (run by the FastDeploy environment's Python): see "
-               "ernie/deploy/fastdeploy_infer.py."),
+               "Sequence classification with FastDeploy (run by the FastDeploy environment's Python):\n"
+               "see ernie/deploy/fastdeploy_infer.py."),
     EntryPoint("fastdeploy_token_cls_infer", "ernie.deploy.fastdeploy_infer:token_cls_main",
-               "Token classification (NER) with FastDeploy (run by the FastDeploy environment's Python): see "
-               "ernie/deploy/fastdeploy_infer.py."),
+               "Token classification (NER) with FastDeploy (run by the FastDeploy environment's Python):\n"
+               "see ernie/deploy/fastdeploy_infer.py."),
     EntryPoint("setup_envs", "ernie.deploy.envs:main",
                "Create or refresh the toolkit's side environments (FastDeploy, Paddle 2.6): see ernie/deploy/envs.py.",
                script=False),

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Sequence classification with FastDeploy (run by the FastDeploy environment's Python): see ernie/deploy/fastdeploy_infer.py.
+"""Sequence classification with FastDeploy (run by the FastDeploy environment's Python):
+see ernie/deploy/fastdeploy_infer.py.
 
 Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
 """

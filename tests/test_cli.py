@@ -8,12 +8,12 @@ import runpy
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 
-import ernie.cli as cli
+from ernie import cli
 from ernie.utils import ArgumentParser, UserError, str2bool
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -87,8 +87,7 @@ def test_the_check_finds_drift(tmp_path):
                  f"{ENTRY_POINTS[2].console}: None", "ernie-renamed"):
         assert part in problems, problems
     cli.write(str(tmp_path))
-    assert cli.check(str(tmp_path)) == ["scripts/stray.py: not in the registry (ernie/cli.py ENTRY_POINTS or "
-                                        "NOT_ENTRY_POINTS)"]
+    assert [line.split(":")[0] for line in cli.check(str(tmp_path))] == ["scripts/stray.py"]
     assert (tmp_path / "pyproject.toml").read_text() == text  # the rest of pyproject.toml is kept as it was
 
 
@@ -126,7 +125,8 @@ def test_run_pretrain_script_sets_threads_before_paddle(tmp_path):
                      "real = d.configure_threads\n"
                      "def configure_threads():\n"
                      "    real()\n"
-                     "    print('PADDLE_LOADED', 'paddle' in sys.modules, os.environ.get('OMP_NUM_THREADS'), flush=True)\n"
+                     "    print('PADDLE_LOADED', 'paddle' in sys.modules, os.environ.get('OMP_NUM_THREADS'),\n"
+                     "          flush=True)\n"
                      "    os._exit(0)\n"
                      "d.configure_threads = configure_threads\n")
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
