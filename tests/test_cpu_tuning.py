@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from data_tools.lac import find_lac_model_dir
 from ernie.cli import ENTRY_POINTS
+from ernie.utils import UserError
 from ernie.utils.cpu_tuning import default_num_threads, mkl_cpu_type
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,9 +153,6 @@ def test_the_user_settings_win_and_the_switch_turns_everything_off():
 
 
 def test_a_lac_runner_applies_the_settings_before_its_first_gemm():
-    from data_tools.lac import find_lac_model_dir
-    from ernie.utils import UserError
-
     try:
         find_lac_model_dir()
     except UserError:
