@@ -1,6 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see ernie/convert.py (`python scripts/convert_checkpoint.py --help`)."""
-from ernie.convert import main
+"""Checkpoints both ways with HF transformers: see ernie/convert.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
+import sys
+
+from ernie.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("convert_checkpoint"))

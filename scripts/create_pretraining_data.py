@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see data_tools/create_pretraining_data.py (`python scripts/create_pretraining_data.py --help`)."""
+"""jsonl documents -> pretraining token files: see data_tools/create_pretraining_data.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
 import sys
 
-from data_tools.create_pretraining_data import main
+from ernie.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("create_pretraining_data"))

@@ -1,6 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see ernie/deploy/export.py (`python scripts/export_model.py --help`)."""
-from ernie.deploy.export import main
+"""Export a fine-tuned model for Paddle Inference / ONNX Runtime: see ernie/deploy/export.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
+import sys
+
+from ernie.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("export_model"))

@@ -1,6 +1,12 @@
 #!/usr/bin/env python
-"""Entry point (FastDeploy environment's Python): see ernie/deploy/fastdeploy_infer.py (`--help`)."""
-from ernie.deploy.fastdeploy_infer import seq_cls_main
+"""Sequence classification with FastDeploy (run by the FastDeploy environment's Python):
+see ernie/deploy/fastdeploy_infer.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
+import sys
+
+from ernie.cli import run
 
 if __name__ == "__main__":
-    seq_cls_main()
+    sys.exit(run("fastdeploy_seq_cls_infer"))

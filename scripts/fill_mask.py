@@ -1,6 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see ernie/fill_mask.py (`python scripts/fill_mask.py --help`)."""
-from ernie.fill_mask import main
+"""Top-k fillings of [MASK]ed characters: see ernie/fill_mask.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
+import sys
+
+from ernie.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("fill_mask"))

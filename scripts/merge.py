@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see data_tools/merge.py (`python scripts/merge.py --help`)."""
+"""Merge token corpora into one: see data_tools/merge.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
 import sys
 
-from data_tools.merge import main
+from ernie.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("merge"))

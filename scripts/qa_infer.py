@@ -1,6 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see ernie/deploy/qa_infer.py (`python scripts/qa_infer.py --help`)."""
-from ernie.deploy.qa_infer import main
+"""Extractive QA with an exported model: see ernie/deploy/qa_infer.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
+import sys
+
+from ernie.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("qa_infer"))

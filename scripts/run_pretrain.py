@@ -1,12 +1,15 @@
+#!/usr/bin/env python
 """ERNIE 1.0 pretraining, PaddleNLP ernie-1.0 flags (+ --config YAML, --amp_dtype). See ernie/training/trainer.py.
 
-    python -m paddle.distributed.launch --nproc_per_node 2 scripts/run_pretrain.py --config configs/pretrain/ernie-tiny-cpu.yaml
+    python -m paddle.distributed.launch --nproc_per_node 2 scripts/run_pretrain.py --config CONFIG.yaml
+
+(configs/pretrain/: e.g. ernie-tiny-cpu.yaml; ernie-1.0-base-gpu.yaml on GPUs)
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
 """
-from ernie.training.distributed import configure_threads
+import sys
 
-configure_threads()  # before Paddle is imported: OMP_NUM_THREADS = cores / processes on this machine, unless set
-
-from ernie.training.trainer import main  # noqa: E402
+from ernie.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("run_pretrain"))

@@ -1,6 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see ernie/finetune/cli.py (`python scripts/run_qa.py --help`)."""
-from ernie.finetune.cli import run_qa as main
+"""Fine-tune for extractive QA: see ernie/finetune/qa.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
+import sys
+
+from ernie.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("run_qa"))

@@ -1,6 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see ernie/deploy/infer.py (`python scripts/seq_cls_infer.py --help`)."""
-from ernie.deploy.infer import main
+"""Sequence classification with an exported model: see ernie/deploy/infer.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
+import sys
+
+from ernie.cli import run
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run("seq_cls_infer"))

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see data_tools/trans_to_json.py (`python scripts/trans_to_json.py --help`)."""
+"""Raw text files -> a jsonl of documents: see data_tools/trans_to_json.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
 import sys
 
-from data_tools.trans_to_json import main
+from ernie.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("trans_to_json"))

@@ -1,8 +1,11 @@
 #!/usr/bin/env python
-"""Entry point: see data_tools/segmentation.py (`python scripts/words_segmentation.py --help`)."""
+"""Segment Chinese text into words: see data_tools/segmentation.py.
+
+Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
+"""
 import sys
 
-from data_tools.segmentation import main
+from ernie.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run("words_segmentation"))

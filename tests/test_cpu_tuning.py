@@ -1,7 +1,7 @@
 """The process-level CPU settings (ernie.utils.cpu_tuning, docs/cpu.md) are in effect wherever Paddle math runs: in
-every entry point (scripts/*.py and [project.scripts]) and in a plain Python-API process, asked of MKL itself
-(``mkl_serv_cpu_detect``: the GEMM code path MKL chose at its first call) after the math ran; never over what the
-user set; all off with ERNIE_NO_CPU_TUNING=1."""
+every entry point (the registry of ernie/cli.py: scripts/*.py and [project.scripts]) and in a plain Python-API
+process, asked of MKL itself (``mkl_serv_cpu_detect``: the GEMM code path MKL chose at its first call) after the math
+ran; never over what the user set; all off with ERNIE_NO_CPU_TUNING=1."""
 from __future__ import annotations
 
 import ast
@@ -12,8 +12,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import tomllib
 
+from data_tools.lac import find_lac_model_dir
+from ernie.cli import ENTRY_POINTS
+from ernie.utils import UserError
 from ernie.utils.cpu_tuning import default_num_threads, mkl_cpu_type
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -58,11 +60,10 @@ else:
 
 
 def entry_points() -> list[tuple[str, str]]:
-    """Every entry point: ("script", path) for scripts/*.py, ("console", "module:function") for [project.scripts]."""
-    scripts = [("script", str(p)) for p in sorted((ROOT / "scripts").glob("*.py"))]
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        console = tomllib.load(f)["project"]["scripts"]
-    return scripts + [("console", target) for _, target in sorted(console.items())]
+    """Every entry point of the registry: ("script", path) for its scripts/*.py, ("console", "module:function") for
+    its console scripts (tests/test_cli.py: they are what scripts/ and [project.scripts] hold)."""
+    scripts = [("script", str(ROOT / ep.script_path)) for ep in ENTRY_POINTS if ep.script]
+    return scripts + [("console", ep.console_target) for ep in ENTRY_POINTS]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -92,7 +93,7 @@ def assert_tuned(rep: dict) -> None:
 
 def test_entry_points_are_enumerated():
     kinds = entry_points()
-    assert len([k for k in kinds if k[0] == "script"]) >= 15 and len([k for k in kinds if k[0] == "console"]) >= 8
+    assert len([k for k in kinds if k[0] == "script"]) >= 15 and len([k for k in kinds if k[0] == "console"]) >= 15
     for kind, target in kinds:  # every script names the module it runs (the runner resolves it the same way)
         if kind == "script":
             ast.parse(Path(target).read_text(encoding="utf-8"))
@@ -152,9 +153,6 @@ def test_the_user_settings_win_and_the_switch_turns_everything_off():
 
 
 def test_a_lac_runner_applies_the_settings_before_its_first_gemm():
-    from data_tools.lac import find_lac_model_dir
-    from ernie.utils import UserError
-
     try:
         find_lac_model_dir()
     except UserError:

@@ -35,7 +35,7 @@ import sys
 import time
 from typing import Callable
 
-from ernie.utils import UserError, cli_main
+from ernie.utils import ArgumentParser, UserError, cli_main
 
 from .openvino_precision import PLUGINS_XML, set_cpu_f32
 
@@ -253,9 +253,7 @@ def child_env(name: str) -> dict:
 def main(argv: list[str] | None = None) -> list[str]:
     """``python -m ernie.deploy.envs NAME...`` (scripts/setup_fastdeploy_env.sh): create or refresh the named
     environments, print ``NAME: python`` for each."""
-    import argparse
-
-    p = argparse.ArgumentParser(prog="python -m ernie.deploy.envs", description="Create the toolkit's environments.")
+    p = ArgumentParser(prog="python -m ernie.deploy.envs", description="Create the toolkit's environments.")
     p.add_argument("names", nargs="+", choices=sorted(ENVS))
     pythons = []
     for name in p.parse_args(argv).names:

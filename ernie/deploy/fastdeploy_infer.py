@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from ernie.utils import UserError, cli_main, require_positive
+from ernie.utils import ArgumentParser, UserError, cli_main, require_positive
 
 from .infer import (SeqClsPredictor, add_precision_flag, check_max_length, check_precision, check_task,
                     predict_and_print, read_inputs)
@@ -165,12 +165,8 @@ def padded_random_feeds(vocab_size: int, batch: int, seq: int, seed: int = 0) ->
     return {"input_ids": ids, "token_type_ids": types}
 
 
-def _parser(prog: str, description: str) -> argparse.ArgumentParser:
-    class Parser(argparse.ArgumentParser):
-        def error(self, message):
-            raise UserError(message)
-
-    p = Parser(prog=prog, description=description)
+def _parser(prog: str, description: str) -> ArgumentParser:
+    p = ArgumentParser(prog=prog, description=description)
     p.add_argument("--model_dir", required=True, help="exported model directory (export_model.py / --do_export)")
     p.add_argument("--backend", choices=BACKENDS, default="paddle", help="FastDeploy runtime backend")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")

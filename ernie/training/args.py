@@ -48,7 +48,7 @@ class ModelArgs:
         "choices": ["eager", "sdpa", "flash"],
         "help": "attention kernel: eager (matmul + softmax, as PaddleNLP's ERNIE); opt-in sdpa "
                 "(F.scaled_dot_product_attention: flash / memory-efficient / math as Paddle's checks allow) or flash "
-                "(flash attention where Paddle allows it: fp16/bf16, head_dim % 8 == 0, SM 8.x+; else eager). "
+                "(flash attention where Paddle allows it: fp16/bf16, head_dim a multiple of 8, SM 8.x+; else eager). "
                 "The kernel that runs is logged"})
     vocab_size: Optional[int] = field(default=None, metadata={
         "help": "rows of the embedding table (and of the MLM output) when pretraining from scratch; default: the "
