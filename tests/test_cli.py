@@ -8,7 +8,7 @@ import pytest
 from ernie.utils import ArgumentParser, UserError, str2bool
 
 ENTRY_POINTS = ["data_tools.trans_to_json", "data_tools.vocab", "data_tools.create_pretraining_data",
-                "data_tools.merge", "data_tools.segmentation", "ernie.training.plot", "ernie.demo",
+                "data_tools.merge", "data_tools.segmentation", "ernie.training.plot", "examples.demo",
                 "ernie.training.trainer", "ernie.finetune.seq_cls", "ernie.finetune.ner", "ernie.finetune.qa",
                 "ernie.deploy.export", "ernie.deploy.infer", "ernie.deploy.qa_infer", "ernie.selfcheck",
                 "ernie.fill_mask"]
