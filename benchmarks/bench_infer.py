@@ -21,7 +21,7 @@ Accuracy (``--accuracy``): the demo-shape model is fine-tuned from random init o
 run_ner.py, short), exported with ``--quantize int8``, and the whole dev split is scored with Paddle Inference fp32,
 ONNX Runtime fp32 and ONNX Runtime int8 through the task's own encode/metrics.
 
-Results (and the machine: CPU model, flags, load average, commit) go to ``--output`` (docs/int8_inference.md).
+Results (and the machine: CPU model, flags, load average, commit) go to ``--output`` (docs/results/bench_infer.md).
 
     python benchmarks/bench_infer.py                                   # speed: base + demo shape; accuracy
     python benchmarks/bench_infer.py --configs ernie-mini-cpu --no-accuracy --rounds 1   # quick look
@@ -316,7 +316,7 @@ def main() -> None:
     p.add_argument("--accuracy_config", default="ernie-mini-cpu")
     p.add_argument("--paddle_ptq", action=argparse.BooleanOptionalAction, default=True,
                    help="the experimental Paddle PTQ + oneDNN int8 row (needs the paddle26 environment)")
-    p.add_argument("--output", default=os.path.join(REPO, "docs", "int8_inference.md"))
+    p.add_argument("--output", default=os.path.join(REPO, "docs", "results", "bench_infer.md"))
     args = p.parse_args()
 
     from ernie.utils import atomic_write

@@ -3,7 +3,7 @@ comparable valid loss.
 
     python benchmarks/bench_masking.py [--work_dir output/bench_masking] [--settings basic knowledge knowledge_basic_heavy
         staged] [--steps 2500] [--budgets 1 4] [--seeds 1 2 3] [--nproc 2] [--cloze_items 300]
-        [--output docs/masking_ablation.md] [--checkpoint basic@1=output/demo/pretrain/model_last] [--report_only]
+        [--output docs/results/bench_masking.md] [--checkpoint basic@1=output/demo/pretrain/model_last] [--report_only]
 
     # the whole ablation (hours on 2 cores); a smoke run of the whole pipeline: --steps 50 --budgets 1 --seeds 1
 
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--no_random_init", action="store_true")
     p.add_argument("--parallel", type=int, default=2, help="fine-tuning runs at a time")
     p.add_argument("--report_only", action="store_true", help="write the table of the runs finished so far")
-    p.add_argument("--output", default=os.path.join(REPO, "docs", "masking_ablation.md"))
+    p.add_argument("--output", default=os.path.join(REPO, "docs", "results", "bench_masking.md"))
     a = p.parse_args(argv)
     w, out = os.path.abspath(a.demo_dir), os.path.abspath(a.work_dir)
     os.makedirs(out, exist_ok=True)

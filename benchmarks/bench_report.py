@@ -119,4 +119,5 @@ def write_results(path: str, title: str, writer: str, command: str, setup: list[
          "timings and ratios)"), ""]
     with atomic_write(path, "w") as f:
         f.write("\n".join(head) + "\n" + body.rstrip("\n") + "\n")
-    print(f"results written to {os.path.relpath(path, ROOT)}")
+    inside = os.path.abspath(path).startswith(ROOT + os.sep)
+    print(f"results written to {os.path.relpath(path, ROOT) if inside else path}")
