@@ -1,7 +1,7 @@
 """Cloze test of pretrained checkpoints on held-out People's Daily sentences (issue 22, item 3; ``ernie.cloze``).
 
     python benchmarks/bench_cloze.py --model NAME=DIR [--model NAME2=DIR2 ...] [--kinds char entity word]
-        [--n 300] [--seed 0] [--beam_size 5] [--max_chars 62] [--output docs/cloze.md]
+        [--n 300] [--seed 0] [--beam_size 5] [--max_chars 62] [--output docs/results/bench_cloze.md]
 
 Sentences: the ``peoples_daily_ner`` test split, which the toolkit's pretraining corpora leave out. Kinds: (a)
 ``char`` one masked Chinese character, (b) ``entity`` a whole PER/LOC/ORG entity of 2-4 characters, (c) ``word`` a
@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--max_chars", type=int, default=cloze.DEFAULT_MAX_CHARS,
                    help="sentence window around the span (the checkpoint's pretraining length - 2)")
     p.add_argument("--lac_model_dir", default=None, help="LAC's lac_model (default: the installed LAC package's)")
-    p.add_argument("--output", default=os.path.join(REPO, "docs", "cloze.md"))
+    p.add_argument("--output", default=os.path.join(REPO, "docs", "results", "bench_cloze.md"))
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = p.parse_args(argv)
     from ernie.utils.cpu_tuning import tune_cpu_math

@@ -120,64 +120,69 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1, help="repeat the corpus this many times")
     p.add_argument("--workers", type=int, default=0, help="also time ours with this many workers (wall clock)")
     p.add_argument("--lac", action="store_true", help="also time ours with --cn_seg_func lac")
+    p.add_argument("--results", default=None,
+                   help="where to record the output (default docs/results/bench_data_prep.md; '' = nowhere)")
     args = p.parse_args()
+    from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
-    workdir = args.workdir or tempfile.mkdtemp(prefix="bench_data_prep_")
-    os.makedirs(workdir, exist_ok=True)
-    paths = write_corpus(workdir, args.repeat)
-    vocab = os.path.join(workdir, "vocab")
-    if not os.path.isfile(os.path.join(vocab, "vocab.txt")):
-        run([sys.executable, os.path.join(REPO, "scripts", "build_vocab.py"), "--input_path", paths["txt"],
-             "--output_dir", vocab, "--vocab_size", "20000"])
-    print(f"corpus: People's Daily 1998-01 x{args.repeat}, raw {os.path.getsize(paths['raw']) / 2**20:.2f} MB, "
-          f"segmented {os.path.getsize(paths['seg']) / 2**20:.2f} MB; workdir {workdir}")
-    out = lambda name: os.path.join(workdir, "out", name)  # noqa: E731
+    with recorded("bench_data_prep", default_path("bench_data_prep") if args.results is None else args.results):
 
-    def ours(extra, workers=1, hmm=False):
-        head = [sys.executable, "-c", OURS_HMM] if hmm else [sys.executable, OURS]
-        return lambda data, prefix: head + [
-            "--model_name", vocab, "--input_path", data, "--output_prefix", prefix, "--overwrite",
-            "--workers", str(workers), "--data_impl", "mmap", *COMMON, *extra]
+        workdir = args.workdir or tempfile.mkdtemp(prefix="bench_data_prep_")
+        os.makedirs(workdir, exist_ok=True)
+        paths = write_corpus(workdir, args.repeat)
+        vocab = os.path.join(workdir, "vocab")
+        if not os.path.isfile(os.path.join(vocab, "vocab.txt")):
+            run([sys.executable, os.path.join(REPO, "scripts", "build_vocab.py"), "--input_path", paths["txt"],
+                 "--output_dir", vocab, "--vocab_size", "20000"])
+        print(f"corpus: People's Daily 1998-01 x{args.repeat}, raw {os.path.getsize(paths['raw']) / 2**20:.2f} MB, "
+              f"segmented {os.path.getsize(paths['seg']) / 2**20:.2f} MB; workdir {workdir}")
+        out = lambda name: os.path.join(workdir, "out", name)  # noqa: E731
 
-    def theirs(extra):
-        return lambda data, prefix: [
-            sys.executable, args.paddlenlp_script, "--model_name", vocab, "--tokenizer_name", "ErnieTokenizer",
-            "--input_path", data, "--output_prefix", prefix, "--workers", "1", "--data_impl", "mmap",
-            "--log_interval", "1000000", *COMMON, *extra]
+        def ours(extra, workers=1, hmm=False):
+            head = [sys.executable, "-c", OURS_HMM] if hmm else [sys.executable, OURS]
+            return lambda data, prefix: head + [
+                "--model_name", vocab, "--input_path", data, "--output_prefix", prefix, "--overwrite",
+                "--workers", str(workers), "--data_impl", "mmap", *COMMON, *extra]
 
-    print("runs (--workers 1, mmap output):")
-    r = {}
-    r["ours_splited"] = measure("ours --cn_splited", ours(["--cn_splited"]), paths["seg"], paths["seg_tiny"],
-                                out("ours_splited"))
-    r["ours_jieba"] = measure("ours jieba (HMM off, default)", ours(["--cn_seg_func", "jieba"]), paths["raw"],
-                              paths["raw_tiny"], out("ours_jieba"))
-    r["ours_jieba_hmm"] = measure("ours jieba (HMM on, as PaddleNLP)", ours(["--cn_seg_func", "jieba"], hmm=True),
-                                  paths["raw"], paths["raw_tiny"], out("ours_jieba_hmm"))
-    if args.lac:
-        r["ours_lac"] = measure("ours lac", ours(["--cn_seg_func", "lac"]), paths["raw"], paths["raw_tiny"],
-                                out("ours_lac"))
-    if args.paddlenlp_script:
-        r["base_splited"] = measure("PaddleNLP --cn_splited", theirs(["--cn_splited"]), paths["seg"],
-                                    paths["seg_tiny"], out("base_splited"))
-        r["base_jieba"] = measure("PaddleNLP jieba (HMM on)", theirs(["--cn_seg_func", "jieba"]), paths["raw"],
-                                  paths["raw_tiny"], out("base_jieba"))
-    if args.workers > 1:
-        cpu, wall = run(ours(["--cn_seg_func", "jieba"], workers=args.workers)(paths["raw"], out("ours_jieba_mp")))
-        one = r["ours_jieba"]
-        print(f"  ours jieba --workers {args.workers}: wall {wall:.1f} s vs {one.wall:.1f} s with 1 worker "
-              f"({one.wall / wall:.2f}x; cpu {cpu:.1f} s)")
+        def theirs(extra):
+            return lambda data, prefix: [
+                sys.executable, args.paddlenlp_script, "--model_name", vocab, "--tokenizer_name", "ErnieTokenizer",
+                "--input_path", data, "--output_prefix", prefix, "--workers", "1", "--data_impl", "mmap",
+                "--log_interval", "1000000", *COMMON, *extra]
 
-    print("targets:")
-    print(f"  --cn_splited >= 1 MB/s per core: {r['ours_splited'].per_core:.3f} MB/s/core "
-          f"(steady {r['ours_splited'].steady:.3f})")
-    if args.paddlenlp_script:
-        print("ratios ours / PaddleNLP (per core, end to end | steady):")
-        for ours_key, base_key in (("ours_jieba", "base_jieba"), ("ours_jieba_hmm", "base_jieba"),
-                                   ("ours_splited", "base_splited")):
-            a, b = r[ours_key], r[base_key]
-            print(f"  {a.name:<36} vs {b.name:<26} {a.per_core / b.per_core:5.2f}x | {a.steady / b.steady:5.2f}x")
-    else:
-        print("  (no --paddlenlp_script: absolute MB/s per core only)")
+        print("runs (--workers 1, mmap output):")
+        r = {}
+        r["ours_splited"] = measure("ours --cn_splited", ours(["--cn_splited"]), paths["seg"], paths["seg_tiny"],
+                                    out("ours_splited"))
+        r["ours_jieba"] = measure("ours jieba (HMM off, default)", ours(["--cn_seg_func", "jieba"]), paths["raw"],
+                                  paths["raw_tiny"], out("ours_jieba"))
+        r["ours_jieba_hmm"] = measure("ours jieba (HMM on, as PaddleNLP)", ours(["--cn_seg_func", "jieba"], hmm=True),
+                                      paths["raw"], paths["raw_tiny"], out("ours_jieba_hmm"))
+        if args.lac:
+            r["ours_lac"] = measure("ours lac", ours(["--cn_seg_func", "lac"]), paths["raw"], paths["raw_tiny"],
+                                    out("ours_lac"))
+        if args.paddlenlp_script:
+            r["base_splited"] = measure("PaddleNLP --cn_splited", theirs(["--cn_splited"]), paths["seg"],
+                                        paths["seg_tiny"], out("base_splited"))
+            r["base_jieba"] = measure("PaddleNLP jieba (HMM on)", theirs(["--cn_seg_func", "jieba"]), paths["raw"],
+                                      paths["raw_tiny"], out("base_jieba"))
+        if args.workers > 1:
+            cpu, wall = run(ours(["--cn_seg_func", "jieba"], workers=args.workers)(paths["raw"], out("ours_jieba_mp")))
+            one = r["ours_jieba"]
+            print(f"  ours jieba --workers {args.workers}: wall {wall:.1f} s vs {one.wall:.1f} s with 1 worker "
+                  f"({one.wall / wall:.2f}x; cpu {cpu:.1f} s)")
+
+        print("targets:")
+        print(f"  --cn_splited >= 1 MB/s per core: {r['ours_splited'].per_core:.3f} MB/s/core "
+              f"(steady {r['ours_splited'].steady:.3f})")
+        if args.paddlenlp_script:
+            print("ratios ours / PaddleNLP (per core, end to end | steady):")
+            for ours_key, base_key in (("ours_jieba", "base_jieba"), ("ours_jieba_hmm", "base_jieba"),
+                                       ("ours_splited", "base_splited")):
+                a, b = r[ours_key], r[base_key]
+                print(f"  {a.name:<36} vs {b.name:<26} {a.per_core / b.per_core:5.2f}x | {a.steady / b.steady:5.2f}x")
+        else:
+            print("  (no --paddlenlp_script: absolute MB/s per core only)")
 
 
 if __name__ == "__main__":

@@ -214,34 +214,39 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--results", default=None,
+                        help="where to record the output (default docs/results/bench_dataset.md; '' = nowhere)")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        prefix, tok = build_corpus(tmp)
-        config = ErnieDatasetConfig(max_seq_len=512, seed=1234, binary_head=True)
-        train, _, _ = build_train_valid_test_datasets(prefix, tok, config, (args.samples * 2, 0, 0))
-        print(f"corpus + sample mapping: {time.perf_counter() - t0:.1f}s, {len(train)} samples at max_seq_len 512")
-        runs = {"ErnieDataset (numpy)": (train.__getitem__, args.samples),
-                "baseline PaddleNLP-style Python": (PaddleStyleSamples(train, tok).__getitem__, args.samples // 5),
-                "baseline lean pure Python": (LeanPythonSamples(train, tok).__getitem__, args.samples // 5)}
-        best = {name: (0.0, 0.0, 0.0) for name in runs}
-        for _ in range(args.rounds):  # interleaved rounds, best of each: the machine is shared
-            for name, (get, n) in runs.items():
-                best[name] = max(best[name], rate(get, range(n)))
-        batch = [train[i] for i in range(32)]
-        start = time.process_time()
-        for _ in range(50):
-            collate(batch)
-        collate_rate = 50 * 32 / (time.process_time() - start)
-    fast = best["ErnieDataset (numpy)"][0]
-    print(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, one process; rates are samples per CPU-second "
-          f"(= per core), best of {args.rounds} interleaved rounds; samples 0..{args.samples - 1} "
-          f"(baselines: the first {args.samples // 5})")
-    for name, (r, share, length) in best.items():
-        print(f"{name:32s}: {r:7.0f} samples/s   x{fast / r:5.1f}   masked share {share:.4f}   "
-              f"{length:.0f} tokens a sample")
-    print(f"{'collate (B=32, S=512)':32s}: {collate_rate:7.0f} samples/s")
-    print("targets: >= 2000 samples/s per core and >= 5x the straightforward baseline")
+    from bench_report import default_path, recorded  # benchmarks/ is on sys.path
+
+    with recorded("bench_dataset", default_path("bench_dataset") if args.results is None else args.results):
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            prefix, tok = build_corpus(tmp)
+            config = ErnieDatasetConfig(max_seq_len=512, seed=1234, binary_head=True)
+            train, _, _ = build_train_valid_test_datasets(prefix, tok, config, (args.samples * 2, 0, 0))
+            print(f"corpus + sample mapping: {time.perf_counter() - t0:.1f}s, {len(train)} samples at max_seq_len 512")
+            runs = {"ErnieDataset (numpy)": (train.__getitem__, args.samples),
+                    "baseline PaddleNLP-style Python": (PaddleStyleSamples(train, tok).__getitem__, args.samples // 5),
+                    "baseline lean pure Python": (LeanPythonSamples(train, tok).__getitem__, args.samples // 5)}
+            best = {name: (0.0, 0.0, 0.0) for name in runs}
+            for _ in range(args.rounds):  # interleaved rounds, best of each: the machine is shared
+                for name, (get, n) in runs.items():
+                    best[name] = max(best[name], rate(get, range(n)))
+            batch = [train[i] for i in range(32)]
+            start = time.process_time()
+            for _ in range(50):
+                collate(batch)
+            collate_rate = 50 * 32 / (time.process_time() - start)
+        fast = best["ErnieDataset (numpy)"][0]
+        print(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, one process; rates are samples per CPU-second "
+              f"(= per core), best of {args.rounds} interleaved rounds; samples 0..{args.samples - 1} "
+              f"(baselines: the first {args.samples // 5})")
+        for name, (r, share, length) in best.items():
+            print(f"{name:32s}: {r:7.0f} samples/s   x{fast / r:5.1f}   masked share {share:.4f}   "
+                  f"{length:.0f} tokens a sample")
+        print(f"{'collate (B=32, S=512)':32s}: {collate_rate:7.0f} samples/s")
+        print("targets: >= 2000 samples/s per core and >= 5x the straightforward baseline")
 
 
 if __name__ == "__main__":

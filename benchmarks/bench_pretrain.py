@@ -87,50 +87,55 @@ def main() -> None:
     p.add_argument("--max_seq_len", type=int, default=128)
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of every run")
     p.add_argument("--repeats", type=int, default=2, help="alternating runs per side; the best one counts")
+    p.add_argument("--results", default=None,
+                   help="where to record the output (default docs/results/bench_pretrain.md; '' = nowhere)")
     a = p.parse_args()
-    log_every = 5
+    from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
-    from ernie.configuration import ErnieConfig
+    with recorded("bench_pretrain", default_path("bench_pretrain") if a.results is None else a.results):
+        log_every = 5
 
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_dir, data_dir = build_corpus(tmp, 3000)
-        vocab_size = sum(1 for _ in open(os.path.join(vocab_dir, "vocab.txt"), encoding="utf-8"))
-        model_json = os.path.join(tmp, "model.json")
-        cfg = ErnieConfig.from_pretrained(a.model, vocab_size=vocab_size)
-        with open(model_json, "w") as f:
-            json.dump(cfg.to_dict(), f)
-        driver = os.path.join(tmp, "baseline_driver.py")
-        with open(driver, "w") as f:
-            f.write(BASELINE_DRIVER)
+        from ernie.configuration import ErnieConfig
 
-        def flags(out: str) -> list[str]:
-            return ["--model_name_or_path", model_json, "--tokenizer_name_or_path", vocab_dir, "--input_dir",
-                    data_dir, "--output_dir", out, "--device", "cpu", "--max_seq_len", str(a.max_seq_len),
-                    "--micro_batch_size", str(a.micro_batch_size), "--max_steps", str(a.steps),
-                    "--checkpoint_steps", str(10 * a.steps), "--save_steps", str(10 * a.steps),
-                    "--eval_freq", str(10 * a.steps), "--eval_iters", "0", "--test_iters", "0",
-                    "--logging_freq", str(log_every), "--num_workers", "1", "--max_lr", "1e-3"]
+        with tempfile.TemporaryDirectory() as tmp:
+            vocab_dir, data_dir = build_corpus(tmp, 3000)
+            vocab_size = sum(1 for _ in open(os.path.join(vocab_dir, "vocab.txt"), encoding="utf-8"))
+            model_json = os.path.join(tmp, "model.json")
+            cfg = ErnieConfig.from_pretrained(a.model, vocab_size=vocab_size)
+            with open(model_json, "w") as f:
+                json.dump(cfg.to_dict(), f)
+            driver = os.path.join(tmp, "baseline_driver.py")
+            with open(driver, "w") as f:
+                f.write(BASELINE_DRIVER)
 
-        sides = {"stock": ("baseline: PaddleNLP model, stock MKL", driver, {"BENCH_STOCK_MKL": "1"}),
-                 "tuned": ("baseline: PaddleNLP model, MKL AVX2", driver, {}),
-                 "ours": ("ours: ernie.modeling", os.path.join(REPO, "scripts", "run_pretrain.py"), {})}
-        results: dict[str, list[dict]] = {k: [] for k in sides}
-        for r in range(a.repeats):
-            for key, (_, script, extra_env) in sides.items():
-                out = os.path.join(tmp, f"{key}{r}")
-                results[key].append(run(key, [sys.executable, script] + flags(out), a.threads, out, log_every,
-                                        a.micro_batch_size * a.max_seq_len, a.micro_batch_size, extra_env))
-        best = {k: max(v, key=lambda x: x["steps_per_s"]) for k, v in results.items()}
+            def flags(out: str) -> list[str]:
+                return ["--model_name_or_path", model_json, "--tokenizer_name_or_path", vocab_dir, "--input_dir",
+                        data_dir, "--output_dir", out, "--device", "cpu", "--max_seq_len", str(a.max_seq_len),
+                        "--micro_batch_size", str(a.micro_batch_size), "--max_steps", str(a.steps),
+                        "--checkpoint_steps", str(10 * a.steps), "--save_steps", str(10 * a.steps),
+                        "--eval_freq", str(10 * a.steps), "--eval_iters", "0", "--test_iters", "0",
+                        "--logging_freq", str(log_every), "--num_workers", "1", "--max_lr", "1e-3"]
 
-    print(f"pretraining {a.model} (vocab {vocab_size}), seq {a.max_seq_len}, micro batch {a.micro_batch_size}, "
-          f"{a.steps} steps, OMP_NUM_THREADS={a.threads}, 1 process, fp32 CPU; best of {a.repeats}")
-    print(f"{'':40}{'steps/s':>9}{'seqs/s':>9}{'tokens/s':>10}{'last loss':>11}")
-    for key, (label, _, _) in sides.items():
-        b = best[key]
-        print(f"{label:40}{b['steps_per_s']:9.2f}{b['seqs_per_s']:9.1f}{b['tokens_per_s']:10.0f}{b['loss']:11.3f}")
-    for key in ("stock", "tuned"):
-        print(f"ratio ours / {sides[key][0]}: steps/s x{best['ours']['steps_per_s'] / best[key]['steps_per_s']:.2f}, "
-              f"tokens/s x{best['ours']['tokens_per_s'] / best[key]['tokens_per_s']:.2f}")
+            sides = {"stock": ("baseline: PaddleNLP model, stock MKL", driver, {"BENCH_STOCK_MKL": "1"}),
+                     "tuned": ("baseline: PaddleNLP model, MKL AVX2", driver, {}),
+                     "ours": ("ours: ernie.modeling", os.path.join(REPO, "scripts", "run_pretrain.py"), {})}
+            results: dict[str, list[dict]] = {k: [] for k in sides}
+            for r in range(a.repeats):
+                for key, (_, script, extra_env) in sides.items():
+                    out = os.path.join(tmp, f"{key}{r}")
+                    results[key].append(run(key, [sys.executable, script] + flags(out), a.threads, out, log_every,
+                                            a.micro_batch_size * a.max_seq_len, a.micro_batch_size, extra_env))
+            best = {k: max(v, key=lambda x: x["steps_per_s"]) for k, v in results.items()}
+
+        print(f"pretraining {a.model} (vocab {vocab_size}), seq {a.max_seq_len}, micro batch {a.micro_batch_size}, "
+              f"{a.steps} steps, OMP_NUM_THREADS={a.threads}, 1 process, fp32 CPU; best of {a.repeats}")
+        print(f"{'':40}{'steps/s':>9}{'seqs/s':>9}{'tokens/s':>10}{'last loss':>11}")
+        for key, (label, _, _) in sides.items():
+            b = best[key]
+            print(f"{label:40}{b['steps_per_s']:9.2f}{b['seqs_per_s']:9.1f}{b['tokens_per_s']:10.0f}{b['loss']:11.3f}")
+        for key in ("stock", "tuned"):
+            print(f"ratio ours / {sides[key][0]}: steps/s x{best['ours']['steps_per_s'] / best[key]['steps_per_s']:.2f}, "
+                  f"tokens/s x{best['ours']['tokens_per_s'] / best[key]['tokens_per_s']:.2f}")
 
 
 if __name__ == "__main__":

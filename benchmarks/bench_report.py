@@ -1,8 +1,11 @@
 """Benchmarks record what they print in docs/results/<name>.md, with the machine and the commit: results are written
-by the benchmark that measured them, never by hand.
+by the benchmark that measured them, never by hand (docs/results.md links them).
 
     with recorded("bench_model", args.results):
         ...  # everything printed here goes to the terminal and, when the block ends without error, to the file
+
+Other programs that measure (the demo, ``examples/demo.py``) write their own body with :func:`write_results`, taking
+``machine()`` before the run.
 """
 from __future__ import annotations
 
@@ -92,8 +95,6 @@ def recorded(name: str, path: str | None):
     if not path:
         yield
         return
-    from ernie.utils import atomic_write
-
     start, load0 = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), os.getloadavg()
     setup = machine()  # before the run: its environment and commit, not what the run changed
     tee = _Tee(sys.stdout)
@@ -102,11 +103,21 @@ def recorded(name: str, path: str | None):
         yield
     finally:
         sys.stdout = tee.stream
-    load1 = os.getloadavg()
-    head = [f"# {name}", "", (f"Written by `benchmarks/{name}.py` (do not edit by hand): "
-                              f"`python benchmarks/{name}.py {' '.join(sys.argv[1:])}`, {start}."), ""] + setup + [
-        (f"- load average (1 min) {load0[0]:.1f} at start, {load1[0]:.1f} at the end (other work on the machine "
-         "skews the ratios; the benchmark interleaves and keeps the best)"), "", "```"]
+    write_results(path, name, f"`benchmarks/{name}.py`", f"python benchmarks/{name}.py {' '.join(sys.argv[1:])}",
+                  setup, start, load0[0], "```\n" + tee.buf.getvalue().rstrip("\n") + "\n```")
+
+
+def write_results(path: str, title: str, writer: str, command: str, setup: list[str], start: str, load0: float,
+                  body: str) -> None:
+    """Write a results file atomically: the title, what wrote it (``writer``, ``command``) and when (``start``), the
+    ``machine()`` lines taken before the run, the load average then and now, and ``body`` (markdown)."""
+    from ernie.utils import atomic_write
+
+    load1 = os.getloadavg()[0]
+    head = [f"# {title}", "", f"Written by {writer} (do not edit by hand): `{command}`, {start}.", ""] + setup + [
+        (f"- load average (1 min) {load0:.1f} at start, {load1:.1f} at the end (other work on the machine skews "
+         "timings and ratios)"), ""]
     with atomic_write(path, "w") as f:
-        f.write("\n".join(head) + "\n" + tee.buf.getvalue().rstrip("\n") + "\n```\n")
-    print(f"results written to {os.path.relpath(path, ROOT)}")
+        f.write("\n".join(head) + "\n" + body.rstrip("\n") + "\n")
+    inside = os.path.abspath(path).startswith(ROOT + os.sep)
+    print(f"results written to {os.path.relpath(path, ROOT) if inside else path}")

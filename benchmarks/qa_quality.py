@@ -79,22 +79,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pretrain_steps", type=int, default=800)
     p.add_argument("--train_samples", type=int, default=1000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--results", default=None,
+                   help="where to record the output (default docs/results/qa_quality.md; '' = nowhere)")
     a = p.parse_args(argv)
-    w = os.path.abspath(a.work_dir)
-    pretrained = prepare(w, a.pretrain_steps)
-    rows = {}
-    for seed in a.seeds:
-        for name, model in (("random", "ernie-mini-cpu"), ("pretrained", pretrained)):
-            r = finetune(w, name, model, seed, a.train_samples)
-            rows.setdefault(name, []).append((r["eval"]["exact_match"], r["eval"]["f1"], r["test"]["exact_match"],
-                                              r["test"]["f1"]))
-    print(f"\npeoples_daily_qa, {a.train_samples} training questions, seeds {a.seeds}; pretraining "
-          f"{a.pretrain_steps} steps (dev/test articles excluded)")
-    print(f"{'init':<11} {'dev EM':>7} {'dev F1':>7} {'test EM':>8} {'test F1':>8}   per seed (test EM/F1)")
-    for name, vals in rows.items():
-        m = np.mean(vals, axis=0)
-        seeds = ", ".join(f"{v[2]:.1f}/{v[3]:.1f}" for v in vals)
-        print(f"{name:<11} {m[0]:7.2f} {m[1]:7.2f} {m[2]:8.2f} {m[3]:8.2f}   {seeds}")
+    from bench_report import default_path, recorded  # benchmarks/ is on sys.path
+
+    with recorded("qa_quality", default_path("qa_quality") if a.results is None else a.results):
+        w = os.path.abspath(a.work_dir)
+        pretrained = prepare(w, a.pretrain_steps)
+        rows = {}
+        for seed in a.seeds:
+            for name, model in (("random", "ernie-mini-cpu"), ("pretrained", pretrained)):
+                r = finetune(w, name, model, seed, a.train_samples)
+                rows.setdefault(name, []).append((r["eval"]["exact_match"], r["eval"]["f1"], r["test"]["exact_match"],
+                                                  r["test"]["f1"]))
+        print(f"\npeoples_daily_qa, {a.train_samples} training questions, seeds {a.seeds}; pretraining "
+              f"{a.pretrain_steps} steps (dev/test articles excluded)")
+        print(f"{'init':<11} {'dev EM':>7} {'dev F1':>7} {'test EM':>8} {'test F1':>8}   per seed (test EM/F1)")
+        for name, vals in rows.items():
+            m = np.mean(vals, axis=0)
+            seeds = ", ".join(f"{v[2]:.1f}/{v[3]:.1f}" for v in vals)
+            print(f"{name:<11} {m[0]:7.2f} {m[1]:7.2f} {m[2]:8.2f} {m[3]:8.2f}   {seeds}")
 
 
 if __name__ == "__main__":

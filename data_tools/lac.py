@@ -128,7 +128,7 @@ class _LacPredictor:
     def __init__(self, model_dir: str, num_threads: int = 1):
         import paddle.inference as paddle_infer
 
-        ensure_cpu_tuning("cpu")  # before the first GEMM: MKL's AVX2 path on AMD CPUs (2.5-3.5x here)
+        ensure_cpu_tuning("cpu")  # before the first GEMM: MKL's AVX2 path on AMD CPUs (docs/cpu.md)
         config = paddle_infer.Config(os.path.join(model_dir, "model"))
         config.disable_glog_info()
         config.disable_gpu()

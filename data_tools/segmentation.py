@@ -6,8 +6,8 @@ text with its whitespace removed (whitespace always separates words and never ap
 * ``lac``: Baidu LAC's segmentation model on Paddle Inference (:mod:`data_tools.lac`); options ``lac_model_dir``,
   ``num_threads``, ``batch_chars``, ``max_chunk``.
 * ``jieba``: jieba's dictionary + DAG segmentation (precise mode), ``hmm=False`` by default: on People's Daily
-  its HMM for unknown words lowers F1 (0.806 vs 0.827 on 2,000 paragraphs: it glues PKU's surname / given-name
-  pairs and number + measure words) and costs ~15-25% speed (benchmarks/bench_segmentation.py).
+  its HMM for unknown words lowers F1 (it glues PKU's surname / given-name pairs and number + measure words) and
+  costs speed (benchmarks/bench_segmentation.py; docs/results/bench_segmentation.md).
 * ``char``: the BERT char-masking baseline: every CJK char and every punctuation/symbol char is a word; runs of
   other letters and digits (``hello``, ``１９９８``) stay whole, as BERT's basic tokenizer keeps them, so that
   WordPiece sees the same words it would without segmentation.

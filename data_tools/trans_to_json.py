@@ -2,7 +2,9 @@
 
 A document is a run of lines ended by a line equal to ``--doc_spliter`` after stripping (default ``""``: a blank
 line, the convention of :func:`data_tools.corpus.write_peoples_daily_text`); its lines are joined with ``"\\n"``,
-which the sentence splitter treats as a boundary. Files are read in parallel (one task per file, results kept in
+which the sentence splitter treats as a boundary. With ``--one_doc_per_line`` every non-blank line is a document
+(one review, one tweet, one article a line). A file of at least :data:`MANY_LINES` text lines that makes a single
+document gets a warning naming that flag: it is almost always a one-document-per-line file read the other way. Files are read in parallel (one task per file, results kept in
 input order), documents are shuffled with a fixed ``--seed`` unless ``--no-shuffle``, and the output is written
 atomically. Lines that are not valid UTF-8 and documents shorter than ``--min_doc_length`` chars are skipped and
 counted, with the first place each problem occurred.
@@ -44,12 +46,26 @@ class SkipLog:
         return [f"{n} {what} (first at {self.first[what]})" for what, n in self.counts.items()]
 
 
+MANY_LINES = 100  # text lines in one file that made one document: warn that --one_doc_per_line may be meant
+
+
+@dataclass
+class FileDocuments:
+    """What one input file gave: its documents, the skip log, bytes read and non-blank lines read."""
+
+    docs: list[str]
+    skipped: SkipLog
+    size: int
+    text_lines: int
+
+
 @dataclass
 class TransConfig:
     input_path: str
     output_path: str
     json_key: str = "text"
     doc_spliter: str = ""
+    one_doc_per_line: bool = False
     min_doc_length: int = 10
     workers: int = 1
     log_interval: int = 1
@@ -58,12 +74,15 @@ class TransConfig:
     overwrite: bool = False
 
 
-def file_to_documents(path: str, doc_spliter: str = "", min_doc_length: int = 10) -> tuple[list[str], SkipLog, int]:
-    """Documents of one text file, the skip log, and the number of bytes read."""
+def file_to_documents(path: str, doc_spliter: str = "", min_doc_length: int = 10,
+                      one_doc_per_line: bool = False) -> FileDocuments:
+    """Documents of one text file (a ``doc_spliter`` line ends one, or every non-blank line is one), with the skip
+    log, the bytes read and the number of non-blank lines."""
     docs: list[str] = []
     skipped = SkipLog()
     current: list[str] = []
     start_line = 1
+    text_lines = 0
 
     def close() -> None:
         text = "\n".join(current).strip()
@@ -84,7 +103,14 @@ def file_to_documents(path: str, doc_spliter: str = "", min_doc_length: int = 10
                 except UnicodeDecodeError:
                     skipped.add("lines of invalid UTF-8 skipped", f"{path}:{lineno}")
                     continue
-                if line.strip() == doc_spliter:
+                if line.strip():
+                    text_lines += 1
+                if one_doc_per_line:
+                    if line.strip():
+                        start_line = lineno
+                        current.append(line)
+                        close()
+                elif line.strip() == doc_spliter:
                     close()
                     start_line = lineno + 1
                 elif line:
@@ -95,15 +121,24 @@ def file_to_documents(path: str, doc_spliter: str = "", min_doc_length: int = 10
             size = f.tell()
     except OSError as e:
         raise UserError(f"{path}: cannot read ({e.strerror})") from None
-    return docs, skipped, size
+    return FileDocuments(docs, skipped, size, text_lines)
 
 
-def _file_task(args: tuple[str, str, int]):
-    path, doc_spliter, min_doc_length = args
+def _file_task(args: tuple[str, str, int, bool]):
+    path, doc_spliter, min_doc_length, one_doc_per_line = args
     try:
-        return file_to_documents(path, doc_spliter, min_doc_length)
+        return file_to_documents(path, doc_spliter, min_doc_length, one_doc_per_line)
     except UserError as e:
         return e
+
+
+def one_document_warning(path: str, result: FileDocuments, config: TransConfig) -> str | None:
+    """The warning for a file of many lines that made one document (``None`` when there is nothing to say)."""
+    if config.one_doc_per_line or len(result.docs) != 1 or result.text_lines < MANY_LINES:
+        return None
+    ender = "a blank line" if config.doc_spliter == "" else f"a line {config.doc_spliter!r} (--doc_spliter)"
+    return (f"warning: {path}: {result.text_lines} lines made 1 document ({ender} ends a document); if every line "
+            "is a document, rerun with --one_doc_per_line")
 
 
 def trans_to_json(config: TransConfig) -> dict:
@@ -117,8 +152,8 @@ def trans_to_json(config: TransConfig) -> dict:
         raise UserError(f"--workers: must be >= 1, got {config.workers}")
     if config.log_interval < 1:
         raise UserError(f"--log_interval: must be >= 1, got {config.log_interval}")
-    tasks = [(p, config.doc_spliter, config.min_doc_length) for p in files]
-    skipped, docs, total_bytes = SkipLog(), [], 0
+    tasks = [(p, config.doc_spliter, config.min_doc_length, config.one_doc_per_line) for p in files]
+    skipped, docs, total_bytes, warnings = SkipLog(), [], 0, []
     start = time.time()
     pool = multiprocessing.Pool(config.workers) if config.workers > 1 and len(files) > 1 else None
     try:
@@ -126,10 +161,13 @@ def trans_to_json(config: TransConfig) -> dict:
         for i, result in enumerate(tqdm(results, total=len(files), unit="file", disable=None), start=1):
             if isinstance(result, UserError):
                 raise result
-            file_docs, file_skipped, size = result
-            docs += file_docs
-            skipped.update(file_skipped)
-            total_bytes += size
+            docs += result.docs
+            skipped.update(result.skipped)
+            total_bytes += result.size
+            warning = one_document_warning(files[i - 1], result, config)
+            if warning:
+                warnings.append(warning)
+                print(warning, file=sys.stderr)
             if i % config.log_interval == 0 and not sys.stderr.isatty():
                 mbs = total_bytes / max(time.time() - start, 1e-9) / 2**20
                 print(f"Processed {i} files ({mbs:.2f} MB/s)", file=sys.stderr)
@@ -146,7 +184,7 @@ def trans_to_json(config: TransConfig) -> dict:
             f.write(json.dumps({config.json_key: text}, ensure_ascii=False))
             f.write("\n")
     return {"files": len(files), "documents": len(docs), "bytes": total_bytes, "output": output,
-            "skipped": skipped, "seconds": time.time() - start}
+            "skipped": skipped, "seconds": time.time() - start, "warnings": warnings}
 
 
 def build_parser() -> ArgumentParser:
@@ -155,6 +193,8 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--output_path", required=True, help="the .jsonl to write ('.jsonl' is appended if missing)")
     p.add_argument("--json_key", default="text", help="key of the document text in each json line")
     p.add_argument("--doc_spliter", default="", help="line that ends a document (after stripping); '' = blank line")
+    p.add_argument("--one_doc_per_line", action="store_true",
+                   help="every non-blank line is a document (one review/article a line); --doc_spliter is then unused")
     p.add_argument("--min_doc_length", type=int, default=10, help="drop documents with fewer chars")
     p.add_argument("--workers", type=int, default=1, help="processes reading files in parallel")
     p.add_argument("--log_interval", type=int, default=1, help="files between progress lines (non-tty)")

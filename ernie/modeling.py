@@ -133,7 +133,7 @@ class ErnieSelfAttention(nn.Layer):
             choose_attention("eager", qkv, None, None, 0.0)  # the log line naming the kernel (once)
         qkv = qkv.transpose([2, 0, 3, 1, 4])
         # 3 x [B, heads, S, head_dim]. In dynamic mode unbind, whose backward writes the gradient once (stack), where
-        # three slices each zero-fill and copy a full-size one (12% of a 2-layer/128 model's CPU step); slices in
+        # three slices each zero-fill and copy a full-size one (a visible share of a small model's CPU step); slices in
         # graphs.
         q, k, v = qkv.unbind(0) if paddle.in_dynamic_mode() else (qkv[0], qkv[1], qkv[2])
         scores = paddle.matmul(q, k, transpose_y=True)  # [B, heads, S, S]

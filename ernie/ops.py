@@ -5,10 +5,10 @@ tests/test_modeling.py and the PaddleNLP weight-parity tests); the fast routes a
 in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock Paddle ops run.
 
 - :func:`linear` / :class:`Linear` and :func:`add_broadcast` compute bias gradients as a GEMV instead of Paddle's
-  slow CPU row reduction, and add the bias after expanding it (Paddle's CPU broadcasting add is 5-30x slower than
-  an expand followed by a same-shape add); :func:`add_expanded` is that add for any broadcastable tensor;
+  slow CPU row reduction, and add the bias after expanding it (Paddle's CPU broadcasting add is several times slower
+  than an expand followed by a same-shape add); :func:`add_expanded` is that add for any broadcastable tensor;
 - :class:`LayerNorm` runs Paddle's forward kernel and a backward made of GEMV row means and
-  same-shape elementwise ops (Paddle's CPU layer_norm_grad takes ~30x its forward);
+  same-shape elementwise ops (Paddle's CPU layer_norm_grad is an order of magnitude slower than its forward);
 - :func:`dropout` draws CPU masks from numpy's SFC64 generator (seeded from Paddle's);
 - :func:`attention_bias` turns a keep-mask into an additive bias exact in fp32 and safe in fp16/bf16;
 - :func:`kernel_plan` picks the residual/LayerNorm fast path by device and dtype (:class:`KernelPlan`, logged once per
@@ -32,10 +32,10 @@ from paddle.autograd import PyLayer
 
 
 # ---- CPU fp32 kernels -----------------------------------------------------------------------------------------------
-# Measured on 2 threads, [1024, 768] fp32 (ERNIE-base, batch 8 x 128): Paddle's CPU reduction over rows (the gradient
-# of a broadcast bias add) is ~30x slower than the same sum done as a [1, M] x [M, N] GEMV; its broadcasting
-# elementwise ops ([M, N] * [N], [M, N] - [M, 1]) take 0.5-3 ms where expand + a same-shape op take 0.15-0.2 ms; its
-# layer_norm_grad takes 10-12 ms against 0.3 ms for the forward; its dropout draws random numbers ~3x slower than
+# On the CPU (profile of ERNIE-base, [1024, 768] fp32; figures in docs/results/recorded_before_results_files.md):
+# Paddle's reduction over rows (the gradient of a broadcast bias add) is far slower than the same sum done as a
+# [1, M] x [M, N] GEMV; its broadcasting elementwise ops ([M, N] * [N], [M, N] - [M, 1]) are slower than expand + a
+# same-shape op; its layer_norm_grad is far slower than the forward; its dropout draws random numbers slower than
 # numpy. The functions below compute the same quantities through the fast routes for fp32 tensors on CPU.
 # Everywhere else (GPU, AMP dtypes) the stock Paddle ops run.
 
@@ -154,7 +154,7 @@ def add_expanded(x: paddle.Tensor, r: paddle.Tensor) -> paddle.Tensor:
 
 def _keep_bits(shape: list[int], p: float, seed: int) -> np.ndarray:
     """bool keep-mask: False with probability p (to 2**-32); 32 bits of numpy's SFC64 per element (its raw output is
-    ~4x faster than PCG64's float32 draws)."""
+    faster than PCG64's float32 draws)."""
     n = int(np.prod(shape))
     bits = np.random.SFC64(seed).random_raw((n + 1) // 2).view(np.uint32)[:n]
     return (bits >= np.uint32(min(round(p * 2.0**32), 2**32 - 1))).reshape(shape)

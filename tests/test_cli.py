@@ -24,11 +24,10 @@ EXISTING_CONSOLE_SCRIPTS = ["ernie-trans-to-json", "ernie-build-vocab", "ernie-w
                             "ernie-create-pretraining-data", "ernie-run-pretrain", "ernie-run-seq-cls", "ernie-run-ner",
                             "ernie-export-model", "ernie-seq-cls-infer", "ernie-setup-envs", "ernie-gpu-selfcheck",
                             "ernie-fill-mask"]
-# Parsers that are not yet ernie.utils.ArgumentParser (a bad flag prints argparse's usage): convert.py is being
-# rewritten on the common parser (issue #23, part B1); strict, so this fails once it is and the mark must go.
+# Parsers that are not ernie.utils.ArgumentParser (a bad flag would print argparse's usage); strict xfail.
 OWN_PARSER: dict[str, str] = {}  # entry points still building their own argparse parser (none)
 # An entry point that is not in the registry (not a command of the library) but parses the same way.
-OTHER_MAINS = ["ernie.demo:main"]
+OTHER_MAINS = ["examples.demo:main"]
 
 
 def ids(ep):

@@ -107,6 +107,34 @@ def test_trans_to_json(tmp_path, capsys):
     assert sorted(json.loads(x)["text"] for x in s1.splitlines()) == sorted(docs)
 
 
+def test_trans_to_json_one_doc_per_line(tmp_path, capsys):
+    """A file of one review a line: read the default way it is one document, with a warning naming the flag;
+    with --one_doc_per_line every non-blank line is a document (short ones still skipped and counted)."""
+    reviews = [f"第{i}条评论，这本书写得非常好。" for i in range(t2j.MANY_LINES + 20)]
+    src = tmp_path / "reviews.txt"
+    src.write_text("\n".join(reviews[:50]) + "\n\n" + "\n".join(reviews[50:]) + "\n短\n", encoding="utf-8")
+    out = tmp_path / "one.jsonl"
+    assert t2j.main(["--input_path", str(src), "--output_path", str(out), "--no-shuffle"]) == 0
+    captured = capsys.readouterr()
+    assert "Wrote 2 documents" in captured.out and "--one_doc_per_line" not in captured.err  # 2 docs: no warning
+
+    src.write_text("\n".join(reviews) + "\n短\n", encoding="utf-8")
+    assert t2j.main(["--input_path", str(src), "--output_path", str(out), "--no-shuffle", "--overwrite"]) == 0
+    captured = capsys.readouterr()
+    assert "Wrote 1 documents" in captured.out
+    warning = [line for line in captured.err.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and str(src) in warning[0] and f"{len(reviews) + 1} lines made 1 document" in warning[0]
+    assert "--one_doc_per_line" in warning[0]
+
+    stats = t2j.trans_to_json(t2j.TransConfig(str(src), str(tmp_path / "per_line"), one_doc_per_line=True,
+                                              no_shuffle=True))
+    docs = [json.loads(x)["text"] for x in (tmp_path / "per_line.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert docs == reviews and stats["warnings"] == []
+    assert "1 documents shorter than --min_doc_length 10 skipped" in stats["skipped"].lines()[0]
+    assert f"reviews.txt:{len(reviews) + 1})" in stats["skipped"].lines()[0]
+    assert "warning" not in capsys.readouterr().err
+
+
 def test_trans_to_json_missing_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         t2j.main(["--input_path", str(tmp_path / "nope"), "--output_path", str(tmp_path / "o.jsonl")])

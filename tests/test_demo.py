@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
-from ernie import demo
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # examples/ is outside the installed library: import it from the checkout
+from examples import demo  # noqa: E402
 
 
 def test_protocol_is_the_same_for_both_inits():
@@ -30,3 +33,13 @@ def test_finetune_all_skips_finished_jobs_and_returns_their_results(tmp_path, ca
     results = demo.finetune_all(jobs, parallel=2)
     assert [r["test"]["f1"] for r in results] == [0.2, 0.4]
     assert "test f1 0.4000" in capsys.readouterr().out
+
+
+def test_results_record_names_the_machine_and_commit(tmp_path, capsys):
+    """docs/results/demo.md is written by the demo itself: dated, the command, the machine and commit, the table."""
+    record = demo.start_record()
+    path = tmp_path / "demo.md"
+    demo.write_record(str(path), record, "| result | value |\n|---|---|\n| x | **0.5** |\n", ["--seeds", "1"])
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# demo\n") and "`bash scripts/demo.sh --seeds 1`" in text and record["start"] in text
+    assert "- CPU: " in text and "- commit " in text and text.endswith("| x | **0.5** |\n")

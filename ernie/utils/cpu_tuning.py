@@ -42,7 +42,7 @@ def mkl_cpu_type(cpuinfo: str | None = None) -> str | None:
     AVX2 and FMA but is not a GenuineIntel one, else None.
 
     The MKL of the Paddle CPU wheel (2019.0 Update 5) picks its GEMM code path by the CPUID vendor string: on any
-    other vendor (AMD, Hygon, Zhaoxin) it runs its generic SSE path whatever the CPU supports, 2.5-3x slower, unless
+    other vendor (AMD, Hygon, Zhaoxin) it runs its generic SSE path whatever the CPU supports (docs/cpu.md), unless
     ``MKL_DEBUG_CPU_TYPE=5`` tells it to use the AVX2 kernels (which need AVX2 and FMA). On Intel CPUs MKL already
     picks the best path (AVX-512 where there is one), which the variable would downgrade, so it is left alone.
     ``cpuinfo``: the text of /proc/cpuinfo (read when None; no /proc/cpuinfo -> None).
@@ -68,10 +68,10 @@ def tune_process() -> None:
        (a matmul, softmax or GELU; not at ``import paddle``): set later, it changes nothing in the process.
     2. glibc malloc keeps freed blocks instead of unmapping them (``M_MMAP_THRESHOLD`` 1 GiB, ``M_TRIM_THRESHOLD``
        2 GiB): Paddle's CPU allocator hands every multi-MB tensor to malloc, and with the default thresholds each
-       one is a fresh mmap whose pages fault in one by one, which made an elementwise add 5x slower than the
-       arithmetic. The process keeps the heap it reached instead of returning it to the OS between steps, and the heap
-       fragments: ERNIE-base's training step peaks ~30 % higher in RSS than with every block of 1 MiB or more
-       mmapped, which costs ~48 % more CPU time (docs/cpu.md); ``MALLOC_MMAP_THRESHOLD_`` set by the user wins.
+       one is a fresh mmap whose pages fault in one by one, which makes an elementwise add several times slower than
+       the arithmetic. The process keeps the heap it reached instead of returning it to the OS between steps, and the
+       heap fragments: a higher RSS peak than with every block of 1 MiB or more mmapped, which costs more CPU time
+       (figures: docs/cpu.md); ``MALLOC_MMAP_THRESHOLD_`` set by the user wins.
     """
     if os.environ.get(NO_TUNING_ENV):
         return
@@ -100,9 +100,9 @@ def tune_cpu_math(device: str = "cpu") -> None:
 
     3. Dense kernels instead of strided views: ``FLAGS_use_stride_kernel`` off, as in Paddle 2.x. With it on (Paddle
        3's default) a transpose or unbind returns a strided view, and the matmul or reshape that consumes it copies
-       it through a generic element-by-element kernel: the attention's [B, S, 3, heads, head_dim] permute took 27 ms
-       that way against 1.3 ms for the dense transpose kernel, and the attention block's forward + backward 81 ms
-       against 18 ms (ERNIE-base, batch 8 x 128, 2 threads; a quarter of the training step). Left alone if the
+       it through a generic element-by-element kernel, far slower than the dense transpose kernel (the attention's
+       [B, S, 3, heads, head_dim] permute; a quarter of ERNIE-base's training step: the profile in
+       docs/results/recorded_before_results_files.md). Left alone if the
        user set ``FLAGS_use_stride_kernel`` in the environment.
     4. Math threads: ``import paddle`` sets ``OMP_NUM_THREADS=1`` when it is unset, so a plain Paddle process does its
        GEMMs on one core (PyTorch uses them all). Unless the user set ``OMP_NUM_THREADS`` (:func:`user_set_threads`),

