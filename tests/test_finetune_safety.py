@@ -62,7 +62,7 @@ def argv(files, out, *extra, seed=1, steps=12):
 
 
 def run_main(args):
-    from ernie.finetune.cli import run_seq_cls as main
+    from ernie.finetune_cli import run_seq_cls as main
 
     return main(list(args))
 

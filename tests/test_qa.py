@@ -102,7 +102,7 @@ CMRC = {"version": "v1.0", "data": [{"title": "厦门", "paragraphs": [{
 @pytest.fixture(scope="module")
 def cmrc_run(tmp_path_factory, tiny_config, vocab_dir):
     """run_qa.py on a hand-written cmrc2018 fixture: train, eval, export."""
-    from ernie.finetune.cli import run_qa as main
+    from ernie.finetune_cli import run_qa as main
 
     data = tmp_path_factory.mktemp("cmrc")
     for name in ("cmrc2018_train.json", "cmrc2018_dev.json"):
@@ -175,7 +175,7 @@ def test_qa_infer_cli(cmrc_run, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_qa_on_the_builtin_set(tmp_path, tiny_config, vocab_dir):
-    from ernie.finetune.cli import run_qa as main
+    from ernie.finetune_cli import run_qa as main
 
     results = main(["--model_name_or_path", tiny_config, "--tokenizer_name_or_path", vocab_dir, "--dataset",
                     "peoples_daily_qa", "--max_train_samples", "64", "--max_eval_samples", "16",

