@@ -31,8 +31,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -258,7 +258,7 @@ class DocumentEncoder:
             return None
         return text
 
-    def encode_chunk(self, path: str, lines: list[tuple[int, bytes]]) -> "ChunkResult":
+    def encode_chunk(self, path: str, lines: list[tuple[int, bytes]]) -> ChunkResult:
         skipped = SkipLog()
         texts = [(lineno, self.parse(path, lineno, raw, skipped)) for lineno, raw in lines]
         texts = [(lineno, t) for lineno, t in texts if t is not None]
@@ -279,7 +279,8 @@ class DocumentEncoder:
                 continue
             if self.eos is not None:
                 last, marks = doc[-1]
-                doc[-1] = (last + [self.eos], None if marks is None else np.append(marks, 3).astype(marks.dtype))  # 3: own word + phrase
+                # the EOS marker 3: a word of its own and a phrase of its own
+                doc[-1] = (last + [self.eos], None if marks is None else np.append(marks, 3).astype(marks.dtype))
             if limit and any(len(s) > limit for s, _ in doc):
                 skipped.add(f"sentences longer than {limit} tokens cut at word starts", where,
                             sum(len(s) > limit for s, _ in doc))

@@ -31,7 +31,8 @@ import struct
 import tempfile
 import zipfile
 from array import array
-from typing import BinaryIO, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 

@@ -38,8 +38,8 @@ import itertools
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class LacVocab:
     num_tags: int
 
     @classmethod
-    def load(cls, conf_dir: str) -> "LacVocab":
+    def load(cls, conf_dir: str) -> LacVocab:
         word_to_id = {w: int(i) for i, w in _read_tsv(os.path.join(conf_dir, "word.dic"))}
         table = np.full(_NUM_CODEPOINTS, word_to_id["OOV"], dtype=np.int64)
         for w, i in word_to_id.items():

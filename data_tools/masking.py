@@ -19,8 +19,9 @@ optimizer steps; the last stage goes on to the end of the run (its length may be
 Lengths are steps, not shares of ``--max_steps``, so that a changed ``--max_steps`` (a run extended or cut) moves no
 boundary and a resumed run sees the stages it saw. Sample ``i`` of the training stream belongs to step
 ``i // global_batch_size`` and so to one stage: its masking depends only on ``(seed, i)`` and that stage. A plain
-``--masking X`` is the one-stage schedule ``X``. ``phrase`` and ``entity`` need the markers; ``basic``, ``phrase`` and ``entity`` use no n-grams
-(n = 1 unit). Every level has the same budget (step 2) and the same 80/10/10 rule (step 4).
+``--masking X`` is the one-stage schedule ``X``. ``phrase`` and ``entity`` need the markers; ``basic``, ``phrase``
+and ``entity`` use no n-grams (n = 1 unit). Every level has the same budget (step 2) and the same 80/10/10 rule
+(step 4).
 
 The word level is PaddleNLP's; the steps below describe it and, with its units, every level.
 
@@ -147,7 +148,7 @@ class MaskingSchedule:
         self.stages = tuple(stages)
 
     @classmethod
-    def single(cls, strategy: str, samples_per_step: int = 0) -> "MaskingSchedule":
+    def single(cls, strategy: str, samples_per_step: int = 0) -> MaskingSchedule:
         return cls(strategy, samples_per_step)
 
     @property
@@ -203,7 +204,7 @@ class VocabTables:
     mask_id: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "VocabTables":
+    def from_tokenizer(cls, tokenizer) -> VocabTables:
         """Tables of an :class:`ernie.ErnieTokenizer` (its ``is_word_start`` and ``wwm_restore_map``)."""
         size = tokenizer.vocab_size
         is_word_start = np.asarray(tokenizer.is_word_start(np.arange(size)), dtype=bool)

@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import re
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 

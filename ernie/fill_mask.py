@@ -12,8 +12,8 @@ Contract:
   fillings). ``__call__(texts, ...)`` runs ``fill`` over a list.
 * ``FillResult``: ``positions`` — per masked token, its top-k ``(token, probability)`` from one pass with every mask
   in place (what HF's pipeline gives); ``spans`` — per ``[MASK]`` run, ``SpanFilling(start, end, filling, original,
-  log_prob, tokens)`` of the best joint filling; ``filled`` — the text with the best joint filling. The joint filling is a
-  beam search over the masked tokens, left to right: each step scores every beam with one forward pass (the tokens
+  log_prob, tokens)`` of the best joint filling; ``filled`` — the text with the best joint filling. The joint filling
+  is a beam search over the masked tokens, left to right: each step scores every beam with one forward pass (the tokens
   chosen so far in place, the rest still ``[MASK]``) and keeps the ``beam_size`` best sums of log-probabilities.
   ``beam_size=1`` is greedy left-to-right decoding.
 * Candidates are ordinary tokens only: no specials / ``[unusedN]`` slots and no ``##`` continuation pieces (the model
@@ -147,7 +147,7 @@ class FillMask:
             flat = np.arange(len(beams)) * batch.shape[1] + p
             log_probs = self._log_probs(batch, flat)
             candidates = []
-            for b, (score, seq, steps) in enumerate(beams):
+            for b, (score, _, _) in enumerate(beams):
                 best = np.argpartition(-log_probs[b], min(beam_size, log_probs.shape[1] - 1))[:beam_size]
                 candidates += [(score + float(log_probs[b, t]), b, int(t)) for t in best]
             candidates.sort(key=lambda c: -c[0])

@@ -95,7 +95,7 @@ class Result:
 
 def synthetic_args(case: Case, device: str, micro_batch: int, seq_len: int, steps: int, output_dir: str):
     """PretrainArgs of the trainer for one case (nothing read from disk; the data section is not used)."""
-    from ernie.training.args import (DataArgs, LoggingArgs, ModelArgs, OptimizerArgs, PretrainArgs, TrainingArgs)
+    from ernie.training.args import DataArgs, LoggingArgs, ModelArgs, OptimizerArgs, PretrainArgs, TrainingArgs
 
     use_amp, amp_dtype, level = PRECISIONS[case.precision]
     return PretrainArgs(
@@ -180,6 +180,7 @@ class Runner:
 
     def new_model(self, case: Case):
         import paddle
+
         from ernie.modeling import ErnieForPretraining
 
         paddle.seed(1234)
@@ -202,6 +203,7 @@ class Runner:
         """Losses (mean over ranks) of len(batches) steps; with ``resume_at``, a checkpoint is written after that
         many steps and training continues from it in freshly built model/optimizer/scaler state."""
         import paddle
+
         from ernie.modeling import ErniePretrainingCriterion
         from ernie.training import checkpoint as ckpt
         from ernie.training import trainer
@@ -290,7 +292,7 @@ class Runner:
             elif reference is not None:
                 got, ref = np.array(result.losses), np.array(reference)
                 result.diff = float(np.max(np.abs(got - ref) / np.abs(ref)))
-        except Exception as e:  # a failing case is a row of the table, the others still run
+        except Exception as e:  # noqa: BLE001 - a failing case is a row of the table, the others still run
             message = str(e).strip().splitlines()
             result.error = f"{type(e).__name__}: {message[-1][:160] if message else ''}"
         result.kernels = [short_kernel(line) for line in ops.KERNEL_LOG[first:]]
@@ -378,7 +380,7 @@ def gpu_count() -> int:
         return 0
     try:
         return paddle.device.cuda.device_count()
-    except Exception:  # a CUDA build without a driver
+    except Exception:  # noqa: BLE001 - a CUDA build without a driver
         return 0
 
 

@@ -16,8 +16,8 @@ word, so encoding costs a few dictionary lookups per token.
 
 Whole-word encoding (for whole-word masking, see docs/design.md): :meth:`ErnieTokenizer.encode_words` takes
 segmented words and encodes every non-first CJK char of a word as its ``##char`` entry, so word boundaries live in
-the ids: ``["哈尔滨", "是"] -> 哈 ##尔 ##滨 是``. :meth:`~ErnieTokenizer.wwm_restore_map` maps those ids back to the plain
-chars the model sees, :meth:`~ErnieTokenizer.is_word_start` tells word starts.
+the ids: ``["哈尔滨", "是"] -> 哈 ##尔 ##滨 是``. :meth:`~ErnieTokenizer.wwm_restore_map` maps those ids back to the
+plain chars the model sees, :meth:`~ErnieTokenizer.is_word_start` tells word starts.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import os
 import re
 import sys
 import unicodedata
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -255,7 +255,7 @@ class ErnieTokenizer:
 
     # ----------------------------------------------------------------------------------------------- loading/saving
     @classmethod
-    def from_pretrained(cls, directory: str, **kwargs) -> "ErnieTokenizer":
+    def from_pretrained(cls, directory: str, **kwargs) -> ErnieTokenizer:
         """Load ``directory/vocab.txt`` (+ ``tokenizer_config.json`` if present); ``kwargs`` override the config."""
         resolved = resolve_dir(directory)
         if resolved is None:

@@ -33,8 +33,15 @@ import numpy as np
 
 from ernie.utils import UserError, cli_main, require_positive
 
-from .infer import (SeqClsPredictor, add_precision_flag, check_max_length, check_precision, check_task,
-                    predict_and_print, read_inputs)
+from .infer import (
+    SeqClsPredictor,
+    add_precision_flag,
+    check_max_length,
+    check_precision,
+    check_task,
+    predict_and_print,
+    read_inputs,
+)
 from .layout import INPUT_NAMES, INT8_ONNX_FILE, MODEL_PREFIX, PARAMS_SUFFIX
 from .openvino_precision import BF16_FLAGS, cpu_flags, cpu_precision, plugins_xml
 

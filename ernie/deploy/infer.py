@@ -26,12 +26,22 @@ import numpy as np
 
 from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file, require_positive
 
-from .layout import (DEPLOY_CONFIG, INPUT_NAMES, INT8_ONNX_FILE, MODEL_PREFIX, ONNX_FILE, PARAMS_SUFFIX, PRECISIONS,
-                     PROGRAM_SUFFIXES, program_file)
+from .layout import (
+    DEPLOY_CONFIG,
+    INPUT_NAMES,
+    INT8_ONNX_FILE,
+    MODEL_PREFIX,
+    ONNX_FILE,
+    PARAMS_SUFFIX,
+    PRECISIONS,
+    PROGRAM_SUFFIXES,
+    program_file,
+)
 
 ONNX_OPSET = 13
 BACKENDS = ("paddle", "onnxruntime")
-EXAMPLE_TEXTS = ["这个宾馆比较陈旧了，特价的房间也很一般。总体来说一般", "怀着十分激动的心情放映，可是看着看着发现，在放映完毕后，出现一集米老鼠的动画片",
+EXAMPLE_TEXTS = ["这个宾馆比较陈旧了，特价的房间也很一般。总体来说一般",
+                 "怀着十分激动的心情放映，可是看着看着发现，在放映完毕后，出现一集米老鼠的动画片",
                  "作为老的四星酒店，房间依然很整洁，相当不错。机场接机服务很好，可以在车上办理入住手续，节省时间。"]
 
 
@@ -144,7 +154,8 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
         except Exception as e:  # noqa: BLE001
-            what = os.path.basename(cached) if cached else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)"
+            what = (os.path.basename(cached) if cached
+                    else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)")
             raise UserError(f"--model_dir {model_dir}: ONNX Runtime cannot load {what}: "
                             f"{str(e).strip().splitlines()[0]}") from None
         if not cached and os.access(model_dir, os.W_OK):

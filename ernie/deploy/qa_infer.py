@@ -18,8 +18,8 @@ import os
 
 from ernie.utils import ArgumentParser, atomic_write, check_output_path, cli_main, require_positive
 
-from .layout import INPUT_NAMES
 from .infer import BACKENDS, add_precision_flag, check_max_length, check_task, make_backend, model_positions
+from .layout import INPUT_NAMES
 
 DEFAULT_MAX_SEQ_LENGTH = 384  # PaddleNLP's run_du.py / HF's run_qa.py; capped at the model's positions
 

@@ -40,7 +40,8 @@ def plot(records: list[dict], output: str) -> None:
             ax_loss.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=f"{event} loss", **style)
     train = [r for r in records if r.get("event") == "train"]
     if train:
-        ax_loss.plot([r["step"] for r in train], [r["lm_loss"] for r in train], lw=0.8, alpha=0.6, label="train lm_loss")
+        ax_loss.plot([r["step"] for r in train], [r["lm_loss"] for r in train], lw=0.8, alpha=0.6,
+                     label="train lm_loss")
         ax_lr.plot([r["step"] for r in train], [r["learning_rate"] for r in train], color="tab:green")
     basic = [r for r in records if r.get("event") == "valid" and "basic_lm_loss" in r]
     if basic and any(r.get("masking_stage") != "basic" for r in basic):  # else it is the valid lm_loss itself

@@ -6,7 +6,7 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from .cpu_tuning import tune_process
 
@@ -63,7 +63,7 @@ class StopRequest:
         self.requested = True
         print(self.message, file=sys.stderr, flush=True)
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -92,7 +92,7 @@ def cli_main(fn: Callable[..., int | None]) -> Callable[..., int | None]:
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr, flush=True)
             sys.exit(130)
-        except Exception as e:  # noqa: BLE001 - only Ctrl-C re-raised by Paddle from C++ is handled here
+        except Exception as e:
             if not is_interrupt(e) or os.environ.get("ERNIE_DEBUG"):
                 raise
             print("error: interrupted", file=sys.stderr, flush=True)

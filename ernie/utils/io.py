@@ -8,10 +8,10 @@ import os
 import shutil
 import signal
 import tempfile
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from .errors import UserError
-
 
 _FAULT_CALLS = [0]
 
