@@ -30,6 +30,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
 
+
 # ---- CPU fp32 kernels -----------------------------------------------------------------------------------------------
 # Measured on 2 threads, [1024, 768] fp32 (ERNIE-base, batch 8 x 128): Paddle's CPU reduction over rows (the gradient
 # of a broadcast bias add) is ~30x slower than the same sum done as a [1, M] x [M, N] GEMV; its broadcasting
