@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -141,7 +142,7 @@ class FillMask:
 
     def beam(self, ids: np.ndarray, positions: np.ndarray, beam_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Best joint filling of ``positions`` of one sequence: (token ids [P], their log-probs [P])."""
-        beams = [(0.0, ids.copy(), [])]  # (score, ids, per-token log-probs)
+        beams: list[tuple[float, np.ndarray, list[float]]] = [(0.0, ids.copy(), [])]  # (score, ids, log-probs)
         for p in positions.tolist():
             batch = np.stack([b[1] for b in beams])
             flat = np.arange(len(beams)) * batch.shape[1] + p
@@ -193,7 +194,7 @@ class FillMask:
         return FillResult(text, filled, positions, spans)
 
     def __call__(self, texts: list[str], top_k: int = 5, beam_size: int = 5,
-                 mask_spans: list[list[tuple[int, int]] | None] | None = None) -> list[FillResult]:
+                 mask_spans: Sequence[list[tuple[int, int]] | None] | None = None) -> list[FillResult]:
         spans = mask_spans or [None] * len(texts)
         return [self.fill(t, top_k, beam_size, s) for t, s in zip(texts, spans)]
 

@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ RESUME_TOLERANCE = {"cpu": 0.0, "gpu": 1e-6}  # exact on CPU; on GPU, with deter
 PRECISIONS = {  # name -> (use_amp, amp_dtype, fp16_opt_level)
     "fp32": (False, "float16", "O2"), "fp16-O1": (True, "float16", "O1"), "fp16-O2": (True, "float16", "O2"),
     "bf16-O2": (True, "bfloat16", "O2")}
-MODELS = {
+MODELS: dict[str, dict[str, Any]] = {
     "small": dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                   intermediate_size=1024, max_position_embeddings=512),
     "base": dict(vocab_size=18000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -120,7 +121,8 @@ def synthetic_batches(vocab_size: int, batch: int, seq_len: int, count: int, see
         keep = np.arange(seq_len)[None] < lengths[:, None]
         ids[~keep] = 0
         segs = ((np.arange(seq_len)[None] >= (lengths // 2)[:, None]) & keep).astype(np.int64)
-        flat, labels = [], []
+        flat: list[int] = []
+        labels: list[int] = []
         for row, n in enumerate(lengths):
             pos = np.sort(rs.choice(np.arange(1, n), max(1, int(0.15 * n)), replace=False))
             flat.extend(row * seq_len + pos)
@@ -332,7 +334,8 @@ def plan(models: list[str], device: str, world_size: int) -> list[Case]:
 
 
 def run_cases(cases: list[Case], runner: Runner) -> list[Result]:
-    results, references = [], {}
+    results: list[Result] = []
+    references: dict[str, list | None] = {}
     for case in cases:
         ref = references.get(case.model) if not (case.precision == "fp32" and not case.recompute
                                                  and case.attention == "eager" and not case.resume) else None

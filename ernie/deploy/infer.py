@@ -21,6 +21,7 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -267,7 +268,8 @@ class SeqClsPredictor:
         text whose every token is [UNK] to this vocabulary (its label means nothing)."""
         pairs = text_pairs if text_pairs is not None else [None] * len(texts)
         keep = [i for i, (t, p) in enumerate(zip(texts, pairs)) if t.strip() or (p or "").strip()]
-        out = [{"label": None, "label_id": None, "confidence": None, "all_unk": False} for _ in texts]
+        out: list[dict[str, Any]] = [{"label": None, "label_id": None, "confidence": None, "all_unk": False}
+                                     for _ in texts]
         if not keep:
             return out
         logits = self.logits([texts[i] for i in keep], None if text_pairs is None else [pairs[i] for i in keep])
@@ -394,7 +396,8 @@ def add_precision_flag(p) -> None:
 def predict_and_print(predictor, a, backend_name: str) -> list[dict]:
     """The seq_cls inference scripts' body: ``a.input_file`` (or the built-in examples) through ``predictor``, the
     ``Data/Label/Confidence`` lines on stdout and the timing on stderr; returns the predictions."""
-    texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, [None] * len(EXAMPLE_TEXTS))
+    no_pairs: list[str | None] = [None] * len(EXAMPLE_TEXTS)
+    texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, no_pairs)
     t0 = time.perf_counter()
     results = predictor.predict(texts, pairs)
     elapsed = time.perf_counter() - t0

@@ -32,6 +32,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 LEGACY_PROGRAM = "model.pdmodel"
 _CHILD_PREFIX = "model"
@@ -93,7 +94,7 @@ def _paddle26_compat(paddle) -> None:
     ``TruncatedNormal(a=, b=)`` (the init bounds; every weight is overwritten from weights.npz)."""
     init = paddle.nn.initializer
     if "a" not in init.TruncatedNormal.__init__.__code__.co_varnames:
-        base = init.TruncatedNormal
+        base: Any = init.TruncatedNormal
 
         class TruncatedNormal(base):
             def __init__(self, mean=0.0, std=1.0, a=None, b=None, name=None):

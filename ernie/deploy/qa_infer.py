@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from ernie.utils import ArgumentParser, atomic_write, check_output_path, cli_main, require_positive
 
@@ -44,7 +45,7 @@ class QaPredictor:
         """``{id: answer}`` for examples ``{"id", "question", "context"[, "answers", "answer_starts"]}``."""
         examples = [{"answers": [], "answer_starts": [], **ex} for ex in examples]
         features = self.task.encode(examples)
-        outputs = []
+        outputs: list[tuple[Any, Any]] = []  # per feature: (start logits, end logits)
         for i in range(0, len(features), self.batch_size):
             batch = self.task.collate(features[i:i + self.batch_size])
             start, end = self.backend.run_all({k: batch[k] for k in INPUT_NAMES})[:2]

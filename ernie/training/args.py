@@ -165,9 +165,12 @@ def _annotation(f: dataclasses.Field) -> tuple[str, bool]:
     return next(p for p in parts if p != "None"), "None" in parts
 
 
+_SCALAR_TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": str2bool}
+
+
 def _field_type(f: dataclasses.Field) -> Callable[[str], Any]:
     """The scalar type of a field (``Optional[int]`` -> int)."""
-    return {"str": str, "int": int, "float": float, "bool": str2bool}[_annotation(f)[0]]
+    return _SCALAR_TYPES[_annotation(f)[0]]
 
 
 def build_parser() -> ArgumentParser:
