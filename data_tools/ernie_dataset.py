@@ -342,6 +342,7 @@ class ErnieDataset:
         level = sample_level(strategy, rng, self.mix)
         units = None
         if level in MARKER_LEVELS:
+            assert self._units is not None  # a marker level is drawn only when the corpus has markers (checked above)
             units = np.zeros(n, dtype=np.uint8)  # 0 at [CLS]/[SEP]
             units[1:a.size + 1] = self._units[base + a_range[0]:base + a_range[1]]
             units[a.size + 2:a.size + 2 + b.size] = self._units[base + b_range[0]:base + b_range[1]]
@@ -390,7 +391,7 @@ def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieData
     for corpus in corpora:
         corpus.check_token_ids(tokenizer.vocab_size)
     shares = parse_split(config.split)
-    result = []
+    result: list[ErnieDataset | BlendedDataset | None] = []
     for s, name in enumerate(SPLIT_NAMES):
         num_samples = int(train_valid_test_num_samples[s])
         if shares[s] == 0 or num_samples <= 0:
@@ -406,13 +407,14 @@ def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieData
                                 f"documents in all); give it a larger share, set it to 0, or add data")
             wanted = num_samples if len(prefixes) == 1 else math.ceil(num_samples * weight * BLEND_MARGIN)
             parts.append(ErnieDataset(name, indexed, prefix, doc_range, wanted, tables, config))
-        dataset = parts[0] if len(parts) == 1 else BlendedDataset(parts, weights, num_samples, name)
+        dataset: ErnieDataset | BlendedDataset = (parts[0] if len(parts) == 1
+                                                  else BlendedDataset(parts, weights, num_samples, name))
         if name != "train":  # held-out sets: the last stage's masking (the trainer picks the current one)
             dataset = dataset.with_masking(config.schedule().stages[-1].name)
         result.append(dataset)
     return tuple(result)
 
 
-__all__ = ["ErnieDatasetConfig", "ErnieDataset", "build_train_valid_test_datasets", "parse_split",
+__all__ = ["ErnieDatasetFlags", "ErnieDatasetConfig", "ErnieDataset", "build_train_valid_test_datasets", "parse_split",
            "split_documents", "train_valid_test_num_samples", "truncation_amounts", "sample_mapping",
            "mapping_cache_path"]

@@ -182,7 +182,8 @@ class LacSegModel(_LacPredictor):
 def _pack_by_length(pieces: list[tuple[int, int, int]], batch_chars: int) -> Iterator[list[tuple[int, int, int]]]:
     """Sort ``(text, start, end)`` pieces by length and group them into batches of at most ``batch_chars`` chars
     (a longer piece gets a batch of its own)."""
-    batch, n = [], 0
+    batch: list[tuple[int, int, int]] = []
+    n = 0
     for piece in sorted(pieces, key=lambda p: p[2] - p[1]):
         size = piece[2] - piece[1]
         if batch and n + size > batch_chars:

@@ -77,7 +77,8 @@ def parse_knowledge_mix(text: str) -> tuple[float, float, float]:
         raise UserError(f"--knowledge_mix: {text!r} is not three non-negative weights of basic,phrase,entity "
                         "with a positive sum (e.g. 0.8,0.1,0.1)")
     total = sum(weights)
-    return tuple(w / total for w in weights)
+    basic, phrase, entity = (w / total for w in weights)
+    return basic, phrase, entity
 
 
 def sample_level(strategy: str, rng: np.random.Generator, mix: tuple[float, float, float] | None = None) -> str:
@@ -141,7 +142,7 @@ class MaskingSchedule:
                 if steps < 1:
                     raise UserError(f"--masking_schedule: {spec!r}: the length of stage {k + 1} ({name}) must be a "
                                     "whole number of steps >= 1")
-            end = None if last else start + steps
+            end = None if last or steps is None else start + steps
             stages.append(Stage(k, name, start, end))
             if end is not None:
                 start = end
@@ -273,8 +274,10 @@ def unit_ids(tokens: np.ndarray, tables: VocabTables, level: str,
     if level == "basic":
         start = maskable.copy()
     elif level == "phrase":
+        assert units is not None, "the phrase level needs unit markers"
         start = maskable & ((units & PHRASE_START) != 0)
     elif level == "entity":
+        assert units is not None, "the entity level needs unit markers"
         inside = (units & IN_ENTITY) != 0
         start = maskable & np.where(inside, (units & ENTITY_START) != 0, (units & WORD_START) != 0)
         start[1:] |= maskable[1:] & (inside[1:] != inside[:-1])

@@ -104,7 +104,9 @@ def _paddle26_compat(paddle) -> None:
 
 
 def _explicit_inputs_class(paddle, np):
-    class _ExplicitInputs(paddle.nn.Layer):
+    layer: Any = paddle.nn.Layer  # paddle is the module this child process imported (Paddle 2.6)
+
+    class _ExplicitInputs(layer):
         """(input_ids, token_type_ids) -> logits, with the position ids and the additive attention mask built from
         ops every legacy converter knows (full_like, cumsum, equal, cast, scale) instead of the model's defaults
         (a slice of the position table up to a runtime length, a 0-D ``full`` + ``where``). The values are the

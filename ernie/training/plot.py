@@ -34,7 +34,8 @@ def plot(records: list[dict], output: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(12, 4.5))
-    styles: dict[str, dict[str, Any]] = {"train": dict(lw=1), "valid": dict(marker="o", lw=1.5), "test": dict(marker="*", ms=12, ls="")}
+    styles: dict[str, dict[str, Any]] = {
+        "train": dict(lw=1), "valid": dict(marker="o", lw=1.5), "test": dict(marker="*", ms=12, ls="")}
     for event, style in styles.items():
         rows = [r for r in records if r.get("event") == event]
         if rows:
