@@ -7,7 +7,7 @@ The sample stream is the dataset in index order (the sample mapping is already s
 """
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 

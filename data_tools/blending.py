@@ -103,7 +103,7 @@ class BlendedDataset:
             return ds.sample(j, ds.masking_at(idx))
         return ds[j]
 
-    def with_masking(self, strategy: str) -> "BlendedDataset":
+    def with_masking(self, strategy: str) -> BlendedDataset:
         """The same blend with every corpus masked with ``strategy`` (``ErnieDataset.with_masking``)."""
         other = copy.copy(self)
         other.datasets = [ds.with_masking(strategy) for ds in self.datasets]

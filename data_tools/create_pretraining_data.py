@@ -31,8 +31,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 from tqdm import tqdm
@@ -168,7 +168,7 @@ class DocumentEncoder:
                 starts.append(pos)
                 pos += len(sentence)
             starts = starts or [0]
-            groups = [[] for _ in starts]
+            groups: list[list[str]] = [[] for _ in starts]
             k, offset = 0, 0
             for word in words:
                 while k + 1 < len(starts) and offset >= starts[k + 1]:
@@ -182,6 +182,7 @@ class DocumentEncoder:
         """Per sentence, its ids (whole words kept, as ``encode_words``) and their unit markers uint8."""
         from .lexical_units import split_whitespace, token_markers, word_markers
 
+        assert self.lexical is not None, "encode_lexical needs the lexical analyser (--cn_seg_func lac_lexical)"
         out = []
         for words, labels in self.lexical.analyse(sentences):
             words, flags = split_whitespace(words, word_markers(labels))
@@ -258,10 +259,10 @@ class DocumentEncoder:
             return None
         return text
 
-    def encode_chunk(self, path: str, lines: list[tuple[int, bytes]]) -> "ChunkResult":
+    def encode_chunk(self, path: str, lines: list[tuple[int, bytes]]) -> ChunkResult:
         skipped = SkipLog()
-        texts = [(lineno, self.parse(path, lineno, raw, skipped)) for lineno, raw in lines]
-        texts = [(lineno, t) for lineno, t in texts if t is not None]
+        parsed = [(lineno, self.parse(path, lineno, raw, skipped)) for lineno, raw in lines]
+        texts = [(lineno, t) for lineno, t in parsed if t is not None]
         encoded = self.sentences_to_ids([t for _, t in texts])
         with_units = self.lexical is not None
         if not with_units:  # one code path below: sentences as (ids, markers), markers None
@@ -279,7 +280,8 @@ class DocumentEncoder:
                 continue
             if self.eos is not None:
                 last, marks = doc[-1]
-                doc[-1] = (last + [self.eos], None if marks is None else np.append(marks, 3).astype(marks.dtype))  # 3: own word + phrase
+                # the EOS marker 3: a word of its own and a phrase of its own
+                doc[-1] = (last + [self.eos], None if marks is None else np.append(marks, 3).astype(marks.dtype))
             if limit and any(len(s) > limit for s, _ in doc):
                 skipped.add(f"sentences longer than {limit} tokens cut at word starts", where,
                             sum(len(s) > limit for s, _ in doc))
@@ -330,6 +332,7 @@ def _init_worker(config: PretrainDataConfig) -> None:
 def _encode_task(task: tuple[str, list[tuple[int, bytes]]]) -> ChunkResult | UserError:
     if isinstance(_ENCODER, UserError):
         return _ENCODER
+    assert _ENCODER is not None, "_init_worker runs before the first task"
     try:
         return _ENCODER.encode_chunk(*task)
     except UserError as e:
@@ -433,10 +436,10 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
             raise UserError(f"--input_path: no documents to write from {config.input_path}"
                             + "".join(f"; {line}" for line in skipped.lines()))
         builder.finalize()
-    files = output_paths(config.output_prefix, config.data_impl)
+    outputs: tuple[str, ...] = output_paths(config.output_prefix, config.data_impl)
     if builder.has_units:
-        files = (*files, units_path(config.output_prefix))
-    return {"files": files, "documents": builder.num_documents,
+        outputs = (*outputs, units_path(config.output_prefix))
+    return {"files": outputs, "documents": builder.num_documents,
             "sentences": builder.num_sentences, "tokens": builder.num_tokens, "bytes": progress.bytes,
             "seconds": seconds, "skipped": skipped, "summary": builder.summary(), "dtype": dtype}
 

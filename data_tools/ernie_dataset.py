@@ -12,13 +12,12 @@ so workers, processes and restarts all see identical samples.
 """
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
 import os
-import copy
 from dataclasses import dataclass, field
-from typing import Optional
 
 import numpy as np
 
@@ -27,8 +26,17 @@ from ernie.utils import UserError
 from . import index_cache
 from .blending import BlendedDataset, parse_input_dir
 from .indexed_dataset import IndexedDataset
-from .masking import (MARKER_LEVELS, MARKER_STAGES, STRATEGIES, MaskingConfig, MaskingSchedule, VocabTables,
-                      mask_tokens, parse_knowledge_mix, sample_level)
+from .masking import (
+    MARKER_LEVELS,
+    MARKER_STAGES,
+    STRATEGIES,
+    MaskingConfig,
+    MaskingSchedule,
+    VocabTables,
+    mask_tokens,
+    parse_knowledge_mix,
+    sample_level,
+)
 from .sample_index import build_mapping, mapping_problem
 
 logger = logging.getLogger(__name__)
@@ -39,46 +47,56 @@ BLEND_MARGIN = 1.005  # per-dataset sample surplus so that blending never runs a
 
 
 def _flag(default, help: str, **metadata):
-    """A field that is also a ``run_pretrain.py`` flag of the ``data`` section (``ernie.training.args.DataArgs``
-    is built from these fields: one declaration, one check in :meth:`ErnieDatasetConfig.validate`)."""
-    return field(default=default, metadata={"flag": True, "help": help, **metadata})
+    """A field of :class:`ErnieDatasetFlags`: a ``run_pretrain.py`` flag of the ``data`` section."""
+    return field(default=default, metadata={"help": help, **metadata})
 
 
 @dataclass
-class ErnieDatasetConfig:
-    """How samples are shaped: the one owner of every pretraining-data option.
+class ErnieDatasetFlags:
+    """The pretraining-data options that are ``run_pretrain.py`` flags (same names, help and choices).
 
-    Fields made with ``_flag`` are ``run_pretrain.py`` flags (same names, help and choices); the others are set
-    by code (``seed`` comes from ``--seed`` of the training section). Every field that changes the sample mapping
-    is part of its cache name. ``max_predictions_per_seq=None`` leaves only the ``masked_lm_prob`` budget
-    (PaddleNLP ernie-1.0 behaviour). ``cache_dir=None`` stores sample mappings next to the data.
+    Declared once, here: :class:`ErnieDatasetConfig` adds the options set by code, and
+    ``ernie.training.args.DataArgs`` inherits these fields as the ``data`` section of the command line. They are
+    checked once, in :meth:`ErnieDatasetConfig.validate`.
     """
 
     max_seq_len: int = _flag(512, "tokens per sample, [CLS]/[SEP] included")
     masked_lm_prob: float = _flag(0.15, "share of a sample's tokens to mask (the budget of every strategy)")
-    max_predictions_per_seq: int | None = None
     short_seq_prob: float = _flag(0.1, "share of samples given a shorter random target length")
     binary_head: bool = _flag(True, "train the sentence-order (SOP) head")
     max_ngrams: int = _flag(3, "longest n-gram, in words, of --masking word")
     favor_longer_ngram: bool = _flag(False, "reverse the 1/n n-gram law of --masking word")
-    geometric_dist: bool = False
     masking: str = _flag("word", "basic: tokens (BERT); word: whole words + n-grams (PaddleNLP); knowledge: ERNIE's "
                                  "basic / phrase / entity levels, one drawn per sample (needs the {P}_units.npy "
                                  "markers of create_pretraining_data.py --cn_seg_func lac_lexical)",
                          choices=list(STRATEGIES))
-    masking_schedule: Optional[str] = _flag(
+    masking_schedule: str | None = _flag(
         None, "staged masking (ERNIE 1.0's basic -> phrase -> entity training): 'name:steps,...', e.g. "
               "basic:5000,phrase:2500,entity:2500; names basic, word, phrase, entity, knowledge; lengths in optimizer "
               "steps, the last stage runs to the end (its length may be left out); replaces --masking "
               "(default: the one stage --masking)")
     knowledge_mix: str = _flag("1,1,1", "weights of the basic,phrase,entity levels drawn per sample by the knowledge "
                                         "strategy (normalised), e.g. 0.8,0.1,0.1")
-    seed: int = 1234
-    samples_per_step: int = 0  # the global batch size (set by the trainer): sample i is in step i // samples_per_step
     split: str = _flag("949,50,1", "train,valid,test shares of the documents (fewer parts: the rest are 0)")
     share_folder: bool = _flag(False, "input_dir and output_dir are one shared folder across machines (index cache "
                                       "and checkpoints are then written by global rank 0 only; otherwise by the "
                                       "first rank of every machine)")
+
+
+@dataclass
+class ErnieDatasetConfig(ErnieDatasetFlags):
+    """How samples are shaped: the one owner of every pretraining-data option.
+
+    The flag fields come from :class:`ErnieDatasetFlags`; the fields below are set by code (``seed`` comes from
+    ``--seed`` of the training section). Every field that changes the sample mapping is part of its cache name.
+    ``max_predictions_per_seq=None`` leaves only the ``masked_lm_prob`` budget (PaddleNLP ernie-1.0 behaviour).
+    ``cache_dir=None`` stores sample mappings next to the data.
+    """
+
+    max_predictions_per_seq: int | None = None
+    geometric_dist: bool = False
+    seed: int = 1234
+    samples_per_step: int = 0  # the global batch size (set by the trainer): sample i is in step i // samples_per_step
     cache_dir: str | None = None
     cache_timeout: float = index_cache.DEFAULT_TIMEOUT
 
@@ -269,7 +287,7 @@ class ErnieDataset:
             return self.fixed_masking
         return self.schedule.stage_at_sample(idx).name
 
-    def with_masking(self, strategy: str) -> "ErnieDataset":
+    def with_masking(self, strategy: str) -> ErnieDataset:
         """The same samples (same rows and random streams) masked with ``strategy`` throughout: held-out sets are
         evaluated with the current stage's masking and, for a comparable figure, with ``basic``."""
         if strategy in MARKER_STAGES and self._units is None:
@@ -324,6 +342,7 @@ class ErnieDataset:
         level = sample_level(strategy, rng, self.mix)
         units = None
         if level in MARKER_LEVELS:
+            assert self._units is not None  # a marker level is drawn only when the corpus has markers (checked above)
             units = np.zeros(n, dtype=np.uint8)  # 0 at [CLS]/[SEP]
             units[1:a.size + 1] = self._units[base + a_range[0]:base + a_range[1]]
             units[a.size + 2:a.size + 2 + b.size] = self._units[base + b_range[0]:base + b_range[1]]
@@ -372,7 +391,7 @@ def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieData
     for corpus in corpora:
         corpus.check_token_ids(tokenizer.vocab_size)
     shares = parse_split(config.split)
-    result = []
+    result: list[ErnieDataset | BlendedDataset | None] = []
     for s, name in enumerate(SPLIT_NAMES):
         num_samples = int(train_valid_test_num_samples[s])
         if shares[s] == 0 or num_samples <= 0:
@@ -388,13 +407,14 @@ def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieData
                                 f"documents in all); give it a larger share, set it to 0, or add data")
             wanted = num_samples if len(prefixes) == 1 else math.ceil(num_samples * weight * BLEND_MARGIN)
             parts.append(ErnieDataset(name, indexed, prefix, doc_range, wanted, tables, config))
-        dataset = parts[0] if len(parts) == 1 else BlendedDataset(parts, weights, num_samples, name)
+        dataset: ErnieDataset | BlendedDataset = (parts[0] if len(parts) == 1
+                                                  else BlendedDataset(parts, weights, num_samples, name))
         if name != "train":  # held-out sets: the last stage's masking (the trainer picks the current one)
             dataset = dataset.with_masking(config.schedule().stages[-1].name)
         result.append(dataset)
     return tuple(result)
 
 
-__all__ = ["ErnieDatasetConfig", "ErnieDataset", "build_train_valid_test_datasets", "parse_split",
+__all__ = ["ErnieDatasetFlags", "ErnieDatasetConfig", "ErnieDataset", "build_train_valid_test_datasets", "parse_split",
            "split_documents", "train_valid_test_num_samples", "truncation_amounts", "sample_mapping",
            "mapping_cache_path"]

@@ -31,7 +31,8 @@ import struct
 import tempfile
 import zipfile
 from array import array
-from typing import BinaryIO, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import BinaryIO
 
 import numpy as np
 
@@ -202,15 +203,15 @@ class IndexedDatasetBuilder:
         """Append many documents at once: all their ids [T], sentence lengths [S] (summing to T) and sentence
         counts per document [D] (summing to S); ``units`` uint8 [T] when the builder writes unit markers."""
         ids = np.asarray(ids, dtype=self.dtype)
-        lens = np.asarray(lens, dtype=np.int32)
+        sizes = np.asarray(lens, dtype=np.int32)
         counts = np.asarray(sentences_per_doc, dtype=np.int64)
-        if int(lens.sum()) != ids.size or int(counts.sum()) != lens.size:
-            raise ValueError(f"{ids.size} ids, sentence lengths summing to {int(lens.sum())}, {lens.size} sentences "
+        if int(sizes.sum()) != ids.size or int(counts.sum()) != sizes.size:
+            raise ValueError(f"{ids.size} ids, sentence lengths summing to {int(sizes.sum())}, {sizes.size} sentences "
                              f"and sentence counts summing to {int(counts.sum())} do not match")
         base = len(self._sizes)
         self._write_units(units, ids.size)
         self._data.file.write(ids.tobytes())
-        self._sizes.frombytes(lens.tobytes())
+        self._sizes.frombytes(sizes.tobytes())
         self._doc_idx.frombytes((base + np.cumsum(counts)).tobytes())
         self._num_tokens += ids.size
 
@@ -231,6 +232,7 @@ class IndexedDatasetBuilder:
         for start in range(0, tokens.size, _COPY_CHUNK):
             self._data.file.write(np.asarray(tokens[start:start + _COPY_CHUNK], dtype=self.dtype).tobytes())
             if self._units is not None:
+                assert other.units is not None  # checked above
                 self._units.file.write(np.asarray(other.units[start:start + _COPY_CHUNK]).tobytes())
         self._sizes.frombytes(np.ascontiguousarray(other.sizes, dtype=np.int32).tobytes())
         self._doc_idx.frombytes((np.asarray(other.doc_idx[1:], dtype=np.int64) + base).tobytes())
@@ -551,7 +553,7 @@ class IndexedDataset:
         return self.prefix
 
     def __setstate__(self, prefix):
-        self.__init__(prefix, validate=False)
+        type(self).__init__(self, prefix, validate=False)
 
     # -- access
     @property

@@ -38,8 +38,8 @@ import itertools
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import numpy as np
 
@@ -92,7 +92,7 @@ class LacVocab:
     num_tags: int
 
     @classmethod
-    def load(cls, conf_dir: str) -> "LacVocab":
+    def load(cls, conf_dir: str) -> LacVocab:
         word_to_id = {w: int(i) for i, w in _read_tsv(os.path.join(conf_dir, "word.dic"))}
         table = np.full(_NUM_CODEPOINTS, word_to_id["OOV"], dtype=np.int64)
         for w, i in word_to_id.items():
@@ -182,7 +182,8 @@ class LacSegModel(_LacPredictor):
 def _pack_by_length(pieces: list[tuple[int, int, int]], batch_chars: int) -> Iterator[list[tuple[int, int, int]]]:
     """Sort ``(text, start, end)`` pieces by length and group them into batches of at most ``batch_chars`` chars
     (a longer piece gets a batch of its own)."""
-    batch, n = [], 0
+    batch: list[tuple[int, int, int]] = []
+    n = 0
     for piece in sorted(pieces, key=lambda p: p[2] - p[1]):
         size = piece[2] - piece[1]
         if batch and n + size > batch_chars:

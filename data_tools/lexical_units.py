@@ -112,16 +112,16 @@ def token_markers(token_counts: list[int], flags: list[int]) -> np.ndarray:
     """Per-token markers ``uint8 [sum(token_counts)]`` from the tokens per word and each word's flags (a word that
     has no tokens hands its phrase start, and entity start, to the next word that has some)."""
     counts = np.asarray(token_counts, dtype=np.int64)
-    flags = np.array(flags, dtype=MARKER_DTYPE)
+    marks = np.array(flags, dtype=MARKER_DTYPE)
     if (counts == 0).any():  # a word without tokens passes its phrase / entity start on to the next word
         carry = 0
-        for k in range(len(flags)):
+        for k in range(len(marks)):
             if counts[k] == 0:
-                carry |= int(flags[k]) & (PHRASE_START | ENTITY_START)
+                carry |= int(marks[k]) & (PHRASE_START | ENTITY_START)
             elif carry:
-                flags[k] |= carry & (PHRASE_START | (ENTITY_START if flags[k] & IN_ENTITY else 0))
+                marks[k] |= carry & (PHRASE_START | (ENTITY_START if marks[k] & IN_ENTITY else 0))
                 carry = 0
-    out = np.repeat(flags & IN_ENTITY, counts).astype(MARKER_DTYPE)
+    out = np.repeat(marks & IN_ENTITY, counts).astype(MARKER_DTYPE)
     firsts = (np.cumsum(counts) - counts)[counts > 0]
-    out[firsts] = flags[counts > 0]
+    out[firsts] = marks[counts > 0]
     return out

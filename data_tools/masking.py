@@ -19,8 +19,9 @@ optimizer steps; the last stage goes on to the end of the run (its length may be
 Lengths are steps, not shares of ``--max_steps``, so that a changed ``--max_steps`` (a run extended or cut) moves no
 boundary and a resumed run sees the stages it saw. Sample ``i`` of the training stream belongs to step
 ``i // global_batch_size`` and so to one stage: its masking depends only on ``(seed, i)`` and that stage. A plain
-``--masking X`` is the one-stage schedule ``X``. ``phrase`` and ``entity`` need the markers; ``basic``, ``phrase`` and ``entity`` use no n-grams
-(n = 1 unit). Every level has the same budget (step 2) and the same 80/10/10 rule (step 4).
+``--masking X`` is the one-stage schedule ``X``. ``phrase`` and ``entity`` need the markers; ``basic``, ``phrase``
+and ``entity`` use no n-grams (n = 1 unit). Every level has the same budget (step 2) and the same 80/10/10 rule
+(step 4).
 
 The word level is PaddleNLP's; the steps below describe it and, with its units, every level.
 
@@ -76,7 +77,8 @@ def parse_knowledge_mix(text: str) -> tuple[float, float, float]:
         raise UserError(f"--knowledge_mix: {text!r} is not three non-negative weights of basic,phrase,entity "
                         "with a positive sum (e.g. 0.8,0.1,0.1)")
     total = sum(weights)
-    return tuple(w / total for w in weights)
+    basic, phrase, entity = (w / total for w in weights)
+    return basic, phrase, entity
 
 
 def sample_level(strategy: str, rng: np.random.Generator, mix: tuple[float, float, float] | None = None) -> str:
@@ -140,14 +142,14 @@ class MaskingSchedule:
                 if steps < 1:
                     raise UserError(f"--masking_schedule: {spec!r}: the length of stage {k + 1} ({name}) must be a "
                                     "whole number of steps >= 1")
-            end = None if last else start + steps
+            end = None if last or steps is None else start + steps
             stages.append(Stage(k, name, start, end))
             if end is not None:
                 start = end
         self.stages = tuple(stages)
 
     @classmethod
-    def single(cls, strategy: str, samples_per_step: int = 0) -> "MaskingSchedule":
+    def single(cls, strategy: str, samples_per_step: int = 0) -> MaskingSchedule:
         return cls(strategy, samples_per_step)
 
     @property
@@ -203,7 +205,7 @@ class VocabTables:
     mask_id: int
 
     @classmethod
-    def from_tokenizer(cls, tokenizer) -> "VocabTables":
+    def from_tokenizer(cls, tokenizer) -> VocabTables:
         """Tables of an :class:`ernie.ErnieTokenizer` (its ``is_word_start`` and ``wwm_restore_map``)."""
         size = tokenizer.vocab_size
         is_word_start = np.asarray(tokenizer.is_word_start(np.arange(size)), dtype=bool)
@@ -272,8 +274,10 @@ def unit_ids(tokens: np.ndarray, tables: VocabTables, level: str,
     if level == "basic":
         start = maskable.copy()
     elif level == "phrase":
+        assert units is not None, "the phrase level needs unit markers"
         start = maskable & ((units & PHRASE_START) != 0)
     elif level == "entity":
+        assert units is not None, "the entity level needs unit markers"
         inside = (units & IN_ENTITY) != 0
         start = maskable & np.where(inside, (units & ENTITY_START) != 0, (units & WORD_START) != 0)
         start[1:] |= maskable[1:] & (inside[1:] != inside[:-1])

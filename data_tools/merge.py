@@ -5,8 +5,8 @@
 
 Documents keep their order (inputs in the order given); the output dtype is the widest of the inputs, its format
 that of the first input unless ``--data_impl`` says otherwise. Unit markers (``{P}_units.npy``) are kept when every
-input has them; otherwise the output has none (the summary line says which). Written atomically; existing outputs are refused
-unless ``--overwrite``.
+input has them; otherwise the output has none (the summary line says which). Written atomically; existing outputs
+are refused unless ``--overwrite``.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ import multiprocessing
 import os
 import re
 import sys
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
@@ -182,10 +182,11 @@ def _init_worker(name: str, in_pool: bool = False) -> None:
 
 def _segment_chunk(lines: list[str]) -> str:
     """Worker task: lines -> their output text (one space-joined line per input line)."""
+    assert _worker_segmenter is not None, "_init_worker runs before the first task"
     return "".join(" ".join(words) + "\n" for words in _worker_segmenter.segment(lines))
 
 
-def bounded_ordered_map(pool, fn: Callable, items: Iterator, in_flight: int) -> Iterator:
+def bounded_ordered_map(pool, fn: Callable, items: Iterable, in_flight: int) -> Iterator:
     """``map(fn, items)`` on ``pool`` in input order, with at most ``in_flight`` tasks read ahead (memory stays
     flat on any file size, unlike ``Pool.imap``, which drains its input)."""
     pending: collections.deque = collections.deque()

@@ -28,11 +28,10 @@ import collections
 import os
 import string
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
-from ernie.tokenizer import (CONFIG_FILE, VOCAB_FILE, BasicTokenizer, is_cjk_char, is_punctuation,
-                             write_tokenizer_files)
+from ernie.tokenizer import CONFIG_FILE, VOCAB_FILE, BasicTokenizer, is_cjk_char, is_punctuation, write_tokenizer_files
 from ernie.utils import ArgumentParser, UserError, check_output_path, cli_main, list_input_files
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")

@@ -5,7 +5,6 @@ Public names are imported lazily, so that the data tools (which need only the to
 from __future__ import annotations
 
 import importlib
-
 import warnings as _warnings
 
 # Paddle warns on every import that ccache (for building custom C++ ops) is missing; nothing here builds ops.

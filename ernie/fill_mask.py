@@ -12,8 +12,8 @@ Contract:
   fillings). ``__call__(texts, ...)`` runs ``fill`` over a list.
 * ``FillResult``: ``positions`` — per masked token, its top-k ``(token, probability)`` from one pass with every mask
   in place (what HF's pipeline gives); ``spans`` — per ``[MASK]`` run, ``SpanFilling(start, end, filling, original,
-  log_prob, tokens)`` of the best joint filling; ``filled`` — the text with the best joint filling. The joint filling is a
-  beam search over the masked tokens, left to right: each step scores every beam with one forward pass (the tokens
+  log_prob, tokens)`` of the best joint filling; ``filled`` — the text with the best joint filling. The joint filling
+  is a beam search over the masked tokens, left to right: each step scores every beam with one forward pass (the tokens
   chosen so far in place, the rest still ``[MASK]``) and keeps the ``beam_size`` best sums of log-probabilities.
   ``beam_size=1`` is greedy left-to-right decoding.
 * Candidates are ordinary tokens only: no specials / ``[unusedN]`` slots and no ``##`` continuation pieces (the model
@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -141,13 +142,13 @@ class FillMask:
 
     def beam(self, ids: np.ndarray, positions: np.ndarray, beam_size: int) -> tuple[np.ndarray, np.ndarray]:
         """Best joint filling of ``positions`` of one sequence: (token ids [P], their log-probs [P])."""
-        beams = [(0.0, ids.copy(), [])]  # (score, ids, per-token log-probs)
+        beams: list[tuple[float, np.ndarray, list[float]]] = [(0.0, ids.copy(), [])]  # (score, ids, log-probs)
         for p in positions.tolist():
             batch = np.stack([b[1] for b in beams])
             flat = np.arange(len(beams)) * batch.shape[1] + p
             log_probs = self._log_probs(batch, flat)
             candidates = []
-            for b, (score, seq, steps) in enumerate(beams):
+            for b, (score, _, _) in enumerate(beams):
                 best = np.argpartition(-log_probs[b], min(beam_size, log_probs.shape[1] - 1))[:beam_size]
                 candidates += [(score + float(log_probs[b, t]), b, int(t)) for t in best]
             candidates.sort(key=lambda c: -c[0])
@@ -193,7 +194,7 @@ class FillMask:
         return FillResult(text, filled, positions, spans)
 
     def __call__(self, texts: list[str], top_k: int = 5, beam_size: int = 5,
-                 mask_spans: list[list[tuple[int, int]] | None] | None = None) -> list[FillResult]:
+                 mask_spans: Sequence[list[tuple[int, int]] | None] | None = None) -> list[FillResult]:
         spans = mask_spans or [None] * len(texts)
         return [self.fill(t, top_k, beam_size, s) for t, s in zip(texts, spans)]
 

@@ -184,7 +184,7 @@ def dropout(x: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
         return x
     if not _cpu_fp32(x):
         return F.dropout(x, p, training=True)
-    seed = int(paddle.randint(0, 2**31 - 1, [1]).item())
+    seed = int(paddle.randint(0, 2**31 - 1, [1]).item())  # type: ignore[arg-type]  # item(): float | bool | complex
     keep = paddle.to_tensor(_keep_bits(list(x.shape), p, seed))
     if x.stop_gradient:
         return x * (keep.astype(x.dtype) * np.float32(1.0 / (1.0 - p)))

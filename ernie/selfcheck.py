@@ -35,6 +35,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ RESUME_TOLERANCE = {"cpu": 0.0, "gpu": 1e-6}  # exact on CPU; on GPU, with deter
 PRECISIONS = {  # name -> (use_amp, amp_dtype, fp16_opt_level)
     "fp32": (False, "float16", "O2"), "fp16-O1": (True, "float16", "O1"), "fp16-O2": (True, "float16", "O2"),
     "bf16-O2": (True, "bfloat16", "O2")}
-MODELS = {
+MODELS: dict[str, dict[str, Any]] = {
     "small": dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
                   intermediate_size=1024, max_position_embeddings=512),
     "base": dict(vocab_size=18000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
@@ -95,7 +96,7 @@ class Result:
 
 def synthetic_args(case: Case, device: str, micro_batch: int, seq_len: int, steps: int, output_dir: str):
     """PretrainArgs of the trainer for one case (nothing read from disk; the data section is not used)."""
-    from ernie.training.args import (DataArgs, LoggingArgs, ModelArgs, OptimizerArgs, PretrainArgs, TrainingArgs)
+    from ernie.training.args import DataArgs, LoggingArgs, ModelArgs, OptimizerArgs, PretrainArgs, TrainingArgs
 
     use_amp, amp_dtype, level = PRECISIONS[case.precision]
     return PretrainArgs(
@@ -120,7 +121,8 @@ def synthetic_batches(vocab_size: int, batch: int, seq_len: int, count: int, see
         keep = np.arange(seq_len)[None] < lengths[:, None]
         ids[~keep] = 0
         segs = ((np.arange(seq_len)[None] >= (lengths // 2)[:, None]) & keep).astype(np.int64)
-        flat, labels = [], []
+        flat: list[int] = []
+        labels: list[int] = []
         for row, n in enumerate(lengths):
             pos = np.sort(rs.choice(np.arange(1, n), max(1, int(0.15 * n)), replace=False))
             flat.extend(row * seq_len + pos)
@@ -180,6 +182,7 @@ class Runner:
 
     def new_model(self, case: Case):
         import paddle
+
         from ernie.modeling import ErnieForPretraining
 
         paddle.seed(1234)
@@ -202,6 +205,7 @@ class Runner:
         """Losses (mean over ranks) of len(batches) steps; with ``resume_at``, a checkpoint is written after that
         many steps and training continues from it in freshly built model/optimizer/scaler state."""
         import paddle
+
         from ernie.modeling import ErniePretrainingCriterion
         from ernie.training import checkpoint as ckpt
         from ernie.training import trainer
@@ -290,7 +294,7 @@ class Runner:
             elif reference is not None:
                 got, ref = np.array(result.losses), np.array(reference)
                 result.diff = float(np.max(np.abs(got - ref) / np.abs(ref)))
-        except Exception as e:  # a failing case is a row of the table, the others still run
+        except Exception as e:  # noqa: BLE001 - a failing case is a row of the table, the others still run
             message = str(e).strip().splitlines()
             result.error = f"{type(e).__name__}: {message[-1][:160] if message else ''}"
         result.kernels = [short_kernel(line) for line in ops.KERNEL_LOG[first:]]
@@ -330,7 +334,8 @@ def plan(models: list[str], device: str, world_size: int) -> list[Case]:
 
 
 def run_cases(cases: list[Case], runner: Runner) -> list[Result]:
-    results, references = [], {}
+    results: list[Result] = []
+    references: dict[str, list | None] = {}
     for case in cases:
         ref = references.get(case.model) if not (case.precision == "fp32" and not case.recompute
                                                  and case.attention == "eager" and not case.resume) else None
@@ -378,7 +383,7 @@ def gpu_count() -> int:
         return 0
     try:
         return paddle.device.cuda.device_count()
-    except Exception:  # a CUDA build without a driver
+    except Exception:  # noqa: BLE001 - a CUDA build without a driver
         return 0
 
 

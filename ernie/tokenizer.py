@@ -16,8 +16,8 @@ word, so encoding costs a few dictionary lookups per token.
 
 Whole-word encoding (for whole-word masking, see docs/design.md): :meth:`ErnieTokenizer.encode_words` takes
 segmented words and encodes every non-first CJK char of a word as its ``##char`` entry, so word boundaries live in
-the ids: ``["哈尔滨", "是"] -> 哈 ##尔 ##滨 是``. :meth:`~ErnieTokenizer.wwm_restore_map` maps those ids back to the plain
-chars the model sees, :meth:`~ErnieTokenizer.is_word_start` tells word starts.
+the ids: ``["哈尔滨", "是"] -> 哈 ##尔 ##滨 是``. :meth:`~ErnieTokenizer.wwm_restore_map` maps those ids back to the
+plain chars the model sees, :meth:`~ErnieTokenizer.is_word_start` tells word starts.
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ import os
 import re
 import sys
 import unicodedata
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import cast
 
 import numpy as np
 
@@ -86,7 +87,8 @@ def _strip_accents(text: str) -> str:
 
 def _char_class(codepoints: Iterable[int]) -> str:
     """A regex character class body for a sorted set of codepoints, compressed into ranges."""
-    parts, run = [], []
+    parts: list[tuple[int, int]] = []
+    run: list[int] = []
     for cp in codepoints:
         if run and cp == run[-1] + 1:
             run.append(cp)
@@ -255,7 +257,7 @@ class ErnieTokenizer:
 
     # ----------------------------------------------------------------------------------------------- loading/saving
     @classmethod
-    def from_pretrained(cls, directory: str, **kwargs) -> "ErnieTokenizer":
+    def from_pretrained(cls, directory: str, **kwargs) -> ErnieTokenizer:
         """Load ``directory/vocab.txt`` (+ ``tokenizer_config.json`` if present); ``kwargs`` override the config."""
         resolved = resolve_dir(directory)
         if resolved is None:
@@ -368,12 +370,12 @@ class ErnieTokenizer:
             first = cont.get(word[0])
             ids = (self.vocab[word[0]] if first is not None else unk, *(cont.get(c, unk) for c in word[1:]))
         else:
-            ids = self._text_to_ids(word)
-            tokens = self.convert_ids_to_tokens(ids)
-            for k in range(1, len(ids)):
+            pieces = self._text_to_ids(word)
+            tokens = self.convert_ids_to_tokens(pieces)
+            for k in range(1, len(pieces)):
                 if tokens[k] in cont:
-                    ids[k] = cont[tokens[k]]
-            ids = tuple(ids)
+                    pieces[k] = cont[tokens[k]]
+            ids = tuple(pieces)
         self._whole_word_ids[word] = ids
         return ids
 
@@ -500,7 +502,8 @@ class ErnieTokenizer:
         if not isinstance(text, str):
             items = list(text) if text_pair is None else list(zip(text, text_pair))
             return self.batch_encode(items, max_length, padding, truncation, return_attention_mask, return_tensors)
-        batch = self.batch_encode([text if text_pair is None else (text, text_pair)], max_length, padding,
+        item = text if text_pair is None else (text, cast(str, text_pair))  # one text: text_pair is one text too
+        batch = self.batch_encode([item], max_length, padding,
                                   truncation, return_attention_mask)
         single = {key: value[0] for key, value in batch.items()}
         if return_tensors is None:

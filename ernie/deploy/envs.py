@@ -33,7 +33,7 @@ import shutil
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from ernie.utils import ArgumentParser, UserError, cli_main
 

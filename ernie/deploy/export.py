@@ -35,8 +35,7 @@ import paddle
 from ernie.utils import UserError, atomic_dir, cli_main, write_label_file
 
 from . import legacy_export
-from .layout import (DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PRECISIONS,  # noqa: F401
-                     PROGRAM_SUFFIXES, program_file)
+from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PRECISIONS, PROGRAM_SUFFIXES, program_file  # noqa: F401
 
 QUANTIZE_CHOICES = ("int8",)
 

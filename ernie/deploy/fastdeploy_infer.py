@@ -28,13 +28,21 @@ import argparse
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 from ernie.utils import ArgumentParser, UserError, cli_main, require_positive
 
-from .infer import (SeqClsPredictor, add_precision_flag, check_max_length, check_precision, check_task,
-                    predict_and_print, read_inputs)
+from .infer import (
+    SeqClsPredictor,
+    add_precision_flag,
+    check_max_length,
+    check_precision,
+    check_task,
+    predict_and_print,
+    read_inputs,
+)
 from .layout import INPUT_NAMES, INT8_ONNX_FILE, MODEL_PREFIX, PARAMS_SUFFIX
 from .openvino_precision import BF16_FLAGS, cpu_flags, cpu_precision, plugins_xml
 
@@ -136,8 +144,11 @@ class TokenClsPredictor(SeqClsPredictor):
             input_ids[i, :len(r)] = r
         return {"input_ids": input_ids, "token_type_ids": np.zeros_like(input_ids)}
 
-    def predict(self, texts: list[str]) -> list[dict]:
+    def predict(self, texts: list[str], text_pairs: list[str | None] | None = None) -> list[dict]:
         from ernie.finetune.metrics import bio_entities
+
+        if text_pairs is not None and any(p is not None for p in text_pairs):
+            raise UserError("token classification takes one text per input, not text pairs")
 
         out = []
         for start in range(0, len(texts), self.batch_size):
@@ -232,11 +243,11 @@ def _harness(argv: list[str] | None = None) -> None:
     p.add_argument("--precision", default="fp32")
     a = p.parse_args(argv)
     with np.load(a.feeds) as z:
-        cases = {}
+        cases: dict[str, dict[str, np.ndarray]] = {}
         for key in z.files:
             case, _, name = key.rpartition("/")
             cases.setdefault(case, {})[name] = z[key]
-    out = {}
+    out: dict[str, Any] = {}
     for backend in a.backends.split(","):
         runner = FastDeployBackend(a.model_dir, backend, "cpu", a.cpu_threads, precision=a.precision)
         for case, feeds in cases.items():

@@ -21,17 +21,28 @@ import logging
 import os
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
 from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file, require_positive
 
-from .layout import (DEPLOY_CONFIG, INPUT_NAMES, INT8_ONNX_FILE, MODEL_PREFIX, ONNX_FILE, PARAMS_SUFFIX, PRECISIONS,
-                     PROGRAM_SUFFIXES, program_file)
+from .layout import (
+    DEPLOY_CONFIG,
+    INPUT_NAMES,
+    INT8_ONNX_FILE,
+    MODEL_PREFIX,
+    ONNX_FILE,
+    PARAMS_SUFFIX,
+    PRECISIONS,
+    PROGRAM_SUFFIXES,
+    program_file,
+)
 
 ONNX_OPSET = 13
 BACKENDS = ("paddle", "onnxruntime")
-EXAMPLE_TEXTS = ["这个宾馆比较陈旧了，特价的房间也很一般。总体来说一般", "怀着十分激动的心情放映，可是看着看着发现，在放映完毕后，出现一集米老鼠的动画片",
+EXAMPLE_TEXTS = ["这个宾馆比较陈旧了，特价的房间也很一般。总体来说一般",
+                 "怀着十分激动的心情放映，可是看着看着发现，在放映完毕后，出现一集米老鼠的动画片",
                  "作为老的四星酒店，房间依然很整洁，相当不错。机场接机服务很好，可以在车上办理入住手续，节省时间。"]
 
 
@@ -144,7 +155,8 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
         except Exception as e:  # noqa: BLE001
-            what = os.path.basename(cached) if cached else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)"
+            what = (os.path.basename(cached) if cached
+                    else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)")
             raise UserError(f"--model_dir {model_dir}: ONNX Runtime cannot load {what}: "
                             f"{str(e).strip().splitlines()[0]}") from None
         if not cached and os.access(model_dir, os.W_OK):
@@ -256,7 +268,8 @@ class SeqClsPredictor:
         text whose every token is [UNK] to this vocabulary (its label means nothing)."""
         pairs = text_pairs if text_pairs is not None else [None] * len(texts)
         keep = [i for i, (t, p) in enumerate(zip(texts, pairs)) if t.strip() or (p or "").strip()]
-        out = [{"label": None, "label_id": None, "confidence": None, "all_unk": False} for _ in texts]
+        out: list[dict[str, Any]] = [{"label": None, "label_id": None, "confidence": None, "all_unk": False}
+                                     for _ in texts]
         if not keep:
             return out
         logits = self.logits([texts[i] for i in keep], None if text_pairs is None else [pairs[i] for i in keep])
@@ -383,7 +396,8 @@ def add_precision_flag(p) -> None:
 def predict_and_print(predictor, a, backend_name: str) -> list[dict]:
     """The seq_cls inference scripts' body: ``a.input_file`` (or the built-in examples) through ``predictor``, the
     ``Data/Label/Confidence`` lines on stdout and the timing on stderr; returns the predictions."""
-    texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, [None] * len(EXAMPLE_TEXTS))
+    no_pairs: list[str | None] = [None] * len(EXAMPLE_TEXTS)
+    texts, pairs = read_inputs(a.input_file) if a.input_file else (EXAMPLE_TEXTS, no_pairs)
     t0 = time.perf_counter()
     results = predictor.predict(texts, pairs)
     elapsed = time.perf_counter() - t0

@@ -32,6 +32,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from typing import Any
 
 LEGACY_PROGRAM = "model.pdmodel"
 _CHILD_PREFIX = "model"
@@ -93,7 +94,7 @@ def _paddle26_compat(paddle) -> None:
     ``TruncatedNormal(a=, b=)`` (the init bounds; every weight is overwritten from weights.npz)."""
     init = paddle.nn.initializer
     if "a" not in init.TruncatedNormal.__init__.__code__.co_varnames:
-        base = init.TruncatedNormal
+        base: Any = init.TruncatedNormal
 
         class TruncatedNormal(base):
             def __init__(self, mean=0.0, std=1.0, a=None, b=None, name=None):
@@ -103,7 +104,9 @@ def _paddle26_compat(paddle) -> None:
 
 
 def _explicit_inputs_class(paddle, np):
-    class _ExplicitInputs(paddle.nn.Layer):
+    layer: Any = paddle.nn.Layer  # paddle is the module this child process imported (Paddle 2.6)
+
+    class _ExplicitInputs(layer):
         """(input_ids, token_type_ids) -> logits, with the position ids and the additive attention mask built from
         ops every legacy converter knows (full_like, cumsum, equal, cast, scale) instead of the model's defaults
         (a slice of the position table up to a runtime length, a 0-D ``full`` + ``where``). The values are the

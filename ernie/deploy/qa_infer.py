@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 from ernie.utils import ArgumentParser, atomic_write, check_output_path, cli_main, require_positive
 
-from .layout import INPUT_NAMES
 from .infer import BACKENDS, add_precision_flag, check_max_length, check_task, make_backend, model_positions
+from .layout import INPUT_NAMES
 
 DEFAULT_MAX_SEQ_LENGTH = 384  # PaddleNLP's run_du.py / HF's run_qa.py; capped at the model's positions
 
@@ -44,7 +45,7 @@ class QaPredictor:
         """``{id: answer}`` for examples ``{"id", "question", "context"[, "answers", "answer_starts"]}``."""
         examples = [{"answers": [], "answer_starts": [], **ex} for ex in examples]
         features = self.task.encode(examples)
-        outputs = []
+        outputs: list[tuple[Any, Any]] = []  # per feature: (start logits, end logits)
         for i in range(0, len(features), self.batch_size):
             batch = self.task.collate(features[i:i + self.batch_size])
             start, end = self.backend.run_all({k: batch[k] for k in INPUT_NAMES})[:2]

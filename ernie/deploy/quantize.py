@@ -7,9 +7,10 @@
 2. ONNX Runtime's basic graph optimizations (constant folding, Identity elimination), saved: the model computes
    its fused q/k/v weight from the three parameters at run time (ernie/modeling.py), and paddle2onnx passes every
    weight through Identity nodes, so before folding no MatMul has a constant weight for the quantizer to see;
-3. ``onnxruntime.quantization.quantize_dynamic`` (then the opset imports no node uses are dropped): every MatMul with a constant weight (q/k/v, attention output,
-   both FFN GEMMs, pooler, classifier) becomes ``DynamicQuantizeLinear`` + ``MatMulInteger``: weights int8, one
-   scale per output channel; activations uint8 with a scale computed per call from the tensor's own range.
+3. ``onnxruntime.quantization.quantize_dynamic`` (then the opset imports no node uses are dropped): every MatMul
+   with a constant weight (q/k/v, attention output, both FFN GEMMs, pooler, classifier) becomes
+   ``DynamicQuantizeLinear`` + ``MatMulInteger``: weights int8, one scale per output channel; activations uint8 with
+   a scale computed per call from the tensor's own range.
    Attention's activation x activation MatMuls, LayerNorm, softmax and the embedding lookups stay fp32.
    ``reduce_range`` (7-bit weights) is used when the exporting CPU lacks VNNI (AVX-512 VNNI / AVX-VNNI): without
    VNNI the u8 x s8 AVX2 instruction can saturate (ONNX Runtime's quantization guide); with VNNI it is exact;
@@ -115,7 +116,7 @@ def write_int8_onnx(model_dir: str, vocab_size: int) -> dict:
         try:
             fp32 = _session(fp32_path).run(None, feeds)[0]
             int8 = _session(out).run(None, feeds)[0]
-        except Exception as e:  # noqa: BLE001 - a quantizer output ONNX Runtime cannot run is not worth keeping
+        except Exception as e:
             raise RuntimeError(f"the int8 model does not run in ONNX Runtime: {e}") from e
         with open(out, "rb") as src, atomic_write(os.path.join(model_dir, INT8_ONNX_FILE)) as dst:
             dst.write(src.read())

@@ -5,9 +5,13 @@ Every field is a command-line flag with exactly PaddleNLP's ernie-1.0 ``run_pret
 ``--knowledge_mix`` are additions. A YAML config is either flat (``max_lr: 1e-4``) or grouped by the section names
 below (``optimizer: {max_lr: 1e-4}``).
 
-The ``data`` section is owned by :class:`data_tools.ernie_dataset.ErnieDatasetConfig`: its flag fields (declared
-and checked there, once) are copied into :class:`DataArgs` beside the two options that are not the dataset's
-(``input_dir``, ``num_workers``); :meth:`DataArgs.dataset_config` hands them back.
+The ``data`` section is owned by :mod:`data_tools.ernie_dataset`: :class:`DataArgs` inherits its flag fields
+(:class:`~data_tools.ernie_dataset.ErnieDatasetFlags`, declared there once and checked once by
+``ErnieDatasetConfig.validate``) beside the two options that are not the dataset's (``input_dir``, ``num_workers``);
+:meth:`DataArgs.dataset_config` hands them back as an ``ErnieDatasetConfig``.
+
+Every section is a plain ``@dataclass`` (type checkers and IDEs see every field); the parser is built from the
+fields: their type, default and ``metadata`` (``help``, ``choices``).
 
 Everything that can be checked without Paddle is checked in :func:`parse_args`, so a bad flag is one clear line
 before any work starts. Checks that need the world size (batch divisibility) live in :func:`derive_batching`.
@@ -17,17 +21,18 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import yaml
 
 from data_tools.blending import parse_input_dir
-from data_tools.ernie_dataset import ErnieDatasetConfig
+from data_tools.ernie_dataset import ErnieDatasetConfig, ErnieDatasetFlags
 from ernie.configuration import resolve_config_file
 from ernie.utils import ArgumentParser, UserError, str2bool
 
-REQUIRED = object()  # marker default: the flag must come from the command line or the YAML config
+REQUIRED: Any = object()  # marker default: the flag must come from the command line or the YAML config
 
 
 @dataclass
@@ -37,7 +42,7 @@ class ModelArgs:
         "help": "model config: a name in configs/models (ernie-1.0-base-zh), a directory with model_config.json "
                 "or config.json (ours, PaddleNLP's or an HF transformers ERNIE dir), or a .json file; with "
                 "--continue_training its weights"})
-    tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
+    tokenizer_name_or_path: str | None = field(default=None, metadata={
         "help": "directory with vocab.txt (+ tokenizer_config.json); default: model_name_or_path"})
     continue_training: bool = field(default=False, metadata={
         "help": "start from the weights in model_name_or_path with a fresh optimizer (instead of from scratch)"})
@@ -50,28 +55,36 @@ class ModelArgs:
                 "(F.scaled_dot_product_attention: flash / memory-efficient / math as Paddle's checks allow) or flash "
                 "(flash attention where Paddle allows it: fp16/bf16, head_dim a multiple of 8, SM 8.x+; else eager). "
                 "The kernel that runs is logged"})
-    vocab_size: Optional[int] = field(default=None, metadata={
+    vocab_size: int | None = field(default=None, metadata={
         "help": "rows of the embedding table (and of the MLM output) when pretraining from scratch; default: the "
                 "model config's. Set it to the vocabulary's size so no compute goes to rows no token uses"})
 
 
-DATASET_FLAGS = [f for f in dataclasses.fields(ErnieDatasetConfig) if f.metadata.get("flag")]
+DATASET_FLAGS = dataclasses.fields(ErnieDatasetFlags)
 
 
-def _dataset_config(self, seed: int, samples_per_step: int = 0) -> ErnieDatasetConfig:
-    """The dataset options of this section (``seed``: the training section's; ``samples_per_step``: the global
-    batch size, which places the masking stages of ``--masking_schedule`` in the sample stream)."""
-    return ErnieDatasetConfig(seed=seed, samples_per_step=samples_per_step,
-                              **{f.name: getattr(self, f.name) for f in DATASET_FLAGS})
-
-
-DataArgs = dataclasses.make_dataclass("DataArgs", [
-    ("input_dir", "str", field(default=REQUIRED, metadata={
+@dataclass
+class _InputDir:
+    input_dir: str = field(default=REQUIRED, metadata={
         "help": "folder of token files ({P}_ids.npy + {P}_idx.npz, or {P}.bin + {P}.idx), one prefix, or "
-                "'w1 prefix1 w2 prefix2' to blend corpora"})),
-    *[(f.name, f.type, field(default=f.default, metadata=f.metadata)) for f in DATASET_FLAGS],
-    ("num_workers", "int", field(default=2, metadata={"help": "DataLoader worker processes per rank"})),
-], namespace={"dataset_config": _dataset_config, "__module__": __name__})
+                "'w1 prefix1 w2 prefix2' to blend corpora"})
+
+
+@dataclass
+class DataArgs(ErnieDatasetFlags, _InputDir):
+    """The ``data`` section: the dataset's flags (inherited from their owner) + ``input_dir`` and ``num_workers``.
+
+    Dataclass fields are collected from the last base to the first, so the flags read ``--input_dir``, the dataset's
+    flags, ``--num_workers`` (the order of ``--help`` and of a checkpoint's args.yaml).
+    """
+
+    num_workers: int = field(default=2, metadata={"help": "DataLoader worker processes per rank"})
+
+    def dataset_config(self, seed: int, samples_per_step: int = 0) -> ErnieDatasetConfig:
+        """The dataset options of this section (``seed``: the training section's; ``samples_per_step``: the global
+        batch size, which places the masking stages of ``--masking_schedule`` in the sample stream)."""
+        return ErnieDatasetConfig(seed=seed, samples_per_step=samples_per_step,
+                                  **{f.name: getattr(self, f.name) for f in DATASET_FLAGS})
 
 
 @dataclass
@@ -79,7 +92,7 @@ class OptimizerArgs:
     max_lr: float = 1e-4
     min_lr: float = 1e-5
     warmup_rate: float = field(default=0.01, metadata={"help": "share of max_steps spent in linear warmup"})
-    decay_steps: Optional[int] = field(default=None, metadata={
+    decay_steps: int | None = field(default=None, metadata={
         "help": "step at which the decay reaches min_lr (default max_steps)"})
     lr_decay_style: str = field(default="cosine", metadata={"choices": ["cosine", "linear", "none"]})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW decay; never applied to biases and norms"})
@@ -95,7 +108,7 @@ class TrainingArgs:
     device: str = field(default="gpu", metadata={"choices": ["cpu", "gpu", "xpu", "npu", "mlu"]})
     seed: int = 1234
     micro_batch_size: int = field(default=8, metadata={"help": "sequences per rank per forward"})
-    global_batch_size: Optional[int] = field(default=None, metadata={
+    global_batch_size: int | None = field(default=None, metadata={
         "help": "sequences per optimizer step = micro_batch_size x ranks x accumulation (default: no accumulation)"})
     max_steps: int = 500000
     checkpoint_steps: int = field(default=500, metadata={"help": "save output_dir/model_last every N steps"})
@@ -113,7 +126,7 @@ class LoggingArgs:
     logging_freq: int = 1
     eval_freq: int = 500
     eval_iters: int = field(default=10, metadata={"help": "global batches of validation data per evaluation"})
-    test_iters: Optional[int] = field(default=None, metadata={
+    test_iters: int | None = field(default=None, metadata={
         "help": "global batches of test data evaluated at the end (default 10 x eval_iters)"})
 
 
@@ -142,10 +155,22 @@ def _flag_owner() -> dict[str, str]:
     return {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 
 
-def _field_type(f: dataclasses.Field):
-    """The scalar type of a field (``Optional[int]`` -> int); annotations are strings under __future__."""
-    name = str(f.type).replace("Optional[", "").rstrip("]")
-    return {"str": str, "int": int, "float": float, "bool": str2bool}[name]
+def _annotation(f: dataclasses.Field) -> tuple[str, bool]:
+    """``(scalar type name, accepts None)`` of a field: ``int``, ``Optional[int]`` and ``int | None`` (annotations
+    are strings under ``from __future__ import annotations``)."""
+    text = str(f.type).replace(" ", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        return text[len("Optional["):-1], True
+    parts = text.split("|")
+    return next(p for p in parts if p != "None"), "None" in parts
+
+
+_SCALAR_TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": str2bool}
+
+
+def _field_type(f: dataclasses.Field) -> Callable[[str], Any]:
+    """The scalar type of a field (``Optional[int]`` -> int)."""
+    return _SCALAR_TYPES[_annotation(f)[0]]
 
 
 def build_parser() -> ArgumentParser:
@@ -156,10 +181,10 @@ def build_parser() -> ArgumentParser:
         group = parser.add_argument_group(section)
         for f in dataclasses.fields(cls):
             kind = _field_type(f)
-            extra = {"nargs": "?", "const": True} if kind is str2bool else {}
+            extra: dict[str, Any] = {"nargs": "?", "const": True} if kind is str2bool else {}
             default = "required" if f.default is REQUIRED else f.default
-            group.add_argument(f"--{f.name}", type=kind, choices=f.metadata.get("choices"),
-                               help=f"{f.metadata.get('help', '')} (default: {default})", **extra)
+            text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")  # argparse %-formats help
+            group.add_argument(f"--{f.name}", type=kind, choices=f.metadata.get("choices"), help=text, **extra)
     return parser
 
 
@@ -194,7 +219,7 @@ def load_yaml_config(path: str) -> dict[str, Any]:
 def _coerce(name: str, value: Any, f: dataclasses.Field, source: str) -> Any:
     """Type-check a YAML value against its field."""
     if value is None:
-        if "Optional" in str(f.type):
+        if _annotation(f)[1]:
             return None
         raise UserError(f"{source}: {name} may not be null")
     kind = _field_type(f)

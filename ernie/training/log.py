@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import IO, Any
 
 from ernie.utils import atomic_write
 
@@ -48,7 +48,7 @@ class RunLogger:
         self.enabled = enabled
         self.path = os.path.join(output_dir, LOG_FILE)
         self.writer = None
-        self._file = None
+        self._file: IO[str] | None = None
         if not enabled:
             return
         os.makedirs(output_dir, exist_ok=True)
@@ -63,7 +63,7 @@ class RunLogger:
 
     def record(self, event: str, step: int, **values: Any) -> None:
         """One jsonl record + VisualDL scalars ``<event>/<name>``."""
-        if not self.enabled:
+        if self._file is None:  # not enabled
             return
         self._file.write(json.dumps({"event": event, "step": step, **values}) + "\n")
         self._file.flush()

@@ -6,7 +6,8 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar
 
 from .cpu_tuning import tune_process
 
@@ -45,7 +46,7 @@ class StopRequest:
                                                              "(Ctrl-C again to stop now)"):
         self.enabled, self.message = enabled, message
         self.requested = False
-        self._previous = None
+        self._previous: Any = None  # the SIGINT handler found when armed (a callable, SIG_DFL/SIG_IGN or None)
 
     def arm(self) -> None:
         if self.enabled and self._previous is None and threading.current_thread() is threading.main_thread():
@@ -63,14 +64,18 @@ class StopRequest:
         self.requested = True
         print(self.message, file=sys.stderr, flush=True)
 
-    def __enter__(self) -> "StopRequest":
+    def __enter__(self) -> StopRequest:
         return self
 
     def __exit__(self, *exc) -> None:
         self.disarm()
 
 
-def cli_main(fn: Callable[..., int | None]) -> Callable[..., int | None]:
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def cli_main(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Decorator for script entry points: applies the process-level CPU settings
     (:func:`ernie.utils.cpu_tuning.tune_process`, before the entry's first GEMM) and turns :class:`UserError` (exit 2)
     and Ctrl-C (``error: interrupted``, exit 130, also when Paddle re-raised it from C++: :func:`is_interrupt`) into
@@ -80,7 +85,7 @@ def cli_main(fn: Callable[..., int | None]) -> Callable[..., int | None]:
     """
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         tune_process()
         try:
             return fn(*args, **kwargs)
@@ -92,7 +97,7 @@ def cli_main(fn: Callable[..., int | None]) -> Callable[..., int | None]:
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr, flush=True)
             sys.exit(130)
-        except Exception as e:  # noqa: BLE001 - only Ctrl-C re-raised by Paddle from C++ is handled here
+        except Exception as e:
             if not is_interrupt(e) or os.environ.get("ERNIE_DEBUG"):
                 raise
             print("error: interrupted", file=sys.stderr, flush=True)

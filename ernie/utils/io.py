@@ -8,10 +8,10 @@ import os
 import shutil
 import signal
 import tempfile
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from .errors import UserError
-
 
 _FAULT_CALLS = [0]
 
@@ -98,7 +98,7 @@ def atomic_write(path: str, mode: str = "wb", overwrite: bool = True) -> Iterato
         raise output_error(path, e) from None
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would have
     try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
             yield f
             f.flush()
             os.fsync(f.fileno())

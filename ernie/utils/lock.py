@@ -11,7 +11,8 @@ import fcntl
 import os
 import socket
 import time
-from typing import IO, Callable
+from collections.abc import Callable
+from typing import IO
 
 from .errors import UserError
 from .io import output_error
