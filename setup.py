@@ -1,4 +1,5 @@
 """Builds the C++ sample-index helpers (csrc/helpers.cpp) as the extension module ``data_tools.helpers``."""
+
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 

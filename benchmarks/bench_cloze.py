@@ -10,6 +10,7 @@ accuracy of the one-pass prediction with the whole span masked, and the exact ma
 search, ``--beam_size``). Every checkpoint sees the same items. The table (with the machine and the commit) goes to
 ``--output`` and to stdout; ``--json`` also writes the figures as JSON.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,13 +34,19 @@ LABELS = {"char": "(a) one char", "entity": "(b) entity 2-4 chars", "word": "(c)
 def cell(figures: dict) -> str:
     if "skipped" in figures:
         return "skipped"
-    return (f"{100 * figures['char_top1']:.1f} / {100 * figures['char_top5']:.1f} / "
-            f"{100 * figures['exact_match']:.1f} (n={figures['items']})")
+    return (
+        f"{100 * figures['char_top1']:.1f} / {100 * figures['char_top5']:.1f} / "
+        f"{100 * figures['exact_match']:.1f} (n={figures['items']})"
+    )
 
 
 def table(results: dict[str, dict[str, dict]], kinds: list[str], header: str) -> str:
-    lines = [header, "", "| checkpoint | " + " | ".join(LABELS[k] + ": top-1 / top-5 char / exact span (%)"
-                                                      for k in kinds) + " |", "|---" * (len(kinds) + 1) + "|"]
+    lines = [
+        header,
+        "",
+        "| checkpoint | " + " | ".join(LABELS[k] + ": top-1 / top-5 char / exact span (%)" for k in kinds) + " |",
+        "|---" * (len(kinds) + 1) + "|",
+    ]
     for name, figures in results.items():
         lines.append(f"| {name} | " + " | ".join(cell(figures[k]) for k in kinds) + " |")
     notes = {f["skipped"] for figs in results.values() for f in figs.values() if "skipped" in f}
@@ -48,14 +55,23 @@ def table(results: dict[str, dict[str, dict]], kinds: list[str], header: str) ->
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", action="append", required=True, metavar="NAME=DIR",
-                   help="a checkpoint with an MLM head (ours, PaddleNLP's or HF's); repeat to compare")
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME=DIR",
+        help="a checkpoint with an MLM head (ours, PaddleNLP's or HF's); repeat to compare",
+    )
     p.add_argument("--kinds", nargs="+", default=list(cloze.KINDS), choices=cloze.KINDS)
     p.add_argument("--n", type=int, default=300, help="items per kind (one per sentence)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--beam_size", type=int, default=5)
-    p.add_argument("--max_chars", type=int, default=cloze.DEFAULT_MAX_CHARS,
-                   help="sentence window around the span (the checkpoint's pretraining length - 2)")
+    p.add_argument(
+        "--max_chars",
+        type=int,
+        default=cloze.DEFAULT_MAX_CHARS,
+        help="sentence window around the span (the checkpoint's pretraining length - 2)",
+    )
     p.add_argument("--lac_model_dir", default=None, help="LAC's lac_model (default: the installed LAC package's)")
     p.add_argument("--output", default=os.path.join(REPO, "docs", "results", "bench_cloze.md"))
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
@@ -69,8 +85,10 @@ def main(argv: list[str] | None = None) -> dict:
         t0 = time.time()
         results[name] = cloze.run_cloze(model_dir, a.kinds, a.n, a.seed, a.beam_size, a.max_chars, a.lac_model_dir)
         print(f"  {name}: {time.time() - t0:.0f} s", flush=True)
-    header = (f"Cloze on the peoples_daily_ner test split (never pretrained on): {a.n} items per kind, seed {a.seed}, "
-              f"beam {a.beam_size}, window {a.max_chars} chars. {machine_and_commit()}")
+    header = (
+        f"Cloze on the peoples_daily_ner test split (never pretrained on): {a.n} items per kind, seed {a.seed}, "
+        f"beam {a.beam_size}, window {a.max_chars} chars. {machine_and_commit()}"
+    )
     text = table(results, a.kinds, header)
     os.makedirs(os.path.dirname(os.path.abspath(a.output)), exist_ok=True)
     with atomic_write(a.output, "w") as f:

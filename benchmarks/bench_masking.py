@@ -29,6 +29,7 @@ samples, the last ``valid`` record's ``basic_lm_loss`` / ``basic_lm_acc``).
 Every stage is skipped when its output exists, so an interrupted run continues; the table is written from whatever has
 finished (missing cells shown as —) to ``--output`` (with the machine and commit) and ``work_dir/results.{md,json}``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -43,6 +44,7 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 from bench_cloze import machine_and_commit  # noqa: E402
+
 from examples import demo  # noqa: E402
 
 SETTINGS = {  # name -> run_pretrain.py flags; "{s1}" / "{s2}" are filled with the budget's stage lengths
@@ -74,10 +76,28 @@ def token_files(w: str, data_dir: str) -> None:
         prefix = f"{data_dir}/{name}"
         if os.path.exists(prefix + "_ids.npy") and os.path.exists(prefix + "_units.npy"):
             continue
-        demo.run(demo.script("create_pretraining_data.py", "--model_name", f"{w}/vocab", "--input_path",
-                             f"{w}/corpus/{name}.jsonl", "--output_prefix", prefix, "--split_sentences", "--chinese",
-                             "--cn_whole_word_segment", "--cn_seg_func", "lac_lexical", "--workers", 2,
-                             "--log_interval", 100000, "--overwrite"), env={"OMP_NUM_THREADS": "1"})
+        demo.run(
+            demo.script(
+                "create_pretraining_data.py",
+                "--model_name",
+                f"{w}/vocab",
+                "--input_path",
+                f"{w}/corpus/{name}.jsonl",
+                "--output_prefix",
+                prefix,
+                "--split_sentences",
+                "--chinese",
+                "--cn_whole_word_segment",
+                "--cn_seg_func",
+                "lac_lexical",
+                "--workers",
+                2,
+                "--log_interval",
+                100000,
+                "--overwrite",
+            ),
+            env={"OMP_NUM_THREADS": "1"},
+        )
 
 
 def pretrained(out: str, max_steps: int) -> bool:
@@ -91,8 +111,9 @@ def pretrained(out: str, max_steps: int) -> bool:
 def pretrain(cmd: list[str], log_path: str, nproc: int) -> None:
     print("$ " + " ".join(cmd), flush=True)
     with open(log_path, "a", encoding="utf-8") as log:
-        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                              env=demo.pretrain_env(nproc)).returncode
+        code = subprocess.run(
+            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=demo.pretrain_env(nproc)
+        ).returncode
     if code != 0:
         sys.exit(f"pretraining failed (exit {code}); see {log_path}")
 
@@ -169,18 +190,26 @@ def fmt_cloze(f: dict | None) -> str:
 def table(rows: dict[str, dict], header: str) -> str:
     tasks = list(demo.PROTOCOLS)
     names = [f"{p.dataset} test {'entity F1' if p.task == 'ner' else p.metric} (%)" for p in demo.PROTOCOLS.values()]
-    cols = names + ["cloze (a) char: top-1 (%)", "cloze (b) entity: char top-1 / exact (%)",
-                    "cloze (c) LAC word: char top-1 / exact (%)", "valid basic-masked lm_loss / acc (%)"]
+    cols = names + [
+        "cloze (a) char: top-1 (%)",
+        "cloze (b) entity: char top-1 / exact (%)",
+        "cloze (c) LAC word: char top-1 / exact (%)",
+        "valid basic-masked lm_loss / acc (%)",
+    ]
     out = [header, "", "| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, r in rows.items():
         cloze = r.get("cloze") or {}
         a = cloze.get("char")
         valid = r.get("valid")
         cells = [fmt(r.get("scores", {}).get(t, [])) for t in tasks]
-        cells += [f"{100 * a['char_top1']:.1f}" if a and "skipped" not in a else "—",
-                  fmt_cloze(cloze.get("entity")), fmt_cloze(cloze.get("word")),
-                  f"{valid['basic_lm_loss']:.3f} / {100 * valid['basic_lm_acc']:.1f} (step {valid['step']})"
-                  if valid else "—"]
+        cells += [
+            f"{100 * a['char_top1']:.1f}" if a and "skipped" not in a else "—",
+            fmt_cloze(cloze.get("entity")),
+            fmt_cloze(cloze.get("word")),
+            f"{valid['basic_lm_loss']:.3f} / {100 * valid['basic_lm_acc']:.1f} (step {valid['step']})"
+            if valid
+            else "—",
+        ]
         out.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(out) + "\n"
 
@@ -188,19 +217,31 @@ def table(rows: dict[str, dict], header: str) -> str:
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--work_dir", default=os.path.join(REPO, "output/bench_masking"))
-    p.add_argument("--demo_dir", default=os.path.join(REPO, "output/demo"),
-                   help="the demo's work dir: its corpus and vocab are reused (made if missing)")
+    p.add_argument(
+        "--demo_dir",
+        default=os.path.join(REPO, "output/demo"),
+        help="the demo's work dir: its corpus and vocab are reused (made if missing)",
+    )
     p.add_argument("--settings", nargs="+", default=list(DEFAULT_SETTINGS), choices=list(SETTINGS))
     p.add_argument("--steps", type=int, default=2500, help="the 1x pretraining budget in steps (the demo's)")
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 4], help="budgets as multiples of --steps")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="fine-tuning seeds")
     p.add_argument("--nproc", type=int, default=2, help="pretraining processes (runs go one after the other)")
-    p.add_argument("--eval_freq", type=int, default=None, help="pretraining eval frequency (default: the config's; "
-                                                                "the comparable valid figures are the last eval's)")
+    p.add_argument(
+        "--eval_freq",
+        type=int,
+        default=None,
+        help="pretraining eval frequency (default: the config's; the comparable valid figures are the last eval's)",
+    )
     p.add_argument("--cloze_items", type=int, default=300, help="held-out sentences per cloze kind")
-    p.add_argument("--checkpoint", action="append", default=[], metavar="SETTING@Kx=DIR",
-                   help="reuse a finished pretraining of the same config and budget (e.g. basic@1x=output/demo/"
-                        "pretrain/model_last)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="SETTING@Kx=DIR",
+        help="reuse a finished pretraining of the same config and budget (e.g. basic@1x=output/demo/"
+        "pretrain/model_last)",
+    )
     p.add_argument("--no_random_init", action="store_true")
     p.add_argument("--parallel", type=int, default=2, help="fine-tuning runs at a time")
     p.add_argument("--report_only", action="store_true", help="write the table of the runs finished so far")
@@ -232,8 +273,11 @@ def main(argv: list[str] | None = None) -> dict:
             extra = setting_flags(setting, steps) + (["--eval_freq", str(a.eval_freq)] if a.eval_freq else [])
             demo.stage(f"pretraining {name}: {steps} steps, {' '.join(extra)}")
             os.makedirs(run_dir, exist_ok=True)
-            pretrain(demo.pretrain_cmd(w, a.nproc, steps, data_dir=f"{out}/data", output_dir=run_dir,
-                                       extra=tuple(extra)), f"{run_dir}.log", a.nproc)
+            pretrain(
+                demo.pretrain_cmd(w, a.nproc, steps, data_dir=f"{out}/data", output_dir=run_dir, extra=tuple(extra)),
+                f"{run_dir}.log",
+                a.nproc,
+            )
     if not a.no_random_init:
         inits[RANDOM_INIT] = demo.MODEL
 
@@ -241,28 +285,37 @@ def main(argv: list[str] | None = None) -> dict:
         demo.stage(f"cloze (a)/(b)/(c) of {len(inits)} checkpoints, {a.cloze_items} held-out sentences per kind")
         for name, model in inits.items():
             if os.path.isdir(model) or name == RANDOM_INIT:
-                figures = cloze_figures(model, f"{out}/cloze/{name.replace(' ', '_')}.json", a.cloze_items,
-                                        f"{w}/vocab")
+                figures = cloze_figures(
+                    model, f"{out}/cloze/{name.replace(' ', '_')}.json", a.cloze_items, f"{w}/vocab"
+                )
                 print(f"  {name}: " + ", ".join(f"{k} {fmt_cloze(v)}" for k, v in figures.items()), flush=True)
-        jobs = [demo.FinetuneJob(protocol, model, f"{w}/vocab",
-                                 f"{out}/finetune/{name.replace(' ', '_')}/{task}_seed{seed}", seed)
-                for seed in a.seeds  # seed-major: every run has figures early; the table fills in seed by seed
-                for name, model in inits.items() for task, protocol in demo.PROTOCOLS.items()]
+        jobs = [
+            demo.FinetuneJob(
+                protocol, model, f"{w}/vocab", f"{out}/finetune/{name.replace(' ', '_')}/{task}_seed{seed}", seed
+            )
+            for seed in a.seeds  # seed-major: every run has figures early; the table fills in seed by seed
+            for name, model in inits.items()
+            for task, protocol in demo.PROTOCOLS.items()
+        ]
         demo.stage(f"fine-tuning {len(jobs)} runs, {a.parallel} at a time")
         demo.finetune_all(jobs, a.parallel)
 
     rows = {}
     for name, model in inits.items():
         cloze_path = f"{out}/cloze/{name.replace(' ', '_')}.json"
-        rows[name] = {"scores": finetune_scores(out, name, a.seeds),
-                      "cloze": json.load(open(cloze_path, encoding="utf-8")) if os.path.exists(cloze_path) else None,
-                      "valid": comparable_valid(pretrain_dirs[name]) if name in pretrain_dirs else None}
+        rows[name] = {
+            "scores": finetune_scores(out, name, a.seeds),
+            "cloze": json.load(open(cloze_path, encoding="utf-8")) if os.path.exists(cloze_path) else None,
+            "valid": comparable_valid(pretrain_dirs[name]) if name in pretrain_dirs else None,
+        }
     staged = "basic:{:g}%,phrase:{:g}%,entity:rest".format(*(100 * s for s in STAGED_SHARES))
-    header = (f"Masking ablation: pretraining budgets {', '.join(f'{b}x' for b in a.budgets)} of {a.steps} steps "
-              f"({demo.PRETRAIN_CONFIG}, same model, {a.nproc} processes, pretraining seed: the config's); staged = "
-              f"{staged} of the steps; fine-tuned with the demo's protocol, test splits, mean ± std over seeds "
-              f"{a.seeds}; cloze on {a.cloze_items} held-out NER test sentences per kind (char top-1 / exact span); "
-              f"valid: the same basic-masked validation samples for every run.\n\n{machine_and_commit()}")
+    header = (
+        f"Masking ablation: pretraining budgets {', '.join(f'{b}x' for b in a.budgets)} of {a.steps} steps "
+        f"({demo.PRETRAIN_CONFIG}, same model, {a.nproc} processes, pretraining seed: the config's); staged = "
+        f"{staged} of the steps; fine-tuned with the demo's protocol, test splits, mean ± std over seeds "
+        f"{a.seeds}; cloze on {a.cloze_items} held-out NER test sentences per kind (char top-1 / exact span); "
+        f"valid: the same basic-masked validation samples for every run.\n\n{machine_and_commit()}"
+    )
     text = table(rows, header)
     from ernie.utils import atomic_write
 

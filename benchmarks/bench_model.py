@@ -33,6 +33,7 @@ FLOPs/token count the matmuls of forward+backward (3x forward): encoder, attenti
 on the masked positions (HF's extra LM-head work on the unmasked positions is not counted for it). The GEMM peak is
 each framework's own fp32 GEMM on the encoder's FFN shape, measured in the same worker between its turns.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -155,11 +156,16 @@ def hf_worker(kw: dict, batch: int) -> None:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     torch.manual_seed(0)
     cfg = BertConfig(
-        vocab_size=kw["vocab_size"], hidden_size=kw["hidden_size"], num_hidden_layers=kw["num_hidden_layers"],
-        num_attention_heads=kw["num_attention_heads"], intermediate_size=kw["intermediate_size"],
-        hidden_act=kw["hidden_act"], hidden_dropout_prob=kw["hidden_dropout_prob"],
+        vocab_size=kw["vocab_size"],
+        hidden_size=kw["hidden_size"],
+        num_hidden_layers=kw["num_hidden_layers"],
+        num_attention_heads=kw["num_attention_heads"],
+        intermediate_size=kw["intermediate_size"],
+        hidden_act=kw["hidden_act"],
+        hidden_dropout_prob=kw["hidden_dropout_prob"],
         attention_probs_dropout_prob=kw["attention_probs_dropout_prob"],
-        max_position_embeddings=kw["max_position_embeddings"], type_vocab_size=kw["type_vocab_size"],
+        max_position_embeddings=kw["max_position_embeddings"],
+        type_vocab_size=kw["type_vocab_size"],
         pad_token_id=kw["pad_token_id"],
     )
     model = BertForPreTraining(cfg).train()
@@ -211,8 +217,9 @@ def serve(step, gemm, profiler) -> None:
             for _ in range(n):
                 step()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            print(json.dumps({"sec_per_step": wall / n, "cpu_per_step": cpu / n, "peak_rss_mb": rss_mb()[1]}),
-                  flush=True)
+            print(
+                json.dumps({"sec_per_step": wall / n, "cpu_per_step": cpu / n, "peak_rss_mb": rss_mb()[1]}), flush=True
+            )
         elif cmd[0] == "gemm":  # this framework's fp32 GEMM on the FFN shape: best of 5, wall and CPU s per call
             best, best_cpu = float("inf"), float("inf")
             for _ in range(5):
@@ -241,7 +248,7 @@ def profile_step(step) -> list:
     with contextlib.redirect_stdout(buf):
         prof.summary(sorted_by=profiler.SortedKeys.CPUTotal, op_detail=False, thread_sep=False, time_unit="ms")
     rows = [line.strip()[:100] for line in buf.getvalue().splitlines() if "dygraph" in line or "GradNode" in line]
-    return rows[:int(os.environ.get("ERNIE_BENCH_PROFILE_ROWS", "15"))]
+    return rows[: int(os.environ.get("ERNIE_BENCH_PROFILE_ROWS", "15"))]
 
 
 # ---- orchestration --------------------------------------------------------------------------------------------------
@@ -305,8 +312,10 @@ def bench_config(config_name: str, batch: int, args) -> None:
     tokens = batch * SEQ_LEN
     fpt = flops_per_token(kw, SEQ_LEN, MASKED_PER_SEQ / SEQ_LEN)
     gemm_flop = 2.0 * tokens * kw["hidden_size"] * kw["intermediate_size"]
-    print(f"\n== {config_name}: {kw['num_hidden_layers']} layers, hidden {kw['hidden_size']}, "
-          f"batch {batch} x seq {SEQ_LEN}, {MASKED_PER_SEQ} masked/seq; {fpt / 1e6:.1f} MFLOP/token (fwd+bwd)")
+    print(
+        f"\n== {config_name}: {kw['num_hidden_layers']} layers, hidden {kw['hidden_size']}, "
+        f"batch {batch} x seq {SEQ_LEN}, {MASKED_PER_SEQ} masked/seq; {fpt / 1e6:.1f} MFLOP/token (fwd+bwd)"
+    )
     workers = [Worker(impl, config_name, batch, args.threads) for impl in args.impls]
     for w in workers:  # start all, then wait: builds overlap with nothing timed
         w.wait_ready()
@@ -322,9 +331,12 @@ def bench_config(config_name: str, batch: int, args) -> None:
             g = w.gemm()
             gemm[w.impl].append(gemm_flop / g["gemm_sec"] / 1e9)
             gemm_cpu[w.impl].append(gemm_flop / g["gemm_cpu_sec"] / 1e9)
-            print(f"  round {r + 1} {w.impl:16s} {res['sec_per_step']:7.2f} s/step  "
-                  f"{tokens / res['sec_per_step']:8.0f} tokens/s  (cpu {res['cpu_per_step']:.2f} s/step; "
-                  f"GEMM {gemm[w.impl][-1]:.0f} GFLOP/s)", flush=True)
+            print(
+                f"  round {r + 1} {w.impl:16s} {res['sec_per_step']:7.2f} s/step  "
+                f"{tokens / res['sec_per_step']:8.0f} tokens/s  (cpu {res['cpu_per_step']:.2f} s/step; "
+                f"GEMM {gemm[w.impl][-1]:.0f} GFLOP/s)",
+                flush=True,
+            )
     if args.profile:
         for w in workers:
             print(f"  -- top ops, {w.impl} (2 steps, ms) --")
@@ -335,57 +347,87 @@ def bench_config(config_name: str, batch: int, args) -> None:
 
     best = {impl: min(x["sec_per_step"] for x in rs) for impl, rs in results.items()}
     peak = {impl: max(g) for impl, g in gemm.items()}
-    print(f"  best of {args.rounds} rounds; GEMM peak = the framework's own fp32 GEMM "
-          f"[{tokens}x{kw['hidden_size']}]x[{kw['hidden_size']}x{kw['intermediate_size']}], best in this run")
+    print(
+        f"  best of {args.rounds} rounds; GEMM peak = the framework's own fp32 GEMM "
+        f"[{tokens}x{kw['hidden_size']}]x[{kw['hidden_size']}x{kw['intermediate_size']}], best in this run"
+    )
     for impl in results:
         gf = fpt * tokens / best[impl] / 1e9
-        print(f"  {impl:16s} {tokens / best[impl]:8.0f} tokens/s  {gf:6.1f} GFLOP/s  "
-              f"{100 * gf / peak[impl]:4.1f}% of GEMM peak ({peak[impl]:.0f} GFLOP/s)")
+        print(
+            f"  {impl:16s} {tokens / best[impl]:8.0f} tokens/s  {gf:6.1f} GFLOP/s  "
+            f"{100 * gf / peak[impl]:4.1f}% of GEMM peak ({peak[impl]:.0f} GFLOP/s)"
+        )
         best_cpu = min(x["cpu_per_step"] for x in results[impl])
         gf_cpu, peak_cpu = fpt * tokens / best_cpu / 1e9, max(gemm_cpu[impl])
-        print(f"  {impl:16s} {gf_cpu:6.1f} GFLOP per CPU second, {100 * gf_cpu / peak_cpu:4.1f}% of the GEMM's "
-              f"{peak_cpu:.0f} (steadier under load; exact with --threads 1)")
+        print(
+            f"  {impl:16s} {gf_cpu:6.1f} GFLOP per CPU second, {100 * gf_cpu / peak_cpu:4.1f}% of the GEMM's "
+            f"{peak_cpu:.0f} (steadier under load; exact with --threads 1)"
+        )
         if args.peak_tflops:
             print(f"  {impl:16s} MFU {100 * gf / (1000 * args.peak_tflops):4.1f}% of {args.peak_tflops:g} TFLOP/s")
-    print(f"  peak memory of the process (ru_maxrss after {args.rounds * steps + 1} training steps), and above the "
-          "built model + optimizer:")
+    print(
+        f"  peak memory of the process (ru_maxrss after {args.rounds * steps + 1} training steps), and above the "
+        "built model + optimizer:"
+    )
     peak_mem = {}
     for w in workers:
         peak_mem[w.impl] = max(x["peak_rss_mb"] for x in results[w.impl])
-        print(f"  {w.impl:16s} {peak_mem[w.impl]:7.0f} MB peak  {peak_mem[w.impl] - w.built_rss_mb:7.0f} MB above the "
-              f"built model ({w.built_rss_mb:.0f} MB)")
+        print(
+            f"  {w.impl:16s} {peak_mem[w.impl]:7.0f} MB peak  {peak_mem[w.impl] - w.built_rss_mb:7.0f} MB above the "
+            f"built model ({w.built_rss_mb:.0f} MB)"
+        )
     if "ours" in peak_mem:
         for base in [i for i in peak_mem if i != "ours"]:
             print(f"  ours vs {base:16s} peak memory {peak_mem['ours'] / peak_mem[base]:.2f}x")
     if "ours" in results:
         for base in [i for i in results if i != "ours"]:
             per_round = [b["sec_per_step"] / o["sec_per_step"] for o, b in zip(results["ours"], results[base])]
-            print(f"  ours vs {base:16s} {best[base] / best['ours']:.2f}x (best vs best; per round "
-                  f"{', '.join(f'{x:.2f}' for x in per_round)})")
+            print(
+                f"  ours vs {base:16s} {best[base] / best['ours']:.2f}x (best vs best; per round "
+                f"{', '.join(f'{x:.2f}' for x in per_round)})"
+            )
             cpu = min(x["cpu_per_step"] for x in results[base]) / min(x["cpu_per_step"] for x in results["ours"])
-            print(f"  ours vs {base:16s} {cpu:.2f}x in process CPU seconds per step (best vs best; steadier under "
-                  f"load, exact with --threads 1)")
+            print(
+                f"  ours vs {base:16s} {cpu:.2f}x in process CPU seconds per step (best vs best; steadier under "
+                f"load, exact with --threads 1)"
+            )
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", default="ernie-tiny-cpu,ernie-1.0-base-zh",
-                   help="comma-separated configs/models names; batch from --batch_size or 16 (tiny) / 8 (base)")
+    p.add_argument(
+        "--configs",
+        default="ernie-tiny-cpu,ernie-1.0-base-zh",
+        help="comma-separated configs/models names; batch from --batch_size or 16 (tiny) / 8 (base)",
+    )
     p.add_argument("--batch_size", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="timed steps per worker turn (default 2 tiny / 1 base)")
-    p.add_argument("--threads", type=int, default=0,
-                   help="OMP_NUM_THREADS / MKL_NUM_THREADS of every worker (default 0: none set, each framework's "
-                        "own default, as a plain script gets it)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="OMP_NUM_THREADS / MKL_NUM_THREADS of every worker (default 0: none set, each framework's "
+        "own default, as a plain script gets it)",
+    )
     p.add_argument("--impls", default=",".join(IMPLS))
     p.add_argument("--seq_len", type=int, default=128, help="sequence length (15%% of it masked)")
-    p.add_argument("--amp", choices=("float32", "bfloat16", "float16"), default="float32",
-                   help="Paddle AMP O1 dtype for ours/paddlenlp (GPU; HF runs fp32 on the CPU torch build)")
-    p.add_argument("--peak_tflops", type=float, default=None,
-                   help="the accelerator's dense peak for --amp's dtype (A100 bf16 312, H100 SXM bf16 989): prints MFU")
+    p.add_argument(
+        "--amp",
+        choices=("float32", "bfloat16", "float16"),
+        default="float32",
+        help="Paddle AMP O1 dtype for ours/paddlenlp (GPU; HF runs fp32 on the CPU torch build)",
+    )
+    p.add_argument(
+        "--peak_tflops",
+        type=float,
+        default=None,
+        help="the accelerator's dense peak for --amp's dtype (A100 bf16 312, H100 SXM bf16 989): prints MFU",
+    )
     p.add_argument("--profile", action="store_true")
-    p.add_argument("--results", default=None,
-                   help="where to record the output (default docs/results/bench_model.md; '' = nowhere)")
+    p.add_argument(
+        "--results", default=None, help="where to record the output (default docs/results/bench_model.md; '' = nowhere)"
+    )
     p.add_argument("--worker", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -398,8 +440,10 @@ def main(argv=None) -> int:
     from bench_report import default_path, recorded
 
     with recorded("bench_model", default_path("bench_model") if args.results is None else args.results):
-        print(f"threads {args.threads or 'not set (each framework default)'}, rounds {args.rounds}, "
-              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at start")
+        print(
+            f"threads {args.threads or 'not set (each framework default)'}, rounds {args.rounds}, "
+            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at start"
+        )
         for name in args.configs.split(","):
             bench_config(name, args.batch_size or DEFAULT_RUNS.get(name, 8), args)
     return 0

@@ -7,6 +7,7 @@ Each run is a fresh process (``OMP_NUM_THREADS`` fixed); steps/s is measured ove
 first (warm-up) one, from the run's train_log.jsonl. Prints absolute numbers and the ours / baseline ratio.
 Needs paddlenlp (the compat extra) for the baseline.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -15,7 +16,6 @@ import os
 import subprocess
 import sys
 import tempfile
-
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)  # tests.fixtures (the pretraining data made from the built-in corpus)
@@ -66,8 +66,16 @@ def build_corpus(out_dir: str, num_paragraphs: int) -> tuple[str, str]:
     return vocab_dir, data_dir
 
 
-def run(name: str, cmd: list[str], threads: int, output_dir: str, log_every: int, tokens_per_step: int,
-        seqs_per_step: int, extra_env: dict[str, str]) -> dict[str, float]:
+def run(
+    name: str,
+    cmd: list[str],
+    threads: int,
+    output_dir: str,
+    log_every: int,
+    tokens_per_step: int,
+    seqs_per_step: int,
+    extra_env: dict[str, str],
+) -> dict[str, float]:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), **extra_env}
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -76,8 +84,12 @@ def run(name: str, cmd: list[str], threads: int, output_dir: str, log_every: int
         records = [json.loads(line) for line in f]
     windows = [r for r in records if r["event"] == "train" and r["step"] % log_every == 0][1:]  # skip warm-up
     steps_per_s = log_every * len(windows) / sum(log_every / r["steps_per_second"] for r in windows)
-    return {"steps_per_s": steps_per_s, "seqs_per_s": steps_per_s * seqs_per_step,
-            "tokens_per_s": steps_per_s * tokens_per_step, "loss": windows[-1]["loss"]}
+    return {
+        "steps_per_s": steps_per_s,
+        "seqs_per_s": steps_per_s * seqs_per_step,
+        "tokens_per_s": steps_per_s * tokens_per_step,
+        "loss": windows[-1]["loss"],
+    }
 
 
 def main() -> None:
@@ -88,8 +100,11 @@ def main() -> None:
     p.add_argument("--max_seq_len", type=int, default=128)
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of every run")
     p.add_argument("--repeats", type=int, default=2, help="alternating runs per side; the best one counts")
-    p.add_argument("--results", default=None,
-                   help="where to record the output (default docs/results/bench_pretrain.md; '' = nowhere)")
+    p.add_argument(
+        "--results",
+        default=None,
+        help="where to record the output (default docs/results/bench_pretrain.md; '' = nowhere)",
+    )
     a = p.parse_args()
     from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
@@ -110,33 +125,77 @@ def main() -> None:
                 f.write(BASELINE_DRIVER)
 
             def flags(out: str) -> list[str]:
-                return ["--model_name_or_path", model_json, "--tokenizer_name_or_path", vocab_dir, "--input_dir",
-                        data_dir, "--output_dir", out, "--device", "cpu", "--max_seq_len", str(a.max_seq_len),
-                        "--micro_batch_size", str(a.micro_batch_size), "--max_steps", str(a.steps),
-                        "--checkpoint_steps", str(10 * a.steps), "--save_steps", str(10 * a.steps),
-                        "--eval_freq", str(10 * a.steps), "--eval_iters", "0", "--test_iters", "0",
-                        "--logging_freq", str(log_every), "--num_workers", "1", "--max_lr", "1e-3"]
+                return [
+                    "--model_name_or_path",
+                    model_json,
+                    "--tokenizer_name_or_path",
+                    vocab_dir,
+                    "--input_dir",
+                    data_dir,
+                    "--output_dir",
+                    out,
+                    "--device",
+                    "cpu",
+                    "--max_seq_len",
+                    str(a.max_seq_len),
+                    "--micro_batch_size",
+                    str(a.micro_batch_size),
+                    "--max_steps",
+                    str(a.steps),
+                    "--checkpoint_steps",
+                    str(10 * a.steps),
+                    "--save_steps",
+                    str(10 * a.steps),
+                    "--eval_freq",
+                    str(10 * a.steps),
+                    "--eval_iters",
+                    "0",
+                    "--test_iters",
+                    "0",
+                    "--logging_freq",
+                    str(log_every),
+                    "--num_workers",
+                    "1",
+                    "--max_lr",
+                    "1e-3",
+                ]
 
-            sides = {"stock": ("baseline: PaddleNLP model, stock MKL", driver, {"BENCH_STOCK_MKL": "1"}),
-                     "tuned": ("baseline: PaddleNLP model, MKL AVX2", driver, {}),
-                     "ours": ("ours: ernie.modeling", os.path.join(REPO, "scripts", "run_pretrain.py"), {})}
+            sides = {
+                "stock": ("baseline: PaddleNLP model, stock MKL", driver, {"BENCH_STOCK_MKL": "1"}),
+                "tuned": ("baseline: PaddleNLP model, MKL AVX2", driver, {}),
+                "ours": ("ours: ernie.modeling", os.path.join(REPO, "scripts", "run_pretrain.py"), {}),
+            }
             results: dict[str, list[dict]] = {k: [] for k in sides}
             for r in range(a.repeats):
                 for key, (_, script, extra_env) in sides.items():
                     out = os.path.join(tmp, f"{key}{r}")
-                    results[key].append(run(key, [sys.executable, script] + flags(out), a.threads, out, log_every,
-                                            a.micro_batch_size * a.max_seq_len, a.micro_batch_size, extra_env))
+                    results[key].append(
+                        run(
+                            key,
+                            [sys.executable, script] + flags(out),
+                            a.threads,
+                            out,
+                            log_every,
+                            a.micro_batch_size * a.max_seq_len,
+                            a.micro_batch_size,
+                            extra_env,
+                        )
+                    )
             best = {k: max(v, key=lambda x: x["steps_per_s"]) for k, v in results.items()}
 
-        print(f"pretraining {a.model} (vocab {vocab_size}), seq {a.max_seq_len}, micro batch {a.micro_batch_size}, "
-              f"{a.steps} steps, OMP_NUM_THREADS={a.threads}, 1 process, fp32 CPU; best of {a.repeats}")
+        print(
+            f"pretraining {a.model} (vocab {vocab_size}), seq {a.max_seq_len}, micro batch {a.micro_batch_size}, "
+            f"{a.steps} steps, OMP_NUM_THREADS={a.threads}, 1 process, fp32 CPU; best of {a.repeats}"
+        )
         print(f"{'':40}{'steps/s':>9}{'seqs/s':>9}{'tokens/s':>10}{'last loss':>11}")
         for key, (label, _, _) in sides.items():
             b = best[key]
             print(f"{label:40}{b['steps_per_s']:9.2f}{b['seqs_per_s']:9.1f}{b['tokens_per_s']:10.0f}{b['loss']:11.3f}")
         for key in ("stock", "tuned"):
-            print(f"ratio ours / {sides[key][0]}: steps/s x{best['ours']['steps_per_s'] / best[key]['steps_per_s']:.2f}, "
-                  f"tokens/s x{best['ours']['tokens_per_s'] / best[key]['tokens_per_s']:.2f}")
+            print(
+                f"ratio ours / {sides[key][0]}: steps/s x{best['ours']['steps_per_s'] / best[key]['steps_per_s']:.2f}, "
+                f"tokens/s x{best['ours']['tokens_per_s'] / best[key]['tokens_per_s']:.2f}"
+            )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ by the benchmark that measured them, never by hand (docs/results.md links them).
 Other programs that measure (the demo, ``examples/demo.py``) write their own body with :func:`write_results`, taking
 ``machine()`` before the run.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -24,8 +25,13 @@ sys.path.insert(0, ROOT)
 from ernie.utils.machine import cpu_info, describe_machine  # noqa: E402
 
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-ENV_SHOWN = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "ERNIE_NO_CPU_TUNING",
-             "FLAGS_use_stride_kernel")
+ENV_SHOWN = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "MKL_DEBUG_CPU_TYPE",
+    "ERNIE_NO_CPU_TUNING",
+    "FLAGS_use_stride_kernel",
+)
 
 
 def default_path(name: str) -> str:
@@ -47,8 +53,10 @@ def machine() -> list[str]:
     commit = git_commit()
     env = ", ".join(f"{k}={os.environ[k]}" for k in ENV_SHOWN if k in os.environ) or "none of " + ", ".join(ENV_SHOWN)
     return [
-        (f"- CPU: {info.get('model name', platform.processor() or '?')} ({info.get('vendor_id', '?')}), {cores} cores "
-         f"for this process, {mem}; flags: {' '.join(f for f in CPU_FLAGS if f in flags) or '-'}"),
+        (
+            f"- CPU: {info.get('model name', platform.processor() or '?')} ({info.get('vendor_id', '?')}), {cores} cores "
+            f"for this process, {mem}; flags: {' '.join(f for f in CPU_FLAGS if f in flags) or '-'}"
+        ),
         f"- {platform.platform()}, Python {platform.python_version()}; {', '.join(versions)}",
         f"- commit {commit}; environment at start: {env}",
     ]
@@ -65,14 +73,17 @@ def git_commit() -> str:
 def one_line() -> str:
     """The machine and commit in one line, for a table's caption."""
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"machine: {describe_machine()}, load {load:.1f}; python {platform.python_version()}; "
-            f"commit {git_commit()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    return (
+        f"machine: {describe_machine()}, load {load:.1f}; python {platform.python_version()}; "
+        f"commit {git_commit()}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+    )
 
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30,
-                              check=False).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30, check=False
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
 
@@ -103,20 +114,37 @@ def recorded(name: str, path: str | None):
         yield
     finally:
         sys.stdout = tee.stream
-    write_results(path, name, f"`benchmarks/{name}.py`", f"python benchmarks/{name}.py {' '.join(sys.argv[1:])}",
-                  setup, start, load0[0], "```\n" + tee.buf.getvalue().rstrip("\n") + "\n```")
+    write_results(
+        path,
+        name,
+        f"`benchmarks/{name}.py`",
+        f"python benchmarks/{name}.py {' '.join(sys.argv[1:])}",
+        setup,
+        start,
+        load0[0],
+        "```\n" + tee.buf.getvalue().rstrip("\n") + "\n```",
+    )
 
 
-def write_results(path: str, title: str, writer: str, command: str, setup: list[str], start: str, load0: float,
-                  body: str) -> None:
+def write_results(
+    path: str, title: str, writer: str, command: str, setup: list[str], start: str, load0: float, body: str
+) -> None:
     """Write a results file atomically: the title, what wrote it (``writer``, ``command``) and when (``start``), the
     ``machine()`` lines taken before the run, the load average then and now, and ``body`` (markdown)."""
     from ernie.utils import atomic_write
 
     load1 = os.getloadavg()[0]
-    head = [f"# {title}", "", f"Written by {writer} (do not edit by hand): `{command}`, {start}.", ""] + setup + [
-        (f"- load average (1 min) {load0:.1f} at start, {load1:.1f} at the end (other work on the machine skews "
-         "timings and ratios)"), ""]
+    head = (
+        [f"# {title}", "", f"Written by {writer} (do not edit by hand): `{command}`, {start}.", ""]
+        + setup
+        + [
+            (
+                f"- load average (1 min) {load0:.1f} at start, {load1:.1f} at the end (other work on the machine skews "
+                "timings and ratios)"
+            ),
+            "",
+        ]
+    )
     with atomic_write(path, "w") as f:
         f.write("\n".join(head) + "\n" + body.rstrip("\n") + "\n")
     inside = os.path.abspath(path).startswith(ROOT + os.sep)

@@ -10,19 +10,20 @@ tried for LAC (batch size, oneDNN, IR fusion off). LAC runs as the library sets 
 AVX2 code path on non-Intel CPUs, applied when the runner is built); nothing is tuned by hand here. Results go to
 docs/results/bench_segmentation.md (machine + commit; --results '' skips).
 """
+
 from __future__ import annotations
 
 import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import time  # noqa: E402
-from typing import Callable  # noqa: E402
+import argparse
+import time
+from collections.abc import Callable
 
-from data_tools.corpus import peoples_daily_paragraphs  # noqa: E402
-from data_tools.segmentation import get_segmenter, word_f1  # noqa: E402
-from data_tools.sentence_split import split_sentences  # noqa: E402
+from data_tools.corpus import peoples_daily_paragraphs
+from data_tools.segmentation import get_segmenter, word_f1
+from data_tools.sentence_split import split_sentences
 
 
 def timed(fn: Callable[[list[str]], list], texts: list[str]) -> tuple[list, float, float]:
@@ -59,8 +60,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--paragraphs", type=int, default=None, help="first N paragraphs (default: all 19,484)")
     parser.add_argument("--lac_variants", action="store_true", help="also time other LAC inference settings")
-    parser.add_argument("--results", default=None,
-                        help="where to record the output (default docs/results/bench_segmentation.md; '' = nowhere)")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="where to record the output (default docs/results/bench_segmentation.md; '' = nowhere)",
+    )
     args = parser.parse_args()
     from bench_report import default_path, recorded
 
@@ -70,12 +74,14 @@ def main() -> None:
 
 def run(args) -> None:
 
-    paras = peoples_daily_paragraphs()[:args.paragraphs]
+    paras = peoples_daily_paragraphs()[: args.paragraphs]
     gold = [[w for w, _ in p] for p in paras]
     texts = ["".join(g) for g in gold]
     kb = sum(len(t.encode("utf-8")) for t in texts) / 1e3
-    print(f"People's Daily 1998-01: {len(texts)} paragraphs, {sum(map(len, gold))} gold words, {kb / 1e3:.1f} MB; "
-          f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}")
+    print(
+        f"People's Daily 1998-01: {len(texts)} paragraphs, {sum(map(len, gold))} gold words, {kb / 1e3:.1f} MB; "
+        f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}"
+    )
 
     import jieba
 
@@ -104,8 +110,11 @@ def run(args) -> None:
         precision, recall, f1 = word_f1(pred, gold)
         speed = kb / cpu
         base_speed = base_speed or speed
-        print(f"{name:42s} {precision:7.4f} {recall:7.4f} {f1:7.4f} {speed:10.0f} {kb / wall:10.0f} "
-              f"{speed / base_speed:7.2f}", flush=True)
+        print(
+            f"{name:42s} {precision:7.4f} {recall:7.4f} {f1:7.4f} {speed:10.0f} {kb / wall:10.0f} "
+            f"{speed / base_speed:7.2f}",
+            flush=True,
+        )
 
     _, cpu, _ = timed(lambda ts: [split_sentences(t) for t in ts], texts)
     print(f"\nsplit_sentences: {kb / cpu / 1e3:.1f} MB/s per core")

@@ -11,6 +11,7 @@ the figures after the first evaluation ("start"), at quarters of the run and at 
 test evaluation ("end"), plus how many distinct worker processes the samples caught. The run itself is the
 baseline: what matters is end against start. Needs psutil (test extra).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,13 +71,13 @@ def main() -> None:
     p.add_argument("--num_workers", type=int, default=1)
     p.add_argument("--every", type=float, default=3.0, help="seconds between samples")
     p.add_argument("--work", default=None, help="work dir (default: a temporary one)")
-    p.add_argument("--results", default=None,
-                   help="where to record the output (default docs/results/bench_soak.md; '' = nowhere)")
+    p.add_argument(
+        "--results", default=None, help="where to record the output (default docs/results/bench_soak.md; '' = nowhere)"
+    )
     a = p.parse_args()
     from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
     with recorded("bench_soak", default_path("bench_soak") if a.results is None else a.results):
-
         from tests.fixtures import write_peoples_daily_pretraining_data
 
         work = a.work or tempfile.mkdtemp(prefix="bench_soak_")
@@ -85,22 +86,62 @@ def main() -> None:
         with open(os.path.join(REPO, "configs", "models", "ernie-mini-cpu.json"), encoding="utf-8") as f:
             config = json.load(f)
         with open(os.path.join(vocab, "vocab.txt"), encoding="utf-8") as f:
-            config.update(vocab_size=sum(1 for _ in f), hidden_size=64, intermediate_size=256, max_position_embeddings=128)
+            config.update(
+                vocab_size=sum(1 for _ in f), hidden_size=64, intermediate_size=256, max_position_embeddings=128
+            )
         model = os.path.join(work, "tiny.json")
         with open(model, "w", encoding="utf-8") as f:
             json.dump(config, f)
         out = os.path.join(work, "out")
-        cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(a.nproc),
-               "--log_dir", os.path.join(work, "log"), os.path.join(REPO, "scripts", "run_pretrain.py"),
-               "--model_name_or_path", model,
-               "--tokenizer_name_or_path", vocab, "--input_dir", data, "--output_dir", out, "--device", "cpu",
-               "--max_seq_len", "64", "--micro_batch_size", "8", "--max_steps", str(a.steps),
-               "--eval_freq", str(a.eval_freq), "--eval_iters", str(a.eval_iters), "--test_iters", "1",
-               "--checkpoint_steps", str(a.checkpoint_steps), "--save_steps", str(a.save_steps),
-               "--num_workers", str(a.num_workers), "--logging_freq", "50", "--max_lr", "5e-4", "--min_lr", "5e-5"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "paddle.distributed.launch",
+            "--nproc_per_node",
+            str(a.nproc),
+            "--log_dir",
+            os.path.join(work, "log"),
+            os.path.join(REPO, "scripts", "run_pretrain.py"),
+            "--model_name_or_path",
+            model,
+            "--tokenizer_name_or_path",
+            vocab,
+            "--input_dir",
+            data,
+            "--output_dir",
+            out,
+            "--device",
+            "cpu",
+            "--max_seq_len",
+            "64",
+            "--micro_batch_size",
+            "8",
+            "--max_steps",
+            str(a.steps),
+            "--eval_freq",
+            str(a.eval_freq),
+            "--eval_iters",
+            str(a.eval_iters),
+            "--test_iters",
+            "1",
+            "--checkpoint_steps",
+            str(a.checkpoint_steps),
+            "--save_steps",
+            str(a.save_steps),
+            "--num_workers",
+            str(a.num_workers),
+            "--logging_freq",
+            "50",
+            "--max_lr",
+            "5e-4",
+            "--min_lr",
+            "5e-5",
+        ]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
-        print(f"work dir {work}; {a.nproc} ranks, {a.steps} steps, evaluation every {a.eval_freq} steps, "
-              f"model_last every {a.checkpoint_steps}, model_<step> every {a.save_steps}, num_workers {a.num_workers}")
+        print(
+            f"work dir {work}; {a.nproc} ranks, {a.steps} steps, evaluation every {a.eval_freq} steps, "
+            f"model_last every {a.checkpoint_steps}, model_<step> every {a.save_steps}, num_workers {a.num_workers}"
+        )
         t0 = time.time()
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         launcher = psutil.Process(proc.pid)
@@ -122,22 +163,32 @@ def main() -> None:
 
         n = len(samples)
         picks = {"start": 0, "25%": n // 4, "50%": n // 2, "75%": 3 * n // 4, "end": n - 1}
-        print(f"\n{n} samples over {samples[-1][1] / 60:.1f} min; per rank: child processes / rank RSS / PSS of "
-              "rank + workers")
-        header = f"{'when':>6} {'step':>6}  " + "  ".join(f"rank {r}: {'procs':>5} {'RSS MB':>7} {'PSS MB':>7}"
-                                                      for r in range(a.nproc))
+        print(
+            f"\n{n} samples over {samples[-1][1] / 60:.1f} min; per rank: child processes / rank RSS / PSS of "
+            "rank + workers"
+        )
+        header = f"{'when':>6} {'step':>6}  " + "  ".join(
+            f"rank {r}: {'procs':>5} {'RSS MB':>7} {'PSS MB':>7}" for r in range(a.nproc)
+        )
         print(header)
         for name, i in picks.items():
             step, _, s = samples[i]
-            print(f"{name:>6} {step:>6}  " + "  ".join(
-                f"        {s[r]['children']:>5} {s[r]['rss'] / MB:>7.0f} {s[r]['pss'] / MB:>7.0f}" for r in range(a.nproc)))
+            print(
+                f"{name:>6} {step:>6}  "
+                + "  ".join(
+                    f"        {s[r]['children']:>5} {s[r]['rss'] / MB:>7.0f} {s[r]['pss'] / MB:>7.0f}"
+                    for r in range(a.nproc)
+                )
+            )
         for r in range(a.nproc):
             first, last = samples[0][2][r], samples[-1][2][r]
             most = max(x[2][r]["children"] for x in samples)
-            print(f"rank {r}: child processes {first['children']} -> {last['children']} (max {most}); PSS "
-                  f"{first['pss'] / MB:.0f} -> {last['pss'] / MB:.0f} MB ({(last['pss'] / first['pss'] - 1) * 100:+.1f} %);"
-                  f" RSS {first['rss'] / MB:.0f} -> {last['rss'] / MB:.0f} MB; distinct worker processes caught by the "
-                  f"samples: {len(seen.get(r, ()))} (evaluations: {a.steps // a.eval_freq + 1})")
+            print(
+                f"rank {r}: child processes {first['children']} -> {last['children']} (max {most}); PSS "
+                f"{first['pss'] / MB:.0f} -> {last['pss'] / MB:.0f} MB ({(last['pss'] / first['pss'] - 1) * 100:+.1f} %);"
+                f" RSS {first['rss'] / MB:.0f} -> {last['rss'] / MB:.0f} MB; distinct worker processes caught by the "
+                f"samples: {len(seen.get(r, ()))} (evaluations: {a.steps // a.eval_freq + 1})"
+            )
 
 
 if __name__ == "__main__":

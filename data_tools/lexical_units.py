@@ -22,6 +22,7 @@ Entities (:func:`find_entities`): a maximal run of words with the same label amo
 locations, organisations, other proper names and titles of works: the paper's "persons, locations, organizations,
 products"); LAC's ``TIME`` is a phrase, not an entity.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -44,6 +44,7 @@ with SpanBERT-style n-grams), restated on arrays:
 Only step 3's greedy walk is a Python loop (over the words visited until the budget is spent, a few dozen); all
 per-token work is numpy.
 """
+
 from __future__ import annotations
 
 import functools
@@ -74,8 +75,10 @@ def parse_knowledge_mix(text: str) -> tuple[float, float, float]:
     except ValueError:
         weights = []
     if len(weights) != 3 or not all(np.isfinite(w) and w >= 0 for w in weights) or sum(weights) <= 0:
-        raise UserError(f"--knowledge_mix: {text!r} is not three non-negative weights of basic,phrase,entity "
-                        "with a positive sum (e.g. 0.8,0.1,0.1)")
+        raise UserError(
+            f"--knowledge_mix: {text!r} is not three non-negative weights of basic,phrase,entity "
+            "with a positive sum (e.g. 0.8,0.1,0.1)"
+        )
     total = sum(weights)
     basic, phrase, entity = (w / total for w in weights)
     return basic, phrase, entity
@@ -131,8 +134,10 @@ class MaskingSchedule:
             last = k == len(parts) - 1
             if length.strip() == "":
                 if not last:
-                    raise UserError(f"--masking_schedule: {spec!r}: stage {k + 1} ({name}) needs a length in steps "
-                                    "(only the last stage may leave it out)")
+                    raise UserError(
+                        f"--masking_schedule: {spec!r}: stage {k + 1} ({name}) needs a length in steps "
+                        "(only the last stage may leave it out)"
+                    )
                 steps = None
             else:
                 try:
@@ -140,8 +145,10 @@ class MaskingSchedule:
                 except ValueError:
                     steps = 0
                 if steps < 1:
-                    raise UserError(f"--masking_schedule: {spec!r}: the length of stage {k + 1} ({name}) must be a "
-                                    "whole number of steps >= 1")
+                    raise UserError(
+                        f"--masking_schedule: {spec!r}: the length of stage {k + 1} ({name}) must be a "
+                        "whole number of steps >= 1"
+                    )
             end = None if last or steps is None else start + steps
             stages.append(Stage(k, name, start, end))
             if end is not None:
@@ -215,8 +222,16 @@ class VocabTables:
         maskable[special] = False
         tokens = tokenizer.convert_ids_to_tokens(list(range(size)))
         plain = [i for i, t in enumerate(tokens) if is_word_start[i] and not (t.startswith("[") and t.endswith("]"))]
-        return cls(is_word_start, restore, maskable, np.array(plain, dtype=np.int64), tokenizer.cls_token_id,
-                   tokenizer.sep_token_id, tokenizer.pad_token_id, tokenizer.mask_token_id)
+        return cls(
+            is_word_start,
+            restore,
+            maskable,
+            np.array(plain, dtype=np.int64),
+            tokenizer.cls_token_id,
+            tokenizer.sep_token_id,
+            tokenizer.pad_token_id,
+            tokenizer.mask_token_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -256,8 +271,9 @@ def word_ids(tokens: np.ndarray, tables: VocabTables) -> tuple[np.ndarray, int]:
     return ids, num_words
 
 
-def unit_ids(tokens: np.ndarray, tables: VocabTables, level: str,
-             units: np.ndarray | None = None) -> tuple[np.ndarray, int, np.ndarray | None]:
+def unit_ids(
+    tokens: np.ndarray, tables: VocabTables, level: str, units: np.ndarray | None = None
+) -> tuple[np.ndarray, int, np.ndarray | None]:
     """Units of a token sequence at ``level`` (see the module docstring).
 
     Args:
@@ -321,15 +337,21 @@ def choose_spans(order: list[int], ngram: list[int], cum: list[int], left: int, 
             break
         while n and cum[s + n] - cum[s] > left:
             n -= 1
-        if n == 0 or any(covered[s + 1:s + n + 1]):
+        if n == 0 or any(covered[s + 1 : s + n + 1]):
             continue
-        covered[s + 1:s + n + 1] = b"\x01" * n
+        covered[s + 1 : s + n + 1] = b"\x01" * n
         left -= cum[s + n] - cum[s]
     return left
 
 
-def mask_tokens(tokens: np.ndarray, rng: np.random.Generator, tables: VocabTables, config: MaskingConfig,
-                level: str = "word", units: np.ndarray | None = None):
+def mask_tokens(
+    tokens: np.ndarray,
+    rng: np.random.Generator,
+    tables: VocabTables,
+    config: MaskingConfig,
+    level: str = "word",
+    units: np.ndarray | None = None,
+):
     """Masking of one sequence at ``level`` (whole-word n-grams for ``word``).
 
     Args:
@@ -357,7 +379,7 @@ def mask_tokens(tokens: np.ndarray, rng: np.random.Generator, tables: VocabTable
         choose_spans(order.tolist(), [1] * num_words, cum, left, covered)
         visited = num_words
     while left > 0 and visited < num_words:  # n-gram lengths drawn a chunk of visits at a time: most are never used
-        starts = order[visited:visited + VISIT_CHUNK]
+        starts = order[visited : visited + VISIT_CHUNK]
         ngram = draw_ngram_lengths(rng, config, num_words - starts)
         left = choose_spans(starts.tolist(), ngram.tolist(), cum, left, covered)
         visited += VISIT_CHUNK

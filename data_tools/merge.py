@@ -8,6 +8,7 @@ that of the first input unless ``--data_impl`` says otherwise. Unit markers (``{
 input has them; otherwise the output has none (the summary line says which). Written atomically; existing outputs
 are refused unless ``--overwrite``.
 """
+
 from __future__ import annotations
 
 import os
@@ -26,15 +27,23 @@ def find_prefixes(inputs: list[str]) -> list[str]:
         if detect_impl(item) is not None:
             prefixes.append(item)
         elif os.path.isdir(item):
-            found = sorted({os.path.join(item, name[:-len(s)]) for name in os.listdir(item) for s in _SUFFIXES
-                            if name.endswith(s) and not name.startswith(".")})
+            found = sorted(
+                {
+                    os.path.join(item, name[: -len(s)])
+                    for name in os.listdir(item)
+                    for s in _SUFFIXES
+                    if name.endswith(s) and not name.startswith(".")
+                }
+            )
             found = [p for p in found if detect_impl(p) is not None]
             if not found:
                 raise UserError(f"--input: no corpus (X_ids.npy + X_idx.npz or X.bin + X.idx) in folder {item}")
             prefixes += found
         else:
-            raise UserError(f"--input: {item}: no such corpus prefix or folder (expected {item}_ids.npy + "
-                            f"{item}_idx.npz or {item}.bin + {item}.idx)")
+            raise UserError(
+                f"--input: {item}: no such corpus prefix or folder (expected {item}_ids.npy + "
+                f"{item}_idx.npz or {item}.bin + {item}.idx)"
+            )
     return prefixes
 
 
@@ -56,6 +65,5 @@ def main(argv=None) -> int:
         raise UserError(f"--output_prefix: {args.output_prefix} is also an input")
     builder = merge(prefixes, args.output_prefix, impl=args.data_impl, overwrite=args.overwrite)
     markers = "with unit markers" if builder.has_units else "without unit markers"
-    print(f"Merged {len(prefixes)} corpora into {args.output_prefix} ({builder.impl}, {markers}): "
-          f"{builder.summary()}")
+    print(f"Merged {len(prefixes)} corpora into {args.output_prefix} ({builder.impl}, {markers}): {builder.summary()}")
     return 0

@@ -13,6 +13,7 @@ Drop-in for PaddleNLP's ``tool_helpers.helpers`` 0.1.2 (bit-identical outputs, s
 ``docs`` is int64 [D + 1] sentence offsets of documents, ``sizes`` int32 tokens per sentence; the mapping arrays
 are uint64 instead of uint32 when there are more than 2**32 sentences. Invalid inputs raise ValueError/TypeError.
 """
+
 from ernie.utils import UserError
 
 _FUNCTIONS = ("build_mapping", "build_blocks_mapping", "build_sample_idx", "build_blending_indices")
@@ -38,22 +39,24 @@ build_sample_idx = _helpers.build_sample_idx
 build_blending_indices = _helpers.build_blending_indices
 
 
-
-def mapping_problem(mapping, first_sentence: int, end_sentence: int, max_target: int,
-                    chunk: int = 1 << 22) -> str | None:
+def mapping_problem(
+    mapping, first_sentence: int, end_sentence: int, max_target: int, chunk: int = 1 << 22
+) -> str | None:
     """What is wrong with a ``build_mapping`` result over sentences ``[first_sentence, end_sentence)``: a row
     whose span leaves that range or is empty, or whose target length is not in ``1..max_target``; ``None`` when
     every row is sound. Vectorised, ``chunk`` rows at a time (a cached mapping can hold billions of rows)."""
     import numpy as np
 
     for lo in range(0, len(mapping), chunk):
-        rows = np.asarray(mapping[lo:lo + chunk], dtype=np.int64)
+        rows = np.asarray(mapping[lo : lo + chunk], dtype=np.int64)
         start, end, target = rows[:, 0], rows[:, 1], rows[:, 2]
         bad = (start < first_sentence) | (end > end_sentence) | (start >= end) | (target < 1) | (target > max_target)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            return (f"row {lo + i} is {rows[i].tolist()}, expected sentences within [{first_sentence}, "
-                    f"{end_sentence}) and a target length of 1..{max_target}")
+            return (
+                f"row {lo + i} is {rows[i].tolist()}, expected sentences within [{first_sentence}, "
+                f"{end_sentence}) and a target length of 1..{max_target}"
+            )
     return None
 
 

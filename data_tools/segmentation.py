@@ -18,6 +18,7 @@ spaces; a folder gives a folder of such files (every ``*.txt`` below it, same re
 input order; outputs are written atomically. An input with no text at all (empty or whitespace-only files) is
 refused, as by the other data entry points.
 """
+
 from __future__ import annotations
 
 import collections
@@ -88,12 +89,12 @@ class LacSegmenter(Segmenter):
 
     name = "lac"
 
-    def __init__(self, lac_model_dir: str | None = None, num_threads: int = 1, batch_chars: int = 4096,
-                 max_chunk: int = 128):
+    def __init__(
+        self, lac_model_dir: str | None = None, num_threads: int = 1, batch_chars: int = 4096, max_chunk: int = 128
+    ):
         from .lac import LacSegModel
 
-        self.model = LacSegModel(lac_model_dir, num_threads=num_threads, batch_chars=batch_chars,
-                                 max_chunk=max_chunk)
+        self.model = LacSegModel(lac_model_dir, num_threads=num_threads, batch_chars=batch_chars, max_chunk=max_chunk)
 
     def segment(self, texts: list[str]) -> list[list[str]]:
         out = []
@@ -111,10 +112,10 @@ SEGMENTERS: dict[str, Callable[..., Segmenter]] = {
 }
 
 
-
 def word_f1(pred: list[list[str]], gold: list[list[str]]) -> tuple[float, float, float]:
     """Precision, recall and F1 of predicted words against gold words (a word counts when its character span
     matches), summed over all texts: the usual segmentation score."""
+
     def spans(words):
         ends = [0]
         for w in words:
@@ -124,6 +125,7 @@ def word_f1(pred: list[list[str]], gold: list[list[str]]) -> tuple[float, float,
     tp = sum(len(spans(p) & spans(g)) for p, g in zip(pred, gold))
     precision, recall = tp / sum(map(len, pred)), tp / sum(map(len, gold))
     return precision, recall, 2 * precision * recall / (precision + recall)
+
 
 def get_segmenter(name: str, **opts) -> Segmenter:
     """The segmenter called ``name`` (``"lac"``, ``"jieba"`` or ``"char"``), built with ``opts``."""
@@ -161,8 +163,9 @@ def _input_files(input_path: str) -> list[tuple[str, str]]:
         return [(input_path, os.path.basename(input_path))]
     if not os.path.isdir(input_path):
         raise UserError(f"--input_path: {input_path} does not exist")
-    files = sorted(os.path.join(root, name) for root, _, names in os.walk(input_path)
-                   for name in names if name.endswith(".txt"))
+    files = sorted(
+        os.path.join(root, name) for root, _, names in os.walk(input_path) for name in names if name.endswith(".txt")
+    )
     if not files:
         raise UserError(f"--input_path: no .txt files under {input_path}")
     return [(p, os.path.relpath(p, input_path)) for p in files]
@@ -215,8 +218,9 @@ def _has_text(path: str, block: int = 1 << 20) -> bool:
     return False
 
 
-def segment_files(input_path: str, output_path: str, cn_seg_func: str = "jieba", workers: int = 1,
-                  overwrite: bool = False) -> list[str]:
+def segment_files(
+    input_path: str, output_path: str, cn_seg_func: str = "jieba", workers: int = 1, overwrite: bool = False
+) -> list[str]:
     """Segment a .txt file or a folder of them into ``output_path`` (see the module docstring); returns the
     written files."""
     from tqdm import tqdm

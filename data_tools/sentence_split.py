@@ -15,14 +15,47 @@ Both are compiled regexes, no per-char Python loop. With :func:`split_sentences`
 Closing quotes and brackets right after the terminator stay with their sentence. Sentences are stripped of
 surrounding whitespace and empty ones are dropped.
 """
+
 from __future__ import annotations
 
 import re
 
 _CLOSERS = "”’\"'）)\\]】」』》〉"
-_ABBREVIATIONS = ("Mr", "Mrs", "Ms", "Dr", "Prof", "Sr", "Jr", "St", "vs", "No", "Fig", "Inc", "Ltd", "Co",
-                  "Corp", "etc", "approx", "Dept", "Gen", "Gov", "Rev", "Jan", "Feb", "Mar", "Apr",
-                  "Jun", "Jul", "Aug", "Sep", "Sept", "Oct", "Nov", "Dec")
+_ABBREVIATIONS = (
+    "Mr",
+    "Mrs",
+    "Ms",
+    "Dr",
+    "Prof",
+    "Sr",
+    "Jr",
+    "St",
+    "vs",
+    "No",
+    "Fig",
+    "Inc",
+    "Ltd",
+    "Co",
+    "Corp",
+    "etc",
+    "approx",
+    "Dept",
+    "Gen",
+    "Gov",
+    "Rev",
+    "Jan",
+    "Feb",
+    "Mar",
+    "Apr",
+    "Jun",
+    "Jul",
+    "Aug",
+    "Sep",
+    "Sept",
+    "Oct",
+    "Nov",
+    "Dec",
+)
 # Fixed-width lookbehinds, one per abbreviation, plus single capital initials (``J.``) and dotted abbreviations
 # (``U.S.``, ``e.g.``, ``p.m.``).
 _NOT_ABBREVIATION = "".join(rf"(?<!\b{re.escape(a)})" for a in _ABBREVIATIONS) + r"(?<!\b[A-Z])(?<!\.[A-Za-z])"

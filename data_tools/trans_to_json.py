@@ -11,6 +11,7 @@ counted, with the first place each problem occurred.
 
     python scripts/trans_to_json.py --input_path corpus_dir --output_path docs.jsonl --workers 2
 """
+
 from __future__ import annotations
 
 import json
@@ -38,7 +39,7 @@ class SkipLog:
         self.counts[what] += n
         self.first.setdefault(what, where)
 
-    def update(self, other: "SkipLog") -> None:
+    def update(self, other: SkipLog) -> None:
         for what, n in other.counts.items():
             self.add(what, other.first[what], n)
 
@@ -74,8 +75,9 @@ class TransConfig:
     overwrite: bool = False
 
 
-def file_to_documents(path: str, doc_spliter: str = "", min_doc_length: int = 10,
-                      one_doc_per_line: bool = False) -> FileDocuments:
+def file_to_documents(
+    path: str, doc_spliter: str = "", min_doc_length: int = 10, one_doc_per_line: bool = False
+) -> FileDocuments:
     """Documents of one text file (a ``doc_spliter`` line ends one, or every non-blank line is one), with the skip
     log, the bytes read and the number of non-blank lines."""
     docs: list[str] = []
@@ -90,8 +92,7 @@ def file_to_documents(path: str, doc_spliter: str = "", min_doc_length: int = 10
             if len(text) >= min_doc_length:
                 docs.append(text)
             else:
-                skipped.add(f"documents shorter than --min_doc_length {min_doc_length} skipped",
-                            f"{path}:{start_line}")
+                skipped.add(f"documents shorter than --min_doc_length {min_doc_length} skipped", f"{path}:{start_line}")
         current.clear()
 
     try:
@@ -137,8 +138,10 @@ def one_document_warning(path: str, result: FileDocuments, config: TransConfig) 
     if config.one_doc_per_line or len(result.docs) != 1 or result.text_lines < MANY_LINES:
         return None
     ender = "a blank line" if config.doc_spliter == "" else f"a line {config.doc_spliter!r} (--doc_spliter)"
-    return (f"warning: {path}: {result.text_lines} lines made 1 document ({ender} ends a document); if every line "
-            "is a document, rerun with --one_doc_per_line")
+    return (
+        f"warning: {path}: {result.text_lines} lines made 1 document ({ender} ends a document); if every line "
+        "is a document, rerun with --one_doc_per_line"
+    )
 
 
 def trans_to_json(config: TransConfig) -> dict:
@@ -175,16 +178,25 @@ def trans_to_json(config: TransConfig) -> dict:
         if pool:
             pool.terminate()
     if not docs:
-        raise UserError(f"--input_path: no documents found in {config.input_path}"
-                        + "".join(f"; {line}" for line in skipped.lines()))
+        raise UserError(
+            f"--input_path: no documents found in {config.input_path}"
+            + "".join(f"; {line}" for line in skipped.lines())
+        )
     if not config.no_shuffle:
         random.Random(config.seed).shuffle(docs)
     with atomic_write(output, "w") as f:
         for text in docs:
             f.write(json.dumps({config.json_key: text}, ensure_ascii=False))
             f.write("\n")
-    return {"files": len(files), "documents": len(docs), "bytes": total_bytes, "output": output,
-            "skipped": skipped, "seconds": time.time() - start, "warnings": warnings}
+    return {
+        "files": len(files),
+        "documents": len(docs),
+        "bytes": total_bytes,
+        "output": output,
+        "skipped": skipped,
+        "seconds": time.time() - start,
+        "warnings": warnings,
+    }
 
 
 def build_parser() -> ArgumentParser:
@@ -193,8 +205,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--output_path", required=True, help="the .jsonl to write ('.jsonl' is appended if missing)")
     p.add_argument("--json_key", default="text", help="key of the document text in each json line")
     p.add_argument("--doc_spliter", default="", help="line that ends a document (after stripping); '' = blank line")
-    p.add_argument("--one_doc_per_line", action="store_true",
-                   help="every non-blank line is a document (one review/article a line); --doc_spliter is then unused")
+    p.add_argument(
+        "--one_doc_per_line",
+        action="store_true",
+        help="every non-blank line is a document (one review/article a line); --doc_spliter is then unused",
+    )
     p.add_argument("--min_doc_length", type=int, default=10, help="drop documents with fewer chars")
     p.add_argument("--workers", type=int, default=1, help="processes reading files in parallel")
     p.add_argument("--log_interval", type=int, default=1, help="files between progress lines (non-tty)")
@@ -208,8 +223,10 @@ def build_parser() -> ArgumentParser:
 def main(argv=None) -> int:
     config = TransConfig(**vars(build_parser().parse_args(argv)))
     stats = trans_to_json(config)
-    print(f"Wrote {stats['documents']} documents from {stats['files']} files "
-          f"({stats['bytes'] / 2**20:.2f} MB, {stats['seconds']:.1f} s) to {stats['output']}")
+    print(
+        f"Wrote {stats['documents']} documents from {stats['files']} files "
+        f"({stats['bytes'] / 2**20:.2f} MB, {stats['seconds']:.1f} s) to {stats['output']}"
+    )
     for line in stats["skipped"].lines():
         print(f"  {line}")
     return 0

@@ -21,6 +21,7 @@ between runs. The same BPE algorithm run without a continuation prefix (``BpeTra
 and is deterministic; word starts are marked with ``▁`` instead and converted to the ``##`` convention afterwards
 (``▁un`` -> ``un``, ``aff`` -> ``##aff``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -117,8 +118,13 @@ def train_wordpiece(words: collections.Counter, size: int, config: VocabConfig) 
         return []
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    trainer = trainers.BpeTrainer(vocab_size=size, min_frequency=max(config.min_freq, 2), show_progress=False,
-                                  special_tokens=[], limit_alphabet=config.limit_alphabet)
+    trainer = trainers.BpeTrainer(
+        vocab_size=size,
+        min_frequency=max(config.min_freq, 2),
+        show_progress=False,
+        special_tokens=[],
+        limit_alphabet=config.limit_alphabet,
+    )
     # One line per distinct word repeated by its count: the trainer counts words itself.
     lines = ((WORD_START + w + " ") * words[w] for w in kept)
     tokenizer.train_from_iterator(lines, trainer=trainer, length=len(kept))
@@ -148,11 +154,14 @@ def assemble_vocab(counts: CorpusCounts, config: VocabConfig) -> tuple[list[str]
         cjk += [chr(cp) for cp in range(lo, hi + 1) if chr(cp) not in cjk_set]
     free = n - len(tokens)
     if free < 2:
-        raise UserError(f"--vocab_size: {n} is too small: special tokens, digits, letters and punctuation alone "
-                        f"take {len(tokens)}")
+        raise UserError(
+            f"--vocab_size: {n} is too small: special tokens, digits, letters and punctuation alone take {len(tokens)}"
+        )
     if config.cjk_range == "all" and 2 * len(cjk) > free:
-        raise UserError(f"--vocab_size: {n} is too small for --cjk_range all: needs at least "
-                        f"{len(tokens) + 2 * len(cjk)} (each CJK char and its ## form)")
+        raise UserError(
+            f"--vocab_size: {n} is too small for --cjk_range all: needs at least "
+            f"{len(tokens) + 2 * len(cjk)} (each CJK char and its ## form)"
+        )
 
     wordpieces = [p for p in dict.fromkeys(train_wordpiece(counts.words, free, config)) if p not in seen]
     reserve = min(len(wordpieces), int(free * config.wordpiece_share)) if 2 * len(cjk) > free else 0
@@ -160,8 +169,14 @@ def assemble_vocab(counts: CorpusCounts, config: VocabConfig) -> tuple[list[str]
     cjk = cjk[:n_cjk]
     wordpieces = wordpieces[: free - 2 * n_cjk]
     tokens += cjk + wordpieces + ["##" + c for c in cjk]
-    summary = {"special+ascii": len(base_tokens()), "punctuation": len(punct), "cjk": n_cjk,
-               "cjk_continuation": n_cjk, "wordpiece": len(wordpieces), "total": len(tokens)}
+    summary = {
+        "special+ascii": len(base_tokens()),
+        "punctuation": len(punct),
+        "cjk": n_cjk,
+        "cjk_continuation": n_cjk,
+        "wordpiece": len(wordpieces),
+        "total": len(tokens),
+    }
     return tokens, summary
 
 
@@ -181,8 +196,13 @@ def build_vocab(input_path: str, output_dir: str, config: VocabConfig, overwrite
         raise UserError(f"--input_path: {input_path} holds no text")
     tokens, summary = assemble_vocab(counts, config)
     os.makedirs(output_dir, exist_ok=True)
-    special = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-               "mask_token": "[MASK]"}
+    special = {
+        "unk_token": "[UNK]",
+        "sep_token": "[SEP]",
+        "pad_token": "[PAD]",
+        "cls_token": "[CLS]",
+        "mask_token": "[MASK]",
+    }
     write_tokenizer_files(output_dir, tokens, config.do_lower_case, special)
     summary["corpus_bytes"] = counts.n_bytes
     summary["corpus_files"] = counts.n_files
@@ -194,10 +214,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--input_path", required=True, help="a text file or a folder of text files")
     parser.add_argument("--output_dir", required=True, help="where vocab.txt and tokenizer_config.json go")
     parser.add_argument("--vocab_size", type=int, required=True, help=f"at most this many tokens (<= {MAX_VOCAB_SIZE})")
-    parser.add_argument("--cjk_range", choices=["corpus", "all"], default="corpus",
-                        help="CJK chars seen in the corpus (default) or the whole U+4E00..U+9FA5 block")
-    parser.add_argument("--min_freq", type=int, default=1,
-                        help="minimum count of a CJK/punctuation char (WordPiece merges need at least 2)")
+    parser.add_argument(
+        "--cjk_range",
+        choices=["corpus", "all"],
+        default="corpus",
+        help="CJK chars seen in the corpus (default) or the whole U+4E00..U+9FA5 block",
+    )
+    parser.add_argument(
+        "--min_freq",
+        type=int,
+        default=1,
+        help="minimum count of a CJK/punctuation char (WordPiece merges need at least 2)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing vocab in --output_dir")
     return parser.parse_args(argv)
 
@@ -210,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = build_vocab(args.input_path, args.output_dir, config, overwrite=args.overwrite)
     seconds = time.perf_counter() - start
     parts = ", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("total", "corpus_bytes", "corpus_files"))
-    print(f"vocab: {summary['total']} tokens ({parts}) from {summary['corpus_bytes'] / 1e6:.1f} MB in "
-          f"{summary['corpus_files']} file(s), {seconds:.1f} s -> {os.path.join(args.output_dir, VOCAB_FILE)}")
+    print(
+        f"vocab: {summary['total']} tokens ({parts}) from {summary['corpus_bytes'] / 1e6:.1f} MB in "
+        f"{summary['corpus_files']} file(s), {seconds:.1f} s -> {os.path.join(args.output_dir, VOCAB_FILE)}"
+    )
     return 0

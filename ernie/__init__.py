@@ -2,6 +2,7 @@
 
 Public names are imported lazily, so that the data tools (which need only the tokenizer) do not import Paddle.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -22,13 +22,14 @@ Importing this module imports neither Paddle nor any ``main``'s module: the Fast
 without Paddle (Python 3.10), and run_pretrain must set its threads first. Not entry points of the library, so not
 here: scripts/demo.py and the shell scripts of scripts/ (:data:`NOT_ENTRY_POINTS`).
 """
+
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ernie.utils import ArgumentParser, atomic_write, cli_main
 
@@ -58,58 +59,102 @@ class EntryPoint:
 
 
 ENTRY_POINTS: tuple[EntryPoint, ...] = (
-    EntryPoint("trans_to_json", "data_tools.trans_to_json:main",
-               "Raw text files -> a jsonl of documents: see data_tools/trans_to_json.py.", returns_status=True),
-    EntryPoint("build_vocab", "data_tools.vocab:main",
-               "Build a vocab.txt + tokenizer_config.json from raw text: see data_tools/vocab.py.",
-               returns_status=True),
-    EntryPoint("words_segmentation", "data_tools.segmentation:main",
-               "Segment Chinese text into words: see data_tools/segmentation.py.", returns_status=True),
-    EntryPoint("create_pretraining_data", "data_tools.create_pretraining_data:main",
-               "jsonl documents -> pretraining token files: see data_tools/create_pretraining_data.py.",
-               returns_status=True),
-    EntryPoint("merge", "data_tools.merge:main", "Merge token corpora into one: see data_tools/merge.py.",
-               returns_status=True),
-    EntryPoint("run_pretrain", "ernie.training.trainer:main",
-               "ERNIE 1.0 pretraining, PaddleNLP ernie-1.0 flags (+ --config YAML, --amp_dtype). See "
-               "ernie/training/trainer.py.\n\n"
-               "    python -m paddle.distributed.launch --nproc_per_node 2 scripts/run_pretrain.py "
-               "--config CONFIG.yaml\n\n"
-               "(configs/pretrain/: e.g. ernie-tiny-cpu.yaml; ernie-1.0-base-gpu.yaml on GPUs)",
-               before="ernie.training.distributed:configure_threads"),
-    EntryPoint("plot_logs", "ernie.training.plot:main",
-               "Draw loss / learning-rate curves of a pretraining run: see ernie/training/plot.py.\n\n"
-               "    python scripts/plot_logs.py --log OUTPUT_DIR --output curves.png"),
-    EntryPoint("gpu_selfcheck", "ernie.selfcheck:main",
-               "The first command a GPU user runs: a few steps of a small ERNIE and ERNIE-base in fp32 / fp16 O1+O2 / "
-               "bf16 O2,\nwith and without recompute, the opt-in attention kernels, resume, and data parallel on 2+ "
-               "GPUs; one table, exit 1 on\nany failure, exit 0 with one line when no GPU is visible. See "
-               "ernie/selfcheck.py.\n\n"
-               "    python scripts/gpu_selfcheck.py                 # on a GPU machine (<= 5 minutes)\n"
-               "    python scripts/gpu_selfcheck.py --device cpu    # the fp32 dry run on the CPU",
-               returns_status=True),
-    EntryPoint("run_seq_cls", "ernie.finetune_cli:run_seq_cls",
-               "Fine-tune for sequence classification: see ernie/finetune/seq_cls.py."),
+    EntryPoint(
+        "trans_to_json",
+        "data_tools.trans_to_json:main",
+        "Raw text files -> a jsonl of documents: see data_tools/trans_to_json.py.",
+        returns_status=True,
+    ),
+    EntryPoint(
+        "build_vocab",
+        "data_tools.vocab:main",
+        "Build a vocab.txt + tokenizer_config.json from raw text: see data_tools/vocab.py.",
+        returns_status=True,
+    ),
+    EntryPoint(
+        "words_segmentation",
+        "data_tools.segmentation:main",
+        "Segment Chinese text into words: see data_tools/segmentation.py.",
+        returns_status=True,
+    ),
+    EntryPoint(
+        "create_pretraining_data",
+        "data_tools.create_pretraining_data:main",
+        "jsonl documents -> pretraining token files: see data_tools/create_pretraining_data.py.",
+        returns_status=True,
+    ),
+    EntryPoint(
+        "merge", "data_tools.merge:main", "Merge token corpora into one: see data_tools/merge.py.", returns_status=True
+    ),
+    EntryPoint(
+        "run_pretrain",
+        "ernie.training.trainer:main",
+        "ERNIE 1.0 pretraining, PaddleNLP ernie-1.0 flags (+ --config YAML, --amp_dtype). See "
+        "ernie/training/trainer.py.\n\n"
+        "    python -m paddle.distributed.launch --nproc_per_node 2 scripts/run_pretrain.py "
+        "--config CONFIG.yaml\n\n"
+        "(configs/pretrain/: e.g. ernie-tiny-cpu.yaml; ernie-1.0-base-gpu.yaml on GPUs)",
+        before="ernie.training.distributed:configure_threads",
+    ),
+    EntryPoint(
+        "plot_logs",
+        "ernie.training.plot:main",
+        "Draw loss / learning-rate curves of a pretraining run: see ernie/training/plot.py.\n\n"
+        "    python scripts/plot_logs.py --log OUTPUT_DIR --output curves.png",
+    ),
+    EntryPoint(
+        "gpu_selfcheck",
+        "ernie.selfcheck:main",
+        "The first command a GPU user runs: a few steps of a small ERNIE and ERNIE-base in fp32 / fp16 O1+O2 / "
+        "bf16 O2,\nwith and without recompute, the opt-in attention kernels, resume, and data parallel on 2+ "
+        "GPUs; one table, exit 1 on\nany failure, exit 0 with one line when no GPU is visible. See "
+        "ernie/selfcheck.py.\n\n"
+        "    python scripts/gpu_selfcheck.py                 # on a GPU machine (<= 5 minutes)\n"
+        "    python scripts/gpu_selfcheck.py --device cpu    # the fp32 dry run on the CPU",
+        returns_status=True,
+    ),
+    EntryPoint(
+        "run_seq_cls",
+        "ernie.finetune_cli:run_seq_cls",
+        "Fine-tune for sequence classification: see ernie/finetune/seq_cls.py.",
+    ),
     EntryPoint("run_ner", "ernie.finetune_cli:run_ner", "Fine-tune for NER: see ernie/finetune/ner.py."),
     EntryPoint("run_qa", "ernie.finetune_cli:run_qa", "Fine-tune for extractive QA: see ernie/finetune/qa.py."),
-    EntryPoint("convert_checkpoint", "ernie.convert:main",
-               "Checkpoints both ways with HF transformers: see ernie/convert.py."),
+    EntryPoint(
+        "convert_checkpoint", "ernie.convert:main", "Checkpoints both ways with HF transformers: see ernie/convert.py."
+    ),
     EntryPoint("fill_mask", "ernie.fill_mask:main", "Top-k fillings of [MASK]ed characters: see ernie/fill_mask.py."),
-    EntryPoint("export_model", "ernie.deploy.export:main",
-               "Export a fine-tuned model for Paddle Inference / ONNX Runtime: see ernie/deploy/export.py."),
-    EntryPoint("seq_cls_infer", "ernie.deploy.infer:main",
-               "Sequence classification with an exported model: see ernie/deploy/infer.py."),
-    EntryPoint("qa_infer", "ernie.deploy.qa_infer:main",
-               "Extractive QA with an exported model: see ernie/deploy/qa_infer.py."),
-    EntryPoint("fastdeploy_seq_cls_infer", "ernie.deploy.fastdeploy_infer:seq_cls_main",
-               "Sequence classification with FastDeploy (run by the FastDeploy environment's Python):\n"
-               "see ernie/deploy/fastdeploy_infer.py."),
-    EntryPoint("fastdeploy_token_cls_infer", "ernie.deploy.fastdeploy_infer:token_cls_main",
-               "Token classification (NER) with FastDeploy (run by the FastDeploy environment's Python):\n"
-               "see ernie/deploy/fastdeploy_infer.py."),
-    EntryPoint("setup_envs", "ernie.deploy.envs:main",
-               "Create or refresh the toolkit's side environments (FastDeploy, Paddle 2.6): see ernie/deploy/envs.py.",
-               script=False),
+    EntryPoint(
+        "export_model",
+        "ernie.deploy.export:main",
+        "Export a fine-tuned model for Paddle Inference / ONNX Runtime: see ernie/deploy/export.py.",
+    ),
+    EntryPoint(
+        "seq_cls_infer",
+        "ernie.deploy.infer:main",
+        "Sequence classification with an exported model: see ernie/deploy/infer.py.",
+    ),
+    EntryPoint(
+        "qa_infer", "ernie.deploy.qa_infer:main", "Extractive QA with an exported model: see ernie/deploy/qa_infer.py."
+    ),
+    EntryPoint(
+        "fastdeploy_seq_cls_infer",
+        "ernie.deploy.fastdeploy_infer:seq_cls_main",
+        "Sequence classification with FastDeploy (run by the FastDeploy environment's Python):\n"
+        "see ernie/deploy/fastdeploy_infer.py.",
+    ),
+    EntryPoint(
+        "fastdeploy_token_cls_infer",
+        "ernie.deploy.fastdeploy_infer:token_cls_main",
+        "Token classification (NER) with FastDeploy (run by the FastDeploy environment's Python):\n"
+        "see ernie/deploy/fastdeploy_infer.py.",
+    ),
+    EntryPoint(
+        "setup_envs",
+        "ernie.deploy.envs:main",
+        "Create or refresh the toolkit's side environments (FastDeploy, Paddle 2.6): see ernie/deploy/envs.py.",
+        script=False,
+    ),
 )
 BY_NAME = {ep.name: ep for ep in ENTRY_POINTS}
 
@@ -221,8 +266,10 @@ def check(root: str) -> list[str]:
     wanted = project_scripts()
     for console in sorted(set(declared) | set(wanted)):
         if declared.get(console) != wanted.get(console):
-            problems.append(f"pyproject.toml [project.scripts] {console}: {declared.get(console)!r}, "
-                            f"registry: {wanted.get(console)!r}")
+            problems.append(
+                f"pyproject.toml [project.scripts] {console}: {declared.get(console)!r}, "
+                f"registry: {wanted.get(console)!r}"
+            )
     return problems
 
 
@@ -265,8 +312,11 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m ernie.cli --write-scripts | --check [--root DIR]``: regenerate or check the registry's files."""
     p = ArgumentParser(prog="python -m ernie.cli", description=__doc__.split("\n\n")[0])
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--write-scripts", action="store_true",
-                      help="write scripts/*.py and [project.scripts] of pyproject.toml from the registry")
+    what.add_argument(
+        "--write-scripts",
+        action="store_true",
+        help="write scripts/*.py and [project.scripts] of pyproject.toml from the registry",
+    )
     what.add_argument("--check", action="store_true", help="list what differs from the registry; exit 1 if anything")
     what.add_argument("--list", action="store_true", help="print the registry: script, console script, main")
     p.add_argument("--root", default=".", help="the source tree (default: the current directory)")

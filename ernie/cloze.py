@@ -17,6 +17,7 @@ Contract:
 * ``cloze_items(kind, n, seed, max_chars)`` → items; ``evaluate(fill_mask, items, beam_size)`` → figures;
   ``run_cloze(model_dir, kinds, n, seed, ...)`` → ``{kind: figures}``.
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,7 +48,7 @@ class ClozeItem:
 
     @property
     def gold(self) -> str:
-        return self.text[self.start:self.end]
+        return self.text[self.start : self.end]
 
 
 @functools.lru_cache(maxsize=1)
@@ -78,7 +79,7 @@ def _window(text: str, start: int, end: int, max_chars: int, rng: np.random.Gene
     lo = max(0, end - max_chars)
     hi = min(start, len(text) - max_chars)
     first = int(rng.integers(lo, hi + 1))
-    return text[first:first + max_chars], start - first, end - first
+    return text[first : first + max_chars], start - first, end - first
 
 
 def _lac_words(texts: list[str], lac_model_dir: str | None) -> list[list[tuple[int, int, str]]]:
@@ -93,8 +94,9 @@ def _lac_words(texts: list[str], lac_model_dir: str | None) -> list[list[tuple[i
     return out
 
 
-def cloze_items(kind: str, n: int, seed: int = 0, max_chars: int = DEFAULT_MAX_CHARS,
-                lac_model_dir: str | None = None) -> list[ClozeItem]:
+def cloze_items(
+    kind: str, n: int, seed: int = 0, max_chars: int = DEFAULT_MAX_CHARS, lac_model_dir: str | None = None
+) -> list[ClozeItem]:
     """Up to ``n`` items of ``kind`` from the NER test sentences (one per sentence, sentences in a seeded order)."""
     if kind not in KINDS:
         raise ValueError(f"unknown cloze kind {kind!r}")
@@ -102,7 +104,7 @@ def cloze_items(kind: str, n: int, seed: int = 0, max_chars: int = DEFAULT_MAX_C
     sentences = held_out_sentences()
     order = rng.permutation(len(sentences))
     if kind == "word":
-        order = order[:max(3 * n, 50)]  # LAC runs only on the sentences that may be used
+        order = order[: max(3 * n, 50)]  # LAC runs only on the sentences that may be used
         lac = dict(zip(order.tolist(), _lac_words([sentences[i][0] for i in order], lac_model_dir)))
     items = []
     for i in order.tolist():
@@ -112,11 +114,17 @@ def cloze_items(kind: str, n: int, seed: int = 0, max_chars: int = DEFAULT_MAX_C
         if kind == "char":
             candidates = [(p, p + 1) for p, ch in enumerate(text) if is_cjk_char(ch)]
         elif kind == "entity":
-            candidates = [(a, b) for a, b, t in entities
-                          if t in ENTITY_TYPES and MIN_SPAN <= b - a <= MAX_SPAN and _all_cjk(text[a:b])]
+            candidates = [
+                (a, b)
+                for a, b, t in entities
+                if t in ENTITY_TYPES and MIN_SPAN <= b - a <= MAX_SPAN and _all_cjk(text[a:b])
+            ]
         else:
-            candidates = [(a, b) for a, b, label in lac[i] if label not in LAC_ENTITY_LABELS
-                          and MIN_SPAN <= b - a <= MAX_SPAN and _all_cjk(text[a:b])]
+            candidates = [
+                (a, b)
+                for a, b, label in lac[i]
+                if label not in LAC_ENTITY_LABELS and MIN_SPAN <= b - a <= MAX_SPAN and _all_cjk(text[a:b])
+            ]
         if not candidates:
             continue
         a, b = candidates[int(rng.integers(len(candidates)))]
@@ -138,12 +146,25 @@ def evaluate(fill_mask, items: list[ClozeItem], beam_size: int = 5) -> dict:
             chars += 1
         exact += result.spans[0].filling == item.gold
     n = max(len(items), 1)
-    return {"items": len(items), "chars": chars, "char_top1": top1 / max(chars, 1), "char_top5": top5 / max(chars, 1),
-            "exact_match": exact / n}
+    return {
+        "items": len(items),
+        "chars": chars,
+        "char_top1": top1 / max(chars, 1),
+        "char_top5": top5 / max(chars, 1),
+        "exact_match": exact / n,
+    }
 
 
-def run_cloze(model_dir: str, kinds=("char", "entity"), n: int = 300, seed: int = 0, beam_size: int = 5,
-              max_chars: int = DEFAULT_MAX_CHARS, lac_model_dir: str | None = None, fill_mask=None) -> dict:
+def run_cloze(
+    model_dir: str,
+    kinds=("char", "entity"),
+    n: int = 300,
+    seed: int = 0,
+    beam_size: int = 5,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    lac_model_dir: str | None = None,
+    fill_mask=None,
+) -> dict:
     """``{kind: figures}`` of the checkpoint in ``model_dir``; ``word`` needs LAC (``{"skipped": reason}``)."""
     fill_mask = fill_mask or FillMask(model_dir)
     out = {}

@@ -6,6 +6,7 @@ file, or by name from the configs shipped in ``configs/models/`` (``ernie-1.0-ba
 ``paddlenlp_version``, ``dtype`` ...) are accepted and dropped. An HF transformers ERNIE directory is read through
 :func:`hf_config` (the key mapping lives in ``ernie.weights``, the numpy-only module this one builds on).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,7 +19,9 @@ from typing import Any
 from ernie.utils import UserError, atomic_write
 from ernie.weights import CONFIG_NAME, LEGACY_CONFIG_NAME, config_dict_from_hf, is_hf_dir, read_json_object
 
-MODELS_DIR = Path(__file__).resolve().parent / "configs" / "models"  # package data (a symlink to ../configs in a checkout)
+MODELS_DIR = (
+    Path(__file__).resolve().parent / "configs" / "models"
+)  # package data (a symlink to ../configs in a checkout)
 
 
 # "eager": matmul + softmax + additive bias (PaddleNLP's ERNIE); opt-in: "sdpa" (F.scaled_dot_product_attention,
@@ -72,7 +75,7 @@ class ErnieConfig:
 
     # ---- dict / JSON -------------------------------------------------------------------------------------------
     @classmethod
-    def from_dict(cls, d: dict[str, Any], source: str = "config") -> "ErnieConfig":
+    def from_dict(cls, d: dict[str, Any], source: str = "config") -> ErnieConfig:
         """Build from a PaddleNLP-style dict. Unknown keys are kept in ``extra`` (and written back on save)."""
         if "init_args" in d:  # legacy PaddleNLP model_config.json: {"init_args": [{...}], "init_class": ...}
             args = d["init_args"]
@@ -104,13 +107,13 @@ class ErnieConfig:
         return dict(sorted(out.items()))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "ErnieConfig":
+    def from_file(cls, path: str | os.PathLike) -> ErnieConfig:
         """Read a JSON config file; a missing or malformed file is a :class:`UserError` naming it."""
         path = str(path)
         return cls.from_dict(read_json_object(path, "config file"), source=path)
 
     @classmethod
-    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> "ErnieConfig":
+    def from_pretrained(cls, name_or_dir: str | os.PathLike, **overrides) -> ErnieConfig:
         """Config of a checkpoint directory, a JSON file, or a name in ``configs/models/``.
 
         ``overrides`` replace fields after loading (e.g. ``vocab_size=len(tokenizer.vocab)``). An HF transformers
@@ -122,7 +125,7 @@ class ErnieConfig:
             cfg = cls.from_file(resolve_config_file(name_or_dir))
         return cfg.replace(**overrides) if overrides else cfg
 
-    def replace(self, **changes) -> "ErnieConfig":
+    def replace(self, **changes) -> ErnieConfig:
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise UserError(f"unknown ErnieConfig field(s): {', '.join(sorted(unknown))}")

@@ -21,6 +21,7 @@ Contract:
 * ``main(argv)`` = scripts/fill_mask.py / ``ernie-fill-mask``: sentences as arguments or ``--input_file`` (one a
   line), ``--mask_span start:end`` (one per sentence, or one for all), ``--top_k``, ``--beam_size``, ``--json``.
 """
+
 from __future__ import annotations
 
 import json
@@ -64,8 +65,10 @@ def apply_mask_spans(text: str, spans: list[tuple[int, int]]) -> tuple[str, list
     out, originals, last = [], [], 0
     for start, end in sorted(spans):
         if not 0 <= start < end <= len(text) or start < last:
-            raise UserError(f"--mask_span: {start}:{end} is not a non-empty, non-overlapping range of the "
-                            f"{len(text)} characters of {text[:40]!r}")
+            raise UserError(
+                f"--mask_span: {start}:{end} is not a non-empty, non-overlapping range of the "
+                f"{len(text)} characters of {text[:40]!r}"
+            )
         if any(ch.isspace() for ch in text[start:end]):
             raise UserError(f"--mask_span: {start}:{end} covers whitespace ({text[start:end]!r}); mask characters")
         out.append(text[last:start] + MASK * (end - start))
@@ -103,9 +106,11 @@ class FillMask:
             self.model = ErnieForMaskedLM.from_pretrained(model_dir)
         missing = [k for k in (self.model.load_report or {}).get("missing", []) if k.startswith(PREDICTION_HEAD)]
         if missing or self.model.load_report is None:
-            raise UserError(f"--model_dir: {model_dir} has no MLM head ({', '.join(missing) or 'no weights'}): give "
-                            "a pretraining checkpoint (model_last), a PaddleNLP ErnieForPretraining/ErnieForMaskedLM "
-                            "dir or an HF ErnieForMaskedLM/ErnieForPreTraining dir")
+            raise UserError(
+                f"--model_dir: {model_dir} has no MLM head ({', '.join(missing) or 'no weights'}): give "
+                "a pretraining checkpoint (model_last), a PaddleNLP ErnieForPretraining/ErnieForMaskedLM "
+                "dir or an HF ErnieForMaskedLM/ErnieForPreTraining dir"
+            )
         self.model.eval()
         tok = self.tokenizer
         self.max_length = int(self.model.config.max_position_embeddings)
@@ -113,7 +118,7 @@ class FillMask:
         allowed = np.array([not (t.startswith("##") or (t.startswith("[") and t.endswith("]"))) for t in tokens])
         rows = int(self.model.config.vocab_size)
         self._blocked = np.full(rows, -np.inf, dtype=np.float32)  # added to the log-probs: -inf on non-candidates
-        self._blocked[:tok.vocab_size][allowed] = 0.0
+        self._blocked[: tok.vocab_size][allowed] = 0.0
         self._tokens = tokens
 
     # ------------------------------------------------------------------------------------------------ internals
@@ -121,9 +126,12 @@ class FillMask:
         """log-softmax over the candidates at ``positions`` (flat row * S + pos) of ``ids`` [B, S]: [N, V]."""
         paddle = self.paddle
         with paddle.no_grad():
-            scores = self.model(paddle.to_tensor(ids), paddle.zeros(ids.shape, dtype="int64"),
-                                attention_mask=paddle.to_tensor((ids != self.tokenizer.pad_token_id).astype("int64")),
-                                masked_positions=paddle.to_tensor(positions.astype("int64")))
+            scores = self.model(
+                paddle.to_tensor(ids),
+                paddle.zeros(ids.shape, dtype="int64"),
+                attention_mask=paddle.to_tensor((ids != self.tokenizer.pad_token_id).astype("int64")),
+                masked_positions=paddle.to_tensor(positions.astype("int64")),
+            )
         logits = scores.astype("float32").numpy() + self._blocked
         logits -= logits.max(axis=-1, keepdims=True)
         return logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
@@ -162,16 +170,18 @@ class FillMask:
         return seq[positions], np.array(steps)
 
     # -------------------------------------------------------------------------------------------------- the API
-    def fill(self, text: str, top_k: int = 5, beam_size: int = 5,
-             mask_spans: list[tuple[int, int]] | None = None) -> FillResult:
+    def fill(
+        self, text: str, top_k: int = 5, beam_size: int = 5, mask_spans: list[tuple[int, int]] | None = None
+    ) -> FillResult:
         originals = None
         if mask_spans:
             text, originals = apply_mask_spans(text, mask_spans)
         ids = self.encode(text)
         masked = np.flatnonzero(ids == self.tokenizer.mask_token_id)
         if masked.size == 0:
-            raise UserError(f"{text[:60]!r}: no {MASK} in the text (write [MASK] per masked character, or give "
-                            "--mask_span)")
+            raise UserError(
+                f"{text[:60]!r}: no {MASK} in the text (write [MASK] per masked character, or give --mask_span)"
+            )
         best, probs = self.top_k(ids, masked, top_k)
         if masked.size == 1:  # one masked token: the beam's best is the one-pass top-1
             filling, steps = best[:, 0], np.log(probs[:, 0])
@@ -183,24 +193,38 @@ class FillMask:
         spans = []
         for r, run in enumerate(runs):
             words = self._tokens_to_text(filling[run])
-            spans.append(SpanFilling(int(masked[run[0]]) - 1, int(masked[run[-1]]), words,
-                                     originals[r] if originals is not None else None, float(steps[run].sum()),
-                                     [self._tokens[int(t)] for t in filling[run]]))
+            spans.append(
+                SpanFilling(
+                    int(masked[run[0]]) - 1,
+                    int(masked[run[-1]]),
+                    words,
+                    originals[r] if originals is not None else None,
+                    float(steps[run].sum()),
+                    [self._tokens[int(t)] for t in filling[run]],
+                )
+            )
         filled = text
         for span in spans:
             filled = filled.replace(MASK * (span.end - span.start), span.filling, 1)
-        positions = [[(self._tokens[int(t)], float(p)) for t, p in zip(row_t, row_p)] for row_t, row_p in
-                     zip(best, probs)]
+        positions = [
+            [(self._tokens[int(t)], float(p)) for t, p in zip(row_t, row_p)] for row_t, row_p in zip(best, probs)
+        ]
         return FillResult(text, filled, positions, spans)
 
-    def __call__(self, texts: list[str], top_k: int = 5, beam_size: int = 5,
-                 mask_spans: Sequence[list[tuple[int, int]] | None] | None = None) -> list[FillResult]:
+    def __call__(
+        self,
+        texts: list[str],
+        top_k: int = 5,
+        beam_size: int = 5,
+        mask_spans: Sequence[list[tuple[int, int]] | None] | None = None,
+    ) -> list[FillResult]:
         spans = mask_spans or [None] * len(texts)
         return [self.fill(t, top_k, beam_size, s) for t, s in zip(texts, spans)]
 
     def _tokens_to_text(self, ids) -> str:
         """Tokens joined as text: a space only between two ASCII words (``new york``), none around CJK chars or
         punctuation."""
+
         def word_char(ch: str) -> bool:
             return ch.isascii() and ch.isalnum()
 
@@ -216,15 +240,26 @@ class FillMask:
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="fill_mask.py", description="Top-k fillings of [MASK]ed characters and the best filling "
-                                                        "of each masked span, with a pretrained ERNIE.")
+    p = ArgumentParser(
+        prog="fill_mask.py",
+        description="Top-k fillings of [MASK]ed characters and the best filling "
+        "of each masked span, with a pretrained ERNIE.",
+    )
     p.add_argument("texts", nargs="*", help="sentences with [MASK] runs (one [MASK] per masked character)")
-    p.add_argument("--model_dir", required=True,
-                   help="a pretraining checkpoint (model_last), a PaddleNLP or an HF transformers ERNIE dir")
+    p.add_argument(
+        "--model_dir",
+        required=True,
+        help="a pretraining checkpoint (model_last), a PaddleNLP or an HF transformers ERNIE dir",
+    )
     p.add_argument("--input_file", help="more sentences, one a line")
-    p.add_argument("--mask_span", action="append", default=[], metavar="START:END",
-                   help="mask characters [START, END) of the sentence instead of writing [MASK]s: once for every "
-                        "sentence, or once per sentence in order")
+    p.add_argument(
+        "--mask_span",
+        action="append",
+        default=[],
+        metavar="START:END",
+        help="mask characters [START, END) of the sentence instead of writing [MASK]s: once for every "
+        "sentence, or once per sentence in order",
+    )
     p.add_argument("--top_k", type=int, default=5)
     p.add_argument("--beam_size", type=int, default=5, help="beams of the whole-span filling (1: greedy)")
     p.add_argument("--device", default="cpu")
@@ -247,15 +282,17 @@ def main(argv: list[str] | None = None) -> list[FillResult]:
         raise UserError("--top_k and --beam_size must be >= 1")
     spans = [parse_span(s) for s in args.mask_span]
     if spans and len(spans) not in (1, len(texts)):
-        raise UserError(f"--mask_span: given {len(spans)} times for {len(texts)} sentences (give it once, or once "
-                        "per sentence)")
+        raise UserError(
+            f"--mask_span: given {len(spans)} times for {len(texts)} sentences (give it once, or once per sentence)"
+        )
     per_text = [[spans[0]] if len(spans) == 1 else [spans[i]] for i in range(len(texts))] if spans else None
     for i, text in enumerate(texts):  # bad input before the model loads
         if per_text:
             apply_mask_spans(text, per_text[i])
         elif MASK not in text:
-            raise UserError(f"{text[:60]!r}: no {MASK} in the text (write [MASK] per masked character, or give "
-                            "--mask_span)")
+            raise UserError(
+                f"{text[:60]!r}: no {MASK} in the text (write [MASK] per masked character, or give --mask_span)"
+            )
     from ernie.utils.cpu_tuning import tune_cpu_math
 
     tune_cpu_math(args.device)
@@ -269,8 +306,10 @@ def main(argv: list[str] | None = None) -> list[FillResult]:
             print(f"  [MASK] {i + 1}: " + "  ".join(f"{t} {p:.3f}" for t, p in cands))
         for s in r.spans:
             gold = f" (masked: {s.original})" if s.original is not None else ""
-            print(f"  span {s.start}-{s.end}: {s.filling}{gold}  log-prob {s.log_prob:.3f} "
-                  f"(per token {s.log_prob / max(1, s.end - s.start):.3f})")
+            print(
+                f"  span {s.start}-{s.end}: {s.filling}{gold}  log-prob {s.log_prob:.3f} "
+                f"(per token {s.log_prob / max(1, s.end - s.start):.3f})"
+            )
         print(f"  => {r.filled}")
     sys.stdout.flush()
     return results

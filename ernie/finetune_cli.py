@@ -9,20 +9,20 @@ This is the CLI layer on top of fine-tuning and deployment: the only fine-tuning
 modules all together and :mod:`ernie.deploy` (``--do_export`` runs :func:`ernie.deploy.export.export_model`).
 It sits beside :mod:`ernie.cli` in the CLI layer (docs/design.md, "Layers"); nothing in ``ernie.finetune`` imports it.
 """
+
 from __future__ import annotations
 
 import sys
 
 from ernie.deploy.export import export_model
-from ernie.utils import cli_main
-from ernie.utils.cpu_tuning import tune_cpu_math
-
 from ernie.finetune.args import parse_args
 from ernie.finetune.ner import NerTask
 from ernie.finetune.qa import QaTask
 from ernie.finetune.runner import run, run_device
 from ernie.finetune.seq_cls import SeqClsTask
 from ernie.finetune.tasks import Task
+from ernie.utils import cli_main
+from ernie.utils.cpu_tuning import tune_cpu_math
 
 
 def main_for(task_cls: type[Task], argv: list[str] | None, prog: str) -> dict:

@@ -15,6 +15,7 @@ the explicit matmul/softmax path with an additive bias everywhere (as PaddleNLP'
 "sdpa" / "flash" opts into F.scaled_dot_product_attention (ernie.ops.choose_attention: which kernel, and the mask
 shape that kernel requires).
 """
+
 from __future__ import annotations
 
 import io
@@ -27,12 +28,22 @@ import paddle.nn.functional as F
 from paddle.distributed.fleet.utils import recompute
 
 from ernie.configuration import ErnieConfig
-from ernie.ops import (  # noqa: F401  (add_broadcast, linear: also used as ernie.modeling.*)
-    KernelPlan, LayerNorm, Linear, add_broadcast, add_expanded, attention_bias, choose_attention, dropout, kernel_plan,
-    linear, residual_layer_norm, sdpa_attention,
+from ernie.ops import (
+    KernelPlan,
+    LayerNorm,
+    Linear,
+    add_broadcast,
+    add_expanded,
+    attention_bias,
+    choose_attention,
+    dropout,
+    kernel_plan,
+    linear,
+    residual_layer_norm,
+    sdpa_attention,
 )
-from ernie.utils.cpu_tuning import ensure_cpu_tuning, tune_cpu_math  # noqa: F401  (ernie.modeling.tune_cpu_math)
 from ernie.utils import UserError, atomic_write
+from ernie.utils.cpu_tuning import ensure_cpu_tuning, tune_cpu_math
 from ernie.weights import HF_WEIGHT_FILES, WEIGHTS_NAME, is_hf_dir, read_hf_state  # WEIGHTS_NAME: also ernie.modeling.*
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": paddle.tanh}
@@ -116,8 +127,11 @@ class ErnieSelfAttention(nn.Layer):
         # (ernie/deploy/legacy_export.py).
         H = self.num_heads * self.head_dim
         if self.attention != "eager" and paddle.in_dynamic_mode():
-            qkv = linear(x, paddle.concat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight], axis=1),
-                         paddle.concat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]))
+            qkv = linear(
+                x,
+                paddle.concat([self.q_proj.weight, self.k_proj.weight, self.v_proj.weight], axis=1),
+                paddle.concat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
+            )
             q, k, v = qkv.reshape([0, 0, 3, self.num_heads, self.head_dim]).unbind(2)  # [B, S, heads, head_dim]
             p = self.dropout_prob if self.training else 0.0
             kernel = choose_attention(self.attention, q, k, v, p)
@@ -259,8 +273,10 @@ def read_state_dict(directory: str) -> tuple[dict, str]:
         except Exception as e:  # noqa: BLE001 - any unreadable file is the user's input problem
             raise UserError(f"{paddle_file}: cannot read weights ({type(e).__name__}: {e})") from None
     if not is_hf_dir(directory):
-        raise UserError(f"{directory}: no {WEIGHTS_NAME} (ours / PaddleNLP) or {' / '.join(HF_WEIGHT_FILES)} (HF "
-                        "transformers) in this directory")
+        raise UserError(
+            f"{directory}: no {WEIGHTS_NAME} (ours / PaddleNLP) or {' / '.join(HF_WEIGHT_FILES)} (HF "
+            "transformers) in this directory"
+        )
     return read_hf_state(directory)
 
 
@@ -350,9 +366,9 @@ class ErniePretrainedModel(nn.Layer):
             value = v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v)
             target.set_value(value.astype(target.dtype))
         if missing:
-            warnings.warn(f"{source}: weights not in the checkpoint (left initialised): {', '.join(missing)}")
+            warnings.warn(f"{source}: weights not in the checkpoint (left initialised): {', '.join(missing)}", stacklevel=2)
         if unexpected:
-            warnings.warn(f"{source}: checkpoint weights not used by {type(self).__name__}: {', '.join(unexpected)}")
+            warnings.warn(f"{source}: checkpoint weights not used by {type(self).__name__}: {', '.join(unexpected)}", stacklevel=2)
         return {"missing": missing, "unexpected": unexpected}
 
 
@@ -372,7 +388,7 @@ def _adapt_prefix(state: dict, own: dict, prefix: str) -> dict:
     if own_prefixed and not ckpt_prefixed:
         return {p + k: v for k, v in state.items()}
     if ckpt_prefixed and not own_prefixed:
-        return {(k[len(p):] if k.startswith(p) else k): v for k, v in state.items()}
+        return {(k[len(p) :] if k.startswith(p) else k): v for k, v in state.items()}
     return state
 
 

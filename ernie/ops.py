@@ -19,6 +19,7 @@ in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock 
   the opt-in F.scaled_dot_product_attention backends (flash / memory-efficient / math) by Paddle's own predicates,
   with :func:`sdpa_bias` giving each backend the mask shape its kernel requires (contract below).
 """
+
 from __future__ import annotations
 
 import logging
@@ -29,7 +30,6 @@ import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.autograd import PyLayer
-
 
 # ---- CPU fp32 kernels -----------------------------------------------------------------------------------------------
 # On the CPU (profile of ERNIE-base, [1024, 768] fp32; figures in docs/results/recorded_before_results_files.md):
@@ -124,7 +124,7 @@ class _LayerNormFn(PyLayer):
         dx = None
         if need_x:
             g = dy2 * weight.expand(rows)
-            dx = (g - paddle.matmul(g, mean_of).expand(rows) - xhat * paddle.matmul(g * xhat, mean_of).expand(rows))
+            dx = g - paddle.matmul(g, mean_of).expand(rows) - xhat * paddle.matmul(g * xhat, mean_of).expand(rows)
             dx = (dx * rstd).reshape(x.shape)
         return dx, (_row_sum(dy2 * xhat) if need_w else None), (_row_sum(dy2) if need_b else None)
 
@@ -292,8 +292,9 @@ def kernel_plan(x: paddle.Tensor) -> KernelPlan:
 
 
 @paddle.jit.not_to_static  # its branches are on Python values: trace the chosen path only
-def residual_layer_norm(x: paddle.Tensor, residual: paddle.Tensor, norm, p: float, training: bool,
-                        plan: KernelPlan) -> paddle.Tensor:
+def residual_layer_norm(
+    x: paddle.Tensor, residual: paddle.Tensor, norm, p: float, training: bool, plan: KernelPlan
+) -> paddle.Tensor:
     """norm(residual + dropout(x)) for a paddle.nn.LayerNorm ``norm``, fused when the plan says so and the operands
     are what the kernel reads them as: x and residual of one dtype, LayerNorm weights in float32 (float64 for
     float64 x; Paddle's LayerNormParamType). Otherwise (e.g. AMP O1, where the residual is an fp32 LayerNorm output
@@ -302,21 +303,28 @@ def residual_layer_norm(x: paddle.Tensor, residual: paddle.Tensor, norm, p: floa
         want_w = paddle.float64 if x.dtype == paddle.float64 else paddle.float32
         if x.dtype != residual.dtype or norm.weight is None or norm.weight.dtype != want_w:
             key = (_device_kind(x), str(x.dtype).replace("paddle.", ""))
-            _log_once(("operands",) + key, f"ERNIE residual+LayerNorm on {key[0]}/{key[1]}: plain ops here (x "
-                                           f"{x.dtype}, residual {residual.dtype}, LayerNorm weight "
-                                           f"{None if norm.weight is None else norm.weight.dtype})")
+            _log_once(
+                ("operands",) + key,
+                f"ERNIE residual+LayerNorm on {key[0]}/{key[1]}: plain ops here (x "
+                f"{x.dtype}, residual {residual.dtype}, LayerNorm weight "
+                f"{None if norm.weight is None else norm.weight.dtype})",
+            )
             plan = KernelPlan(False, plan.fused_dropout_add)
     if plan.fused_residual_ln:
         import paddle.incubate.nn.functional as IF
 
         try:
             return IF.fused_bias_dropout_residual_layer_norm(
-                x, residual, None, norm.weight, norm.bias, p if training else 0.0, norm._epsilon, training)
+                x, residual, None, norm.weight, norm.bias, p if training else 0.0, norm._epsilon, training
+            )
         except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:  # not registered for device/dtype
             key = (_device_kind(x), str(x.dtype).replace("paddle.", ""))
             _UNAVAILABLE.add(key)
-            _log_once(("fallback",) + key, f"ERNIE residual+LayerNorm on {key[0]}/{key[1]}: fused kernel unavailable "
-                                           f"({type(e).__name__}: {str(e).splitlines()[0][:120]}), plain ops instead")
+            _log_once(
+                ("fallback",) + key,
+                f"ERNIE residual+LayerNorm on {key[0]}/{key[1]}: fused kernel unavailable "
+                f"({type(e).__name__}: {str(e).splitlines()[0][:120]}), plain ops instead",
+            )
     if plan.fused_dropout_add and training and p > 0:
         import paddle.incubate.nn.functional as IF
 
@@ -345,17 +353,31 @@ def _sdp_params(q: paddle.Tensor, k: paddle.Tensor, v: paddle.Tensor, mask_shape
 
     if not sdpa._config:
         sdpa.init_config()
-    return sdpa.SDPParams(query_shape=q.shape, key_shape=k.shape, value_shape=v.shape, attn_mask_shape=mask_shape,
-                          dropout=dropout_p, is_causal=False, scale=None, query_stop_gradient=q.stop_gradient,
-                          dtype=(q.dtype, k.dtype, v.dtype), place=(q.place, k.place, v.place))
+    return sdpa.SDPParams(
+        query_shape=q.shape,
+        key_shape=k.shape,
+        value_shape=v.shape,
+        attn_mask_shape=mask_shape,
+        dropout=dropout_p,
+        is_causal=False,
+        scale=None,
+        query_stop_gradient=q.stop_gradient,
+        dtype=(q.dtype, k.dtype, v.dtype),
+        place=(q.place, k.place, v.place),
+    )
 
 
 def _flash_refusal(params) -> str:
     """The first of Paddle's flash-attention checks that fails for ``params`` (its own function names)."""
     from paddle.nn.functional import sdpa
 
-    for check in ("check_all_tensors_on_device", "check_head_dim_size_flash", "check_flash_causal_non_square_seqlens",
-                  "check_dtypes_low_precision_fa", "check_scale_is_None"):
+    for check in (
+        "check_all_tensors_on_device",
+        "check_head_dim_size_flash",
+        "check_flash_causal_non_square_seqlens",
+        "check_dtypes_low_precision_fa",
+        "check_scale_is_None",
+    ):
         if not getattr(sdpa, check)(params):
             return check
     if not sdpa.check_flash_attention_hardware_support(params.device_id[0]):
@@ -364,8 +386,7 @@ def _flash_refusal(params) -> str:
 
 
 @paddle.jit.not_to_static  # plain Python at trace time: exports run "eager"
-def choose_attention(requested: str, q: paddle.Tensor, k: paddle.Tensor, v: paddle.Tensor,
-                     dropout_p: float) -> str:
+def choose_attention(requested: str, q: paddle.Tensor, k: paddle.Tensor, v: paddle.Tensor, dropout_p: float) -> str:
     """The kernel that runs for an ``attention`` setting: "eager", or SDPA's "flash_attn" / "mem_efficient" /
     "math"; q/k/v [B, S, heads, head_dim] (for "eager" only q's device and dtype are read). Logged once per
     (request, device, dtype, kernel); static graphs (exports) always run "eager"."""
@@ -373,8 +394,10 @@ def choose_attention(requested: str, q: paddle.Tensor, k: paddle.Tensor, v: padd
         return "eager"
     device, dtype = _device_kind(q), str(q.dtype).replace("paddle.", "")
     if requested == "eager":
-        _log_once(("attn", requested, device, dtype, requested),
-                  f"ERNIE attention on {device}/{dtype} (--attention eager): {describe_attention('eager')}")
+        _log_once(
+            ("attn", requested, device, dtype, requested),
+            f"ERNIE attention on {device}/{dtype} (--attention eager): {describe_attention('eager')}",
+        )
         return "eager"
     key = (requested, tuple(q.shape), tuple(k.shape), dtype, str(q.place), dropout_p > 0)
     kernel = _ATTN_CACHE.get(key)
@@ -390,21 +413,27 @@ def choose_attention(requested: str, q: paddle.Tensor, k: paddle.Tensor, v: padd
         if requested == "flash" and backend != "flash_attn":
             why = _flash_refusal(params) if backend else why
             kernel = "eager"
-            _log_once(("attn-refused", requested, device, dtype),
-                      f"ERNIE attention on {device}/{dtype}: --attention flash not possible ({why}), eager instead")
+            _log_once(
+                ("attn-refused", requested, device, dtype),
+                f"ERNIE attention on {device}/{dtype}: --attention flash not possible ({why}), eager instead",
+            )
         else:
             kernel = backend or "eager"
         _ATTN_CACHE[key] = kernel
-    _log_once(("attn", requested, device, dtype, kernel),
-              f"ERNIE attention on {device}/{dtype} (--attention {requested}): {describe_attention(kernel)}")
+    _log_once(
+        ("attn", requested, device, dtype, kernel),
+        f"ERNIE attention on {device}/{dtype} (--attention {requested}): {describe_attention(kernel)}",
+    )
     return kernel
 
 
 def describe_attention(kernel: str) -> str:
-    return {"eager": "eager (matmul + softmax + additive bias [B, 1, 1|S, S])",
-            "flash_attn": "flash_attn (F.scaled_dot_product_attention, bias [B, 1, S, S], scale None)",
-            "mem_efficient": "mem_efficient (F.scaled_dot_product_attention, bias [B, H, S, S], scale None)",
-            "math": "math (F.scaled_dot_product_attention, bias [B, 1, 1|S, S], scale None)"}[kernel]
+    return {
+        "eager": "eager (matmul + softmax + additive bias [B, 1, 1|S, S])",
+        "flash_attn": "flash_attn (F.scaled_dot_product_attention, bias [B, 1, S, S], scale None)",
+        "mem_efficient": "mem_efficient (F.scaled_dot_product_attention, bias [B, H, S, S], scale None)",
+        "math": "math (F.scaled_dot_product_attention, bias [B, 1, 1|S, S], scale None)",
+    }[kernel]
 
 
 def sdpa_bias(bias: paddle.Tensor, kernel: str, q: paddle.Tensor, k: paddle.Tensor) -> paddle.Tensor:
@@ -427,5 +456,6 @@ def sdpa_attention(q, k, v, bias, kernel: str, dropout_p: float, training: bool)
     """F.scaled_dot_product_attention for q/k/v [B, S, heads, head_dim] (unscaled q: scale=None) -> [B, S, heads,
     head_dim], with the bias shaped for ``kernel`` (the backend :func:`choose_attention` found Paddle will select)."""
     mask = None if bias is None else sdpa_bias(bias, kernel, q, k)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p if training else 0.0,
-                                          training=training, scale=None)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=mask, dropout_p=dropout_p if training else 0.0, training=training, scale=None
+    )

@@ -22,6 +22,7 @@ Exit status: 0 when every case passed; 1 when any failed (its row says why); 0 w
 Paddle (nothing to check: a CPU-only CI stays green; ``--device cpu`` runs the fp32 cases on the CPU instead, a dry
 run of everything but the GPU kernels); 2 for bad flags.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,13 +45,29 @@ from ernie.utils import UserError, cli_main
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2}
 RESUME_TOLERANCE = {"cpu": 0.0, "gpu": 1e-6}  # exact on CPU; on GPU, with deterministic embedding/cuDNN flags
 PRECISIONS = {  # name -> (use_amp, amp_dtype, fp16_opt_level)
-    "fp32": (False, "float16", "O2"), "fp16-O1": (True, "float16", "O1"), "fp16-O2": (True, "float16", "O2"),
-    "bf16-O2": (True, "bfloat16", "O2")}
+    "fp32": (False, "float16", "O2"),
+    "fp16-O1": (True, "float16", "O1"),
+    "fp16-O2": (True, "float16", "O2"),
+    "bf16-O2": (True, "bfloat16", "O2"),
+}
 MODELS: dict[str, dict[str, Any]] = {
-    "small": dict(vocab_size=4096, hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                  intermediate_size=1024, max_position_embeddings=512),
-    "base": dict(vocab_size=18000, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                 intermediate_size=3072, max_position_embeddings=513, hidden_act="relu"),  # ernie-1.0-base-zh
+    "small": dict(
+        vocab_size=4096,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        max_position_embeddings=512,
+    ),
+    "base": dict(
+        vocab_size=18000,
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        max_position_embeddings=513,
+        hidden_act="relu",
+    ),  # ernie-1.0-base-zh
 }
 
 
@@ -100,13 +117,26 @@ def synthetic_args(case: Case, device: str, micro_batch: int, seq_len: int, step
 
     use_amp, amp_dtype, level = PRECISIONS[case.precision]
     return PretrainArgs(
-        model=ModelArgs(model_name_or_path="selfcheck", use_recompute=case.recompute, attention=case.attention,
-                        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+        model=ModelArgs(
+            model_name_or_path="selfcheck",
+            use_recompute=case.recompute,
+            attention=case.attention,
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+        ),
         data=DataArgs(input_dir="selfcheck", max_seq_len=seq_len),
         optimizer=OptimizerArgs(max_lr=5e-4, min_lr=5e-5, warmup_rate=0.0, decay_steps=steps * 10),
-        training=TrainingArgs(output_dir=output_dir, device=device, micro_batch_size=micro_batch, max_steps=steps,
-                              use_amp=use_amp, amp_dtype=amp_dtype, fp16_opt_level=level),
-        logging=LoggingArgs())
+        training=TrainingArgs(
+            output_dir=output_dir,
+            device=device,
+            micro_batch_size=micro_batch,
+            max_steps=steps,
+            use_amp=use_amp,
+            amp_dtype=amp_dtype,
+            fp16_opt_level=level,
+        ),
+        logging=LoggingArgs(),
+    )
 
 
 def synthetic_batches(vocab_size: int, batch: int, seq_len: int, count: int, seed: int = 0) -> list[dict]:
@@ -130,12 +160,19 @@ def synthetic_batches(vocab_size: int, batch: int, seq_len: int, count: int, see
             ids[row, pos] = 3  # [MASK]-like id
         total = -(-len(flat) // 8) * 8
         positions = np.zeros(total, np.int64)
-        positions[:len(flat)] = flat
+        positions[: len(flat)] = flat
         mlm = np.full(total, -1, np.int64)
-        mlm[:len(labels)] = labels
-        out.append({"input_ids": ids, "segment_ids": segs, "input_mask": keep.astype(np.int64),
-                    "masked_lm_positions": positions, "masked_lm_labels": mlm,
-                    "next_sentence_labels": rs.randint(0, 2, batch).astype(np.int64)})
+        mlm[: len(labels)] = labels
+        out.append(
+            {
+                "input_ids": ids,
+                "segment_ids": segs,
+                "input_mask": keep.astype(np.int64),
+                "masked_lm_positions": positions,
+                "masked_lm_labels": mlm,
+                "next_sentence_labels": rs.randint(0, 2, batch).astype(np.int64),
+            }
+        )
     return out
 
 
@@ -150,9 +187,9 @@ def shard(batch: dict, rank: int, world_size: int) -> dict:
     flat, labels = pos[mine] - lo * S, lab[mine]
     total = -(-max(len(flat), 1) // 8) * 8
     out["masked_lm_positions"] = np.zeros(total, np.int64)
-    out["masked_lm_positions"][:len(flat)] = flat
+    out["masked_lm_positions"][: len(flat)] = flat
     out["masked_lm_labels"] = np.full(total, -1, np.int64)
-    out["masked_lm_labels"][:len(labels)] = labels
+    out["masked_lm_labels"][: len(labels)] = labels
     return out
 
 
@@ -170,15 +207,21 @@ class Runner:
         from ernie.training.distributed import all_gather_object
 
         # one path for every rank (rank 0's); the first rank of each machine writes the resume checkpoint there
-        self.tmp = all_gather_object(tempfile.mkdtemp(prefix="ernie_selfcheck_") if env.rank == 0 else None,
-                                     env.world_size)[0]
+        self.tmp = all_gather_object(
+            tempfile.mkdtemp(prefix="ernie_selfcheck_") if env.rank == 0 else None, env.world_size
+        )[0]
         os.makedirs(self.tmp, exist_ok=True)
 
     def config(self, case: Case):
         from ernie.configuration import ErnieConfig
 
-        return ErnieConfig(**MODELS[case.model], hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
-                           use_recompute=case.recompute, attention=case.attention)
+        return ErnieConfig(
+            **MODELS[case.model],
+            hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=0.0,
+            use_recompute=case.recompute,
+            attention=case.attention,
+        )
 
     def new_model(self, case: Case):
         import paddle
@@ -246,9 +289,16 @@ class Runner:
                 state = ckpt.TrainerState(global_step=i, world_size=env.world_size)
                 rng = trainer.all_gather_object(ckpt.rng_state(), env.world_size)
                 if env.local_rank == 0:
-                    ckpt.save_checkpoint(path, model=model, optimizer=optimizer, scaler=scaler,
-                                         tokenizer=_NoTokenizer(), state=state, rng_states=rng,
-                                         args_dict=args.to_dict())
+                    ckpt.save_checkpoint(
+                        path,
+                        model=model,
+                        optimizer=optimizer,
+                        scaler=scaler,
+                        tokenizer=_NoTokenizer(),
+                        state=state,
+                        rng_states=rng,
+                        args_dict=args.to_dict(),
+                    )
                 trainer.barrier(env.world_size)
                 del model, train_model, optimizer, scheduler, scaler
                 paddle.seed(12345)  # a different state: everything must come from the checkpoint
@@ -257,8 +307,9 @@ class Runner:
                 if on_gpu:
                     paddle.device.synchronize()
                 start = time.time()
-            sums, _ = trainer.train_step(train_model, model, criterion, iter([batch]), optimizer, scaler,
-                                         scheduler, args, env, 1, sync_mode)
+            sums, _ = trainer.train_step(
+                train_model, model, criterion, iter([batch]), optimizer, scaler, scheduler, args, env, 1, sync_mode
+            )
             losses.append(all_reduce_mean(sums[:1].clone(), env.world_size))  # read after the timed loop
             skipped += int(scaler is not None and scaler.is_enable() and bool(scaler._cache_found_inf))
             if i >= 1:
@@ -326,8 +377,9 @@ def plan(models: list[str], device: str, world_size: int) -> list[Case]:
             cases += [Case(model, "fp32", resume=True)] if model == models[0] else []
             continue
         cases += [Case(model, p, rc) for p in precisions for rc in (False, True)]
-        cases += [Case(model, "fp32", attention="sdpa")] + [Case(model, p, attention=a) for p in low
-                                                             for a in ("sdpa", "flash")]
+        cases += [Case(model, "fp32", attention="sdpa")] + [
+            Case(model, p, attention=a) for p in low for a in ("sdpa", "flash")
+        ]
         if model == models[0]:
             cases += [Case(model, p, resume=True) for p in precisions]
     return cases
@@ -337,8 +389,11 @@ def run_cases(cases: list[Case], runner: Runner) -> list[Result]:
     results: list[Result] = []
     references: dict[str, list | None] = {}
     for case in cases:
-        ref = references.get(case.model) if not (case.precision == "fp32" and not case.recompute
-                                                 and case.attention == "eager" and not case.resume) else None
+        ref = (
+            references.get(case.model)
+            if not (case.precision == "fp32" and not case.recompute and case.attention == "eager" and not case.resume)
+            else None
+        )
         result = runner.run(case, ref)
         if ref is None and not case.resume:
             references[case.model] = result.losses if not result.error else None
@@ -355,14 +410,22 @@ def table(results: list[Result]) -> str:
     for r in results:
         kernels = "; ".join(r.kernels) or "-"
         name = r.case.name + (f" ({r.skipped} steps skipped by the scaler)" if r.skipped else "")
-        rows.append([r.case.model, str(r.ranks), name, kernels,
-                     f"{r.losses[-1]:.5f}" if r.losses else "-",
-                     "ref" if not np.isfinite(r.tolerance) and not r.error else
-                     ("-" if not np.isfinite(r.diff) else f"{r.diff:.2e}"),
-                     "-" if not np.isfinite(r.tolerance) else f"{r.tolerance:.0e}",
-                     "-" if not np.isfinite(r.tokens_per_s) else f"{r.tokens_per_s:,.0f}",
-                     "-" if not np.isfinite(r.peak_mb) else f"{r.peak_mb:,.0f}",
-                     "ok" if r.ok else ("FAIL: " + (r.error or "loss differs beyond tolerance"))])
+        rows.append(
+            [
+                r.case.model,
+                str(r.ranks),
+                name,
+                kernels,
+                f"{r.losses[-1]:.5f}" if r.losses else "-",
+                "ref"
+                if not np.isfinite(r.tolerance) and not r.error
+                else ("-" if not np.isfinite(r.diff) else f"{r.diff:.2e}"),
+                "-" if not np.isfinite(r.tolerance) else f"{r.tolerance:.0e}",
+                "-" if not np.isfinite(r.tokens_per_s) else f"{r.tokens_per_s:,.0f}",
+                "-" if not np.isfinite(r.peak_mb) else f"{r.peak_mb:,.0f}",
+                "ok" if r.ok else ("FAIL: " + (r.error or "loss differs beyond tolerance")),
+            ]
+        )
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(head)]
     line = lambda cells: " | ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line(head), "-+-".join("-" * w for w in widths)] + [line(row) for row in rows])
@@ -394,18 +457,37 @@ def launch_data_parallel(args, gpus: int) -> list[Result]:
     rows = os.path.join(out, "rows.json")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([root, os.environ.get("PYTHONPATH", "")])}
-    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--devices", ",".join(map(str, range(gpus))),
-           "--log_dir", os.path.join(out, "log"), os.path.abspath(__file__), "--models", args.models,
-           "--steps", str(args.steps), "--micro_batch", str(args.micro_batch), "--seq_len", str(args.seq_len),
-           "--rows_json", rows]
+    cmd = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--devices",
+        ",".join(map(str, range(gpus))),
+        "--log_dir",
+        os.path.join(out, "log"),
+        os.path.abspath(__file__),
+        "--models",
+        args.models,
+        "--steps",
+        str(args.steps),
+        "--micro_batch",
+        str(args.micro_batch),
+        "--seq_len",
+        str(args.seq_len),
+        "--rows_json",
+        rows,
+    ]
     try:  # a rank that fails leaves the others waiting in a collective: bounded here
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     except subprocess.TimeoutExpired:
         return [Result(Case(args.models.split(",")[0]), gpus, error=f"launch timed out after 300 s (logs: {out}/log)")]
     if proc.returncode != 0 or not os.path.isfile(rows):
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:] or ["no output"]
-        failed = Result(Case(args.models.split(",")[0]), gpus, error=f"launch failed ({proc.returncode}): {tail[0]}"
-                        f" (logs: {out}/log)")
+        failed = Result(
+            Case(args.models.split(",")[0]),
+            gpus,
+            error=f"launch failed ({proc.returncode}): {tail[0]} (logs: {out}/log)",
+        )
         return [failed]
     with open(rows, encoding="utf-8") as f:
         return from_json(json.load(f))
@@ -415,8 +497,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ernie.utils import ArgumentParser
 
     p = ArgumentParser(prog="gpu_selfcheck.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--device", default="gpu", choices=["gpu", "cpu"],
-                   help="gpu (default); cpu: the fp32 cases on the CPU, a dry run of everything but the GPU kernels")
+    p.add_argument(
+        "--device",
+        default="gpu",
+        choices=["gpu", "cpu"],
+        help="gpu (default); cpu: the fp32 cases on the CPU, a dry run of everything but the GPU kernels",
+    )
     p.add_argument("--models", help="comma-separated: small, base (default: both on GPU, small on CPU)")
     p.add_argument("--steps", type=int, default=6, help="optimizer steps per case (default 6)")
     p.add_argument("--micro_batch", type=int, default=8, help="sequences per GPU per step (default 8)")
@@ -451,8 +537,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("ernie.ops").setLevel(logging.WARNING)  # the kernel lines go into the table instead
     gpus = gpu_count() if args.device == "gpu" else 0
     if args.device == "gpu" and gpus == 0:
-        print("gpu_selfcheck: no GPU visible to Paddle (CPU build or no CUDA device): nothing to check "
-              "(exit 0; --device cpu runs the fp32 dry run on the CPU)")
+        print(
+            "gpu_selfcheck: no GPU visible to Paddle (CPU build or no CUDA device): nothing to check "
+            "(exit 0; --device cpu runs the fp32 dry run on the CPU)"
+        )
         return 0
     import paddle
 
@@ -474,12 +562,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.device == "gpu" and gpus >= 2:
         results += launch_data_parallel(args, gpus)
     gpu = paddle.device.cuda.get_device_name() if args.device == "gpu" else "cpu"
-    print(f"ERNIE GPU self-check: paddle {paddle.__version__}, {gpu}, {gpus or 1} device(s), {args.steps} steps of "
-          f"{args.micro_batch} x {args.seq_len} per device, {time.time() - started:.0f} s")
+    print(
+        f"ERNIE GPU self-check: paddle {paddle.__version__}, {gpu}, {gpus or 1} device(s), {args.steps} steps of "
+        f"{args.micro_batch} x {args.seq_len} per device, {time.time() - started:.0f} s"
+    )
     print(table(results))
     failed = [r for r in results if not r.ok]
-    print(f"{len(results) - len(failed)} of {len(results)} cases passed"
-          + (f"; FAILED: {', '.join(r.case.model + ' ' + r.case.name for r in failed)}" if failed else ""))
+    print(
+        f"{len(results) - len(failed)} of {len(results)} cases passed"
+        + (f"; FAILED: {', '.join(r.case.model + ' ' + r.case.name for r in failed)}" if failed else "")
+    )
     return 1 if failed else 0
 
 

@@ -19,6 +19,7 @@ segmented words and encodes every non-first CJK char of a word as its ``##char``
 the ids: ``["哈尔滨", "是"] -> 哈 ##尔 ##滨 是``. :meth:`~ErnieTokenizer.wwm_restore_map` maps those ids back to the
 plain chars the model sees, :meth:`~ErnieTokenizer.is_word_start` tells word starts.
 """
+
 from __future__ import annotations
 
 import functools
@@ -208,8 +209,9 @@ def load_vocab(vocab_file: str, required: Sequence[str] = ()) -> dict[str, int]:
             for index, line in enumerate(f):
                 token = line.rstrip("\n")
                 if token in vocab:
-                    raise UserError(f"{vocab_file}:{index + 1}: duplicate token {token!r} (first at line "
-                                    f"{vocab[token] + 1})")
+                    raise UserError(
+                        f"{vocab_file}:{index + 1}: duplicate token {token!r} (first at line {vocab[token] + 1})"
+                    )
                 vocab[token] = index
     except UnicodeDecodeError as e:
         raise UserError(f"{vocab_file}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
@@ -230,9 +232,16 @@ class ErnieTokenizer:
         unk_token, sep_token, pad_token, cls_token, mask_token: the special tokens' spelling.
     """
 
-    def __init__(self, vocab_file: str, do_lower_case: bool = True, unk_token: str = "[UNK]",
-                 sep_token: str = "[SEP]", pad_token: str = "[PAD]", cls_token: str = "[CLS]",
-                 mask_token: str = "[MASK]"):
+    def __init__(
+        self,
+        vocab_file: str,
+        do_lower_case: bool = True,
+        unk_token: str = "[UNK]",
+        sep_token: str = "[SEP]",
+        pad_token: str = "[PAD]",
+        cls_token: str = "[CLS]",
+        mask_token: str = "[MASK]",
+    ):
         self.vocab_file = vocab_file
         self.do_lower_case = do_lower_case
         self.pad_token, self.cls_token, self.sep_token = pad_token, cls_token, sep_token
@@ -252,8 +261,9 @@ class ErnieTokenizer:
         self._word_ids: dict[str, tuple[int, ...]] = {}  # basic token -> WordPiece ids
         self._whole_word_ids: dict[str, tuple[int, ...]] = {}  # segmented word -> encode_words ids
         # CJK char -> id of its "##char" entry (its plain id when the vocab has no ## form): non-first chars of a word.
-        self._cjk_continuation = {t: self.vocab.get("##" + t, i) for t, i in self.vocab.items()
-                                  if len(t) == 1 and is_cjk_char(t)}
+        self._cjk_continuation = {
+            t: self.vocab.get("##" + t, i) for t, i in self.vocab.items() if len(t) == 1 and is_cjk_char(t)
+        }
 
     # ----------------------------------------------------------------------------------------------- loading/saving
     @classmethod
@@ -274,16 +284,18 @@ class ErnieTokenizer:
                 raise UserError(f"{config_path}: expected a JSON object")
         known = {"do_lower_case", *SPECIAL_TOKEN_NAMES}
         # HF may write a special token as an AddedToken dict {"content": "[UNK]", ...}
-        init = {k: (v["content"] if isinstance(v, dict) and "content" in v else v) for k, v in config.items()
-                if k in known}
+        init = {
+            k: (v["content"] if isinstance(v, dict) and "content" in v else v) for k, v in config.items() if k in known
+        }
         init.update(kwargs)
         return cls(os.path.join(resolved, VOCAB_FILE), **init)
 
     def save_pretrained(self, directory: str) -> None:
         """Write vocab.txt, tokenizer_config.json and special_tokens_map.json (PaddleNLP's layout), each atomically."""
         os.makedirs(directory, exist_ok=True)
-        special = {name: getattr(self, name) for name in ("unk_token", "sep_token", "pad_token", "cls_token",
-                                                          "mask_token")}
+        special = {
+            name: getattr(self, name) for name in ("unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+        }
         write_tokenizer_files(directory, self.ids_to_tokens, self.do_lower_case, special)
 
     # ------------------------------------------------------------------------------------------------ vocabulary
@@ -321,8 +333,10 @@ class ErnieTokenizer:
         if ids is None:
             if len(self._word_ids) >= _MAX_CACHE:
                 self._word_ids.clear()
-            ids = tuple(self.vocab[p] if p in self.vocab else self.unk_token_id
-                        for p in self.wordpiece_tokenizer.tokenize(token))
+            ids = tuple(
+                self.vocab[p] if p in self.vocab else self.unk_token_id
+                for p in self.wordpiece_tokenizer.tokenize(token)
+            )
             self._word_ids[token] = ids
         return ids
 
@@ -404,8 +418,9 @@ class ErnieTokenizer:
     def convert_tokens_to_string(self, tokens: Sequence[str]) -> str:
         return " ".join(tokens).replace(" ##", "").strip()
 
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False,
-               clean_up_tokenization_spaces: bool = True) -> str:
+    def decode(
+        self, ids: Sequence[int], skip_special_tokens: bool = False, clean_up_tokenization_spaces: bool = True
+    ) -> str:
         """Ids -> text, ``##`` pieces glued to the previous token (CJK chars stay space-separated, as PaddleNLP)."""
         tokens = self.convert_ids_to_tokens([int(i) for i in ids])
         if skip_special_tokens:
@@ -413,8 +428,18 @@ class ErnieTokenizer:
             tokens = [t for t in tokens if t not in special]
         text = self.convert_tokens_to_string(tokens)
         if clean_up_tokenization_spaces:
-            for before, after in ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"),
-                                  (" 'm", "'m"), (" 's", "'s"), (" 've", "'ve"), (" 're", "'re")):
+            for before, after in (
+                (" .", "."),
+                (" ?", "?"),
+                (" !", "!"),
+                (" ,", ","),
+                (" ' ", "'"),
+                (" n't", "n't"),
+                (" 'm", "'m"),
+                (" 's", "'s"),
+                (" 've", "'ve"),
+                (" 're", "'re"),
+            ):
                 text = text.replace(before, after)
         return text
 
@@ -469,9 +494,15 @@ class ErnieTokenizer:
             if "attention_mask" in encoded:
                 encoded["attention_mask"] = encoded["attention_mask"] + [0] * n
 
-    def batch_encode(self, batch_text_or_text_pairs: Sequence[str | tuple[str, str]], max_length: int | None = None,
-                     padding: bool | str = False, truncation: bool | str = False,
-                     return_attention_mask: bool = False, return_tensors: str | None = None) -> dict:
+    def batch_encode(
+        self,
+        batch_text_or_text_pairs: Sequence[str | tuple[str, str]],
+        max_length: int | None = None,
+        padding: bool | str = False,
+        truncation: bool | str = False,
+        return_attention_mask: bool = False,
+        return_tensors: str | None = None,
+    ) -> dict:
         """Encode texts or ``(text, text_pair)`` tuples; returns a dict of lists (or arrays with ``return_tensors``
         ``"np"`` / ``"pd"``). ``padding``: ``"max_length"`` pads to ``max_length``, ``True``/``"longest"`` to the
         batch's longest. A ``max_length`` without padding or truncation truncates (``longest_first``), as PaddleNLP.
@@ -494,17 +525,23 @@ class ErnieTokenizer:
         batch = {key: [row[key] for row in rows] for key in (rows[0] if rows else ("input_ids", "token_type_ids"))}
         return self._as_tensors(batch, return_tensors)
 
-    def __call__(self, text: str | Sequence[str], text_pair: str | Sequence[str] | None = None,
-                 max_length: int | None = None, padding: bool | str = False, truncation: bool | str = False,
-                 return_attention_mask: bool = False, return_tensors: str | None = None) -> dict:
+    def __call__(
+        self,
+        text: str | Sequence[str],
+        text_pair: str | Sequence[str] | None = None,
+        max_length: int | None = None,
+        padding: bool | str = False,
+        truncation: bool | str = False,
+        return_attention_mask: bool = False,
+        return_tensors: str | None = None,
+    ) -> dict:
         """Encode one text (or pair) into ``input_ids`` and ``token_type_ids`` (+ ``attention_mask``); lists of texts
         go to :meth:`batch_encode`. With ``return_tensors`` a single text gets a batch axis of 1."""
         if not isinstance(text, str):
             items = list(text) if text_pair is None else list(zip(text, text_pair))
             return self.batch_encode(items, max_length, padding, truncation, return_attention_mask, return_tensors)
         item = text if text_pair is None else (text, cast(str, text_pair))  # one text: text_pair is one text too
-        batch = self.batch_encode([item], max_length, padding,
-                                  truncation, return_attention_mask)
+        batch = self.batch_encode([item], max_length, padding, truncation, return_attention_mask)
         single = {key: value[0] for key, value in batch.items()}
         if return_tensors is None:
             return single
@@ -527,8 +564,13 @@ class ErnieTokenizer:
         return arrays
 
 
-def write_tokenizer_files(directory: str, tokens: Sequence[str], do_lower_case: bool, special: dict[str, str],
-                          extra_config: dict | None = None) -> None:
+def write_tokenizer_files(
+    directory: str,
+    tokens: Sequence[str],
+    do_lower_case: bool,
+    special: dict[str, str],
+    extra_config: dict | None = None,
+) -> None:
     """vocab.txt + tokenizer_config.json + special_tokens_map.json in ``directory`` (each written atomically; the
     vocab last, so a complete vocab.txt implies the configs beside it are complete). ``extra_config`` adds to (or
     replaces keys of) tokenizer_config.json, e.g. ``tokenizer_class`` for HF transformers."""

@@ -22,6 +22,7 @@ Layer: the bottom of the model layer. It imports numpy, safetensors and ``ernie.
 ``ernie.configuration`` / ``ernie.modeling``, which build on it); reading ``model_state.pdparams`` needs Paddle and
 lives in ``ernie.modeling.read_state_dict``; ``ernie.convert`` is the command line on top.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,21 +59,59 @@ CLASSIFIERS = ("ErnieForSequenceClassification", "ErnieForTokenClassification")
 
 # HF ErnieConfig defaults: a key absent from an HF config.json means these, not our defaults.
 HF_CONFIG_DEFAULTS = {
-    "vocab_size": 30522, "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
-    "intermediate_size": 3072, "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
-    "max_position_embeddings": 512, "type_vocab_size": 2, "task_type_vocab_size": 3, "use_task_id": False,
-    "initializer_range": 0.02, "layer_norm_eps": 1e-12, "pad_token_id": 0, "classifier_dropout": None,
+    "vocab_size": 30522,
+    "hidden_size": 768,
+    "num_hidden_layers": 12,
+    "num_attention_heads": 12,
+    "intermediate_size": 3072,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 512,
+    "type_vocab_size": 2,
+    "task_type_vocab_size": 3,
+    "use_task_id": False,
+    "initializer_range": 0.02,
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+    "classifier_dropout": None,
 }
 # Keys of HF's PretrainedConfig that mean nothing to our model (dropped when reading an HF config).
 HF_ONLY_CONFIG_KEYS = {
-    "transformers_version", "torch_dtype", "use_cache", "position_embedding_type", "is_decoder", "add_cross_attention",
-    "_name_or_path", "return_dict", "output_hidden_states", "output_attentions", "torchscript", "tie_word_embeddings",
-    "gradient_checkpointing", "bos_token_id", "eos_token_id", "sep_token_id", "problem_type", "tokenizer_class",
-    "label2id", "model_type", "architectures",
+    "transformers_version",
+    "torch_dtype",
+    "use_cache",
+    "position_embedding_type",
+    "is_decoder",
+    "add_cross_attention",
+    "_name_or_path",
+    "return_dict",
+    "output_hidden_states",
+    "output_attentions",
+    "torchscript",
+    "tie_word_embeddings",
+    "gradient_checkpointing",
+    "bos_token_id",
+    "eos_token_id",
+    "sep_token_id",
+    "problem_type",
+    "tokenizer_class",
+    "label2id",
+    "model_type",
+    "architectures",
 }
 # Keys of PaddleNLP's config that mean nothing to HF (dropped when writing an HF config).
-PADDLE_ONLY_CONFIG_KEYS = {"paddlenlp_version", "dtype", "init_class", "architectures", "model_type", "num_labels",
-                           "label2id", "id2label", "num_classes"}
+PADDLE_ONLY_CONFIG_KEYS = {
+    "paddlenlp_version",
+    "dtype",
+    "init_class",
+    "architectures",
+    "model_type",
+    "num_labels",
+    "label2id",
+    "id2label",
+    "num_classes",
+}
 
 
 # ---- weight names ---------------------------------------------------------------------------------------------------
@@ -120,8 +159,11 @@ def _rename(key: str, architecture: str | None, to_hf: bool) -> tuple[str, bool]
     else:
         heads = _HEADS + [_CLASSIFIER, _QA_CLASSIFIER]
     body = _BODY
-    candidates = [(key, "", heads), (key[len(BASE):], BASE, body)] if key.startswith(BASE) else [(key, "", heads),
-                                                                                                (key, "", body)]
+    candidates = (
+        [(key, "", heads), (key[len(BASE) :], BASE, body)]
+        if key.startswith(BASE)
+        else [(key, "", heads), (key, "", body)]
+    )
     for name, prefix, rules in candidates:
         for rule in rules:
             m = _compile(rule[src]).match(name)
@@ -132,8 +174,10 @@ def _rename(key: str, architecture: str | None, to_hf: bool) -> tuple[str, bool]
 
 
 def _unknown(keys: list[str], source: str) -> UserError:
-    return UserError(f"{source}: weight name(s) this converter does not know (nothing is dropped silently; is it an "
-                     f"ERNIE 1.0 / 3.0 checkpoint?): {', '.join(sorted(keys))}")
+    return UserError(
+        f"{source}: weight name(s) this converter does not know (nothing is dropped silently; is it an "
+        f"ERNIE 1.0 / 3.0 checkpoint?): {', '.join(sorted(keys))}"
+    )
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:
@@ -147,8 +191,9 @@ def _check_tied(state: dict[str, np.ndarray], key: str, same_as: str, source: st
         raise UserError(f"{source}: {key} differs from {same_as}; an untied MLM decoder is not supported")
 
 
-def _map_names(state: dict[str, np.ndarray], architecture: str | None, to_hf: bool,
-               source: str) -> dict[str, np.ndarray]:
+def _map_names(
+    state: dict[str, np.ndarray], architecture: str | None, to_hf: bool, source: str
+) -> dict[str, np.ndarray]:
     """Rename (and transpose Linear weights of) every entry; any name without a rule is an error naming it."""
     out: dict[str, np.ndarray] = {}
     unknown = []
@@ -184,8 +229,9 @@ def state_from_hf(state: dict[str, np.ndarray], source: str = "state dict") -> d
     state = dict(state)
     position_ids = state.pop(prefix + "embeddings.position_ids", None)  # buffer of older HF checkpoints
     if position_ids is not None and not np.array_equal(position_ids.reshape(-1), np.arange(position_ids.size)):
-        raise UserError(f"{source}: {prefix}embeddings.position_ids is not 0..n-1; custom position ids are not "
-                        "supported")
+        raise UserError(
+            f"{source}: {prefix}embeddings.position_ids is not 0..n-1; custom position ids are not supported"
+        )
     token_type_ids = state.pop(prefix + "embeddings.token_type_ids", None)
     if token_type_ids is not None and np.any(token_type_ids):
         raise UserError(f"{source}: {prefix}embeddings.token_type_ids is not all zeros")
@@ -208,17 +254,28 @@ def config_to_hf(config, architecture: str, labels: list[str] | None = None) -> 
     if config.pool_act != "tanh":
         raise UserError(f"pool_act {config.pool_act!r}: HF's ERNIE pooler is tanh only")
     if config.use_task_id and config.task_id != 0:
-        warnings.warn(f"task_id {config.task_id}: HF's ERNIE uses task_type_ids 0 when none are given; pass "
-                      f"task_type_ids filled with {config.task_id} to get the same outputs")
+        warnings.warn(
+            f"task_id {config.task_id}: HF's ERNIE uses task_type_ids 0 when none are given; pass "
+            f"task_type_ids filled with {config.task_id} to get the same outputs", stacklevel=2
+        )
     d = {k: v for k, v in config.to_dict().items() if k not in PADDLE_ONLY_CONFIG_KEYS}
-    d.update(model_type="ernie", architectures=[ARCHITECTURES[architecture]], position_embedding_type="absolute",
-             torch_dtype="float32", tie_word_embeddings=True, use_cache=False)
+    d.update(
+        model_type="ernie",
+        architectures=[ARCHITECTURES[architecture]],
+        position_embedding_type="absolute",
+        torch_dtype="float32",
+        tie_word_embeddings=True,
+        use_cache=False,
+    )
     if architecture in CLASSIFIERS or architecture == "ErnieForQuestionAnswering":
         n = 2 if architecture == "ErnieForQuestionAnswering" else config.num_labels
         if labels is None:
             id2label = config.extra.get("id2label")
-            labels = [id2label[str(i)] for i in range(n)] if isinstance(id2label, dict) and len(id2label) == n \
+            labels = (
+                [id2label[str(i)] for i in range(n)]
+                if isinstance(id2label, dict) and len(id2label) == n
                 else [f"LABEL_{i}" for i in range(n)]
+            )
         if len(labels) != n:
             raise UserError(f"{len(labels)} labels for a classifier with {n} outputs")
         d["id2label"] = {str(i): label for i, label in enumerate(labels)}
@@ -234,8 +291,9 @@ def config_dict_from_hf(d: dict[str, Any], source: str) -> dict[str, Any]:
     if d.get("model_type", "ernie") != "ernie":
         raise UserError(f"{source}: model_type {d.get('model_type')!r} is not an ERNIE model")
     if d.get("position_embedding_type", "absolute") != "absolute":
-        raise UserError(f"{source}: position_embedding_type {d['position_embedding_type']!r}: only 'absolute' is "
-                        "supported")
+        raise UserError(
+            f"{source}: position_embedding_type {d['position_embedding_type']!r}: only 'absolute' is supported"
+        )
     if d.get("is_decoder") or d.get("add_cross_attention"):
         raise UserError(f"{source}: a decoder ERNIE (is_decoder / add_cross_attention) is not supported")
     out = {**HF_CONFIG_DEFAULTS, **{k: v for k, v in d.items() if k not in HF_ONLY_CONFIG_KEYS}}
@@ -255,8 +313,11 @@ def hf_architecture(d: dict[str, Any]) -> str | None:
 def is_hf_dir(directory: str) -> bool:
     """An HF-format directory: HF weights and no ``model_state.pdparams`` (which wins when both are there)."""
     d = str(directory)
-    return (os.path.isdir(d) and not os.path.isfile(os.path.join(d, WEIGHTS_NAME))
-            and any(os.path.isfile(os.path.join(d, f)) for f in HF_WEIGHT_FILES))
+    return (
+        os.path.isdir(d)
+        and not os.path.isfile(os.path.join(d, WEIGHTS_NAME))
+        and any(os.path.isfile(os.path.join(d, f)) for f in HF_WEIGHT_FILES)
+    )
 
 
 def read_hf_weights(directory: str) -> tuple[dict[str, np.ndarray], str]:
@@ -272,8 +333,9 @@ def read_hf_weights(directory: str) -> tuple[dict[str, np.ndarray], str]:
             try:
                 state.update(load_file(f))
             except (SafetensorError, OSError, TypeError, ValueError) as e:
-                raise UserError(f"{f}: cannot read ({type(e).__name__}: {e}; bfloat16 weights must be converted to "
-                                "float32 first)") from None
+                raise UserError(
+                    f"{f}: cannot read ({type(e).__name__}: {e}; bfloat16 weights must be converted to float32 first)"
+                ) from None
         return state, files[0]
     path = os.path.join(directory, HF_TORCH_WEIGHTS)
     try:
@@ -315,8 +377,9 @@ def infer_architecture(declared: str | None, keys, source: str) -> str:
     """The architecture named by the config, else the one the weight names imply (a classifier head is ambiguous)."""
     if declared is not None:
         if declared not in ARCHITECTURES:
-            raise UserError(f"{source}: architecture {declared!r} is not supported (known: "
-                            f"{', '.join(sorted(ARCHITECTURES))})")
+            raise UserError(
+                f"{source}: architecture {declared!r} is not supported (known: {', '.join(sorted(ARCHITECTURES))})"
+            )
         return declared
     keys = set(keys)
     if "cls.seq_relationship.weight" in keys:
@@ -326,8 +389,10 @@ def infer_architecture(declared: str | None, keys, source: str) -> str:
     if "qa_outputs.weight" in keys:
         return "ErnieForQuestionAnswering"
     if "classifier.weight" in keys:
-        raise UserError(f"{source}: the config names no architecture and a classifier head fits sequence or token "
-                        "classification: pass --architecture")
+        raise UserError(
+            f"{source}: the config names no architecture and a classifier head fits sequence or token "
+            "classification: pass --architecture"
+        )
     return "ErnieModel"
 
 

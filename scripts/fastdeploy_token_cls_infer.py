@@ -4,6 +4,7 @@ see ernie/deploy/fastdeploy_infer.py.
 
 Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
 """
+
 import sys
 
 from ernie.cli import run

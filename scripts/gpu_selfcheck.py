@@ -8,6 +8,7 @@ any failure, exit 0 with one line when no GPU is visible. See ernie/selfcheck.py
 
 Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
 """
+
 import sys
 
 from ernie.cli import run

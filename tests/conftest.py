@@ -8,6 +8,7 @@
     Load it with ``ErnieTokenizer.from_pretrained(vocab_dir)``. Treat it as read-only (copy it to change it).
 ``tokenizer`` (session): ``ErnieTokenizer.from_pretrained(vocab_dir)``, shared: do not mutate it.
 """
+
 from __future__ import annotations
 
 import os

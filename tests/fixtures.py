@@ -4,6 +4,7 @@ paragraphs from the *gold* words, and a small self-contained pretraining set (vo
 Tests import it as ``fixtures`` (pytest puts tests/ on ``sys.path``); benchmarks as ``tests.fixtures`` (the repo
 root on ``sys.path``).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,16 @@ GOLD_TO_LAC = {**PKU_ENTITY_TAGS, "t": "TIME"}
 _SENTENCE_END_WORDS = tuple(CJK_TERMINATORS)  # a gold word that is one of 。！？ ends a sentence
 
 
-def write_peoples_daily_token_files(prefix: str, tokenizer, start: int = 0, num_paragraphs: int | None = None,
-                                    impl: str = "npy", overwrite: bool = False, units: bool = False,
-                                    indices=None) -> str:
+def write_peoples_daily_token_files(
+    prefix: str,
+    tokenizer,
+    start: int = 0,
+    num_paragraphs: int | None = None,
+    impl: str = "npy",
+    overwrite: bool = False,
+    units: bool = False,
+    indices=None,
+) -> str:
     """Token files of People's Daily paragraphs ``[start, start + num_paragraphs)`` (or of the paragraph numbers
     ``indices``) from the *gold* words: a document per paragraph, a sentence per 。！？, words through
     ``tokenizer.encode_words`` (char + ##chars). The segmentation-free way to make realistic pretraining data for
@@ -38,7 +46,7 @@ def write_peoples_daily_token_files(prefix: str, tokenizer, start: int = 0, num_
     end = None if num_paragraphs is None else start + num_paragraphs
     builder = make_builder(prefix, impl, best_fitting_dtype(tokenizer.vocab_size), overwrite=overwrite, units=units)
     paragraphs = peoples_daily_paragraphs()
-    for paragraph in ([paragraphs[i] for i in indices] if indices is not None else paragraphs[start:end]):
+    for paragraph in [paragraphs[i] for i in indices] if indices is not None else paragraphs[start:end]:
         sentence: list[tuple[str, str]] = []
         for word, tag in paragraph:
             sentence.append((word, tag))
@@ -64,6 +72,5 @@ def write_peoples_daily_pretraining_data(out_dir: str, num_paragraphs: int, unit
     with open(os.path.join(vocab_dir, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(specials + chars + ["##" + c for c in chars]) + "\n")
     tokenizer = ErnieTokenizer.from_pretrained(vocab_dir)
-    write_peoples_daily_token_files(os.path.join(data_dir, "pd"), tokenizer, num_paragraphs=num_paragraphs,
-                                    units=units)
+    write_peoples_daily_token_files(os.path.join(data_dir, "pd"), tokenizer, num_paragraphs=num_paragraphs, units=units)
     return vocab_dir, data_dir

@@ -1,16 +1,16 @@
 """Collate layout, data-parallel batch sampling, exact resume, determinism across DataLoader workers."""
+
 from __future__ import annotations
 
 import os
 
 import numpy as np
 import pytest
+from fixtures import write_peoples_daily_token_files
 
 from data_tools.batching import DistributedBatchSampler, collate
-from fixtures import write_peoples_daily_token_files
 from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
 from ernie.utils import UserError
-
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,7 @@ def dataset(tmp_path_factory, tokenizer):
 
 
 def stream(num_samples, micro, world, consumed=0, drop_last=True):
-    per_rank = [list(DistributedBatchSampler(num_samples, micro, r, world, consumed, drop_last))
-                for r in range(world)]
+    per_rank = [list(DistributedBatchSampler(num_samples, micro, r, world, consumed, drop_last)) for r in range(world)]
     return per_rank
 
 
@@ -50,8 +49,9 @@ def test_rank_slices_union_to_the_single_stream(num_samples, micro, world):
     per_rank = stream(num_samples, micro, world)
     single = [i for b in stream(num_samples, micro * world, 1)[0] for i in b]
     steps = len(per_rank[0])
-    assert all(len(p) == steps == len(DistributedBatchSampler(num_samples, micro, r, world))
-               for r, p in enumerate(per_rank))
+    assert all(
+        len(p) == steps == len(DistributedBatchSampler(num_samples, micro, r, world)) for r, p in enumerate(per_rank)
+    )
     merged = [i for step in range(steps) for r in range(world) for i in per_rank[r][step]]
     assert merged == single == list(range(steps * micro * world))
     assert all(len(b) == micro for p in per_rank for b in p)
@@ -73,7 +73,8 @@ def test_resume_continues_exactly():
 
 
 def test_resume_gives_identical_batches(dataset):
-    sampler = lambda consumed: DistributedBatchSampler(len(dataset), 4, 1, 2, consumed)
+    def sampler(consumed):
+        return DistributedBatchSampler(len(dataset), 4, 1, 2, consumed)
     full = [collate([dataset[i] for i in b]) for b in sampler(0)][:6]
     resumed = [collate([dataset[i] for i in b]) for b in sampler(3 * 8)][:3]
     for a, b in zip(full[3:], resumed):
@@ -86,8 +87,9 @@ def test_dataloader_worker_count_does_not_change_batches(dataset, workers):
     sampler = DistributedBatchSampler(64, 8, 0, 1)
 
     def batches(num_workers):
-        loader = paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                      num_workers=num_workers, return_list=True)
+        loader = paddle.io.DataLoader(
+            dataset, batch_sampler=sampler, collate_fn=collate, num_workers=num_workers, return_list=True
+        )
         return [{k: np.asarray(v) for k, v in b.items()} for b in loader]
 
     reference = [collate([dataset[i] for i in b]) for b in sampler]

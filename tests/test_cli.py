@@ -1,6 +1,7 @@
 """The argument toolkit (one str2bool, one parser) and the entry-point registry (ernie/cli.py): scripts/*.py and
 [project.scripts] are what the registry generates; every entry point answers --help through its script and its
 console-script function, and a bad flag with one error line."""
+
 from __future__ import annotations
 
 import os
@@ -20,10 +21,20 @@ ROOT = Path(__file__).resolve().parents[1]
 ENTRY_POINTS = cli.ENTRY_POINTS
 SCRIPTS = [ep for ep in ENTRY_POINTS if ep.script]
 # Console-script names users already type (README, docs, test_wheel_install): they must not change.
-EXISTING_CONSOLE_SCRIPTS = ["ernie-trans-to-json", "ernie-build-vocab", "ernie-words-segmentation",
-                            "ernie-create-pretraining-data", "ernie-run-pretrain", "ernie-run-seq-cls", "ernie-run-ner",
-                            "ernie-export-model", "ernie-seq-cls-infer", "ernie-setup-envs", "ernie-gpu-selfcheck",
-                            "ernie-fill-mask"]
+EXISTING_CONSOLE_SCRIPTS = [
+    "ernie-trans-to-json",
+    "ernie-build-vocab",
+    "ernie-words-segmentation",
+    "ernie-create-pretraining-data",
+    "ernie-run-pretrain",
+    "ernie-run-seq-cls",
+    "ernie-run-ner",
+    "ernie-export-model",
+    "ernie-seq-cls-infer",
+    "ernie-setup-envs",
+    "ernie-gpu-selfcheck",
+    "ernie-fill-mask",
+]
 # Parsers that are not ernie.utils.ArgumentParser (a bad flag would print argparse's usage); strict xfail.
 OWN_PARSER: dict[str, str] = {}  # entry points still building their own argparse parser (none)
 # An entry point that is not in the registry (not a command of the library) but parses the same way.
@@ -80,10 +91,15 @@ def test_the_check_finds_drift(tmp_path):
     (tmp_path / SCRIPTS[1].script_path).unlink()
     (tmp_path / "scripts" / "stray.py").write_text("")
     text = (tmp_path / "pyproject.toml").read_text()
-    (tmp_path / "pyproject.toml").write_text(text.replace(f'{ENTRY_POINTS[2].console} = ', "ernie-renamed = "))
+    (tmp_path / "pyproject.toml").write_text(text.replace(f"{ENTRY_POINTS[2].console} = ", "ernie-renamed = "))
     problems = "\n".join(cli.check(str(tmp_path)))
-    for part in (f"{SCRIPTS[0].script_path}: differs", f"{SCRIPTS[1].script_path}: missing", "scripts/stray.py",
-                 f"{ENTRY_POINTS[2].console}: None", "ernie-renamed"):
+    for part in (
+        f"{SCRIPTS[0].script_path}: differs",
+        f"{SCRIPTS[1].script_path}: missing",
+        "scripts/stray.py",
+        f"{ENTRY_POINTS[2].console}: None",
+        "ernie-renamed",
+    ):
         assert part in problems, problems
     cli.write(str(tmp_path))
     assert [line.split(":")[0] for line in cli.check(str(tmp_path))] == ["scripts/stray.py"]
@@ -120,33 +136,51 @@ def test_run_pretrain_script_sets_threads_before_paddle(tmp_path):
     """As the launcher runs it (a fresh interpreter, the script by path), its set-up runs before Paddle loads; the
     probe stops the process there (--help through the script: test_help_through_the_script)."""
     probe = tmp_path / "sitecustomize.py"
-    probe.write_text("import os, sys, ernie.training.distributed as d\n"
-                     "real = d.configure_threads\n"
-                     "def configure_threads():\n"
-                     "    real()\n"
-                     "    print('PADDLE_LOADED', 'paddle' in sys.modules, os.environ.get('OMP_NUM_THREADS'),\n"
-                     "          flush=True)\n"
-                     "    os._exit(0)\n"
-                     "d.configure_threads = configure_threads\n")
+    probe.write_text(
+        "import os, sys, ernie.training.distributed as d\n"
+        "real = d.configure_threads\n"
+        "def configure_threads():\n"
+        "    real()\n"
+        "    print('PADDLE_LOADED', 'paddle' in sys.modules, os.environ.get('OMP_NUM_THREADS'),\n"
+        "          flush=True)\n"
+        "    os._exit(0)\n"
+        "d.configure_threads = configure_threads\n"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), str(ROOT)])
-    out = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_pretrain.py"), "--help"], capture_output=True,
-                         text=True, env=env, cwd=tmp_path, timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "run_pretrain.py"), "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+        check=False,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split()[:2] == ["PADDLE_LOADED", "False"] and out.stdout.split()[2].isdigit(), out.stdout
 
 
 def test_importing_the_registry_imports_no_main():
-    code = ("import sys, ernie.cli; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'numpy', 'data_tools') "
-            "or m in {t.target.split(':')[0] for t in ernie.cli.ENTRY_POINTS}))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    code = (
+        "import sys, ernie.cli; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('paddle', 'numpy', 'data_tools') "
+        "or m in {t.target.split(':')[0] for t in ernie.cli.ENTRY_POINTS}))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert out.stdout.strip() == "[]", out.stdout
 
 
-@pytest.mark.parametrize("status,returns_status,expected", [(None, False, 0), ({"acc": 1.0}, False, 0),
-                                                            (1, True, 1), (0, True, 0)])
+@pytest.mark.parametrize(
+    "status,returns_status,expected", [(None, False, 0), ({"acc": 1.0}, False, 0), (1, True, 1), (0, True, 0)]
+)
 def test_exit_status(status, returns_status, expected, monkeypatch):
     ep = cli.EntryPoint("fake", "fake_mod:main", "", returns_status=returns_status)
     monkeypatch.setitem(cli.BY_NAME, "fake", ep)

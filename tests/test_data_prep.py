@@ -1,5 +1,6 @@
 """Data preparation CLIs: trans_to_json, create_pretraining_data (npy + mmap, ordered workers, whole-word ##
 boundaries), merge, bad input (skip-and-count, one-line errors) and atomicity of interrupted runs."""
+
 import json
 import os
 import signal
@@ -22,8 +23,13 @@ DOCS = [
     "我爱自然语言处理。Paddle是深度学习框架。",
     "只有一句话的文档。",
 ]
-SPECIAL = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-           "mask_token": "[MASK]"}
+SPECIAL = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
 
 
 def make_vocab(directory, specials=("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")):
@@ -84,16 +90,21 @@ def decoded(tok, ds):
 def test_trans_to_json(tmp_path, capsys):
     src = tmp_path / "txt"
     (src / "sub").mkdir(parents=True)
-    (src / "a.txt").write_text("第一篇文档的第一段。\n第二段内容在这里。\n\n第二篇文档很长很长很长。\n\n短\n",
-                               encoding="utf-8")
-    (src / "sub" / "b.txt").write_bytes("第三篇文档也够长了吧。\n".encode() + b"\xff\xfe bad line\n"
-                                        + "第三篇的第二段。\n".encode())
+    (src / "a.txt").write_text(
+        "第一篇文档的第一段。\n第二段内容在这里。\n\n第二篇文档很长很长很长。\n\n短\n", encoding="utf-8"
+    )
+    (src / "sub" / "b.txt").write_bytes(
+        "第三篇文档也够长了吧。\n".encode() + b"\xff\xfe bad line\n" + "第三篇的第二段。\n".encode()
+    )
     out = tmp_path / "docs.jsonl"
     assert t2j.main(["--input_path", str(src), "--output_path", str(out), "--no-shuffle", "--workers", "2"]) == 0
     printed = capsys.readouterr().out
     docs = [json.loads(line)["text"] for line in out.read_text(encoding="utf-8").splitlines()]
-    assert docs == ["第一篇文档的第一段。\n第二段内容在这里。", "第二篇文档很长很长很长。",
-                    "第三篇文档也够长了吧。\n第三篇的第二段。"]
+    assert docs == [
+        "第一篇文档的第一段。\n第二段内容在这里。",
+        "第二篇文档很长很长很长。",
+        "第三篇文档也够长了吧。\n第三篇的第二段。",
+    ]
     assert "1 lines of invalid UTF-8 skipped (first at" in printed and "b.txt:2)" in printed
     assert "1 documents shorter than --min_doc_length 10 skipped" in printed and "a.txt:6)" in printed
     # shuffled by default, deterministically, same documents; and no silent overwrite
@@ -126,8 +137,9 @@ def test_trans_to_json_one_doc_per_line(tmp_path, capsys):
     assert len(warning) == 1 and str(src) in warning[0] and f"{len(reviews) + 1} lines made 1 document" in warning[0]
     assert "--one_doc_per_line" in warning[0]
 
-    stats = t2j.trans_to_json(t2j.TransConfig(str(src), str(tmp_path / "per_line"), one_doc_per_line=True,
-                                              no_shuffle=True))
+    stats = t2j.trans_to_json(
+        t2j.TransConfig(str(src), str(tmp_path / "per_line"), one_doc_per_line=True, no_shuffle=True)
+    )
     docs = [json.loads(x)["text"] for x in (tmp_path / "per_line.jsonl").read_text(encoding="utf-8").splitlines()]
     assert docs == reviews and stats["warnings"] == []
     assert "1 documents shorter than --min_doc_length 10 skipped" in stats["skipped"].lines()[0]
@@ -179,8 +191,11 @@ def test_cn_splited_uses_given_words(tmp_path, capsys, small_vocab, small_tok):
     code, _, err = run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / "p", *WWM, "--cn_splited"))
     assert code == 0, err
     ds = IndexedDataset(str(tmp_path / "p"))
-    expected = [["哈尔滨", "是", "黑龙江", "的", "省会", "。", "”"], ["它", "位于", "东北亚", "！"],
-                ["北京", "是", "首都", "。"]]
+    expected = [
+        ["哈尔滨", "是", "黑龙江", "的", "省会", "。", "”"],
+        ["它", "位于", "东北亚", "！"],
+        ["北京", "是", "首都", "。"],
+    ]
     assert len(ds) == 3
     for i, words in enumerate(expected):
         assert ds[i].tolist() == small_tok.encode_words(words)
@@ -188,7 +203,7 @@ def test_cn_splited_uses_given_words(tmp_path, capsys, small_vocab, small_tok):
 
 def test_formats_workers_and_merge(tmp_path, capsys, small_vocab, small_tok):
     def segmented(text, n):  # words of n chars, space-separated
-        return " ".join(text[j:j + n] for j in range(0, len(text), n))
+        return " ".join(text[j : j + n] for j in range(0, len(text), n))
 
     words = [segmented(DOCS[i % 4], 1 + i % 3) for i in range(8)]
     texts = [words[i % 8] + "\n" + words[(i + 1) % 8] * (i % 3) for i in range(700)]  # > 2 chunks of 256 lines
@@ -196,8 +211,10 @@ def test_formats_workers_and_merge(tmp_path, capsys, small_vocab, small_tok):
     for impl in ("npy", "mmap"):
         for workers in (1, 2):
             prefix = tmp_path / f"{impl}{workers}"
-            code, _, err = run_cpd(capsys, *cpd_args(small_vocab, inp, prefix, *WWM, "--cn_splited",
-                                                     "--data_impl", impl, "--workers", workers))
+            code, _, err = run_cpd(
+                capsys,
+                *cpd_args(small_vocab, inp, prefix, *WWM, "--cn_splited", "--data_impl", impl, "--workers", workers),
+            )
             assert code == 0, err
     for impl in ("npy", "mmap"):  # ordered output: byte-identical whatever the number of workers
         one, two = output_paths(str(tmp_path / f"{impl}1"), impl), output_paths(str(tmp_path / f"{impl}2"), impl)
@@ -210,8 +227,17 @@ def test_formats_workers_and_merge(tmp_path, capsys, small_vocab, small_tok):
     np.testing.assert_array_equal(npy.doc_idx, mm.doc_idx)
     # merge: documents of both, in order
     try:
-        code = merge_cli.main(["--input", str(tmp_path / "npy1"), str(tmp_path / "mmap2"),
-                               "--output_prefix", str(tmp_path / "m"), "--data_impl", "mmap"])
+        code = merge_cli.main(
+            [
+                "--input",
+                str(tmp_path / "npy1"),
+                str(tmp_path / "mmap2"),
+                "--output_prefix",
+                str(tmp_path / "m"),
+                "--data_impl",
+                "mmap",
+            ]
+        )
     except SystemExit as e:
         code = e.code
     assert code == 0, capsys.readouterr().err
@@ -264,7 +290,7 @@ def test_bad_lines_skipped_and_counted(tmp_path, capsys, small_vocab):
 
 def test_nothing_valid_is_an_error_and_writes_nothing(tmp_path, capsys, small_vocab):
     inp = tmp_path / "d.jsonl"
-    inp.write_bytes(b"not json\n{\"text\": \"\"}\n")
+    inp.write_bytes(b'not json\n{"text": ""}\n')
     code, _, err = run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / "p"))
     assert code == 2 and err.startswith("error: --input_path: no documents") and "d.jsonl:1" in err
     assert os.listdir(tmp_path) == ["d.jsonl"]
@@ -273,8 +299,9 @@ def test_nothing_valid_is_an_error_and_writes_nothing(tmp_path, capsys, small_vo
 def test_overlong_sentences_cut_at_word_starts(tmp_path, capsys, small_vocab, small_tok):
     text = "哈尔滨 黑龙江 " * 30  # one sentence of 180 tokens, words of 3 chars
     inp = write_jsonl(tmp_path / "d.jsonl", [text])
-    code, out, err = run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / "p", *WWM, "--cn_splited",
-                                               "--max_sentence_length", "50"))
+    code, out, err = run_cpd(
+        capsys, *cpd_args(small_vocab, inp, tmp_path / "p", *WWM, "--cn_splited", "--max_sentence_length", "50")
+    )
     assert code == 0, err
     ds = IndexedDataset(str(tmp_path / "p"))
     assert len(ds) == 4 and ds.sizes.max() <= 50 and ds.sizes.sum() == 180
@@ -284,8 +311,9 @@ def test_overlong_sentences_cut_at_word_starts(tmp_path, capsys, small_vocab, sm
 
 def test_overlong_line_skipped(tmp_path, small_vocab):
     inp = write_jsonl(tmp_path / "d.jsonl", [DOCS[0] * 50, DOCS[1]])
-    config = cpd.PretrainDataConfig(model_name=small_vocab, input_path=inp, output_prefix=str(tmp_path / "p"),
-                                    max_line_bytes=1000)
+    config = cpd.PretrainDataConfig(
+        model_name=small_vocab, input_path=inp, output_prefix=str(tmp_path / "p"), max_line_bytes=1000
+    )
     stats = cpd.create_pretraining_data(config)
     assert stats["documents"] == 1
     assert stats["skipped"].counts["lines longer than 1000 bytes skipped"] == 1
@@ -315,8 +343,10 @@ def test_refuses_to_overwrite(tmp_path, capsys, small_vocab):
     code, _, err = run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / "p", *WWM, "--cn_seg_func", "char"))
     assert code == 2 and "--overwrite" in err
     assert (tmp_path / "p_ids.npy").read_bytes() == before
-    assert run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / "p", "--max_sentence_length", "5",
-                                     "--overwrite"))[0] == 0
+    assert (
+        run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / "p", "--max_sentence_length", "5", "--overwrite"))[0]
+        == 0
+    )
     assert IndexedDataset(str(tmp_path / "p")).sizes.max() == 5
 
 
@@ -346,8 +376,12 @@ def test_killed_run_leaves_no_final_files(tmp_path, small_vocab, sig):
     inp = write_jsonl(tmp_path / "d.jsonl", [words * 40] * 20000)  # ~30 MB: runs for many seconds
     prefix = tmp_path / "out" / "p"
     script = os.path.join(os.path.dirname(__file__), "..", "scripts", "create_pretraining_data.py")
-    proc = subprocess.Popen([sys.executable, script, *cpd_args(small_vocab, inp, str(prefix), *WWM, "--cn_splited")],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, script, *cpd_args(small_vocab, inp, str(prefix), *WWM, "--cn_splited")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and proc.poll() is None:
         if os.path.isdir(prefix.parent) and any(n.endswith(".tmp") for n in os.listdir(prefix.parent)):
@@ -386,6 +420,7 @@ def test_paddlenlp_reads_our_outputs(tmp_path, capsys, small_vocab):
 
 # ------------------------------------------------------------------------------------ unit markers (lac_lexical)
 
+
 def test_lexical_markers_round_trip_both_formats_and_merge(tmp_path, capsys, small_vocab, small_tok):
     from data_tools.indexed_dataset import make_builder, units_path
     from data_tools.lac import LacLexicalModel
@@ -393,8 +428,10 @@ def test_lexical_markers_round_trip_both_formats_and_merge(tmp_path, capsys, sma
 
     inp = write_jsonl(tmp_path / "d.jsonl", DOCS)
     for impl in ("npy", "mmap"):
-        code, out, err = run_cpd(capsys, *cpd_args(small_vocab, inp, tmp_path / impl, *WWM, "--cn_seg_func",
-                                                   "lac_lexical", "--data_impl", impl))
+        code, out, err = run_cpd(
+            capsys,
+            *cpd_args(small_vocab, inp, tmp_path / impl, *WWM, "--cn_seg_func", "lac_lexical", "--data_impl", impl),
+        )
         assert code == 0, err
         assert units_path(str(tmp_path / impl)) in out
     npy, mm = IndexedDataset(str(tmp_path / "npy")), IndexedDataset(str(tmp_path / "mmap"))
@@ -406,26 +443,42 @@ def test_lexical_markers_round_trip_both_formats_and_merge(tmp_path, capsys, sma
     counts = [len(small_tok.encode_words([w])) for w in words]
     sentence = int(npy.doc_idx[1])
     assert npy[sentence].tolist() == small_tok.encode_words(words)
-    assert npy.units[npy.pointers[sentence]:npy.pointers[sentence + 1]].tolist() == \
-        token_markers(counts, word_markers(labels)).tolist()
+    assert (
+        npy.units[npy.pointers[sentence] : npy.pointers[sentence + 1]].tolist()
+        == token_markers(counts, word_markers(labels)).tolist()
+    )
     # the main files are exactly those of a builder without markers (PaddleNLP's files)
     for impl in ("npy", "mmap"):
         with make_builder(str(tmp_path / f"plain_{impl}"), impl, npy.dtype) as builder:
             for d in range(npy.num_documents):
-                builder.add_documents(npy.document_tokens(d), npy.sizes[npy.doc_idx[d]:npy.doc_idx[d + 1]],
-                                      [int(npy.doc_idx[d + 1] - npy.doc_idx[d])])
+                builder.add_documents(
+                    npy.document_tokens(d),
+                    npy.sizes[npy.doc_idx[d] : npy.doc_idx[d + 1]],
+                    [int(npy.doc_idx[d + 1] - npy.doc_idx[d])],
+                )
             builder.finalize()
-        for ours, plain in zip(output_paths(str(tmp_path / impl), impl),
-                               output_paths(str(tmp_path / f"plain_{impl}"), impl)):
+        for ours, plain in zip(
+            output_paths(str(tmp_path / impl), impl), output_paths(str(tmp_path / f"plain_{impl}"), impl)
+        ):
             assert open(ours, "rb").read() == open(plain, "rb").read()
     # merge keeps the markers (both formats in, either out); with an input lacking them, none are written
-    code = merge_cli.main(["--input", str(tmp_path / "npy"), str(tmp_path / "mmap"), "--output_prefix",
-                           str(tmp_path / "m"), "--data_impl", "mmap"])
+    code = merge_cli.main(
+        [
+            "--input",
+            str(tmp_path / "npy"),
+            str(tmp_path / "mmap"),
+            "--output_prefix",
+            str(tmp_path / "m"),
+            "--data_impl",
+            "mmap",
+        ]
+    )
     assert code == 0
     merged = IndexedDataset(str(tmp_path / "m"))
     np.testing.assert_array_equal(merged.units, np.concatenate([npy.units, mm.units]))
-    code = merge_cli.main(["--input", str(tmp_path / "npy"), str(tmp_path / "plain_npy"), "--output_prefix",
-                           str(tmp_path / "m2")])
+    code = merge_cli.main(
+        ["--input", str(tmp_path / "npy"), str(tmp_path / "plain_npy"), "--output_prefix", str(tmp_path / "m2")]
+    )
     assert code == 0 and "without unit markers" in capsys.readouterr().out
     assert IndexedDataset(str(tmp_path / "m2")).units is None
     # overwriting a corpus with one without markers removes the stale markers

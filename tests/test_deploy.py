@@ -1,4 +1,5 @@
 """Export to a static inference model and the two deployment backends (Paddle Inference, ONNX Runtime)."""
+
 from __future__ import annotations
 
 import os
@@ -16,15 +17,27 @@ from ernie.modeling import ErnieForSequenceClassification, ErnieForTokenClassifi
 from ernie.tokenizer import ErnieTokenizer, write_tokenizer_files  # noqa: E402
 from ernie.utils import UserError  # noqa: E402
 
-SPECIAL = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-           "mask_token": "[MASK]"}
+SPECIAL = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
 TEXTS = ["这本书很好看，推荐购买", "质量太差了", "房间干净，服务不错，下次还来住", "一般"]
 LABELS = ["negative", "positive"]
 
 
 def tiny_config(vocab_size: int, num_labels: int) -> ErnieConfig:
-    return ErnieConfig(vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                       intermediate_size=128, max_position_embeddings=160, num_labels=num_labels)
+    return ErnieConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=160,
+        num_labels=num_labels,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -54,15 +67,22 @@ def batch(tokenizer, texts, max_length=32):
 
 def dygraph_logits(model, feeds):
     with paddle.no_grad():
-        return model(paddle.to_tensor(feeds["input_ids"]),
-                     token_type_ids=paddle.to_tensor(feeds["token_type_ids"])).numpy()
+        return model(
+            paddle.to_tensor(feeds["input_ids"]), token_type_ids=paddle.to_tensor(feeds["token_type_ids"])
+        ).numpy()
 
 
 def test_export_layout(seq_cls_export):
     _, out = seq_cls_export
     files = set(os.listdir(out))
-    assert {"model.json", "model.pdiparams", "vocab.txt", "tokenizer_config.json", "label.txt",
-            "deploy_config.json"} <= files
+    assert {
+        "model.json",
+        "model.pdiparams",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "label.txt",
+        "deploy_config.json",
+    } <= files
     with open(os.path.join(out, "label.txt"), encoding="utf-8") as f:
         assert f.read().split() == LABELS
 
@@ -130,8 +150,20 @@ def test_seq_cls_infer_cli(seq_cls_export, tmp_path, capsys, backend):
     model, out = seq_cls_export
     inputs = tmp_path / "in.txt"
     inputs.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
-    results = I.main(["--model_dir", out, "--backend", backend, "--batch_size", "3", "--max_length", "32",
-                      "--input_file", str(inputs)])
+    results = I.main(
+        [
+            "--model_dir",
+            out,
+            "--backend",
+            backend,
+            "--batch_size",
+            "3",
+            "--max_length",
+            "32",
+            "--input_file",
+            str(inputs),
+        ]
+    )
     lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("Data: ")]
     assert len(lines) == len(TEXTS) == len(results)
     for text, line, r in zip(TEXTS, lines, results):

@@ -1,4 +1,5 @@
 """ErnieDataset on the built-in People's Daily corpus: statistics, determinism, splits, blending, index cache."""
+
 from __future__ import annotations
 
 import json
@@ -9,14 +10,21 @@ import sys
 
 import numpy as np
 import pytest
+from fixtures import write_peoples_daily_token_files
 
 from data_tools import index_cache
 from data_tools.blending import parse_input_dir
-from fixtures import write_peoples_daily_token_files
-from data_tools.ernie_dataset import (ErnieDatasetConfig, build_train_valid_test_datasets, mapping_cache_path,
-                                      split_documents, train_valid_test_num_samples, truncation_amounts)
+from data_tools.ernie_dataset import (
+    ErnieDatasetConfig,
+    build_train_valid_test_datasets,
+    mapping_cache_path,
+    split_documents,
+    train_valid_test_num_samples,
+    truncation_amounts,
+)
 from data_tools.indexed_dataset import IndexedDataset, make_builder
 from ernie.utils import UserError
+
 
 def peoples_daily_corpus(out_dir: str, num_paragraphs: int, tokenizer, start: int = 0, name: str = "pd") -> str:
     """Paragraphs [start, start+num) of People's Daily (gold words) as one npy corpus; returns the prefix."""
@@ -46,7 +54,10 @@ def test_sample_fields_and_layout(corpus, tmp_path):
     for i in range(50):
         s = ds[i]
         assert {k: (v.dtype, v.shape) for k, v in s.items() if k.startswith("input") or k == "segment_ids"} == {
-            "input_ids": (np.int64, (128,)), "segment_ids": (np.int64, (128,)), "input_mask": (np.int64, (128,))}
+            "input_ids": (np.int64, (128,)),
+            "segment_ids": (np.int64, (128,)),
+            "input_mask": (np.int64, (128,)),
+        }
         assert s["next_sentence_labels"].dtype == np.int64 and s["next_sentence_labels"].shape == ()
         n = int(s["input_mask"].sum())
         ids, seg = s["input_ids"], s["segment_ids"]
@@ -54,7 +65,7 @@ def test_sample_fields_and_layout(corpus, tmp_path):
         assert ids[0] == tok.cls_token_id and ids[n - 1] == tok.sep_token_id
         seps = np.flatnonzero(ids[:n] == tok.sep_token_id)
         assert len(seps) == 2  # [SEP] is never a masking target nor a random replacement
-        assert (seg[:seps[0] + 1] == 0).all() and (seg[seps[0] + 1:n] == 1).all() and (seg[n:] == 0).all()
+        assert (seg[: seps[0] + 1] == 0).all() and (seg[seps[0] + 1 : n] == 1).all() and (seg[n:] == 0).all()
         pos, lab = s["masked_lm_positions"], s["masked_lm_labels"]
         assert pos.dtype == lab.dtype == np.int64 and (np.diff(pos) > 0).all() and pos.size == lab.size
         assert ((pos > 0) & (pos < n) & (pos != seps[0])).all()
@@ -181,8 +192,9 @@ def test_splits_by_documents_and_sample_counts():
 def test_train_valid_test_datasets(corpus, tmp_path, caplog):
     prefix, tok = corpus
     caplog.set_level("INFO")
-    train, valid, test = build_train_valid_test_datasets(prefix, tok, fresh_config(tmp_path, split="90,8,2"),
-                                                         (500, 100, 20))
+    train, valid, test = build_train_valid_test_datasets(
+        prefix, tok, fresh_config(tmp_path, split="90,8,2"), (500, 100, 20)
+    )
     assert len(train) >= 500 and len(valid) >= 100 and len(test) >= 20
     docs = split_documents("90,8,2", 3000)
     doc_idx = IndexedDataset(prefix).doc_idx
@@ -190,8 +202,7 @@ def test_train_valid_test_datasets(corpus, tmp_path, caplog):
         m = np.asarray(ds.mapping)
         assert m[:, 0].min() >= doc_idx[docs[s]] and m[:, 1].max() <= doc_idx[docs[s + 1]]
     assert "epochs" in caplog.text
-    _, valid0, test0 = build_train_valid_test_datasets(prefix, tok, fresh_config(tmp_path, split="1,0,0"),
-                                                       (10, 10, 10))
+    _, valid0, test0 = build_train_valid_test_datasets(prefix, tok, fresh_config(tmp_path, split="1,0,0"), (10, 10, 10))
     assert valid0 is None and test0 is None
 
 
@@ -207,8 +218,9 @@ def test_blending_shares_follow_weights(tmp_path, tokenizer, caplog):
     tok = tokenizer
     pa = peoples_daily_corpus(str(tmp_path), 600, tok, 0, "a")
     pb = peoples_daily_corpus(str(tmp_path), 300, tok, 600, "b")
-    train, _, _ = build_train_valid_test_datasets(f"3 {pa} 1 {pb}", tok, fresh_config(tmp_path, split="1"),
-                                                  (4000, 0, 0))
+    train, _, _ = build_train_valid_test_datasets(
+        f"3 {pa} 1 {pb}", tok, fresh_config(tmp_path, split="1"), (4000, 0, 0)
+    )
     assert len(train) == 4000
     assert abs(train.shares[0] - 0.75) < 0.002 and abs(train.shares[1] - 0.25) < 0.002
     assert "share 0.7500" in caplog.text
@@ -286,8 +298,14 @@ print(index_cache.cached_array(sys.argv[1], build, {"v": 1}, timeout=60).tolist(
 
 def test_index_cache_is_built_once_while_other_ranks_wait(tmp_path):
     path, marker = str(tmp_path / "m_indexmap.npy"), str(tmp_path / "built_by_")
-    procs = [subprocess.Popen([sys.executable, "-c", RANK_SCRIPT, path, marker], stdout=subprocess.PIPE,
-                              env={**os.environ, "PADDLE_LOCAL_RANK": str(rank)}) for rank in (1, 2, 0)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", RANK_SCRIPT, path, marker],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PADDLE_LOCAL_RANK": str(rank)},
+        )
+        for rank in (1, 2, 0)
+    ]
     outputs = [p.communicate(timeout=120)[0].decode().strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0, 0] and outputs == ["[0, 1, 2, 3, 4]"] * 3
     assert sorted(os.listdir(tmp_path)) == ["built_by_0", "m_indexmap.json", "m_indexmap.npy"]
@@ -300,19 +318,24 @@ def test_masking_strategies_on_a_corpus_with_markers(corpus, tmp_path):
     with pytest.raises(UserError, match=r"--masking knowledge: .*pd has no unit markers .*pd_units.npy"):
         train_set(corpus, tmp_path, n=50, masking="knowledge")
     marked = write_peoples_daily_token_files(str(tmp_path / "marked"), tok, 0, 400, units=True)
-    np.testing.assert_array_equal(IndexedDataset(marked).tokens, IndexedDataset(prefix).tokens[
-        :IndexedDataset(marked).tokens.size])
+    np.testing.assert_array_equal(
+        IndexedDataset(marked).tokens, IndexedDataset(prefix).tokens[: IndexedDataset(marked).tokens.size]
+    )
     sets = {}
     for masking in ("basic", "word", "knowledge"):
         sets[masking], _, _ = build_train_valid_test_datasets(
-            marked, tok, fresh_config(tmp_path, masking=masking, split="1"), (300, 0, 0))
+            marked, tok, fresh_config(tmp_path, masking=masking, split="1"), (300, 0, 0)
+        )
         for i in range(0, 300, 7):
             s = sets[masking][i]
             n = int(s["input_mask"].sum())
             assert 0 < s["masked_lm_positions"].size <= max(1, round(n * 0.15))
     plain, _, _ = build_train_valid_test_datasets(
-        write_peoples_daily_token_files(str(tmp_path / "plain"), tok, 0, 400), tok,
-        fresh_config(tmp_path, split="1"), (300, 0, 0))
+        write_peoples_daily_token_files(str(tmp_path / "plain"), tok, 0, 400),
+        tok,
+        fresh_config(tmp_path, split="1"),
+        (300, 0, 0),
+    )
     for i in range(0, 300, 13):
         assert all(np.array_equal(plain[i][k], sets["word"][i][k]) for k in plain[i])
     with pytest.raises(UserError, match="--masking: 'entity' is not one of basic, word, knowledge"):
@@ -327,16 +350,27 @@ def test_masking_schedule_parsing_and_stage_boundaries():
 
     s = MaskingSchedule("basic:5000,phrase:2500,entity:2500", samples_per_step=32)
     assert s.names == ("basic", "phrase", "entity") and s.boundaries == (5000, 7500)
-    assert [s.stage_at_step(k).name for k in (0, 4999, 5000, 7499, 7500, 10_000, 50_000)] == \
-        ["basic", "basic", "phrase", "phrase", "entity", "entity", "entity"]  # the last stage runs to the end
+    assert [s.stage_at_step(k).name for k in (0, 4999, 5000, 7499, 7500, 10_000, 50_000)] == [
+        "basic",
+        "basic",
+        "phrase",
+        "phrase",
+        "entity",
+        "entity",
+        "entity",
+    ]  # the last stage runs to the end
     assert s.stage_at_sample(5000 * 32 - 1).name == "basic" and s.stage_at_sample(5000 * 32).name == "phrase"
     assert s.history(5000) == [("basic", 0, 5000)] and s.history(4999) == [("basic", 0, 4999)]
     assert s.history(5001) == [("basic", 0, 5000), ("phrase", 5000, 5001)] and s.history(0) == []
     assert MaskingSchedule("basic:5000,entity:3").history(5001) == MaskingSchedule("basic:5000,entity").history(5001)
     assert MaskingSchedule("basic:10,entity").names == ("basic", "entity")
-    assert MaskingSchedule("word").stage_at_sample(10 ** 9).name == "word"  # a plain --masking: one stage
-    for bad, msg in [("basic:10,foo:5", "stage 'foo' is not one of"), ("basic,entity:5", "needs a length"),
-                     ("basic:0,entity", "must be a whole number"), ("basic:x,entity", "must be a whole number")]:
+    assert MaskingSchedule("word").stage_at_sample(10**9).name == "word"  # a plain --masking: one stage
+    for bad, msg in [
+        ("basic:10,foo:5", "stage 'foo' is not one of"),
+        ("basic,entity:5", "needs a length"),
+        ("basic:0,entity", "must be a whole number"),
+        ("basic:x,entity", "must be a whole number"),
+    ]:
         with pytest.raises(UserError, match="--masking_schedule: .*" + msg):
             MaskingSchedule(bad)
     with pytest.raises(UserError, match="--knowledge_mix"):
@@ -354,8 +388,9 @@ def test_knowledge_mix_draws_levels_with_its_weights():
         np.testing.assert_allclose(share, mix, atol=0.02)
     # equal weights draw exactly as before --knowledge_mix existed
     for i in range(200):
-        assert sample_level("knowledge", np.random.default_rng([5, i]), (1 / 3,) * 3) == \
-            sample_level("knowledge", np.random.default_rng([5, i]))
+        assert sample_level("knowledge", np.random.default_rng([5, i]), (1 / 3,) * 3) == sample_level(
+            "knowledge", np.random.default_rng([5, i])
+        )
 
 
 def _same(a, b) -> bool:
@@ -367,10 +402,13 @@ def test_staged_schedule_masks_each_sample_with_its_stage(corpus, tmp_path):
     held-out sets use the last stage, and with_masking() re-masks the same samples; blends follow the blended index."""
     _, tok = corpus
     marked = write_peoples_daily_token_files(str(tmp_path / "marked"), tok, 0, 400, units=True)
-    single = {m: build_train_valid_test_datasets(marked, tok, fresh_config(tmp_path, masking_schedule=m),
-                                                 (120, 16, 0)) for m in ("basic", "entity", "knowledge")}
-    config = fresh_config(tmp_path, masking_schedule="basic:2,entity:1,knowledge", samples_per_step=8,
-                          knowledge_mix="1,1,1")
+    single = {
+        m: build_train_valid_test_datasets(marked, tok, fresh_config(tmp_path, masking_schedule=m), (120, 16, 0))
+        for m in ("basic", "entity", "knowledge")
+    }
+    config = fresh_config(
+        tmp_path, masking_schedule="basic:2,entity:1,knowledge", samples_per_step=8, knowledge_mix="1,1,1"
+    )
     train, valid, _ = build_train_valid_test_datasets(marked, tok, config, (120, 16, 0))
     for i in range(0, 120, 3):
         stage = "basic" if i < 16 else "entity" if i < 24 else "knowledge"
@@ -381,8 +419,9 @@ def test_staged_schedule_masks_each_sample_with_its_stage(corpus, tmp_path):
         assert _same(valid[i], single["knowledge"][1][i])
         assert _same(valid.with_masking("basic")[i], single["basic"][1][i])
     # a plain --masking is the one-stage schedule
-    plain, _, _ = build_train_valid_test_datasets(marked, tok, fresh_config(tmp_path, masking="knowledge"),
-                                                  (120, 16, 0))
+    plain, _, _ = build_train_valid_test_datasets(
+        marked, tok, fresh_config(tmp_path, masking="knowledge"), (120, 16, 0)
+    )
     assert all(_same(plain[i], single["knowledge"][0][i]) for i in range(0, 120, 11))
     # workers receive a pickled copy: same samples
     clone = pickle.loads(pickle.dumps(train))
@@ -395,5 +434,6 @@ def test_staged_schedule_masks_each_sample_with_its_stage(corpus, tmp_path):
         stage = "basic" if i < 16 else "entity" if i < 24 else "knowledge"
         assert _same(blend[i], blend.datasets[d].sample(j, stage)), i
     with pytest.raises(UserError, match=r"--masking_schedule basic:2,entity: .*pd has no unit markers"):
-        build_train_valid_test_datasets(corpus[0], tok, fresh_config(tmp_path, masking_schedule="basic:2,entity",
-                                                                     samples_per_step=8), (50, 0, 0))
+        build_train_valid_test_datasets(
+            corpus[0], tok, fresh_config(tmp_path, masking_schedule="basic:2,entity", samples_per_step=8), (50, 0, 0)
+        )

@@ -7,6 +7,7 @@ instructions; tests/test_openvino_precision.py covers that switch on both kinds 
 The two environments are created once under the toolkit's cache dir (~/.cache/ernie-toolkit; ~1 min for Paddle 2.6,
 ~1.5 min for FastDeploy with a warm pip cache) and reused by later runs.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,8 +28,13 @@ from ernie.modeling import ErnieForSequenceClassification, ErnieForTokenClassifi
 from ernie.tokenizer import ErnieTokenizer, write_tokenizer_files  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPECIAL = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-           "mask_token": "[MASK]"}
+SPECIAL = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
 POS = ["这本书很好看，推荐购买", "房间干净，服务不错，下次还来住", "作为老的四星酒店，房间依然很整洁，相当不错。"]
 NEG = ["质量太差了", "这个宾馆比较陈旧了，特价的房间也很一般。", "怀着十分激动的心情放映，可是看着看着发现不好看"]
 NER_LABELS = ["B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "O"]
@@ -74,8 +80,11 @@ def _finetune(model, feeds: dict, labels: np.ndarray, steps: int = 30):
     model.train()
     opt = paddle.optimizer.AdamW(learning_rate=3e-3, parameters=model.parameters())
     for _ in range(steps):
-        loss, _ = model(paddle.to_tensor(feeds["input_ids"]), token_type_ids=paddle.to_tensor(feeds["token_type_ids"]),
-                        labels=paddle.to_tensor(labels))
+        loss, _ = model(
+            paddle.to_tensor(feeds["input_ids"]),
+            token_type_ids=paddle.to_tensor(feeds["token_type_ids"]),
+            labels=paddle.to_tensor(labels),
+        )
         loss.backward()
         opt.step()
         opt.clear_grad()
@@ -90,8 +99,15 @@ def exports(fd_python, tmp_path_factory):
     tok = _tokenizer(str(root / "vocab"))
 
     def config(n):
-        return ErnieConfig(vocab_size=tok.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=128, max_position_embeddings=160, num_labels=n)
+        return ErnieConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=128,
+            max_position_embeddings=160,
+            num_labels=n,
+        )
 
     paddle.seed(11)
     texts = POS + NEG
@@ -107,8 +123,10 @@ def exports(fd_python, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.delenv("ERNIE_NO_LEGACY_EXPORT", raising=False)
     try:
-        out = {"seq_cls": (seq_cls, E.export_model(seq_cls, tok, ["negative", "positive"], str(root / "seq_cls"))),
-               "ner": (ner, E.export_model(ner, tok, NER_LABELS, str(root / "ner"), task="ner"))}
+        out = {
+            "seq_cls": (seq_cls, E.export_model(seq_cls, tok, ["negative", "positive"], str(root / "seq_cls"))),
+            "ner": (ner, E.export_model(ner, tok, NER_LABELS, str(root / "ner"), task="ner")),
+        }
     finally:
         mp.undo()
     return out, tok
@@ -117,9 +135,22 @@ def exports(fd_python, tmp_path_factory):
 def _fastdeploy_logits(fd_python, model_dir: str, cases: dict, tmp_path) -> dict:
     feeds_file, out_file = tmp_path / "feeds.npz", tmp_path / "out.npz"
     np.savez(feeds_file, **{f"{case}/{k}": v for case, f in cases.items() for k, v in f.items()})
-    proc = subprocess.run([fd_python, "-m", "ernie.deploy.fastdeploy_infer", "--model_dir", model_dir,
-                           "--feeds", str(feeds_file), "--output", str(out_file)],
-                          env=envs.child_env("fastdeploy"), capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            fd_python,
+            "-m",
+            "ernie.deploy.fastdeploy_infer",
+            "--model_dir",
+            model_dir,
+            "--feeds",
+            str(feeds_file),
+            "--output",
+            str(out_file),
+        ],
+        env=envs.child_env("fastdeploy"),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert proc.stderr.count("FastDeploy openvino: OpenVINO's CPU plugin computes in f32\n") == 1, proc.stderr[-3000:]
     with np.load(out_file) as z:
@@ -145,10 +176,14 @@ def test_every_backend_gives_the_same_logits(exports, fd_python, task, tmp_path)
     pi3, ort = I.PaddleBackend(out), I.OnnxRuntimeBackend(out)
     for case, feeds in cases.items():
         with paddle.no_grad():
-            ref = model(paddle.to_tensor(feeds["input_ids"]),
-                        token_type_ids=paddle.to_tensor(feeds["token_type_ids"])).numpy()
-        results = {"paddle_inference_3": pi3.run(feeds), "onnxruntime": ort.run(feeds),
-                   **{f"fastdeploy_{b}": fd[f"{b}/{case}"] for b in BACKENDS}}
+            ref = model(
+                paddle.to_tensor(feeds["input_ids"]), token_type_ids=paddle.to_tensor(feeds["token_type_ids"])
+            ).numpy()
+        results = {
+            "paddle_inference_3": pi3.run(feeds),
+            "onnxruntime": ort.run(feeds),
+            **{f"fastdeploy_{b}": fd[f"{b}/{case}"] for b in BACKENDS},
+        }
         for name, got in results.items():
             what = f"{task} {case} {name}"
             assert got.shape == ref.shape, what
@@ -164,25 +199,49 @@ def test_deployment_scripts_print_what_seq_cls_infer_prints(exports, fd_python, 
     inputs = tmp_path / "in.txt"
     inputs.write_text("\n".join(POS + NEG) + "\n", encoding="utf-8")
     common = ["--batch_size", "4", "--max_length", "32", "--input_file", str(inputs)]
-    ref = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "seq_cls_infer.py"), "--model_dir", seq_out,
-                          *common], capture_output=True, text=True)
+    ref = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "seq_cls_infer.py"), "--model_dir", seq_out, *common],
+        capture_output=True,
+        text=True,
+    )
     assert ref.returncode == 0, ref.stderr[-2000:]
     ref_lines = [ln for ln in ref.stdout.splitlines() if ln.startswith("Data: ")]
     assert len(ref_lines) == len(POS + NEG)
     assert [ln.split("Label: ")[1].split()[0] for ln in ref_lines] == ["positive"] * len(POS) + ["negative"] * len(NEG)
     for backend in BACKENDS:
-        proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_seq_cls_infer.py"),
-                               "--model_dir", seq_out, "--backend", backend, *common],
-                              env=envs.child_env("fastdeploy"), capture_output=True, text=True)
+        proc = subprocess.run(
+            [
+                fd_python,
+                os.path.join(REPO, "scripts", "fastdeploy_seq_cls_infer.py"),
+                "--model_dir",
+                seq_out,
+                "--backend",
+                backend,
+                *common,
+            ],
+            env=envs.child_env("fastdeploy"),
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, proc.stderr[-2000:]
         assert [ln for ln in proc.stdout.splitlines() if ln.startswith("Data: ")] == ref_lines, backend
-    proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_token_cls_infer.py"),
-                           "--model_dir", ner_out, "--backend", "openvino"], env=envs.child_env("fastdeploy"),
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            fd_python,
+            os.path.join(REPO, "scripts", "fastdeploy_token_cls_infer.py"),
+            "--model_dir",
+            ner_out,
+            "--backend",
+            "openvino",
+        ],
+        env=envs.child_env("fastdeploy"),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stderr.count("computes in f32") == 1, proc.stderr[-2000:]  # said once, and f32 on any CPU
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("Data: ")]
-    assert [ln.split(" \t ")[0][len("Data: "):] for ln in lines] == NER_EXAMPLE_TEXTS
+    assert [ln.split(" \t ")[0][len("Data: ") :] for ln in lines] == NER_EXAMPLE_TEXTS
     assert all("/LOC" in ln for ln in lines)  # the model learnt: the first two characters are a LOC entity
 
 
@@ -193,10 +252,18 @@ def test_missing_legacy_program_or_wrong_task_is_one_clear_error(exports, fd_pyt
     bare.mkdir()
     for name in ("model.json", "model.pdiparams", "vocab.txt", "tokenizer_config.json", "label.txt"):
         (bare / name).write_bytes(open(os.path.join(out, name), "rb").read())
-    proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_seq_cls_infer.py"),
-                           "--model_dir", str(bare)], env=envs.child_env("fastdeploy"), capture_output=True, text=True)
+    proc = subprocess.run(
+        [fd_python, os.path.join(REPO, "scripts", "fastdeploy_seq_cls_infer.py"), "--model_dir", str(bare)],
+        env=envs.child_env("fastdeploy"),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1].startswith("error: --model_dir") and "model.pdmodel" in proc.stderr
-    proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_token_cls_infer.py"),
-                           "--model_dir", out], env=envs.child_env("fastdeploy"), capture_output=True, text=True)
+    proc = subprocess.run(
+        [fd_python, os.path.join(REPO, "scripts", "fastdeploy_token_cls_infer.py"), "--model_dir", out],
+        env=envs.child_env("fastdeploy"),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and "a seq_cls export" in proc.stderr.strip().splitlines()[-1]

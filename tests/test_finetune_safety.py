@@ -4,6 +4,7 @@ checkpoints, and convert_checkpoint.py refusing --output inside --input. The fau
 random write points (ernie.utils.fault_point) and reruns them.
 
 Everything runs on a 2-layer, 32-wide model with a 40-token vocab and 48 training rows (a run takes ~2 s)."""
+
 from __future__ import annotations
 
 import json
@@ -17,12 +18,19 @@ import time
 import numpy as np
 import pytest
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHARS = "好差很太不错棒烂喜欢讨厌满意失望推荐值得"
-CONFIG = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-          "hidden_act": "gelu", "max_position_embeddings": 32, "vocab_size": 40, "hidden_dropout_prob": 0.1,
-          "attention_probs_dropout_prob": 0.1}
+CONFIG = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "hidden_act": "gelu",
+    "max_position_embeddings": 32,
+    "vocab_size": 40,
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+}
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +39,9 @@ def files(tmp_path_factory):
     root = tmp_path_factory.mktemp("safety")
     vocab = root / "vocab"
     vocab.mkdir()
-    (vocab / "vocab.txt").write_text("\n".join(["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", *CHARS]) + "\n",
-                                     encoding="utf-8")
+    (vocab / "vocab.txt").write_text(
+        "\n".join(["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", *CHARS]) + "\n", encoding="utf-8"
+    )
     (root / "config.json").write_text(json.dumps(CONFIG), encoding="utf-8")
     rng = random.Random(0)
     pos, neg = "很好棒喜欢满意推荐值得", "差太烂讨厌失望不"
@@ -48,17 +57,54 @@ def files(tmp_path_factory):
     (root / "train.tsv").write_text(rows(48), encoding="utf-8")
     (root / "dev.tsv").write_text(rows(16), encoding="utf-8")
     (root / "bad_dev.tsv").write_text(rows(8) + "好好\tmaybe\n", encoding="utf-8")
-    return {k: str(root / v) for k, v in (("vocab", "vocab"), ("config", "config.json"), ("train", "train.tsv"),
-                                          ("dev", "dev.tsv"), ("bad_dev", "bad_dev.tsv"))}
+    return {
+        k: str(root / v)
+        for k, v in (
+            ("vocab", "vocab"),
+            ("config", "config.json"),
+            ("train", "train.tsv"),
+            ("dev", "dev.tsv"),
+            ("bad_dev", "bad_dev.tsv"),
+        )
+    }
 
 
 def argv(files, out, *extra, seed=1, steps=12):
     """A run of 12 steps (2 epochs of 6 batches), eval every 3, checkpoints at 3, 6, 9, 12 (2 kept + the best)."""
-    return ["--model_name_or_path", files["config"], "--tokenizer_name_or_path", files["vocab"],
-            "--train_file", files["train"], "--dev_file", files["dev"], "--max_seq_length", "16",
-            "--batch_size", "8", "--max_steps", str(steps), "--eval_steps", "3", "--logging_steps", "2",
-            "--learning_rate", "5e-3", "--save_total_limit", "2", "--load_best_model_at_end",
-            "--seed", str(seed), "--device", "cpu", "--output_dir", str(out), "--do_train", "--do_eval", *extra]
+    return [
+        "--model_name_or_path",
+        files["config"],
+        "--tokenizer_name_or_path",
+        files["vocab"],
+        "--train_file",
+        files["train"],
+        "--dev_file",
+        files["dev"],
+        "--max_seq_length",
+        "16",
+        "--batch_size",
+        "8",
+        "--max_steps",
+        str(steps),
+        "--eval_steps",
+        "3",
+        "--logging_steps",
+        "2",
+        "--learning_rate",
+        "5e-3",
+        "--save_total_limit",
+        "2",
+        "--load_best_model_at_end",
+        "--seed",
+        str(seed),
+        "--device",
+        "cpu",
+        "--output_dir",
+        str(out),
+        "--do_train",
+        "--do_eval",
+        *extra,
+    ]
 
 
 def run_main(args):
@@ -78,8 +124,13 @@ def run_cli(args, capsys):
 
 def run_process(args, env_extra=None, timeout=300):
     env = {**os.environ, "PYTHONPATH": ROOT, **(env_extra or {})}
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def weights(directory) -> dict:
@@ -125,8 +176,9 @@ def fault_log(files, finished, tmp_path_factory) -> list[str]:
     """The fault points of an --overwrite_output_dir run (seed 2) over ``finished``, in order (point n = line n)."""
     root = tmp_path_factory.mktemp("faults")
     shutil.copytree(finished[0], root / "out")
-    proc = run_process(argv(files, root / "out", "--overwrite_output_dir", seed=2),
-                       {"ERNIE_FAULT_LOG": str(root / "faults.txt")})
+    proc = run_process(
+        argv(files, root / "out", "--overwrite_output_dir", seed=2), {"ERNIE_FAULT_LOG": str(root / "faults.txt")}
+    )
     assert proc.returncode == 0, proc.stderr
     return [line.split(" ", 1)[1] for line in (root / "faults.txt").read_text(encoding="utf-8").splitlines()]
 
@@ -147,8 +199,10 @@ def test_complete_run_is_marked_and_leaves_no_temporaries(finished):
     out, results = finished
     assert status(out) == "complete"
     assert not [n for n in os.listdir(out) if n.startswith(".") and n != ".run.lock"], os.listdir(out)
-    assert sorted(n for n in os.listdir(out) if n.startswith("checkpoint-")) == ["checkpoint-12", "checkpoint-9"] \
-        or results["train"]["best_step"] not in (9, 12)
+    assert sorted(n for n in os.listdir(out) if n.startswith("checkpoint-")) == [
+        "checkpoint-12",
+        "checkpoint-9",
+    ] or results["train"]["best_step"] not in (9, 12)
     assert results["train"]["steps"] == 12
 
 
@@ -198,10 +252,13 @@ def test_second_run_waits_then_refuses_naming_the_holder(files, tmp_path, capsys
     from ernie.finetune import runner
 
     out = tmp_path / "out"
-    code = ("import sys, time\nfrom ernie.utils.lock import lock_output_dir\n"
-            f"lock_output_dir({str(out)!r})\nprint('locked', flush=True)\ntime.sleep(60)\n")
-    holder = subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": ROOT},
-                              stdout=subprocess.PIPE, text=True)
+    code = (
+        "import sys, time\nfrom ernie.utils.lock import lock_output_dir\n"
+        f"lock_output_dir({str(out)!r})\nprint('locked', flush=True)\ntime.sleep(60)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         monkeypatch.setattr(runner, "LOCK_WAIT_SECONDS", 1.0)
@@ -221,8 +278,9 @@ def test_two_concurrent_overwrite_runs_into_one_dir(files, finished, tmp_path):
     out = copy_of(finished, tmp_path)
     env = {**os.environ, "PYTHONPATH": ROOT}
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *argv(files, out, "--overwrite_output_dir")]
-    procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
     codes = sorted(p.returncode for p in procs)
     logs = "".join(o + e for o, e in outputs)
@@ -262,8 +320,9 @@ def test_interrupted_run_is_recognised_and_resumed_exactly(files, finished, faul
         assert resumed_log == json.load(f)["log_history"]
 
 
-def test_interrupted_overwrite_without_checkpoint_keeps_the_previous_model(files, finished, fault_log, tmp_path,
-                                                                            capsys):
+def test_interrupted_overwrite_without_checkpoint_keeps_the_previous_model(
+    files, finished, fault_log, tmp_path, capsys
+):
     out = copy_of(finished, tmp_path)
     old = weights(out)
     # killed after run_status.json said "running", before the first checkpoint
@@ -321,7 +380,8 @@ def test_convert_refuses_output_equal_to_or_inside_input(files, finished, tmp_pa
 # ------------------------------------------------------------------------------------------ fault injection
 @pytest.mark.slow
 def test_killed_at_random_points_nothing_is_lost_and_the_rerun_equals_the_uninterrupted_run(
-        files, finished, fault_log, tmp_path):
+    files, finished, fault_log, tmp_path
+):
     """An --overwrite_output_dir run (seed 2) over a complete run (seed 1), SIGKILLed at 12 points: 10 fault points
     (4 fixed: inside a checkpoint's write, between a checkpoint's rename and its rotation, in the middle of the
     final model's renames, before run_status.json; 6 drawn at random) and 2 after a random delay. After each kill a
@@ -341,8 +401,12 @@ def test_killed_at_random_points_nothing_is_lost_and_the_rerun_equals_the_uninte
     ref_checkpoints = sorted(n for n in os.listdir(reference) if n.startswith("checkpoint-"))
 
     rng = random.Random(20)
-    fixed = [point(fault_log, "checkpoint-9: model written"), point(fault_log, "checkpoint-12: renamed"),
-             point(fault_log, "publish model_state.pdparams"), point(fault_log, "all_results.json")]
+    fixed = [
+        point(fault_log, "checkpoint-9: model written"),
+        point(fault_log, "checkpoint-12: renamed"),
+        point(fault_log, "publish model_state.pdparams"),
+        point(fault_log, "all_results.json"),
+    ]
     drawn = rng.sample(sorted(set(range(1, len(fault_log) + 1)) - set(fixed)), 6)
     trials = [("point", n) for n in fixed + drawn] + [("delay", rng.uniform(1.0, 4.0)) for _ in range(2)]
     killed = 0
@@ -355,9 +419,12 @@ def test_killed_at_random_points_nothing_is_lost_and_the_rerun_equals_the_uninte
             assert proc.returncode == -9, (when, fault_log[when - 1], proc.stderr[-2000:])
             killed += 1
         else:
-            proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *args],
-                                    env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                [sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *args],
+                env={**os.environ, "PYTHONPATH": ROOT},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             time.sleep(when)
             proc.kill()
             killed += proc.wait() == -9

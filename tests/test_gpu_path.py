@@ -2,6 +2,7 @@
 the no_sync + one explicit all-reduce route, the float16 loss scaler on CPU, the LR schedule not advancing on a step
 the scaler skipped, fp32 master weights in model_state.pdparams under AMP O2, and scripts/gpu_selfcheck.py's no-GPU
 line and CPU dry run. Kernel selection against Paddle's own predicates: tests/test_kernels.py."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,8 +28,16 @@ V, S, B = 64, 16, 4
 
 def tiny_model(**kw):
     paddle.seed(5)
-    cfg = dict(vocab_size=V, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-               max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    cfg = dict(
+        vocab_size=V,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     model = ErnieForPretraining(ErnieConfig(**{**cfg, **kw}))
     model.train()
     return model
@@ -57,13 +66,17 @@ class RecordingDataParallel:
             self._in_no_sync = False
 
 
-@pytest.mark.parametrize("device, recompute, expected_mode, expected_log, reduces", [
-    ("gpu", True, "manual", ["no_sync"] * 3, 1),  # recompute: no_sync on every micro step, one all-reduce
-    ("gpu", False, "reducer", ["no_sync", "no_sync", "reducer"], 0),  # the reducer in the last backward
-    ("cpu", False, "manual", ["no_sync"] * 3, 1),  # gloo: all-reduce from Python
-])
-def test_recompute_with_data_parallel_takes_the_no_sync_route(monkeypatch, device, recompute, expected_mode,
-                                                              expected_log, reduces):
+@pytest.mark.parametrize(
+    "device, recompute, expected_mode, expected_log, reduces",
+    [
+        ("gpu", True, "manual", ["no_sync"] * 3, 1),  # recompute: no_sync on every micro step, one all-reduce
+        ("gpu", False, "reducer", ["no_sync", "no_sync", "reducer"], 0),  # the reducer in the last backward
+        ("cpu", False, "manual", ["no_sync"] * 3, 1),  # gloo: all-reduce from Python
+    ],
+)
+def test_recompute_with_data_parallel_takes_the_no_sync_route(
+    monkeypatch, device, recompute, expected_mode, expected_log, reduces
+):
     mode = trainer.grad_sync_mode(2, device, recompute)
     assert mode == expected_mode and trainer.grad_sync_mode(1, device, recompute) == "none"
     calls = []
@@ -74,8 +87,9 @@ def test_recompute_with_data_parallel_takes_the_no_sync_route(monkeypatch, devic
     optimizer, scheduler = trainer.build_optimizer(args, model, use_master_weights=False)
     dp = RecordingDataParallel(model)
     env = DistEnv(rank=0, world_size=2, local_rank=0, host="h")
-    trainer.train_step(dp, model, ErniePretrainingCriterion(), iter(batches(3)), optimizer, None, scheduler, args,
-                       env, 3, mode)
+    trainer.train_step(
+        dp, model, ErniePretrainingCriterion(), iter(batches(3)), optimizer, None, scheduler, args, env, 3, mode
+    )
     assert dp.log == expected_log and calls == [device] * reduces
 
 
@@ -85,8 +99,9 @@ def test_recompute_is_exact_on_cpu():
     for recompute in (False, True):
         model = tiny_model(use_recompute=recompute)
         b = batches(1)[0]
-        loss = trainer.forward(model, ErniePretrainingCriterion(), b,
-                               synthetic_args(Case("small"), "cpu", B, S, 1, "unused"))[0]
+        loss = trainer.forward(
+            model, ErniePretrainingCriterion(), b, synthetic_args(Case("small"), "cpu", B, S, 1, "unused")
+        )[0]
         loss.backward()
         grads.append({n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
     for name, g in grads[0].items():
@@ -121,8 +136,9 @@ def scheduler_moves(args) -> bool:
     from ernie.training.lr import lr_at
 
     o = args.optimizer
-    return lr_at(0, o.max_lr, o.min_lr, 0, o.decay_steps, o.lr_decay_style) != lr_at(1, o.max_lr, o.min_lr, 0,
-                                                                                      o.decay_steps, o.lr_decay_style)
+    return lr_at(0, o.max_lr, o.min_lr, 0, o.decay_steps, o.lr_decay_style) != lr_at(
+        1, o.max_lr, o.min_lr, 0, o.decay_steps, o.lr_decay_style
+    )
 
 
 class SkippingScaler:
@@ -156,8 +172,9 @@ def test_lr_schedule_does_not_advance_on_a_skipped_step(found_inf):
     before = {n: p.numpy().copy() for n, p in model.named_parameters()}
     scaler = SkippingScaler(found_inf)
     env = DistEnv(rank=0, world_size=1, local_rank=0, host="h")
-    _, ran = trainer.train_step(model, model, ErniePretrainingCriterion(), iter(batches(1)), optimizer, scaler,
-                                scheduler, args, env, 1, "none")
+    _, ran = trainer.train_step(
+        model, model, ErniePretrainingCriterion(), iter(batches(1)), optimizer, scaler, scheduler, args, env, 1, "none"
+    )
     changed = any(not np.array_equal(p.numpy(), before[n]) for n, p in model.named_parameters())
     assert scheduler.last_epoch == (0 if found_inf else 1) and changed == (not found_inf)
     assert ran  # with a scaler, a skipped step is normal (not counted as non-finite)
@@ -192,8 +209,16 @@ def test_o2_checkpoint_holds_the_fp32_master_weights(tmp_path):
             pass
 
     out = str(tmp_path / "ckpt")
-    ckpt.save_checkpoint(out, model=model, optimizer=optimizer, scaler=None, tokenizer=NoTokenizer(),
-                         state=ckpt.TrainerState(), rng_states=[ckpt.rng_state()], args_dict=args.to_dict())
+    ckpt.save_checkpoint(
+        out,
+        model=model,
+        optimizer=optimizer,
+        scaler=None,
+        tokenizer=NoTokenizer(),
+        state=ckpt.TrainerState(),
+        rng_states=[ckpt.rng_state()],
+        args_dict=args.to_dict(),
+    )
     saved = paddle.load(os.path.join(out, "model_state.pdparams"))
     by_key = model.state_dict(use_hook=False)
     assert saved.keys() == by_key.keys()
@@ -206,8 +231,13 @@ def test_o2_checkpoint_holds_the_fp32_master_weights(tmp_path):
 
 def test_selfcheck_without_a_gpu_says_so_in_one_line():
     env = {**os.environ, "PYTHONPATH": REPO, "CUDA_VISIBLE_DEVICES": ""}
-    out = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "gpu_selfcheck.py")], env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "gpu_selfcheck.py")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         pytest.skip("a GPU is visible")
     assert out.returncode == 0, out.stderr[-2000:]
@@ -218,8 +248,12 @@ def test_selfcheck_cpu_dry_run(capsys):
     """The CPU-detectable part: fp32, recompute, SDPA and resume on the small model, one table, exit 0."""
     from ernie import selfcheck
 
-    assert selfcheck.main(["--device", "cpu", "--models", "small", "--steps", "2", "--seq_len", "32",
-                           "--micro_batch", "4"]) == 0
+    assert (
+        selfcheck.main(
+            ["--device", "cpu", "--models", "small", "--steps", "2", "--seq_len", "32", "--micro_batch", "4"]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "4 of 4 cases passed" in out
     for case in ("fp32 recompute", "fp32 attn=sdpa", "attn math", "fp32 resume"):
@@ -231,8 +265,13 @@ def test_selfcheck_catches_a_broken_resume(monkeypatch, capsys):
     from ernie import selfcheck
 
     real = ckpt.load_training_state
-    monkeypatch.setattr(ckpt, "load_training_state", lambda path, optimizer, scaler: real(path, type(
-        "Nothing", (), {"set_state_dict": lambda self, state: None})(), scaler))
+    monkeypatch.setattr(
+        ckpt,
+        "load_training_state",
+        lambda path, optimizer, scaler: real(
+            path, type("Nothing", (), {"set_state_dict": lambda self, state: None})(), scaler
+        ),
+    )
     runner = selfcheck.Runner("cpu", 4, 32, 4, DistEnv(rank=0, world_size=1, local_rank=0, host="h"))
     result = runner.run(Case("small", resume=True), None)
     assert not result.ok and result.diff > 0
@@ -274,8 +313,22 @@ def test_explicit_all_reduce_averages_like_the_reducer(tmp_path):
     script = tmp_path / "fused.py"
     script.write_text(FUSED_VS_PYTHON)
     env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-                          str(tmp_path / "log"), str(script)], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paddle.distributed.launch",
+            "--nproc_per_node",
+            "2",
+            "--log_dir",
+            str(tmp_path / "log"),
+            str(script),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     logs = "".join((tmp_path / "log" / f).read_text() for f in os.listdir(tmp_path / "log") if "workerlog" in f)
     assert out.returncode == 0 and logs.count("OK ") == 2, logs[-3000:]
 
@@ -288,12 +341,39 @@ def test_selfcheck_data_parallel_rows_on_two_cpu_ranks(tmp_path):
 
     rows = tmp_path / "rows.json"
     env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir",
-                          str(tmp_path / "log"), os.path.join(REPO, "ernie", "selfcheck.py"), "--device", "cpu",
-                          "--models", "small", "--steps", "2", "--seq_len", "32", "--micro_batch", "2",
-                          "--rows_json", str(rows)], env=env, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "paddle.distributed.launch",
+            "--nproc_per_node",
+            "2",
+            "--log_dir",
+            str(tmp_path / "log"),
+            os.path.join(REPO, "ernie", "selfcheck.py"),
+            "--device",
+            "cpu",
+            "--models",
+            "small",
+            "--steps",
+            "2",
+            "--seq_len",
+            "32",
+            "--micro_batch",
+            "2",
+            "--rows_json",
+            str(rows),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     results = json.loads(rows.read_text())
     assert [(r["case"]["recompute"], r["case"]["resume"], r["ranks"]) for r in results] == [
-        (False, False, 2), (True, False, 2), (False, True, 2)]
+        (False, False, 2),
+        (True, False, 2),
+        (False, True, 2),
+    ]
     assert all(not r["error"] for r in results) and results[1]["diff"] == 0.0 and results[2]["diff"] == 0.0

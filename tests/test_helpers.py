@@ -3,6 +3,7 @@
 Every parity check compares dtype, shape and values (or that both raise ValueError), and for verbose calls the
 printed log too. Inputs are randomised (documents, sentence lengths, seeds, limits) plus hand-made edge cases.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -22,8 +23,9 @@ INT32_MAX = 2**31 - 1
 LONG = 512  # sentences longer than this disqualify a multi-sentence document
 
 
-def make_corpus(rng: np.random.Generator, num_docs: int, max_sents: int = 12, max_len: int = 80,
-                long_share: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
+def make_corpus(
+    rng: np.random.Generator, num_docs: int, max_sents: int = 12, max_len: int = 80, long_share: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
     """docs int64 [num_docs + 1] sentence offsets (empty and one-sentence documents included), sizes int32."""
     per_doc = rng.integers(0, max_sents + 1, num_docs)
     docs = np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64)
@@ -75,8 +77,9 @@ def test_build_mapping_random_parity(case):
     short_seq_prob = float(rng.choice([0.0, 0.01, 0.1, 1 / 3, 0.5, 1.0]))
     seed = int(rng.integers(-(2**31), 2**31))
     min_num_sent = int(rng.choice([0, 1, 2, 3]))
-    out = assert_mapping_parity(docs, sizes, num_epochs, max_num_samples, max_seq_length, short_seq_prob, seed,
-                                False, min_num_sent)
+    out = assert_mapping_parity(
+        docs, sizes, num_epochs, max_num_samples, max_seq_length, short_seq_prob, seed, False, min_num_sent
+    )
     if not isinstance(out, type) and len(out):
         assert out.dtype == np.uint32 and out.shape[1] == 3
         assert np.all(out[:, 0] < out[:, 1])
@@ -86,8 +89,17 @@ def test_build_mapping_random_parity(case):
 def test_build_mapping_larger_corpora_parity(case):
     rng = np.random.default_rng(500 + case)
     docs, sizes = make_corpus(rng, 30_000, max_sents=40, max_len=120, long_share=0.002)
-    assert_mapping_parity(docs, sizes, int(rng.integers(1, 4)), 10**12, int(rng.choice([64, 128, 512])),
-                          float(rng.choice([0.0, 0.1])), int(rng.integers(0, 2**31)), False, int(rng.choice([1, 2])))
+    assert_mapping_parity(
+        docs,
+        sizes,
+        int(rng.integers(1, 4)),
+        10**12,
+        int(rng.choice([64, 128, 512])),
+        float(rng.choice([0.0, 0.1])),
+        int(rng.integers(0, 2**31)),
+        False,
+        int(rng.choice([1, 2])),
+    )
 
 
 def test_build_mapping_concurrent_calls_release_the_gil_safely():
@@ -150,8 +162,12 @@ def test_build_mapping_converts_input_dtypes_and_layouts():
     docs, sizes = make_corpus(np.random.default_rng(3), 300)
     sizes_strided = np.repeat(sizes, 2)[::2]  # non-contiguous view
     assert not sizes_strided.flags.c_contiguous
-    for d, s in ((docs.astype(np.int32), sizes), (docs, sizes.astype(np.int64)), (docs, sizes_strided),
-                 (docs.astype(np.uint64), sizes.astype(np.int16))):
+    for d, s in (
+        (docs.astype(np.int32), sizes),
+        (docs, sizes.astype(np.int64)),
+        (docs, sizes_strided),
+        (docs.astype(np.uint64), sizes.astype(np.int16)),
+    ):
         assert_mapping_parity(d, s, 2, 10**9, 128, 0.1, 5, False, 2)
 
 
@@ -200,9 +216,17 @@ def test_build_blocks_mapping_random_parity(case):
     rng = np.random.default_rng(1000 + case)
     docs, sizes = make_corpus(rng, int(rng.integers(1, 400)), max_len=int(rng.choice([20, 80, 600])))
     titles = rng.integers(0, 64, len(docs) - 1).astype(np.int32)
-    out = assert_blocks_parity(docs, sizes, titles, int(rng.integers(1, 4)), int(rng.choice([0, 5, 10**12])),
-                               int(rng.choice([8, 64, 288, 600])), int(rng.integers(-(2**31), 2**31)), False,
-                               bool(case % 2))
+    out = assert_blocks_parity(
+        docs,
+        sizes,
+        titles,
+        int(rng.integers(1, 4)),
+        int(rng.choice([0, 5, 10**12])),
+        int(rng.choice([8, 64, 288, 600])),
+        int(rng.integers(-(2**31), 2**31)),
+        False,
+        bool(case % 2),
+    )
     if len(out):
         assert out.dtype == np.uint32 and out.shape[1] == 4
 

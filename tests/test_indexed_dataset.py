@@ -1,4 +1,5 @@
 """Token files: both formats round-trip, merge, validate, stay atomic, and agree with paddlenlp 2.8.1 byte for byte."""
+
 import os
 import pickle
 import zipfile
@@ -6,8 +7,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from data_tools.indexed_dataset import (IndexedDataset, best_fitting_dtype, detect_impl, make_builder, merge,
-                                        output_paths)
+from data_tools.indexed_dataset import (
+    IndexedDataset,
+    best_fitting_dtype,
+    detect_impl,
+    make_builder,
+    merge,
+    output_paths,
+)
 from ernie.utils import UserError
 
 IMPLS = ["npy", "mmap"]
@@ -16,8 +23,7 @@ IMPLS = ["npy", "mmap"]
 def random_corpus(seed=0, n_docs=40, vocab=30000):
     """Documents of 0..5 sentences of 1..30 ids (empty documents included)."""
     rng = np.random.default_rng(seed)
-    return [[rng.integers(0, vocab, rng.integers(1, 30)) for _ in range(rng.integers(0, 6))]
-            for _ in range(n_docs)]
+    return [[rng.integers(0, vocab, rng.integers(1, 30)) for _ in range(rng.integers(0, 6))] for _ in range(n_docs)]
 
 
 def write(prefix, docs, impl, dtype=np.uint16, **kw):
@@ -181,8 +187,7 @@ def test_npy_inconsistent_index(tmp_path):
         "start at 0": dict(lens=lens, docs=good_docs + 1),
         "ends at": dict(lens=lens, docs=good_docs[:-1]),
         "decreases": dict(lens=lens, docs=np.concatenate([[0, 5, 3], good_docs[-1:]]).astype(np.int64)),
-        "negative": dict(lens=np.concatenate([[-1, lens[0] + lens[1] + 1], lens[2:]]).astype(np.int32),
-                         docs=good_docs),
+        "negative": dict(lens=np.concatenate([[-1, lens[0] + lens[1] + 1], lens[2:]]).astype(np.int32), docs=good_docs),
     }
     for message, arrays in cases.items():
         np.savez(tmp_path / "c_idx.npz", **arrays)

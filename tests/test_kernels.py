@@ -1,6 +1,7 @@
 """Kernel selection on the CPU: the residual-LN plan (ernie.ops.select_kernels / kernel_plan, its plain fallback) and
 the attention kernel (ernie.ops.choose_attention) against Paddle's own SDPA predicates with the GPU checks mocked, and
 the mask shape handed to each SDPA backend against that kernel's documented contract."""
+
 from __future__ import annotations
 
 import logging
@@ -16,8 +17,15 @@ V, S, B = 64, 12, 3
 
 
 def tiny_model(**kw) -> ErnieForPretraining:
-    base = dict(vocab_size=V, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                max_position_embeddings=32, hidden_act="gelu")
+    base = dict(
+        vocab_size=V,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_act="gelu",
+    )
     base.update(kw)
     paddle.seed(3)
     return ErnieForPretraining(ErnieConfig(**base))
@@ -87,16 +95,19 @@ def test_fused_residual_ln_needs_matching_operands(caplog, monkeypatch):
     import paddle.incubate.nn.functional as IF
 
     monkeypatch.setattr(ops, "_LOGGED", set())
-    monkeypatch.setattr(IF, "fused_bias_dropout_residual_layer_norm",
-                        lambda *a, **k: pytest.fail("fused kernel called with mismatched operands"))
+    monkeypatch.setattr(
+        IF,
+        "fused_bias_dropout_residual_layer_norm",
+        lambda *a, **k: pytest.fail("fused kernel called with mismatched operands"),
+    )
     norm = paddle.nn.LayerNorm(8)
     x, residual = paddle.rand([2, 8]), paddle.rand([2, 8])
     with caplog.at_level(logging.INFO, logger="ernie.ops"):
         out = ops.residual_layer_norm(x.astype("float16"), residual, norm, 0.0, False, ops.KernelPlan(True, False))
-    np.testing.assert_allclose(out.numpy(), norm(x.astype("float16").astype("float32") + residual).numpy(),
-                               atol=1e-5)
-    assert any("plain ops here" in r.getMessage() and "residual paddle.float32" in r.getMessage()
-               for r in caplog.records)
+    np.testing.assert_allclose(out.numpy(), norm(x.astype("float16").astype("float32") + residual).numpy(), atol=1e-5)
+    assert any(
+        "plain ops here" in r.getMessage() and "residual paddle.float32" in r.getMessage() for r in caplog.records
+    )
 
 
 def test_fused_dropout_add_semantics():
@@ -149,17 +160,20 @@ def test_flash_needs_scale_none(as_on_gpu):
     assert as_on_gpu.can_use_mem_efficient_attention(params)  # what the old code silently got instead
 
 
-@pytest.mark.parametrize("requested, dtype, S, head_dim, expected, refusal", [
-    ("eager", "float16", 16, 8, "eager", None),
-    ("sdpa", "float16", 16, 8, "flash_attn", None),
-    ("sdpa", "bfloat16", 16, 8, "flash_attn", None),
-    ("flash", "bfloat16", 16, 8, "flash_attn", None),
-    ("sdpa", "float32", 16, 8, "mem_efficient", None),  # flash has no fp32 kernel
-    ("sdpa", "float32", 12, 8, "math", None),  # mask last dim not a multiple of 8: no memory-efficient either
-    ("flash", "float32", 16, 8, "eager", "check_dtypes_low_precision_fa"),
-    ("flash", "float16", 16, 12, "eager", "check_head_dim_size_flash"),  # head_dim % 8 != 0
-    ("flash", "float16", 16, 264, "eager", "check_head_dim_size_flash"),  # head_dim > 256
-])
+@pytest.mark.parametrize(
+    "requested, dtype, S, head_dim, expected, refusal",
+    [
+        ("eager", "float16", 16, 8, "eager", None),
+        ("sdpa", "float16", 16, 8, "flash_attn", None),
+        ("sdpa", "bfloat16", 16, 8, "flash_attn", None),
+        ("flash", "bfloat16", 16, 8, "flash_attn", None),
+        ("sdpa", "float32", 16, 8, "mem_efficient", None),  # flash has no fp32 kernel
+        ("sdpa", "float32", 12, 8, "math", None),  # mask last dim not a multiple of 8: no memory-efficient either
+        ("flash", "float32", 16, 8, "eager", "check_dtypes_low_precision_fa"),
+        ("flash", "float16", 16, 12, "eager", "check_head_dim_size_flash"),  # head_dim % 8 != 0
+        ("flash", "float16", 16, 264, "eager", "check_head_dim_size_flash"),  # head_dim > 256
+    ],
+)
 def test_attention_kernel_selection_on_gpu(as_on_gpu, caplog, requested, dtype, S, head_dim, expected, refusal):
     q, k, v = qkv(dtype, S=S, head_dim=head_dim)
     with caplog.at_level(logging.INFO, logger="ernie.ops"):
@@ -188,8 +202,14 @@ def mem_efficient_bias_ok(bias_shape, q_shape, k_shape) -> bool:
 def flash_mask_ok(mask, q, k) -> bool:
     """Paddle's flash_attn mask contract (flash_attn_utils.h): rank >= 4, q's dtype, [B | 1, 1 | H, Sq, Sk]."""
     s = list(mask.shape)
-    return (len(s) == 4 and mask.dtype == q.dtype and s[2] == q.shape[1] and s[3] == k.shape[1]
-            and s[0] in (1, q.shape[0]) and s[1] in (1, q.shape[2]))
+    return (
+        len(s) == 4
+        and mask.dtype == q.dtype
+        and s[2] == q.shape[1]
+        and s[3] == k.shape[1]
+        and s[0] in (1, q.shape[0])
+        and s[1] in (1, q.shape[2])
+    )
 
 
 def padding_bias(B=2, S=16, pad_from=11, dtype="float32"):
@@ -218,7 +238,7 @@ def test_the_old_mask_breaks_memory_efficient_attention():
 
 
 def test_memory_efficient_path_end_to_end(as_on_gpu, monkeypatch):
-    """"sdpa" in fp32 with the GPU predicates: Paddle's SDPA dispatches to memory_efficient_attention (replaced by a
+    """ "sdpa" in fp32 with the GPU predicates: Paddle's SDPA dispatches to memory_efficient_attention (replaced by a
     stand-in that enforces the kernel's bias contract and computes the reference) with scale=None."""
     import paddle.incubate.nn.memory_efficient_attention as mea
 
@@ -274,7 +294,7 @@ def test_model_through_memory_efficient_attention(as_on_gpu, monkeypatch):
 
 
 def test_flash_path_end_to_end(as_on_gpu, monkeypatch):
-    """"flash" in bf16 with the GPU predicates: Paddle's SDPA calls the flash_attn op (replaced by a stand-in enforcing
+    """ "flash" in bf16 with the GPU predicates: Paddle's SDPA calls the flash_attn op (replaced by a stand-in enforcing
     its mask contract) with a [B, 1, S, S] bf16 bias."""
     seen = {}
 

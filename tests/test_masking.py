@@ -1,4 +1,5 @@
 """Whole-word + n-gram masking on hand-made sequences (data_tools.masking)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -115,6 +116,7 @@ def test_same_rng_same_result(tables):
 
 # ------------------------------------------------------------------------------- unit levels (basic/phrase/entity)
 
+
 def labelled_sequence(sentence: list[tuple[str, str]], repeat: int):
     """[CLS] words [SEP] words [SEP] with their unit markers (0 at specials), from (word, LAC label) pairs."""
     from data_tools.lexical_units import token_markers, word_markers
@@ -127,12 +129,25 @@ def labelled_sequence(sentence: list[tuple[str, str]], repeat: int):
         parts_ids.append(encode(words[lo:hi]) + [2])
         marks = token_markers([len(w) for w in words[lo:hi]], word_markers(labels[lo:hi]))
         parts_marks.append(list(marks) + [0])
-    return (np.array([i for p in parts_ids for i in p], dtype=np.int64),
-            np.array([m for p in parts_marks for m in p], dtype=np.uint8))
+    return (
+        np.array([i for p in parts_ids for i in p], dtype=np.int64),
+        np.array([m for p in parts_marks for m in p], dtype=np.uint8),
+    )
 
 
-SENTENCE = [("哈尔滨", "LOC"), ("是", "v"), ("黑龙江", "LOC"), ("的", "u"), ("省会", "n"), ("北京", "LOC"),
-            ("是", "v"), ("中国", "LOC"), ("人民", "n"), ("的", "u"), ("省会", "n")]
+SENTENCE = [
+    ("哈尔滨", "LOC"),
+    ("是", "v"),
+    ("黑龙江", "LOC"),
+    ("的", "u"),
+    ("省会", "n"),
+    ("北京", "LOC"),
+    ("是", "v"),
+    ("中国", "LOC"),
+    ("人民", "n"),
+    ("的", "u"),
+    ("省会", "n"),
+]
 
 
 @pytest.mark.parametrize("level", ["basic", "word", "phrase", "entity"])
@@ -156,8 +171,11 @@ def test_every_level_masks_whole_units_within_the_budget(tables, level):
         assert pos.size == length[hit].sum()  # whole units only
         keep = np.setdiff1d(np.arange(tokens.size), pos)
         assert np.array_equal(inputs[keep], restored[keep])
-        counts += [(inputs[pos] == 3).sum(), ((inputs[pos] != 3) & (inputs[pos] != labels)).sum(),
-                   (inputs[pos] == labels).sum()]
+        counts += [
+            (inputs[pos] == 3).sum(),
+            ((inputs[pos] != 3) & (inputs[pos] != labels)).sum(),
+            (inputs[pos] == labels).sum(),
+        ]
         if level == "entity":
             entity_tokens += (marks[pos] & 8 != 0).sum()
     share = counts / counts.sum()

@@ -1,4 +1,5 @@
 """ErnieConfig + the model: shapes, masks, heads, checkpoints, fast CPU kernels, recompute, low-precision paths."""
+
 from __future__ import annotations
 
 import json
@@ -20,16 +21,23 @@ from ernie import (  # noqa: E402
     ErnieForTokenClassification,
     ErnieModel,
     ErniePretrainingCriterion,
+    modeling,
 )
-from ernie import modeling  # noqa: E402
 from ernie.utils import UserError  # noqa: E402
 
 V, S, B = 64, 12, 3
 
 
 def tiny_config(**kw) -> ErnieConfig:
-    base = dict(vocab_size=V, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                max_position_embeddings=32, hidden_act="gelu")
+    base = dict(
+        vocab_size=V,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_act="gelu",
+    )
     base.update(kw)
     return ErnieConfig(**base)
 
@@ -42,8 +50,10 @@ def batch(seed=0, pad_from=8):
     positions = np.array([1, 3, S + 2, S + 5, 2 * S + 1, 0])  # last one is padding (label -1)
     labels = np.array([5, 6, 7, 8, 9, -1])
     nsp = np.array([0, 1, 1])
-    return {k: paddle.to_tensor(v.astype("int64")) for k, v in
-            dict(ids=ids, seg=seg, pos=positions, labels=labels, nsp=nsp).items()}
+    return {
+        k: paddle.to_tensor(v.astype("int64"))
+        for k, v in dict(ids=ids, seg=seg, pos=positions, labels=labels, nsp=nsp).items()
+    }
 
 
 # ---- config ---------------------------------------------------------------------------------------------------------
@@ -77,8 +87,16 @@ def test_config_errors_and_legacy_format(tmp_path):
     with pytest.raises(UserError, match="multiple of num_attention_heads"):
         ErnieConfig(hidden_size=10, num_attention_heads=3)
     legacy = tmp_path / "model_config.json"
-    legacy.write_text(json.dumps({"init_class": "ErnieForPretraining", "init_args": [
-        {"init_class": "ErnieModel", "vocab_size": 99, "hidden_size": 16, "num_attention_heads": 2}]}))
+    legacy.write_text(
+        json.dumps(
+            {
+                "init_class": "ErnieForPretraining",
+                "init_args": [
+                    {"init_class": "ErnieModel", "vocab_size": 99, "hidden_size": 16, "num_attention_heads": 2}
+                ],
+            }
+        )
+    )
     cfg = ErnieConfig.from_pretrained(tmp_path)
     assert (cfg.vocab_size, cfg.hidden_size) == (99, 16)
 
@@ -164,8 +182,12 @@ def test_save_load_roundtrip_and_reports(tmp_path):
     model.save_pretrained(tmp_path / "ck")
     assert sorted(os.listdir(tmp_path / "ck")) == ["config.json", "model_config.json", "model_state.pdparams"]
     names = set(paddle.load(str(tmp_path / "ck" / "model_state.pdparams")))
-    assert {"cls.predictions.decoder_bias", "cls.predictions.decoder.weight",
-            "ernie.encoder.layers.1.self_attn.q_proj.weight", "ernie.encoder.layers.0.norm2.bias"} <= names
+    assert {
+        "cls.predictions.decoder_bias",
+        "cls.predictions.decoder.weight",
+        "ernie.encoder.layers.1.self_attn.q_proj.weight",
+        "ernie.encoder.layers.0.norm2.bias",
+    } <= names
     loaded = ErnieForPretraining.from_pretrained(tmp_path / "ck")
     assert loaded.load_report == {"missing": [], "unexpected": []}
     np.testing.assert_array_equal(loaded(b["ids"], b["seg"], masked_positions=b["pos"])[0].numpy(), ref)
@@ -177,8 +199,9 @@ def test_save_load_roundtrip_and_reports(tmp_path):
     np.testing.assert_array_equal(cls_model.ernie.pooler.dense.weight.numpy(), model.ernie.pooler.dense.weight.numpy())
     # bare ErnieModel loads it too (prefix stripped)
     bare = ErnieModel.from_pretrained(tmp_path / "ck")
-    np.testing.assert_array_equal(bare.embeddings.word_embeddings.weight.numpy(),
-                                  model.ernie.embeddings.word_embeddings.weight.numpy())
+    np.testing.assert_array_equal(
+        bare.embeddings.word_embeddings.weight.numpy(), model.ernie.embeddings.word_embeddings.weight.numpy()
+    )
 
     with pytest.raises(UserError, match="word_embeddings.weight: checkpoint"):
         ErnieForPretraining.from_pretrained(tmp_path / "ck", vocab_size=V + 1)
@@ -305,9 +328,14 @@ def test_frozen_parameters_get_no_gradient_and_leave_the_others_unchanged():
     part = ErnieForPretraining(cfg)
     part.set_state_dict(full.state_dict())
     part.train()
-    frozen = {"ernie.embeddings.word_embeddings.weight", "ernie.embeddings.position_embeddings.weight",
-              "ernie.embeddings.token_type_embeddings.weight", "ernie.embeddings.layer_norm.weight",
-              "ernie.encoder.layers.0.norm1.weight", "ernie.encoder.layers.1.linear1.weight"}
+    frozen = {
+        "ernie.embeddings.word_embeddings.weight",
+        "ernie.embeddings.position_embeddings.weight",
+        "ernie.embeddings.token_type_embeddings.weight",
+        "ernie.embeddings.layer_norm.weight",
+        "ernie.encoder.layers.0.norm1.weight",
+        "ernie.encoder.layers.1.linear1.weight",
+    }
     for name, p in part.named_parameters():
         p.stop_gradient = name in frozen
     b = batch()
@@ -359,8 +387,9 @@ def test_amp_bf16_api_path_on_cpu(level):
     opt = paddle.optimizer.AdamW(1e-3, parameters=model.parameters(), multi_precision=True)
     model, opt = paddle.amp.decorate(model, opt, level=level, dtype="bfloat16")
     b = batch()
-    ref_loss = ErniePretrainingCriterion()(*ref_model(b["ids"], b["seg"], masked_positions=b["pos"]),
-                                           b["labels"], b["nsp"])[0]
+    ref_loss = ErniePretrainingCriterion()(
+        *ref_model(b["ids"], b["seg"], masked_positions=b["pos"]), b["labels"], b["nsp"]
+    )[0]
     with paddle.amp.auto_cast(level=level, dtype="bfloat16"):
         scores, sop = model(b["ids"], b["seg"], masked_positions=b["pos"])
         loss, lm, so = ErniePretrainingCriterion()(scores, sop, b["labels"], b["nsp"])

@@ -1,4 +1,5 @@
 """Weights move both ways between PaddleNLP 2.8.1 and ernie.modeling with the same outputs (and gradients)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -14,8 +15,17 @@ import paddle.nn.functional as F  # noqa: E402
 import ernie  # noqa: E402
 
 TOL = 1e-5
-KW = dict(vocab_size=120, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-          max_position_embeddings=64, type_vocab_size=2, hidden_act="relu", pad_token_id=0)
+KW = dict(
+    vocab_size=120,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    max_position_embeddings=64,
+    type_vocab_size=2,
+    hidden_act="relu",
+    pad_token_id=0,
+)
 
 
 def inputs():
@@ -36,9 +46,17 @@ def paddlenlp_model(cls_name, **extra):
     return getattr(pnlp, cls_name)(pnlp.ErnieConfig(**KW, **extra))
 
 
-@pytest.mark.parametrize("cls_name", ["ErnieForPretraining", "ErnieModel", "ErnieForSequenceClassification",
-                                      "ErnieForTokenClassification", "ErnieForQuestionAnswering",
-                                      "ErnieForMaskedLM"])
+@pytest.mark.parametrize(
+    "cls_name",
+    [
+        "ErnieForPretraining",
+        "ErnieModel",
+        "ErnieForSequenceClassification",
+        "ErnieForTokenClassification",
+        "ErnieForQuestionAnswering",
+        "ErnieForMaskedLM",
+    ],
+)
 def test_paddlenlp_checkpoint_to_ours_and_back(tmp_path, cls_name):
     ids, seg, pos = inputs()
     theirs = paddlenlp_model(cls_name)
@@ -77,8 +95,9 @@ def test_trained_weights_and_gradients_match(tmp_path):
     opt.step()
     opt.clear_grad()
     ours.save_pretrained(tmp_path / "ours")
-    theirs = pnlp.ErnieForPretraining.from_pretrained(str(tmp_path / "ours"), hidden_dropout_prob=0.0,
-                                                      attention_probs_dropout_prob=0.0)
+    theirs = pnlp.ErnieForPretraining.from_pretrained(
+        str(tmp_path / "ours"), hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
     theirs.train()
     ours.train()
     a = ours(ids, seg, masked_positions=pos)

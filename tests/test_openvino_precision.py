@@ -2,6 +2,7 @@
 flags forced either way: without the toolkit's setting OpenVINO's CPU plugin is reported bf16 exactly on CPUs with
 bf16 instructions; with it, f32 everywhere. Fast: no FastDeploy needed (tests/test_fastdeploy.py runs the real one).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,11 @@ def shipped(tmp_path):
 
 def test_cpu_flags_and_machine_are_read_from_cpuinfo(tmp_path):
     info = tmp_path / "cpuinfo"
-    info.write_text("processor\t: 0\nvendor_id\t: Whatever\nmodel name\t: Some CPU\n"
-                    "flags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu\n", encoding="utf-8")
+    info.write_text(
+        "processor\t: 0\nvendor_id\t: Whatever\nmodel name\t: Some CPU\n"
+        "flags\t\t: fpu avx2 avx512_bf16 avx512_vnni\n\nprocessor\t: 1\nflags\t\t: fpu\n",
+        encoding="utf-8",
+    )
     assert O.cpu_flags(str(info)) == {"fpu", "avx2", "avx512_bf16", "avx512_vnni"}
     assert O.cpu_flags(str(tmp_path / "missing")) == set()
     assert O.cpu_has_bf16(O.cpu_flags(str(info))) and not O.cpu_has_bf16(set())
@@ -58,10 +62,16 @@ def test_precision_is_detected_from_the_cpu_flags_and_the_setting_makes_it_f32(s
     assert O.set_cpu_f32(shipped) is False and open(shipped, encoding="utf-8").read() == before  # idempotent
     assert before.count('<property key="INFERENCE_PRECISION_HINT" value="f32"/>') == 1
     # only the CPU plugin's entry changed
-    assert before.replace("""
+    assert (
+        before.replace(
+            """
             <properties>
                 <property key="INFERENCE_PRECISION_HINT" value="f32"/>
-            </properties>""", "") == SHIPPED
+            </properties>""",
+            "",
+        )
+        == SHIPPED
+    )
 
 
 def test_detection_follows_this_machine_when_not_forced(shipped, monkeypatch):
@@ -73,11 +83,17 @@ def test_detection_follows_this_machine_when_not_forced(shipped, monkeypatch):
 
 def test_an_explicit_bf16_hint_or_other_properties_are_respected(tmp_path):
     path = tmp_path / "plugins.xml"
-    path.write_text(SHIPPED.replace('libopenvino_intel_cpu_plugin.so">\n', 'libopenvino_intel_cpu_plugin.so">\n'
-                                    '            <properties>\n'
-                                    '                <property key="INFERENCE_PRECISION_HINT" value="bf16"/>\n'
-                                    '                <property key="NUM_STREAMS" value="1"/>\n'
-                                    '            </properties>\n'), encoding="utf-8")
+    path.write_text(
+        SHIPPED.replace(
+            'libopenvino_intel_cpu_plugin.so">\n',
+            'libopenvino_intel_cpu_plugin.so">\n'
+            "            <properties>\n"
+            '                <property key="INFERENCE_PRECISION_HINT" value="bf16"/>\n'
+            '                <property key="NUM_STREAMS" value="1"/>\n'
+            "            </properties>\n",
+        ),
+        encoding="utf-8",
+    )
     assert O.cpu_precision(str(path), BF16_CPU) == "bf16" and O.cpu_precision(str(path), PLAIN_CPU) == "f32"
     assert O.set_cpu_f32(str(path)) is True
     text = path.read_text(encoding="utf-8")

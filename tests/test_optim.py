@@ -4,6 +4,7 @@ clipping and learning rate step by step as each trainer's own builder had before
 The references below are the two builders as they were (ernie/training/trainer.py build_optimizer and
 ernie/finetune/trainer.py Trainer._optimizer on main d600433), written out here so the comparison can fail.
 """
+
 from __future__ import annotations
 
 import math
@@ -47,10 +48,16 @@ def _old_pretrain_builder(args, model, use_master_weights):
     scheduler = _OldWarmupDecay(o.max_lr, o.min_lr, o.warmup_rate * t.max_steps, o.decay_steps, o.lr_decay_style)
     decayed = {p.name for n, p in model.named_parameters() if not any(k in n for k in ("bias", "norm"))}
     optimizer = paddle.optimizer.AdamW(
-        learning_rate=scheduler, beta1=o.adam_beta1, beta2=o.adam_beta2, epsilon=o.adam_epsilon,
-        parameters=model.parameters(), weight_decay=o.weight_decay, apply_decay_param_fun=decayed.__contains__,
+        learning_rate=scheduler,
+        beta1=o.adam_beta1,
+        beta2=o.adam_beta2,
+        epsilon=o.adam_epsilon,
+        parameters=model.parameters(),
+        weight_decay=o.weight_decay,
+        apply_decay_param_fun=decayed.__contains__,
         grad_clip=paddle.nn.ClipGradByGlobalNorm(o.grad_clip) if o.grad_clip > 0 else None,
-        multi_precision=use_master_weights)
+        multi_precision=use_master_weights,
+    )
     return optimizer, scheduler
 
 
@@ -65,28 +72,54 @@ def _old_finetune_builder(a, model, max_steps):
     scheduler = paddle.optimizer.lr.LambdaDecay(a.learning_rate, factor)
     no_decay = {p.name for n, p in model.named_parameters() if "bias" in n or "norm" in n}
     optimizer = paddle.optimizer.AdamW(
-        learning_rate=scheduler, parameters=model.parameters(), weight_decay=a.weight_decay,
+        learning_rate=scheduler,
+        parameters=model.parameters(),
+        weight_decay=a.weight_decay,
         apply_decay_param_fun=lambda name: name not in no_decay,
-        grad_clip=paddle.nn.ClipGradByGlobalNorm(a.max_grad_norm) if a.max_grad_norm > 0 else None)
+        grad_clip=paddle.nn.ClipGradByGlobalNorm(a.max_grad_norm) if a.max_grad_norm > 0 else None,
+    )
     return optimizer, scheduler
 
 
 # ---- helpers ---------------------------------------------------------------------------------------------------------
 def _config(**kw):
-    return ErnieConfig(vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
-                       max_position_embeddings=32, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **kw)
+    return ErnieConfig(
+        vocab_size=40,
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+        **kw,
+    )
 
 
 def _pretrain_args(style="cosine", warmup_rate=0.13, grad_clip=1.0, max_steps=40, decay_steps=30):
-    optimizer = SimpleNamespace(max_lr=1e-3, min_lr=1e-5, warmup_rate=warmup_rate, decay_steps=decay_steps,
-                                lr_decay_style=style, adam_beta1=0.85, adam_beta2=0.97, adam_epsilon=1e-6,
-                                weight_decay=0.05, grad_clip=grad_clip)
+    optimizer = SimpleNamespace(
+        max_lr=1e-3,
+        min_lr=1e-5,
+        warmup_rate=warmup_rate,
+        decay_steps=decay_steps,
+        lr_decay_style=style,
+        adam_beta1=0.85,
+        adam_beta2=0.97,
+        adam_epsilon=1e-6,
+        weight_decay=0.05,
+        grad_clip=grad_clip,
+    )
     return SimpleNamespace(optimizer=optimizer, training=SimpleNamespace(max_steps=max_steps))
 
 
 def _finetune_args(warmup_ratio=0.1, max_grad_norm=1.0):
-    return SimpleNamespace(learning_rate=5e-4, warmup_ratio=warmup_ratio, weight_decay=0.01,
-                           max_grad_norm=max_grad_norm, metric_for_best_model="loss")
+    return SimpleNamespace(
+        learning_rate=5e-4,
+        warmup_ratio=warmup_ratio,
+        weight_decay=0.01,
+        max_grad_norm=max_grad_norm,
+        metric_for_best_model="loss",
+    )
 
 
 def _lrs(scheduler, n):
@@ -133,8 +166,10 @@ def _twin_models():
 
 
 # ---- pretraining ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("style, warmup_rate, grad_clip", [("cosine", 0.13, 1.0), ("linear", 0.1, 0.0),
-                                                           ("none", 0.0, 1.0), ("cosine", 0.0, 0.5)])
+@pytest.mark.parametrize(
+    "style, warmup_rate, grad_clip",
+    [("cosine", 0.13, 1.0), ("linear", 0.1, 0.0), ("none", 0.0, 1.0), ("cosine", 0.0, 0.5)],
+)
 def test_pretraining_builder_unchanged(style, warmup_rate, grad_clip):
     args = _pretrain_args(style, warmup_rate, grad_clip)
     new_model, old_model = _twin_models()

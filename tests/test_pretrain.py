@@ -6,6 +6,7 @@ loss falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == unint
 memory under frequent evaluation, a rank killed mid-step named. Unreadable checkpoint files and unwritable outputs of
 every writer give one line.
 """
+
 from __future__ import annotations
 
 import errno
@@ -27,16 +28,27 @@ from ernie.utils import UserError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "scripts", "run_pretrain.py")
-TINY_MODEL = {"vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-              "intermediate_size": 256, "hidden_act": "gelu", "hidden_dropout_prob": 0.1,
-              "attention_probs_dropout_prob": 0.1, "max_position_embeddings": 128, "type_vocab_size": 2,
-              "initializer_range": 0.02, "pad_token_id": 0}
+TINY_MODEL = {
+    "vocab_size": 0,
+    "hidden_size": 64,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 256,
+    "hidden_act": "gelu",
+    "hidden_dropout_prob": 0.1,
+    "attention_probs_dropout_prob": 0.1,
+    "max_position_embeddings": 128,
+    "type_vocab_size": 2,
+    "initializer_range": 0.02,
+    "pad_token_id": 0,
+}
 
 
 def build_demo(out_dir: str, num_paragraphs: int = 1500) -> dict[str, str]:
     """vocab dir + npy token files (with unit markers) of the first People's Daily paragraphs + a tiny model
     config."""
     from fixtures import write_peoples_daily_pretraining_data
+
     from ernie.tokenizer import ErnieTokenizer
 
     vocab_dir, data_dir = write_peoples_daily_pretraining_data(out_dir, num_paragraphs, units=True)
@@ -52,10 +64,27 @@ def demo(tmp_path_factory):
 
 
 def flags(demo, output_dir, **overrides) -> list[str]:
-    values = dict(model_name_or_path=demo["model"], tokenizer_name_or_path=demo["vocab"], input_dir=demo["data"],
-                  output_dir=output_dir, device="cpu", max_seq_len=64, micro_batch_size=8, max_steps=12,
-                  checkpoint_steps=4, save_steps=100, eval_freq=6, eval_iters=1, test_iters=1, max_lr=1e-2,
-                  min_lr=1e-3, warmup_rate=0.1, num_workers=0, logging_freq=1, seed=7)
+    values = dict(
+        model_name_or_path=demo["model"],
+        tokenizer_name_or_path=demo["vocab"],
+        input_dir=demo["data"],
+        output_dir=output_dir,
+        device="cpu",
+        max_seq_len=64,
+        micro_batch_size=8,
+        max_steps=12,
+        checkpoint_steps=4,
+        save_steps=100,
+        eval_freq=6,
+        eval_iters=1,
+        test_iters=1,
+        max_lr=1e-2,
+        min_lr=1e-3,
+        warmup_rate=0.1,
+        num_workers=0,
+        logging_freq=1,
+        seed=7,
+    )
     values.update(overrides)
     return [x for k, v in values.items() for x in (f"--{k}", str(v))]
 
@@ -90,13 +119,15 @@ def test_flags_yaml_and_errors(demo, tmp_path):
     from ernie.training.args import derive_batching, parse_args
 
     config = tmp_path / "c.yaml"
-    config.write_text(textwrap.dedent(f"""
-        model: {{model_name_or_path: {demo['model']}, tokenizer_name_or_path: {demo['vocab']}}}
-        data: {{input_dir: {demo['data']}, max_seq_len: 64}}
+    config.write_text(
+        textwrap.dedent(f"""
+        model: {{model_name_or_path: {demo["model"]}, tokenizer_name_or_path: {demo["vocab"]}}}
+        data: {{input_dir: {demo["data"]}, max_seq_len: 64}}
         optimizer: {{max_lr: 5.0e-4}}
-        training: {{output_dir: {tmp_path / 'out'}, micro_batch_size: 4, global_batch_size: 16}}
+        training: {{output_dir: {tmp_path / "out"}, micro_batch_size: 4, global_batch_size: 16}}
         eval_freq: 7
-    """))
+    """)
+    )
     args = parse_args(["--config", str(config), "--max_lr", "1e-3", "--use_amp", "--amp_dtype", "bfloat16"])
     assert args.optimizer.max_lr == 1e-3 and args.logging.eval_freq == 7 and args.training.use_amp
     assert args.optimizer.decay_steps == args.training.max_steps and args.logging.test_iters == 100
@@ -105,12 +136,18 @@ def test_flags_yaml_and_errors(demo, tmp_path):
         derive_batching(parse_args(["--config", str(config)]), world_size=3)
 
     base = ["--config", str(config)]
-    for bad, message in [(["--max_lr", "fast"], "--max_lr"), (["--min_lr", "1"], "--min_lr"),
-                         (["--split", "0,1,1"], "--split"), (["--fp16_opt_level", "O3"], "--fp16_opt_level"),
-                         (["--input_dir", str(tmp_path)], "--input_dir"), (["--nonsense", "1"], "--nonsense"),
-                         (["--warmup_rate", "2"], "--warmup_rate"), (["--use_amp", "maybe"], "--use_amp"),
-                         (["--model_name_or_path", "no-such-model"], "--model_name_or_path"),
-                         (["--continue_training", "true"], "--model_name_or_path")]:
+    for bad, message in [
+        (["--max_lr", "fast"], "--max_lr"),
+        (["--min_lr", "1"], "--min_lr"),
+        (["--split", "0,1,1"], "--split"),
+        (["--fp16_opt_level", "O3"], "--fp16_opt_level"),
+        (["--input_dir", str(tmp_path)], "--input_dir"),
+        (["--nonsense", "1"], "--nonsense"),
+        (["--warmup_rate", "2"], "--warmup_rate"),
+        (["--use_amp", "maybe"], "--use_amp"),
+        (["--model_name_or_path", "no-such-model"], "--model_name_or_path"),
+        (["--continue_training", "true"], "--model_name_or_path"),
+    ]:
         with pytest.raises(UserError, match=re.escape(message)):
             parse_args(base + bad)
     (tmp_path / "bad.yaml").write_text("max_lr: 1\nmax_lrr: 2\n")
@@ -133,8 +170,9 @@ def test_vocab_size_sets_the_embedding_rows(demo, trained, tmp_path):
     assert build_model(parse_args(base), tok).config.vocab_size == 18000  # default: the model config's
     with pytest.raises(UserError, match=f"--vocab_size: {tok.vocab_size - 1} is smaller than the vocabulary"):
         build_model(parse_args(base + ["--vocab_size", str(tok.vocab_size - 1)]), tok)
-    cont = flags(demo, str(tmp_path / "out2"), model_name_or_path=os.path.join(trained, "model_last"),
-                 continue_training="true")
+    cont = flags(
+        demo, str(tmp_path / "out2"), model_name_or_path=os.path.join(trained, "model_last"), continue_training="true"
+    )
     with pytest.raises(UserError, match="--vocab_size: .* differs from the vocab_size"):
         build_model(parse_args(cont + ["--vocab_size", str(tok.vocab_size + 8)]), tok)
 
@@ -143,8 +181,18 @@ def test_vocab_size_sets_the_embedding_rows(demo, trained, tmp_path):
 def test_shipped_configs_parse(demo, tmp_path, name):
     from ernie.training.args import derive_batching, parse_args
 
-    args = parse_args(["--config", os.path.join(REPO, "configs", "pretrain", f"{name}.yaml"), "--input_dir",
-                       demo["data"], "--tokenizer_name_or_path", demo["vocab"], "--output_dir", str(tmp_path)])
+    args = parse_args(
+        [
+            "--config",
+            os.path.join(REPO, "configs", "pretrain", f"{name}.yaml"),
+            "--input_dir",
+            demo["data"],
+            "--tokenizer_name_or_path",
+            demo["vocab"],
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
     world = 2 if "cpu" in name else 8
     assert derive_batching(args, world).global_batch_size == args.training.global_batch_size
 
@@ -236,13 +284,23 @@ def test_loss_falls_and_logs(demo, reference_run, tmp_path):
     valid = train_losses(out, "valid")
     assert set(valid) == {0, 6, 12} and set(train_losses(out, "test")) == {12}  # step 0: the untrained model
     assert valid[12] < valid[0]
-    assert re.search(r"global step 12, loss: [\d.]+, lm_loss: [\d.]+, sop_loss: [\d.]+, speed: [\d.]+ steps/s, "
-                     r"ips: [\d.]+ seqs/s, tokens/s: \d+, learning rate: [\d.e+-]+", proc.stdout)
+    assert re.search(
+        r"global step 12, loss: [\d.]+, lm_loss: [\d.]+, sop_loss: [\d.]+, speed: [\d.]+ steps/s, "
+        r"ips: [\d.]+ seqs/s, tokens/s: \d+, learning rate: [\d.e+-]+",
+        proc.stdout,
+    )
     assert os.path.isdir(os.path.join(out, "visualdl")) and os.listdir(os.path.join(out, "visualdl"))
     for ckpt_dir in ("model_last", "model_12"):
         files = set(os.listdir(os.path.join(out, ckpt_dir)))
-        assert {"model_state.pdparams", "model_state.pdopt", "rng_state.pkl", "trainer_state.json", "args.yaml",
-                "vocab.txt", "model_config.json"} <= files
+        assert {
+            "model_state.pdparams",
+            "model_state.pdopt",
+            "rng_state.pkl",
+            "trainer_state.json",
+            "args.yaml",
+            "vocab.txt",
+            "model_config.json",
+        } <= files
     # the same command again: already complete, nothing retrained
     again = run([sys.executable, SCRIPT] + flags(demo, out), REPO)
     assert "nothing to do" in again.stdout
@@ -297,8 +355,9 @@ def test_knowledge_masking_sigkill_and_restart_is_exact(demo, tmp_path):
     out = str(tmp_path / "out")
     killer = tmp_path / "killer.py"
     killer.write_text(KILLER.format(kill_at=2))  # dies while writing step 8's checkpoint
-    assert run([sys.executable, str(killer)] + flags(demo, out, **common), REPO, check=False).returncode == \
-        -signal.SIGKILL
+    assert (
+        run([sys.executable, str(killer)] + flags(demo, out, **common), REPO, check=False).returncode == -signal.SIGKILL
+    )
     resumed = run([sys.executable, SCRIPT] + flags(demo, out, **common), REPO)
     assert "resuming from" in resumed.stdout and "step 4" in resumed.stdout
     expected, losses = train_losses(reference), train_losses(out)
@@ -309,27 +368,48 @@ def test_knowledge_masking_sigkill_and_restart_is_exact(demo, tmp_path):
 
 def test_knowledge_masking_without_markers_is_one_line(demo, tmp_path):
     from fixtures import write_peoples_daily_token_files
+
     from ernie.tokenizer import ErnieTokenizer
 
-    prefix = write_peoples_daily_token_files(str(tmp_path / "plain"), ErnieTokenizer.from_pretrained(demo["vocab"]),
-                                             num_paragraphs=300)
-    proc = run([sys.executable, SCRIPT] + flags(demo, str(tmp_path / "out"), input_dir=prefix, masking="knowledge",
-                                                split="1,0,0"), REPO, check=False)
+    prefix = write_peoples_daily_token_files(
+        str(tmp_path / "plain"), ErnieTokenizer.from_pretrained(demo["vocab"]), num_paragraphs=300
+    )
+    proc = run(
+        [sys.executable, SCRIPT]
+        + flags(demo, str(tmp_path / "out"), input_dir=prefix, masking="knowledge", split="1,0,0"),
+        REPO,
+        check=False,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: --masking knowledge: {prefix} has no unit markers ({prefix}_units.npy); build the corpus with "
-        "create_pretraining_data.py --cn_seg_func lac_lexical, or use --masking word")
+        "create_pretraining_data.py --cn_seg_func lac_lexical, or use --masking word"
+    )
 
 
 @pytest.mark.slow
 def test_two_ranks_equal_one_rank_with_accumulation(demo, tmp_path):
-    common = dict(micro_batch_size=4, global_batch_size=8, max_steps=6, checkpoint_steps=6, eval_freq=3,
-                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    common = dict(
+        micro_batch_size=4,
+        global_batch_size=8,
+        max_steps=6,
+        checkpoint_steps=6,
+        eval_freq=3,
+        hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0,
+    )
     one = str(tmp_path / "one")
     run([sys.executable, SCRIPT] + flags(demo, one, **common), REPO)
     two = str(tmp_path / "two")
-    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-              "--log_dir", str(tmp_path / "log")]
+    launch = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        "2",
+        "--log_dir",
+        str(tmp_path / "log"),
+    ]
     run(launch + [SCRIPT] + flags(demo, two, **common), REPO)
     assert "x 2 ranks x 1 accumulation = global batch 8" in open(tmp_path / "log" / "workerlog.0").read()
     a, b = train_losses(one), train_losses(two)
@@ -344,13 +424,39 @@ def test_two_ranks_equal_one_rank_with_accumulation(demo, tmp_path):
 @pytest.mark.slow
 def test_two_node_launch_on_localhost(demo, tmp_path):
     out, port = str(tmp_path / "out"), free_port()
-    cmds = [[sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master", f"127.0.0.1:{port}",
-             "--rank", str(r), "--nproc_per_node", "1", "--log_dir", str(tmp_path / f"log{r}"), SCRIPT]
-            + flags(demo, out, max_steps=4, checkpoint_steps=2, micro_batch_size=4, eval_freq=2, share_folder="true",
-                    binary_head="false")  # MLM only: the SOP-only weights are frozen, data parallel must cope
-            for r in (0, 1)]
-    procs = [subprocess.Popen(c, cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for c in cmds]
+    cmds = [
+        [
+            sys.executable,
+            "-m",
+            "paddle.distributed.launch",
+            "--nnodes",
+            "2",
+            "--master",
+            f"127.0.0.1:{port}",
+            "--rank",
+            str(r),
+            "--nproc_per_node",
+            "1",
+            "--log_dir",
+            str(tmp_path / f"log{r}"),
+            SCRIPT,
+        ]
+        + flags(
+            demo,
+            out,
+            max_steps=4,
+            checkpoint_steps=2,
+            micro_batch_size=4,
+            eval_freq=2,
+            share_folder="true",
+            binary_head="false",
+        )  # MLM only: the SOP-only weights are frozen, data parallel must cope
+        for r in (0, 1)
+    ]
+    procs = [
+        subprocess.Popen(c, cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for c in cmds
+    ]
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
     assert sorted(train_losses(out)) == [1, 2, 3, 4]
@@ -361,8 +467,20 @@ def test_two_node_launch_on_localhost(demo, tmp_path):
 def test_continue_training_from_saved_dir(demo, reference_run, tmp_path):
     saved = os.path.join(reference_run[0], "model_12")
     out = str(tmp_path / "out")
-    run([sys.executable, SCRIPT] + flags(demo, out, model_name_or_path=saved, continue_training="true",
-                                         max_steps=3, warmup_rate=0.0, eval_iters=0, test_iters=0), REPO)
+    run(
+        [sys.executable, SCRIPT]
+        + flags(
+            demo,
+            out,
+            model_name_or_path=saved,
+            continue_training="true",
+            max_steps=3,
+            warmup_rate=0.0,
+            eval_iters=0,
+            test_iters=0,
+        ),
+        REPO,
+    )
     continued = train_losses(out)
     scratch = train_losses(reference_run[0])
     assert continued[1] < scratch[1] - 0.3  # starts from the trained weights, not from scratch
@@ -370,11 +488,15 @@ def test_continue_training_from_saved_dir(demo, reference_run, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("extra", [dict(use_amp="true", amp_dtype="bfloat16", fp16_opt_level="O1"),
-                                   dict(use_amp="true", amp_dtype="bfloat16", fp16_opt_level="O2",
-                                        use_recompute="true"),
-                                   dict(use_amp="true", amp_dtype="float16", fp16_opt_level="O2")],
-                         ids=["bf16-O1", "bf16-O2-recompute", "fp16-O2-cpu"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        dict(use_amp="true", amp_dtype="bfloat16", fp16_opt_level="O1"),
+        dict(use_amp="true", amp_dtype="bfloat16", fp16_opt_level="O2", use_recompute="true"),
+        dict(use_amp="true", amp_dtype="float16", fp16_opt_level="O2"),
+    ],
+    ids=["bf16-O1", "bf16-O2-recompute", "fp16-O2-cpu"],
+)
 def test_amp_and_recompute_paths_run(demo, tmp_path, extra):
     from ernie.training import trainer
 
@@ -398,8 +520,9 @@ def test_nonfinite_losses_stop_with_last_good_checkpoint(demo, tmp_path, monkeyp
     monkeypatch.setattr(trainer, "forward", poisoned_forward)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
-        trainer.main(flags(demo, str(out), max_steps=20, checkpoint_steps=2, max_nonfinite_steps=3,
-                           eval_iters=0, test_iters=0))
+        trainer.main(
+            flags(demo, str(out), max_steps=20, checkpoint_steps=2, max_nonfinite_steps=3, eval_iters=0, test_iters=0)
+        )
     assert exit_info.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "not finite for 3 consecutive steps (up to step 8)" in err and "model_last" in err
@@ -426,10 +549,19 @@ trainer.main(sys.argv[1:])
 def test_worker_crash_ends_the_launch_naming_the_rank(demo, tmp_path):
     crasher = tmp_path / "crasher.py"
     crasher.write_text(CRASHER)
-    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-              "--log_dir", str(tmp_path / "log"), str(crasher)]
-    proc = run(launch + flags(demo, str(tmp_path / "out"), max_steps=50, micro_batch_size=4), REPO, check=False,
-               timeout=180)
+    launch = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        "2",
+        "--log_dir",
+        str(tmp_path / "log"),
+        str(crasher),
+    ]
+    proc = run(
+        launch + flags(demo, str(tmp_path / "out"), max_steps=50, micro_batch_size=4), REPO, check=False, timeout=180
+    )
     assert proc.returncode != 0
     assert "error: rank 1 of 2" in open(tmp_path / "log" / "workerlog.1").read()
     # on the launcher's console, whichever rank the launcher happens to notice dead first
@@ -454,12 +586,27 @@ def test_sigkill_to_the_launcher_takes_the_workers_down(demo, tmp_path):
     """paddle.distributed.launch puts each worker in a session of its own: a SIGKILL to the launcher alone must
     still end them, or they would keep writing checkpoints beside the restarted run."""
     out = str(tmp_path / "orphan_check_out")
-    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-              "--log_dir", str(tmp_path / "log"), SCRIPT]
-    proc = subprocess.Popen(launch + flags(demo, out, max_steps=10_000, checkpoint_steps=10_000, eval_freq=10_000,
-                                           num_workers=1),  # DataLoader workers must go down too
-                            cwd=REPO, env=run_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    launch = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        "2",
+        "--log_dir",
+        str(tmp_path / "log"),
+        SCRIPT,
+    ]
+    proc = subprocess.Popen(
+        launch
+        + flags(
+            demo, out, max_steps=10_000, checkpoint_steps=10_000, eval_freq=10_000, num_workers=1
+        ),  # DataLoader workers must go down too
+        cwd=REPO,
+        env=run_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 180
         while not os.path.exists(os.path.join(out, "train_log.jsonl")):
@@ -487,8 +634,10 @@ def test_second_run_on_the_same_output_dir_is_refused(tmp_path):
     from ernie.training.distributed import lock_output_dir
 
     held = lock_output_dir(str(tmp_path))
-    code = ("import sys\nfrom ernie.training.distributed import lock_output_dir\nfrom ernie.utils import UserError\n"
-            f"try:\n    lock_output_dir({str(tmp_path)!r}, wait=1)\nexcept UserError as e:\n    print(e); sys.exit(3)\n")
+    code = (
+        "import sys\nfrom ernie.training.distributed import lock_output_dir\nfrom ernie.utils import UserError\n"
+        f"try:\n    lock_output_dir({str(tmp_path)!r}, wait=1)\nexcept UserError as e:\n    print(e); sys.exit(3)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 3 and f"pid {os.getpid()}" in proc.stdout
     held.close()
@@ -516,14 +665,16 @@ json.dump(samples, open(sys.argv[1], "w"))
 """
 
 
-
 @pytest.mark.slow
 def test_frequent_evaluation_keeps_process_count_and_memory_flat(demo, tmp_path):
     """Each evaluation used to leave its DataLoader worker behind (2 -> 7 processes per rank in 300 steps)."""
     tracker, samples = tmp_path / "tracker.py", tmp_path / "samples.json"
     tracker.write_text(TRACKER)
-    run([sys.executable, str(tracker), str(samples)]
-        + flags(demo, str(tmp_path / "out"), max_steps=60, eval_freq=2, checkpoint_steps=20, num_workers=1), REPO)
+    run(
+        [sys.executable, str(tracker), str(samples)]
+        + flags(demo, str(tmp_path / "out"), max_steps=60, eval_freq=2, checkpoint_steps=20, num_workers=1),
+        REPO,
+    )
     s = json.loads(samples.read_text())
     # step 0, every 2 steps, the test set at the end; each held-out pass evaluates twice (the run's word masking, then
     # the same samples basic-masked: the comparable figure)
@@ -535,18 +686,30 @@ def test_frequent_evaluation_keeps_process_count_and_memory_flat(demo, tmp_path)
     assert s[-1]["pss"] - s[1]["pss"] < 100e6, [round(x["pss"] / 1e6) for x in s]
 
 
-
 KILLED_MID_STEP_TIMEOUT = 240
 
 
 @pytest.mark.slow
 def test_rank_killed_mid_step_is_named(demo, tmp_path):
     out = str(tmp_path / "out")
-    launch = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2",
-              "--log_dir", str(tmp_path / "log"), SCRIPT]
-    proc = subprocess.Popen(launch + flags(demo, out, max_steps=100_000, checkpoint_steps=100_000,
-                                           save_steps=100_000, eval_freq=100_000),
-                            cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    launch = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        "2",
+        "--log_dir",
+        str(tmp_path / "log"),
+        SCRIPT,
+    ]
+    proc = subprocess.Popen(
+        launch + flags(demo, out, max_steps=100_000, checkpoint_steps=100_000, save_steps=100_000, eval_freq=100_000),
+        cwd=REPO,
+        env=run_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         log = os.path.join(out, "train_log.jsonl")
         deadline = time.time() + KILLED_MID_STEP_TIMEOUT
@@ -555,8 +718,7 @@ def test_rank_killed_mid_step_is_named(demo, tmp_path):
             time.sleep(0.2)
         import psutil
 
-        rank1 = [p for p in psutil.Process(proc.pid).children()
-                 if p.environ().get("PADDLE_TRAINER_ID") == "1"]
+        rank1 = [p for p in psutil.Process(proc.pid).children() if p.environ().get("PADDLE_TRAINER_ID") == "1"]
         assert len(rank1) == 1
         rank1[0].kill()
         stdout, stderr = proc.communicate(timeout=120)
@@ -576,15 +738,18 @@ def test_rank_killed_mid_step_is_named(demo, tmp_path):
 def trained(demo, tmp_path_factory):
     """An output_dir with model_2, model_4 and model_last (step 4) of a 1-rank run."""
     out = str(tmp_path_factory.mktemp("trained") / "out")
-    run([sys.executable, SCRIPT] + flags(demo, out, max_steps=4, save_steps=2, checkpoint_steps=2, eval_freq=100,
-                                         eval_iters=0, test_iters=0), REPO)
+    run(
+        [sys.executable, SCRIPT]
+        + flags(demo, out, max_steps=4, save_steps=2, checkpoint_steps=2, eval_freq=100, eval_iters=0, test_iters=0),
+        REPO,
+    )
     return out
 
 
 def _corrupt(path: str, how: str) -> None:
     data = open(path, "rb").read()
     with open(path, "wb") as f:
-        f.write({"truncated": data[:len(data) // 2], "empty": b"", "garbage": os.urandom(777)}[how])
+        f.write({"truncated": data[: len(data) // 2], "empty": b"", "garbage": os.urandom(777)}[how])
 
 
 def _main_error(argv, capsys) -> str:
@@ -599,12 +764,21 @@ def _main_error(argv, capsys) -> str:
     return errors[0]
 
 
-@pytest.mark.parametrize("name, how", [("model_state.pdparams", "truncated"), ("model_state.pdparams", "empty"),
-                                       ("model_state.pdparams", "garbage"), ("rng_state.pkl", "truncated"),
-                                       ("model_state.pdopt", "garbage"), ("trainer_state.json", "garbage"),
-                                       ("args.yaml", "empty")])
-def test_unreadable_model_last_names_the_file_and_a_checkpoint_to_resume_from(demo, trained, tmp_path, capsys,
-                                                                              name, how):
+@pytest.mark.parametrize(
+    "name, how",
+    [
+        ("model_state.pdparams", "truncated"),
+        ("model_state.pdparams", "empty"),
+        ("model_state.pdparams", "garbage"),
+        ("rng_state.pkl", "truncated"),
+        ("model_state.pdopt", "garbage"),
+        ("trainer_state.json", "garbage"),
+        ("args.yaml", "empty"),
+    ],
+)
+def test_unreadable_model_last_names_the_file_and_a_checkpoint_to_resume_from(
+    demo, trained, tmp_path, capsys, name, how
+):
     import shutil
 
     out = str(tmp_path / "out")
@@ -642,15 +816,27 @@ def test_unwritable_output_is_one_line_in_every_writer(demo, tmp_path):
     txt.mkdir()
     (txt / "a.txt").write_text("今天天气很好。我们去公园散步。\n\n明天下雨，我们在家看书。\n", encoding="utf-8")
     jsonl = tmp_path / "docs.jsonl"
-    jsonl.write_text(json.dumps({"text": "今天天气很好。我们去公园散步。"}, ensure_ascii=False) + "\n", encoding="utf-8")
+    jsonl.write_text(
+        json.dumps({"text": "今天天气很好。我们去公园散步。"}, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     out = str(blocker / "out")
     cases = {
         "trans_to_json.py": ["--input_path", str(txt), "--output_path", out],
         "build_vocab.py": ["--input_path", str(txt), "--output_dir", out, "--vocab_size", "100"],
         "words_segmentation.py": ["--input_path", str(txt / "a.txt"), "--output_path", out, "--cn_seg_func", "char"],
-        "create_pretraining_data.py": ["--model_name", demo["vocab"], "--input_path", str(jsonl), "--output_prefix",
-                                       out, "--cn_seg_func", "char", "--split_sentences", "--chinese",
-                                       "--cn_whole_word_segment"],
+        "create_pretraining_data.py": [
+            "--model_name",
+            demo["vocab"],
+            "--input_path",
+            str(jsonl),
+            "--output_prefix",
+            out,
+            "--cn_seg_func",
+            "char",
+            "--split_sentences",
+            "--chinese",
+            "--cn_whole_word_segment",
+        ],
         "merge.py": ["--input", f"{demo['data']}/pd", f"{demo['data']}/pd", "--output_prefix", out],
         "run_pretrain.py": flags(demo, out, max_steps=2),
     }
@@ -659,7 +845,6 @@ def test_unwritable_output_is_one_line_in_every_writer(demo, tmp_path):
         errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, (script, proc.stderr[-2000:])
         assert len(errors) == 1 and "cannot write" in errors[0] and str(blocker) in errors[0], (script, errors)
-
 
 
 # -------------------------------------------------------------------------------- Ctrl-C and refused runs (#20)
@@ -743,10 +928,12 @@ def test_ctrl_c_to_the_process_group_with_loader_workers(demo, tmp_path):
     """Ctrl-C as a terminal sends it (to the whole process group, DataLoader workers included): rc 130, one
     ``error: interrupted`` line, model_last at the last complete step, and the rerun resumes from it."""
     out = str(tmp_path / "out")
-    argv = [sys.executable, SCRIPT] + flags(demo, out, max_steps=400, checkpoint_steps=1000, save_steps=1000,
-                                            eval_iters=0, test_iters=0, num_workers=2)
-    proc = subprocess.Popen(argv, cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    argv = [sys.executable, SCRIPT] + flags(
+        demo, out, max_steps=400, checkpoint_steps=1000, save_steps=1000, eval_iters=0, test_iters=0, num_workers=2
+    )
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     log = os.path.join(out, "train_log.jsonl")
     deadline = time.time() + 180
     while time.time() < deadline and proc.poll() is None:
@@ -770,20 +957,30 @@ def test_masking_schedule_resume_at_and_across_a_stage_boundary_is_exact(demo, t
     basic -> entity boundary), crosses the entity -> knowledge boundary at 6 and equals the uninterrupted run; records
     name the stage; valid records carry the basic-masked figures; a schedule that re-masks steps done is refused;
     --continue_training from the checkpoint starts a new schedule."""
-    common = dict(masking_schedule="basic:3,entity:3,knowledge", knowledge_mix="0.5,0.2,0.3", max_steps=8,
-                  checkpoint_steps=3, eval_freq=4, micro_batch_size=4)
+    common = dict(
+        masking_schedule="basic:3,entity:3,knowledge",
+        knowledge_mix="0.5,0.2,0.3",
+        max_steps=8,
+        checkpoint_steps=3,
+        eval_freq=4,
+        micro_batch_size=4,
+    )
     reference = str(tmp_path / "reference")
     ref = run([sys.executable, SCRIPT] + flags(demo, reference, **common), REPO)
     assert "masking stage 2 entity (steps 4-6) of 3" in ref.stdout and "masking: knowledge" in ref.stdout
     out = str(tmp_path / "out")
     killer = tmp_path / "killer.py"
     killer.write_text(KILLER.format(kill_at=2))  # checkpoints at 3 and 6: dies while writing step 6's
-    assert run([sys.executable, str(killer)] + flags(demo, out, **common), REPO, check=False).returncode == \
-        -signal.SIGKILL
+    assert (
+        run([sys.executable, str(killer)] + flags(demo, out, **common), REPO, check=False).returncode == -signal.SIGKILL
+    )
     with open(os.path.join(out, "model_last", "trainer_state.json")) as f:
         saved = json.load(f)
-    assert (saved["global_step"], saved["masking_stage"], saved["masking_schedule"]) == \
-        (3, "basic", "basic:3,entity:3,knowledge")
+    assert (saved["global_step"], saved["masking_stage"], saved["masking_schedule"]) == (
+        3,
+        "basic",
+        "basic:3,entity:3,knowledge",
+    )
     resumed = run([sys.executable, SCRIPT] + flags(demo, out, **common), REPO)
     assert "resuming from" in resumed.stdout and "step 3" in resumed.stdout
     expected, losses = train_losses(reference), train_losses(out)
@@ -793,24 +990,50 @@ def test_masking_schedule_resume_at_and_across_a_stage_boundary_is_exact(demo, t
     with open(os.path.join(out, "train_log.jsonl"), encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
     stages = {r["step"]: r["masking_stage"] for r in records if r["event"] == "train"}
-    assert stages == {1: "basic", 2: "basic", 3: "basic", 4: "entity", 5: "entity", 6: "entity", 7: "knowledge",
-                      8: "knowledge"}
+    assert stages == {
+        1: "basic",
+        2: "basic",
+        3: "basic",
+        4: "entity",
+        5: "entity",
+        6: "entity",
+        7: "knowledge",
+        8: "knowledge",
+    }
     valid = {r["step"]: r for r in records if r["event"] == "valid"}
     assert valid[0]["masking_stage"] == "basic" and valid[0]["basic_lm_loss"] == valid[0]["lm_loss"]
     assert valid[4]["masking_stage"] == "entity" and valid[4]["basic_lm_loss"] != valid[4]["lm_loss"]
     assert all(0 <= v["lm_acc"] <= 1 and 0 <= v["basic_lm_acc"] <= 1 for v in valid.values())
     # resuming with a schedule that masks the steps done differently is refused in one line; later stages may change
-    changed = run([sys.executable, SCRIPT] + flags(demo, out, **{**common, "masking_schedule": "basic:4,entity",
-                                                                 "max_steps": 10}), REPO, check=False)
+    changed = run(
+        [sys.executable, SCRIPT]
+        + flags(demo, out, **{**common, "masking_schedule": "basic:4,entity", "max_steps": 10}),
+        REPO,
+        check=False,
+    )
     assert changed.returncode == 2 and "--masking_schedule: the checkpoint in" in changed.stderr
-    later = run([sys.executable, SCRIPT] + flags(demo, out, **{**common, "masking_schedule":
-                                                               "basic:3,entity:3,knowledge:2,phrase", "max_steps": 9}),
-                REPO)
+    later = run(
+        [sys.executable, SCRIPT]
+        + flags(demo, out, **{**common, "masking_schedule": "basic:3,entity:3,knowledge:2,phrase", "max_steps": 9}),
+        REPO,
+    )
     assert "masking stage 4 phrase" in later.stdout
     # --continue_training from that checkpoint is a new run: its schedule starts again at its own step 1
     fresh = str(tmp_path / "continued")
-    run([sys.executable, SCRIPT] + flags(demo, fresh, **{**common, "model_name_or_path": os.path.join(out, "model_last"),
-                                                         "continue_training": "true", "max_steps": 2}), REPO)
+    run(
+        [sys.executable, SCRIPT]
+        + flags(
+            demo,
+            fresh,
+            **{
+                **common,
+                "model_name_or_path": os.path.join(out, "model_last"),
+                "continue_training": "true",
+                "max_steps": 2,
+            },
+        ),
+        REPO,
+    )
     with open(os.path.join(fresh, "train_log.jsonl"), encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
     assert [r["masking_stage"] for r in records if r["event"] == "train"] == ["basic", "basic"]

@@ -5,6 +5,7 @@
 it was built with ``make_dataclass``; ``--help`` prints (a ``%`` in a help text once made it crash); YAML values are
 typed by the field annotations in both spellings (``Optional[int]`` and ``int | None``).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -18,9 +19,21 @@ from data_tools.ernie_dataset import ErnieDatasetConfig, ErnieDatasetFlags
 from ernie.training import args as A
 from ernie.utils import UserError
 
-DATA_FLAGS = ["input_dir", "max_seq_len", "masked_lm_prob", "short_seq_prob", "binary_head", "max_ngrams",
-              "favor_longer_ngram", "masking", "masking_schedule", "knowledge_mix", "split", "share_folder",
-              "num_workers"]
+DATA_FLAGS = [
+    "input_dir",
+    "max_seq_len",
+    "masked_lm_prob",
+    "short_seq_prob",
+    "binary_head",
+    "max_ngrams",
+    "favor_longer_ngram",
+    "masking",
+    "masking_schedule",
+    "knowledge_mix",
+    "split",
+    "share_folder",
+    "num_workers",
+]
 
 
 def test_data_args_is_a_dataclass_with_the_dataset_flags_in_order():
@@ -41,8 +54,12 @@ def test_data_args_is_a_dataclass_with_the_dataset_flags_in_order():
 
 
 def test_help_prints_every_section():
-    proc = subprocess.run([sys.executable, "-c", "from ernie.training.args import build_parser; "
-                           "build_parser().parse_args(['--help'])"], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", "from ernie.training.args import build_parser; build_parser().parse_args(['--help'])"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "head_dim % 8 == 0" in proc.stdout  # the help text with a % sign
     for flag in ["--input_dir", "--masking_schedule", "--num_workers", "--max_lr", "--output_dir", "--eval_iters"]:
@@ -50,8 +67,15 @@ def test_help_prints_every_section():
     assert proc.stdout.index("--input_dir") < proc.stdout.index("--max_seq_len") < proc.stdout.index("--num_workers")
 
 
-@pytest.mark.parametrize("annotation, expected", [("int", ("int", False)), ("Optional[int]", ("int", True)),
-                                                  ("int | None", ("int", True)), ("None | str", ("str", True))])
+@pytest.mark.parametrize(
+    "annotation, expected",
+    [
+        ("int", ("int", False)),
+        ("Optional[int]", ("int", True)),
+        ("int | None", ("int", True)),
+        ("None | str", ("str", True)),
+    ],
+)
 def test_annotation_spellings(annotation, expected):
     field = dataclasses.field(default=None)
     field.type = annotation

@@ -6,6 +6,7 @@ these tiny random-init models (classifier weights scaled so that logits spread o
 must stay within 5 % of the fp32 logits' range, and the argmax must agree wherever fp32's top-2 margin exceeds
 twice that.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,13 @@ from ernie.tokenizer import ErnieTokenizer, write_tokenizer_files  # noqa: E402
 from ernie.utils import UserError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPECIAL = {"unk_token": "[UNK]", "sep_token": "[SEP]", "pad_token": "[PAD]", "cls_token": "[CLS]",
-           "mask_token": "[MASK]"}
+SPECIAL = {
+    "unk_token": "[UNK]",
+    "sep_token": "[SEP]",
+    "pad_token": "[PAD]",
+    "cls_token": "[CLS]",
+    "mask_token": "[MASK]",
+}
 TEXTS = ["这本书很好看，推荐购买", "质量太差了", "房间干净，服务不错，下次还来住", "一般", *I.EXAMPLE_TEXTS]
 LABELS = ["negative", "neutral", "positive"]
 REL_TOL = 0.05
@@ -45,8 +51,15 @@ def _tokenizer(directory: str) -> ErnieTokenizer:
 
 def _model(cls, vocab_size: int, num_labels: int):
     paddle.seed(3)
-    config = ErnieConfig(vocab_size=vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=128, max_position_embeddings=160, num_labels=num_labels)
+    config = ErnieConfig(
+        vocab_size=vocab_size,
+        hidden_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=128,
+        max_position_embeddings=160,
+        num_labels=num_labels,
+    )
     model = cls(config)
     with paddle.no_grad():  # spread the logits over a few units, so that labels have clear margins
         model.classifier.weight.set_value(model.classifier.weight * 40.0)
@@ -82,8 +95,10 @@ def test_int8_export_layout_and_fp32_files_unchanged(exports):
     plain, int8 = dirs["plain"], dirs["int8"]
     assert INT8_ONNX_FILE not in os.listdir(plain) and ONNX_FILE not in os.listdir(plain)
     assert {INT8_ONNX_FILE, ONNX_FILE, "model.json", "model.pdiparams"} <= set(os.listdir(int8))
-    with open(os.path.join(plain, "model.pdiparams"), "rb") as a, open(os.path.join(int8, "model.pdiparams"),
-                                                                        "rb") as b:
+    with (
+        open(os.path.join(plain, "model.pdiparams"), "rb") as a,
+        open(os.path.join(int8, "model.pdiparams"), "rb") as b,
+    ):
         assert a.read() == b.read()
     with open(os.path.join(plain, E.DEPLOY_CONFIG), encoding="utf-8") as f:
         cfg_plain = json.load(f)
@@ -122,8 +137,7 @@ def test_seq_cls_infer_precision_int8_labels(exports, capsys):
 def test_int8_ner_export_close_to_fp32(tmp_path):
     tok = _tokenizer(str(tmp_path / "vocab"))
     model = _model(ErnieForTokenClassification, tok.vocab_size, 7)
-    out = E.export_model(model, tok, [f"L{i}" for i in range(7)], str(tmp_path / "ner"), task="ner",
-                         quantize="int8")
+    out = E.export_model(model, tok, [f"L{i}" for i in range(7)], str(tmp_path / "ner"), task="ner", quantize="int8")
     feeds = padded_random_feeds(tok.vocab_size, 4, 40, seed=2)
     fp32 = I.OnnxRuntimeBackend(out).run(feeds)
     int8 = I.OnnxRuntimeBackend(out, precision="int8").run(feeds)
@@ -132,8 +146,12 @@ def test_int8_ner_export_close_to_fp32(tmp_path):
 
 
 def _one_error_line(argv: list[str], script: str = "seq_cls_infer.py") -> str:
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", script), *argv], capture_output=True,
-                          text=True, env={**os.environ, "PYTHONPATH": REPO})
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", script), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": REPO},
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
@@ -164,17 +182,45 @@ def test_fastdeploy_onnx_runtime_runs_the_int8_model(exports, tmp_path):
     dirs, model = exports
     feeds = padded_random_feeds(model.config.vocab_size, 8, 40, seed=9)
     np.savez(tmp_path / "feeds.npz", **{f"c/{k}": v for k, v in feeds.items()})
-    proc = subprocess.run([fd_python, "-m", "ernie.deploy.fastdeploy_infer", "--model_dir", dirs["int8"],
-                           "--feeds", str(tmp_path / "feeds.npz"), "--output", str(tmp_path / "out.npz"),
-                           "--backends", "onnx_runtime", "--precision", "int8"],
-                          env=envs.child_env("fastdeploy"), capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            fd_python,
+            "-m",
+            "ernie.deploy.fastdeploy_infer",
+            "--model_dir",
+            dirs["int8"],
+            "--feeds",
+            str(tmp_path / "feeds.npz"),
+            "--output",
+            str(tmp_path / "out.npz"),
+            "--backends",
+            "onnx_runtime",
+            "--precision",
+            "int8",
+        ],
+        env=envs.child_env("fastdeploy"),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     with np.load(tmp_path / "out.npz") as z:
         got = z["onnx_runtime/c"]
     fp32 = I.OnnxRuntimeBackend(dirs["int8"]).run(feeds)
     _assert_close(fp32, got)
-    proc = subprocess.run([fd_python, os.path.join(REPO, "scripts", "fastdeploy_seq_cls_infer.py"), "--model_dir",
-                           dirs["int8"], "--backend", "openvino", "--precision", "int8"],
-                          env=envs.child_env("fastdeploy"), capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            fd_python,
+            os.path.join(REPO, "scripts", "fastdeploy_seq_cls_infer.py"),
+            "--model_dir",
+            dirs["int8"],
+            "--backend",
+            "openvino",
+            "--precision",
+            "int8",
+        ],
+        env=envs.child_env("fastdeploy"),
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2 and proc.stderr.count("error:") == 1, proc.stderr[-2000:]
     assert "--backend onnx_runtime" in proc.stderr

@@ -1,6 +1,7 @@
 """Bad inputs answered in one line, and caches that heal (issue 14): token ids beyond the vocabulary, bad blend
 weights, garbled sample-index caches, unwritable outputs (the shared helpers; every writer end to end is in
 test_pretrain.py), empty input to words_segmentation, --max_length beyond an exported model's positions."""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ def _corpus(prefix: str, docs: list[list[int]]) -> None:
     with make_builder(prefix) as b:
         for doc in docs:
             b.add_item(doc[: len(doc) // 2])
-            b.add_item(doc[len(doc) // 2:])
+            b.add_item(doc[len(doc) // 2 :])
             b.end_document()
         b.finalize()
 
@@ -40,8 +41,11 @@ def test_token_ids_beyond_the_vocabulary_are_refused_when_the_corpus_opens(tmp_p
         docs[31][5:105] = [vocab + 3] * 100
     prefix = str(tmp_path / "c")
     _corpus(prefix, docs)
-    with pytest.raises(UserError, match=rf"c_ids.npy: token id {vocab + (10 if dense else 3)} \(document "
-                                        rf"{0 if dense else 31}, .* outside the vocabulary of {vocab} tokens"):
+    with pytest.raises(
+        UserError,
+        match=rf"c_ids.npy: token id {vocab + (10 if dense else 3)} \(document "
+        rf"{0 if dense else 31}, .* outside the vocabulary of {vocab} tokens",
+    ):
         build_train_valid_test_datasets(prefix, tokenizer, ErnieDatasetConfig(max_seq_len=32), (10, 0, 0))
     _corpus(str(tmp_path / "ok"), [[10 + i for i in range(40)]] * 5)
     from data_tools.indexed_dataset import IndexedDataset
@@ -91,7 +95,6 @@ def test_garbled_sample_index_cache_of_the_right_size_is_rebuilt(tmp_path, token
     assert all((train[i]["input_ids"] == x).all() for i, x in enumerate(expected))
 
 
-
 def test_unwritable_output_helpers(tmp_path, monkeypatch):
     """The shared helpers every writer goes through (including export_model's atomic_dir): read-only file systems
     and directories this user may not write are named as such."""
@@ -118,13 +121,20 @@ def test_unwritable_output_helpers(tmp_path, monkeypatch):
 def test_words_segmentation_refuses_empty_input_like_the_other_entry_points(tmp_path):
     for name, content in (("empty.txt", ""), ("blank.txt", "\n \n\n")):
         (tmp_path / name).write_text(content)
-        for script, args in (("words_segmentation.py", ["--output_path", str(tmp_path / f"{name}.seg"),
-                                                        "--cn_seg_func", "char"]),
-                             ("trans_to_json.py", ["--output_path", str(tmp_path / f"{name}.jsonl")])):
-            proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", script), "--input_path",
-                                   str(tmp_path / name)] + args, capture_output=True, text=True, timeout=120)
-            assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --input_path"), \
-                (script, proc.stderr)
+        for script, args in (
+            ("words_segmentation.py", ["--output_path", str(tmp_path / f"{name}.seg"), "--cn_seg_func", "char"]),
+            ("trans_to_json.py", ["--output_path", str(tmp_path / f"{name}.jsonl")]),
+        ):
+            proc = subprocess.run(
+                [sys.executable, os.path.join(REPO, "scripts", script), "--input_path", str(tmp_path / name)] + args,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --input_path"), (
+                script,
+                proc.stderr,
+            )
         assert not os.path.exists(tmp_path / f"{name}.seg")
 
 
@@ -136,10 +146,16 @@ def test_seq_cls_infer_max_length_beyond_the_model_positions_is_one_line(tmp_pat
     from ernie.modeling import ErnieForSequenceClassification
 
     paddle.seed(1)
-    config = ErnieConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64, num_labels=2)
+    config = ErnieConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        num_labels=2,
+    )
     out = export.export_model(ErnieForSequenceClassification(config), tokenizer, ["neg", "pos"], str(tmp_path / "e"))
     with pytest.raises(UserError, match=r"--max_length 65 exceeds the model's 64 positions"):
         infer.main.__wrapped__(["--model_dir", out, "--max_length", "65"])
     assert len(infer.main.__wrapped__(["--model_dir", out, "--max_length", "64"])) == 3
-

@@ -1,4 +1,5 @@
 """Segmenters (lac, jieba, char) and the words_segmentation CLI."""
+
 import os
 import subprocess
 import sys
@@ -31,14 +32,32 @@ def f1(pred, gold):
     return word_f1(pred, gold)[2]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("lac", {"我爱北京天安门": ["我", "爱", "北京", "天安门"],
-             "今天天气很好，我们去公园散步。": ["今天", "天气", "很好", "，", "我们", "去", "公园", "散步", "。"]}),
-    ("jieba", {"我爱北京天安门": ["我", "爱", "北京", "天安门"],
-               "今天天气很好，我们去公园散步。": ["今天天气", "很", "好", "，", "我们", "去", "公园", "散步", "。"]}),
-    ("char", {"我爱北京 天安门": ["我", "爱", "北", "京", "天", "安", "门"],
-              "BERT模型于2018年发布！": ["BERT", "模", "型", "于", "2018", "年", "发", "布", "！"]}),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        (
+            "lac",
+            {
+                "我爱北京天安门": ["我", "爱", "北京", "天安门"],
+                "今天天气很好，我们去公园散步。": ["今天", "天气", "很好", "，", "我们", "去", "公园", "散步", "。"],
+            },
+        ),
+        (
+            "jieba",
+            {
+                "我爱北京天安门": ["我", "爱", "北京", "天安门"],
+                "今天天气很好，我们去公园散步。": ["今天天气", "很", "好", "，", "我们", "去", "公园", "散步", "。"],
+            },
+        ),
+        (
+            "char",
+            {
+                "我爱北京 天安门": ["我", "爱", "北", "京", "天", "安", "门"],
+                "BERT模型于2018年发布！": ["BERT", "模", "型", "于", "2018", "年", "发", "布", "！"],
+            },
+        ),
+    ],
+)
 def test_known_sentences(segmenters, name, expected):
     seg = segmenters[name]
     assert seg.name == name
@@ -119,14 +138,31 @@ def test_cli_folder_round_trip_with_workers(tmp_path):
     (src / "sub" / "b.txt").write_text("\n".join(texts[200:]) + "\n", encoding="utf-8")
     (src / "notes.md").write_text("not a text file to segment", encoding="utf-8")
     out = tmp_path / "seg"
-    proc = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "words_segmentation.py"), "--input_path",
-                           str(src), "--output_path", str(out), "--cn_seg_func", "jieba", "--workers", "2"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "scripts", "words_segmentation.py"),
+            "--input_path",
+            str(src),
+            "--output_path",
+            str(out),
+            "--cn_seg_func",
+            "jieba",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
-    assert sorted(os.path.relpath(os.path.join(r, f), out) for r, _, fs in os.walk(out) for f in fs) == \
-        ["a.txt", os.path.join("sub", "b.txt")]
-    got = (out / "a.txt").read_text(encoding="utf-8").splitlines() + \
-        (out / "sub" / "b.txt").read_text(encoding="utf-8").splitlines()
+    assert sorted(os.path.relpath(os.path.join(r, f), out) for r, _, fs in os.walk(out) for f in fs) == [
+        "a.txt",
+        os.path.join("sub", "b.txt"),
+    ]
+    got = (out / "a.txt").read_text(encoding="utf-8").splitlines() + (out / "sub" / "b.txt").read_text(
+        encoding="utf-8"
+    ).splitlines()
     assert got == [" ".join(w) for w in get_segmenter("jieba").segment(texts)]  # ordered across workers
 
 

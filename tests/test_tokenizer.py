@@ -1,5 +1,6 @@
 """ErnieTokenizer: basic tokenization, WordPiece, encoding API, whole-word encoding, files, bad vocabs, and id parity
 with paddlenlp.transformers.ErnieTokenizer (compat)."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,34 @@ from ernie import ErnieTokenizer
 from ernie.tokenizer import BasicTokenizer
 from ernie.utils import UserError
 
-SMALL_VOCAB = ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", "哈", "尔", "滨", "##尔", "##滨", "是", "城", "市",
-               "##市", "un", "##aff", "##able", "hello", "world", "a", "##b", "!", ",", "股", "##股", "."]
+SMALL_VOCAB = [
+    "[PAD]",
+    "[CLS]",
+    "[SEP]",
+    "[MASK]",
+    "[UNK]",
+    "哈",
+    "尔",
+    "滨",
+    "##尔",
+    "##滨",
+    "是",
+    "城",
+    "市",
+    "##市",
+    "un",
+    "##aff",
+    "##able",
+    "hello",
+    "world",
+    "a",
+    "##b",
+    "!",
+    ",",
+    "股",
+    "##股",
+    ".",
+]
 
 
 @pytest.fixture
@@ -43,8 +70,13 @@ def test_wordpiece_and_unknowns(small):
 
 
 def test_special_token_ids_and_sizes(small):
-    assert (small.pad_token_id, small.cls_token_id, small.sep_token_id, small.mask_token_id,
-            small.unk_token_id) == (0, 1, 2, 3, 4)
+    assert (small.pad_token_id, small.cls_token_id, small.sep_token_id, small.mask_token_id, small.unk_token_id) == (
+        0,
+        1,
+        2,
+        3,
+        4,
+    )
     assert small.vocab_size == len(small) == len(SMALL_VOCAB)
 
 
@@ -128,7 +160,7 @@ def test_encode_words_marks_word_boundaries(tokenizer):
     tokens = tokenizer.convert_ids_to_tokens(ids)
     assert tokens[:2] == ["a", "##股"] and tokens[-1] == "##年" and "，" in tokens and "[MASK]" in tokens
     english = tokenizer.tokenize("playing")
-    assert tokens[2:2 + len(english)] == english
+    assert tokens[2 : 2 + len(english)] == english
     assert tokenizer.convert_ids_to_tokens(restore[ids]) == tokenizer.tokenize("A股 Playing ， [MASK] １９９８年")
     assert tokenizer.encode_words([]) == []
 
@@ -136,10 +168,22 @@ def test_encode_words_marks_word_boundaries(tokenizer):
 def test_encode_words_without_continuation_entries(small):
     # "城" has no "##城": it stays plain; cached results are identical to fresh ones
     assert small.convert_ids_to_tokens(small.encode_words(["哈尔滨", "市城", "龘哈"])) == [
-        "哈", "##尔", "##滨", "市", "城", "[UNK]", "哈"]
+        "哈",
+        "##尔",
+        "##滨",
+        "市",
+        "城",
+        "[UNK]",
+        "哈",
+    ]
     assert small.encode_words(["哈尔滨", "市城"]) == small.encode_words(["哈尔滨", "市城"])
     assert small.convert_ids_to_tokens(small.encode_words(["哈Ａ尔", "HELLO哈"])) == [
-        "哈", "[UNK]", "##尔", "hello", "哈"]
+        "哈",
+        "[UNK]",
+        "##尔",
+        "hello",
+        "哈",
+    ]
 
 
 def test_wwm_restore_matches_plain_tokenization_on_corpus(tokenizer):
@@ -201,9 +245,12 @@ def test_ids_equal_paddlenlp(vocab_dir, tokenizer):
             assert tokenizer.tokenize(text) == ref.tokenize(text), text
             assert tokenizer(text) == dict(ref(text)), text
         for a, b in zip(lines[:100], lines[400:500]):
-            for kwargs in ({}, {"max_length": 48, "truncation": True}, {"max_length": 40},
-                           {"max_length": 64, "padding": "max_length", "truncation": True,
-                            "return_attention_mask": True}):
+            for kwargs in (
+                {},
+                {"max_length": 48, "truncation": True},
+                {"max_length": 40},
+                {"max_length": 64, "padding": "max_length", "truncation": True, "return_attention_mask": True},
+            ):
                 assert tokenizer(a, b, **kwargs) == dict(ref(a, b, **kwargs)), (a, b, kwargs)
         batch = lines[:16]
         ours = tokenizer.batch_encode(batch, max_length=32, padding="max_length", truncation=True)

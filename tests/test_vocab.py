@@ -1,4 +1,5 @@
 """Vocabulary builder: layout and properties of the built vocab, determinism, CLI flags and bad input."""
+
 from __future__ import annotations
 
 import json
@@ -14,9 +15,11 @@ from ernie import ErnieTokenizer
 from ernie.tokenizer import is_cjk_char
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MIXED_TEXT = ("哈尔滨是一个美丽的城市。The hotel was clean, the staff were friendly!\n"
-              "价格 ２９９ 元，性价比很高；playing games on Windows XP 2008 works fine.\n"
-              "北京欢迎你 hello world hello again https://example.com/path?q=1\n")
+MIXED_TEXT = (
+    "哈尔滨是一个美丽的城市。The hotel was clean, the staff were friendly!\n"
+    "价格 ２９９ 元，性价比很高；playing games on Windows XP 2008 works fine.\n"
+    "北京欢迎你 hello world hello again https://example.com/path?q=1\n"
+)
 
 
 def read_vocab(directory) -> list[str]:
@@ -108,17 +111,20 @@ def test_cli_writes_refuses_overwrite_and_replaces(mixed_corpus, tmp_path, capsy
     assert len(read_vocab(out)) == 1500
 
 
-@pytest.mark.parametrize("case, flags, message", [
-    ("missing", ["--vocab_size", "1000"], "--input_path: .*does not exist"),
-    ("empty", ["--vocab_size", "1000"], "holds no text"),
-    ("empty_dir", ["--vocab_size", "1000"], "contains no files"),
-    ("bad_utf8", ["--vocab_size", "1000"], r"bad.txt:2: not valid UTF-8"),
-    ("ok", ["--vocab_size", "50"], "--vocab_size: 50 is too small"),
-    ("ok", ["--vocab_size", "70000"], r"--vocab_size: must be in 1\.\.65535 .*got 70000"),
-    ("ok", ["--vocab_size", "0"], "--vocab_size: must be in"),
-    ("ok", ["--vocab_size", "5000", "--cjk_range", "all"], "too small for --cjk_range all"),
-    ("ok", ["--vocab_size", "1000", "--min_freq", "0"], "--min_freq"),
-])
+@pytest.mark.parametrize(
+    "case, flags, message",
+    [
+        ("missing", ["--vocab_size", "1000"], "--input_path: .*does not exist"),
+        ("empty", ["--vocab_size", "1000"], "holds no text"),
+        ("empty_dir", ["--vocab_size", "1000"], "contains no files"),
+        ("bad_utf8", ["--vocab_size", "1000"], r"bad.txt:2: not valid UTF-8"),
+        ("ok", ["--vocab_size", "50"], "--vocab_size: 50 is too small"),
+        ("ok", ["--vocab_size", "70000"], r"--vocab_size: must be in 1\.\.65535 .*got 70000"),
+        ("ok", ["--vocab_size", "0"], "--vocab_size: must be in"),
+        ("ok", ["--vocab_size", "5000", "--cjk_range", "all"], "too small for --cjk_range all"),
+        ("ok", ["--vocab_size", "1000", "--min_freq", "0"], "--min_freq"),
+    ],
+)
 def test_cli_bad_input_is_one_line_error(tmp_path, capsys, case, flags, message):
     corpus = tmp_path / "in"
     if case == "empty":
@@ -142,8 +148,16 @@ def test_cli_bad_input_is_one_line_error(tmp_path, capsys, case, flags, message)
 
 def test_script_entry_point(tmp_path):
     (tmp_path / "t.txt").write_text(MIXED_TEXT, encoding="utf-8")
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "build_vocab.py"), "--input_path", str(tmp_path / "t.txt"),
-           "--output_dir", str(tmp_path / "v"), "--vocab_size", "300"]
+    cmd = [
+        sys.executable,
+        os.path.join(REPO, "scripts", "build_vocab.py"),
+        "--input_path",
+        str(tmp_path / "t.txt"),
+        "--output_dir",
+        str(tmp_path / "v"),
+        "--vocab_size",
+        "300",
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert len(read_vocab(tmp_path / "v")) <= 300

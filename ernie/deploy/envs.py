@@ -22,6 +22,7 @@ Contract of :func:`ensure_env` ``(name) -> python executable``:
   visible there. Subprocesses started by :func:`run_in_env` / with :func:`child_env` get their caller's own link
   (``<name>/toolkits/<hash>/ernie``) on ``PYTHONPATH`` instead, so checkouts sharing the cache never mix.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -62,11 +63,19 @@ def _openvino_f32(directory: str) -> None:
 
 
 ENVS = {
-    "paddle26": EnvSpec("paddle26", ("paddlepaddle==2.6.2", "numpy<2"), None,
-                        "import paddle; assert paddle.__version__.startswith('2.6'), paddle.__version__"),
-    "fastdeploy": EnvSpec("fastdeploy", ("fastdeploy-python==1.0.7", "numpy<2"), "3.10",
-                          "import fastdeploy, numpy; assert numpy.__version__ < '2', numpy.__version__",
-                          _openvino_f32),
+    "paddle26": EnvSpec(
+        "paddle26",
+        ("paddlepaddle==2.6.2", "numpy<2"),
+        None,
+        "import paddle; assert paddle.__version__.startswith('2.6'), paddle.__version__",
+    ),
+    "fastdeploy": EnvSpec(
+        "fastdeploy",
+        ("fastdeploy-python==1.0.7", "numpy<2"),
+        "3.10",
+        "import fastdeploy, numpy; assert numpy.__version__ < '2', numpy.__version__",
+        _openvino_f32,
+    ),
 }
 
 
@@ -89,15 +98,20 @@ def find_python(version: str) -> str | None:
     candidates = [os.environ.get(f"ERNIE_PYTHON{tag}")]
     for root in (os.environ.get("PYENV_ROOT"), os.path.expanduser("~/.pyenv")):
         if root:
-            candidates += sorted(glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")),
-                                 reverse=True)
+            candidates += sorted(
+                glob.glob(os.path.join(root, "versions", f"{version}.*", "bin", f"python{version}")), reverse=True
+            )
     candidates += [shutil.which(f"python{version}")]
     if sys.version_info[:2] == tuple(int(x) for x in version.split(".")):
         candidates.insert(1, sys.executable)
     for c in candidates:
         if c and os.path.isfile(c) and os.access(c, os.X_OK):
-            probe = subprocess.run([c, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
-                                   capture_output=True, text=True, env=_clean_env())
+            probe = subprocess.run(
+                [c, "-c", "import sys, venv; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                env=_clean_env(),
+            )
             if probe.returncode == 0 and probe.stdout.strip() == version:
                 return c
     return None
@@ -108,9 +122,11 @@ def base_python(spec: EnvSpec) -> str:
         return getattr(sys, "_base_executable", None) or sys.executable
     found = find_python(spec.python_version)
     if found is None:
-        raise UserError(f"the {spec.name} environment needs Python {spec.python_version} (fastdeploy-python 1.0.7 has "
-                        f"wheels for CPython 3.8-3.10 only): install it (e.g. pyenv install {spec.python_version}) or "
-                        f"set ERNIE_PYTHON{spec.python_version.replace('.', '')}")
+        raise UserError(
+            f"the {spec.name} environment needs Python {spec.python_version} (fastdeploy-python 1.0.7 has "
+            f"wheels for CPython 3.8-3.10 only): install it (e.g. pyenv install {spec.python_version}) or "
+            f"set ERNIE_PYTHON{spec.python_version.replace('.', '')}"
+        )
     return found
 
 
@@ -217,8 +233,7 @@ def ensure_env(name: str, log=None) -> str:
                 tmp = final + ".tmp"
                 shutil.rmtree(tmp, ignore_errors=True)
                 t0 = time.perf_counter()
-                log(f"creating the {name} environment in {final} ({', '.join(spec.requirements)}; "
-                    f"a few minutes, once)")
+                log(f"creating the {name} environment in {final} ({', '.join(spec.requirements)}; a few minutes, once)")
                 _run([base, "-m", "venv", "--clear", tmp], log)
                 py = os.path.join(tmp, "bin", "python")
                 _run([py, "-m", "pip", "install", "--no-input", *spec.requirements], log)

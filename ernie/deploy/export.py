@@ -25,6 +25,7 @@ float32 ``logits`` [batch, num_labels] (seq_cls) or [batch, seq, num_labels] (ne
 ``end_logits`` [batch, seq] (qa). deploy_config.json names the task, its outputs and (for tasks with a label set)
 the labels. A pretraining checkpoint is refused: it has no task head to export.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,15 +53,23 @@ class _LogitsOnly(paddle.nn.Layer):
         return self.model(input_ids, token_type_ids=token_type_ids)
 
 
-def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_dir: str, task: str = "seq_cls",
-                 overwrite: bool = False, quantize: str | None = None) -> str:
+def export_model(
+    model: paddle.nn.Layer,
+    tokenizer,
+    labels: list[str],
+    output_dir: str,
+    task: str = "seq_cls",
+    overwrite: bool = False,
+    quantize: str | None = None,
+) -> str:
     """Trace ``model`` to a static program and write the deployable directory (see the module docstring);
     ``quantize="int8"`` adds ``model.int8.onnx``."""
     from ernie.finetune.tasks import get_task
 
     if quantize not in (None, *QUANTIZE_CHOICES):
-        raise UserError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)} (or leave it out for "
-                        f"fp32 only)")
+        raise UserError(
+            f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)} (or leave it out for fp32 only)"
+        )
     task_cls = get_task(task)
     was_training = model.training
     model.eval()
@@ -84,13 +93,24 @@ def export_model(model: paddle.nn.Layer, tokenizer, labels: list[str], output_di
             if labels:
                 write_label_file(tmp, labels)
             with open(os.path.join(tmp, DEPLOY_CONFIG), "w", encoding="utf-8") as f:
-                json.dump({"task": task, "labels": labels, "input_names": list(task_cls.input_names),
-                           "output_names": list(task_cls.output_names),
-                           "model_file": os.path.basename(program), "params_file": MODEL_PREFIX + PARAMS_SUFFIX,
-                           "legacy_model_file": legacy, "paddle_version": paddle.__version__,
-                           "max_position_embeddings": model.config.max_position_embeddings,
-                           "precisions": ["fp32"] + (["int8"] if int8 else []), "int8": int8},
-                          f, indent=2, ensure_ascii=False)
+                json.dump(
+                    {
+                        "task": task,
+                        "labels": labels,
+                        "input_names": list(task_cls.input_names),
+                        "output_names": list(task_cls.output_names),
+                        "model_file": os.path.basename(program),
+                        "params_file": MODEL_PREFIX + PARAMS_SUFFIX,
+                        "legacy_model_file": legacy,
+                        "paddle_version": paddle.__version__,
+                        "max_position_embeddings": model.config.max_position_embeddings,
+                        "precisions": ["fp32"] + (["int8"] if int8 else []),
+                        "int8": int8,
+                    },
+                    f,
+                    indent=2,
+                    ensure_ascii=False,
+                )
     finally:
         model.train(was_training)
     return os.path.abspath(output_dir)
@@ -108,14 +128,18 @@ def _task_of(config, model_path: str, flag_task: str | None):
         if found is not None and found is not task_cls:
             raise UserError(f"--task {flag_task}: {model_path} holds a {found.name} model ({arch})")
         if found is None and arch:
-            raise UserError(f"--model_path {model_path}: a {arch} checkpoint (no {flag_task} head); fine-tune it "
-                            f"first, e.g. scripts/run_{flag_task}.py --model_name_or_path {model_path}")
+            raise UserError(
+                f"--model_path {model_path}: a {arch} checkpoint (no {flag_task} head); fine-tune it "
+                f"first, e.g. scripts/run_{flag_task}.py --model_name_or_path {model_path}"
+            )
         return task_cls
     if found is None:
         kinds = ", ".join(f"{t.model_class} ({n})" for n, t in sorted(all_tasks().items()))
-        raise UserError(f"--model_path {model_path}: a {arch or 'model without architectures in its config'} "
-                        f"checkpoint, not a fine-tuned model ({kinds}); fine-tune it first (scripts/run_seq_cls.py, "
-                        f"run_ner.py, run_qa.py) and export the result")
+        raise UserError(
+            f"--model_path {model_path}: a {arch or 'model without architectures in its config'} "
+            f"checkpoint, not a fine-tuned model ({kinds}); fine-tune it first (scripts/run_seq_cls.py, "
+            f"run_ner.py, run_qa.py) and export the result"
+        )
     return found
 
 
@@ -127,17 +151,27 @@ def main(argv: list[str] | None = None) -> str:
     from ernie.tokenizer import ErnieTokenizer
     from ernie.utils import ArgumentParser, read_label_file
 
-    p = ArgumentParser(prog="export_model.py", description="Export a fine-tuned ERNIE model for Paddle Inference / "
-                                                           "FastDeploy / ONNX Runtime.")
-    p.add_argument("--model_path", required=True, help="fine-tuned model directory (output_dir of run_seq_cls.py, "
-                                                       "run_ner.py or run_qa.py)")
+    p = ArgumentParser(
+        prog="export_model.py",
+        description="Export a fine-tuned ERNIE model for Paddle Inference / FastDeploy / ONNX Runtime.",
+    )
+    p.add_argument(
+        "--model_path",
+        required=True,
+        help="fine-tuned model directory (output_dir of run_seq_cls.py, run_ner.py or run_qa.py)",
+    )
     p.add_argument("--output_path", required=True, help="directory to write the inference model into")
-    p.add_argument("--task", choices=sorted(all_tasks()), default=None,
-                   help="default: from the model's config (architectures)")
+    p.add_argument(
+        "--task", choices=sorted(all_tasks()), default=None, help="default: from the model's config (architectures)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output_path")
-    p.add_argument("--quantize", choices=QUANTIZE_CHOICES, default=None,
-                   help="also write model.int8.onnx: ONNX Runtime dynamic INT8 (weights per channel) for CPU serving "
-                        "with --backend onnxruntime --precision int8; the fp32 files are written as without it")
+    p.add_argument(
+        "--quantize",
+        choices=QUANTIZE_CHOICES,
+        default=None,
+        help="also write model.int8.onnx: ONNX Runtime dynamic INT8 (weights per channel) for CPU serving "
+        "with --backend onnxruntime --precision int8; the fp32 files are written as without it",
+    )
     a = p.parse_args(argv)
     if not os.path.isdir(a.model_path):
         raise UserError(f"--model_path {a.model_path}: no such directory")
@@ -149,7 +183,8 @@ def main(argv: list[str] | None = None) -> str:
         labels = read_label_file(a.model_path) or [id2label.get(str(i), str(i)) for i in range(config.num_labels)]
     model = task_cls.build_model(a.model_path, labels)
     tokenizer = ErnieTokenizer.from_pretrained(a.model_path)
-    out = export_model(model, tokenizer, labels, a.output_path, task=task_cls.name, overwrite=a.overwrite,
-                       quantize=a.quantize)
+    out = export_model(
+        model, tokenizer, labels, a.output_path, task=task_cls.name, overwrite=a.overwrite, quantize=a.quantize
+    )
     print(f"exported {task_cls.name} model to {out}: {', '.join(sorted(os.listdir(out)))}")
     return out

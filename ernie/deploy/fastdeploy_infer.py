@@ -22,6 +22,7 @@ environment; bf16 on a CPU with bf16 instructions in a FastDeploy install the to
 harness of tests/test_fastdeploy.py and benchmarks/bench_fastdeploy.py: logits (and optionally median latency) of
 every backend on the same int64 feeds.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,13 +56,22 @@ class FastDeployBackend:
     """A FastDeploy Runtime on ``model_dir/model.pdmodel`` + ``model.pdiparams`` (``precision="int8"``:
     ``model.int8.onnx``, onnx_runtime only); ``run(feeds) -> first output``."""
 
-    def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1,
-                 device_id: int = 0, precision: str = "fp32"):
+    def __init__(
+        self,
+        model_dir: str,
+        backend: str = "paddle",
+        device: str = "cpu",
+        num_threads: int = 1,
+        device_id: int = 0,
+        precision: str = "fp32",
+    ):
         try:
             import fastdeploy as fd
         except ImportError:
-            raise UserError("fastdeploy is not importable here: run this with the FastDeploy environment's Python "
-                            "(bash scripts/setup_fastdeploy_env.sh prints it)") from None
+            raise UserError(
+                "fastdeploy is not importable here: run this with the FastDeploy environment's Python "
+                "(bash scripts/setup_fastdeploy_env.sh prints it)"
+            ) from None
         if backend not in BACKENDS:
             raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
         if not os.path.isdir(model_dir):
@@ -75,17 +85,22 @@ class FastDeployBackend:
             params = os.path.join(model_dir, MODEL_PREFIX + PARAMS_SUFFIX)
             for path in (program, params):
                 if not os.path.isfile(path):
-                    raise UserError(f"--model_dir {model_dir}: no {os.path.basename(path)} (FastDeploy needs the "
-                                    f"legacy program: export with scripts/export_model.py, without "
-                                    f"ERNIE_NO_LEGACY_EXPORT)")
+                    raise UserError(
+                        f"--model_dir {model_dir}: no {os.path.basename(path)} (FastDeploy needs the "
+                        f"legacy program: export with scripts/export_model.py, without "
+                        f"ERNIE_NO_LEGACY_EXPORT)"
+                    )
             option.set_model_path(program, params, fd.ModelFormat.PADDLE)
         if device == "gpu":
             option.use_gpu(device_id)
         else:
             option.use_cpu()
             option.set_cpu_thread_num(num_threads)
-        {"paddle": option.use_paddle_infer_backend, "onnx_runtime": option.use_ort_backend,
-         "openvino": option.use_openvino_backend}[backend]()
+        {
+            "paddle": option.use_paddle_infer_backend,
+            "onnx_runtime": option.use_ort_backend,
+            "openvino": option.use_openvino_backend,
+        }[backend]()
         # Paddle Inference 2.x's oneDNN (MKLDNN) kernels give wrong logits on this program once the input shape
         # changes between calls (measured: batch 1 then batch 32 -> 0.07 off; with a per-shape primitive cache,
         # mkldnn_cache_size, still up to 1.6 off on some rows). Its plain CPU kernels (MKL GEMMs) are exact.
@@ -93,8 +108,10 @@ class FastDeployBackend:
         try:
             self.runtime = fd.Runtime(option)
         except Exception as e:  # noqa: BLE001 - a broken file is the user's input problem
-            raise UserError(f"--model_dir {model_dir}: FastDeploy ({backend}) cannot load {os.path.basename(program)}: "
-                            f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}") from None
+            raise UserError(
+                f"--model_dir {model_dir}: FastDeploy ({backend}) cannot load {os.path.basename(program)}: "
+                f"{str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__}"
+            ) from None
         self.name = backend
         self.compute_precision = "f32"
         if backend == "openvino" and device == "cpu":
@@ -105,8 +122,9 @@ class FastDeployBackend:
             raise UserError(f"--model_dir {model_dir}: inputs {self.input_names}, expected {list(INPUT_NAMES)}")
 
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
-        return self.runtime.infer({name: np.ascontiguousarray(feeds[name], dtype=np.int64)
-                                   for name in self.input_names})[0]
+        return self.runtime.infer(
+            {name: np.ascontiguousarray(feeds[name], dtype=np.int64) for name in self.input_names}
+        )[0]
 
 
 def openvino_precision_line(precision: str) -> str:
@@ -114,15 +132,30 @@ def openvino_precision_line(precision: str) -> str:
     if precision == "f32":
         return "FastDeploy openvino: OpenVINO's CPU plugin computes in f32"
     flags = "/".join(f for f in BF16_FLAGS if f in cpu_flags()) or "bf16"
-    return (f"FastDeploy openvino: OpenVINO's CPU plugin computes in bf16 on this CPU ({flags}): "
-            f"logits differ from f32 by ~1e-2; bash scripts/setup_fastdeploy_env.sh sets its environment to f32")
+    return (
+        f"FastDeploy openvino: OpenVINO's CPU plugin computes in bf16 on this CPU ({flags}): "
+        f"logits differ from f32 by ~1e-2; bash scripts/setup_fastdeploy_env.sh sets its environment to f32"
+    )
 
 
-def seq_cls_predictor(model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
-                      max_length: int = 128, num_threads: int = 1, precision: str = "fp32") -> SeqClsPredictor:
+def seq_cls_predictor(
+    model_dir: str,
+    backend: str = "paddle",
+    device: str = "cpu",
+    batch_size: int = 32,
+    max_length: int = 128,
+    num_threads: int = 1,
+    precision: str = "fp32",
+) -> SeqClsPredictor:
     """ernie.deploy.infer's predictor (same tokenization, softmax and output) on a FastDeploy runtime."""
-    return SeqClsPredictor(model_dir, FastDeployBackend(model_dir, backend, device, num_threads, precision=precision),
-                           device, batch_size, max_length, num_threads)
+    return SeqClsPredictor(
+        model_dir,
+        FastDeployBackend(model_dir, backend, device, num_threads, precision=precision),
+        device,
+        batch_size,
+        max_length,
+        num_threads,
+    )
 
 
 class TokenClsPredictor(SeqClsPredictor):
@@ -141,7 +174,7 @@ class TokenClsPredictor(SeqClsPredictor):
         width = max(len(r) for r in rows)
         input_ids = np.full((len(rows), width), tok.pad_token_id, dtype=np.int64)
         for i, r in enumerate(rows):
-            input_ids[i, :len(r)] = r
+            input_ids[i, : len(r)] = r
         return {"input_ids": input_ids, "token_type_ids": np.zeros_like(input_ids)}
 
     def predict(self, texts: list[str], text_pairs: list[str | None] | None = None) -> list[dict]:
@@ -152,10 +185,10 @@ class TokenClsPredictor(SeqClsPredictor):
 
         out = []
         for start in range(0, len(texts), self.batch_size):
-            batch = texts[start:start + self.batch_size]
+            batch = texts[start : start + self.batch_size]
             for text, row in zip(batch, self.backend.run(self.encode(batch)).argmax(-1)):
                 n = min(len(text), self.max_length - 2)
-                tags = [self.labels[int(t)] if self.labels else str(int(t)) for t in row[1:1 + n]]
+                tags = [self.labels[int(t)] if self.labels else str(int(t)) for t in row[1 : 1 + n]]
                 tags += ["O"] * (len(text) - n)
                 ents = sorted(bio_entities(tags), key=lambda e: e[1])
                 out.append({"tags": tags, "entities": [(text[s:e], kind, s, e) for kind, s, e in ents]})
@@ -172,7 +205,7 @@ def padded_random_feeds(vocab_size: int, batch: int, seq: int, seed: int = 0) ->
         ids[i, :n] = rng.integers(5, vocab_size, size=n)
         ids[i, 0], ids[i, n - 1] = 1, 2
     types = np.zeros_like(ids)
-    types[:, seq // 2:] = ids[:, seq // 2:] != 0
+    types[:, seq // 2 :] = ids[:, seq // 2 :] != 0
     return {"input_ids": ids, "token_type_ids": types}
 
 
@@ -203,8 +236,9 @@ def seq_cls_main(argv: list[str] | None = None) -> list[dict]:
     _check_sizes(a)
     check_task(a.model_dir, "seq_cls", "fastdeploy_seq_cls_infer.py")
     check_max_length(a.model_dir, a.max_length)
-    predictor = seq_cls_predictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads,
-                                  a.precision)
+    predictor = seq_cls_predictor(
+        a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads, a.precision
+    )
     return predict_and_print(predictor, a, f"FastDeploy {a.backend} {a.precision}")
 
 
@@ -224,8 +258,11 @@ def token_cls_main(argv: list[str] | None = None) -> list[dict]:
     for text, r in zip(texts, results):
         ents = " ".join(f"{chars}/{kind}" for chars, kind, _, _ in r["entities"])
         print(f"Data: {text} \t Entities: {ents}")
-    print(f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with FastDeploy {a.backend} on {a.device} "
-          f"(batch {a.batch_size}, max_length {a.max_length})", file=sys.stderr)
+    print(
+        f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with FastDeploy {a.backend} on {a.device} "
+        f"(batch {a.batch_size}, max_length {a.max_length})",
+        file=sys.stderr,
+    )
     return results
 
 

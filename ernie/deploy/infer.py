@@ -14,6 +14,7 @@ polygraphy post-pass (which tries to pip-install packages) is never used.
 ONNX Runtime; the default is fp32. INT8 with the paddle backend, or an export without the INT8 model, is one
 ``UserError`` line (why: ernie/deploy/quantize.py).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,21 +42,27 @@ from .layout import (
 
 ONNX_OPSET = 13
 BACKENDS = ("paddle", "onnxruntime")
-EXAMPLE_TEXTS = ["这个宾馆比较陈旧了，特价的房间也很一般。总体来说一般",
-                 "怀着十分激动的心情放映，可是看着看着发现，在放映完毕后，出现一集米老鼠的动画片",
-                 "作为老的四星酒店，房间依然很整洁，相当不错。机场接机服务很好，可以在车上办理入住手续，节省时间。"]
+EXAMPLE_TEXTS = [
+    "这个宾馆比较陈旧了，特价的房间也很一般。总体来说一般",
+    "怀着十分激动的心情放映，可是看着看着发现，在放映完毕后，出现一集米老鼠的动画片",
+    "作为老的四星酒店，房间依然很整洁，相当不错。机场接机服务很好，可以在车上办理入住手续，节省时间。",
+]
 
 
 def model_files(model_dir: str) -> tuple[str, str]:
     """(program file, params file) of an exported model; a missing piece is a ``UserError`` naming the dir."""
     if not os.path.isdir(model_dir):
-        raise UserError(f"--model_dir {model_dir}: no such directory (export one with scripts/export_model.py or "
-                        f"run_seq_cls.py --do_export)")
+        raise UserError(
+            f"--model_dir {model_dir}: no such directory (export one with scripts/export_model.py or "
+            f"run_seq_cls.py --do_export)"
+        )
     program = program_file(model_dir)
     params = os.path.join(model_dir, MODEL_PREFIX + PARAMS_SUFFIX)
     if program is None:
-        raise UserError(f"--model_dir {model_dir}: no {' or '.join(MODEL_PREFIX + s for s in PROGRAM_SUFFIXES)} "
-                        f"(not an exported inference model; see scripts/export_model.py)")
+        raise UserError(
+            f"--model_dir {model_dir}: no {' or '.join(MODEL_PREFIX + s for s in PROGRAM_SUFFIXES)} "
+            f"(not an exported inference model; see scripts/export_model.py)"
+        )
     if not os.path.isfile(params):
         raise UserError(f"--model_dir {model_dir}: {os.path.basename(program)} but no {MODEL_PREFIX + PARAMS_SUFFIX}")
     return program, params
@@ -85,9 +92,10 @@ class PaddleBackend:
         try:
             self.predictor = pi.create_predictor(config)
         except Exception as e:  # noqa: BLE001 - a broken file is the user's input problem
-            raise UserError(f"--model_dir {model_dir}: cannot load the inference model "
-                            f"({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''})") \
-                from None
+            raise UserError(
+                f"--model_dir {model_dir}: cannot load the inference model "
+                f"({type(e).__name__}: {str(e).strip().splitlines()[-1] if str(e).strip() else ''})"
+            ) from None
         self.input_names = self.predictor.get_input_names()
         if sorted(self.input_names) != sorted(INPUT_NAMES):
             raise UserError(f"--model_dir {model_dir}: inputs {self.input_names}, expected {list(INPUT_NAMES)}")
@@ -114,11 +122,14 @@ def convert_to_onnx(model_dir: str) -> bytes:
     program, params = model_files(model_dir)
     logging.getLogger("paddle2onnx").setLevel(logging.WARNING)
     try:
-        onnx_bytes = paddle2onnx.export(program, params, save_file=None, opset_version=ONNX_OPSET,
-                                        enable_onnx_checker=True, verbose=False)
+        onnx_bytes = paddle2onnx.export(
+            program, params, save_file=None, opset_version=ONNX_OPSET, enable_onnx_checker=True, verbose=False
+        )
     except (Exception, SystemExit) as e:  # noqa: BLE001 - paddle2onnx's logger calls sys.exit(-1) on errors
-        raise UserError(f"--model_dir {model_dir}: paddle2onnx could not convert {os.path.basename(program)} "
-                        f"(see the error above; {type(e).__name__}: {e})") from None
+        raise UserError(
+            f"--model_dir {model_dir}: paddle2onnx could not convert {os.path.basename(program)} "
+            f"(see the error above; {type(e).__name__}: {e})"
+        ) from None
     if not onnx_bytes:
         raise UserError(f"--model_dir {model_dir}: paddle2onnx could not convert the model (see the log above)")
     return onnx_bytes
@@ -155,10 +166,14 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(model, sess_options=options, providers=providers)
         except Exception as e:  # noqa: BLE001
-            what = (os.path.basename(cached) if cached
-                    else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)")
-            raise UserError(f"--model_dir {model_dir}: ONNX Runtime cannot load {what}: "
-                            f"{str(e).strip().splitlines()[0]}") from None
+            what = (
+                os.path.basename(cached)
+                if cached
+                else f"the ONNX conversion (is {MODEL_PREFIX + PARAMS_SUFFIX} complete?)"
+            )
+            raise UserError(
+                f"--model_dir {model_dir}: ONNX Runtime cannot load {what}: {str(e).strip().splitlines()[0]}"
+            ) from None
         if not cached and os.access(model_dir, os.W_OK):
             with atomic_write(os.path.join(model_dir, ONNX_FILE)) as f:
                 f.write(model)
@@ -179,16 +194,21 @@ def check_precision(model_dir: str, backend: str, precision: str, int8_backend: 
         raise UserError(f"--precision {precision}: choose one of {', '.join(PRECISIONS)}")
     if precision == "int8":
         if backend != int8_backend:
-            raise UserError(f"--precision int8 --backend {backend}: INT8 models run on ONNX Runtime only (--backend "
-                            f"{int8_backend}); ernie/deploy/quantize.py says why")
+            raise UserError(
+                f"--precision int8 --backend {backend}: INT8 models run on ONNX Runtime only (--backend "
+                f"{int8_backend}); ernie/deploy/quantize.py says why"
+            )
         if not os.path.isfile(os.path.join(model_dir, INT8_ONNX_FILE)):
-            raise UserError(f"--precision int8: {model_dir} has no {INT8_ONNX_FILE}; export it with "
-                            f"scripts/export_model.py --quantize int8")
+            raise UserError(
+                f"--precision int8: {model_dir} has no {INT8_ONNX_FILE}; export it with "
+                f"scripts/export_model.py --quantize int8"
+            )
     return precision
 
 
-def make_backend(model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1,
-                 precision: str = "fp32"):
+def make_backend(
+    model_dir: str, backend: str = "paddle", device: str = "cpu", num_threads: int = 1, precision: str = "fp32"
+):
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend}: choose one of {', '.join(BACKENDS)}")
     cls = PaddleBackend if backend == "paddle" else OnnxRuntimeBackend
@@ -230,20 +250,31 @@ def check_max_length(model_dir: str, max_length: int, flag: str = "--max_length"
 
     limit = model_positions(model_dir)
     if limit is not None and max_length > limit:
-        raise UserError(f"{flag} {max_length} exceeds the model's {limit} positions (max_position_embeddings in "
-                        f"{os.path.join(model_dir, DEPLOY_CONFIG)}); pass {flag} {limit} or less")
+        raise UserError(
+            f"{flag} {max_length} exceeds the model's {limit} positions (max_position_embeddings in "
+            f"{os.path.join(model_dir, DEPLOY_CONFIG)}); pass {flag} {limit} or less"
+        )
 
 
 class SeqClsPredictor:
     """Tokenize -> backend -> softmax over labels, in batches of ``batch_size``. ``backend``: a name of
     :data:`BACKENDS`, or any object with ``run(feeds) -> logits`` (e.g. ``fastdeploy_infer.FastDeployBackend``)."""
 
-    def __init__(self, model_dir: str, backend="paddle", device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 128, num_threads: int = 1, precision: str = "fp32"):
+    def __init__(
+        self,
+        model_dir: str,
+        backend="paddle",
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_length: int = 128,
+        num_threads: int = 1,
+        precision: str = "fp32",
+    ):
         from ernie.tokenizer import ErnieTokenizer
 
-        self.backend = (make_backend(model_dir, backend, device, num_threads, precision) if isinstance(backend, str)
-                        else backend)
+        self.backend = (
+            make_backend(model_dir, backend, device, num_threads, precision) if isinstance(backend, str) else backend
+        )
         self.tokenizer = ErnieTokenizer.from_pretrained(model_dir)
         self.labels = read_labels(model_dir)
         self.batch_size, self.max_length = batch_size, max_length
@@ -251,15 +282,16 @@ class SeqClsPredictor:
     def encode(self, texts: list[str], text_pairs: list[str | None] | None = None) -> dict[str, np.ndarray]:
         """Padded int64 feeds [B, longest] for one batch."""
         items = texts if text_pairs is None else [t if p is None else (t, p) for t, p in zip(texts, text_pairs)]
-        enc = self.tokenizer.batch_encode(items, max_length=self.max_length, padding=True, truncation=True,
-                                          return_tensors="np")
+        enc = self.tokenizer.batch_encode(
+            items, max_length=self.max_length, padding=True, truncation=True, return_tensors="np"
+        )
         return {name: enc[name] for name in INPUT_NAMES}
 
     def logits(self, texts: list[str], text_pairs: list[str | None] | None = None) -> np.ndarray:
         out = []
         for i in range(0, len(texts), self.batch_size):
-            pairs = None if text_pairs is None else text_pairs[i:i + self.batch_size]
-            out.append(self.backend.run(self.encode(texts[i:i + self.batch_size], pairs)))
+            pairs = None if text_pairs is None else text_pairs[i : i + self.batch_size]
+            out.append(self.backend.run(self.encode(texts[i : i + self.batch_size], pairs)))
         return np.concatenate(out)
 
     def predict(self, texts: list[str], text_pairs: list[str | None] | None = None) -> list[dict]:
@@ -268,8 +300,9 @@ class SeqClsPredictor:
         text whose every token is [UNK] to this vocabulary (its label means nothing)."""
         pairs = text_pairs if text_pairs is not None else [None] * len(texts)
         keep = [i for i, (t, p) in enumerate(zip(texts, pairs)) if t.strip() or (p or "").strip()]
-        out: list[dict[str, Any]] = [{"label": None, "label_id": None, "confidence": None, "all_unk": False}
-                                     for _ in texts]
+        out: list[dict[str, Any]] = [
+            {"label": None, "label_id": None, "confidence": None, "all_unk": False} for _ in texts
+        ]
         if not keep:
             return out
         logits = self.logits([texts[i] for i in keep], None if text_pairs is None else [pairs[i] for i in keep])
@@ -278,8 +311,12 @@ class SeqClsPredictor:
         names = self.labels or [str(i) for i in range(logits.shape[-1])]
         for i, p in zip(keep, probs):
             k = int(p.argmax())
-            out[i] = {"label": names[k], "label_id": k, "confidence": float(p[k]),
-                      "all_unk": self.all_unk(texts[i]) and self.all_unk(pairs[i] or "")}
+            out[i] = {
+                "label": names[k],
+                "label_id": k,
+                "confidence": float(p[k]),
+                "all_unk": self.all_unk(texts[i]) and self.all_unk(pairs[i] or ""),
+            }
         return out
 
     def all_unk(self, text: str) -> bool:
@@ -291,8 +328,10 @@ class SeqClsPredictor:
 def random_feeds(batch_size: int, seq_len: int, vocab_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Unpadded random token ids (above the 5 special ids) [batch_size, seq_len], for timing."""
     rng = np.random.default_rng(seed)
-    return {"input_ids": rng.integers(5, vocab_size, size=(batch_size, seq_len), dtype=np.int64),
-            "token_type_ids": np.zeros((batch_size, seq_len), dtype=np.int64)}
+    return {
+        "input_ids": rng.integers(5, vocab_size, size=(batch_size, seq_len), dtype=np.int64),
+        "token_type_ids": np.zeros((batch_size, seq_len), dtype=np.int64),
+    }
 
 
 def median_seconds(fn, x, iters: int, warmup: int = 2) -> float:
@@ -307,8 +346,15 @@ def median_seconds(fn, x, iters: int, warmup: int = 2) -> float:
     return float(np.median(times))
 
 
-def measure_speed(model_dir: str, backend: str = "paddle", seq_len: int = 128, batch_size: int = 32,
-                  iters: int = 20, num_threads: int = 1, precision: str = "fp32") -> dict[str, float]:
+def measure_speed(
+    model_dir: str,
+    backend: str = "paddle",
+    seq_len: int = 128,
+    batch_size: int = 32,
+    iters: int = 20,
+    num_threads: int = 1,
+    precision: str = "fp32",
+) -> dict[str, float]:
     """``{"latency_ms"}`` at batch 1 (median of ``5 * iters`` calls) and ``{"throughput"}`` (sequences/s) at
     ``batch_size`` for an exported model: the figures of benchmarks/bench_infer.py, for scripts and the demo."""
     from ernie.tokenizer import ErnieTokenizer
@@ -337,7 +383,7 @@ def read_inputs(path: str) -> tuple[list[str], list[str | None]]:
                         raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg})") from None
                     text, pair = rec.get("text"), rec.get("text_pair")
                     if not isinstance(text, str):
-                        raise UserError(f"{path}:{lineno}: no \"text\" field")
+                        raise UserError(f'{path}:{lineno}: no "text" field')
                 else:
                     text, _, pair = line.partition("\t")
                 texts.append(text)
@@ -362,8 +408,12 @@ def print_seq_cls_results(texts: list[str], pairs: list[str | None], results: li
             print(f"Data: {data} \t Label: {r['label']} \t Confidence: {r['confidence']:.4f}")
     unknown = [i + 1 for i, r in enumerate(results) if r.get("all_unk")]
     if unknown:
-        print(f"warning: {len(unknown)} of {len(results)} inputs are all [UNK] to the model's vocabulary (first: input "
-              f"{unknown[0]}); their labels carry no information", file=sys.stderr, flush=True)
+        print(
+            f"warning: {len(unknown)} of {len(results)} inputs are all [UNK] to the model's vocabulary (first: input "
+            f"{unknown[0]}); their labels carry no information",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 @cli_main
@@ -382,15 +432,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
     require_positive(a, ("batch_size", "max_length", "cpu_threads"))
     check_task(a.model_dir, "seq_cls", "seq_cls_infer.py")
     check_max_length(a.model_dir, a.max_length)
-    predictor = SeqClsPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads,
-                                a.precision)
+    predictor = SeqClsPredictor(
+        a.model_dir, a.backend, a.device, a.batch_size, a.max_length, a.cpu_threads, a.precision
+    )
     return predict_and_print(predictor, a, f"{a.backend} {a.precision}")
 
 
 def add_precision_flag(p) -> None:
     """``--precision`` of every inference script (the one declaration; checked by :func:`check_precision`)."""
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="int8: model.int8.onnx (export_model.py --quantize int8), ONNX Runtime backends only")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="int8: model.int8.onnx (export_model.py --quantize int8), ONNX Runtime backends only",
+    )
 
 
 def predict_and_print(predictor, a, backend_name: str) -> list[dict]:
@@ -402,6 +457,9 @@ def predict_and_print(predictor, a, backend_name: str) -> list[dict]:
     results = predictor.predict(texts, pairs)
     elapsed = time.perf_counter() - t0
     print_seq_cls_results(texts, pairs, results)
-    print(f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with {backend_name} on {a.device} "
-          f"(batch {a.batch_size}, max_length {a.max_length})", file=sys.stderr)
+    print(
+        f"{len(texts)} inputs in {elapsed * 1000:.1f} ms with {backend_name} on {a.device} "
+        f"(batch {a.batch_size}, max_length {a.max_length})",
+        file=sys.stderr,
+    )
     return results

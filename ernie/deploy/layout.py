@@ -1,5 +1,6 @@
 """File names of an exported model directory (see ernie/deploy/export.py), importable without Paddle: the FastDeploy
 environment (ernie/deploy/fastdeploy_infer.py) has no Paddle."""
+
 from __future__ import annotations
 
 import os

@@ -23,6 +23,7 @@ Contract of :func:`write_legacy_program` ``(model, directory)``, called by ``exp
 - the environment is ``ernie.deploy.envs``'s ``paddle26`` (created on first use, then reused).
   ``ERNIE_NO_LEGACY_EXPORT=1`` skips this step (an export without ``model.pdmodel``).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,8 +54,12 @@ def write_if_enabled(model, directory: str, params_file: str) -> str | None:
         return os.path.basename(write_legacy_program(model, directory, params_file))
     except (UserError, OSError, RuntimeError) as e:
         msg = str(e).strip().splitlines()
-        print(f"warning: {LEGACY_PROGRAM} (for FastDeploy) not written: {msg[0] if msg else type(e).__name__}"
-              + (f" ... {msg[-1]}" if len(msg) > 1 else ""), file=sys.stderr, flush=True)
+        print(
+            f"warning: {LEGACY_PROGRAM} (for FastDeploy) not written: {msg[0] if msg else type(e).__name__}"
+            + (f" ... {msg[-1]}" if len(msg) > 1 else ""),
+            file=sys.stderr,
+            flush=True,
+        )
         return None
 
 
@@ -74,16 +79,31 @@ def write_legacy_program(model, directory: str, params_file: str = "model.pdipar
         with open(os.path.join(work, "names.json"), "w", encoding="utf-8") as f:
             json.dump({k: v.name for k, v in state.items()}, f)
         out = os.path.join(work, "out")
-        proc = envs.run_in_env("paddle26", ["-m", "ernie.deploy.legacy_export", "--model_dir", work,
-                                            "--output_prefix", os.path.join(out, _CHILD_PREFIX)],
-                               log=log, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc = envs.run_in_env(
+            "paddle26",
+            [
+                "-m",
+                "ernie.deploy.legacy_export",
+                "--model_dir",
+                work,
+                "--output_prefix",
+                os.path.join(out, _CHILD_PREFIX),
+            ],
+            log=log,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
         if proc.returncode != 0:
             tail = "\n".join(proc.stdout.strip().splitlines()[-20:])
             raise UserError(f"the Paddle 2.6 export of {LEGACY_PROGRAM} failed:\n{tail}")
-        if not filecmp.cmp(os.path.join(out, _CHILD_PREFIX + ".pdiparams"), os.path.join(directory, params_file),
-                           shallow=False):
-            raise RuntimeError(f"the Paddle 2.6 program's weights differ from {params_file} (parameter names or "
-                               f"order changed): not writing {LEGACY_PROGRAM}")
+        if not filecmp.cmp(
+            os.path.join(out, _CHILD_PREFIX + ".pdiparams"), os.path.join(directory, params_file), shallow=False
+        ):
+            raise RuntimeError(
+                f"the Paddle 2.6 program's weights differ from {params_file} (parameter names or "
+                f"order changed): not writing {LEGACY_PROGRAM}"
+            )
         prog = os.path.join(directory, LEGACY_PROGRAM)
         os.replace(os.path.join(out, _CHILD_PREFIX + ".pdmodel"), prog)
     return prog
@@ -123,8 +143,7 @@ def _explicit_inputs_class(paddle, np):
             pad = paddle.equal(input_ids, paddle.full_like(input_ids, self.pad_token_id))  # no 0-D constant
             pad = pad.astype("float32").unsqueeze([1, 2])
             mask = pad * float(np.finfo(np.float32).min)
-            return self.model(input_ids, token_type_ids=token_type_ids, position_ids=position_ids,
-                              attention_mask=mask)
+            return self.model(input_ids, token_type_ids=token_type_ids, position_ids=position_ids, attention_mask=mask)
 
     return _ExplicitInputs
 

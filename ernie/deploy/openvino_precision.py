@@ -15,6 +15,7 @@ detected by ``ernie.utils.machine.cpu_has_bf16``, from its flags, never from the
 - :func:`set_cpu_f32` ``(path) -> bool`` adds the hint (idempotent, atomic rewrite; True when it changed the file);
 - :func:`cpu_precision` ``(path, flags=None) -> "f32" | "bf16"``: what the CPU plugin computes in with that file.
 """
+
 from __future__ import annotations
 
 import os
@@ -57,7 +58,7 @@ def set_cpu_f32(path: str) -> bool:
     else:
         body = f"\n            <properties>\n                {prop}\n            </properties>{body.rstrip()}\n        "
     with atomic_write(path, "w") as f:
-        f.write(text[:m.start(2)] + body + text[m.end(2):])
+        f.write(text[: m.start(2)] + body + text[m.end(2) :])
     return True
 
 

@@ -11,6 +11,7 @@ smaller (and ``--max_query_length`` to 64, or half of it when that is less); an 
 refused. Windows and the answer search are those of fine-tuning (:class:`ernie.finetune.qa.QaTask`), so the same
 flags give the same answers.
 """
+
 from __future__ import annotations
 
 import json
@@ -29,16 +30,28 @@ class QaPredictor:
     """Span-extraction QA on an exported model: the same windows and answer search as fine-tuning
     (:class:`ernie.finetune.qa.QaTask`), start/end logits from the backend."""
 
-    def __init__(self, model_dir: str, backend: str = "paddle", device: str = "cpu", batch_size: int = 32,
-                 max_length: int = 384, num_threads: int = 1, doc_stride: int = 128, max_query_length: int = 64,
-                 max_answer_length: int = 30, n_best_size: int = 20, precision: str = "fp32"):
+    def __init__(
+        self,
+        model_dir: str,
+        backend: str = "paddle",
+        device: str = "cpu",
+        batch_size: int = 32,
+        max_length: int = 384,
+        num_threads: int = 1,
+        doc_stride: int = 128,
+        max_query_length: int = 64,
+        max_answer_length: int = 30,
+        n_best_size: int = 20,
+        precision: str = "fp32",
+    ):
         from ernie.finetune.qa import QaOptions, QaTask
         from ernie.tokenizer import ErnieTokenizer
 
         self.backend = make_backend(model_dir, backend, device, num_threads, precision)
         tokenizer = ErnieTokenizer.from_pretrained(model_dir)
-        self.task = QaTask(tokenizer, [], max_length, QaOptions(doc_stride, max_query_length, max_answer_length,
-                                                                n_best_size))
+        self.task = QaTask(
+            tokenizer, [], max_length, QaOptions(doc_stride, max_query_length, max_answer_length, n_best_size)
+        )
         self.batch_size = batch_size
 
     def predict(self, examples: list[dict]) -> dict[str, str]:
@@ -47,7 +60,7 @@ class QaPredictor:
         features = self.task.encode(examples)
         outputs: list[tuple[Any, Any]] = []  # per feature: (start logits, end logits)
         for i in range(0, len(features), self.batch_size):
-            batch = self.task.collate(features[i:i + self.batch_size])
+            batch = self.task.collate(features[i : i + self.batch_size])
             start, end = self.backend.run_all({k: batch[k] for k in INPUT_NAMES})[:2]
             outputs.extend((start[j, :n], end[j, :n]) for j, n in enumerate(batch["lengths"]))
         return self.task.predictions(outputs, features)
@@ -67,11 +80,19 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--backend", choices=BACKENDS, default="paddle")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
     p.add_argument("--batch_size", type=int, default=32)
-    p.add_argument("--max_seq_length", type=int, default=None,
-                   help=f"tokens per window; default {DEFAULT_MAX_SEQ_LENGTH} or the model's positions if fewer")
+    p.add_argument(
+        "--max_seq_length",
+        type=int,
+        default=None,
+        help=f"tokens per window; default {DEFAULT_MAX_SEQ_LENGTH} or the model's positions if fewer",
+    )
     p.add_argument("--doc_stride", type=int, default=128)
-    p.add_argument("--max_query_length", type=int, default=None,
-                   help="question tokens kept; default 64, or half of --max_seq_length if that is less")
+    p.add_argument(
+        "--max_query_length",
+        type=int,
+        default=None,
+        help="question tokens kept; default 64, or half of --max_seq_length if that is less",
+    )
     p.add_argument("--max_answer_length", type=int, default=30)
     p.add_argument("--n_best_size", type=int, default=20)
     p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -89,8 +110,19 @@ def main(argv: list[str] | None = None) -> dict:
     QaOptions(a.doc_stride, a.max_query_length, a.max_answer_length, a.n_best_size).validate(a)  # their one check
     check_output_path(a.output, a.overwrite)
     examples = read_squad_file(a.input_file)
-    predictor = QaPredictor(a.model_dir, a.backend, a.device, a.batch_size, a.max_seq_length, a.cpu_threads,
-                            a.doc_stride, a.max_query_length, a.max_answer_length, a.n_best_size, a.precision)
+    predictor = QaPredictor(
+        a.model_dir,
+        a.backend,
+        a.device,
+        a.batch_size,
+        a.max_seq_length,
+        a.cpu_threads,
+        a.doc_stride,
+        a.max_query_length,
+        a.max_answer_length,
+        a.n_best_size,
+        a.precision,
+    )
     predictions = predictor.predict(examples)
     with atomic_write(a.output, "w") as f:
         json.dump(predictions, f, ensure_ascii=False, indent=1)
@@ -99,9 +131,12 @@ def main(argv: list[str] | None = None) -> dict:
     answered = {ex["id"]: ex["answers"] for ex in examples if ex["answers"]}
     if answered:
         scores = cmrc_scores(answered, predictions)
-        note = (f"{len(examples)} questions" if len(answered) == len(examples) else
-                f"the {len(answered)} of {len(examples)} questions that have answers; the other "
-                f"{len(examples) - len(answered)} are predicted, not scored")
+        note = (
+            f"{len(examples)} questions"
+            if len(answered) == len(examples)
+            else f"the {len(answered)} of {len(examples)} questions that have answers; the other "
+            f"{len(examples) - len(answered)} are predicted, not scored"
+        )
         print(f"EM {scores['exact_match']:.2f}  F1 {scores['f1']:.2f}  ({note})")
     else:
         print(f"no EM/F1: no question in {a.input_file} has answers")

@@ -34,6 +34,7 @@ Why dynamic quantization, and why only ONNX Runtime:
   ``--backend paddle --precision int8`` is refused in one line, as are FastDeploy's paddle and openvino backends
   with int8 (OpenVINO picks bf16 by itself on CPUs that have it).
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,8 +48,10 @@ from ernie.utils.machine import cpu_has_vnni
 
 from .layout import INT8_ONNX_FILE, ONNX_FILE
 
-METHOD = ("onnxruntime dynamic quantization: MatMul weights int8 per output channel, activations uint8 with "
-          "per-call ranges; attention scores, LayerNorm, softmax, embeddings fp32")
+METHOD = (
+    "onnxruntime dynamic quantization: MatMul weights int8 per output channel, activations uint8 with "
+    "per-call ranges; attention scores, LayerNorm, softmax, embeddings fp32"
+)
 
 
 def _quantization_tools():
@@ -56,9 +59,11 @@ def _quantization_tools():
         import paddle2onnx  # noqa: F401 - the fp32 conversion (step 1)
         from onnxruntime.quantization import QuantType, quantize_dynamic
     except ImportError as e:
-        raise UserError(f"--quantize int8 needs ONNX Runtime's quantization tools, which cannot be imported here "
-                        f"({e}); pip install 'onnxruntime>=1.16' ml_dtypes paddle2onnx (the toolkit's 'deploy' "
-                        f"extra)") from None
+        raise UserError(
+            f"--quantize int8 needs ONNX Runtime's quantization tools, which cannot be imported here "
+            f"({e}); pip install 'onnxruntime>=1.16' ml_dtypes paddle2onnx (the toolkit's 'deploy' "
+            f"extra)"
+        ) from None
     return QuantType, quantize_dynamic
 
 
@@ -107,8 +112,15 @@ def write_int8_onnx(model_dir: str, vocab_size: int) -> dict:
         level = root.level
         root.setLevel(logging.ERROR)  # its "consider pre-processing" advice: step 2 is that pre-processing
         try:
-            quantize_dynamic(folded, out, weight_type=QuantType.QInt8, per_channel=True, reduce_range=reduce_range,
-                             op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+            quantize_dynamic(
+                folded,
+                out,
+                weight_type=QuantType.QInt8,
+                per_channel=True,
+                reduce_range=reduce_range,
+                op_types_to_quantize=["MatMul"],
+                extra_options={"MatMulConstBOnly": True},
+            )
         finally:
             root.setLevel(level)
         _keep_used_opsets(out)
@@ -120,5 +132,9 @@ def write_int8_onnx(model_dir: str, vocab_size: int) -> dict:
             raise RuntimeError(f"the int8 model does not run in ONNX Runtime: {e}") from e
         with open(out, "rb") as src, atomic_write(os.path.join(model_dir, INT8_ONNX_FILE)) as dst:
             dst.write(src.read())
-    return {"model_file": INT8_ONNX_FILE, "method": METHOD, "reduce_range": reduce_range,
-            "max_abs_logit_diff_random": float(np.abs(fp32 - int8).max())}
+    return {
+        "model_file": INT8_ONNX_FILE,
+        "method": METHOD,
+        "reduce_range": reduce_range,
+        "max_abs_logit_diff_random": float(np.abs(fp32 - int8).max()),
+    }

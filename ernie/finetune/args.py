@@ -4,13 +4,13 @@ command-line flag named as in PaddleNLP's fine-tuning scripts.
 Precedence of a value: the flag given on the command line, else the ``--dataset``'s default hyper-parameters
 (PaddleNLP's ernie-1.0 finetune/config.yml, see :mod:`ernie.finetune.datasets`), else the field's default.
 """
+
 from __future__ import annotations
 
 import dataclasses
 import os
 from argparse import SUPPRESS
 from dataclasses import dataclass, field
-from typing import Optional
 
 from ernie.utils import ArgumentParser, UserError, check_writable, require_positive, str2bool
 
@@ -20,39 +20,66 @@ from .datasets import dataset_defaults, dataset_help
 @dataclass
 class FinetuneArgs:
     # ---- model
-    model_name_or_path: str = field(default=None, metadata={
-        "required": True,
-        "help": "a model directory (a pretraining output of ours such as output/model_last, a fine-tuned model, or "
-                "a PaddleNLP ERNIE dir), or a name in configs/models (e.g. ernie-tiny-cpu) for random init"})
-    tokenizer_name_or_path: Optional[str] = field(default=None, metadata={
-        "help": "directory with vocab.txt (+ tokenizer_config.json); default: --model_name_or_path"})
-    hidden_dropout_prob: Optional[float] = field(default=None, metadata={
-        "help": "dropout on embeddings and hidden states while fine-tuning; default: the model's config (a "
-                "pretraining run saves its own value, so pass it to fine-tune several inits alike)"})
-    attention_probs_dropout_prob: Optional[float] = field(default=None, metadata={
-        "help": "dropout on attention probabilities while fine-tuning; default: the model's config"})
+    model_name_or_path: str = field(
+        default=None,
+        metadata={
+            "required": True,
+            "help": "a model directory (a pretraining output of ours such as output/model_last, a fine-tuned model, or "
+            "a PaddleNLP ERNIE dir), or a name in configs/models (e.g. ernie-tiny-cpu) for random init",
+        },
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "directory with vocab.txt (+ tokenizer_config.json); default: --model_name_or_path"},
+    )
+    hidden_dropout_prob: float | None = field(
+        default=None,
+        metadata={
+            "help": "dropout on embeddings and hidden states while fine-tuning; default: the model's config (a "
+            "pretraining run saves its own value, so pass it to fine-tune several inits alike)"
+        },
+    )
+    attention_probs_dropout_prob: float | None = field(
+        default=None,
+        metadata={"help": "dropout on attention probabilities while fine-tuning; default: the model's config"},
+    )
     # ---- data
-    dataset: Optional[str] = field(default=None, metadata={
-        "help": "a built-in dataset or a benchmark in its official layout (the task's names: its --help)"})
-    data_dir: Optional[str] = field(default=None, metadata={
-        "help": "directory holding the --dataset's files as distributed (e.g. train.json, dev.json, test.json)"})
-    train_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl training file"})
-    dev_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl dev file (--do_eval, model choice)"})
-    test_file: Optional[str] = field(default=None, metadata={"help": "tsv or jsonl test file (--do_predict)"})
-    max_seq_length: int = field(default=128, metadata={"help": "tokens per example incl. [CLS]/[SEP]; longer "
-                                                                "texts are truncated"})
-    max_train_samples: Optional[int] = field(default=None, metadata={"help": "use the first N training examples"})
-    max_eval_samples: Optional[int] = field(default=None, metadata={"help": "use the first N dev examples"})
-    max_predict_samples: Optional[int] = field(default=None, metadata={"help": "use the first N test examples"})
+    dataset: str | None = field(
+        default=None,
+        metadata={"help": "a built-in dataset or a benchmark in its official layout (the task's names: its --help)"},
+    )
+    data_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "directory holding the --dataset's files as distributed (e.g. train.json, dev.json, test.json)"
+        },
+    )
+    train_file: str | None = field(default=None, metadata={"help": "tsv or jsonl training file"})
+    dev_file: str | None = field(default=None, metadata={"help": "tsv or jsonl dev file (--do_eval, model choice)"})
+    test_file: str | None = field(default=None, metadata={"help": "tsv or jsonl test file (--do_predict)"})
+    max_seq_length: int = field(
+        default=128, metadata={"help": "tokens per example incl. [CLS]/[SEP]; longer texts are truncated"}
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "use the first N training examples"})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "use the first N dev examples"})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "use the first N test examples"})
     # ---- what to do
     output_dir: str = field(default=None, metadata={"required": True, "help": "fine-tuned model, checkpoints, results"})
-    overwrite_output_dir: bool = field(default=False, metadata={
-        "help": "train into a non-empty output_dir; its previous output is replaced only when the new one is "
-                "complete"})
-    resume_from_checkpoint: Optional[str] = field(default=None, metadata={
-        "help": "continue training from a checkpoint dir (optimizer, scheduler, RNG and data position included), or "
-                "auto/true: from the last complete checkpoint of the interrupted run in output_dir (a rerun into a "
-                "directory holding an interrupted run resumes it by default)"})
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "train into a non-empty output_dir; its previous output is replaced only when the new one is "
+            "complete"
+        },
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "continue training from a checkpoint dir (optimizer, scheduler, RNG and data position included), or "
+            "auto/true: from the last complete checkpoint of the interrupted run in output_dir (a rerun into a "
+            "directory holding an interrupted run resumes it by default)"
+        },
+    )
     do_train: bool = False
     do_eval: bool = field(default=False, metadata={"help": "evaluate on the dev split"})
     do_predict: bool = field(default=False, metadata={"help": "predict the test split (scored if it has labels)"})
@@ -66,28 +93,38 @@ class FinetuneArgs:
     max_grad_norm: float = 1.0
     batch_size: int = 32
     seed: int = 42
-    device: Optional[str] = field(default=None, metadata={
-        "choices": ["cpu", "gpu", "xpu", "npu"], "help": "default: gpu when Paddle has CUDA, else cpu"})
+    device: str | None = field(
+        default=None,
+        metadata={"choices": ["cpu", "gpu", "xpu", "npu"], "help": "default: gpu when Paddle has CUDA, else cpu"},
+    )
     # ---- evaluation and checkpoints
     logging_steps: int = 20
-    eval_steps: Optional[int] = field(default=None, metadata={"help": "evaluate every N steps (default: per epoch)"})
-    save_steps: Optional[int] = field(default=None, metadata={"help": "checkpoint every N steps (default: "
-                                                                      "--eval_steps)"})
-    metric_for_best_model: Optional[str] = field(default=None, metadata={
-        "help": "dev metric that picks the best checkpoint: accuracy, macro_f1 (seq_cls), f1, precision, recall "
-                "(ner) or loss; default accuracy / f1"})
+    eval_steps: int | None = field(default=None, metadata={"help": "evaluate every N steps (default: per epoch)"})
+    save_steps: int | None = field(default=None, metadata={"help": "checkpoint every N steps (default: --eval_steps)"})
+    metric_for_best_model: str | None = field(
+        default=None,
+        metadata={
+            "help": "dev metric that picks the best checkpoint: accuracy, macro_f1 (seq_cls), f1, precision, recall "
+            "(ner) or loss; default accuracy / f1"
+        },
+    )
     load_best_model_at_end: bool = False
-    save_total_limit: Optional[int] = field(default=None, metadata={
-        "help": "keep at most N checkpoints (the best one is always kept)"})
-    early_stopping_patience: Optional[int] = field(default=None, metadata={
-        "help": "stop after N evaluations without improvement of --metric_for_best_model"})
+    save_total_limit: int | None = field(
+        default=None, metadata={"help": "keep at most N checkpoints (the best one is always kept)"}
+    )
+    early_stopping_patience: int | None = field(
+        default=None, metadata={"help": "stop after N evaluations without improvement of --metric_for_best_model"}
+    )
 
 
 def _add_fields(parser: ArgumentParser, cls, helps: dict[str, str] | None = None) -> None:
     for f in dataclasses.fields(cls):
         kind = str(f.type).replace("Optional[", "").rstrip("]")
-        kw = {"help": (helps or {}).get(f.name, f.metadata.get("help", "")), "choices": f.metadata.get("choices"),
-              "default": SUPPRESS}
+        kw = {
+            "help": (helps or {}).get(f.name, f.metadata.get("help", "")),
+            "choices": f.metadata.get("choices"),
+            "default": SUPPRESS,
+        }
         if kind == "bool":
             kw.update(type=str2bool, nargs="?", const=True)
         else:
@@ -144,8 +181,9 @@ def validate(args: FinetuneArgs) -> None:
         raise UserError("--resume_from_checkpoint needs --do_train")
     if args.data_dir and not args.dataset:
         raise UserError("--data_dir needs --dataset (the name tells the files' layout)")
-    if (args.do_train or args.do_eval or args.do_predict) and not (args.dataset or args.train_file or args.dev_file
-                                                                    or args.test_file):
+    if (args.do_train or args.do_eval or args.do_predict) and not (
+        args.dataset or args.train_file or args.dev_file or args.test_file
+    ):
         raise UserError("--dataset: no data; pass --dataset or --train_file/--dev_file/--test_file")
     if args.do_train and not (args.dataset or args.train_file):
         raise UserError("--do_train needs --train_file (or --dataset)")
@@ -153,8 +191,18 @@ def validate(args: FinetuneArgs) -> None:
     require_positive(args, ("max_seq_length", "batch_size", "logging_steps"))
     if args.max_seq_length > 512:
         raise UserError("--max_seq_length must be <= 512 (ERNIE 1.0 position embeddings)")
-    require_positive(args, ("eval_steps", "save_steps", "save_total_limit", "early_stopping_patience",
-                            "max_train_samples", "max_eval_samples", "max_predict_samples"))
+    require_positive(
+        args,
+        (
+            "eval_steps",
+            "save_steps",
+            "save_total_limit",
+            "early_stopping_patience",
+            "max_train_samples",
+            "max_eval_samples",
+            "max_predict_samples",
+        ),
+    )
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
         value = getattr(args, name)
         if value is not None and not 0 <= value < 1:
@@ -167,6 +215,9 @@ def validate(args: FinetuneArgs) -> None:
         raise UserError("--warmup_ratio must be in [0, 1)")
     if args.load_best_model_at_end and args.eval_steps and args.save_steps and args.save_steps % args.eval_steps:
         raise UserError("--save_steps must be a multiple of --eval_steps with --load_best_model_at_end")
-    if args.do_train and (args.load_best_model_at_end or args.early_stopping_patience) \
-            and not (args.dataset or args.dev_file):
+    if (
+        args.do_train
+        and (args.load_best_model_at_end or args.early_stopping_patience)
+        and not (args.dataset or args.dev_file)
+    ):
         raise UserError("--load_best_model_at_end / --early_stopping_patience need a dev set (--dev_file)")

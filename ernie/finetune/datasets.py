@@ -20,11 +20,12 @@ Files as distributed carry noise: a row that cannot be used is skipped and count
 what can become a training feature (``Task.training_examples``: for QA, questions with a text and an answer found
 in the context), while dev and test keep every row that can be predicted.
 """
+
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from data_tools.corpus import DatasetSplits, bio_labels
 from ernie.utils import UserError
@@ -32,8 +33,16 @@ from ernie.utils import UserError
 from . import readers as R
 
 # PaddleNLP ernie-1.0 finetune/config.yml: DefaultArgs (the keys this toolkit has) ...
-PADDLENLP_DEFAULTS = {"learning_rate": 5e-5, "num_train_epochs": 3.0, "batch_size": 64, "max_seq_length": 128,
-                      "weight_decay": 0.01, "logging_steps": 10, "eval_steps": 200, "warmup_ratio": 0.1}
+PADDLENLP_DEFAULTS = {
+    "learning_rate": 5e-5,
+    "num_train_epochs": 3.0,
+    "batch_size": 64,
+    "max_seq_length": 128,
+    "weight_decay": 0.01,
+    "logging_steps": 10,
+    "eval_steps": 200,
+    "warmup_ratio": 0.1,
+}
 
 
 @dataclass(frozen=True)
@@ -60,71 +69,140 @@ def _squad(path: str, split: str) -> list[dict]:
 
 def _clue(name: str, convert, labels, epochs: float, skip_label=None, extra=None, trainfile="train.json"):
     sub = f"{name}_public"
-    layout = {"clue_sentence": "CLUE json lines {\"sentence\", \"label\"}",
-              "clue_pair": "CLUE json lines {\"sentence1\", \"sentence2\", \"label\"}",
-              "clue_csl": "CLUE json lines {\"abst\", \"keyword\": [...], \"label\"}",
-              "clue_wsc": "CLUE json lines {\"text\", \"target\": {\"span1_index\", \"span1_text\", \"span2_index\", "
-                      "\"span2_text\"}, \"label\"}"}[convert.__name__]
-    files = {split: (fname, f"{sub}/{fname}") for split, fname in
-             (("train", trainfile), ("dev", "dev.json"), ("test", "test.json"))}
-    return DatasetSpec(name, "seq_cls", files, layout, R.clue_reader(convert, skip_label), tuple(labels),
-                       {"num_train_epochs": epochs, **(extra or {})})
+    layout = {
+        "clue_sentence": 'CLUE json lines {"sentence", "label"}',
+        "clue_pair": 'CLUE json lines {"sentence1", "sentence2", "label"}',
+        "clue_csl": 'CLUE json lines {"abst", "keyword": [...], "label"}',
+        "clue_wsc": 'CLUE json lines {"text", "target": {"span1_index", "span1_text", "span2_index", '
+        '"span2_text"}, "label"}',
+    }[convert.__name__]
+    files = {
+        split: (fname, f"{sub}/{fname}")
+        for split, fname in (("train", trainfile), ("dev", "dev.json"), ("test", "test.json"))
+    }
+    return DatasetSpec(
+        name,
+        "seq_cls",
+        files,
+        layout,
+        R.clue_reader(convert, skip_label),
+        tuple(labels),
+        {"num_train_epochs": epochs, **(extra or {})},
+    )
 
 
 # PaddleNLP's label ids of msra_ner / peoples_daily_ner: the built-in NER types (data_tools.corpus) in its order
 PADDLENLP_NER_LABELS = tuple(bio_labels(("PER", "ORG", "LOC"), outside_last=True))
 _NER_LAYOUT = "PaddleNLP tsv with a 'text_a<TAB>label' header, characters and tags each joined by \\002"
-_QA_LAYOUT = "SQuAD-style JSON {\"data\": [{\"paragraphs\": [{\"context\", \"qas\": [{\"id\", \"question\", " \
-             "\"answers\": [{\"text\", \"answer_start\"}]}]}]}]}"
+_QA_LAYOUT = (
+    'SQuAD-style JSON {"data": [{"paragraphs": [{"context", "qas": [{"id", "question", '
+    '"answers": [{"text", "answer_start"}]}]}]}]}'
+)
 
-SPECS: dict[str, DatasetSpec] = {s.name: s for s in [
-    _clue("afqmc", R.clue_pair, ["0", "1"], 4),
-    _clue("tnews", R.clue_sentence, [str(i) for i in range(100, 117) if i != 111], 4),
-    _clue("iflytek", R.clue_sentence, [str(i) for i in range(119)], 8),
-    _clue("ocnli", R.clue_pair, ["entailment", "contradiction", "neutral"], 8, skip_label="-",
-          trainfile="train.50k.json"),
-    _clue("cmnli", R.clue_pair, ["contradiction", "entailment", "neutral"], 3, skip_label="-"),
-    _clue("cluewsc2020", R.clue_wsc, ["true", "false"], 50),
-    _clue("csl", R.clue_csl, ["0", "1"], 10, extra={"max_seq_length": 256, "batch_size": 32}),
-    DatasetSpec("chnsenticorp", "seq_cls",
-                {s: (f"{s}.tsv", f"ChnSentiCorp/{s}.tsv", f"ChnSentiCorp/ChnSentiCorp/{s}.tsv")
-                 for s in ("train", "dev", "test")},
-                "tsv with a header: train 'label<TAB>text_a', dev 'qid<TAB>label<TAB>text_a', test 'qid<TAB>text_a'",
-                R.tsv_reader({"train": ("label", "text"), "dev": ("qid", "label", "text"), "test": ("qid", "text")},
-                            header={"train": ("label", "text_a"), "dev": ("qid", "label", "text_a"),
-                                    "test": ("qid", "text_a")}), ("0", "1")),
-    DatasetSpec("chnsenticorp_v2", "seq_cls",
-                {s: (f"{s}/part.0", f"chnsenticorp/{s}/part.0") for s in ("train", "dev", "test")},
-                "tsv 'text<TAB>label' with a header line, files train/part.0, dev/part.0, test/part.0",
-                R.tsv_reader(("text", "label"), header=True, labels=("0", "1")), ("0", "1"),
-                {"learning_rate": 5e-5, "batch_size": 16, "num_train_epochs": 8}),
-    DatasetSpec("xnli_cn", "seq_cls",
-                {s: (f"{s}/part-0", f"xnli_cn/{s}/part-0") for s in ("train", "dev", "test")},
-                "tsv 'text_a<TAB>text_b<TAB>label' with a header line, files train/part-0, dev/part-0, test/part-0",
-                R.tsv_reader(("text", "text_pair", "label"), header=True, rename={"contradiction": "contradictory"},
-                            labels=("contradiction", "contradictory", "entailment", "neutral")),
-                ("contradictory", "entailment", "neutral"),
-                {"learning_rate": 1e-4, "num_train_epochs": 3, "batch_size": 256}),
-    DatasetSpec("lcqmc", "seq_cls", {s: (f"{s}.tsv", f"lcqmc/{s}.tsv") for s in ("train", "dev", "test")},
-                "tsv 'query<TAB>title<TAB>label' without a header (test may lack the label)",
-                R.tsv_reader(("text", "text_pair", "label"), header=False), ("0", "1")),
-    DatasetSpec("msra_ner", "ner", {"train": ("train.tsv", "msra_ner/train.tsv"),
-                                    "test": ("test.tsv", "msra_ner/test.tsv")},
-                _NER_LAYOUT + "; files train.tsv, test.tsv", _ner, PADDLENLP_NER_LABELS, {"num_train_epochs": 3}),
-    DatasetSpec("peoples_daily_ner", "ner", {s: (f"{s}.tsv", f"peoples_daily_ner/{s}.tsv")
-                                             for s in ("train", "dev", "test")},
-                _NER_LAYOUT + "; files train.tsv, dev.tsv, test.tsv", _ner, PADDLENLP_NER_LABELS,
-                {"learning_rate": 5e-5, "num_train_epochs": 4, "batch_size": 128}),
-    DatasetSpec("cmrc2018", "qa", {"train": ("cmrc2018_train.json", "train.json"),
-                                   "dev": ("cmrc2018_dev.json", "dev.json"),
-                                   "test": ("cmrc2018_trial.json", "test.json")},
-                _QA_LAYOUT + "; files cmrc2018_train.json, cmrc2018_dev.json (cmrc2018_trial.json as test)", _squad,
-                (), {"learning_rate": 5e-5, "num_train_epochs": 1, "batch_size": 32, "max_seq_length": 384}),
-    DatasetSpec("dureader_robust", "qa", {s: (f"{s}.json", f"dureader_robust-data/{s}.json")
-                                          for s in ("train", "dev", "test")},
-                _QA_LAYOUT + "; files train.json, dev.json, test.json", _squad, (),
-                {"num_train_epochs": 1, "batch_size": 12, "max_seq_length": 384}),
-]}
+SPECS: dict[str, DatasetSpec] = {
+    s.name: s
+    for s in [
+        _clue("afqmc", R.clue_pair, ["0", "1"], 4),
+        _clue("tnews", R.clue_sentence, [str(i) for i in range(100, 117) if i != 111], 4),
+        _clue("iflytek", R.clue_sentence, [str(i) for i in range(119)], 8),
+        _clue(
+            "ocnli",
+            R.clue_pair,
+            ["entailment", "contradiction", "neutral"],
+            8,
+            skip_label="-",
+            trainfile="train.50k.json",
+        ),
+        _clue("cmnli", R.clue_pair, ["contradiction", "entailment", "neutral"], 3, skip_label="-"),
+        _clue("cluewsc2020", R.clue_wsc, ["true", "false"], 50),
+        _clue("csl", R.clue_csl, ["0", "1"], 10, extra={"max_seq_length": 256, "batch_size": 32}),
+        DatasetSpec(
+            "chnsenticorp",
+            "seq_cls",
+            {
+                s: (f"{s}.tsv", f"ChnSentiCorp/{s}.tsv", f"ChnSentiCorp/ChnSentiCorp/{s}.tsv")
+                for s in ("train", "dev", "test")
+            },
+            "tsv with a header: train 'label<TAB>text_a', dev 'qid<TAB>label<TAB>text_a', test 'qid<TAB>text_a'",
+            R.tsv_reader(
+                {"train": ("label", "text"), "dev": ("qid", "label", "text"), "test": ("qid", "text")},
+                header={"train": ("label", "text_a"), "dev": ("qid", "label", "text_a"), "test": ("qid", "text_a")},
+            ),
+            ("0", "1"),
+        ),
+        DatasetSpec(
+            "chnsenticorp_v2",
+            "seq_cls",
+            {s: (f"{s}/part.0", f"chnsenticorp/{s}/part.0") for s in ("train", "dev", "test")},
+            "tsv 'text<TAB>label' with a header line, files train/part.0, dev/part.0, test/part.0",
+            R.tsv_reader(("text", "label"), header=True, labels=("0", "1")),
+            ("0", "1"),
+            {"learning_rate": 5e-5, "batch_size": 16, "num_train_epochs": 8},
+        ),
+        DatasetSpec(
+            "xnli_cn",
+            "seq_cls",
+            {s: (f"{s}/part-0", f"xnli_cn/{s}/part-0") for s in ("train", "dev", "test")},
+            "tsv 'text_a<TAB>text_b<TAB>label' with a header line, files train/part-0, dev/part-0, test/part-0",
+            R.tsv_reader(
+                ("text", "text_pair", "label"),
+                header=True,
+                rename={"contradiction": "contradictory"},
+                labels=("contradiction", "contradictory", "entailment", "neutral"),
+            ),
+            ("contradictory", "entailment", "neutral"),
+            {"learning_rate": 1e-4, "num_train_epochs": 3, "batch_size": 256},
+        ),
+        DatasetSpec(
+            "lcqmc",
+            "seq_cls",
+            {s: (f"{s}.tsv", f"lcqmc/{s}.tsv") for s in ("train", "dev", "test")},
+            "tsv 'query<TAB>title<TAB>label' without a header (test may lack the label)",
+            R.tsv_reader(("text", "text_pair", "label"), header=False),
+            ("0", "1"),
+        ),
+        DatasetSpec(
+            "msra_ner",
+            "ner",
+            {"train": ("train.tsv", "msra_ner/train.tsv"), "test": ("test.tsv", "msra_ner/test.tsv")},
+            _NER_LAYOUT + "; files train.tsv, test.tsv",
+            _ner,
+            PADDLENLP_NER_LABELS,
+            {"num_train_epochs": 3},
+        ),
+        DatasetSpec(
+            "peoples_daily_ner",
+            "ner",
+            {s: (f"{s}.tsv", f"peoples_daily_ner/{s}.tsv") for s in ("train", "dev", "test")},
+            _NER_LAYOUT + "; files train.tsv, dev.tsv, test.tsv",
+            _ner,
+            PADDLENLP_NER_LABELS,
+            {"learning_rate": 5e-5, "num_train_epochs": 4, "batch_size": 128},
+        ),
+        DatasetSpec(
+            "cmrc2018",
+            "qa",
+            {
+                "train": ("cmrc2018_train.json", "train.json"),
+                "dev": ("cmrc2018_dev.json", "dev.json"),
+                "test": ("cmrc2018_trial.json", "test.json"),
+            },
+            _QA_LAYOUT + "; files cmrc2018_train.json, cmrc2018_dev.json (cmrc2018_trial.json as test)",
+            _squad,
+            (),
+            {"learning_rate": 5e-5, "num_train_epochs": 1, "batch_size": 32, "max_seq_length": 384},
+        ),
+        DatasetSpec(
+            "dureader_robust",
+            "qa",
+            {s: (f"{s}.json", f"dureader_robust-data/{s}.json") for s in ("train", "dev", "test")},
+            _QA_LAYOUT + "; files train.json, dev.json, test.json",
+            _squad,
+            (),
+            {"num_train_epochs": 1, "batch_size": 12, "max_seq_length": 384},
+        ),
+    ]
+}
 
 
 # --------------------------------------------------------------------------------------------------- lookup
@@ -141,8 +219,10 @@ def _spec_for(name: str, task_cls) -> DatasetSpec:
     builtin = ", ".join(task_cls.builtin_datasets) or "none"
     official = ", ".join(n for n, s in SPECS.items() if s.task == task_cls.name)
     if spec is None:
-        raise UserError(f"--dataset {name}: unknown dataset for {task_cls.name}; built-in: {builtin}; in their "
-                        f"official layout (with --data_dir): {official}")
+        raise UserError(
+            f"--dataset {name}: unknown dataset for {task_cls.name}; built-in: {builtin}; in their "
+            f"official layout (with --data_dir): {official}"
+        )
     if spec.task != task_cls.name:
         raise UserError(f"--dataset {name}: a {spec.task} dataset, not {task_cls.name}")
     return spec
@@ -156,20 +236,31 @@ def find_file(spec: DatasetSpec, data_dir: str, split: str) -> str | None:
     return None
 
 
-def load_dataset(task_cls, name: str | None, data_dir: str | None, train_file: str | None, dev_file: str | None,
-                 test_file: str | None, needed: tuple[str, ...] = ()) -> DatasetSplits:
+def load_dataset(
+    task_cls,
+    name: str | None,
+    data_dir: str | None,
+    train_file: str | None,
+    dev_file: str | None,
+    test_file: str | None,
+    needed: tuple[str, ...] = (),
+) -> DatasetSplits:
     """The splits of ``--dataset``/``--data_dir`` and/or the given files (see the module docstring). A split in
     ``needed`` whose file is missing is an error naming the file and the expected layout."""
     given = {"train": train_file, "dev": dev_file, "test": test_file}
     if name and not data_dir and name in task_cls.builtin_datasets:
         if any(given.values()):
-            raise UserError(f"--dataset {name}: a built-in dataset; give either it or --train_file/--dev_file/"
-                            f"--test_file (or --data_dir for the benchmark's own files)")
+            raise UserError(
+                f"--dataset {name}: a built-in dataset; give either it or --train_file/--dev_file/"
+                f"--test_file (or --data_dir for the benchmark's own files)"
+            )
         return task_cls.builtin_datasets[name]()
     spec = _spec_for(name, task_cls) if name else None
     if spec is not None and not data_dir and not any(given.values()):
-        raise UserError(f"--dataset {name}: the toolkit runs offline; download it and pass --data_dir DIR holding "
-                        f"{', '.join(v[0] for v in spec.files.values())} ({spec.layout})")
+        raise UserError(
+            f"--dataset {name}: the toolkit runs offline; download it and pass --data_dir DIR holding "
+            f"{', '.join(v[0] for v in spec.files.values())} ({spec.layout})"
+        )
     if data_dir and not os.path.isdir(data_dir):
         raise UserError(f"--data_dir {data_dir}: no such directory")
     read = spec.read if spec is not None else (lambda path, split: task_cls.read_file(path))
@@ -203,5 +294,7 @@ def dataset_help(task_cls) -> str:
     """The ``--dataset`` help of a task: its built-in sets and the benchmarks of :data:`SPECS` it reads."""
     builtin = ", ".join(task_cls.builtin_datasets) or "none"
     official = ", ".join(name for name, task, _ in describe() if task == task_cls.name) or "none"
-    return (f"a built-in dataset ({builtin}), or a benchmark in its official layout read from --data_dir "
-            f"({official}; see the README)")
+    return (
+        f"a built-in dataset ({builtin}), or a benchmark in its official layout read from --data_dir "
+        f"({official}; see the README)"
+    )

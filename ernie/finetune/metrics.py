@@ -1,5 +1,6 @@
 """Evaluation metrics: accuracy and macro-F1 for classification, entity-level P/R/F1 for BIO tagging, CMRC 2018
 EM/F1 for span QA."""
+
 from __future__ import annotations
 
 import re
@@ -66,8 +67,43 @@ def entity_prf(gold: list[list[str]], pred: list[list[str]]) -> dict[str, float]
 # these characters removed; F1 is over "mixed segments" (each CJK character and each of these characters one
 # segment, other runs split into words), from the longest common substring of segments; both take the max over
 # the reference answers and are averaged over all questions (a missing prediction scores 0), in percent.
-CMRC_PUNCT = frozenset(['-', ':', '_', '*', '^', '/', '\\', '~', '`', '+', '=', '，', '。', '：', '？', '！', '“',
-                        '”', '；', '’', '《', '》', '……', '·', '、', '「', '」', '（', '）', '－', '～', '『', '』'])
+CMRC_PUNCT = frozenset(
+    [
+        "-",
+        ":",
+        "_",
+        "*",
+        "^",
+        "/",
+        "\\",
+        "~",
+        "`",
+        "+",
+        "=",
+        "，",
+        "。",
+        "：",
+        "？",
+        "！",
+        "“",
+        "”",
+        "；",
+        "’",
+        "《",
+        "》",
+        "……",
+        "·",
+        "、",
+        "「",
+        "」",
+        "（",
+        "）",
+        "－",
+        "～",
+        "『",
+        "』",
+    ]
+)
 _CJK = re.compile(r"[\u4e00-\u9fa5]")
 _WORD = re.compile(r"\w+|[^\w\s]")
 

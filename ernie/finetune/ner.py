@@ -8,6 +8,7 @@ One token per character (its first WordPiece, [UNK] for a character that tokeniz
 [batch, seq, num_labels]; entity-level precision / recall / F1 over all characters (those cut by
 ``max_seq_length`` count as ``O``); predictions ``text, tags, entities`` (tsv).
 """
+
 from __future__ import annotations
 
 import os
@@ -29,8 +30,10 @@ class NerTask(Task):
     default_metric = "f1"
     metric_names = ("f1", "precision", "recall", "loss")
     builtin_datasets = {"peoples_daily_ner": peoples_daily_ner_dataset}
-    file_format = ("tsv 'chars<TAB>tags' with \\002 between characters and between tags (msra_ner layout) or jsonl "
-                   "{\"tokens\": [...], \"labels\": [...]}")
+    file_format = (
+        "tsv 'chars<TAB>tags' with \\002 between characters and between tags (msra_ner layout) or jsonl "
+        '{"tokens": [...], "labels": [...]}'
+    )
 
     read_file = staticmethod(read_ner_file)
 
@@ -64,8 +67,10 @@ class NerTask(Task):
         tok = self.tokenizer
         for ex in examples:
             ids = [tok.cls_token_id, *(self.char_id(c) for c in ex["tokens"][:keep]), tok.sep_token_id]
-            feature = {"input_ids": np.asarray(ids, dtype=np.int64),
-                       "token_type_ids": np.zeros(len(ids), dtype=np.int64)}
+            feature = {
+                "input_ids": np.asarray(ids, dtype=np.int64),
+                "token_type_ids": np.zeros(len(ids), dtype=np.int64),
+            }
             if ex["labels"] is not None:
                 tags = [self.label2id[t] for t in ex["labels"]]
                 feature["labels"] = np.asarray([IGNORE_INDEX, *tags[:keep], IGNORE_INDEX], dtype=np.int64)
@@ -83,7 +88,7 @@ class NerTask(Task):
     def outputs(self, raw, batch: dict[str, np.ndarray]) -> list[np.ndarray]:
         """Predicted tag ids per example, for its characters only (no [CLS]/[SEP]/padding)."""
         tags = raw.numpy().argmax(-1)
-        return [tags[i, 1:1 + n] for i, n in enumerate(batch["lengths"])]
+        return [tags[i, 1 : 1 + n] for i, n in enumerate(batch["lengths"])]
 
     def tags(self, output: np.ndarray, n_chars: int) -> list[str]:
         """Tag names for all ``n_chars`` characters (those cut by ``max_seq_length`` are ``O``)."""
@@ -95,14 +100,20 @@ class NerTask(Task):
         pred = [self.tags(o, len(g)) for o, g in zip(outputs, gold)]
         return entity_prf(gold, pred)
 
-    def write_predictions(self, output_dir: str, examples: list[dict], features: list[dict], outputs: list,
-                          split: str = "test") -> str:
+    def write_predictions(
+        self, output_dir: str, examples: list[dict], features: list[dict], outputs: list, split: str = "test"
+    ) -> str:
         rows = []
         for ex, o in zip(examples, outputs):
             tags = self.tags(o, len(ex["tokens"]))
             ents = sorted(bio_entities(tags), key=lambda e: e[1])
-            rows.append(["".join(ex["tokens"]), " ".join(tags),
-                         " ".join(f"{''.join(ex['tokens'][s:e])}/{k}" for k, s, e in ents)])
+            rows.append(
+                [
+                    "".join(ex["tokens"]),
+                    " ".join(tags),
+                    " ".join(f"{''.join(ex['tokens'][s:e])}/{k}" for k, s, e in ents),
+                ]
+            )
         path = os.path.join(output_dir, f"{split}_predictions.tsv")
         write_tsv(path, ["text", "tags", "entities"], rows)
         return path

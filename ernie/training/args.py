@@ -16,6 +16,7 @@ fields: their type, default and ``metadata`` (``help``, ``choices``).
 Everything that can be checked without Paddle is checked in :func:`parse_args`, so a bad flag is one clear line
 before any work starts. Checks that need the world size (batch divisibility) live in :func:`derive_batching`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,26 +39,44 @@ REQUIRED: Any = object()  # marker default: the flag must come from the command 
 @dataclass
 class ModelArgs:
     model_type: str = field(default="ernie", metadata={"choices": ["ernie"], "help": "model family"})
-    model_name_or_path: str = field(default=REQUIRED, metadata={
-        "help": "model config: a name in configs/models (ernie-1.0-base-zh), a directory with model_config.json "
-                "or config.json (ours, PaddleNLP's or an HF transformers ERNIE dir), or a .json file; with "
-                "--continue_training its weights"})
-    tokenizer_name_or_path: str | None = field(default=None, metadata={
-        "help": "directory with vocab.txt (+ tokenizer_config.json); default: model_name_or_path"})
-    continue_training: bool = field(default=False, metadata={
-        "help": "start from the weights in model_name_or_path with a fresh optimizer (instead of from scratch)"})
+    model_name_or_path: str = field(
+        default=REQUIRED,
+        metadata={
+            "help": "model config: a name in configs/models (ernie-1.0-base-zh), a directory with model_config.json "
+            "or config.json (ours, PaddleNLP's or an HF transformers ERNIE dir), or a .json file; with "
+            "--continue_training its weights"
+        },
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "directory with vocab.txt (+ tokenizer_config.json); default: model_name_or_path"},
+    )
+    continue_training: bool = field(
+        default=False,
+        metadata={
+            "help": "start from the weights in model_name_or_path with a fresh optimizer (instead of from scratch)"
+        },
+    )
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     use_recompute: bool = field(default=False, metadata={"help": "recompute encoder layers in backward to save memory"})
-    attention: str = field(default="eager", metadata={
-        "choices": ["eager", "sdpa", "flash"],
-        "help": "attention kernel: eager (matmul + softmax, as PaddleNLP's ERNIE); opt-in sdpa "
-                "(F.scaled_dot_product_attention: flash / memory-efficient / math as Paddle's checks allow) or flash "
-                "(flash attention where Paddle allows it: fp16/bf16, head_dim a multiple of 8, SM 8.x+; else eager). "
-                "The kernel that runs is logged"})
-    vocab_size: int | None = field(default=None, metadata={
-        "help": "rows of the embedding table (and of the MLM output) when pretraining from scratch; default: the "
-                "model config's. Set it to the vocabulary's size so no compute goes to rows no token uses"})
+    attention: str = field(
+        default="eager",
+        metadata={
+            "choices": ["eager", "sdpa", "flash"],
+            "help": "attention kernel: eager (matmul + softmax, as PaddleNLP's ERNIE); opt-in sdpa "
+            "(F.scaled_dot_product_attention: flash / memory-efficient / math as Paddle's checks allow) or flash "
+            "(flash attention where Paddle allows it: fp16/bf16, head_dim a multiple of 8, SM 8.x+; else eager). "
+            "The kernel that runs is logged",
+        },
+    )
+    vocab_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "rows of the embedding table (and of the MLM output) when pretraining from scratch; default: the "
+            "model config's. Set it to the vocabulary's size so no compute goes to rows no token uses"
+        },
+    )
 
 
 DATASET_FLAGS = dataclasses.fields(ErnieDatasetFlags)
@@ -65,9 +84,13 @@ DATASET_FLAGS = dataclasses.fields(ErnieDatasetFlags)
 
 @dataclass
 class _InputDir:
-    input_dir: str = field(default=REQUIRED, metadata={
-        "help": "folder of token files ({P}_ids.npy + {P}_idx.npz, or {P}.bin + {P}.idx), one prefix, or "
-                "'w1 prefix1 w2 prefix2' to blend corpora"})
+    input_dir: str = field(
+        default=REQUIRED,
+        metadata={
+            "help": "folder of token files ({P}_ids.npy + {P}_idx.npz, or {P}.bin + {P}.idx), one prefix, or "
+            "'w1 prefix1 w2 prefix2' to blend corpora"
+        },
+    )
 
 
 @dataclass
@@ -83,8 +106,9 @@ class DataArgs(ErnieDatasetFlags, _InputDir):
     def dataset_config(self, seed: int, samples_per_step: int = 0) -> ErnieDatasetConfig:
         """The dataset options of this section (``seed``: the training section's; ``samples_per_step``: the global
         batch size, which places the masking stages of ``--masking_schedule`` in the sample stream)."""
-        return ErnieDatasetConfig(seed=seed, samples_per_step=samples_per_step,
-                                  **{f.name: getattr(self, f.name) for f in DATASET_FLAGS})
+        return ErnieDatasetConfig(
+            seed=seed, samples_per_step=samples_per_step, **{f.name: getattr(self, f.name) for f in DATASET_FLAGS}
+        )
 
 
 @dataclass
@@ -92,8 +116,9 @@ class OptimizerArgs:
     max_lr: float = 1e-4
     min_lr: float = 1e-5
     warmup_rate: float = field(default=0.01, metadata={"help": "share of max_steps spent in linear warmup"})
-    decay_steps: int | None = field(default=None, metadata={
-        "help": "step at which the decay reaches min_lr (default max_steps)"})
+    decay_steps: int | None = field(
+        default=None, metadata={"help": "step at which the decay reaches min_lr (default max_steps)"}
+    )
     lr_decay_style: str = field(default="cosine", metadata={"choices": ["cosine", "linear", "none"]})
     weight_decay: float = field(default=0.01, metadata={"help": "AdamW decay; never applied to biases and norms"})
     adam_beta1: float = 0.9
@@ -108,8 +133,12 @@ class TrainingArgs:
     device: str = field(default="gpu", metadata={"choices": ["cpu", "gpu", "xpu", "npu", "mlu"]})
     seed: int = 1234
     micro_batch_size: int = field(default=8, metadata={"help": "sequences per rank per forward"})
-    global_batch_size: int | None = field(default=None, metadata={
-        "help": "sequences per optimizer step = micro_batch_size x ranks x accumulation (default: no accumulation)"})
+    global_batch_size: int | None = field(
+        default=None,
+        metadata={
+            "help": "sequences per optimizer step = micro_batch_size x ranks x accumulation (default: no accumulation)"
+        },
+    )
     max_steps: int = 500000
     checkpoint_steps: int = field(default=500, metadata={"help": "save output_dir/model_last every N steps"})
     save_steps: int = field(default=500, metadata={"help": "save output_dir/model_<step> every N steps"})
@@ -117,8 +146,10 @@ class TrainingArgs:
     amp_dtype: str = field(default="float16", metadata={"choices": ["float16", "bfloat16"]})
     fp16_opt_level: str = field(default="O2", metadata={"choices": ["O1", "O2"]})
     scale_loss: float = field(default=32768.0, metadata={"help": "initial dynamic loss scale (float16 only)"})
-    max_nonfinite_steps: int = field(default=10, metadata={
-        "help": "stop after this many consecutive steps with a non-finite loss (float32/bfloat16)"})
+    max_nonfinite_steps: int = field(
+        default=10,
+        metadata={"help": "stop after this many consecutive steps with a non-finite loss (float32/bfloat16)"},
+    )
 
 
 @dataclass
@@ -126,12 +157,18 @@ class LoggingArgs:
     logging_freq: int = 1
     eval_freq: int = 500
     eval_iters: int = field(default=10, metadata={"help": "global batches of validation data per evaluation"})
-    test_iters: int | None = field(default=None, metadata={
-        "help": "global batches of test data evaluated at the end (default 10 x eval_iters)"})
+    test_iters: int | None = field(
+        default=None, metadata={"help": "global batches of test data evaluated at the end (default 10 x eval_iters)"}
+    )
 
 
-SECTIONS = {"model": ModelArgs, "data": DataArgs, "optimizer": OptimizerArgs, "training": TrainingArgs,
-            "logging": LoggingArgs}
+SECTIONS = {
+    "model": ModelArgs,
+    "data": DataArgs,
+    "optimizer": OptimizerArgs,
+    "training": TrainingArgs,
+    "logging": LoggingArgs,
+}
 
 
 @dataclass
@@ -160,7 +197,7 @@ def _annotation(f: dataclasses.Field) -> tuple[str, bool]:
     are strings under ``from __future__ import annotations``)."""
     text = str(f.type).replace(" ", "")
     if text.startswith("Optional[") and text.endswith("]"):
-        return text[len("Optional["):-1], True
+        return text[len("Optional[") : -1], True
     parts = text.split("|")
     return next(p for p in parts if p != "None"), "None" in parts
 
@@ -174,8 +211,11 @@ def _field_type(f: dataclasses.Field) -> Callable[[str], Any]:
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="run_pretrain.py", description="ERNIE 1.0 pretraining (MLM + SOP), PaddleNLP flags.",
-                     argument_default=argparse.SUPPRESS)
+    parser = ArgumentParser(
+        prog="run_pretrain.py",
+        description="ERNIE 1.0 pretraining (MLM + SOP), PaddleNLP flags.",
+        argument_default=argparse.SUPPRESS,
+    )
     parser.add_argument("--config", help="YAML file of flag values (flat or grouped by section); flags override it")
     for section, cls in SECTIONS.items():
         group = parser.add_argument_group(section)
@@ -276,12 +316,17 @@ def validate(args: PretrainArgs) -> None:
     except UserError as e:
         raise UserError(f"--model_name_or_path: {e}") from None
     if m.continue_training:
-        _check(os.path.isdir(m.model_name_or_path), "model_name_or_path",
-               f"{m.model_name_or_path} is not a directory; --continue_training needs a saved model "
-               "(model_state.pdparams + model_config.json/config.json)")
-    _check(os.path.isdir(m.tokenizer_name_or_path) and os.path.isfile(
-        os.path.join(m.tokenizer_name_or_path, "vocab.txt")), "tokenizer_name_or_path",
-        f"{m.tokenizer_name_or_path} has no vocab.txt (give a directory written by ErnieTokenizer.save_pretrained)")
+        _check(
+            os.path.isdir(m.model_name_or_path),
+            "model_name_or_path",
+            f"{m.model_name_or_path} is not a directory; --continue_training needs a saved model "
+            "(model_state.pdparams + model_config.json/config.json)",
+        )
+    _check(
+        os.path.isdir(m.tokenizer_name_or_path) and os.path.isfile(os.path.join(m.tokenizer_name_or_path, "vocab.txt")),
+        "tokenizer_name_or_path",
+        f"{m.tokenizer_name_or_path} has no vocab.txt (give a directory written by ErnieTokenizer.save_pretrained)",
+    )
 
     parse_input_dir(d.input_dir)  # a folder, a prefix or "w1 prefix1 w2 prefix2"; errors name --input_dir
     d.dataset_config(t.seed).validate()  # the dataset's options: checked by their owner
@@ -292,15 +337,21 @@ def validate(args: PretrainArgs) -> None:
     _check(0.0 <= o.warmup_rate <= 1.0, "warmup_rate", "must be in [0, 1]")
     if o.decay_steps is None:
         o.decay_steps = t.max_steps
-    _check(o.decay_steps > o.warmup_rate * t.max_steps, "decay_steps",
-           f"must be > the warmup steps ({o.warmup_rate} x {t.max_steps})")
+    _check(
+        o.decay_steps > o.warmup_rate * t.max_steps,
+        "decay_steps",
+        f"must be > the warmup steps ({o.warmup_rate} x {t.max_steps})",
+    )
     _check(o.weight_decay >= 0, "weight_decay", "must be >= 0")
     _check(o.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
     _check(0 <= o.adam_beta1 < 1 and 0 <= o.adam_beta2 < 1, "adam_beta1", "betas must be in [0, 1)")
 
     _check(t.micro_batch_size >= 1, "micro_batch_size", "must be >= 1")
-    _check(t.global_batch_size is None or t.global_batch_size >= t.micro_batch_size, "global_batch_size",
-           f"must be >= micro_batch_size ({t.micro_batch_size})")
+    _check(
+        t.global_batch_size is None or t.global_batch_size >= t.micro_batch_size,
+        "global_batch_size",
+        f"must be >= micro_batch_size ({t.micro_batch_size})",
+    )
     _check(t.max_steps >= 1, "max_steps", "must be >= 1")
     for name in ("checkpoint_steps", "save_steps"):
         _check(getattr(t, name) >= 1, name, "must be >= 1")
@@ -320,6 +371,7 @@ def validate(args: PretrainArgs) -> None:
 @dataclass
 class Batching:
     """How a global batch is made: ``global_batch_size = micro_batch_size x dp_degree x accumulate_steps``."""
+
     micro_batch_size: int
     dp_degree: int
     accumulate_steps: int
@@ -334,8 +386,9 @@ def derive_batching(args: PretrainArgs, world_size: int) -> Batching:
     per_step = t.micro_batch_size * world_size
     global_batch = t.global_batch_size if t.global_batch_size is not None else per_step
     if global_batch % per_step:
-        raise UserError(f"--global_batch_size: {global_batch} is not a multiple of micro_batch_size x ranks = "
-                        f"{t.micro_batch_size} x {world_size} = {per_step}")
+        raise UserError(
+            f"--global_batch_size: {global_batch} is not a multiple of micro_batch_size x ranks = "
+            f"{t.micro_batch_size} x {world_size} = {per_step}"
+        )
     t.global_batch_size = global_batch
     return Batching(t.micro_batch_size, world_size, global_batch // per_step)
-

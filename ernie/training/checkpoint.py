@@ -15,6 +15,7 @@ A checkpoint directory (``output_dir/model_last`` or ``output_dir/model_<step>``
 It is built in a temporary sibling directory and renamed into place only when complete
 (:func:`ernie.utils.atomic_dir`), so a kill or a full disk at any moment leaves the previous checkpoint intact.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,6 +46,7 @@ ARGS_FILE = "args.yaml"
 class TrainerState:
     """Step counters + the masking stage of the last step done (``masking_schedule``: the spec the run follows;
     empty in checkpoints written before schedules existed)."""
+
     global_step: int = 0
     consumed_samples: int = 0
     global_batch_size: int = 0
@@ -71,8 +73,17 @@ def set_rng_state(state: dict[str, Any]) -> None:
         paddle.set_cuda_rng_state(state["cuda"])
 
 
-def save_checkpoint(path: str, *, model, optimizer, scaler, tokenizer, state: TrainerState,
-                    rng_states: list[dict[str, Any]], args_dict: dict[str, Any]) -> None:
+def save_checkpoint(
+    path: str,
+    *,
+    model,
+    optimizer,
+    scaler,
+    tokenizer,
+    state: TrainerState,
+    rng_states: list[dict[str, Any]],
+    args_dict: dict[str, Any],
+) -> None:
     """Write one complete checkpoint to ``path`` (atomically replacing an older one there).
 
     ``model`` is the bare ErnieForPretraining (not the DataParallel wrapper); ``rng_states[r]`` is rank r's.
@@ -172,8 +183,10 @@ def load_training_state(path: str, optimizer, scaler) -> list[dict[str, Any]]:
 
 def _load_rng(file: str) -> list[dict[str, Any]]:
     states = _load_pickle(file)
-    if not (isinstance(states, list) and all(isinstance(s, dict) and {"python", "numpy", "paddle"} <= s.keys()
-                                             for s in states)):
+    if not (
+        isinstance(states, list)
+        and all(isinstance(s, dict) and {"python", "numpy", "paddle"} <= s.keys() for s in states)
+    ):
         raise ValueError("not a list of per-rank random states")
     return states
 
@@ -189,8 +202,9 @@ def verify_checkpoint(path: str) -> None:
 
 def newest_readable_checkpoint(output_dir: str) -> str | None:
     """The ``output_dir/model_<step>`` with the highest step whose files all read, else ``None``."""
-    steps = sorted((int(m.group(1)) for m in map(re.compile(r"model_(\d+)$").match, os.listdir(output_dir)) if m),
-                   reverse=True)
+    steps = sorted(
+        (int(m.group(1)) for m in map(re.compile(r"model_(\d+)$").match, os.listdir(output_dir)) if m), reverse=True
+    )
     for step in steps:
         path = os.path.join(output_dir, f"model_{step}")
         try:
@@ -210,9 +224,11 @@ def reading_resume_checkpoint(resume_dir: str, output_dir: str):
     except UnreadableCheckpoint as e:
         other = newest_readable_checkpoint(output_dir)
         last = os.path.join(output_dir, "model_last")
-        hint = (f"the newest readable checkpoint is {other}: to resume from it, move {last} away and copy {other} "
-                f"to {last}" if other else f"no readable model_<step> checkpoint exists in {output_dir}: move "
-                f"{last} away to start over")
+        hint = (
+            f"the newest readable checkpoint is {other}: to resume from it, move {last} away and copy {other} to {last}"
+            if other
+            else f"no readable model_<step> checkpoint exists in {output_dir}: move {last} away to start over"
+        )
         raise UserError(f"cannot resume from {resume_dir}: {e}; {hint}") from None
 
 

@@ -2,6 +2,7 @@
 
 ``configure_threads`` must run before Paddle is imported (the CPU math libraries read OMP_NUM_THREADS once).
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -75,8 +76,11 @@ class DistEnv:
         ago may still be closing its sockets). Ranks on other machines cannot be checked and are never listed."""
         deadline = time.time() + wait
         while True:
-            dead = [r for r, (host, pid) in enumerate(self.peers)
-                    if r != self.rank and host == self.host and not process_alive(pid)]
+            dead = [
+                r
+                for r, (host, pid) in enumerate(self.peers)
+                if r != self.rank and host == self.host and not process_alive(pid)
+            ]
             if dead or time.time() >= deadline:
                 return dead
             time.sleep(0.05)
@@ -97,8 +101,9 @@ def init_distributed(device: str) -> DistEnv:
     import paddle.distributed as dist
 
     if device == "gpu" and not paddle.is_compiled_with_cuda():
-        raise UserError("--device gpu: this Paddle build has no CUDA support; pass --device cpu "
-                        "(or install paddlepaddle-gpu)")
+        raise UserError(
+            "--device gpu: this Paddle build has no CUDA support; pass --device cpu (or install paddlepaddle-gpu)"
+        )
     try:
         paddle.set_device(device)
     except (ValueError, RuntimeError) as e:
@@ -106,9 +111,12 @@ def init_distributed(device: str) -> DistEnv:
     world_size = int(os.environ.get("PADDLE_TRAINERS_NUM", "1"))
     if world_size > 1:
         dist.init_parallel_env()
-    env = DistEnv(rank=dist.get_rank() if world_size > 1 else 0, world_size=world_size,
-                  local_rank=int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("PADDLE_RANK_IN_NODE", "0"))),
-                  host=socket.gethostname())
+    env = DistEnv(
+        rank=dist.get_rank() if world_size > 1 else 0,
+        world_size=world_size,
+        local_rank=int(os.environ.get("PADDLE_LOCAL_RANK", os.environ.get("PADDLE_RANK_IN_NODE", "0"))),
+        host=socket.gethostname(),
+    )
     env.peers = all_gather_object((env.host, os.getpid()), world_size)
     return env
 
@@ -156,7 +164,7 @@ def all_reduce_gradients(parameters, world_size: int, bucket_numel: int = 1 << 2
         flat /= world_size
         offset = 0
         for g in bucket:
-            paddle.assign(flat[offset:offset + g.size].reshape(g.shape), output=g)
+            paddle.assign(flat[offset : offset + g.size].reshape(g.shape), output=g)
             offset += g.size
 
 

@@ -1,5 +1,6 @@
 """Run logging on rank 0: console lines in PaddleNLP's shape, ``output_dir/train_log.jsonl`` (one JSON record a
 line, read by scripts/plot_logs.py) and VisualDL scalars under ``output_dir/visualdl``."""
+
 from __future__ import annotations
 
 import json

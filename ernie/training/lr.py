@@ -10,6 +10,7 @@
 Both are Paddle LR schedulers whose state (``last_epoch`` = completed optimizer steps, saved inside the optimizer's
 state dict) is all that resume needs.
 """
+
 from __future__ import annotations
 
 import functools
@@ -54,5 +55,6 @@ def finetune_factor(step: int, warmup_steps: int, max_steps: int) -> float:
 def finetune_schedule(learning_rate: float, warmup_ratio: float, max_steps: int) -> LambdaDecay:
     """The fine-tuning scheduler: ``learning_rate * finetune_factor(step)``."""
     warmup_steps = int(warmup_ratio * max_steps)
-    return LambdaDecay(learning_rate, functools.partial(finetune_factor, warmup_steps=warmup_steps,
-                                                        max_steps=max_steps))
+    return LambdaDecay(
+        learning_rate, functools.partial(finetune_factor, warmup_steps=warmup_steps, max_steps=max_steps)
+    )

@@ -6,6 +6,7 @@ rate of a Paddle LR scheduler. The two trainers differ only in the schedule they
 :class:`~ernie.training.lr.WarmupDecay` for pretraining, :func:`~ernie.training.lr.finetune_schedule` for fine-tuning)
 and in the Adam moments' settings and master weights pretraining exposes as flags.
 """
+
 from __future__ import annotations
 
 import paddle
@@ -19,13 +20,27 @@ def decays(structured_name: str) -> bool:
     return not any(k in structured_name for k in NO_DECAY_KEYS)
 
 
-def build_optimizer(model: paddle.nn.Layer, scheduler: paddle.optimizer.lr.LRScheduler, *, weight_decay: float,
-                    max_grad_norm: float, beta1: float = 0.9, beta2: float = 0.999, epsilon: float = 1e-8,
-                    multi_precision: bool = False) -> paddle.optimizer.AdamW:
+def build_optimizer(
+    model: paddle.nn.Layer,
+    scheduler: paddle.optimizer.lr.LRScheduler,
+    *,
+    weight_decay: float,
+    max_grad_norm: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    epsilon: float = 1e-8,
+    multi_precision: bool = False,
+) -> paddle.optimizer.AdamW:
     """AdamW over ``model``'s parameters driven by ``scheduler``. ``multi_precision``: fp32 master weights (AMP O2)."""
     decayed = {p.name for n, p in model.named_parameters() if decays(n)}
     return paddle.optimizer.AdamW(
-        learning_rate=scheduler, beta1=beta1, beta2=beta2, epsilon=epsilon, parameters=model.parameters(),
-        weight_decay=weight_decay, apply_decay_param_fun=decayed.__contains__,
+        learning_rate=scheduler,
+        beta1=beta1,
+        beta2=beta2,
+        epsilon=epsilon,
+        parameters=model.parameters(),
+        weight_decay=weight_decay,
+        apply_decay_param_fun=decayed.__contains__,
         grad_clip=paddle.nn.ClipGradByGlobalNorm(max_grad_norm) if max_grad_norm > 0 else None,
-        multi_precision=multi_precision)
+        multi_precision=multi_precision,
+    )

@@ -1,4 +1,5 @@
 """Loss and learning-rate curves of a run (``output_dir/train_log.jsonl``) drawn to a PNG."""
+
 from __future__ import annotations
 
 import json
@@ -35,20 +36,29 @@ def plot(records: list[dict], output: str) -> None:
 
     fig, (ax_loss, ax_lr) = plt.subplots(1, 2, figsize=(12, 4.5))
     styles: dict[str, dict[str, Any]] = {
-        "train": dict(lw=1), "valid": dict(marker="o", lw=1.5), "test": dict(marker="*", ms=12, ls="")}
+        "train": dict(lw=1),
+        "valid": dict(marker="o", lw=1.5),
+        "test": dict(marker="*", ms=12, ls=""),
+    }
     for event, style in styles.items():
         rows = [r for r in records if r.get("event") == event]
         if rows:
             ax_loss.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=f"{event} loss", **style)
     train = [r for r in records if r.get("event") == "train"]
     if train:
-        ax_loss.plot([r["step"] for r in train], [r["lm_loss"] for r in train], lw=0.8, alpha=0.6,
-                     label="train lm_loss")
+        ax_loss.plot(
+            [r["step"] for r in train], [r["lm_loss"] for r in train], lw=0.8, alpha=0.6, label="train lm_loss"
+        )
         ax_lr.plot([r["step"] for r in train], [r["learning_rate"] for r in train], color="tab:green")
     basic = [r for r in records if r.get("event") == "valid" and "basic_lm_loss" in r]
     if basic and any(r.get("masking_stage") != "basic" for r in basic):  # else it is the valid lm_loss itself
-        ax_loss.plot([r["step"] for r in basic], [r["basic_lm_loss"] for r in basic], marker="s", lw=1,
-                     label="valid lm_loss, basic-masked (comparable)")
+        ax_loss.plot(
+            [r["step"] for r in basic],
+            [r["basic_lm_loss"] for r in basic],
+            marker="s",
+            lw=1,
+            label="valid lm_loss, basic-masked (comparable)",
+        )
     ax_loss.set(xlabel="global step", ylabel="loss", title="loss")
     ax_loss.legend()
     ax_lr.set(xlabel="global step", ylabel="learning rate", title="learning rate")

@@ -14,6 +14,7 @@ loss scale, data position (consumed samples) and every rank's RNG state, so a re
 uninterrupted one exactly. Ctrl-C (one rank) finishes the current step, saves ``model_last`` at it and exits with
 ``error: interrupted`` (status 130); a run that fails before writing into an ``output_dir`` it created removes it.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -29,21 +30,31 @@ import traceback
 import numpy as np
 import paddle
 
-from data_tools.batching import collate, DistributedBatchSampler
+from data_tools.batching import DistributedBatchSampler, collate
 from data_tools.ernie_dataset import build_train_valid_test_datasets, train_valid_test_num_samples
 from data_tools.masking import MaskingSchedule
 from ernie.configuration import ErnieConfig
 from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
-from ernie.utils.cpu_tuning import tune_cpu_math
 from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import StopRequest, UserError, cli_main, is_interrupt, resolve_dir
+from ernie.utils.cpu_tuning import tune_cpu_math
 
 from . import checkpoint as ckpt
 from . import optim
 from .args import Batching, PretrainArgs, derive_batching, parse_args
-from .distributed import (DistEnv, all_gather_object, all_reduce_gradients, all_reduce_mean, barrier,
-                          die_with_launcher, discard_unused_output_dir, init_distributed, loader_worker_init,
-                          lock_output_dir, tell_launcher)
+from .distributed import (
+    DistEnv,
+    all_gather_object,
+    all_reduce_gradients,
+    all_reduce_mean,
+    barrier,
+    die_with_launcher,
+    discard_unused_output_dir,
+    init_distributed,
+    loader_worker_init,
+    lock_output_dir,
+    tell_launcher,
+)
 from .log import RunLogger, console, warn
 from .lr import WarmupDecay
 
@@ -57,23 +68,35 @@ AMP_BLACK_LIST = ["reduce_sum", "softmax_with_cross_entropy", "c_softmax_with_cr
 def build_model(args: PretrainArgs, tokenizer):
     """ErnieForPretraining from a config (from scratch) or, with --continue_training, from saved weights."""
     m = args.model
-    config = ErnieConfig.from_pretrained(m.model_name_or_path, hidden_dropout_prob=m.hidden_dropout_prob,
-                                         attention_probs_dropout_prob=m.attention_probs_dropout_prob,
-                                         use_recompute=m.use_recompute, attention=m.attention)
+    config = ErnieConfig.from_pretrained(
+        m.model_name_or_path,
+        hidden_dropout_prob=m.hidden_dropout_prob,
+        attention_probs_dropout_prob=m.attention_probs_dropout_prob,
+        use_recompute=m.use_recompute,
+        attention=m.attention,
+    )
     if m.vocab_size is not None:
         if m.continue_training and m.vocab_size != config.vocab_size:
-            raise UserError(f"--vocab_size: {m.vocab_size} differs from the vocab_size {config.vocab_size} of the "
-                            f"weights in {m.model_name_or_path} (--continue_training keeps their shape)")
+            raise UserError(
+                f"--vocab_size: {m.vocab_size} differs from the vocab_size {config.vocab_size} of the "
+                f"weights in {m.model_name_or_path} (--continue_training keeps their shape)"
+            )
         if m.vocab_size < tokenizer.vocab_size:
-            raise UserError(f"--vocab_size: {m.vocab_size} is smaller than the vocabulary "
-                            f"({tokenizer.vocab_size} tokens in {m.tokenizer_name_or_path})")
+            raise UserError(
+                f"--vocab_size: {m.vocab_size} is smaller than the vocabulary "
+                f"({tokenizer.vocab_size} tokens in {m.tokenizer_name_or_path})"
+            )
         config = config.replace(vocab_size=m.vocab_size)
     if tokenizer.vocab_size > config.vocab_size:
-        raise UserError(f"--tokenizer_name_or_path: the vocabulary has {tokenizer.vocab_size} tokens but the model "
-                        f"config {m.model_name_or_path} has vocab_size {config.vocab_size}")
+        raise UserError(
+            f"--tokenizer_name_or_path: the vocabulary has {tokenizer.vocab_size} tokens but the model "
+            f"config {m.model_name_or_path} has vocab_size {config.vocab_size}"
+        )
     if args.data.max_seq_len > config.max_position_embeddings:
-        raise UserError(f"--max_seq_len: {args.data.max_seq_len} exceeds the model's max_position_embeddings "
-                        f"({config.max_position_embeddings})")
+        raise UserError(
+            f"--max_seq_len: {args.data.max_seq_len} exceeds the model's max_position_embeddings "
+            f"({config.max_position_embeddings})"
+        )
     model = ErnieForPretraining(config)
     if m.continue_training:
         ckpt.load_model_weights(m.model_name_or_path, model)
@@ -87,11 +110,19 @@ def build_model(args: PretrainArgs, tokenizer):
 def build_optimizer(args: PretrainArgs, model, use_master_weights: bool):
     """(optimizer, LR scheduler): the shared AdamW (``ernie.training.optim``) with this run's warmup + decay."""
     o, t = args.optimizer, args.training
-    scheduler = WarmupDecay(o.max_lr, o.min_lr, warmup_steps=o.warmup_rate * t.max_steps,
-                            decay_steps=o.decay_steps, style=o.lr_decay_style)
-    optimizer = optim.build_optimizer(model, scheduler, weight_decay=o.weight_decay, max_grad_norm=o.grad_clip,
-                                      beta1=o.adam_beta1, beta2=o.adam_beta2, epsilon=o.adam_epsilon,
-                                      multi_precision=use_master_weights)
+    scheduler = WarmupDecay(
+        o.max_lr, o.min_lr, warmup_steps=o.warmup_rate * t.max_steps, decay_steps=o.decay_steps, style=o.lr_decay_style
+    )
+    optimizer = optim.build_optimizer(
+        model,
+        scheduler,
+        weight_decay=o.weight_decay,
+        max_grad_norm=o.grad_clip,
+        beta1=o.adam_beta1,
+        beta2=o.adam_beta2,
+        epsilon=o.adam_epsilon,
+        multi_precision=use_master_weights,
+    )
     return optimizer, scheduler
 
 
@@ -104,8 +135,9 @@ def build_training(args: PretrainArgs, model):
     use_scaler = t.use_amp and t.amp_dtype == "float16" and t.device != "cpu"
     scaler = paddle.amp.GradScaler(init_loss_scaling=t.scale_loss) if use_scaler else None
     if t.use_amp and t.fp16_opt_level == "O2":
-        model, optimizer = paddle.amp.decorate(models=model, optimizers=optimizer, level="O2", dtype=t.amp_dtype,
-                                               master_weight=True, save_dtype="float32")
+        model, optimizer = paddle.amp.decorate(
+            models=model, optimizers=optimizer, level="O2", dtype=t.amp_dtype, master_weight=True, save_dtype="float32"
+        )
     return model, optimizer, scheduler, scaler
 
 
@@ -113,8 +145,9 @@ def build_datasets(args: PretrainArgs, tokenizer, batching: Batching):
     """(train, valid, test) over --input_dir; valid/test hold eval_iters / test_iters global batches."""
     d, t, lg = args.data, args.training, args.logging
     num_samples = train_valid_test_num_samples(t.max_steps, batching.global_batch_size, lg.eval_iters, lg.test_iters)
-    return build_train_valid_test_datasets(d.input_dir, tokenizer,
-                                           d.dataset_config(t.seed, batching.global_batch_size), num_samples)
+    return build_train_valid_test_datasets(
+        d.input_dir, tokenizer, d.dataset_config(t.seed, batching.global_batch_size), num_samples
+    )
 
 
 def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0, num_batches: int | None = None):
@@ -124,11 +157,17 @@ def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0
     if num_batches is not None:
         global_micro_batch = args.training.micro_batch_size * env.world_size
         num_samples = min(num_samples, consumed_samples + num_batches * global_micro_batch)
-    sampler = DistributedBatchSampler(num_samples, args.training.micro_batch_size, env.rank, env.world_size,
-                                      consumed_samples=consumed_samples)
-    return paddle.io.DataLoader(dataset, batch_sampler=sampler, collate_fn=collate,
-                                num_workers=args.data.num_workers, return_list=True,
-                                worker_init_fn=loader_worker_init if args.data.num_workers else None)
+    sampler = DistributedBatchSampler(
+        num_samples, args.training.micro_batch_size, env.rank, env.world_size, consumed_samples=consumed_samples
+    )
+    return paddle.io.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=args.data.num_workers,
+        return_list=True,
+        worker_init_fn=loader_worker_init if args.data.num_workers else None,
+    )
 
 
 # --------------------------------------------------------------------------------------------- one step
@@ -138,13 +177,18 @@ def forward(model, criterion, batch, args: PretrainArgs, with_scores: bool = Fal
     """(loss, lm_loss, sop_loss) of one micro batch, under autocast when --use_amp (+ the MLM prediction scores
     with ``with_scores``)."""
     t = args.training
-    with paddle.amp.auto_cast(enable=t.use_amp, level=t.fp16_opt_level, dtype=t.amp_dtype,
-                              custom_black_list=AMP_BLACK_LIST):
+    with paddle.amp.auto_cast(
+        enable=t.use_amp, level=t.fp16_opt_level, dtype=t.amp_dtype, custom_black_list=AMP_BLACK_LIST
+    ):
         prediction_scores, seq_relationship_score = model(
-            input_ids=batch["input_ids"], token_type_ids=batch["segment_ids"],
-            attention_mask=batch["input_mask"], masked_positions=batch["masked_lm_positions"])
-        loss, lm_loss, sop_loss = criterion(prediction_scores, seq_relationship_score, batch["masked_lm_labels"],
-                                            batch["next_sentence_labels"])
+            input_ids=batch["input_ids"],
+            token_type_ids=batch["segment_ids"],
+            attention_mask=batch["input_mask"],
+            masked_positions=batch["masked_lm_positions"],
+        )
+        loss, lm_loss, sop_loss = criterion(
+            prediction_scores, seq_relationship_score, batch["masked_lm_labels"], batch["next_sentence_labels"]
+        )
     if with_scores:
         return loss, lm_loss, sop_loss, prediction_scores
     return loss, lm_loss, sop_loss
@@ -176,21 +220,28 @@ def evaluate(model, criterion, dataset, iters: int, args: PretrainArgs, env: Dis
     return {"loss": loss, "lm_loss": lm_loss, "sop_loss": sop_loss, "lm_acc": correct / max(total, 1e-9)}
 
 
-def evaluate_held_out(model, criterion, dataset, iters: int, args: PretrainArgs, env: DistEnv,
-                      stage) -> dict:
+def evaluate_held_out(model, criterion, dataset, iters: int, args: PretrainArgs, env: DistEnv, stage) -> dict:
     """The held-out figures of a run in masking ``stage``: losses and MLM accuracy with the stage's masking, and
     ``basic_lm_loss`` / ``basic_lm_acc`` on the same samples basic-masked, whatever the training masking (the figure
     that compares runs of different masking; computed once when the stage is ``basic``)."""
     values = evaluate(model, criterion, dataset.with_masking(stage.name), iters, args, env)
-    basic = values if stage.name == "basic" else evaluate(model, criterion, dataset.with_masking("basic"), iters,
-                                                          args, env)
-    return {**values, "basic_lm_loss": basic["lm_loss"], "basic_lm_acc": basic["lm_acc"],
-            "masking_stage": stage.name, "masking_stage_index": stage.index}
+    basic = (
+        values if stage.name == "basic" else evaluate(model, criterion, dataset.with_masking("basic"), iters, args, env)
+    )
+    return {
+        **values,
+        "basic_lm_loss": basic["lm_loss"],
+        "basic_lm_acc": basic["lm_acc"],
+        "masking_stage": stage.name,
+        "masking_stage_index": stage.index,
+    }
 
 
-SYNC_MODES = {"none": "none (one rank)",
-              "reducer": "DataParallel reducer in the last micro step's backward (no_sync before)",
-              "manual": "no_sync on every micro step, then one explicit all-reduce"}
+SYNC_MODES = {
+    "none": "none (one rank)",
+    "reducer": "DataParallel reducer in the last micro step's backward (no_sync before)",
+    "manual": "no_sync on every micro step, then one explicit all-reduce",
+}
 
 
 def grad_sync_mode(world_size: int, device: str, use_recompute: bool) -> str:
@@ -257,8 +308,19 @@ def apply_update(optimizer, scaler, scheduler, finite: bool) -> bool:
     return ran
 
 
-def train_step(train_model, model, criterion, data, optimizer, scaler, scheduler, args: PretrainArgs, env: DistEnv,
-               acc: int, sync_mode: str):
+def train_step(
+    train_model,
+    model,
+    criterion,
+    data,
+    optimizer,
+    scaler,
+    scheduler,
+    args: PretrainArgs,
+    env: DistEnv,
+    acc: int,
+    sync_mode: str,
+):
     """One optimizer step over ``acc`` micro batches from ``data`` -> (this rank's mean (loss, lm_loss, sop_loss) as a
     device tensor, whether the update ran). ``train_model`` is the DataParallel wrapper (or the model itself)."""
     sums = paddle.zeros([3], dtype="float32")
@@ -305,8 +367,9 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
     resume_dir = resolve_dir(os.path.join(t.output_dir, "model_last"))
     # the masking stages, counted from step 0 of this run (a --continue_training run starts a new schedule)
     schedule = args.data.dataset_config(t.seed, batching.global_batch_size).schedule()
-    state = ckpt.TrainerState(global_batch_size=batching.global_batch_size, world_size=env.world_size,
-                              masking_schedule=schedule.spec)
+    state = ckpt.TrainerState(
+        global_batch_size=batching.global_batch_size, world_size=env.world_size, masking_schedule=schedule.spec
+    )
     if resume_dir:
         with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
             state = resume_state(resume_dir, args, env, schedule)
@@ -334,26 +397,41 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
         if len(rng_states) == env.world_size:
             ckpt.set_rng_state(rng_states[env.rank])
         else:
-            warn(f"{resume_dir} was saved by {len(rng_states)} ranks, this run has {env.world_size}: "
-                 "dropout randomness restarts from --seed")
+            warn(
+                f"{resume_dir} was saved by {len(rng_states)} ranks, this run has {env.world_size}: "
+                "dropout randomness restarts from --seed"
+            )
 
     def save(path: str) -> None:
         all_rng = all_gather_object(ckpt.rng_state(), env.world_size)
         if env.writes_checkpoints(args.data.share_folder):
             try:
-                ckpt.save_checkpoint(path, model=model, optimizer=optimizer, scaler=scaler, tokenizer=tokenizer,
-                                     state=state, rng_states=all_rng, args_dict=args.to_dict())
+                ckpt.save_checkpoint(
+                    path,
+                    model=model,
+                    optimizer=optimizer,
+                    scaler=scaler,
+                    tokenizer=tokenizer,
+                    state=state,
+                    rng_states=all_rng,
+                    args_dict=args.to_dict(),
+                )
             except OSError as e:
                 kept = resolve_dir(path) or resolve_dir(os.path.join(t.output_dir, "model_last"))
-                raise UserError(f"saving checkpoint {path} failed ({e.strerror or e}); "
-                                f"{'the previous checkpoint ' + kept + ' is intact' if kept else 'no checkpoint kept'}"
-                                ) from None
+                raise UserError(
+                    f"saving checkpoint {path} failed ({e.strerror or e}); "
+                    f"{'the previous checkpoint ' + kept + ' is intact' if kept else 'no checkpoint kept'}"
+                ) from None
         barrier(env.world_size)
 
     if state.global_step == 0 and valid_ds is not None and lg.eval_iters > 0:  # the "before" of the curves
         iters = lg.eval_iters * batching.accumulate_steps
-        report_eval(log, "valid", 0, evaluate_held_out(train_model, criterion, valid_ds, iters, args, env,
-                                                       schedule.stage_at_step(0)))
+        report_eval(
+            log,
+            "valid",
+            0,
+            evaluate_held_out(train_model, criterion, valid_ds, iters, args, env, schedule.stage_at_step(0)),
+        )
 
     # the loop: one iteration = one optimizer step over a global batch (train_step: the micro steps, the gradient
     # average over ranks, the update). Losses stay on the device and are averaged over ranks at log steps only.
@@ -372,8 +450,9 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
             stage = schedule.stage_at_step(state.global_step)
             announce_stage(log, schedule, stage, state.global_step)
         lr = optimizer.get_lr()
-        sums, finite = train_step(train_model, model, criterion, train_data, optimizer, scaler, scheduler, args,
-                                  env, acc, sync_mode)
+        sums, finite = train_step(
+            train_model, model, criterion, train_data, optimizer, scaler, scheduler, args, env, acc, sync_mode
+        )
         state.global_step += 1
         state.consumed_samples += batching.global_batch_size
         state.masking_schedule, state.masking_stage = schedule.spec, stage.name
@@ -389,19 +468,34 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
                 f"the loss or its gradients were not finite for {nonfinite_streak} consecutive steps "
                 f"(up to step {step}); "
                 f"stopping. Last good checkpoint: {last or 'none'}. Lower --max_lr, raise --warmup_rate or enable "
-                "--grad_clip, then rerun the same command to resume from it")
+                "--grad_clip, then rerun the same command to resume from it"
+            )
         if step % lg.logging_freq == 0 or step == t.max_steps:
             totals = all_reduce_mean(window, env.world_size).numpy()  # the one host read of the losses
             mean = totals[:3] / totals[3] if totals[3] else np.full(3, np.nan)
-            log_train_step(log, args, batching, step, mean, lr, steps_done=step - window_start,
-                           elapsed=time.time() - tic - paused, scaler=scaler, consumed=state.consumed_samples,
-                           stage=stage)
+            log_train_step(
+                log,
+                args,
+                batching,
+                step,
+                mean,
+                lr,
+                steps_done=step - window_start,
+                elapsed=time.time() - tic - paused,
+                scaler=scaler,
+                consumed=state.consumed_samples,
+                stage=stage,
+            )
             window, window_start = paddle.zeros([4], dtype="float32"), step
             tic, paused = time.time(), 0.0
         pause_start = time.time()
         if valid_ds is not None and lg.eval_iters > 0 and step % lg.eval_freq == 0:
-            report_eval(log, "valid", step, evaluate_held_out(train_model, criterion, valid_ds, lg.eval_iters * acc,
-                                                              args, env, stage))
+            report_eval(
+                log,
+                "valid",
+                step,
+                evaluate_held_out(train_model, criterion, valid_ds, lg.eval_iters * acc, args, env, stage),
+            )
         if nonfinite_streak == 0:  # never checkpoint weights that may be broken
             if step % t.save_steps == 0 or step == t.max_steps:
                 save(os.path.join(t.output_dir, f"model_{step}"))
@@ -414,18 +508,31 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
                 warn(f"interrupted at step {step} with a non-finite loss: {last} is not updated")
             elif not (step % t.checkpoint_steps == 0 or step == t.max_steps):
                 save(last)
-            console(f"interrupted at step {step}; {resolve_dir(last) or 'no checkpoint'} holds step "
-                    f"{ckpt.read_trainer_state(last).global_step if resolve_dir(last) else 0}: rerun the same "
-                    "command to resume")
+            console(
+                f"interrupted at step {step}; {resolve_dir(last) or 'no checkpoint'} holds step "
+                f"{ckpt.read_trainer_state(last).global_step if resolve_dir(last) else 0}: rerun the same "
+                "command to resume"
+            )
             log.close()
             raise KeyboardInterrupt
     if stop is not None:
         stop.disarm()
 
     if test_ds is not None and lg.test_iters > 0:
-        report_eval(log, "test", state.global_step,
-                    evaluate_held_out(train_model, criterion, test_ds, lg.test_iters * acc, args, env,
-                                      schedule.stage_at_step(max(state.global_step - 1, 0))))
+        report_eval(
+            log,
+            "test",
+            state.global_step,
+            evaluate_held_out(
+                train_model,
+                criterion,
+                test_ds,
+                lg.test_iters * acc,
+                args,
+                env,
+                schedule.stage_at_step(max(state.global_step - 1, 0)),
+            ),
+        )
     log.close()
 
 
@@ -435,17 +542,21 @@ def resume_state(resume_dir: str, args: PretrainArgs, env: DistEnv, schedule: Ma
     state = ckpt.read_trainer_state(resume_dir)
     steps = all_gather_object(state.global_step, env.world_size)
     if len(set(steps)) > 1:
-        raise UserError(f"ranks found different checkpoints in {resume_dir} (steps {steps}): with one output folder "
-                        "shared by all machines pass --share_folder true, otherwise give every machine the same "
-                        "model_last")
+        raise UserError(
+            f"ranks found different checkpoints in {resume_dir} (steps {steps}): with one output folder "
+            "shared by all machines pass --share_folder true, otherwise give every machine the same "
+            "model_last"
+        )
     changes = ckpt.config_changes(ckpt.read_args(resume_dir), args.to_dict())
     if env.is_main:
         console(f"resuming from {resume_dir}: step {state.global_step}, {state.consumed_samples} samples consumed")
         for change in changes:
             warn(f"setting changed since the checkpoint: {change}")
     if state.global_batch_size != args.training.global_batch_size:
-        raise UserError(f"--global_batch_size: the checkpoint in {resume_dir} was trained with "
-                        f"{state.global_batch_size}; resume with the same value (or start a new --output_dir)")
+        raise UserError(
+            f"--global_batch_size: the checkpoint in {resume_dir} was trained with "
+            f"{state.global_batch_size}; resume with the same value (or start a new --output_dir)"
+        )
     if state.masking_schedule:  # (checkpoints written before schedules existed carry none)
         saved = MaskingSchedule(state.masking_schedule)
         if saved.history(state.global_step) != schedule.history(state.global_step):
@@ -454,7 +565,8 @@ def resume_state(resume_dir: str, args: PretrainArgs, env: DistEnv, schedule: Ma
                 f"{state.masking_schedule!r} (last in stage {state.masking_stage_index + 1}, {state.masking_stage}); "
                 f"{schedule.spec!r} masks those steps differently. Resume with the checkpoint's schedule (stages not "
                 "begun yet may change), or start a new schedule from its weights with --continue_training in a new "
-                "--output_dir")
+                "--output_dir"
+            )
     return state
 
 
@@ -462,8 +574,10 @@ def announce_stage(log: RunLogger, schedule: MaskingSchedule, stage, step: int) 
     """Console line + VisualDL text when a masking stage begins (or a run starts / resumes inside one)."""
     if len(schedule.stages) == 1 and step > 0:
         return
-    message = (f"masking {stage.describe()} of {len(schedule.stages)} ({schedule.spec}): from step {step + 1} "
-               f"(training sample {step * schedule.samples_per_step})")
+    message = (
+        f"masking {stage.describe()} of {len(schedule.stages)} ({schedule.spec}): from step {step + 1} "
+        f"(training sample {step * schedule.samples_per_step})"
+    )
     if log.enabled:
         console(message)
     log.text("masking_stage", message, step=step)
@@ -471,10 +585,12 @@ def announce_stage(log: RunLogger, schedule: MaskingSchedule, stage, step: int) 
 
 def describe_run(args, env: DistEnv, batching: Batching, model, log: RunLogger, resume_dir, state) -> None:
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    console(f"ranks: {env.world_size} (dp), micro batch {batching.micro_batch_size} x {env.world_size} ranks x "
-            f"{batching.accumulate_steps} accumulation = global batch {batching.global_batch_size}; "
-            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; paddle {paddle.__version__} "
-            f"on {args.training.device}; {n_params / 1e6:.1f}M parameters")
+    console(
+        f"ranks: {env.world_size} (dp), micro batch {batching.micro_batch_size} x {env.world_size} ranks x "
+        f"{batching.accumulate_steps} accumulation = global batch {batching.global_batch_size}; "
+        f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}; paddle {paddle.__version__} "
+        f"on {args.training.device}; {n_params / 1e6:.1f}M parameters"
+    )
     for key, value in args.flat().items():
         console(f"{key:30}: {value}")
     log.text("args", json.dumps(args.to_dict(), indent=2))
@@ -484,21 +600,45 @@ def describe_run(args, env: DistEnv, batching: Batching, model, log: RunLogger, 
         log.record("resume", state.global_step, world_size=env.world_size)
 
 
-def log_train_step(log: RunLogger, args, batching: Batching, step: int, losses, lr: float, steps_done: int,
-                   elapsed: float, scaler, consumed: int, stage) -> None:
+def log_train_step(
+    log: RunLogger,
+    args,
+    batching: Batching,
+    step: int,
+    losses,
+    lr: float,
+    steps_done: int,
+    elapsed: float,
+    scaler,
+    consumed: int,
+    stage,
+) -> None:
     speed = steps_done / max(elapsed, 1e-9)
     seqs = speed * batching.global_batch_size
     tokens = seqs * args.data.max_seq_len
-    values = {"loss": float(losses[0]), "lm_loss": float(losses[1]), "sop_loss": float(losses[2]),
-              "learning_rate": lr, "steps_per_second": speed, "samples_per_second": seqs,
-              "tokens_per_second": tokens, "consumed_samples": consumed, "masking_stage": stage.name,
-              "masking_stage_index": stage.index}
-    line = (f"global step {step}, loss: {losses[0]:.9f}, lm_loss: {losses[1]:.6f}, sop_loss: {losses[2]:.6f}, "
-            f"speed: {speed:.2f} steps/s, ips: {seqs:.2f} seqs/s, tokens/s: {tokens:.0f}, learning rate: {lr:.5e}, "
-            f"masking: {stage.name}")
+    values = {
+        "loss": float(losses[0]),
+        "lm_loss": float(losses[1]),
+        "sop_loss": float(losses[2]),
+        "learning_rate": lr,
+        "steps_per_second": speed,
+        "samples_per_second": seqs,
+        "tokens_per_second": tokens,
+        "consumed_samples": consumed,
+        "masking_stage": stage.name,
+        "masking_stage_index": stage.index,
+    }
+    line = (
+        f"global step {step}, loss: {losses[0]:.9f}, lm_loss: {losses[1]:.6f}, sop_loss: {losses[2]:.6f}, "
+        f"speed: {speed:.2f} steps/s, ips: {seqs:.2f} seqs/s, tokens/s: {tokens:.0f}, learning rate: {lr:.5e}, "
+        f"masking: {stage.name}"
+    )
     if scaler is not None and scaler.is_enable():
-        amp = {"loss_scaling": float(scaler._scale.item()), "incr_count": int(scaler._incr_count),
-               "decr_count": int(scaler._decr_count)}
+        amp = {
+            "loss_scaling": float(scaler._scale.item()),
+            "incr_count": int(scaler._incr_count),
+            "decr_count": int(scaler._decr_count),
+        }
         line += ", " + ", ".join(f"{k}: {v:g}" for k, v in amp.items())
         values.update(amp)
     if log.enabled:
@@ -508,10 +648,12 @@ def log_train_step(log: RunLogger, args, batching: Batching, step: int, losses, 
 
 def report_eval(log: RunLogger, name: str, step: int, losses: dict) -> None:
     if log.enabled:
-        console(f"{name} step {step}, loss: {losses['loss']:.6f}, lm_loss: {losses['lm_loss']:.6f}, "
-                f"sop_loss: {losses['sop_loss']:.6f}, lm_acc: {losses['lm_acc']:.4f} (masking: "
-                f"{losses['masking_stage']}); basic-masked lm_loss: {losses['basic_lm_loss']:.6f}, lm_acc: "
-                f"{losses['basic_lm_acc']:.4f}")
+        console(
+            f"{name} step {step}, loss: {losses['loss']:.6f}, lm_loss: {losses['lm_loss']:.6f}, "
+            f"sop_loss: {losses['sop_loss']:.6f}, lm_acc: {losses['lm_acc']:.4f} (masking: "
+            f"{losses['masking_stage']}); basic-masked lm_loss: {losses['basic_lm_loss']:.6f}, lm_acc: "
+            f"{losses['basic_lm_acc']:.4f}"
+        )
     log.record(name, step, **losses)
 
 
@@ -541,8 +683,10 @@ def main(argv: list[str] | None = None) -> None:
         if dead:
             who = f"rank {dead[0]}" if len(dead) == 1 else f"ranks {', '.join(map(str, dead))}"
             last_line = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
-            cause = (f"{who} of this machine died first (its process ended, see its workerlog); this rank lost "
-                     f"contact with it ({last_line})")
+            cause = (
+                f"{who} of this machine died first (its process ended, see its workerlog); this rank lost "
+                f"contact with it ({last_line})"
+            )
         elif peer:
             cause = f"lost contact with rank {peer.group(1)}, which stopped first (see its workerlog)"
         else:

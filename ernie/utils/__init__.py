@@ -1,4 +1,5 @@
 """Small shared utilities: user-facing errors, the argument toolkit, label files and atomic file output."""
+
 from .cli import ArgumentParser, require_positive, str2bool
 from .errors import StopRequest, UserError, cli_main, is_interrupt
 from .io import (
@@ -14,6 +15,24 @@ from .io import (
 )
 from .labels import LABEL_FILE, read_label_file, write_label_file
 
-__all__ = ["ArgumentParser", "require_positive", "str2bool", "UserError", "cli_main", "is_interrupt", "StopRequest",
-           "atomic_write", "atomic_dir", "check_output_path", "check_writable", "fault_point", "fsync_dir",
-           "list_input_files", "output_error", "resolve_dir", "LABEL_FILE", "read_label_file", "write_label_file"]
+__all__ = [
+    "ArgumentParser",
+    "require_positive",
+    "str2bool",
+    "UserError",
+    "cli_main",
+    "is_interrupt",
+    "StopRequest",
+    "atomic_write",
+    "atomic_dir",
+    "check_output_path",
+    "check_writable",
+    "fault_point",
+    "fsync_dir",
+    "list_input_files",
+    "output_error",
+    "resolve_dir",
+    "LABEL_FILE",
+    "read_label_file",
+    "write_label_file",
+]

@@ -4,6 +4,7 @@
 the usage block and exiting; entry points decorated with :func:`~ernie.utils.cli_main` turn that into the single
 ``error: <message>`` line (exit status 2) the design promises. ``--help`` still prints the full help.
 """
+
 from __future__ import annotations
 
 import argparse

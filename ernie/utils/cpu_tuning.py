@@ -13,6 +13,7 @@ and ``ERNIE_NO_CPU_TUNING=1`` skips them all. :func:`applied` says what this pro
 AVX2 code path on non-Intel CPUs, glibc malloc thresholds, Paddle's dense kernels instead of strided views, and as
 many math threads as the process has cores (see :func:`tune_process` and :func:`tune_cpu_math`).
 """
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,10 @@ from .machine import cpu_info, parse_cpuinfo
 
 NO_TUNING_ENV = "ERNIE_NO_CPU_TUNING"
 # glibc's own knobs for the two malloc thresholds (environment variables and GLIBC_TUNABLES names)
-_MALLOC_ENV = {-3: ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
-               -1: ("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold")}
+_MALLOC_ENV = {
+    -3: ("MALLOC_MMAP_THRESHOLD_", "glibc.malloc.mmap_threshold"),
+    -1: ("MALLOC_TRIM_THRESHOLD_", "glibc.malloc.trim_threshold"),
+}
 _MALLOC_VALUE = {-3: 1 << 30, -1: (1 << 31) - 1}  # M_MMAP_THRESHOLD: 1 GiB (glibc's maximum on 64 bit); M_TRIM
 _applied: dict[str, object] = {}
 # OMP_NUM_THREADS as it was before Paddle was imported (import paddle writes "1" when it is unset); None: unknown

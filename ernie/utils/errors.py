@@ -1,4 +1,5 @@
 """User-facing errors: one clear line, a non-zero exit, never a traceback for bad input."""
+
 from __future__ import annotations
 
 import functools
@@ -42,8 +43,9 @@ class StopRequest:
     KeyboardInterrupt at once. Unarmed, disabled (``enabled=False``) or outside the main thread, Ctrl-C is left as
     it is."""
 
-    def __init__(self, enabled: bool = True, message: str = "interrupt: stopping after this step "
-                                                             "(Ctrl-C again to stop now)"):
+    def __init__(
+        self, enabled: bool = True, message: str = "interrupt: stopping after this step (Ctrl-C again to stop now)"
+    ):
         self.enabled, self.message = enabled, message
         self.requested = False
         self._previous: Any = None  # the SIGINT handler found when armed (a callable, SIG_DFL/SIG_IGN or None)

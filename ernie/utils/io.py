@@ -1,6 +1,7 @@
 """Atomic outputs: nothing half-written ever sits under a final name, nothing is overwritten silently, and an output
 location that cannot be written is one ``UserError`` line naming the path (checked up front by
 ``check_output_path``, and again where the helpers create their temporary files)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -78,8 +79,10 @@ def check_writable(path: str) -> None:
 
 def output_error(path: str, error: OSError) -> UserError:
     """The one-line ``UserError`` for an ``OSError`` met while creating the output ``path``."""
-    return UserError(f"cannot write {path}: {error.strerror or error}"
-                     + (f" ({error.filename})" if error.filename and error.filename != path else ""))
+    return UserError(
+        f"cannot write {path}: {error.strerror or error}"
+        + (f" ({error.filename})" if error.filename and error.filename != path else "")
+    )
 
 
 @contextlib.contextmanager
@@ -173,8 +176,9 @@ def list_input_files(path: str, flag: str = "--input_path", suffixes: tuple[str,
     files = []
     for root, dirs, names in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        files += [os.path.join(root, n) for n in names
-                  if not n.startswith(".") and (not suffixes or n.endswith(suffixes))]
+        files += [
+            os.path.join(root, n) for n in names if not n.startswith(".") and (not suffixes or n.endswith(suffixes))
+        ]
     if not files:
         wanted = f" ending in {' or '.join(suffixes)}" if suffixes else ""
         raise UserError(f"{flag}: {path} contains no files{wanted}")

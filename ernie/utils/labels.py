@@ -4,6 +4,7 @@ The one reader and writer of that file, shared by fine-tuning (``ernie.finetune`
 and the HF converter (``ernie.convert``: ``id2label`` <-> ``label.txt``), so that none imports another to find a
 model's labels.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ drops the lock when the holding process dies (SIGKILL included), so a stale file
 belongs to the process: a second ``lock_output_dir`` on the same directory in the same process succeeds, and
 closing any descriptor of the file releases it, so hold one lock per directory per process.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -45,8 +46,9 @@ def lock_output_dir(output_dir: str, wait: float = 30.0, log: Callable[[str], No
             holder = f.read().strip() or "unknown"
             if time.time() >= deadline:
                 f.close()
-                raise UserError(f"--output_dir {output_dir}: another run ({holder}) is writing to it; "
-                                "stop it first") from None
+                raise UserError(
+                    f"--output_dir {output_dir}: another run ({holder}) is writing to it; stop it first"
+                ) from None
             if log and not told:
                 log(f"waiting up to {wait:.0f} s for another run ({holder}) writing to {output_dir}")
                 told = True

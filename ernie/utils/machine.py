@@ -6,6 +6,7 @@ from the file's text), ``cpu_flags(cpuinfo=...) -> set``, ``cpu_has_bf16(flags=N
 ``amx_bf16``), ``cpu_has_vnni(flags=None) -> bool``, ``describe_machine(cpuinfo=...) -> str``; nothing is cached,
 nothing imported beyond the standard library. The one reader of ``/proc/cpuinfo`` (CPU tuning, INT8 export, reports).
 """
+
 from __future__ import annotations
 
 import os
@@ -64,5 +65,7 @@ def describe_machine(cpuinfo: str = CPUINFO) -> str:
     bf16 = [f for f in BF16_FLAGS if f in flags]
     vnni = sorted(f for f in flags if f in ("avx512_vnni", "avx_vnni"))
     amx = "" if "amx_tile" in flags else " (no AMX)"
-    return (f"{info.get('model name', 'unknown CPU')}, {usable_cores()} cores; "
-            f"bf16: {', '.join(bf16) or 'none'}{amx}; VNNI: {', '.join(vnni) or 'none'}")
+    return (
+        f"{info.get('model name', 'unknown CPU')}, {usable_cores()} cores; "
+        f"bf16: {', '.join(bf16) or 'none'}{amx}; VNNI: {', '.join(vnni) or 'none'}"
+    )
