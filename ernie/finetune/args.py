@@ -12,7 +12,7 @@ import os
 from argparse import SUPPRESS
 from dataclasses import dataclass, field
 
-from ernie.utils import ArgumentParser, UserError, check_writable, require_positive, str2bool
+from ernie.utils import ArgumentParser, UserError, check_writable, field_annotation, require_positive, str2bool
 
 from .datasets import dataset_defaults, dataset_help
 
@@ -119,7 +119,7 @@ class FinetuneArgs:
 
 def _add_fields(parser: ArgumentParser, cls, helps: dict[str, str] | None = None) -> None:
     for f in dataclasses.fields(cls):
-        kind = str(f.type).replace("Optional[", "").rstrip("]")
+        kind = field_annotation(f)[0]
         kw = {
             "help": (helps or {}).get(f.name, f.metadata.get("help", "")),
             "choices": f.metadata.get("choices"),

@@ -31,7 +31,7 @@ import yaml
 from data_tools.blending import parse_input_dir
 from data_tools.ernie_dataset import ErnieDatasetConfig, ErnieDatasetFlags
 from ernie.configuration import resolve_config_file
-from ernie.utils import ArgumentParser, UserError, str2bool
+from ernie.utils import ArgumentParser, UserError, field_annotation, str2bool
 
 REQUIRED: Any = object()  # marker default: the flag must come from the command line or the YAML config
 
@@ -66,7 +66,7 @@ class ModelArgs:
             "choices": ["eager", "sdpa", "flash"],
             "help": "attention kernel: eager (matmul + softmax, as PaddleNLP's ERNIE); opt-in sdpa "
             "(F.scaled_dot_product_attention: flash / memory-efficient / math as Paddle's checks allow) or flash "
-            "(flash attention where Paddle allows it: fp16/bf16, head_dim a multiple of 8, SM 8.x+; else eager). "
+            "(flash attention where Paddle allows it: fp16/bf16, head_dim % 8 == 0, SM 8.x+; else eager). "
             "The kernel that runs is logged",
         },
     )
@@ -192,22 +192,12 @@ def _flag_owner() -> dict[str, str]:
     return {f.name: section for section, cls in SECTIONS.items() for f in dataclasses.fields(cls)}
 
 
-def _annotation(f: dataclasses.Field) -> tuple[str, bool]:
-    """``(scalar type name, accepts None)`` of a field: ``int``, ``Optional[int]`` and ``int | None`` (annotations
-    are strings under ``from __future__ import annotations``)."""
-    text = str(f.type).replace(" ", "")
-    if text.startswith("Optional[") and text.endswith("]"):
-        return text[len("Optional[") : -1], True
-    parts = text.split("|")
-    return next(p for p in parts if p != "None"), "None" in parts
-
-
 _SCALAR_TYPES: dict[str, Callable[[str], Any]] = {"str": str, "int": int, "float": float, "bool": str2bool}
 
 
 def _field_type(f: dataclasses.Field) -> Callable[[str], Any]:
     """The scalar type of a field (``Optional[int]`` -> int)."""
-    return _SCALAR_TYPES[_annotation(f)[0]]
+    return _SCALAR_TYPES[field_annotation(f)[0]]
 
 
 def build_parser() -> ArgumentParser:
@@ -259,7 +249,7 @@ def load_yaml_config(path: str) -> dict[str, Any]:
 def _coerce(name: str, value: Any, f: dataclasses.Field, source: str) -> Any:
     """Type-check a YAML value against its field."""
     if value is None:
-        if _annotation(f)[1]:
+        if field_annotation(f)[1]:
             return None
         raise UserError(f"{source}: {name} may not be null")
     kind = _field_type(f)

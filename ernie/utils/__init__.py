@@ -1,6 +1,6 @@
 """Small shared utilities: user-facing errors, the argument toolkit, label files and atomic file output."""
 
-from .cli import ArgumentParser, require_positive, str2bool
+from .cli import ArgumentParser, field_annotation, require_positive, str2bool
 from .errors import StopRequest, UserError, cli_main, is_interrupt
 from .io import (
     atomic_dir,
@@ -17,6 +17,7 @@ from .labels import LABEL_FILE, read_label_file, write_label_file
 
 __all__ = [
     "ArgumentParser",
+    "field_annotation",
     "require_positive",
     "str2bool",
     "UserError",

@@ -8,6 +8,7 @@ the usage block and exiting; entry points decorated with :func:`~ernie.utils.cli
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from .errors import UserError
 
@@ -25,6 +26,17 @@ def str2bool(value) -> bool:
     if v in FALSE_WORDS:
         return False
     raise argparse.ArgumentTypeError(f"expected true/false, got {value!r}")
+
+
+def field_annotation(f: dataclasses.Field) -> tuple[str, bool]:
+    """``(scalar type name, accepts None)`` of a flag dataclass field: ``int``, ``Optional[int]`` and ``int | None``
+    (annotations are strings under ``from __future__ import annotations``). The one reader of flag annotations, for
+    the pretraining and the fine-tuning parsers."""
+    text = str(f.type).replace(" ", "")
+    if text.startswith("Optional[") and text.endswith("]"):
+        return text[len("Optional[") : -1], True
+    parts = text.split("|")
+    return next(p for p in parts if p != "None"), "None" in parts
 
 
 def require_positive(args, names) -> None:
