@@ -366,9 +366,14 @@ class ErniePretrainedModel(nn.Layer):
             value = v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v)
             target.set_value(value.astype(target.dtype))
         if missing:
-            warnings.warn(f"{source}: weights not in the checkpoint (left initialised): {', '.join(missing)}", stacklevel=2)
+            warnings.warn(
+                f"{source}: weights not in the checkpoint (left initialised): {', '.join(missing)}", stacklevel=2
+            )
         if unexpected:
-            warnings.warn(f"{source}: checkpoint weights not used by {type(self).__name__}: {', '.join(unexpected)}", stacklevel=2)
+            warnings.warn(
+                f"{source}: checkpoint weights not used by {type(self).__name__}: {', '.join(unexpected)}",
+                stacklevel=2,
+            )
         return {"missing": missing, "unexpected": unexpected}
 
 

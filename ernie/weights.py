@@ -256,7 +256,8 @@ def config_to_hf(config, architecture: str, labels: list[str] | None = None) -> 
     if config.use_task_id and config.task_id != 0:
         warnings.warn(
             f"task_id {config.task_id}: HF's ERNIE uses task_type_ids 0 when none are given; pass "
-            f"task_type_ids filled with {config.task_id} to get the same outputs", stacklevel=2
+            f"task_type_ids filled with {config.task_id} to get the same outputs",
+            stacklevel=2,
         )
     d = {k: v for k, v in config.to_dict().items() if k not in PADDLE_ONLY_CONFIG_KEYS}
     d.update(

@@ -75,8 +75,8 @@ class FinetuneArgs:
     resume_from_checkpoint: str | None = field(
         default=None,
         metadata={
-            "help": "continue training from a checkpoint dir (optimizer, scheduler, RNG and data position included), or "
-            "auto/true: from the last complete checkpoint of the interrupted run in output_dir (a rerun into a "
+            "help": "continue training from a checkpoint dir (optimizer, scheduler, RNG and data position included), "
+            "or auto/true: from the last complete checkpoint of the interrupted run in output_dir (a rerun into a "
             "directory holding an interrupted run resumes it by default)"
         },
     )
