@@ -166,6 +166,7 @@ SCRIPT_TEMPLATE = '''#!/usr/bin/env python
 
 Generated from the entry-point registry in ernie/cli.py (`python -m ernie.cli --write-scripts`): edit that, not this.
 """
+
 import sys
 
 from ernie.cli import run
