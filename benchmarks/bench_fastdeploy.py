@@ -167,12 +167,12 @@ def main() -> None:
                     best[name] = [min(a, b) for a, b in zip(best.get(name, t), t)]
             base = best["dygraph (baseline)"]
             print(
-                f"\nseq_cls, seq {args.seq_len}, best of {args.rounds} interleaved rounds (median of {5 * args.iters} / "
-                f"{args.iters} calls each)"
+                f"\nseq_cls, seq {args.seq_len}, best of {args.rounds} interleaved rounds "
+                f"(median of {5 * args.iters} / {args.iters} calls each)"
             )
             print(
-                f"{'backend':<22} {'latency b1 (ms)':>16} {'x baseline':>11} {'throughput b' + str(args.batch_size):>18}"
-                f" {'x baseline':>11}"
+                f"{'backend':<22} {'latency b1 (ms)':>16} {'x baseline':>11} "
+                f"{'throughput b' + str(args.batch_size):>18} {'x baseline':>11}"
             )
             for name, (lat, per_batch) in best.items():
                 print(

@@ -24,7 +24,7 @@ from data_tools import sample_index as ours
 try:
     from tool_helpers import helpers as reference
 except ImportError:
-    raise SystemExit("tool_helpers is not installed: pip install tool_helpers==0.1.2")
+    raise SystemExit("tool_helpers is not installed: pip install tool_helpers==0.1.2") from None
 
 
 def make_corpus(num_sentences: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -88,7 +88,7 @@ def gil_check(docs: np.ndarray, sizes: np.ndarray) -> None:
     for name, fn in (("tool_helpers", reference.build_mapping), ("ours", ours.build_mapping)):
         ticks, done = [0], threading.Event()
 
-        def spin():
+        def spin(done: threading.Event = done, ticks: list[int] = ticks) -> None:
             while not done.is_set():
                 ticks[0] += 1
 
@@ -126,8 +126,8 @@ def main() -> None:
             call = (docs, sizes, epochs, 10**12, max_len, prob, 1234, False, min_sent)
             compare(
                 f"build_mapping {label}",
-                lambda: reference.build_mapping(*call),
-                lambda: ours.build_mapping(*call),
+                lambda call=call: reference.build_mapping(*call),
+                lambda call=call: ours.build_mapping(*call),
                 args.repeats,
             )
 

@@ -1,14 +1,15 @@
 """Masking ablation (issue 22, item 5): masking settings x pretraining budgets, measured downstream, by cloze and by a
 comparable valid loss.
 
-    python benchmarks/bench_masking.py [--work_dir output/bench_masking] [--settings basic knowledge knowledge_basic_heavy
-        staged] [--steps 2500] [--budgets 1 4] [--seeds 1 2 3] [--nproc 2] [--cloze_items 300]
+    python benchmarks/bench_masking.py [--work_dir output/bench_masking]
+        [--settings basic knowledge knowledge_basic_heavy staged] [--steps 2500] [--budgets 1 4] [--seeds 1 2 3]
+        [--nproc 2] [--cloze_items 300]
         [--output docs/results/bench_masking.md] [--checkpoint basic@1=output/demo/pretrain/model_last] [--report_only]
 
     # the whole ablation (hours on 2 cores); a smoke run of the whole pipeline: --steps 50 --budgets 1 --seeds 1
 
-The demo's model, corpus, vocabulary and pretraining config (``examples/demo.py``: People's Daily without the NER dev/test
-sentences + the sentiment train reviews, ``configs/pretrain/ernie-mini-cpu-demo.yaml``) are pretrained once per
+The demo's model, corpus, vocabulary and pretraining config (``examples/demo.py``: People's Daily without the NER
+dev/test sentences + the sentiment train reviews, ``configs/pretrain/ernie-mini-cpu-demo.yaml``) are pretrained once per
 setting and budget (pretraining seed: the config's), all from the same token files (LAC lexical segmentation with the
 knowledge-unit markers, which basic masking ignores). Settings (:data:`SETTINGS`):
 
@@ -301,7 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
         demo.finetune_all(jobs, a.parallel)
 
     rows = {}
-    for name, model in inits.items():
+    for name, _model in inits.items():
         cloze_path = f"{out}/cloze/{name.replace(' ', '_')}.json"
         rows[name] = {
             "scores": finetune_scores(out, name, a.seeds),

@@ -23,7 +23,8 @@ sys.path.insert(0, REPO)  # tests.fixtures (the pretraining data made from the b
 # The baseline driver: the trainer of this repo with PaddleNLP's model and criterion (PaddleNLP's own names and
 # layout: its ErnieModel builds the attention bias from the 2-D mask, its criterion returns (lm, sop)).
 # With BENCH_STOCK_MKL=1 it also runs without the trainer's process-level CPU settings
-# (ernie.utils.cpu_tuning.tune_cpu_math: MKL's AVX2 path on AMD CPUs, malloc thresholds), as PaddleNLP's run_pretrain.py does; without it it gets them.
+# (ernie.utils.cpu_tuning.tune_cpu_math: MKL's AVX2 path on AMD CPUs, malloc thresholds), as PaddleNLP's
+# run_pretrain.py does; without it it gets them.
 BASELINE_DRIVER = r"""
 import os
 import sys

@@ -54,8 +54,8 @@ def machine() -> list[str]:
     env = ", ".join(f"{k}={os.environ[k]}" for k in ENV_SHOWN if k in os.environ) or "none of " + ", ".join(ENV_SHOWN)
     return [
         (
-            f"- CPU: {info.get('model name', platform.processor() or '?')} ({info.get('vendor_id', '?')}), {cores} cores "
-            f"for this process, {mem}; flags: {' '.join(f for f in CPU_FLAGS if f in flags) or '-'}"
+            f"- CPU: {info.get('model name', platform.processor() or '?')} ({info.get('vendor_id', '?')}), "
+            f"{cores} cores for this process, {mem}; flags: {' '.join(f for f in CPU_FLAGS if f in flags) or '-'}"
         ),
         f"- {platform.platform()}, Python {platform.python_version()}; {', '.join(versions)}",
         f"- commit {commit}; environment at start: {env}",

@@ -158,8 +158,8 @@ def main() -> None:
                 )
         best = {k: max(v) for k, v in results.items()}
         print(
-            f"demo config (ernie-mini-cpu, seq {seq}, global batch {global_batch}), {a.steps} steps, best of {a.repeats}; "
-            f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+            f"demo config (ernie-mini-cpu, seq {seq}, global batch {global_batch}), {a.steps} steps, "
+            f"best of {a.repeats}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
         )
         for k, v in best.items():
             print(f"  {k:24s} {v:8.0f} tokens/s")

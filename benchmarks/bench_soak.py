@@ -185,8 +185,9 @@ def main() -> None:
             most = max(x[2][r]["children"] for x in samples)
             print(
                 f"rank {r}: child processes {first['children']} -> {last['children']} (max {most}); PSS "
-                f"{first['pss'] / MB:.0f} -> {last['pss'] / MB:.0f} MB ({(last['pss'] / first['pss'] - 1) * 100:+.1f} %);"
-                f" RSS {first['rss'] / MB:.0f} -> {last['rss'] / MB:.0f} MB; distinct worker processes caught by the "
+                f"{first['pss'] / MB:.0f} -> {last['pss'] / MB:.0f} MB "
+                f"({(last['pss'] / first['pss'] - 1) * 100:+.1f} %); RSS {first['rss'] / MB:.0f} -> "
+                f"{last['rss'] / MB:.0f} MB; distinct worker processes caught by the "
                 f"samples: {len(seen.get(r, ()))} (evaluations: {a.steps // a.eval_freq + 1})"
             )
 

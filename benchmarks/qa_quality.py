@@ -1,11 +1,11 @@
 """Learning quality of run_qa.py on the built-in cloze QA set: random init vs a small pretrained model.
 
-Protocol (the same for both sides): the pretraining corpus is People's Daily 1998-01 *without* the articles of the
-QA dev and test splits (``data_tools.corpus.peoples_daily_article_splits``), gold-word token files, vocabulary built from that
-text only; ernie-mini-cpu (2 layers, hidden 128) pretrained with configs/pretrain/ernie-mini-cpu-demo.yaml in one
+Protocol (the same for both sides): the pretraining corpus is People's Daily 1998-01 *without* the articles of the QA
+dev and test splits (``data_tools.corpus.peoples_daily_article_splits``), gold-word token files, vocabulary built from
+that text only; ernie-mini-cpu (2 layers, hidden 128) pretrained with configs/pretrain/ernie-mini-cpu-demo.yaml in one
 process (``--max_steps`` below). Both sides fine-tune with identical, fixed flags (chosen before looking at test;
-nothing is tuned) on the first ``--train_samples`` training questions for each seed; dev and test are scored in
-full with CMRC 2018 EM/F1. Prints a table of mean (and per-seed) figures.
+nothing is tuned) on the first ``--train_samples`` training questions for each seed; dev and test are scored in full
+with CMRC 2018 EM/F1. Prints a table of mean (and per-seed) figures.
 
     python benchmarks/qa_quality.py --work_dir output/qa_quality [--pretrain_steps 800] [--seeds 1 2]
 """

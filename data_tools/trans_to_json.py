@@ -1,13 +1,13 @@
 """Raw text files -> one jsonl of documents ``{"text": ...}``, the input of create_pretraining_data.
 
-A document is a run of lines ended by a line equal to ``--doc_spliter`` after stripping (default ``""``: a blank
-line, the convention of :func:`data_tools.corpus.write_peoples_daily_text`); its lines are joined with ``"\\n"``,
-which the sentence splitter treats as a boundary. With ``--one_doc_per_line`` every non-blank line is a document
-(one review, one tweet, one article a line). A file of at least :data:`MANY_LINES` text lines that makes a single
-document gets a warning naming that flag: it is almost always a one-document-per-line file read the other way. Files are read in parallel (one task per file, results kept in
-input order), documents are shuffled with a fixed ``--seed`` unless ``--no-shuffle``, and the output is written
-atomically. Lines that are not valid UTF-8 and documents shorter than ``--min_doc_length`` chars are skipped and
-counted, with the first place each problem occurred.
+A document is a run of lines ended by a line equal to ``--doc_spliter`` after stripping (default ``""``: a blank line,
+the convention of :func:`data_tools.corpus.write_peoples_daily_text`); its lines are joined with ``"\\n"``, which the
+sentence splitter treats as a boundary. With ``--one_doc_per_line`` every non-blank line is a document (one review, one
+tweet, one article a line). A file of at least :data:`MANY_LINES` text lines that makes a single document gets a warning
+naming that flag: it is almost always a one-document-per-line file read the other way. Files are read in parallel (one
+task per file, results kept in input order), documents are shuffled with a fixed ``--seed`` unless ``--no-shuffle``, and
+the output is written atomically. Lines that are not valid UTF-8 and documents shorter than ``--min_doc_length`` chars
+are skipped and counted, with the first place each problem occurred.
 
     python scripts/trans_to_json.py --input_path corpus_dir --output_path docs.jsonl --workers 2
 """

@@ -57,7 +57,9 @@ def held_out_sentences() -> tuple[tuple[str, tuple[tuple[int, int, str], ...]], 
     out = []
     for ex in peoples_daily_ner_dataset().test:
         text = "".join(ex["tokens"])
-        spans, start, kind = [], None, None
+        spans: list[tuple[int, int, str]] = []
+        start: int | None = None
+        kind = ""  # the entity type of the span that starts at ``start``
         for i, tag in enumerate(list(ex["labels"]) + ["O"]):
             if start is not None and not tag.startswith("I-"):
                 spans.append((start, i, kind))

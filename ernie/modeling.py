@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from collections.abc import Callable
 
 import paddle
 import paddle.nn as nn
@@ -46,7 +47,11 @@ from ernie.utils import UserError, atomic_write
 from ernie.utils.cpu_tuning import ensure_cpu_tuning, tune_cpu_math
 from ernie.weights import HF_WEIGHT_FILES, WEIGHTS_NAME, is_hf_dir, read_hf_state  # WEIGHTS_NAME: also ernie.modeling.*
 
-_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "tanh": paddle.tanh}
+_ACTIVATIONS: dict[str, Callable[[paddle.Tensor], paddle.Tensor]] = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "tanh": paddle.tanh,
+}
 
 
 def _init_attr(config: ErnieConfig) -> paddle.ParamAttr:
@@ -366,9 +371,14 @@ class ErniePretrainedModel(nn.Layer):
             value = v if isinstance(v, paddle.Tensor) else paddle.to_tensor(v)
             target.set_value(value.astype(target.dtype))
         if missing:
-            warnings.warn(f"{source}: weights not in the checkpoint (left initialised): {', '.join(missing)}", stacklevel=2)
+            warnings.warn(
+                f"{source}: weights not in the checkpoint (left initialised): {', '.join(missing)}", stacklevel=2
+            )
         if unexpected:
-            warnings.warn(f"{source}: checkpoint weights not used by {type(self).__name__}: {', '.join(unexpected)}", stacklevel=2)
+            warnings.warn(
+                f"{source}: checkpoint weights not used by {type(self).__name__}: {', '.join(unexpected)}",
+                stacklevel=2,
+            )
         return {"missing": missing, "unexpected": unexpected}
 
 

@@ -386,10 +386,12 @@ def _flash_refusal(params) -> str:
 
 
 @paddle.jit.not_to_static  # plain Python at trace time: exports run "eager"
-def choose_attention(requested: str, q: paddle.Tensor, k: paddle.Tensor, v: paddle.Tensor, dropout_p: float) -> str:
+def choose_attention(
+    requested: str, q: paddle.Tensor, k: paddle.Tensor | None, v: paddle.Tensor | None, dropout_p: float
+) -> str:
     """The kernel that runs for an ``attention`` setting: "eager", or SDPA's "flash_attn" / "mem_efficient" /
-    "math"; q/k/v [B, S, heads, head_dim] (for "eager" only q's device and dtype are read). Logged once per
-    (request, device, dtype, kernel); static graphs (exports) always run "eager"."""
+    "math"; q/k/v [B, S, heads, head_dim] (for "eager" only q's device and dtype are read: k and v may be None).
+    Logged once per (request, device, dtype, kernel); static graphs (exports) always run "eager"."""
     if not paddle.in_dynamic_mode():
         return "eager"
     device, dtype = _device_kind(q), str(q.dtype).replace("paddle.", "")
@@ -399,6 +401,7 @@ def choose_attention(requested: str, q: paddle.Tensor, k: paddle.Tensor, v: padd
             f"ERNIE attention on {device}/{dtype} (--attention eager): {describe_attention('eager')}",
         )
         return "eager"
+    assert k is not None and v is not None, "choose_attention: k and v are needed unless requested is 'eager'"
     key = (requested, tuple(q.shape), tuple(k.shape), dtype, str(q.place), dropout_p > 0)
     kernel = _ATTN_CACHE.get(key)
     if kernel is None:

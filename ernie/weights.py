@@ -153,7 +153,6 @@ def _compile(template: str) -> re.Pattern:
 def _rename(key: str, architecture: str | None, to_hf: bool) -> tuple[str, bool] | None:
     """(new name, transpose?) of one weight, or None when no rule knows it. Only ours -> HF needs the architecture
     (our QA head is ``classifier``, HF's ``qa_outputs``)."""
-    src, dst = (0, 1) if to_hf else (1, 0)
     if to_hf:
         heads = _HEADS + [_QA_CLASSIFIER if architecture == "ErnieForQuestionAnswering" else _CLASSIFIER]
     else:
@@ -165,11 +164,12 @@ def _rename(key: str, architecture: str | None, to_hf: bool) -> tuple[str, bool]
         else [(key, "", heads), (key, "", body)]
     )
     for name, prefix, rules in candidates:
-        for rule in rules:
-            m = _compile(rule[src]).match(name)
+        for ours, hf, transpose in rules:
+            pattern, target = (ours, hf) if to_hf else (hf, ours)
+            m = _compile(pattern).match(name)
             if m:
                 groups = m.groupdict()
-                return prefix + rule[dst].format(**groups), rule[2] and groups.get("w", "weight") == "weight"
+                return prefix + target.format(**groups), transpose and groups.get("w", "weight") == "weight"
     return None
 
 
@@ -256,7 +256,8 @@ def config_to_hf(config, architecture: str, labels: list[str] | None = None) -> 
     if config.use_task_id and config.task_id != 0:
         warnings.warn(
             f"task_id {config.task_id}: HF's ERNIE uses task_type_ids 0 when none are given; pass "
-            f"task_type_ids filled with {config.task_id} to get the same outputs", stacklevel=2
+            f"task_type_ids filled with {config.task_id} to get the same outputs",
+            stacklevel=2,
         )
     d = {k: v for k, v in config.to_dict().items() if k not in PADDLE_ONLY_CONFIG_KEYS}
     d.update(

@@ -38,8 +38,8 @@ def test_collate_layout(dataset):
     assert (lab[n:] == -1).all() and (pos[n:] == 0).all() and (lab[:n] >= 0).all()
     k = 0
     for row, s in enumerate(samples):
-        for p, l in zip(s["masked_lm_positions"], s["masked_lm_labels"]):
-            assert pos[k] == row * seq_len + p and lab[k] == l
+        for p, label in zip(s["masked_lm_positions"], s["masked_lm_labels"]):
+            assert pos[k] == row * seq_len + p and lab[k] == label
             assert batch["input_ids"].reshape(-1)[pos[k]] == s["input_ids"][p]
             k += 1
 
@@ -75,6 +75,7 @@ def test_resume_continues_exactly():
 def test_resume_gives_identical_batches(dataset):
     def sampler(consumed):
         return DistributedBatchSampler(len(dataset), 4, 1, 2, consumed)
+
     full = [collate([dataset[i] for i in b]) for b in sampler(0)][:6]
     resumed = [collate([dataset[i] for i in b]) for b in sampler(3 * 8)][:3]
     for a, b in zip(full[3:], resumed):

@@ -391,7 +391,9 @@ def test_fine_tuning_starts_from_a_pretraining_checkpoint_and_exports(tmp_path, 
     pretrained.save_pretrained(pre)
     tokenizer.save_pretrained(pre)
     train = tmp_path / "train.tsv"
-    train.write_text("".join(f"{t}\t{l}\n" for t, l in [("很好", "pos"), ("太差", "neg")] * 8), encoding="utf-8")
+    train.write_text(
+        "".join(f"{t}\t{label}\n" for t, label in [("很好", "pos"), ("太差", "neg")] * 8), encoding="utf-8"
+    )
     out = str(tmp_path / "ft")
     results = main(
         [

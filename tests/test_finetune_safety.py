@@ -35,7 +35,10 @@ CONFIG = {
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """A vocab dir, a model config and train/dev tsv files (labels pos/neg); ``bad_dev``: a label the training data lacks."""
+    """A vocab dir, a model config and train/dev tsv files (labels pos/neg).
+
+    ``bad_dev``: a label the training data lacks.
+    """
     root = tmp_path_factory.mktemp("safety")
     vocab = root / "vocab"
     vocab.mkdir()

@@ -414,7 +414,10 @@ def test_bf16_rounded_weights_stay_close():
 
 
 def test_sdpa_attention_path_matches_explicit():
-    """--attention sdpa (F.scaled_dot_product_attention, scale=None, unscaled q) gives the eager outputs (eval, padding)."""
+    """--attention sdpa (F.scaled_dot_product_attention, scale=None, unscaled q) gives the eager outputs.
+
+    In eval mode, with padding.
+    """
     paddle.seed(10)
     model = ErnieModel(tiny_config())
     model.eval()

@@ -1,10 +1,10 @@
 """Pretraining (scripts/run_pretrain.py, ernie.training) on a tiny model and the built-in People's Daily corpus.
 
-Fast tests check flags, the LR schedule and checkpoint atomicity in-process; the slow ones run real trainings:
-loss falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == uninterrupted (also with
-``--masking knowledge`` and across the stage boundaries of ``--masking_schedule``), 2-node launch, continue_training, AMP (bf16 O1/O2) and recompute, flat process count and
-memory under frequent evaluation, a rank killed mid-step named. Unreadable checkpoint files and unwritable outputs of
-every writer give one line.
+Fast tests check flags, the LR schedule and checkpoint atomicity in-process; the slow ones run real trainings: loss
+falls, 2 ranks == 1 rank x 2 accumulation steps, SIGKILL + restart == uninterrupted (also with ``--masking knowledge``
+and across the stage boundaries of ``--masking_schedule``), 2-node launch, continue_training, AMP (bf16 O1/O2) and
+recompute, flat process count and memory under frequent evaluation, a rank killed mid-step named. Unreadable checkpoint
+files and unwritable outputs of every writer give one line.
 """
 
 from __future__ import annotations

@@ -151,7 +151,8 @@ def test_wheel_runs_every_stage_outside_the_checkout(venv):
             "-c",
             "from data_tools.corpus import peoples_daily_text\n"
             "t = peoples_daily_text()[:240]\n"
-            "open('raw.txt', 'w', encoding='utf-8').write('\\n'.join(t[:120]) + '\\n\\n' + '\\n'.join(t[120:]) + '\\n')",
+            "open('raw.txt', 'w', encoding='utf-8')"
+            ".write('\\n'.join(t[:120]) + '\\n\\n' + '\\n'.join(t[120:]) + '\\n')",
         ],
         work,
         env,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from argparse import SUPPRESS
+from argparse import SUPPRESS, _ActionsContainer
 from dataclasses import dataclass, field
 
 from ernie.utils import ArgumentParser, UserError, check_writable, field_annotation, require_positive, str2bool
@@ -21,7 +21,7 @@ from .datasets import dataset_defaults, dataset_help
 class FinetuneArgs:
     # ---- model
     model_name_or_path: str = field(
-        default=None,
+        kw_only=True,  # required (no default), after fields with defaults
         metadata={
             "required": True,
             "help": "a model directory (a pretraining output of ours such as output/model_last, a fine-tuned model, or "
@@ -64,7 +64,7 @@ class FinetuneArgs:
     max_eval_samples: int | None = field(default=None, metadata={"help": "use the first N dev examples"})
     max_predict_samples: int | None = field(default=None, metadata={"help": "use the first N test examples"})
     # ---- what to do
-    output_dir: str = field(default=None, metadata={"required": True, "help": "fine-tuned model, checkpoints, results"})
+    output_dir: str = field(kw_only=True, metadata={"required": True, "help": "fine-tuned model, checkpoints, results"})
     overwrite_output_dir: bool = field(
         default=False,
         metadata={
@@ -75,8 +75,8 @@ class FinetuneArgs:
     resume_from_checkpoint: str | None = field(
         default=None,
         metadata={
-            "help": "continue training from a checkpoint dir (optimizer, scheduler, RNG and data position included), or "
-            "auto/true: from the last complete checkpoint of the interrupted run in output_dir (a rerun into a "
+            "help": "continue training from a checkpoint dir (optimizer, scheduler, RNG and data position included), "
+            "or auto/true: from the last complete checkpoint of the interrupted run in output_dir (a rerun into a "
             "directory holding an interrupted run resumes it by default)"
         },
     )
@@ -117,7 +117,7 @@ class FinetuneArgs:
     )
 
 
-def _add_fields(parser: ArgumentParser, cls, helps: dict[str, str] | None = None) -> None:
+def _add_fields(parser: _ActionsContainer, cls, helps: dict[str, str] | None = None) -> None:
     for f in dataclasses.fields(cls):
         kind = field_annotation(f)[0]
         kw = {

@@ -76,7 +76,7 @@ def _clue(name: str, convert, labels, epochs: float, skip_label=None, extra=None
         "clue_wsc": 'CLUE json lines {"text", "target": {"span1_index", "span1_text", "span2_index", '
         '"span2_text"}, "label"}',
     }[convert.__name__]
-    files = {
+    files: dict[str, tuple[str, ...]] = {
         split: (fname, f"{sub}/{fname}")
         for split, fname in (("train", trainfile), ("dev", "dev.json"), ("test", "test.json"))
     }
@@ -267,9 +267,10 @@ def load_dataset(
     layout = spec.layout if spec is not None else task_cls.file_format
     paths = {}
     for split in ("train", "dev", "test"):
-        path = given[split] or (find_file(spec, data_dir, split) if spec is not None and data_dir else None)
-        if given[split] and not os.path.isfile(given[split]):
-            raise UserError(f"--{split}_file {given[split]}: no such file (expected {layout})")
+        file = given[split]
+        path = file or (find_file(spec, data_dir, split) if spec is not None and data_dir else None)
+        if file and not os.path.isfile(file):
+            raise UserError(f"--{split}_file {file}: no such file (expected {layout})")
         if path is None and split in needed and spec is not None and data_dir:
             expected = " or ".join(spec.files.get(split, ("(none in this dataset)",)))
             raise UserError(f"--data_dir {data_dir}: no {split} file {expected} for {name} (expected {layout})")

@@ -123,6 +123,7 @@ def plan(args, log: Callable[[str], None]) -> Plan:
             )
         return Plan(resume_from=resume)
     if interrupted and not (args.overwrite_output_dir and not auto):
+        assert status is not None  # interrupted: a status file says "running"
         found = complete_checkpoints(out)
         if found:
             log(

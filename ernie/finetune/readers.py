@@ -38,7 +38,8 @@ class RowSkips:
 
     def __init__(self, path: str, what: str = "rows"):
         self.path, self.what = path, what
-        self.count, self.first = 0, None
+        self.count = 0
+        self.first: str | None = None
         self.repairs: dict[str, list] = {}  # kind -> [count, first where]
 
     def skip(self, where: str, why: str) -> None:
@@ -195,7 +196,8 @@ def read_squad_file(path: str) -> list[dict]:
         raise UserError(f'{path}: expected SQuAD-style JSON {{"data": [{{"paragraphs": [{{"context", "qas"}}]}}]}}')
     lines = _IdLines(raw)
     skips = RowSkips(path, "questions")
-    out, seen = [], {}
+    out: list[dict] = []
+    seen: dict[str, int] = {}
 
     def items(parent, key: str, where: str) -> list:
         value = parent.get(key) or []

@@ -158,6 +158,7 @@ def _resolve_labels(args: FinetuneArgs, task_cls: type[Task], data: DatasetSplit
         return []
     model_labels = read_label_file(args.model_name_or_path) if os.path.isdir(args.model_name_or_path) else None
     if args.do_train:
+        assert data is not None  # run() loads the data for --do_train
         labels = data.labels
         if len(labels) < task_cls.min_labels:
             raise UserError(f"--train_file: found {len(labels)} label(s), need at least {task_cls.min_labels}")
@@ -253,17 +254,24 @@ def _run_locked(
         )
 
     dev_features = task.encode(splits["dev"]) if splits.get("dev") else []
+
+    def save_extra(d: str) -> None:
+        tokenizer.save_pretrained(d)
+        if labels:
+            write_label_file(d, labels)
+
     trainer = Trainer(
         model,
         args,
         task,
         [],
         dev_features,
-        save_extra=lambda d: (tokenizer.save_pretrained(d), labels and write_label_file(d, labels)),
+        save_extra=save_extra,
         log=log,
     )
     if args.do_train:
         trainer.train_features = task.encode(splits["train"])
+        assert plan is not None  # made above for --do_train
         outdir.begin(out, plan, args.model_name_or_path)  # the first write into output_dir
         t0 = time.time()
         state = trainer.train(resume)
@@ -302,6 +310,7 @@ def _run_locked(
         log(f"wrote {len(splits['test'])} predictions to {pred_path}")
     if args.do_export:
         export_dir = os.path.join(args.output_dir, "export")
+        assert exporter is not None  # run() refuses --do_export without one
         results["export_dir"] = exporter(
             model, tokenizer, labels, export_dir, task=task.name, overwrite=args.do_train or args.overwrite_output_dir
         )

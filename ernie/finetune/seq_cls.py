@@ -41,7 +41,9 @@ class SeqClsTask(Task):
         out = []
         for ex in examples:
             enc = self.tokenizer(ex["text"], ex["text_pair"], max_length=self.max_seq_length, truncation=True)
-            feature = {k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "token_type_ids")}
+            feature: dict[str, np.ndarray | np.int64] = {
+                k: np.asarray(enc[k], dtype=np.int64) for k in ("input_ids", "token_type_ids")
+            }
             if ex["label"] is not None:
                 feature["labels"] = np.int64(self.label2id[ex["label"]])
             out.append(feature)

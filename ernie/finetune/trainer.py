@@ -134,7 +134,7 @@ def _read_file(path: str, what: str, reader):
         raise UserError(f"cannot resume: {path}: missing ({what})")
     try:
         return reader(path)
-    except Exception as e:  # paddle.load / pickle / json raise many types on truncated or garbage files
+    except Exception as e:  # noqa: BLE001  # paddle.load / pickle / json raise many types on truncated or garbage files
         reason = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
         raise UserError(f"cannot resume: {path}: unreadable {what} ({reason})") from None
 

@@ -128,7 +128,7 @@ def _read(file: str, what: str, reader):
         raise UnreadableCheckpoint(f"{file}: missing ({what})")
     try:
         return reader(file)
-    except Exception as e:  # paddle.load / pickle / yaml raise a zoo of types on truncated or garbage files
+    except Exception as e:  # noqa: BLE001  # paddle.load / pickle / yaml raise a zoo of types on truncated or garbage files
         reason = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
         size = os.path.getsize(file)
         raise UnreadableCheckpoint(f"{file}: unreadable {what} ({'empty file' if size == 0 else reason})") from None

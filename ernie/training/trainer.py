@@ -26,6 +26,7 @@ import re
 import sys
 import time
 import traceback
+from typing import Literal, cast
 
 import numpy as np
 import paddle
@@ -60,6 +61,11 @@ from .lr import WarmupDecay
 
 SOP_ONLY_PARAMETERS = ("ernie.pooler.", "cls.seq_relationship.")
 AMP_BLACK_LIST = ["reduce_sum", "softmax_with_cross_entropy", "c_softmax_with_cross_entropy", "elementwise_div"]
+
+
+def _amp_dtype(name: str) -> Literal["float16", "bfloat16"]:
+    """``--amp_dtype`` (one of the flag's choices) as the literal type of Paddle's AMP API."""
+    return cast(Literal["float16", "bfloat16"], name)
 
 
 # ----------------------------------------------------------------------------------------------- model + data
@@ -110,6 +116,7 @@ def build_model(args: PretrainArgs, tokenizer):
 def build_optimizer(args: PretrainArgs, model, use_master_weights: bool):
     """(optimizer, LR scheduler): the shared AdamW (``ernie.training.optim``) with this run's warmup + decay."""
     o, t = args.optimizer, args.training
+    assert o.decay_steps is not None  # filled in by validate()
     scheduler = WarmupDecay(
         o.max_lr, o.min_lr, warmup_steps=o.warmup_rate * t.max_steps, decay_steps=o.decay_steps, style=o.lr_decay_style
     )
@@ -136,7 +143,12 @@ def build_training(args: PretrainArgs, model):
     scaler = paddle.amp.GradScaler(init_loss_scaling=t.scale_loss) if use_scaler else None
     if t.use_amp and t.fp16_opt_level == "O2":
         model, optimizer = paddle.amp.decorate(
-            models=model, optimizers=optimizer, level="O2", dtype=t.amp_dtype, master_weight=True, save_dtype="float32"
+            models=model,
+            optimizers=optimizer,
+            level="O2",
+            dtype=_amp_dtype(t.amp_dtype),
+            master_weight=True,
+            save_dtype="float32",
         )
     return model, optimizer, scheduler, scaler
 
@@ -144,6 +156,7 @@ def build_training(args: PretrainArgs, model):
 def build_datasets(args: PretrainArgs, tokenizer, batching: Batching):
     """(train, valid, test) over --input_dir; valid/test hold eval_iters / test_iters global batches."""
     d, t, lg = args.data, args.training, args.logging
+    assert lg.test_iters is not None  # filled in by validate()
     num_samples = train_valid_test_num_samples(t.max_steps, batching.global_batch_size, lg.eval_iters, lg.test_iters)
     return build_train_valid_test_datasets(
         d.input_dir, tokenizer, d.dataset_config(t.seed, batching.global_batch_size), num_samples
@@ -162,8 +175,10 @@ def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0
     )
     return paddle.io.DataLoader(
         dataset,
-        batch_sampler=sampler,
-        collate_fn=collate,
+        # Paddle's stubs want its own BatchSampler (any iterable of index lists works) and know only collates of
+        # arrays/numbers/mappings of arrays
+        batch_sampler=sampler,  # type: ignore[arg-type]
+        collate_fn=collate,  # type: ignore[arg-type]
         num_workers=args.data.num_workers,
         return_list=True,
         worker_init_fn=loader_worker_init if args.data.num_workers else None,
@@ -178,7 +193,10 @@ def forward(model, criterion, batch, args: PretrainArgs, with_scores: bool = Fal
     with ``with_scores``)."""
     t = args.training
     with paddle.amp.auto_cast(
-        enable=t.use_amp, level=t.fp16_opt_level, dtype=t.amp_dtype, custom_black_list=AMP_BLACK_LIST
+        enable=t.use_amp,
+        level=cast(Literal["O1", "O2"], t.fp16_opt_level),  # the flag's choices
+        dtype=_amp_dtype(t.amp_dtype),
+        custom_black_list=AMP_BLACK_LIST,
     ):
         prediction_scores, seq_relationship_score = model(
             input_ids=batch["input_ids"],
@@ -284,7 +302,8 @@ def gradients_finite(parameters) -> bool:
         return True
     one, found = paddle.ones([1], dtype="float32"), paddle.zeros([1], dtype="bool")
     for grads in by_dtype.values():
-        _, found_here = _C_ops.check_finite_and_unscale_(grads, one, paddle.zeros([1], dtype="bool"))
+        # Paddle's stub lacks the third (found_infinite) argument the eager op takes
+        _, found_here = _C_ops.check_finite_and_unscale_(grads, one, paddle.zeros([1], dtype="bool"))  # type: ignore[call-arg]
         found = paddle.logical_or(found, found_here)
     return not bool(found)
 
@@ -361,6 +380,7 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
         lock_output_dir(t.output_dir)  # held until the process exits
 
     # model, from scratch / continue_training / resume
+    assert m.tokenizer_name_or_path is not None  # filled in by validate()
     tokenizer = ErnieTokenizer.from_pretrained(m.tokenizer_name_or_path)
     model = build_model(args, tokenizer)
     criterion = ErniePretrainingCriterion(with_nsp_loss=args.data.binary_head)
@@ -518,6 +538,7 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
     if stop is not None:
         stop.disarm()
 
+    assert lg.test_iters is not None  # filled in by validate()
     if test_ds is not None and lg.test_iters > 0:
         report_eval(
             log,
@@ -690,7 +711,7 @@ def main(argv: list[str] | None = None) -> None:
         elif peer:
             cause = f"lost contact with rank {peer.group(1)}, which stopped first (see its workerlog)"
         else:
-            cause = e
+            cause = str(e)
         message = f"error: rank {env.rank} of {env.world_size} on {env.host}: {cause}"
         print(message, file=sys.stderr, flush=True)
         log_dir = os.environ.get("PADDLE_LOG_DIR")
