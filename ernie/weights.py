@@ -18,9 +18,10 @@ Contract:
 * **Reading** (:func:`is_hf_dir`, :func:`read_hf_weights`, :func:`read_hf_state`, :func:`read_json_object`): HF
   weights as numpy arrays (safetensors' numpy API; ``pytorch_model.bin`` only when torch is installed).
 
-Layer: the bottom of the model layer. It imports numpy, safetensors and ``ernie.utils`` only (never Paddle, never
-``ernie.configuration`` / ``ernie.modeling``, which build on it); reading ``model_state.pdparams`` needs Paddle and
-lives in ``ernie.modeling.read_state_dict``; ``ernie.convert`` is the command line on top.
+Layer: the bottom of the model layer. It imports numpy, ``ernie.utils`` and, when reading HF weights, safetensors
+only (never Paddle, never ``ernie.configuration`` / ``ernie.modeling``, which build on it); reading
+``model_state.pdparams`` needs Paddle and lives in ``ernie.modeling.read_state_dict``; ``ernie.convert`` is the
+command line on top.
 """
 
 from __future__ import annotations
@@ -32,8 +33,6 @@ import warnings
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load_file
 
 from ernie.utils import UserError
 
@@ -329,6 +328,10 @@ def read_hf_weights(directory: str) -> tuple[dict[str, np.ndarray], str]:
         shards = read_json_object(index).get("weight_map", {})
         files = [os.path.join(directory, f) for f in sorted(set(shards.values()))]
     if files:
+        # delays safetensors: the Paddle 2.6 legacy-export env (ernie/deploy/envs.py) imports the model layer without it
+        from safetensors import SafetensorError
+        from safetensors.numpy import load_file
+
         state: dict[str, np.ndarray] = {}
         for f in files:
             try:
