@@ -38,10 +38,22 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import ArgumentParser, UserError, cli_main, list_input_files
 
 from .indexed_dataset import IMPLS, best_fitting_dtype, make_builder, output_paths, units_path
-from .segmentation import bounded_ordered_map
+from .lac import LacLexicalModel
+from .lexical_units import (
+    ENTITY_START,
+    IN_ENTITY,
+    PHRASE_START,
+    WORD_START,
+    split_whitespace,
+    token_markers,
+    word_markers,
+)
+from .segmentation import bounded_ordered_map, get_segmenter
+from .sentence_split import split_sentences
 from .trans_to_json import SkipLog
 
 SEGMENTER_NAMES = ("lac", "lac_lexical", "jieba", "char")
@@ -100,8 +112,6 @@ class PretrainDataConfig:
 
 
 def load_tokenizer(config: PretrainDataConfig):
-    from ernie.tokenizer import ErnieTokenizer
-
     if not os.path.isdir(config.model_name):
         raise UserError(
             f"--model_name: {config.model_name} is not a vocabulary folder (vocab.txt + "
@@ -128,13 +138,9 @@ class DocumentEncoder:
         self.eos = eos_token_id(self.tokenizer) if config.append_eos else None
         self.split: Callable[[str], list[str]] = lambda text: [text]
         if config.split_sentences:
-            from .sentence_split import split_sentences
-
             self.split = split_sentences
         self.lexical = None
         if config.writes_units:
-            from .lac import LacLexicalModel
-
             self.lexical = LacLexicalModel()
         self.segment = self._build_segmenter()
 
@@ -144,8 +150,6 @@ class DocumentEncoder:
         config = self.config
         if not config.cn_whole_word_segment or config.cn_splited or config.writes_units:
             return None
-        from .segmentation import get_segmenter
-
         return get_segmenter(config.cn_seg_func).segment
 
     def presegmented_sentences(self, text: str) -> list[list[str]]:
@@ -183,8 +187,6 @@ class DocumentEncoder:
 
     def encode_lexical(self, sentences: list[str]) -> list[tuple[list[int], np.ndarray]]:
         """Per sentence, its ids (whole words kept, as ``encode_words``) and their unit markers uint8."""
-        from .lexical_units import split_whitespace, token_markers, word_markers
-
         assert self.lexical is not None, "encode_lexical needs the lexical analyser (--cn_seg_func lac_lexical)"
         out = []
         for words, labels in self.lexical.analyse(sentences):
@@ -214,8 +216,6 @@ class DocumentEncoder:
         """Pieces of at most ``max_sentence_length`` tokens, cut at word starts where the sentence has one (with
         ``units``: ``(ids, markers)`` pieces, each piece beginning a word and a phrase, and an entity if inside
         one)."""
-        from .lexical_units import ENTITY_START, IN_ENTITY, PHRASE_START, WORD_START
-
         limit = self.config.max_sentence_length
         starts = self.tokenizer.is_word_start(np.asarray(ids))
         bounds = [0]

@@ -32,6 +32,8 @@ import numpy as np
 
 from ernie.utils import ArgumentParser, UserError, atomic_dir, atomic_write, check_output_path, cli_main
 
+from .lac import LacSegModel, find_lac_model_dir
+
 
 def _drop_whitespace(words: list[str]) -> list[str]:
     """Split the words at whitespace and drop the whitespace (one C-level join + split)."""
@@ -92,8 +94,6 @@ class LacSegmenter(Segmenter):
     def __init__(
         self, lac_model_dir: str | None = None, num_threads: int = 1, batch_chars: int = 4096, max_chunk: int = 128
     ):
-        from .lac import LacSegModel
-
         self.model = LacSegModel(lac_model_dir, num_threads=num_threads, batch_chars=batch_chars, max_chunk=max_chunk)
 
     def segment(self, texts: list[str]) -> list[list[str]]:
@@ -237,8 +237,6 @@ def segment_files(
     if workers < 1:
         raise UserError(f"--workers: must be >= 1, got {workers}")
     if cn_seg_func == "lac":
-        from .lac import find_lac_model_dir
-
         find_lac_model_dir()  # fail here with a clear message, not inside every pool worker
     pool = None
     if workers > 1:

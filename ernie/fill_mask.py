@@ -33,7 +33,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import ArgumentParser, UserError, cli_main
+from ernie.utils.cpu_tuning import tune_cpu_math
 
 MASK = "[MASK]"
 PREDICTION_HEAD = "cls.predictions."
@@ -92,8 +94,7 @@ class FillMask:
     def __init__(self, model_dir: str, device: str | None = None):
         import paddle
 
-        from ernie.modeling import ErnieForMaskedLM
-        from ernie.tokenizer import ErnieTokenizer
+        from ernie.modeling import ErnieForMaskedLM  # delays Paddle: --help and bad input fail before it loads
 
         if not os.path.isdir(model_dir):
             raise UserError(f"--model_dir: {model_dir} is not a directory")
@@ -293,8 +294,6 @@ def main(argv: list[str] | None = None) -> list[FillResult]:
             raise UserError(
                 f"{text[:60]!r}: no {MASK} in the text (write [MASK] per masked character, or give --mask_span)"
             )
-    from ernie.utils.cpu_tuning import tune_cpu_math
-
     tune_cpu_math(args.device)
     results = FillMask(args.model_dir, args.device)(texts, args.top_k, args.beam_size, per_text)
     for r in results:

@@ -40,7 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from ernie.utils import UserError, cli_main
+from ernie.configuration import ErnieConfig
+from ernie.training.args import DataArgs, LoggingArgs, ModelArgs, OptimizerArgs, PretrainArgs, TrainingArgs
+from ernie.training.distributed import (
+    all_gather_object,
+    all_reduce_mean,
+    configure_threads,
+    die_with_launcher,
+    init_distributed,
+)
+from ernie.utils import ArgumentParser, UserError, cli_main
+from ernie.utils.cpu_tuning import tune_cpu_math
 
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "bf16": 5e-2}
 RESUME_TOLERANCE = {"cpu": 0.0, "gpu": 1e-6}  # exact on CPU; on GPU, with deterministic embedding/cuDNN flags
@@ -113,8 +123,6 @@ class Result:
 
 def synthetic_args(case: Case, device: str, micro_batch: int, seq_len: int, steps: int, output_dir: str):
     """PretrainArgs of the trainer for one case (nothing read from disk; the data section is not used)."""
-    from ernie.training.args import DataArgs, LoggingArgs, ModelArgs, OptimizerArgs, PretrainArgs, TrainingArgs
-
     use_amp, amp_dtype, level = PRECISIONS[case.precision]
     return PretrainArgs(
         model=ModelArgs(
@@ -204,8 +212,6 @@ class Runner:
     def __init__(self, device: str, micro_batch: int, seq_len: int, steps: int, env):
         self.device, self.micro_batch, self.seq_len, self.steps, self.env = device, micro_batch, seq_len, steps, env
         self.init_states: dict[str, dict] = {}
-        from ernie.training.distributed import all_gather_object
-
         # one path for every rank (rank 0's); the first rank of each machine writes the resume checkpoint there
         self.tmp = all_gather_object(
             tempfile.mkdtemp(prefix="ernie_selfcheck_") if env.rank == 0 else None, env.world_size
@@ -213,8 +219,6 @@ class Runner:
         os.makedirs(self.tmp, exist_ok=True)
 
     def config(self, case: Case):
-        from ernie.configuration import ErnieConfig
-
         return ErnieConfig(
             **MODELS[case.model],
             hidden_dropout_prob=0.0,
@@ -226,7 +230,7 @@ class Runner:
     def new_model(self, case: Case):
         import paddle
 
-        from ernie.modeling import ErnieForPretraining
+        from ernie.modeling import ErnieForPretraining  # delays Paddle: configure_threads (main) must run first
 
         paddle.seed(1234)
         model = ErnieForPretraining(self.config(case))
@@ -249,10 +253,10 @@ class Runner:
         many steps and training continues from it in freshly built model/optimizer/scaler state."""
         import paddle
 
+        # delays Paddle (these import it): configure_threads (main) must set the math threads first
         from ernie.modeling import ErniePretrainingCriterion
         from ernie.training import checkpoint as ckpt
         from ernie.training import trainer
-        from ernie.training.distributed import all_reduce_mean
 
         args = synthetic_args(case, self.device, self.micro_batch, self.seq_len, len(batches), self.tmp)
         env = self.env
@@ -324,7 +328,7 @@ class Runner:
         return losses, tokens / elapsed if elapsed and elapsed > 0 else float("nan"), peak
 
     def run(self, case: Case, reference: list | None) -> Result:
-        from ernie import ops
+        from ernie import ops  # delays Paddle: configure_threads (main) must run first
 
         result = Result(case, self.env.world_size)
         ops._LOGGED.clear()  # log (and record) this case's kernel choices afresh
@@ -494,8 +498,6 @@ def launch_data_parallel(args, gpus: int) -> list[Result]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ernie.utils import ArgumentParser
-
     p = ArgumentParser(prog="gpu_selfcheck.py", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--device",
@@ -530,8 +532,6 @@ def main(argv: list[str] | None = None) -> int:
     """The self-check; returns the exit status (bad flags: one error line and exit 2, via cli_main)."""
     args = build_parser().parse_args(argv)
     models = check_flags(args)
-    from ernie.training.distributed import configure_threads, die_with_launcher, init_distributed
-
     configure_threads()
     die_with_launcher()  # a rank of the data-parallel launch ends with its launcher (timeout, Ctrl-C)
     logging.getLogger("ernie.ops").setLevel(logging.WARNING)  # the kernel lines go into the table instead
@@ -543,8 +543,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 0
     import paddle
-
-    from ernie.utils.cpu_tuning import tune_cpu_math
 
     tune_cpu_math(args.device)
     if args.device == "gpu":

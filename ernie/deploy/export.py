@@ -33,10 +33,14 @@ import os
 
 import paddle
 
-from ernie.utils import UserError, atomic_dir, cli_main, write_label_file
+from ernie.configuration import ErnieConfig, resolve_config_file
+from ernie.finetune.tasks import all_tasks, get_task, task_of_architecture
+from ernie.tokenizer import ErnieTokenizer
+from ernie.utils import ArgumentParser, UserError, atomic_dir, cli_main, read_label_file, write_label_file
 
 from . import legacy_export
 from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PRECISIONS, PROGRAM_SUFFIXES, program_file  # noqa: F401
+from .quantize import write_int8_onnx
 
 QUANTIZE_CHOICES = ("int8",)
 
@@ -64,8 +68,6 @@ def export_model(
 ) -> str:
     """Trace ``model`` to a static program and write the deployable directory (see the module docstring);
     ``quantize="int8"`` adds ``model.int8.onnx``."""
-    from ernie.finetune.tasks import get_task
-
     if quantize not in (None, *QUANTIZE_CHOICES):
         raise UserError(
             f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)} (or leave it out for fp32 only)"
@@ -86,8 +88,6 @@ def export_model(
             legacy = legacy_export.write_if_enabled(model, tmp, MODEL_PREFIX + PARAMS_SUFFIX)
             int8 = None
             if quantize == "int8":
-                from .quantize import write_int8_onnx
-
                 int8 = write_int8_onnx(tmp, model.config.vocab_size)
             tokenizer.save_pretrained(tmp)
             if labels:
@@ -119,8 +119,6 @@ def export_model(
 def _task_of(config, model_path: str, flag_task: str | None):
     """The task class of a model directory: ``--task``, else its config's ``architectures``; a checkpoint without
     a task head (pretraining, bare encoder) is a ``UserError``."""
-    from ernie.finetune.tasks import all_tasks, get_task, task_of_architecture
-
     arch = (config.extra.get("architectures") or [""])[0]
     found = task_of_architecture(arch)
     if flag_task:
@@ -146,11 +144,6 @@ def _task_of(config, model_path: str, flag_task: str | None):
 @cli_main
 def main(argv: list[str] | None = None) -> str:
     """scripts/export_model.py: ``--model_path`` (a fine-tuned model dir) -> ``--output_path`` (deployable dir)."""
-    from ernie.configuration import ErnieConfig, resolve_config_file
-    from ernie.finetune.tasks import all_tasks
-    from ernie.tokenizer import ErnieTokenizer
-    from ernie.utils import ArgumentParser, read_label_file
-
     p = ArgumentParser(
         prog="export_model.py",
         description="Export a fine-tuned ERNIE model for Paddle Inference / FastDeploy / ONNX Runtime.",

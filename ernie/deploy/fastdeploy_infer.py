@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ernie.finetune.metrics import bio_entities
 from ernie.utils import ArgumentParser, UserError, cli_main, require_positive
 
 from .infer import (
@@ -178,8 +179,6 @@ class TokenClsPredictor(SeqClsPredictor):
         return {"input_ids": input_ids, "token_type_ids": np.zeros_like(input_ids)}
 
     def predict(self, texts: list[str], text_pairs: list[str | None] | None = None) -> list[dict]:
-        from ernie.finetune.metrics import bio_entities
-
         if text_pairs is not None and any(p is not None for p in text_pairs):
             raise UserError("token classification takes one text per input, not text pairs")
 

@@ -26,7 +26,9 @@ from typing import Any
 
 import numpy as np
 
+from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file, require_positive
+from ernie.utils.cpu_tuning import ensure_cpu_tuning
 
 from .layout import (
     DEPLOY_CONFIG,
@@ -75,8 +77,6 @@ class PaddleBackend:
 
     def __init__(self, model_dir: str, device: str = "cpu", num_threads: int = 1, precision: str = "fp32"):
         import paddle.inference as pi
-
-        from ernie.utils.cpu_tuning import ensure_cpu_tuning
 
         ensure_cpu_tuning(device)  # before the predictor's first GEMM (MKL's code path on AMD CPUs)
         check_precision(model_dir, "paddle", precision)
@@ -270,8 +270,6 @@ class SeqClsPredictor:
         num_threads: int = 1,
         precision: str = "fp32",
     ):
-        from ernie.tokenizer import ErnieTokenizer
-
         self.backend = (
             make_backend(model_dir, backend, device, num_threads, precision) if isinstance(backend, str) else backend
         )
@@ -357,8 +355,6 @@ def measure_speed(
 ) -> dict[str, float]:
     """``{"latency_ms"}`` at batch 1 (median of ``5 * iters`` calls) and ``{"throughput"}`` (sequences/s) at
     ``batch_size`` for an exported model: the figures of benchmarks/bench_infer.py, for scripts and the demo."""
-    from ernie.tokenizer import ErnieTokenizer
-
     run = make_backend(model_dir, backend, "cpu", num_threads, precision).run
     vocab = ErnieTokenizer.from_pretrained(model_dir).vocab_size
     latency = median_seconds(run, random_feeds(1, seq_len, vocab), iters=5 * iters)

@@ -35,6 +35,11 @@ import sys
 import tempfile
 from typing import Any
 
+from ernie.utils import UserError
+
+from . import envs
+from .layout import INPUT_NAMES
+
 LEGACY_PROGRAM = "model.pdmodel"
 _CHILD_PREFIX = "model"
 
@@ -48,8 +53,6 @@ def write_if_enabled(model, directory: str, params_file: str) -> str | None:
     (one warning line on stderr; the Paddle 3 export stands)."""
     if not enabled():
         return None
-    from ernie.utils import UserError
-
     try:
         return os.path.basename(write_legacy_program(model, directory, params_file))
     except (UserError, OSError, RuntimeError) as e:
@@ -66,9 +69,6 @@ def write_if_enabled(model, directory: str, params_file: str) -> str | None:
 def write_legacy_program(model, directory: str, params_file: str = "model.pdiparams", log=None) -> str:
     """Write ``directory/model.pdmodel`` for ``model`` (see the module docstring); returns its path."""
     import numpy as np
-
-    from ernie.deploy import envs
-    from ernie.utils import UserError
 
     cfg = model.config.replace()
     cfg.extra = {**cfg.extra, "architectures": [type(model).__name__]}
@@ -155,12 +155,12 @@ def _child(argv: list[str] | None = None) -> None:
     p.add_argument("--output_prefix", required=True)
     a = p.parse_args(argv)
 
+    # delays Paddle and the model to this child process (Paddle 2.6): importing this module stays Paddle-free
     import numpy as np
     import paddle
 
     from ernie import modeling
     from ernie.configuration import ErnieConfig, resolve_config_file
-    from ernie.deploy.layout import INPUT_NAMES
 
     _ExplicitInputs = _explicit_inputs_class(paddle, np)
 

@@ -18,6 +18,9 @@ import json
 import os
 from typing import Any
 
+from ernie.finetune.metrics import cmrc_scores
+from ernie.finetune.readers import read_squad_file
+from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import ArgumentParser, atomic_write, check_output_path, cli_main, require_positive
 
 from .infer import BACKENDS, add_precision_flag, check_max_length, check_task, make_backend, model_positions
@@ -44,8 +47,8 @@ class QaPredictor:
         n_best_size: int = 20,
         precision: str = "fp32",
     ):
+        # delays Paddle (ernie.finetune.qa imports it): importing this module and --help stay Paddle-free
         from ernie.finetune.qa import QaOptions, QaTask
-        from ernie.tokenizer import ErnieTokenizer
 
         self.backend = make_backend(model_dir, backend, device, num_threads, precision)
         tokenizer = ErnieTokenizer.from_pretrained(model_dir)
@@ -69,9 +72,6 @@ class QaPredictor:
 @cli_main
 def main(argv: list[str] | None = None) -> dict:
     """scripts/qa_infer.py; returns ``{"predictions": {id: answer}, "scores": {...} | None}``."""
-    from ernie.finetune.metrics import cmrc_scores
-    from ernie.finetune.readers import read_squad_file
-
     p = ArgumentParser(prog="qa_infer.py", description="Extractive QA with an exported ERNIE model.")
     p.add_argument("--model_dir", required=True, help="exported QA model (run_qa.py --do_export / export_model.py)")
     p.add_argument("--input_file", required=True, help="SQuAD-style JSON (CMRC 2018 / DuReader-robust layout)")
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--cpu_threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "1")))
     add_precision_flag(p)
     a = p.parse_args(argv)
-    from ernie.finetune.qa import QaOptions
+    from ernie.finetune.qa import QaOptions  # delays Paddle (ernie.finetune.qa imports it) until the flags parse
 
     check_task(a.model_dir, "qa", "qa_infer.py")
     if a.max_seq_length is None:

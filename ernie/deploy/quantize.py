@@ -46,6 +46,8 @@ import numpy as np
 from ernie.utils import UserError, atomic_write
 from ernie.utils.machine import cpu_has_vnni
 
+from .fastdeploy_infer import padded_random_feeds
+from .infer import convert_to_onnx
 from .layout import INT8_ONNX_FILE, ONNX_FILE
 
 METHOD = (
@@ -94,9 +96,6 @@ def _keep_used_opsets(path: str) -> None:
 def write_int8_onnx(model_dir: str, vocab_size: int) -> dict:
     """Write ``model_dir/model.onnx`` (fp32, if absent) and ``model_dir/model.int8.onnx``; returns the
     deploy_config.json record ``{"model_file", "method", "reduce_range", "max_abs_logit_diff_random"}``."""
-    from .fastdeploy_infer import padded_random_feeds
-    from .infer import convert_to_onnx
-
     QuantType, quantize_dynamic = _quantization_tools()
     fp32_path = os.path.join(model_dir, ONNX_FILE)
     if not os.path.isfile(fp32_path):

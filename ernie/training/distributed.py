@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 
 from ernie.utils import UserError
+from ernie.utils.cpu_tuning import default_num_threads
 from ernie.utils.lock import discard_unused_output_dir, lock_output_dir  # noqa: F401  (re-exported: pretraining's lock is the shared one)
 
 
@@ -22,8 +23,6 @@ def configure_threads() -> int:
     """Set OMP_NUM_THREADS to the cores available to this process divided by the processes on this machine,
     unless the user already set it. Returns the value in effect."""
     if "OMP_NUM_THREADS" not in os.environ:
-        from ernie.utils.cpu_tuning import default_num_threads
-
         os.environ["OMP_NUM_THREADS"] = str(default_num_threads())
     return int(os.environ["OMP_NUM_THREADS"])
 
