@@ -125,8 +125,22 @@ def run_cli(args, capsys):
     return err
 
 
+def child_env(extra=None) -> dict:
+    """The environment of a fine-tuning subprocess whose weights are compared with an in-process run's: the same
+    math threads (``import paddle`` in this process wrote ``OMP_NUM_THREADS=1``, which a child would take as the
+    user's choice, while the in-process run uses the threads ``tune_cpu_math`` chose; GEMMs on 1 and on 2 threads
+    round differently)."""
+    from ernie.utils import cpu_tuning
+
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    threads = cpu_tuning.applied().get("num_threads")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return {**env, **(extra or {})}
+
+
 def run_process(args, env_extra=None, timeout=300):
-    env = {**os.environ, "PYTHONPATH": ROOT, **(env_extra or {})}
+    env = child_env(env_extra)
     return subprocess.run(
         [sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *args],
         env=env,
@@ -279,7 +293,7 @@ def test_two_concurrent_overwrite_runs_into_one_dir(files, finished, tmp_path):
     """The issue's case: two `--overwrite_output_dir --load_best_model_at_end --save_total_limit 2` runs started
     together into one dir (before the fix both crashed on each other's rotated checkpoints, leaving no model)."""
     out = copy_of(finished, tmp_path)
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = child_env()
     cmd = [sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *argv(files, out, "--overwrite_output_dir")]
     procs = [
         subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
@@ -424,7 +438,7 @@ def test_killed_at_random_points_nothing_is_lost_and_the_rerun_equals_the_uninte
         else:
             proc = subprocess.Popen(
                 [sys.executable, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *args],
-                env={**os.environ, "PYTHONPATH": ROOT},
+                env=child_env(),
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
