@@ -9,14 +9,14 @@ Input preparation follows LAC's reader: each char is first normalised through ``
 half-width, traditional -> simplified), then looked up in ``conf/word.dic`` (unknown -> the ``OOV`` id). Both
 maps are folded into one code-point lookup table, so a whole batch becomes ids in a single numpy gather.
 
-Speed (benchmarks/bench_segmentation.py, docs/results/bench_segmentation.md): ~290 KB/s per core on an AMD EPYC with
-MKL's AVX2 code path, which building the runner selects (``ensure_cpu_tuning``), ~70 without it. Texts are sorted by
-length, cut into chunks of at most ``max_chunk`` chars (preferably after punctuation; F1 is unchanged) and packed into
-LoD batches of about ``batch_chars`` chars (2k-8k chars: within 3% of each other). 93% of the time is Paddle's
-``fusion_gru`` op, which the IR pass ``fc_gru_fuse_pass`` builds with ``use_seq=True``: it runs the recurrence one
-sequence at a time, so bigger batches only amortise per-run overhead (1k chars: -40%, 4k-8k: best, 16k+: slower again,
-cache). Tried and slower: oneDNN (``enable_mkldnn``), no IR optimisation, deleting the fusion pass (batched ``gru`` op),
-no memory optimisation.
+Speed: benchmarks/bench_segmentation.py (its figures: docs/results/bench_segmentation.md). Building the runner
+selects MKL's AVX2 code path on non-Intel CPUs (``ensure_cpu_tuning``), several times faster than MKL's generic one
+there. Texts are sorted by length, cut into chunks of at most ``max_chunk`` chars (preferably after punctuation; F1
+is unchanged) and packed into LoD batches of about ``batch_chars`` chars (2k-8k chars: alike). Nearly all the time
+is Paddle's ``fusion_gru`` op, which the IR pass ``fc_gru_fuse_pass`` builds with ``use_seq=True``: it runs the
+recurrence one sequence at a time, so bigger batches only amortise per-run overhead (4k-8k chars best; 1k much
+slower; 16k+ slower again, cache). Tried and slower: oneDNN (``enable_mkldnn``), no IR optimisation, deleting the
+fusion pass (batched ``gru`` op), no memory optimisation.
 
 Lexical analysis (:class:`LacLexicalModel`, the package's ``lac_model``: words + POS + PER/LOC/ORG/TIME) reads
 pieces, not chars, as LAC's ``LacModel`` does:
