@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MATH_THREADS = 2  # "set by the user" to the toolkit (not "1", the value import paddle writes)
 CHARS = "好差很太不错棒烂喜欢讨厌满意失望推荐值得"
 CONFIG = {
     "hidden_size": 32,
@@ -31,6 +32,20 @@ CONFIG = {
     "hidden_dropout_prob": 0.1,
     "attention_probs_dropout_prob": 0.1,
 }
+
+
+@pytest.fixture(scope="module", autouse=True)
+def same_math_threads():
+    """Runs in this process and in subprocesses are compared bit for bit, and GEMMs on 1 and on 2 threads round
+    differently: both sides get MATH_THREADS, chosen the way a user does (``OMP_NUM_THREADS`` in the environment, which
+    the toolkit's CPU tuning leaves alone), and this process's Paddle is set to it (earlier tests of the session may
+    have set other counts; ``import paddle`` wrote ``OMP_NUM_THREADS=1`` here, which a child takes as the user's)."""
+    from paddle.base import core
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("OMP_NUM_THREADS", str(MATH_THREADS))
+        core.set_num_threads(MATH_THREADS)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -126,17 +141,8 @@ def run_cli(args, capsys):
 
 
 def child_env(extra=None) -> dict:
-    """The environment of a fine-tuning subprocess whose weights are compared with an in-process run's: the same
-    math threads (``import paddle`` in this process wrote ``OMP_NUM_THREADS=1``, which a child would take as the
-    user's choice, while the in-process run uses the threads ``tune_cpu_math`` chose; GEMMs on 1 and on 2 threads
-    round differently)."""
-    from ernie.utils import cpu_tuning
-
-    env = {**os.environ, "PYTHONPATH": ROOT}
-    threads = cpu_tuning.applied().get("num_threads")
-    if threads:
-        env["OMP_NUM_THREADS"] = str(threads)
-    return {**env, **(extra or {})}
+    """The environment of a fine-tuning subprocess (its math threads: ``same_math_threads``)."""
+    return {**os.environ, "PYTHONPATH": ROOT, **(extra or {})}
 
 
 def run_process(args, env_extra=None, timeout=300):
