@@ -1,6 +1,7 @@
 """Fill-mask (ernie.fill_mask, scripts/fill_mask.py): the same predictions from our, PaddleNLP's and an HF dir of the
 same weights; the whole-span filling's score is the sum of its tokens' log-probabilities (re-scored step by step);
-only ordinary tokens are proposed; bad input is one line."""
+only ordinary tokens are proposed; the cloze benchmark's predictions are a plain forward pass's; bad input is one
+line."""
 
 from __future__ import annotations
 
@@ -145,3 +146,36 @@ def test_cli_prints_and_writes_json(ours, tmp_path):
     record = json.loads(proc.stdout.strip().splitlines()[-1])
     assert record["spans"][0]["original"] == "日报" and len(record["positions"]) == 2
     assert all(len(p) == 2 for p in record["positions"])
+
+
+def test_cloze_char_figures_match_a_direct_forward_pass(ours):
+    """The cloze benchmark's one-masked-char predictions are those of a plain forward pass written here (the model's
+    own classes, eval mode, [CLS] chars [SEP], one [MASK], ordinary tokens only): no framing, offset, mask id, dropout
+    or candidate-set difference between ``ernie.cloze`` / ``FillMask`` and the model."""
+    from ernie import cloze
+    from ernie.tokenizer import ErnieTokenizer
+
+    tok = ErnieTokenizer.from_pretrained(ours)
+    model = modeling.ErnieForPretraining.from_pretrained(ours)
+    model.eval()
+    assert model.config.hidden_dropout_prob > 0  # a model left in train mode would give other predictions
+    vocab = tok.convert_ids_to_tokens(list(range(tok.vocab_size)))
+    plain = np.array([not (t.startswith("##") or (t.startswith("[") and t.endswith("]"))) for t in vocab])
+    items = cloze.cloze_items("char", 12, seed=4, max_chars=40)
+    fill_mask = FillMask(ours)
+    top1 = top5 = 0
+    for item in items:  # the context on each side tokenized on its own, the masked char's id replaced by [MASK]
+        left = tok(item.text[: item.start])["input_ids"][:-1]
+        right = tok(item.text[item.end :])["input_ids"][1:]
+        ids, pos = [*left, tok.mask_token_id, *right], len(left)
+        with paddle.no_grad():
+            scores, _ = model(paddle.to_tensor([ids]), paddle.zeros([1, len(ids)], dtype="int64"))
+        row = np.where(plain, scores.numpy()[0, pos, : tok.vocab_size], -np.inf)
+        expected = [vocab[t] for t in np.argsort(-row, kind="stable")[:5]]
+        got = [t for t, _ in fill_mask.fill(item.text, top_k=5, mask_spans=[(item.start, item.end)]).positions[0]]
+        assert got == expected, item
+        top1 += expected[0] == item.gold
+        top5 += item.gold in expected
+    figures = cloze.evaluate(fill_mask, items)
+    assert figures["chars"] == len(items) == 12
+    assert figures["char_top1"] == top1 / 12 and figures["char_top5"] == top5 / 12
