@@ -7,8 +7,9 @@ Sentences: the ``peoples_daily_ner`` test split, which the toolkit's pretraining
 ``char`` one masked Chinese character, (b) ``entity`` a whole PER/LOC/ORG entity of 2-4 characters, (c) ``word`` a
 whole LAC word of 2-4 characters that is not an entity (needs LAC's lac_model). Figures: top-1 and top-5 character
 accuracy of the one-pass prediction with the whole span masked, and the exact match of the best joint filling (beam
-search, ``--beam_size``). Every checkpoint sees the same items. The table (with the machine and the commit) goes to
-``--output`` and to stdout; ``--json`` also writes the figures as JSON.
+search, ``--beam_size``). Every checkpoint sees the same items. The first row is the floor: a guess that ignores the
+sentence (``ernie.cloze.NoContextFill``: the commonest characters and strings of the NER train split). The table (with
+the machine and the commit) goes to ``--output`` and to stdout; ``--json`` also writes the figures as JSON.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--lac_model_dir", default=None, help="LAC's lac_model (default: the installed LAC package's)")
     p.add_argument("--output", default=os.path.join(REPO, "docs", "results", "bench_cloze.md"))
+    p.add_argument("--no_floor", action="store_true", help="leave out the no-context row (ernie.cloze.NoContextFill)")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     a = p.parse_args(argv)
     from ernie.utils.cpu_tuning import tune_cpu_math
@@ -81,6 +83,10 @@ def main(argv: list[str] | None = None) -> dict:
     tune_cpu_math("cpu")
     models = dict(m.split("=", 1) if "=" in m else (os.path.basename(m.rstrip("/")), m) for m in a.model)
     results = {}
+    if not a.no_floor:  # what a guess that ignores the sentence scores: a model below it does not read context
+        results[f"{cloze.NO_CONTEXT} (commonest train-split chars / strings)"] = cloze.run_cloze(
+            cloze.NO_CONTEXT, a.kinds, a.n, a.seed, a.beam_size, a.max_chars, a.lac_model_dir
+        )
     for name, model_dir in models.items():
         t0 = time.time()
         results[name] = cloze.run_cloze(model_dir, a.kinds, a.n, a.seed, a.beam_size, a.max_chars, a.lac_model_dir)

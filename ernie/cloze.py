@@ -16,6 +16,9 @@ Contract:
   ``beam_size``) equals the gold span. Figures are shares in [0, 1] with the number of items and characters.
 * ``cloze_items(kind, n, seed, max_chars)`` → items; ``evaluate(fill_mask, items, beam_size)`` → figures;
   ``run_cloze(model_dir, kinds, n, seed, ...)`` → ``{kind: figures}``.
+* The floor a model must beat to show it reads context: :class:`NoContextFill` ignores the sentence and answers every
+  masked character with the commonest Chinese characters of the ``peoples_daily_ner`` *train* split, and every span of
+  ``L`` characters with its commonest ``L``-character string (``run_cloze(None, ...)`` or ``model_dir="no-context"``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import numpy as np
 
 from data_tools.corpus import NER_TYPES, peoples_daily_ner_dataset
 from data_tools.lac import LacLexicalModel
-from ernie.fill_mask import FillMask
+from ernie.fill_mask import FillMask, FillResult, SpanFilling
 from ernie.tokenizer import is_cjk_char
 from ernie.utils import UserError
 
@@ -36,6 +39,7 @@ ENTITY_TYPES = NER_TYPES  # the gold entity types an ``entity`` item may blank
 LAC_ENTITY_LABELS = ("PER", "LOC", "ORG", "TIME")
 MIN_SPAN, MAX_SPAN = 2, 4  # characters of an entity / word item
 DEFAULT_MAX_CHARS = 62  # a [CLS] ... [SEP] window of 64 tokens, the demo's pretraining length
+NO_CONTEXT = "no-context"  # run_cloze's name for the NoContextFill floor
 MIN_CHARS = 8  # sentences shorter than this (headlines, bylines) give no item: too little context
 
 
@@ -157,8 +161,33 @@ def evaluate(fill_mask, items: list[ClozeItem], beam_size: int = 5) -> dict:
     }
 
 
+class NoContextFill:
+    """A FillMask stand-in that ignores the sentence: character and span frequencies of the NER train split."""
+
+    def __init__(self) -> None:
+        from collections import Counter
+
+        texts = ["".join(ex["tokens"]) for ex in peoples_daily_ner_dataset().train]
+        chars = Counter(ch for t in texts for ch in t if is_cjk_char(ch))
+        total = sum(chars.values())
+        self.chars = [(ch, c / total) for ch, c in chars.most_common(5)]
+        self.spans: dict[int, str] = {}
+        for length in range(MIN_SPAN, MAX_SPAN + 1):
+            grams = Counter(t[i : i + length] for t in texts for i in range(len(t) - length + 1))
+            self.spans[length] = next(g for g, _ in grams.most_common() if _all_cjk(g))
+
+    def fill(self, text: str, top_k: int = 5, beam_size: int = 5, mask_spans=None) -> FillResult:
+        spans, positions = [], []
+        for start, end in mask_spans or []:
+            length = end - start
+            filling = self.chars[0][0] if length == 1 else self.spans.get(length, self.chars[0][0] * length)
+            spans.append(SpanFilling(start, end, filling, text[start:end], 0.0, list(filling)))
+            positions += [self.chars[:top_k]] * length
+        return FillResult(text, text, positions, spans)
+
+
 def run_cloze(
-    model_dir: str,
+    model_dir: str | None,
     kinds=("char", "entity"),
     n: int = 300,
     seed: int = 0,
@@ -167,8 +196,10 @@ def run_cloze(
     lac_model_dir: str | None = None,
     fill_mask=None,
 ) -> dict:
-    """``{kind: figures}`` of the checkpoint in ``model_dir``; ``word`` needs LAC (``{"skipped": reason}``)."""
-    fill_mask = fill_mask or FillMask(model_dir)
+    """``{kind: figures}`` of the checkpoint in ``model_dir``; ``word`` needs LAC (``{"skipped": reason}``).
+    ``model_dir`` None or ``"no-context"``: :class:`NoContextFill`, the floor."""
+    if fill_mask is None:
+        fill_mask = NoContextFill() if model_dir in (None, NO_CONTEXT) else FillMask(model_dir)
     out = {}
     for kind in kinds:
         try:
@@ -182,4 +213,13 @@ def run_cloze(
     return out
 
 
-__all__ = ["KINDS", "ClozeItem", "cloze_items", "evaluate", "run_cloze", "held_out_sentences"]
+__all__ = [
+    "KINDS",
+    "NO_CONTEXT",
+    "ClozeItem",
+    "NoContextFill",
+    "cloze_items",
+    "evaluate",
+    "run_cloze",
+    "held_out_sentences",
+]

@@ -437,14 +437,17 @@ def cloze_test(w: str) -> dict:
     if done(path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
-    from ernie.cloze import run_cloze
+    from ernie.cloze import NO_CONTEXT, run_cloze
 
     figures = run_cloze(resolve_dir(f"{w}/pretrain/model_last"), ("char", "entity"), n=CLOZE_ITEMS, seed=0)
+    floor = run_cloze(NO_CONTEXT, ("char", "entity"), n=CLOZE_ITEMS, seed=0)
     for kind, f in figures.items():
         print(
             f"  cloze {kind}: top-1 {100 * f['char_top1']:.1f} %, top-5 {100 * f['char_top5']:.1f} %, exact span "
-            f"{100 * f['exact_match']:.1f} % ({f['items']} sentences)"
+            f"{100 * f['exact_match']:.1f} % ({f['items']} sentences; a no-context guess: top-1 "
+            f"{100 * floor[kind]['char_top1']:.1f} %, top-5 {100 * floor[kind]['char_top5']:.1f} %)"
         )
+    figures[NO_CONTEXT] = floor
     mark(path, figures)
     return figures
 
@@ -485,6 +488,12 @@ def pretraining_summary(w: str) -> str:
     )
 
 
+def cloze_cell(f: dict, exact: bool) -> str:
+    return f"{100 * f['char_top1']:.1f} % / {100 * f['char_top5']:.1f} %" + (
+        f" / {100 * f['exact_match']:.1f} %" if exact else ""
+    )
+
+
 def results_table(
     w: str,
     scores: dict[str, dict[str, list[float]]],
@@ -500,13 +509,14 @@ def results_table(
         ("entity", "(b) a whole masked entity (PER/LOC/ORG, 2-4 chars)"),
     ):
         f = (cloze or {}).get(kind)
+        floor = (cloze or {}).get("no-context", {}).get(kind)
         if f:
             rows.append(
                 (
                     f"cloze {what}, {f['items']} held-out NER test sentences: top-1 / top-5 char accuracy"
-                    + (" / exact span" if kind == "entity" else ""),
-                    f"{100 * f['char_top1']:.1f} % / {100 * f['char_top5']:.1f} %"
-                    + (f" / {100 * f['exact_match']:.1f} %" if kind == "entity" else ""),
+                    + (" / exact span" if kind == "entity" else "")
+                    + (" (a guess without context: the commonest characters / strings)" if floor else ""),
+                    cloze_cell(f, kind == "entity") + (f" ({cloze_cell(floor, kind == 'entity')})" if floor else ""),
                 )
             )
     for task, protocol in PROTOCOLS.items():

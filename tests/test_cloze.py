@@ -102,6 +102,30 @@ def test_tiny_model_end_to_end_and_benchmark_table(vocab_dir, tmp_path):
         assert f["items"] == 8 and 0 <= f["char_top1"] <= f["char_top5"] <= 1 and 0 <= f["exact_match"] <= 1
     text = out.read_text(encoding="utf-8")
     assert "| tiny |" in text and "machine:" in text and "commit" in text
+    assert f"| {cloze.NO_CONTEXT} " in text  # the floor row comes first
+    assert text.index(f"| {cloze.NO_CONTEXT} ") < text.index("| tiny |")
+
+
+def test_no_context_floor_is_the_train_split_frequencies():
+    """The floor answers every item alike, from counts of the NER train split made here independently."""
+    from collections import Counter
+
+    from data_tools.corpus import peoples_daily_ner_dataset
+
+    texts = ["".join(ex["tokens"]) for ex in peoples_daily_ner_dataset().train]
+    counts = Counter(ch for t in texts for ch in t if is_cjk_char(ch))
+    top5 = [ch for ch, _ in counts.most_common(5)]
+    floor = cloze.NoContextFill()
+    assert [ch for ch, _ in floor.chars] == top5
+    items = cloze.cloze_items("char", 200, seed=3)
+    figures = cloze.evaluate(floor, items)
+    assert figures["char_top1"] == sum(i.gold == top5[0] for i in items) / len(items)
+    assert figures["char_top5"] == sum(i.gold in top5 for i in items) / len(items)
+    bigrams = Counter(t[i : i + 2] for t in texts for i in range(len(t) - 1))
+    best = next(g for g, _ in bigrams.most_common() if all(is_cjk_char(c) for c in g))
+    entities = [i for i in cloze.cloze_items("entity", 200, seed=3) if len(i.gold) == 2]
+    assert cloze.evaluate(floor, entities)["exact_match"] == sum(i.gold == best for i in entities) / len(entities)
+    assert cloze.run_cloze(cloze.NO_CONTEXT, ("char",), n=200, seed=3)["char"] == figures
 
 
 def test_lac_word_items_are_not_entities():
