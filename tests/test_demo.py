@@ -44,3 +44,20 @@ def test_results_record_names_the_machine_and_commit(tmp_path, capsys):
     text = path.read_text(encoding="utf-8")
     assert text.startswith("# demo\n") and "`bash scripts/demo.sh --seeds 1`" in text and record["start"] in text
     assert "- CPU: " in text and "- commit " in text and text.endswith("| x | **0.5** |\n")
+
+
+def test_results_table_puts_the_no_context_floor_beside_the_cloze(tmp_path, capsys):
+    """The cloze rows show the model's figures and, in brackets, those of a guess that ignores the sentence."""
+    (tmp_path / "pretrain").mkdir()
+    (tmp_path / "pretrain" / "train_log.jsonl").write_text(
+        '{"event": "valid", "step": 0, "lm_loss": 9.0}\n{"event": "valid", "step": 9, "lm_loss": 5.0}\n'
+    )
+    f = {"items": 3, "chars": 3, "char_top1": 0.1, "char_top5": 0.2, "exact_match": 0.0}
+    floor = {"items": 3, "chars": 3, "char_top1": 0.02, "char_top5": 0.08, "exact_match": 0.09}
+    scores = {task: {"pretrained": [0.5], "random_init": [0.4]} for task in demo.PROTOCOLS}
+    table = demo.results_table(
+        str(tmp_path), scores, {}, (1,), {"char": f, "entity": f, "no-context": {"char": floor, "entity": floor}}
+    )
+    assert "| 10.0 % / 20.0 % (2.0 % / 8.0 %) |" in table
+    assert "| 10.0 % / 20.0 % / 0.0 % (2.0 % / 8.0 % / 9.0 %) |" in table
+    assert "9.000 -> 5.000" in table and "**+10.0**" in table
