@@ -6,7 +6,8 @@ comparable valid loss.
         [--nproc 2] [--cloze_items 300]
         [--output docs/results/bench_masking.md] [--checkpoint basic@1=output/demo/pretrain/model_last] [--report_only]
 
-    # the whole ablation (hours on 2 cores); a smoke run of the whole pipeline: --steps 50 --budgets 1 --seeds 1
+    # the whole ablation (hours on 2 cores; there: --nproc 1 --pretrain_parallel 2)
+    # a smoke run of the whole pipeline: --steps 50 --budgets 1 --seeds 1
 
 The demo's model, corpus, vocabulary and pretraining config (``examples/demo.py``: People's Daily without the NER
 dev/test sentences + the sentiment train reviews, ``configs/pretrain/ernie-mini-cpu-demo.yaml``) are pretrained once per
@@ -59,6 +60,7 @@ DEFAULT_SETTINGS = ("basic", "knowledge", "knowledge_basic_heavy", "staged")
 STAGED_SHARES = (0.5, 0.25)  # basic, phrase; entity gets the rest (the 5000 / 2500 / 2500)
 CLOZE_KINDS = ("char", "entity", "word")
 RANDOM_INIT = "random init"
+NO_CONTEXT = "no-context"  # ernie.cloze.NO_CONTEXT: the cloze floor (the commonest train-split chars / strings)
 
 
 def setting_flags(setting: str, steps: int) -> list[str]:
@@ -109,14 +111,14 @@ def pretrained(out: str, max_steps: int) -> bool:
     return last is not None and read_trainer_state(last).global_step >= max_steps
 
 
-def pretrain(cmd: list[str], log_path: str, nproc: int) -> None:
+def pretrain(cmd: list[str], log_path: str, threads: int) -> None:
     print("$ " + " ".join(cmd), flush=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
     with open(log_path, "a", encoding="utf-8") as log:
-        code = subprocess.run(
-            cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=demo.pretrain_env(nproc)
-        ).returncode
+        code = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO, env=env).returncode
     if code != 0:
         sys.exit(f"pretraining failed (exit {code}); see {log_path}")
+    print(f"  done: {log_path}", flush=True)
 
 
 def comparable_valid(out: str) -> dict | None:
@@ -141,7 +143,9 @@ def cloze_figures(model: str, path: str, n: int, vocab: str) -> dict:
     from ernie.cloze import run_cloze
     from ernie.utils import atomic_write
 
-    if not os.path.isdir(model):  # a config name: a random initialisation saved with the vocabulary
+    if model != NO_CONTEXT and not os.path.isdir(
+        model
+    ):  # a config name: a random initialisation saved with the vocabulary
         model = random_init_dir(model, vocab, os.path.join(os.path.dirname(path), "random_init_model"))
     figures = run_cloze(model, CLOZE_KINDS, n=n, seed=0)
     with atomic_write(path, "w") as f:
@@ -227,7 +231,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=2500, help="the 1x pretraining budget in steps (the demo's)")
     p.add_argument("--budgets", type=int, nargs="+", default=[1, 4], help="budgets as multiples of --steps")
     p.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="fine-tuning seeds")
-    p.add_argument("--nproc", type=int, default=2, help="pretraining processes (runs go one after the other)")
+    p.add_argument("--nproc", type=int, default=2, help="processes of one pretraining run (data parallel)")
+    p.add_argument(
+        "--pretrain_parallel",
+        type=int,
+        default=1,
+        help="pretraining runs at a time, each with cpu_count // (nproc x this) threads per process (on 2 cores, "
+        "--nproc 1 --pretrain_parallel 2 runs two single-thread runs side by side; the global batch and data "
+        "order do not depend on --nproc)",
+    )
     p.add_argument(
         "--eval_freq",
         type=int,
@@ -259,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
         token_files(w, f"{out}/data")
     inits: dict[str, str] = {}  # run name -> checkpoint (or model config name for the random init)
     pretrain_dirs: dict[str, str] = {}
+    pending: list[tuple[list[str], str]] = []  # (command, log) of the pretraining runs still to do
     for budget in a.budgets:
         steps = budget * a.steps
         for setting in a.settings:
@@ -272,20 +285,24 @@ def main(argv: list[str] | None = None) -> dict:
             if a.report_only or pretrained(run_dir, steps):
                 continue
             extra = setting_flags(setting, steps) + (["--eval_freq", str(a.eval_freq)] if a.eval_freq else [])
-            demo.stage(f"pretraining {name}: {steps} steps, {' '.join(extra)}")
             os.makedirs(run_dir, exist_ok=True)
-            pretrain(
-                demo.pretrain_cmd(w, a.nproc, steps, data_dir=f"{out}/data", output_dir=run_dir, extra=tuple(extra)),
-                f"{run_dir}.log",
-                a.nproc,
-            )
+            cmd = demo.pretrain_cmd(w, a.nproc, steps, data_dir=f"{out}/data", output_dir=run_dir, extra=tuple(extra))
+            pending.append((cmd, f"{run_dir}.log"))
+    if pending:
+        from concurrent.futures import ThreadPoolExecutor
+
+        threads = max(1, (os.cpu_count() or 2) // (a.nproc * a.pretrain_parallel))
+        demo.stage(f"pretraining {len(pending)} runs, {a.pretrain_parallel} at a time, {threads} threads per process")
+        with ThreadPoolExecutor(max_workers=a.pretrain_parallel) as pool:
+            list(pool.map(lambda job: pretrain(job[0], job[1], threads), pending))
     if not a.no_random_init:
         inits[RANDOM_INIT] = demo.MODEL
+    inits[NO_CONTEXT] = NO_CONTEXT  # the cloze floor: a guess that ignores the sentence (no fine-tuning)
 
     if not a.report_only:
         demo.stage(f"cloze (a)/(b)/(c) of {len(inits)} checkpoints, {a.cloze_items} held-out sentences per kind")
         for name, model in inits.items():
-            if os.path.isdir(model) or name == RANDOM_INIT:
+            if os.path.isdir(model) or name in (RANDOM_INIT, NO_CONTEXT):
                 figures = cloze_figures(
                     model, f"{out}/cloze/{name.replace(' ', '_')}.json", a.cloze_items, f"{w}/vocab"
                 )
@@ -296,6 +313,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
             for seed in a.seeds  # seed-major: every run has figures early; the table fills in seed by seed
             for name, model in inits.items()
+            if name != NO_CONTEXT
             for task, protocol in demo.PROTOCOLS.items()
         ]
         demo.stage(f"fine-tuning {len(jobs)} runs, {a.parallel} at a time")
