@@ -41,6 +41,8 @@ import statistics
 import subprocess
 import sys
 
+import yaml
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
@@ -272,6 +274,8 @@ def main(argv: list[str] | None = None) -> dict:
     inits: dict[str, str] = {}  # run name -> checkpoint (or model config name for the random init)
     pretrain_dirs: dict[str, str] = {}
     pending: list[tuple[list[str], str]] = []  # (command, log) of the pretraining runs still to do
+    with open(os.path.join(REPO, demo.PRETRAIN_CONFIG), encoding="utf-8") as f:
+        micro = yaml.safe_load(f)["training"]["global_batch_size"] // a.nproc
     for budget in a.budgets:
         steps = budget * a.steps
         for setting in a.settings:
@@ -285,6 +289,7 @@ def main(argv: list[str] | None = None) -> dict:
             if a.report_only or pretrained(run_dir, steps):
                 continue
             extra = setting_flags(setting, steps) + (["--eval_freq", str(a.eval_freq)] if a.eval_freq else [])
+            extra += ["--micro_batch_size", str(micro)]  # the config's global batch without accumulation
             os.makedirs(run_dir, exist_ok=True)
             cmd = demo.pretrain_cmd(w, a.nproc, steps, data_dir=f"{out}/data", output_dir=run_dir, extra=tuple(extra))
             pending.append((cmd, f"{run_dir}.log"))
