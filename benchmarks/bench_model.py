@@ -7,7 +7,9 @@
 Results go to docs/results/bench_model.md (machine + commit; --results '' skips).
 
 One step = forward + backward + AdamW update, fp32, dropout 0.1, at seq 128, 20 masked positions per sequence (15%),
-SOP head on. Each implementation lives in its own worker process (so that per-process CPU settings stay apart) and
+SOP head on; after the update every side releases its gradients (torch ``zero_grad(set_to_none=True)``, its default,
+and its Paddle form ``clear_grad(set_to_zero=False)``, as Paddle's PyTorch conversion guide maps it), so no side keeps
+a zero-filled copy of every gradient through the next forward. Each implementation lives in its own worker process (so that per-process CPU settings stay apart) and
 the workers take turns (A, B, C, C, B, A ...), because the machine is shared and the load changes under us; each
 side's best round is reported, with the ratios of the bests and per round.
 
@@ -135,7 +137,7 @@ def worker(impl: str, config_name: str, batch: int) -> None:
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-        opt.clear_grad()
+        opt.clear_grad(set_to_zero=False)  # release the gradients, as HF's zero_grad(set_to_none=True)
         return float(loss)
 
     def gemm():
