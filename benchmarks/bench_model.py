@@ -7,9 +7,12 @@
 Results go to docs/results/bench_model.md (machine + commit; --results '' skips).
 
 One step = forward + backward + AdamW update, fp32, dropout 0.1, at seq 128, 20 masked positions per sequence (15%),
-SOP head on. Each implementation lives in its own worker process (so that per-process CPU settings stay apart) and
-the workers take turns (A, B, C, C, B, A ...), because the machine is shared and the load changes under us; each
-side's best round is reported, with the ratios of the bests and per round.
+SOP head on; after the update every side releases its gradients (torch ``zero_grad(set_to_none=True)``, its default,
+and its Paddle form ``clear_grad(set_to_zero=False)``, as Paddle's PyTorch conversion guide maps it), so no side keeps
+a zero-filled copy of every gradient through the next forward. Each implementation lives in its own worker process
+(so that per-process CPU settings stay apart) and the workers take turns (A, B, C, C, B, A ...), because the machine
+is shared and the load changes under us; each side's best round is reported, with the ratios of the bests and per
+round.
 
 Each implementation runs as its user gets it: ours is built through the Python API with nothing called by hand (the
 library applies its CPU settings itself, ernie.utils.cpu_tuning), and with the default --threads 0 no thread variable
@@ -17,7 +20,9 @@ is set for any worker (each framework picks its own thread count: a plain script
 
 Memory: each worker reports its process's peak resident set (ru_maxrss) after the timed training steps, and the part
 of it above the resident set of the built model + optimizer before the first step (activations, gradients, optimizer
-state, allocator caches: what a training step adds).
+state, allocator caches: what a training step adds). Paddle's workers also report the peak of the memory their tensors
+held (Paddle's own host statistic): the rest of the resident set is the libraries and the heap that malloc keeps
+(docs/cpu.md, "Memory of a training step").
 
 Implementations:
   ours             ernie.ErnieForPretraining
@@ -135,7 +140,7 @@ def worker(impl: str, config_name: str, batch: int) -> None:
             scaler.scale(loss).backward()
             scaler.step(opt)
             scaler.update()
-        opt.clear_grad()
+        opt.clear_grad(set_to_zero=False)  # release the gradients, as HF's zero_grad(set_to_none=True)
         return float(loss)
 
     def gemm():
@@ -143,7 +148,7 @@ def worker(impl: str, config_name: str, batch: int) -> None:
         b = paddle.rand([kw["hidden_size"], kw["intermediate_size"]])
         return lambda: float(paddle.matmul(a, b)[0, 0])
 
-    serve(step, gemm(), profile_step)
+    serve(step, gemm(), profile_step, paddle_tensor_peak_mb)
 
 
 def hf_worker(kw: dict, batch: int) -> None:
@@ -201,7 +206,14 @@ def rss_mb() -> tuple[float, float]:
     return current, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
 
 
-def serve(step, gemm, profiler) -> None:
+def paddle_tensor_peak_mb() -> float:
+    """The peak of the memory Paddle's CPU tensors held in this process (its own host statistic), in MB."""
+    from paddle.base import core
+
+    return core.host_memory_stat_peak_value("Allocated", 0) / 2**20
+
+
+def serve(step, gemm, profiler, tensor_peak=None) -> None:
     """Warm up, then answer 'run <steps>' / 'gemm' / 'profile' / 'quit' on stdin with one JSON line each."""
     built_rss = rss_mb()[0]  # model + optimizer built, no step yet
     step()  # warm-up
@@ -217,9 +229,10 @@ def serve(step, gemm, profiler) -> None:
             for _ in range(n):
                 step()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-            print(
-                json.dumps({"sec_per_step": wall / n, "cpu_per_step": cpu / n, "peak_rss_mb": rss_mb()[1]}), flush=True
-            )
+            reply = {"sec_per_step": wall / n, "cpu_per_step": cpu / n, "peak_rss_mb": rss_mb()[1]}
+            if tensor_peak is not None:
+                reply["tensor_peak_mb"] = tensor_peak()
+            print(json.dumps(reply), flush=True)
         elif cmd[0] == "gemm":  # this framework's fp32 GEMM on the FFN shape: best of 5, wall and CPU s per call
             best, best_cpu = float("inf"), float("inf")
             for _ in range(5):
@@ -372,9 +385,11 @@ def bench_config(config_name: str, batch: int, args) -> None:
     peak_mem = {}
     for w in workers:
         peak_mem[w.impl] = max(x["peak_rss_mb"] for x in results[w.impl])
+        tensors = max((x["tensor_peak_mb"] for x in results[w.impl] if "tensor_peak_mb" in x), default=None)
         print(
             f"  {w.impl:16s} {peak_mem[w.impl]:7.0f} MB peak  {peak_mem[w.impl] - w.built_rss_mb:7.0f} MB above the "
             f"built model ({w.built_rss_mb:.0f} MB)"
+            + ("" if tensors is None else f"; Paddle's own tensors peaked at {tensors:.0f} MB")
         )
     if "ours" in peak_mem:
         for base in [i for i in peak_mem if i != "ours"]:

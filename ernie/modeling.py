@@ -9,11 +9,13 @@ Layout follows HF's modeling_bert.py: embeddings -> self-attention -> encoder la
 pretrained base (checkpoints) -> ErnieModel -> pretraining / task models. The CPU fp32 kernels, dropout and attention-
 bias helpers live in ernie/ops.py. Speed on CPU (measured by benchmarks/bench_model.py): the q/k/v projections run as
 one GEMM on concatenated weights (parameters and names stay separate), with 1/sqrt(head_dim) folded into the q
-weight, and identity dropouts (p = 0, eval) are skipped. All of it computes the same fp32 quantities as PaddleNLP's
-model (tests/test_modeling_compat.py); off CPU-fp32 (GPU, AMP dtypes) the stock Paddle kernels are used. Attention is
-the explicit matmul/softmax path with an additive bias everywhere (as PaddleNLP's ERNIE); ``config.attention``
-"sdpa" / "flash" opts into F.scaled_dot_product_attention (ernie.ops.choose_attention: which kernel, and the mask
-shape that kernel requires).
+weight, and identity dropouts (p = 0, eval) are skipped. Memory of a CPU training step: the concatenated q/k/v
+weight and the dropped-out attention probabilities are computed again in the backward instead of being kept
+(ernie.ops.linear's rebuild_weight, ernie.ops.dropout_matmul). All of it computes the same fp32 quantities as
+PaddleNLP's model (tests/test_modeling_compat.py); off CPU-fp32 (GPU, AMP dtypes) the stock Paddle kernels are used.
+Attention is the explicit matmul/softmax path with an additive bias everywhere (as PaddleNLP's ERNIE);
+``config.attention`` "sdpa" / "flash" opts into F.scaled_dot_product_attention (ernie.ops.choose_attention: which
+kernel, and the mask shape that kernel requires).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from ernie.ops import (
     attention_bias,
     choose_attention,
     dropout,
+    dropout_matmul,
     kernel_plan,
     linear,
     residual_layer_norm,
@@ -145,9 +148,12 @@ class ErnieSelfAttention(nn.Layer):
                 return self.out_proj(sdpa_attention(q, k, v, bias, kernel, p, self.training).reshape([0, 0, H]))
         # eager: 1/sqrt(head_dim) is folded into the (small) q weight and bias instead of scaling q [B, heads, S, hd].
         scale = self.head_dim**-0.5
-        weight = paddle.concat([self.q_proj.weight * scale, self.k_proj.weight, self.v_proj.weight], axis=1)
+
+        def qkv_weight():  # [H, 3H]; computed again in the CPU backward rather than kept (ernie.ops.linear)
+            return paddle.concat([self.q_proj.weight * scale, self.k_proj.weight, self.v_proj.weight], axis=1)
+
         bias = paddle.concat([self.q_proj.bias * scale, self.k_proj.bias, self.v_proj.bias])
-        qkv = linear(x, weight, bias).reshape([0, 0, 3, self.num_heads, self.head_dim])
+        qkv = linear(x, qkv_weight(), bias, rebuild_weight=qkv_weight).reshape([0, 0, 3, self.num_heads, self.head_dim])
         if self.attention == "eager":
             choose_attention("eager", qkv, None, None, 0.0)  # the log line naming the kernel (once)
         qkv = qkv.transpose([2, 0, 3, 1, 4])
@@ -158,8 +164,8 @@ class ErnieSelfAttention(nn.Layer):
         scores = paddle.matmul(q, k, transpose_y=True)  # [B, heads, S, S]
         if mask is not None:
             scores = add_expanded(scores, attention_bias(mask, scores.dtype))
-        probs = dropout(F.softmax(scores, axis=-1), self.dropout_prob, self.training)
-        context = paddle.matmul(probs, v).transpose([0, 2, 1, 3]).reshape([0, 0, H])
+        context = dropout_matmul(F.softmax(scores, axis=-1), v, self.dropout_prob, self.training)
+        context = context.transpose([0, 2, 1, 3]).reshape([0, 0, H])
         return self.out_proj(context)
 
 

@@ -10,6 +10,10 @@ in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock 
 - :class:`LayerNorm` runs Paddle's forward kernel and a backward made of GEMV row means and
   same-shape elementwise ops (Paddle's CPU layer_norm_grad is an order of magnitude slower than its forward);
 - :func:`dropout` draws CPU masks from numpy's SFC64 generator (seeded from Paddle's);
+- :func:`dropout_matmul` (the attention's dropout into its matmul with the values) and :func:`linear` with
+  ``rebuild_weight`` (a weight computed from parameters, such as the concatenated q/k/v weight) keep less for the
+  backward on CPU fp32: the dropped-out probabilities and the computed weight are computed again there instead of
+  being held from forward to backward (same values, same gradients);
 - :func:`attention_bias` turns a keep-mask into an additive bias exact in fp32 and safe in fp16/bf16;
 - :func:`kernel_plan` picks the residual/LayerNorm fast path by device and dtype (:class:`KernelPlan`, logged once per
   device/dtype on logger ``ernie.ops``): the fused bias-dropout-residual-LayerNorm on GPU only for the dtypes Paddle
@@ -60,19 +64,23 @@ class _LinearFn(PyLayer):
     """y = x @ W (+ b), or x @ W^T (+ b) with ``transpose_w``; x [..., K] -> y [..., N]."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, transpose_w):
+    def forward(ctx, x, weight, bias, transpose_w, rebuild_weight):
         lead = list(x.shape[:-1])
         x2 = x.reshape([-1, x.shape[-1]])
         y = paddle.matmul(x2, weight, transpose_y=transpose_w)
         if bias is not None:
             y = y.add_(bias.expand(y.shape))
-        ctx.save_for_backward(x2, weight)
+        # a weight computed from parameters is computed again in the backward rather than kept until then
+        ctx.save_for_backward(x2, None if rebuild_weight else weight)
+        ctx.rebuild_weight = rebuild_weight
         ctx.meta = (lead, transpose_w, bias is not None, _needs_grad(x, weight, bias))
         return y.reshape(lead + [y.shape[-1]])
 
     @staticmethod
     def backward(ctx, dy):
         x2, weight = ctx.saved_tensor()
+        if ctx.rebuild_weight is not None:
+            weight = ctx.rebuild_weight()
         lead, transpose_w, has_bias, (need_x, need_w, need_b) = ctx.meta
         dy2 = dy.reshape([-1, dy.shape[-1]])
         dx = dw = db = None
@@ -129,10 +137,12 @@ class _LayerNormFn(PyLayer):
         return dx, (_row_sum(dy2 * xhat) if need_w else None), (_row_sum(dy2) if need_b else None)
 
 
-def linear(x, weight, bias=None, transpose_w: bool = False) -> paddle.Tensor:
-    """x @ W + b ([..., K] -> [..., N]); W is [K, N], or [N, K] with ``transpose_w``."""
+def linear(x, weight, bias=None, transpose_w: bool = False, rebuild_weight=None) -> paddle.Tensor:
+    """x @ W + b ([..., K] -> [..., N]); W is [K, N], or [N, K] with ``transpose_w``. ``rebuild_weight``: for a W
+    computed from parameters, a function computing it again (the same values); on CPU fp32 the backward then calls it
+    instead of W being kept from forward to backward."""
     if _cpu_fp32(x):
-        return _LinearFn.apply(x, weight, bias, transpose_w)
+        return _LinearFn.apply(x, weight, bias, transpose_w, rebuild_weight)
     y = paddle.matmul(x, weight, transpose_y=transpose_w)
     return y if bias is None else y + bias
 
@@ -174,6 +184,42 @@ class _DropoutFn(PyLayer):
         return dy * (ctx.keep.astype(dy.dtype) * ctx.scale), None
 
 
+class _DropoutMatmulFn(PyLayer):
+    """y = (x * keep / (1 - p)) @ v, keeping x, keep and v for the backward but not the dropped-out x (computed again
+    there, the same expression on the same tensors: the same values). x is the attention probabilities, which softmax
+    keeps for its own backward anyway, so the saved x costs nothing; gradients as :class:`_DropoutFn` then matmul."""
+
+    @staticmethod
+    def forward(ctx, x, keep, v, scale):
+        ctx.save_for_backward(x, v)
+        ctx.keep, ctx.scale, ctx.needs = keep, scale, _needs_grad(x, v)
+        return paddle.matmul(x * (keep.astype(x.dtype) * scale), v)
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, v = ctx.saved_tensor()
+        need_x, need_v = ctx.needs
+        m = ctx.keep.astype(dy.dtype) * ctx.scale
+        dx = paddle.matmul(dy, v, transpose_y=True) * m if need_x else None
+        dv = paddle.matmul(x * m, dy, transpose_x=True) if need_v else None
+        return dx, None, dv
+
+
+def _keep_mask(x: paddle.Tensor, p: float) -> paddle.Tensor:
+    """The CPU keep-mask for dropout on x (bool, x's shape), seeded from Paddle's generator."""
+    seed = int(paddle.randint(0, 2**31 - 1, [1]).item())  # type: ignore[arg-type]  # item(): float | bool | complex
+    return paddle.to_tensor(_keep_bits(list(x.shape), p, seed))
+
+
+def dropout_matmul(x: paddle.Tensor, v: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
+    """``dropout(x, p, training) @ v`` (the attention's probabilities times the values), with the same mask as
+    :func:`dropout` draws. On CPU fp32 in training the dropped-out x is not kept for the backward
+    (:class:`_DropoutMatmulFn`): a training step holds one [B, heads, S, S] tensor less per layer."""
+    if training and p > 0 and _cpu_fp32(x) and not (x.stop_gradient and v.stop_gradient):
+        return _DropoutMatmulFn.apply(x, _keep_mask(x, p), v, np.float32(1.0 / (1.0 - p)))
+    return paddle.matmul(dropout(x, p, training), v)
+
+
 def dropout(x: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
     """Dropout in upscale-in-train mode, skipped entirely when it is the identity (eval or p == 0).
 
@@ -184,8 +230,7 @@ def dropout(x: paddle.Tensor, p: float, training: bool) -> paddle.Tensor:
         return x
     if not _cpu_fp32(x):
         return F.dropout(x, p, training=True)
-    seed = int(paddle.randint(0, 2**31 - 1, [1]).item())  # type: ignore[arg-type]  # item(): float | bool | complex
-    keep = paddle.to_tensor(_keep_bits(list(x.shape), p, seed))
+    keep = _keep_mask(x, p)
     if x.stop_gradient:
         return x * (keep.astype(x.dtype) * np.float32(1.0 / (1.0 - p)))
     return _DropoutFn.apply(x, keep, np.float32(1.0 / (1.0 - p)))

@@ -22,6 +22,7 @@ from ernie import (  # noqa: E402
     ErnieModel,
     ErniePretrainingCriterion,
     modeling,
+    ops,
 )
 from ernie.utils import UserError  # noqa: E402
 
@@ -289,6 +290,75 @@ def test_dropout_gradient_is_the_mask():
     mask = np.where(y.numpy() != 0, np.float32(1 / 0.75), np.float32(0))
     np.testing.assert_array_equal(x.grad.numpy(), mask)
     np.testing.assert_array_equal(y.numpy(), x.numpy() * mask)
+
+
+def _held_mb(fn):
+    """(fn's outputs, MB of Paddle tensors still held once it returned: outputs and what their backward keeps)."""
+    from paddle.base import core
+
+    before = core.host_memory_stat_current_value("Allocated", 0)
+    out = fn()
+    return out, (core.host_memory_stat_current_value("Allocated", 0) - before) / 2**20
+
+
+def _out_and_grads(fn, inputs, g):
+    out, held = _held_mb(lambda: fn(*inputs))
+    out.backward(g)
+    return [out.numpy()] + [t.grad.numpy() for t in inputs], held
+
+
+def test_dropout_matmul_is_dropout_then_matmul_keeping_less():
+    """The attention's dropout into its matmul with the values: the same mask, output and gradients, bit for bit, as
+    modeling.dropout then matmul; the dropped-out probabilities are not held for the backward."""
+    rs = np.random.RandomState(3)
+    x0, v0 = rs.rand(2, 4, 64, 64).astype("float32"), rs.randn(2, 4, 64, 16).astype("float32")
+    g = paddle.to_tensor(rs.randn(2, 4, 64, 16).astype("float32"))
+    runs = []
+    for fn in (
+        lambda x, v: ops.dropout_matmul(x, v, 0.1, True),
+        lambda x, v: paddle.matmul(ops.dropout(x, 0.1, True), v),
+    ):
+        paddle.seed(11)
+        x, v = paddle.to_tensor(x0, stop_gradient=False), paddle.to_tensor(v0, stop_gradient=False)
+        runs.append(_out_and_grads(fn, (x, v), g))
+    (fused, fused_mb), (plain, plain_mb) = runs
+    for a, b in zip(fused, plain):
+        np.testing.assert_array_equal(a, b)
+    assert plain_mb - fused_mb >= 0.99 * x0.nbytes / 2**20  # one [B, heads, S, S] fp32 tensor less
+    paddle.seed(11)
+    eval_out = ops.dropout_matmul(paddle.to_tensor(x0), paddle.to_tensor(v0), 0.1, False)  # eval: plain matmul
+    np.testing.assert_array_equal(eval_out.numpy(), paddle.matmul(paddle.to_tensor(x0), paddle.to_tensor(v0)).numpy())
+
+
+def test_linear_rebuild_weight_same_gradients_keeping_less():
+    """linear with a computed weight and rebuild_weight (the attention's concatenated q/k/v weight): the same output
+    and gradients, bit for bit, reaching the parameters the weight is computed from; the weight is not held."""
+    rs = np.random.RandomState(4)
+    x0, a0, b0 = rs.randn(4, 32, 64).astype("float32"), rs.randn(64, 64).astype("float32"), rs.randn(64, 64)
+    bias0 = rs.randn(128).astype("float32")
+    g = paddle.to_tensor(rs.randn(4, 32, 128).astype("float32"))
+    runs = []
+    for rebuild in (True, False):
+        x, a = paddle.to_tensor(x0, stop_gradient=False), paddle.to_tensor(a0, stop_gradient=False)
+        b, bias = (
+            paddle.to_tensor(b0.astype("float32"), stop_gradient=False),
+            paddle.to_tensor(bias0, stop_gradient=False),
+        )
+
+        def weight(a=a, b=b):
+            return paddle.concat([a * 0.125, b], axis=1)
+
+        runs.append(
+            _out_and_grads(
+                lambda x, a, b, bias, r=(weight if rebuild else None): ops.linear(x, weight(), bias, rebuild_weight=r),
+                (x, a, b, bias),
+                g,
+            )
+        )
+    (rebuilt, rebuilt_mb), (kept, kept_mb) = runs
+    for got, exp in zip(rebuilt, kept):
+        np.testing.assert_array_equal(got, exp)
+    assert kept_mb - rebuilt_mb >= 0.99 * (a0.nbytes + a0.nbytes) / 2**20  # the [64, 128] weight is not held
 
 
 def _grads(model, b, seed):

@@ -18,6 +18,7 @@ paddle = pytest.importorskip("paddle")
 from ernie import modeling  # noqa: E402
 from ernie.configuration import ErnieConfig  # noqa: E402
 from ernie.finetune.trainer import Trainer  # noqa: E402
+from ernie.training import optim  # noqa: E402
 from ernie.training import trainer as pretrain_trainer  # noqa: E402
 
 
@@ -144,7 +145,7 @@ def _same_optimizer(new, old):
     assert any(decided) and not all(decided)  # biases / LayerNorms are left out, the rest decays
 
 
-def _train(model, optimizer, scheduler, steps, seed=0):
+def _train(model, optimizer, scheduler, steps, seed=0, clear=lambda opt: opt.clear_grad()):
     rng = np.random.default_rng(seed)
     for _ in range(steps):
         ids = paddle.to_tensor(rng.integers(1, 40, size=(2, 8)))
@@ -152,7 +153,7 @@ def _train(model, optimizer, scheduler, steps, seed=0):
         loss = paddle.nn.functional.cross_entropy(model(ids), labels)
         loss.backward()
         optimizer.step()
-        optimizer.clear_grad()
+        clear(optimizer)
         scheduler.step()
     return {k: v.numpy().copy() for k, v in model.state_dict().items()}
 
@@ -207,3 +208,38 @@ def test_finetuning_builder_trains_identically():
     new = _train(new_model, *Trainer(new_model, a, task=None, train_features=[])._optimizer(10), steps=4)
     old = _train(old_model, *_old_finetune_builder(a, old_model, 10), steps=4)
     assert new.keys() == old.keys() and all(np.array_equal(new[k], old[k]) for k in new)
+
+
+# ---- clearing the gradients -----------------------------------------------------------------------------------------
+def test_clear_grads_releases_them_on_cpu_with_the_same_updates():
+    args = _pretrain_args()  # clipping on: the global norm reads every gradient
+    released, zeroed = _twin_models()
+    a = _train(
+        released,
+        *pretrain_trainer.build_optimizer(args, released, use_master_weights=False),
+        steps=4,
+        clear=optim.clear_grads,
+    )
+    b = _train(zeroed, *pretrain_trainer.build_optimizer(args, zeroed, use_master_weights=False), steps=4)
+    assert all(p.grad is None for p in released.parameters())
+    assert all(p.grad is not None and not p.grad.numpy().any() for p in zeroed.parameters())  # Paddle's default
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+def test_clear_grads_keeps_paddles_default_on_accelerators_and_the_loop_uses_it(monkeypatch):
+    calls = []
+
+    class Opt:
+        def clear_grad(self, set_to_zero=True):
+            calls.append(set_to_zero)
+
+        def step(self):
+            pass
+
+    for device in ("gpu:0", "cpu"):
+        monkeypatch.setattr(paddle.device, "get_device", lambda d=device: d)
+        optim.clear_grads(Opt())
+    assert calls == [True, False]
+    scheduler = paddle.optimizer.lr.LinearWarmup(1e-3, 2, 0.0, 1e-3)
+    assert pretrain_trainer.apply_update(Opt(), None, scheduler, finite=True)  # pretraining's update clears this way
+    assert calls[-1] is False

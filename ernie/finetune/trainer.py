@@ -34,7 +34,7 @@ import paddle.nn.functional as F
 
 from ernie.training.checkpoint import rng_state, set_rng_state  # the RNG states pretraining checkpoints save
 from ernie.training.lr import finetune_schedule
-from ernie.training.optim import build_optimizer
+from ernie.training.optim import build_optimizer, clear_grads
 from ernie.utils import UserError, atomic_dir, atomic_write, fault_point
 from ernie.weights import WEIGHTS_NAME
 
@@ -258,7 +258,7 @@ class Trainer:
                 loss = self.task.loss(self.task.forward(self.model, batch), batch)
                 loss.backward()
                 optimizer.step()
-                optimizer.clear_grad()
+                clear_grads(optimizer)
                 scheduler.step()
                 step += 1
                 self.state.global_step = step

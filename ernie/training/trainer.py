@@ -321,7 +321,7 @@ def apply_update(optimizer, scaler, scheduler, finite: bool) -> bool:
         ran = finite
         if ran:
             optimizer.step()
-    optimizer.clear_grad()
+    optim.clear_grads(optimizer)
     if ran:
         scheduler.step()
     return ran
