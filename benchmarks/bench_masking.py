@@ -49,6 +49,7 @@ sys.path.insert(0, os.path.join(REPO, "benchmarks"))
 
 from bench_cloze import machine_and_commit  # noqa: E402
 
+from ernie.cloze import NO_CONTEXT  # noqa: E402  # the cloze floor (the commonest train-split chars / strings)
 from examples import demo  # noqa: E402
 
 SETTINGS = {  # name -> run_pretrain.py flags; "{s1}" / "{s2}" are filled with the budget's stage lengths
@@ -62,7 +63,6 @@ DEFAULT_SETTINGS = ("basic", "knowledge", "knowledge_basic_heavy", "staged")
 STAGED_SHARES = (0.5, 0.25)  # basic, phrase; entity gets the rest (the 5000 / 2500 / 2500)
 CLOZE_KINDS = ("char", "entity", "word")
 RANDOM_INIT = "random init"
-NO_CONTEXT = "no-context"  # ernie.cloze.NO_CONTEXT: the cloze floor (the commonest train-split chars / strings)
 
 
 def setting_flags(setting: str, steps: int) -> list[str]:
@@ -145,9 +145,8 @@ def cloze_figures(model: str, path: str, n: int, vocab: str) -> dict:
     from ernie.cloze import run_cloze
     from ernie.utils import atomic_write
 
-    if model != NO_CONTEXT and not os.path.isdir(
-        model
-    ):  # a config name: a random initialisation saved with the vocabulary
+    # a config name (not a directory, not the floor): a random initialisation saved with the vocabulary
+    if model != NO_CONTEXT and not os.path.isdir(model):
         model = random_init_dir(model, vocab, os.path.join(os.path.dirname(path), "random_init_model"))
     figures = run_cloze(model, CLOZE_KINDS, n=n, seed=0)
     with atomic_write(path, "w") as f:

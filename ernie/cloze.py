@@ -18,12 +18,13 @@ Contract:
   ``run_cloze(model_dir, kinds, n, seed, ...)`` → ``{kind: figures}``.
 * The floor a model must beat to show it reads context: :class:`NoContextFill` ignores the sentence and answers every
   masked character with the commonest Chinese characters of the ``peoples_daily_ner`` *train* split, and every span of
-  ``L`` characters with its commonest ``L``-character string (``run_cloze(None, ...)`` or ``model_dir="no-context"``).
+  ``L`` characters with its commonest ``L``-character string (``run_cloze(NO_CONTEXT, ...)``).
 """
 
 from __future__ import annotations
 
 import functools
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,8 +166,6 @@ class NoContextFill:
     """A FillMask stand-in that ignores the sentence: character and span frequencies of the NER train split."""
 
     def __init__(self) -> None:
-        from collections import Counter
-
         texts = ["".join(ex["tokens"]) for ex in peoples_daily_ner_dataset().train]
         chars = Counter(ch for t in texts for ch in t if is_cjk_char(ch))
         total = sum(chars.values())
@@ -187,7 +186,7 @@ class NoContextFill:
 
 
 def run_cloze(
-    model_dir: str | None,
+    model_dir: str,
     kinds=("char", "entity"),
     n: int = 300,
     seed: int = 0,
@@ -197,9 +196,9 @@ def run_cloze(
     fill_mask=None,
 ) -> dict:
     """``{kind: figures}`` of the checkpoint in ``model_dir``; ``word`` needs LAC (``{"skipped": reason}``).
-    ``model_dir`` None or ``"no-context"``: :class:`NoContextFill`, the floor."""
+    ``model_dir`` :data:`NO_CONTEXT`: :class:`NoContextFill`, the floor."""
     if fill_mask is None:
-        fill_mask = NoContextFill() if model_dir in (None, NO_CONTEXT) else FillMask(model_dir)
+        fill_mask = NoContextFill() if model_dir == NO_CONTEXT else FillMask(model_dir)
     out = {}
     for kind in kinds:
         try:

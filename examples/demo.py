@@ -502,6 +502,8 @@ def results_table(
     cloze: dict | None = None,
 ) -> str:
     """results.md: pretraining loss, cloze, per-seed and mean test figures of both inits on both tasks, deployment."""
+    from ernie.cloze import NO_CONTEXT
+
     before, after = valid_losses(w)
     rows = [("pretraining valid lm_loss, first eval -> last", f"{before:.3f} -> {after:.3f}" if before else "n/a")]
     for kind, what in (
@@ -509,7 +511,7 @@ def results_table(
         ("entity", "(b) a whole masked entity (PER/LOC/ORG, 2-4 chars)"),
     ):
         f = (cloze or {}).get(kind)
-        floor = (cloze or {}).get("no-context", {}).get(kind)
+        floor = (cloze or {}).get(NO_CONTEXT, {}).get(kind)
         if f:
             rows.append(
                 (
