@@ -25,6 +25,8 @@ def test_setting_flags(bench):
     assert bench.setting_flags("basic", 2500) == ["--masking", "basic"]
     assert bench.setting_flags("staged", 2500) == ["--masking_schedule", "basic:1250,phrase:625,entity"]
     assert bench.setting_flags("staged", 10000) == ["--masking_schedule", "basic:5000,phrase:2500,entity"]
+    assert bench.setting_flags("staged_basic_heavy", 10000) == ["--masking_schedule", "basic:7000,phrase:1500,entity"]
+    assert "staged_basic_heavy = basic 70 % / phrase 15 % / entity the rest" in bench.staged_description()
     assert bench.setting_flags("knowledge_basic_heavy", 10) == [
         "--masking",
         "knowledge",
