@@ -60,8 +60,9 @@ def test_report_from_finished_runs_with_the_floor_row(bench, tmp_path):
     text = md.read_text(encoding="utf-8")
     assert rows["basic@1x"]["valid"] == {"step": 2500, "basic_lm_loss": 5.5, "basic_lm_acc": 0.2}
     line = next(x for x in text.splitlines() if x.startswith("| basic@1x |"))
-    assert "60.0 ± 14.1" in line and "| 25.0 | 25.0 / 12.5 | 25.0 / 12.5 | 5.500 / 20.0 (step 2500) |" in line
+    cells = "| 25.0 / 50.0 | 25.0 / 50.0 / 12.5 | 25.0 / 50.0 / 12.5 | 5.500 / 20.0 (step 2500) |"
+    assert "60.0 ± 14.1" in line and cells in line
     assert next(x for x in text.splitlines() if x.startswith("| staged@1x |")).count("—") == 6
     floor = next(x for x in text.splitlines() if x.startswith("| no-context |"))
-    assert floor.count("—") == 3 and "| 25.0 / 12.5 |" in floor  # no fine-tuning, no valid loss
+    assert floor.count("—") == 3 and "| 25.0 / 50.0 / 12.5 |" in floor  # no fine-tuning, no valid loss
     assert "commit" in text and (out / "results.json").exists()
