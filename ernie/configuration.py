@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,9 @@ MODELS_DIR = (
 # "eager": matmul + softmax + additive bias (PaddleNLP's ERNIE); opt-in: "sdpa" (F.scaled_dot_product_attention,
 # Paddle picks flash / memory-efficient / math), "flash" (flash attention only when Paddle's predicates allow it)
 ATTENTION_CHOICES = ("eager", "sdpa", "flash")
+# position_embedding_init "sinusoidal": the table's root-mean-square (5x the default initializer_range; chosen on the
+# demo's validation loss, docs/results/demo_recipe.md)
+DEFAULT_SINUSOIDAL_RMS = 0.1
 
 
 @dataclass
@@ -36,7 +40,9 @@ class ErnieConfig:
     The field names are PaddleNLP's, so a config.json moves between the two libraries unchanged.
     ``use_recompute`` (recompute each encoder layer in backward), ``attention`` (the attention kernel: "eager", the
     matmul/softmax path PaddleNLP's ERNIE runs, or the opt-in "sdpa" / "flash", see ernie.ops.choose_attention) and
-    ``num_labels`` / ``classifier_dropout`` (task heads) are run-time options; the rest fix the shapes of the weights.
+    ``num_labels`` / ``classifier_dropout`` (task heads) are run-time options; ``position_embedding_init`` only decides
+    the initial value of a model built without weights (see :meth:`sinusoidal_position_rms`); the rest fix the shapes
+    of the weights.
     """
 
     vocab_size: int = 18000
@@ -60,6 +66,10 @@ class ErnieConfig:
     classifier_dropout: float | None = None
     use_recompute: bool = False
     attention: str = "eager"
+    # "normal" (truncated normal(0, initializer_range), as every other weight: PaddleNLP's and BERT's) or "sinusoidal"
+    # / "sinusoidal:RMS" (the Transformer's sin/cos table scaled to root-mean-square RMS, default 0.1, as the starting
+    # value of the learned position embeddings: what lets a small model learn to attend to its neighbours early)
+    position_embedding_init: str = "normal"
     extra: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
@@ -72,6 +82,24 @@ class ErnieConfig:
             raise UserError(f"hidden_act {self.hidden_act!r} is not supported (gelu, relu, tanh)")
         if self.attention not in ATTENTION_CHOICES:
             raise UserError(f"attention {self.attention!r} is not one of {', '.join(ATTENTION_CHOICES)}")
+        self.sinusoidal_position_rms()  # validates position_embedding_init
+
+    def sinusoidal_position_rms(self) -> float | None:
+        """The root-mean-square of the sinusoidal initial position embeddings, or None for the normal init."""
+        kind, colon, rms = self.position_embedding_init.partition(":")
+        if kind == "normal" and not colon:
+            return None
+        if kind == "sinusoidal":
+            try:
+                value = float(rms) if colon else DEFAULT_SINUSOIDAL_RMS
+            except ValueError:
+                value = math.nan
+            if math.isfinite(value) and value > 0:
+                return value
+        raise UserError(
+            f"position_embedding_init {self.position_embedding_init!r} is not normal, sinusoidal or sinusoidal:RMS "
+            "(a positive number, e.g. sinusoidal:0.1)"
+        )
 
     # ---- dict / JSON -------------------------------------------------------------------------------------------
     @classmethod

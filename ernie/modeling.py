@@ -25,6 +25,7 @@ import os
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import paddle
 import paddle.nn as nn
 import paddle.nn.functional as F
@@ -63,6 +64,21 @@ def _init_attr(config: ErnieConfig) -> paddle.ParamAttr:
     return paddle.ParamAttr(initializer=nn.initializer.TruncatedNormal(mean=0.0, std=std, a=-2 * std, b=2 * std))
 
 
+def sinusoidal_positions(num_positions: int, hidden_size: int, rms: float) -> np.ndarray:
+    """The Transformer's position table (Vaswani et al. 2017: sin on even, cos on odd dims, wavelengths 2pi to
+    10000*2pi) scaled to root-mean-square ``rms``: [num_positions, hidden_size] float32.
+
+    The dot product of two rows depends mostly on their distance, so attention to nearby positions is there to be
+    found from the first step instead of having to emerge from random vectors.
+    """
+    pos = np.arange(num_positions, dtype=np.float64)[:, None]
+    angle = pos / 10000.0 ** (np.arange(0, hidden_size, 2, dtype=np.float64) / hidden_size)
+    table = np.zeros((num_positions, hidden_size), dtype=np.float64)
+    table[:, 0::2] = np.sin(angle)
+    table[:, 1::2] = np.cos(angle[:, : hidden_size // 2])
+    return (table * (rms / np.sqrt(np.mean(table**2)))).astype(np.float32)
+
+
 def _linear(config: ErnieConfig, d_in: int, d_out: int) -> nn.Linear:
     return Linear(d_in, d_out, weight_attr=_init_attr(config))
 
@@ -85,6 +101,9 @@ class ErnieEmbeddings(nn.Layer):
             self.task_type_embeddings = nn.Embedding(config.task_type_vocab_size, H, weight_attr=attr)
         self.layer_norm = LayerNorm(H, epsilon=config.layer_norm_eps)
         self.dropout_prob = config.hidden_dropout_prob
+        rms = config.sinusoidal_position_rms()
+        if rms is not None:  # drawn above all the same, so every other weight starts as with the normal init
+            self.position_embeddings.weight.set_value(sinusoidal_positions(config.max_position_embeddings, H, rms))
 
     def forward(self, input_ids, token_type_ids=None, position_ids=None, task_type_ids=None):
         seq_len = input_ids.shape[1]

@@ -42,7 +42,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # examples/ 
 SCRIPTS = os.path.join(REPO, "scripts")
 T0 = time.time()
 PRETRAIN_CONFIG = "configs/pretrain/ernie-mini-cpu-demo.yaml"
-MODEL = "ernie-mini-cpu"  # configs/models: the shapes of the pretrained model, used for the random-init baseline
+
+
+def inits(w: str) -> dict[str, str]:
+    """The two starting points fine-tuned: the pretrained checkpoint, and a fresh model built from its config.json
+    (a JSON file gives a freshly initialised model): the same shapes, vocabulary rows and initialisation
+    (``position_embedding_init`` included), without the pretraining."""
+    last = f"{w}/pretrain/model_last"
+    return {"pretrained": last, "random_init": f"{last}/config.json"}
 
 
 def stage(title: str) -> None:
@@ -373,7 +380,6 @@ def finetune_all(jobs: list[FinetuneJob], parallel: int) -> list[dict]:
 
 def finetune_both_inits(w: str, seeds: tuple[int, ...], parallel: int) -> dict[str, dict[str, list[float]]]:
     """Every task x {pretrained, random init} x seed -> ``{task: {init: [test metric per seed]}}``."""
-    inits = {"pretrained": f"{w}/pretrain/model_last", "random_init": MODEL}
     jobs = [
         FinetuneJob(
             protocol,
@@ -384,7 +390,7 @@ def finetune_both_inits(w: str, seeds: tuple[int, ...], parallel: int) -> dict[s
             export=task == "sentiment" and init == "pretrained" and seed == seeds[0],
         )
         for task, protocol in PROTOCOLS.items()
-        for init, model in inits.items()
+        for init, model in inits(w).items()
         for seed in seeds
     ]
     for job in jobs:

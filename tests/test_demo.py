@@ -13,11 +13,13 @@ from examples import demo  # noqa: E402
 
 
 def test_protocol_is_the_same_for_both_inits():
+    inits = demo.inits("W")  # the random init is built from the pretrained checkpoint's own config
+    assert inits == {"pretrained": "W/pretrain/model_last", "random_init": "W/pretrain/model_last/config.json"}
     for protocol in demo.PROTOCOLS.values():
-        pre = protocol.command("W/pretrain/model_last", "W/vocab", "OUT/a", seed=1)
-        rnd = protocol.command(demo.MODEL, "W/vocab", "OUT/a", seed=1)
+        pre = protocol.command(inits["pretrained"], "W/vocab", "OUT/a", seed=1)
+        rnd = protocol.command(inits["random_init"], "W/vocab", "OUT/a", seed=1)
         diff = [(a, b) for a, b in zip(pre, rnd) if a != b]
-        assert len(pre) == len(rnd) and diff == [("W/pretrain/model_last", demo.MODEL)]
+        assert len(pre) == len(rnd) and diff == [(inits["pretrained"], inits["random_init"])]
         flags = {pre[i]: pre[i + 1] for i in range(len(pre) - 1)}
         assert flags["--hidden_dropout_prob"] == str(protocol.dropout)  # explicit: checkpoints carry their own
         assert flags["--max_eval_samples"] == str(protocol.dev_samples) and "--max_predict_samples" not in pre
@@ -30,7 +32,7 @@ def test_finetune_all_skips_finished_jobs_and_returns_their_results(tmp_path, ca
         out = tmp_path / "ft" / f"random_init_seed{seed}"
         os.makedirs(out)
         (out / "all_results.json").write_text(json.dumps({"eval": {"f1": 0.1 * seed}, "test": {"f1": 0.2 * seed}}))
-        jobs.append(demo.FinetuneJob(protocol, demo.MODEL, str(tmp_path / "vocab"), str(out), seed))
+        jobs.append(demo.FinetuneJob(protocol, "ernie-mini-cpu", str(tmp_path / "vocab"), str(out), seed))
     results = demo.finetune_all(jobs, parallel=2)
     assert [r["test"]["f1"] for r in results] == [0.2, 0.4]
     assert "test f1 0.4000" in capsys.readouterr().out

@@ -126,6 +126,38 @@ def test_heads_shapes_and_init():
     assert abs(w.std() - 0.02) < 0.006 and np.abs(w).max() <= 0.04 + 1e-6
 
 
+def test_sinusoidal_position_init(tmp_path):
+    """position_embedding_init "sinusoidal[:RMS]": the sin/cos table at that root-mean-square as the starting position
+    embeddings, every other weight drawn exactly as with the normal init; kept in config.json; bad values refused."""
+    paddle.seed(3)
+    normal = ErnieModel(tiny_config())
+    paddle.seed(3)
+    sin = ErnieModel(tiny_config(position_embedding_init="sinusoidal"))
+    table = sin.embeddings.position_embeddings.weight.numpy()
+    assert table.shape == (32, 16) and abs(np.sqrt(np.mean(table**2)) - 0.1) < 1e-6
+    # the Transformer's table (Vaswani et al.): PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(the same)
+    p, i = 5, 3
+    ratio = 0.1 / np.sqrt(0.5)  # each column pair (sin^2 + cos^2 = 1) has mean square 1/2
+    assert np.isclose(table[p, 2 * i], ratio * np.sin(p / 10000 ** (2 * i / 16)), atol=1e-6)
+    assert np.isclose(table[p, 2 * i + 1], ratio * np.cos(p / 10000 ** (2 * i / 16)), atol=1e-6)
+    # rows nearer each other are more alike: the locality an attention head can use from step one
+    wide = modeling.sinusoidal_positions(64, 128, 0.1)  # the demo model's width
+    dots = [float(wide[10] @ wide[10 + d]) for d in range(4)]
+    assert dots == sorted(dots, reverse=True) and dots[3] > max(float(wide[10] @ wide[j]) for j in range(30, 64))
+    others = {k: v.numpy() for k, v in sin.state_dict().items() if "position_embeddings" not in k}
+    assert all(np.array_equal(v, normal.state_dict()[k].numpy()) for k, v in others.items())
+    assert not np.allclose(normal.embeddings.position_embeddings.weight.numpy(), table)
+    scaled = ErnieModel(tiny_config(position_embedding_init="sinusoidal:0.5")).embeddings.position_embeddings.weight
+    assert np.allclose(scaled.numpy(), 5 * table, atol=1e-6)
+    cfg = tiny_config(position_embedding_init="sinusoidal:0.5")
+    cfg.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["position_embedding_init"] == "sinusoidal:0.5"
+    assert ErnieConfig.from_pretrained(tmp_path) == cfg
+    for bad in ("sine", "sinusoidal:", "sinusoidal:0", "sinusoidal:-1", "sinusoidal:nan", "normal:0.1"):
+        with pytest.raises(UserError, match="position_embedding_init"):
+            tiny_config(position_embedding_init=bad)
+
+
 def test_masks_equivalent_and_padding_invariant():
     paddle.seed(2)
     model = ErnieModel(tiny_config())

@@ -177,6 +177,33 @@ def test_vocab_size_sets_the_embedding_rows(demo, trained, tmp_path):
         build_model(parse_args(cont + ["--vocab_size", str(tok.vocab_size + 8)]), tok)
 
 
+def test_position_embedding_init_from_scratch_only(demo, trained, tmp_path, capsys):
+    """--position_embedding_init: the starting position embeddings of a model pretrained from scratch, written into
+    its config; --continue_training keeps the saved weights (one warning line); a bad value is one error line."""
+    from ernie.modeling import sinusoidal_positions
+    from ernie.tokenizer import ErnieTokenizer
+    from ernie.training.args import parse_args
+    from ernie.training.trainer import build_model
+
+    tok = ErnieTokenizer.from_pretrained(demo["vocab"])
+    base = flags(demo, str(tmp_path / "out"))
+    model = build_model(parse_args(base + ["--position_embedding_init", "sinusoidal:0.2"]), tok)
+    assert model.config.position_embedding_init == "sinusoidal:0.2"
+    table = model.ernie.embeddings.position_embeddings.weight.numpy()
+    assert np.array_equal(table, sinusoidal_positions(*table.shape, 0.2))
+    assert build_model(parse_args(base), tok).config.position_embedding_init == "normal"  # the model config's
+    with pytest.raises(UserError, match=re.escape("--position_embedding_init: position_embedding_init 'sin'")):
+        parse_args(base + ["--position_embedding_init", "sin"])
+    last = os.path.join(trained, "model_last")
+    cont = flags(demo, str(tmp_path / "out2"), model_name_or_path=last, continue_training="true")
+    kept = build_model(parse_args(cont + ["--position_embedding_init", "sinusoidal"]), tok)
+    import paddle
+
+    saved = paddle.load(os.path.join(last, "model_state.pdparams"))["ernie.embeddings.position_embeddings.weight"]
+    assert np.array_equal(kept.ernie.embeddings.position_embeddings.weight.numpy(), saved.numpy())
+    assert "--position_embedding_init sinusoidal is not used: --continue_training" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", ["ernie-tiny-cpu", "ernie-1.0-base-gpu", "ernie-1.0-base-gpu-fp16"])
 def test_shipped_configs_parse(demo, tmp_path, name):
     from ernie.training.args import derive_batching, parse_args

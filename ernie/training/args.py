@@ -30,7 +30,7 @@ import yaml
 
 from data_tools.blending import parse_input_dir
 from data_tools.ernie_dataset import ErnieDatasetConfig, ErnieDatasetFlags
-from ernie.configuration import resolve_config_file
+from ernie.configuration import ErnieConfig, resolve_config_file
 from ernie.utils import ArgumentParser, UserError, field_annotation, str2bool
 
 REQUIRED: Any = object()  # marker default: the flag must come from the command line or the YAML config
@@ -68,6 +68,15 @@ class ModelArgs:
             "(F.scaled_dot_product_attention: flash / memory-efficient / math as Paddle's checks allow) or flash "
             "(flash attention where Paddle allows it: fp16/bf16, head_dim % 8 == 0, SM 8.x+; else eager). "
             "The kernel that runs is logged",
+        },
+    )
+    position_embedding_init: str | None = field(
+        default=None,
+        metadata={
+            "help": "from scratch (--continue_training keeps the saved weights): the initial position embeddings, "
+            "normal (truncated normal, as every weight) or sinusoidal[:RMS] (the Transformer's sin/cos table at "
+            "root-mean-square RMS, default 0.1: a small model learns sooner to attend to its neighbours); "
+            "default: the model config's (normal)"
         },
     )
     vocab_size: int | None = field(
@@ -305,6 +314,11 @@ def validate(args: PretrainArgs) -> None:
         resolve_config_file(m.model_name_or_path)
     except UserError as e:
         raise UserError(f"--model_name_or_path: {e}") from None
+    if m.position_embedding_init is not None:
+        try:
+            ErnieConfig(position_embedding_init=m.position_embedding_init)
+        except UserError as e:
+            raise UserError(f"--position_embedding_init: {e}") from None
     if m.continue_training:
         _check(
             os.path.isdir(m.model_name_or_path),

@@ -93,6 +93,14 @@ def build_model(args: PretrainArgs, tokenizer):
                 f"({tokenizer.vocab_size} tokens in {m.tokenizer_name_or_path})"
             )
         config = config.replace(vocab_size=m.vocab_size)
+    if m.position_embedding_init is not None:
+        if m.continue_training:
+            warn(
+                f"--position_embedding_init {m.position_embedding_init} is not used: --continue_training starts "
+                "from the saved weights"
+            )
+        else:
+            config = config.replace(position_embedding_init=m.position_embedding_init)
     if tokenizer.vocab_size > config.vocab_size:
         raise UserError(
             f"--tokenizer_name_or_path: the vocabulary has {tokenizer.vocab_size} tokens but the model "
