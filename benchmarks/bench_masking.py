@@ -150,14 +150,14 @@ def comparable_valid(out: str) -> dict | None:
 
 
 def cloze_figures(model: str, path: str, n: int, vocab: str) -> dict:
-    """Cloze (a)/(b)/(c) of one checkpoint, cached in ``path``. A random init is built from the demo model config."""
+    """Cloze (a)/(b)/(c) of one checkpoint, cached in ``path``. A random init is built from a run's config.json."""
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     from ernie.cloze import run_cloze
     from ernie.utils import atomic_write
 
-    # a config name (not a directory, not the floor): a random initialisation saved with the vocabulary
+    # a config file (not a directory, not the floor): a random initialisation saved with the vocabulary
     if model != NO_CONTEXT and not os.path.isdir(model):
         model = random_init_dir(model, vocab, os.path.join(os.path.dirname(path), "random_init_model"))
     figures = run_cloze(model, CLOZE_KINDS, n=n, seed=0)
@@ -166,7 +166,7 @@ def cloze_figures(model: str, path: str, n: int, vocab: str) -> dict:
     return figures
 
 
-def random_init_dir(config_name: str, vocab: str, out: str) -> str:
+def random_init_dir(config: str, vocab: str, out: str) -> str:
     import paddle
 
     from ernie import ErnieForPretraining, ErnieTokenizer
@@ -175,7 +175,7 @@ def random_init_dir(config_name: str, vocab: str, out: str) -> str:
     if not os.path.exists(f"{out}/model_state.pdparams"):
         tok = ErnieTokenizer.from_pretrained(vocab)
         paddle.seed(1)
-        model = ErnieForPretraining(ErnieConfig.from_pretrained(config_name).replace(vocab_size=tok.vocab_size))
+        model = ErnieForPretraining(ErnieConfig.from_pretrained(config).replace(vocab_size=tok.vocab_size))
         model.save_pretrained(out)
         tok.save_pretrained(out)
     return out
@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> dict:
         demo.build_vocab(w, 12000)
         demo.stage(f"LAC lexical token files (with knowledge-unit markers) in {out}/data")
         token_files(w, f"{out}/data")
-    inits: dict[str, str] = {}  # run name -> checkpoint (or model config name for the random init)
+    inits: dict[str, str] = {}  # run name -> checkpoint (or, for the random init, a checkpoint's config.json)
     pretrain_dirs: dict[str, str] = {}
     pending: list[tuple[list[str], str]] = []  # (command, log) of the pretraining runs still to do
     with open(os.path.join(REPO, demo.PRETRAIN_CONFIG), encoding="utf-8") as f:
@@ -312,8 +312,8 @@ def main(argv: list[str] | None = None) -> dict:
         demo.stage(f"pretraining {len(pending)} runs, {a.pretrain_parallel} at a time, {threads} threads per process")
         with ThreadPoolExecutor(max_workers=a.pretrain_parallel) as pool:
             list(pool.map(lambda job: pretrain(job[0], job[1], threads), pending))
-    if not a.no_random_init:
-        inits[RANDOM_INIT] = demo.MODEL
+    if not a.no_random_init:  # built from the first run's config: its shapes, vocabulary rows and initialisation
+        inits[RANDOM_INIT] = f"{next(iter(inits.values()))}/config.json"
     inits[NO_CONTEXT] = NO_CONTEXT  # the cloze floor: a guess that ignores the sentence (no fine-tuning)
 
     if not a.report_only:
