@@ -227,6 +227,13 @@ def pretrain(w: str, nproc: int, max_steps: int, interrupt_at: int) -> None:
     last = resolve_dir(f"{w}/pretrain/model_last")
     if last and read_trainer_state(last).global_step >= max_steps:
         print("  already done")
+        differences = config_differences(w)
+        if differences:
+            print(
+                f"  warning: {w}/pretrain was pretrained with other settings than {PRETRAIN_CONFIG} has now "
+                f"({'; '.join(differences)}); the figures are that model's (--fresh starts over)",
+                flush=True,
+            )
         return
     cmd = pretrain_cmd(w, nproc, max_steps)
     env = pretrain_env(nproc)
@@ -488,10 +495,38 @@ def pretraining_summary(w: str) -> str:
     masking = d.get("masking_schedule") or d["masking"]
     if "knowledge" in masking and d.get("knowledge_mix", "1,1,1") != "1,1,1":
         masking += f", knowledge mix {d['knowledge_mix']}"
+    differences = config_differences(w)
     return (
         f" (masking {masking}, {100 * d['masked_lm_prob']:g} % of the tokens masked, "
-        f"{a['training']['max_steps']} steps, max_lr {o['max_lr']:g})"
+        f"{a['training']['max_steps']} steps, max_lr {o['max_lr']:g}, position embeddings from "
+        f"{a['model'].get('position_embedding_init') or 'normal'}"
+        + (f"; not the config's: {'; '.join(differences)}" if differences else "")
+        + ")"
     )
+
+
+def config_differences(w: str) -> list[str]:
+    """Settings of PRETRAIN_CONFIG that the checkpoint in ``w/pretrain`` was not pretrained with (its args.yaml): a
+    work dir of an earlier version of the demo holds another recipe's model. ``training.max_steps`` is the demo's
+    flag, not the config's."""
+    import yaml
+
+    path = resolve_dir(f"{w}/pretrain/model_last")
+    if path is None or not os.path.exists(f"{path}/args.yaml"):
+        return []
+    with open(f"{path}/args.yaml", encoding="utf-8") as f:
+        saved = yaml.safe_load(f) or {}
+    with open(os.path.join(REPO, PRETRAIN_CONFIG), encoding="utf-8") as f:
+        wanted = yaml.safe_load(f)
+    out = []
+    for section, values in wanted.items():
+        for key, value in (values or {}).items():
+            if (section, key) == ("training", "max_steps"):
+                continue
+            have = (saved.get(section) or {}).get(key, "(not set)")
+            if have != value:
+                out.append(f"{section}.{key} {have} (config: {value})")
+    return out
 
 
 def cloze_cell(f: dict, exact: bool) -> str:

@@ -63,3 +63,30 @@ def test_results_table_puts_the_no_context_floor_beside_the_cloze(tmp_path, caps
     assert "| 10.0 % / 20.0 % (2.0 % / 8.0 %) |" in table
     assert "| 10.0 % / 20.0 % / 0.0 % (2.0 % / 8.0 % / 9.0 %) |" in table
     assert "9.000 -> 5.000" in table and "**+10.0**" in table
+
+
+def test_a_work_dir_pretrained_with_another_recipe_is_named(tmp_path):
+    """A rerun that reuses a finished pretraining of an earlier demo version says which config settings that model
+    was not trained with, in the log and in the results record (the demo's own --max_steps is not one of them)."""
+    import yaml
+
+    with open(os.path.join(REPO, demo.PRETRAIN_CONFIG), encoding="utf-8") as f:
+        args = yaml.safe_load(f)
+    args["training"]["max_steps"] = 10000  # the demo's flag
+    last = tmp_path / "pretrain" / "model_last"
+    last.mkdir(parents=True)
+    (last / "args.yaml").write_text(yaml.safe_dump(args))
+    assert demo.config_differences(str(tmp_path)) == []
+    assert "position embeddings from sinusoidal)" in demo.pretraining_summary(str(tmp_path))
+    del args["model"]["position_embedding_init"]  # written before the setting existed
+    args["optimizer"]["max_lr"] = 5e-4
+    (last / "args.yaml").write_text(yaml.safe_dump(args))
+    differences = demo.config_differences(str(tmp_path))
+    assert differences == [
+        "model.position_embedding_init (not set) (config: sinusoidal)",
+        "optimizer.max_lr 0.0005 (config: 0.001)",
+    ]
+    assert "position embeddings from normal; not the config's: model.position_embedding_init" in (
+        demo.pretraining_summary(str(tmp_path))
+    )
+    assert demo.config_differences(str(tmp_path / "nothing_here")) == []
