@@ -227,7 +227,7 @@ def pretrain(w: str, nproc: int, max_steps: int, interrupt_at: int) -> None:
     last = resolve_dir(f"{w}/pretrain/model_last")
     if last and read_trainer_state(last).global_step >= max_steps:
         print("  already done")
-        differences = config_differences(w)
+        differences = config_differences(pretrained_args(w))
         if differences:
             print(
                 f"  warning: {w}/pretrain was pretrained with other settings than {PRETRAIN_CONFIG} has now "
@@ -482,20 +482,26 @@ def mean(xs: list[float]) -> float:
     return sum(xs) / len(xs)
 
 
-def pretraining_summary(w: str) -> str:
-    """The masking and steps the checkpoint was pretrained with, from the args.yaml saved beside its weights."""
-    import yaml
+def pretrained_args(w: str) -> dict | None:
+    """The args.yaml saved beside the weights of ``w/pretrain/model_last``, or None before there is one."""
+    from ernie.training.checkpoint import ARGS_FILE, read_args
 
     path = resolve_dir(f"{w}/pretrain/model_last")
-    if path is None or not os.path.exists(f"{path}/args.yaml"):
+    if path is None or not os.path.exists(os.path.join(path, ARGS_FILE)):
+        return None
+    return read_args(path)
+
+
+def pretraining_summary(w: str) -> str:
+    """The masking and steps the checkpoint was pretrained with, from the args.yaml saved beside its weights."""
+    a = pretrained_args(w)
+    if a is None:
         return ""
-    with open(f"{path}/args.yaml", encoding="utf-8") as f:
-        a = yaml.safe_load(f)
     d, o = a["data"], a["optimizer"]
     masking = d.get("masking_schedule") or d["masking"]
     if "knowledge" in masking and d.get("knowledge_mix", "1,1,1") != "1,1,1":
         masking += f", knowledge mix {d['knowledge_mix']}"
-    differences = config_differences(w)
+    differences = config_differences(a)
     return (
         f" (masking {masking}, {100 * d['masked_lm_prob']:g} % of the tokens masked, "
         f"{a['training']['max_steps']} steps, max_lr {o['max_lr']:g}, position embeddings from "
@@ -505,17 +511,14 @@ def pretraining_summary(w: str) -> str:
     )
 
 
-def config_differences(w: str) -> list[str]:
-    """Settings of PRETRAIN_CONFIG that the checkpoint in ``w/pretrain`` was not pretrained with (its args.yaml): a
-    work dir of an earlier version of the demo holds another recipe's model. ``training.max_steps`` is the demo's
-    flag, not the config's."""
+def config_differences(saved: dict | None) -> list[str]:
+    """Settings of PRETRAIN_CONFIG that a checkpoint's saved args (:func:`pretrained_args`) do not have: a work dir
+    of an earlier version of the demo holds another recipe's model. ``training.max_steps`` is the demo's flag, not
+    the config's."""
     import yaml
 
-    path = resolve_dir(f"{w}/pretrain/model_last")
-    if path is None or not os.path.exists(f"{path}/args.yaml"):
+    if saved is None:
         return []
-    with open(f"{path}/args.yaml", encoding="utf-8") as f:
-        saved = yaml.safe_load(f) or {}
     with open(os.path.join(REPO, PRETRAIN_CONFIG), encoding="utf-8") as f:
         wanted = yaml.safe_load(f)
     out = []

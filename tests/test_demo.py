@@ -76,12 +76,12 @@ def test_a_work_dir_pretrained_with_another_recipe_is_named(tmp_path):
     last = tmp_path / "pretrain" / "model_last"
     last.mkdir(parents=True)
     (last / "args.yaml").write_text(yaml.safe_dump(args))
-    assert demo.config_differences(str(tmp_path)) == []
+    assert demo.config_differences(demo.pretrained_args(str(tmp_path))) == []
     assert "position embeddings from sinusoidal)" in demo.pretraining_summary(str(tmp_path))
     del args["model"]["position_embedding_init"]  # written before the setting existed
     args["optimizer"]["max_lr"] = 5e-4
     (last / "args.yaml").write_text(yaml.safe_dump(args))
-    differences = demo.config_differences(str(tmp_path))
+    differences = demo.config_differences(demo.pretrained_args(str(tmp_path)))
     assert differences == [
         "model.position_embedding_init (not set) (config: sinusoidal)",
         "optimizer.max_lr 0.0005 (config: 0.001)",
@@ -89,4 +89,4 @@ def test_a_work_dir_pretrained_with_another_recipe_is_named(tmp_path):
     assert "position embeddings from normal; not the config's: model.position_embedding_init" in (
         demo.pretraining_summary(str(tmp_path))
     )
-    assert demo.config_differences(str(tmp_path / "nothing_here")) == []
+    assert demo.pretrained_args(str(tmp_path / "nothing_here")) is None and demo.config_differences(None) == []

@@ -180,6 +180,8 @@ def test_vocab_size_sets_the_embedding_rows(demo, trained, tmp_path):
 def test_position_embedding_init_from_scratch_only(demo, trained, tmp_path, capsys):
     """--position_embedding_init: the starting position embeddings of a model pretrained from scratch, written into
     its config; --continue_training keeps the saved weights (one warning line); a bad value is one error line."""
+    import paddle
+
     from ernie.modeling import sinusoidal_positions
     from ernie.tokenizer import ErnieTokenizer
     from ernie.training.args import parse_args
@@ -197,8 +199,6 @@ def test_position_embedding_init_from_scratch_only(demo, trained, tmp_path, caps
     last = os.path.join(trained, "model_last")
     cont = flags(demo, str(tmp_path / "out2"), model_name_or_path=last, continue_training="true")
     kept = build_model(parse_args(cont + ["--position_embedding_init", "sinusoidal"]), tok)
-    import paddle
-
     saved = paddle.load(os.path.join(last, "model_state.pdparams"))["ernie.embeddings.position_embeddings.weight"]
     assert np.array_equal(kept.ernie.embeddings.position_embeddings.weight.numpy(), saved.numpy())
     assert "--position_embedding_init sinusoidal is not used: --continue_training" in capsys.readouterr().err
