@@ -3,8 +3,8 @@
 
 For a small ERNIE and ERNIE-base (``--models``; the CPU dry run: the small one), on fixed synthetic padded batches
 and from the same initial weights (dropout off, so runs are comparable), each case trains ``--steps`` optimizer steps
-through the trainer's own code (``ernie.training.trainer.build_training`` / ``train_step``,
-``checkpoint.save_checkpoint`` / ``load_*``):
+through the training engine's own loop (``ernie.training.engine.Engine.fit`` with pretraining's forward and
+optimizer, ``Engine.save`` / ``checkpoint.read_checkpoint``):
 
     fp32, fp16 O1, fp16 O2, bf16 O2 (where the GPU has bf16)   each with and without --use_recompute
     --attention sdpa / flash (opt-in kernels)                   fp32 and fp16 O2 / bf16 O2
@@ -36,6 +36,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,6 @@ from ernie.configuration import ErnieConfig
 from ernie.training.args import DataArgs, LoggingArgs, ModelArgs, OptimizerArgs, PretrainArgs, TrainingArgs
 from ernie.training.distributed import (
     all_gather_object,
-    all_reduce_mean,
     configure_threads,
     die_with_launcher,
     init_distributed,
@@ -201,11 +201,6 @@ def shard(batch: dict, rank: int, world_size: int) -> dict:
     return out
 
 
-class _NoTokenizer:
-    def save_pretrained(self, path):  # the checkpoint's tokenizer files are not part of this check
-        pass
-
-
 class Runner:
     """Runs cases on this process's device (one rank of ``world_size`` under a launch)."""
 
@@ -249,83 +244,95 @@ class Runner:
         return [{k: paddle.to_tensor(v) for k, v in shard(b, self.env.rank, world).items()} for b in data]
 
     def train(self, case: Case, batches: list[dict], resume_at: int | None = None) -> tuple[list, float, float]:
-        """Losses (mean over ranks) of len(batches) steps; with ``resume_at``, a checkpoint is written after that
-        many steps and training continues from it in freshly built model/optimizer/scaler state."""
+        """Losses (mean over ranks) of len(batches) steps through the training engine's own loop
+        (``Engine.fit`` over a recipe of these batches); with ``resume_at``, the engine saves a checkpoint after that
+        many steps and a fresh engine (new model, optimizer and scaler) resumes from it (``read_checkpoint``)."""
         import paddle
 
         # delays Paddle (these import it): configure_threads (main) must set the math threads first
         from ernie.modeling import ErniePretrainingCriterion
         from ernie.training import checkpoint as ckpt
         from ernie.training import trainer
+        from ernie.training.engine import Engine, Recipe
 
         args = synthetic_args(case, self.device, self.micro_batch, self.seq_len, len(batches), self.tmp)
-        env = self.env
-        sync_mode = trainer.grad_sync_mode(env.world_size, self.device, case.recompute)
+        env, runner = self.env, self
         criterion = ErniePretrainingCriterion()
+        on_gpu = self.device == "gpu"
+        real_tokens = [int(b["input_mask"].numpy().sum()) for b in batches]
+
+        class Fixed(Recipe):
+            """The case's batches, one optimizer step each; every step's loss (mean over ranks) is recorded."""
+
+            value_names = ("loss", "lm_loss", "sop_loss")
+
+            def __init__(self):
+                self.losses: list[float] = []
+                self.skipped = 0
+                self.start: float | None = None
+                self.tokens = 0
+                self.engine: Engine | None = None
+
+            def next_step(self, state):
+                i = state.global_step
+                if i == 1:
+                    if on_gpu:
+                        paddle.device.synchronize()
+                    self.start = time.time()
+                if i >= 1:
+                    self.tokens += real_tokens[i] * env.world_size
+                return [(batches[i], Fraction(1))]
+
+            def loss(self, model, batch):
+                return trainer.forward(model, criterion, batch)
+
+            def log_train(self, state, values, lr, steps_done, elapsed):
+                self.losses.append(values["loss"])
+                assert self.engine is not None and self.engine.last_step is not None
+                self.skipped += int(not self.engine.last_step.ran)
+
+            def resume_checkpoint(self, state):
+                return os.path.join(runner.tmp, f"resume_{case.model}_{case.precision}")
+
+            def args_dict(self):
+                return args.to_dict()
 
         names = contextlib.ExitStack()
 
-        def build(load_from: str | None):
+        def build(load_from: str | None, max_steps: int) -> Engine:
             # parameter and optimizer-accumulator names (the keys of the optimizer state) restart as in a new
             # process: each segment of training runs in a fresh unique-name scope
             names.close()
             names.enter_context(paddle.utils.unique_name.guard())
-            model = self.new_model(case)
-            if load_from:
-                ckpt.load_model_weights(load_from, model)
-            model, optimizer, scheduler, scaler = trainer.build_training(args, model)
-            if load_from:
-                ckpt.set_rng_state(ckpt.load_training_state(load_from, optimizer, scaler)[env.rank])
-            train_model = paddle.DataParallel(model) if env.world_size > 1 else model
-            return model, train_model, optimizer, scheduler, scaler
+            config = dataclasses.replace(trainer.engine_config(args), max_steps=max_steps, logging_steps=1)
+            resume = ckpt.read_checkpoint(load_from) if load_from else None
+            return Engine(
+                config, env, self.new_model(case), lambda m, mp: trainer.build_optimizer(args, m, mp), resume=resume
+            )
 
         paddle.seed(99)
-        model, train_model, optimizer, scheduler, scaler = build(None)
-        losses, tokens, start, skipped = [], 0, None, 0
-        real_tokens = [int(b["input_mask"].numpy().sum()) for b in batches]
-        on_gpu = self.device == "gpu"
+        recipe = Fixed()
+        state = ckpt.TrainerState(world_size=env.world_size)
         if on_gpu:
             paddle.device.synchronize()
             paddle.device.cuda.reset_max_memory_allocated()
-        for i, batch in enumerate(batches):
-            if resume_at is not None and i == resume_at:
-                path = os.path.join(self.tmp, f"resume_{case.model}_{case.precision}")
-                state = ckpt.TrainerState(global_step=i, world_size=env.world_size)
-                rng = trainer.all_gather_object(ckpt.rng_state(), env.world_size)
-                if env.local_rank == 0:
-                    ckpt.save_checkpoint(
-                        path,
-                        model=model,
-                        optimizer=optimizer,
-                        scaler=scaler,
-                        tokenizer=_NoTokenizer(),
-                        state=state,
-                        rng_states=rng,
-                        args_dict=args.to_dict(),
-                    )
-                trainer.barrier(env.world_size)
-                del model, train_model, optimizer, scheduler, scaler
-                paddle.seed(12345)  # a different state: everything must come from the checkpoint
-                model, train_model, optimizer, scheduler, scaler = build(path)
-            if i == 1:
-                if on_gpu:
-                    paddle.device.synchronize()
-                start = time.time()
-            sums, _ = trainer.train_step(
-                train_model, model, criterion, iter([batch]), optimizer, scaler, scheduler, args, env, 1, sync_mode
-            )
-            losses.append(all_reduce_mean(sums[:1].clone(), env.world_size))  # read after the timed loop
-            skipped += int(scaler is not None and scaler.is_enable() and bool(scaler._cache_found_inf))
-            if i >= 1:
-                tokens += real_tokens[i] * env.world_size
+        first = resume_at if resume_at is not None else len(batches)
+        recipe.engine = build(None, first)
+        state = recipe.engine.fit(recipe, state)
+        if resume_at is not None:
+            path = recipe.resume_checkpoint(state)
+            recipe.engine.save(path, recipe, state)
+            recipe.engine = None
+            paddle.seed(12345)  # a different state: everything must come from the checkpoint
+            recipe.engine = build(path, len(batches))
+            state = recipe.engine.fit(recipe, ckpt.read_trainer_state(path))
         names.close()
         if on_gpu:
             paddle.device.synchronize()
-        elapsed = time.time() - start if start is not None else float("nan")
+        elapsed = time.time() - recipe.start if recipe.start is not None else float("nan")
         peak = paddle.device.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan")
-        losses = [float(x.item()) for x in losses]
-        self.skipped = skipped
-        return losses, tokens / elapsed if elapsed and elapsed > 0 else float("nan"), peak
+        self.skipped = recipe.skipped
+        return recipe.losses, recipe.tokens / elapsed if elapsed and elapsed > 0 else float("nan"), peak
 
     def run(self, case: Case, reference: list | None) -> Result:
         from ernie import ops  # delays Paddle: configure_threads (main) must run first

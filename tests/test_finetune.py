@@ -470,7 +470,7 @@ class _ConstantMetricTask:
     def loss(self, logits, batch):
         import paddle
 
-        from ernie.finetune.trainer import cross_entropy
+        from ernie.finetune.tasks import cross_entropy
 
         return cross_entropy(logits, paddle.to_tensor(batch["labels"]))
 
@@ -485,7 +485,7 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
     import paddle
 
     from ernie.finetune.args import FinetuneArgs
-    from ernie.finetune.trainer import Trainer, list_checkpoints
+    from ernie.finetune.recipe import FinetuneRecipe, list_checkpoints
 
     class Toy(paddle.nn.Layer):
         def __init__(self):
@@ -496,8 +496,8 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
         def forward(self, input_ids, token_type_ids=None):
             return self.out(self.emb(input_ids).mean(1))
 
-        def save_pretrained(self, d):
-            paddle.save(self.state_dict(), os.path.join(d, "model_state.pdparams"))
+        def save_pretrained(self, d, state_dict=None):
+            paddle.save(state_dict or self.state_dict(), os.path.join(d, "model_state.pdparams"))
 
     features = [
         {"input_ids": np.array([i % 10, 1]), "token_type_ids": np.zeros(2, dtype=np.int64), "labels": np.int64(i % 2)}
@@ -517,7 +517,7 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
         load_best_model_at_end=True,
         logging_steps=100,
     )
-    trainer = Trainer(Toy(), args, _ConstantMetricTask(), features, features, log=lambda m: None)
+    trainer = FinetuneRecipe(Toy(), args, _ConstantMetricTask(), features, features, log=lambda m: None)
     state = trainer.train()
     assert state.global_step == 6  # evals at 2 (best), 4, 6 -> two without improvement -> stop
     assert state.best_step == 2 and state.best_checkpoint.endswith("checkpoint-2")

@@ -6,6 +6,7 @@ line and CPU dry run. Kernel selection against Paddle's own predicates: tests/te
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import subprocess
 import sys
@@ -19,8 +20,12 @@ from ernie import ErnieConfig, ErnieForPretraining  # noqa: E402
 from ernie.modeling import ErniePretrainingCriterion  # noqa: E402
 from ernie.selfcheck import Case, synthetic_args, synthetic_batches  # noqa: E402
 from ernie.training import checkpoint as ckpt  # noqa: E402
+from ernie.training import engine as engine_module  # noqa: E402
 from ernie.training import trainer  # noqa: E402
 from ernie.training.distributed import DistEnv  # noqa: E402
+from ernie.training.engine import Engine  # noqa: E402
+
+ONE_RANK = DistEnv(rank=0, world_size=1, local_rank=0, host="h")
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 V, S, B = 64, 16, 4
@@ -45,6 +50,15 @@ def tiny_model(**kw):
 
 def batches(n):
     return [{k: paddle.to_tensor(v) for k, v in b.items()} for b in synthetic_batches(V, B, S, n)]
+
+
+def make_engine(args, model, env=ONE_RANK):
+    """The engine of a pretraining run with ``args`` over ``model`` (one rank)."""
+    return Engine(trainer.engine_config(args), env, model, lambda m, mp: trainer.build_optimizer(args, m, mp))
+
+
+def pretrain_loss(model, batch):
+    return trainer.forward(model, ErniePretrainingCriterion(), batch)
 
 
 class RecordingDataParallel:
@@ -77,20 +91,21 @@ class RecordingDataParallel:
 def test_recompute_with_data_parallel_takes_the_no_sync_route(
     monkeypatch, device, recompute, expected_mode, expected_log, reduces
 ):
-    mode = trainer.grad_sync_mode(2, device, recompute)
-    assert mode == expected_mode and trainer.grad_sync_mode(1, device, recompute) == "none"
+    from fractions import Fraction
+
+    mode = engine_module.grad_sync_mode(2, device, recompute)
+    assert mode == expected_mode and engine_module.grad_sync_mode(1, device, recompute) == "none"
     calls = []
-    monkeypatch.setattr(trainer, "reduce_gradients", lambda model, env, dev: calls.append(dev))
+    monkeypatch.setattr(engine_module, "reduce_gradients", lambda model, env, dev: calls.append(dev))
     model = tiny_model(use_recompute=recompute)
-    args = synthetic_args(Case("small", recompute=recompute), device, B, S, 1, "unused")
-    args.training.device = device
-    optimizer, scheduler = trainer.build_optimizer(args, model, use_master_weights=False)
-    dp = RecordingDataParallel(model)
-    env = DistEnv(rank=0, world_size=2, local_rank=0, host="h")
-    trainer.train_step(
-        dp, model, ErniePretrainingCriterion(), iter(batches(3)), optimizer, None, scheduler, args, env, 3, mode
-    )
-    assert dp.log == expected_log and calls == [device] * reduces
+    args = synthetic_args(Case("small", recompute=recompute), "cpu", B, S, 1, "unused")
+    engine = make_engine(args, model)
+    # two ranks on `device`, simulated: the wrapper records no_sync, the all-reduce is recorded above
+    engine.train_model, engine.sync_mode = RecordingDataParallel(model), mode
+    engine.env = DistEnv(rank=0, world_size=2, local_rank=0, host="h")
+    engine.config = dataclasses.replace(engine.config, device=device)
+    engine.step([(b, Fraction(1, 3)) for b in batches(3)], pretrain_loss)
+    assert engine.train_model.log == expected_log and calls == [device] * reduces
 
 
 def test_recompute_is_exact_on_cpu():
@@ -99,9 +114,7 @@ def test_recompute_is_exact_on_cpu():
     for recompute in (False, True):
         model = tiny_model(use_recompute=recompute)
         b = batches(1)[0]
-        loss = trainer.forward(
-            model, ErniePretrainingCriterion(), b, synthetic_args(Case("small"), "cpu", B, S, 1, "unused")
-        )[0]
+        loss = pretrain_loss(model, b)[0]
         loss.backward()
         grads.append({n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
     for name, g in grads[0].items():
@@ -112,8 +125,7 @@ def test_float16_scaler_on_cpu_logs_without_crashing(capsys):
     """--use_amp --amp_dtype float16 on CPU: no scaler is built (Paddle's would be disabled: no scale, no counters,
     which the first log line used to read); a disabled one is skipped by the logger too."""
     args = synthetic_args(Case("small", precision="fp16-O2"), "cpu", B, S, 1, "unused")
-    model, optimizer, scheduler, scaler = trainer.build_training(args, tiny_model())
-    assert scaler is None
+    assert make_engine(args, tiny_model()).scaler is None
     disabled = paddle.amp.GradScaler(init_loss_scaling=1024.0)  # on CPU Paddle disables it
     assert not disabled.is_enable()
 
@@ -168,26 +180,27 @@ def test_lr_schedule_does_not_advance_on_a_skipped_step(found_inf):
     model = tiny_model()
     args = synthetic_args(Case("small"), "cpu", B, S, 10, "unused")
     assert scheduler_moves(args)  # cosine decay from step 0: the LR changes every step
-    optimizer, scheduler = trainer.build_optimizer(args, model, use_master_weights=False)
+    from fractions import Fraction
+
+    engine = make_engine(args, model)
     before = {n: p.numpy().copy() for n, p in model.named_parameters()}
-    scaler = SkippingScaler(found_inf)
-    env = DistEnv(rank=0, world_size=1, local_rank=0, host="h")
-    _, ran = trainer.train_step(
-        model, model, ErniePretrainingCriterion(), iter(batches(1)), optimizer, scaler, scheduler, args, env, 1, "none"
-    )
+    engine.scaler = SkippingScaler(found_inf)
+    result = engine.step([(batches(1)[0], Fraction(1))], pretrain_loss)
     changed = any(not np.array_equal(p.numpy(), before[n]) for n, p in model.named_parameters())
-    assert scheduler.last_epoch == (0 if found_inf else 1) and changed == (not found_inf)
-    assert ran  # with a scaler, a skipped step is normal (not counted as non-finite)
+    assert engine.scheduler.last_epoch == (0 if found_inf else 1) and changed == (not found_inf)
+    assert result.ran == (not found_inf)
+    assert result.finite  # with a scaler, a skipped step is normal (not counted as non-finite)
 
 
 def test_nonfinite_gradients_skip_the_update_and_the_lr_step():
     model = tiny_model()
     args = synthetic_args(Case("small"), "cpu", B, S, 10, "unused")
     optimizer, scheduler = trainer.build_optimizer(args, model, use_master_weights=False)
-    loss = trainer.forward(model, ErniePretrainingCriterion(), batches(1)[0], args)[0]
+    loss = pretrain_loss(model, batches(1)[0])[0]
     (loss * float("nan")).backward()
-    assert not trainer.gradients_finite(model.parameters())
-    assert trainer.apply_update(optimizer, None, scheduler, finite=False) is False and scheduler.last_epoch == 0
+    assert not engine_module.gradients_finite(model.parameters())
+    assert engine_module.apply_update(optimizer, None, scheduler, finite=False) is False
+    assert scheduler.last_epoch == 0
     assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.parameters())  # cleared
 
 
@@ -204,17 +217,12 @@ def test_o2_checkpoint_holds_the_fp32_master_weights(tmp_path):
         p.set_value(paddle.to_tensor(precise).astype("bfloat16").astype("float32"))  # what O2 keeps in the model
     optimizer._master_weights = dict(masters)
 
-    class NoTokenizer:
-        def save_pretrained(self, path):
-            pass
-
     out = str(tmp_path / "ckpt")
     ckpt.save_checkpoint(
         out,
         model=model,
         optimizer=optimizer,
         scaler=None,
-        tokenizer=NoTokenizer(),
         state=ckpt.TrainerState(),
         rng_states=[ckpt.rng_state()],
         args_dict=args.to_dict(),
@@ -264,14 +272,15 @@ def test_selfcheck_catches_a_broken_resume(monkeypatch, capsys):
     """The resume row can fail: an optimizer state that is not restored gives different losses."""
     from ernie import selfcheck
 
-    real = ckpt.load_training_state
-    monkeypatch.setattr(
-        ckpt,
-        "load_training_state",
-        lambda path, optimizer, scaler: real(
-            path, type("Nothing", (), {"set_state_dict": lambda self, state: None})(), scaler
-        ),
-    )
+    real = ckpt.read_checkpoint
+
+    def without_optimizer_state(path):
+        read = real(path)
+        # the moments not restored (the LR position is: Paddle's set_state_dict needs it)
+        read.optimizer_state = {"LR_Scheduler": read.optimizer_state["LR_Scheduler"]}
+        return read
+
+    monkeypatch.setattr(ckpt, "read_checkpoint", without_optimizer_state)
     runner = selfcheck.Runner("cpu", 4, 32, 4, DistEnv(rank=0, world_size=1, local_rank=0, host="h"))
     result = runner.run(Case("small", resume=True), None)
     assert not result.ok and result.diff > 0
@@ -279,7 +288,7 @@ def test_selfcheck_catches_a_broken_resume(monkeypatch, capsys):
 
 FUSED_VS_PYTHON = """
 import numpy as np, paddle, paddle.distributed as dist
-from ernie.training import trainer
+from ernie.training import engine, trainer
 from ernie.training.distributed import init_distributed
 from ernie import ErnieConfig, ErnieForPretraining
 from ernie.modeling import ErniePretrainingCriterion
@@ -291,10 +300,9 @@ for device in ("gpu", "cpu"):  # "gpu": Paddle's fused_allreduce_gradients (gloo
     model = ErnieForPretraining(ErnieConfig(vocab_size=64, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
                                             intermediate_size=32, max_position_embeddings=32))
     batch = {k: paddle.to_tensor(v) for k, v in shard(synthetic_batches(64, 4, 16, 1)[0], env.rank, 2).items()}
-    args = synthetic_args(Case("small"), "cpu", 2, 16, 1, "unused")
-    trainer.forward(model, ErniePretrainingCriterion(), batch, args)[0].backward()
+    trainer.forward(model, ErniePretrainingCriterion(), batch)[0].backward()
     mine = {n: p.grad.numpy().copy() for n, p in model.named_parameters() if p.grad is not None}
-    trainer.reduce_gradients(model, env, device)
+    engine.reduce_gradients(model, env, device)
     grads.append({n: p.grad.numpy() for n, p in model.named_parameters() if p.grad is not None})
     others = []
     dist.all_gather_object(others, mine)

@@ -2,7 +2,8 @@
 clipping and learning rate step by step as each trainer's own builder had before they were merged.
 
 The references below are the two builders as they were (ernie/training/trainer.py build_optimizer and
-ernie/finetune/trainer.py Trainer._optimizer on main d600433), written out here so the comparison can fail.
+ernie/finetune/trainer.py Trainer._optimizer on main d600433,
+now FinetuneRecipe._optimizer), written out here so the comparison can fail.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ paddle = pytest.importorskip("paddle")
 
 from ernie import modeling  # noqa: E402
 from ernie.configuration import ErnieConfig  # noqa: E402
-from ernie.finetune.trainer import Trainer  # noqa: E402
-from ernie.training import optim  # noqa: E402
+from ernie.finetune.recipe import FinetuneRecipe  # noqa: E402
+from ernie.training import engine, optim  # noqa: E402
 from ernie.training import trainer as pretrain_trainer  # noqa: E402
 
 
@@ -194,7 +195,7 @@ def test_pretraining_builder_trains_identically():
 def test_finetuning_builder_unchanged(warmup_ratio, max_grad_norm, max_steps):
     a = _finetune_args(warmup_ratio, max_grad_norm)
     new_model, old_model = _twin_models()
-    new_opt, new_sched = Trainer(new_model, a, task=None, train_features=[])._optimizer(max_steps)
+    new_opt, new_sched = FinetuneRecipe(new_model, a, task=None, train_features=[])._optimizer(max_steps)
     old_opt, old_sched = _old_finetune_builder(a, old_model, max_steps)
     _same_optimizer(new_opt, old_opt)
     assert _lrs(new_sched, max_steps + 3) == _lrs(old_sched, max_steps + 3)
@@ -205,7 +206,7 @@ def test_finetuning_builder_unchanged(warmup_ratio, max_grad_norm, max_steps):
 def test_finetuning_builder_trains_identically():
     a = _finetune_args()
     new_model, old_model = _twin_models()
-    new = _train(new_model, *Trainer(new_model, a, task=None, train_features=[])._optimizer(10), steps=4)
+    new = _train(new_model, *FinetuneRecipe(new_model, a, task=None, train_features=[])._optimizer(10), steps=4)
     old = _train(old_model, *_old_finetune_builder(a, old_model, 10), steps=4)
     assert new.keys() == old.keys() and all(np.array_equal(new[k], old[k]) for k in new)
 
@@ -241,5 +242,5 @@ def test_clear_grads_keeps_paddles_default_on_accelerators_and_the_loop_uses_it(
         optim.clear_grads(Opt())
     assert calls == [True, False]
     scheduler = paddle.optimizer.lr.LinearWarmup(1e-3, 2, 0.0, 1e-3)
-    assert pretrain_trainer.apply_update(Opt(), None, scheduler, finite=True)  # pretraining's update clears this way
+    assert engine.apply_update(Opt(), None, scheduler, finite=True)  # pretraining's update clears this way
     assert calls[-1] is False

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -1064,3 +1065,116 @@ def test_masking_schedule_resume_at_and_across_a_stage_boundary_is_exact(demo, t
     with open(os.path.join(fresh, "train_log.jsonl"), encoding="utf-8") as f:
         records = [json.loads(line) for line in f]
     assert [r["masking_stage"] for r in records if r["event"] == "train"] == ["basic", "basic"]
+
+
+def _run_until_step(argv, out, steps, **popen):
+    """Start ``argv`` and return the process once its train log has ``steps`` train records."""
+    proc = subprocess.Popen(
+        argv, cwd=REPO, env=run_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen
+    )
+    log = os.path.join(out, "train_log.jsonl")
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:
+        if os.path.isfile(log) and len(train_losses(out)) >= steps:
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.communicate()
+    return proc
+
+
+def test_sigterm_stops_after_the_step_saves_model_last_and_the_rerun_resumes(demo, tmp_path):
+    """SIGTERM (what timeout, SLURM and Kubernetes send) to a single-process pretraining: no C++ "FatalError", the step
+    finishes, model_last is saved at it, status 143 with one line; the rerun resumes from that step."""
+    out = str(tmp_path / "out")
+    argv = [sys.executable, SCRIPT] + flags(
+        demo, out, max_steps=400, checkpoint_steps=1000, save_steps=1000, eval_iters=0, test_iters=0
+    )
+    proc = _run_until_step(argv, out, 3)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)  # as paddle.distributed.launch does: more SIGTERMs change nothing
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "error: terminated (SIGTERM)" and "Traceback" not in stderr
+    assert "FatalError" not in stderr
+    from ernie.training.checkpoint import read_trainer_state
+
+    step = read_trainer_state(os.path.join(out, "model_last")).global_step
+    assert step >= 3 and f"terminated at step {step}" in stdout
+    resumed = run([sys.executable, SCRIPT] + flags(demo, out, max_steps=step + 2, eval_iters=0, test_iters=0), REPO)
+    assert (
+        f"step {step}" in resumed.stdout and read_trainer_state(os.path.join(out, "model_last")).global_step == step + 2
+    )
+
+
+@pytest.mark.slow
+def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_and_saves(demo, tmp_path):
+    """The README's 2-process launch, SIGTERM to the launcher (it sends SIGTERM to both ranks' process groups, then
+    waits 30 s): both ranks stop after the same step, rank 0 saves model_last at it, no traceback in either log."""
+    out = str(tmp_path / "out")
+    log_dir = str(tmp_path / "launch_log")
+    argv = [
+        sys.executable,
+        "-m",
+        "paddle.distributed.launch",
+        "--nproc_per_node",
+        "2",
+        "--log_dir",
+        log_dir,
+        SCRIPT,
+        *flags(demo, out, max_steps=400, checkpoint_steps=1000, save_steps=1000, eval_iters=0, test_iters=0),
+    ]
+    proc = _run_until_step(argv, out, 3, start_new_session=True)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=120)
+    from ernie.training.checkpoint import read_trainer_state
+
+    step = read_trainer_state(os.path.join(out, "model_last")).global_step
+    assert step >= 3
+    for rank in (0, 1):
+        with open(os.path.join(log_dir, f"workerlog.{rank}"), encoding="utf-8") as f:
+            text = f.read()
+        assert f"terminated at step {step}" in text and "Traceback" not in text and "FatalError" not in text, text[
+            -3000:
+        ]
+
+
+def test_a_last_step_with_a_non_finite_loss_fails_and_is_not_saved(demo, tmp_path, monkeypatch, capsys):
+    """The streak limit is not reached, but the run's last step is not finite: status 2, one line, model_last stays at
+    the last finite checkpoint (it used to exit 0 with nothing said)."""
+    from ernie.training import trainer
+
+    real_forward, calls = trainer.forward, []
+
+    def poisoned_forward(*a, **kw):
+        calls.append(1)
+        loss, lm, sop = real_forward(*a, **kw)
+        return (loss * float("nan"), lm, sop) if len(calls) > 5 else (loss, lm, sop)
+
+    monkeypatch.setattr(trainer, "forward", poisoned_forward)
+    out = tmp_path / "out"
+    err = _main_error(flags(demo, str(out), max_steps=6, checkpoint_steps=4, eval_iters=0, test_iters=0), capsys)
+    assert "last training step (6)" in err and "model_last" in err
+    from ernie.training.checkpoint import read_trainer_state
+
+    assert read_trainer_state(str(out / "model_last")).global_step == 4 and not (out / "model_6").exists()
+
+
+@pytest.mark.parametrize("flag", ["max_lr", "warmup_rate", "grad_clip"])
+def test_non_finite_float_flags_are_refused(demo, tmp_path, capsys, flag):
+    err = _main_error(flags(demo, str(tmp_path / "out"), **{flag: "inf"}), capsys)
+    assert err == f"error: --{flag}: inf is not a finite number"
+
+
+def test_model_steps_without_model_last_are_resumed_not_overwritten(demo, tmp_path):
+    """An output dir holding model_<step> checkpoints but no model_last (moved away, lost): the rerun resumes from
+    the newest readable one instead of training from scratch over them."""
+    out = str(tmp_path / "out")
+    run([sys.executable, SCRIPT] + flags(demo, out, max_steps=8, save_steps=4, eval_iters=0, test_iters=0), REPO)
+    shutil.rmtree(os.path.join(out, "model_last"))
+    resumed = run(
+        [sys.executable, SCRIPT] + flags(demo, out, max_steps=10, save_steps=4, eval_iters=0, test_iters=0), REPO
+    )
+    assert "resuming from" in resumed.stdout and "model_8" in resumed.stdout
+    from ernie.training.checkpoint import read_trainer_state
+
+    assert read_trainer_state(os.path.join(out, "model_last")).global_step == 10

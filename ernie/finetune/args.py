@@ -8,6 +8,7 @@ Precedence of a value: the flag given on the command line, else the ``--dataset`
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from argparse import SUPPRESS, _ActionsContainer
 from dataclasses import dataclass, field
@@ -15,6 +16,10 @@ from dataclasses import dataclass, field
 from ernie.utils import ArgumentParser, UserError, check_writable, field_annotation, require_positive, str2bool
 
 from .datasets import dataset_defaults, dataset_help
+
+# other names of a flag: PaddleNLP's / HF's TrainingArguments spelling (ernie.training.args.TRAINER_ALIASES has
+# pretraining's)
+FINETUNE_ALIASES = {"batch_size": ("per_device_train_batch_size",)}
 
 
 @dataclass
@@ -91,7 +96,24 @@ class FinetuneArgs:
     weight_decay: float = 0.01
     warmup_ratio: float = field(default=0.1, metadata={"help": "share of steps in linear warmup, then linear decay"})
     max_grad_norm: float = 1.0
-    batch_size: int = 32
+    batch_size: int = field(
+        default=32,
+        metadata={"help": "examples per device per forward (PaddleNLP/HF: --per_device_train_batch_size)"},
+    )
+    gradient_accumulation_steps: int = field(
+        default=1,
+        metadata={"help": "forwards per optimizer step: a step sees batch_size x this x devices examples"},
+    )
+    fp16: bool = field(default=False, metadata={"help": "float16 AMP with a dynamic loss scale (GPU; a no-op on CPU)"})
+    bf16: bool = field(default=False, metadata={"help": "bfloat16 AMP (GPU with bf16 support; a no-op on CPU)"})
+    fp16_opt_level: str = field(
+        default="O1",
+        metadata={
+            "choices": ["O1", "O2"],
+            "help": "AMP level: O1 (autocast) or O2 (low-precision weights, fp32 master copies)",
+        },
+    )
+    scale_loss: float = field(default=2.0**15, metadata={"help": "initial dynamic loss scale (--fp16)"})
     seed: int = 42
     device: str | None = field(
         default=None,
@@ -131,7 +153,7 @@ def _add_fields(parser: _ActionsContainer, cls, helps: dict[str, str] | None = N
             kw["type"] = {"int": int, "float": float, "str": str}[kind]
         if f.metadata.get("required"):
             kw["required"] = True
-        parser.add_argument(f"--{f.name}", **kw)
+        parser.add_argument(f"--{f.name}", *(f"--{a}" for a in FINETUNE_ALIASES.get(f.name, ())), **kw)
 
 
 def build_parser(prog: str, task_cls) -> ArgumentParser:
@@ -207,6 +229,13 @@ def validate(args: FinetuneArgs) -> None:
         value = getattr(args, name)
         if value is not None and not 0 <= value < 1:
             raise UserError(f"--{name} must be in [0, 1)")
+    for f in dataclasses.fields(args):
+        value = getattr(args, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--{f.name}: {value} is not a finite number")
+    require_positive(args, ("gradient_accumulation_steps",))
+    if args.fp16 and args.bf16:
+        raise UserError("--fp16 and --bf16: choose one")
     if args.learning_rate <= 0:
         raise UserError("--learning_rate must be > 0")
     if args.max_steps <= 0 and args.num_train_epochs <= 0:

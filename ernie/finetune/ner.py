@@ -19,8 +19,7 @@ from data_tools.corpus import peoples_daily_ner_dataset
 
 from .metrics import bio_entities, entity_prf
 from .readers import read_ner_file
-from .tasks import Task, write_tsv
-from .trainer import IGNORE_INDEX, pad_stack
+from .tasks import IGNORE_INDEX, Task, pad_stack, write_tsv
 
 
 class NerTask(Task):

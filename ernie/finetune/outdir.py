@@ -19,9 +19,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from ernie.training.checkpoint import missing_files as missing_checkpoint_files
 from ernie.utils import UserError, atomic_dir, atomic_write, fault_point, fsync_dir
 
-from .trainer import CHECKPOINT_PREFIX, MODEL_FILE, list_checkpoints, missing_checkpoint_files
+from .recipe import CHECKPOINT_PREFIX, MODEL_FILE, list_checkpoints
 
 STATUS_FILE = "run_status.json"
 REPLACED_DIR = ".replaced"
@@ -204,3 +205,10 @@ def finish(output_dir: str, **info) -> None:
         **info,
     )
     shutil.rmtree(os.path.join(output_dir, REPLACED_DIR), ignore_errors=True)
+
+
+def write_json(path: str, obj) -> None:
+    """A results file of the output dir (``all_results.json`` ...), written atomically."""
+    with atomic_write(path, "w") as f:
+        json.dump(obj, f, indent=2, ensure_ascii=False)
+        f.write("\n")

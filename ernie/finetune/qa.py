@@ -38,8 +38,7 @@ from ernie.utils import UserError, atomic_write, require_positive
 
 from .metrics import cmrc_scores
 from .readers import read_squad_file, squad_training_examples
-from .tasks import Task
-from .trainer import cross_entropy
+from .tasks import Task, cross_entropy
 
 
 # ------------------------------------------------------------------------------------------- tokenization

@@ -36,14 +36,16 @@ import paddle
 from data_tools.corpus import DatasetSplits
 from ernie.configuration import ErnieConfig
 from ernie.tokenizer import ErnieTokenizer
+from ernie.training.checkpoint import Checkpoint, read_checkpoint
 from ernie.utils import LABEL_FILE, UserError, read_label_file, write_label_file
 from ernie.utils.lock import lock_output_dir, release_output_dir
 
 from . import outdir
 from .args import FinetuneArgs
 from .datasets import load_dataset
+from .outdir import write_json
+from .recipe import FinetuneRecipe
 from .tasks import Task
-from .trainer import Resume, Trainer, read_checkpoint, write_json
 
 LOCK_WAIT_SECONDS = 30.0  # how long a run waits for another one holding output_dir
 
@@ -121,9 +123,12 @@ def save_model_dir(model, tokenizer, labels: list[str] | None, directory: str) -
         write_label_file(directory, labels)
 
 
-def read_resume_checkpoint(path: str, model, labels: list[str]) -> Resume:
+def read_resume_checkpoint(path: str, model, labels: list[str]) -> Checkpoint:
     """Read the checkpoint to resume in full and check that it fits ``model`` and ``labels``."""
-    resume = read_checkpoint(path)
+    try:
+        resume = read_checkpoint(path)
+    except UserError as e:
+        raise UserError(f"cannot resume: {e}") from None
     saved_labels = read_label_file(path)
     if labels and saved_labels is not None and saved_labels != labels:
         raise UserError(
@@ -260,7 +265,7 @@ def _run_locked(
         if labels:
             write_label_file(d, labels)
 
-    trainer = Trainer(
+    trainer = FinetuneRecipe(
         model,
         args,
         task,

@@ -8,7 +8,7 @@ signature (``input_names`` -> ``output_names``), its deployment predictor (``pre
 its built-in datasets (``builtin_datasets``) and its task-only flags (``Options``, a dataclass whose fields become
 command-line flags). An instance, made with the tokenizer, the label names and the flags, turns examples into
 features (``encode``), features into batches (``collate``), runs the model (``forward``) and scores or writes its
-outputs. :mod:`ernie.finetune.trainer` and :mod:`ernie.finetune.runner` only call these methods.
+outputs. :mod:`ernie.finetune.recipe` and :mod:`ernie.finetune.runner` only call these methods.
 
 Adding a task = one module in ``ernie/finetune/`` with the subclass (found by :func:`all_tasks`), plus its entry
 function in :mod:`ernie.finetune_cli`. Task modules import the readers (:mod:`ernie.finetune.readers`) and the
@@ -29,12 +29,28 @@ from typing import ClassVar
 
 import numpy as np
 import paddle
+import paddle.nn.functional as F
 
 import ernie.finetune
 import ernie.modeling
 from ernie.utils import UserError, atomic_write
 
-from .trainer import cross_entropy, pad_stack
+IGNORE_INDEX = -100
+
+
+def pad_stack(arrays: list[np.ndarray], value: int, length: int | None = None) -> np.ndarray:
+    """Right-pad 1-D int arrays to ``length`` (default: the longest) -> [B, length] int64."""
+    length = length or max(len(a) for a in arrays)
+    out = np.full((len(arrays), length), value, dtype=np.int64)
+    for i, a in enumerate(arrays):
+        out[i, : len(a)] = a
+    return out
+
+
+def cross_entropy(logits: paddle.Tensor, labels: paddle.Tensor) -> paddle.Tensor:
+    """Mean cross-entropy over the last axis, ignoring label ``IGNORE_INDEX``."""
+    num_classes = logits.shape[-1]
+    return F.cross_entropy(logits.reshape([-1, num_classes]), labels.reshape([-1]), ignore_index=IGNORE_INDEX)
 
 
 @dataclass

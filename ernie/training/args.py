@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -306,6 +307,10 @@ def _check(cond: bool, flag: str, message: str) -> None:
 def validate(args: PretrainArgs) -> None:
     """Checks of single flags and of flags against each other (world-size checks: :func:`derive_batching`)."""
     m, d, o, t, lg = args.model, args.data, args.optimizer, args.training, args.logging
+    for section in SECTIONS:
+        for f in dataclasses.fields(getattr(args, section)):
+            value = getattr(getattr(args, section), f.name)
+            _check(not isinstance(value, float) or math.isfinite(value), f.name, f"{value} is not a finite number")
     if m.tokenizer_name_or_path is None:
         m.tokenizer_name_or_path = m.model_name_or_path
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):

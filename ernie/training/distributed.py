@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -44,11 +45,15 @@ def die_with_parent(*_worker_id) -> None:
 
 
 def loader_worker_init(*_worker_id) -> None:
-    """DataLoader ``worker_init_fn``: die with the trainer (:func:`die_with_parent`) and ignore Ctrl-C, which the
-    terminal sends to the whole process group: the trainer finishes its step and saves (it needs the batches the
-    workers have queued), then exits and takes the workers with it."""
+    """DataLoader ``worker_init_fn``: die with the trainer (:func:`die_with_parent`), ignore Ctrl-C, and leave the
+    trainer's process group, to which the terminal sends Ctrl-C and ``paddle.distributed.launch`` its SIGTERMs
+    (``killpg``): the trainer finishes its step and saves (it needs the batches the workers have queued), then exits
+    and takes the workers with it. (Ignoring SIGTERM instead would hang the trainer's exit: multiprocessing ends its
+    daemonic children with SIGTERM and then joins them.)"""
     die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(OSError):  # already a group or session leader: nothing to leave
+        os.setpgid(0, 0)
 
 
 def die_with_launcher() -> None:

@@ -9,24 +9,27 @@ only on the last of them (``DataParallel.no_sync`` on the others; with --use_rec
 under ``no_sync`` and one explicit all-reduce follows, see :func:`grad_sync_mode`), then every rank applies the same
 update. The LR schedule advances only on steps whose update ran (not on float16 overflow steps).
 
-Restarting the same command resumes from ``output_dir/model_last``: weights, optimizer moments, LR schedule,
-loss scale, data position (consumed samples) and every rank's RNG state, so a resumed fp32 run reproduces the
-uninterrupted one exactly. Ctrl-C (one rank) finishes the current step, saves ``model_last`` at it and exits with
-``error: interrupted`` (status 130); a run that fails before writing into an ``output_dir`` it created removes it.
+The step, the loop, AMP, the gradient average, checkpoints and stop requests are the training engine's
+(:mod:`ernie.training.engine`); this module is pretraining's recipe for it (:class:`PretrainRecipe`: the ERNIE
+dataset's micro batches, MLM + SOP, held-out evaluation, ``model_last`` / ``model_<step>``) and its entry point.
+
+Restarting the same command resumes from ``output_dir/model_last`` (without one, from the newest readable
+``model_<step>``): weights, optimizer moments, LR schedule, loss scale, data position (consumed samples) and every
+rank's RNG state, so a resumed fp32 run reproduces the uninterrupted one exactly. SIGINT (Ctrl-C) or SIGTERM to any
+rank finishes the current step on every rank, saves ``model_last`` at it and exits (``error: interrupted``, status
+130; SIGTERM: status 143); a run that fails before writing into an ``output_dir`` it created removes it.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import multiprocessing
 import os
-import random
 import re
 import sys
-import time
 import traceback
-from typing import Literal, cast
+from fractions import Fraction
+from typing import Any
 
 import numpy as np
 import paddle
@@ -37,18 +40,17 @@ from data_tools.masking import MaskingSchedule
 from ernie.configuration import ErnieConfig
 from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
 from ernie.tokenizer import ErnieTokenizer
-from ernie.utils import StopRequest, UserError, cli_main, is_interrupt, resolve_dir
+from ernie.utils import Stopped, UserError, cli_main, is_interrupt, resolve_dir
 from ernie.utils.cpu_tuning import tune_cpu_math
 
 from . import checkpoint as ckpt
 from . import optim
 from .args import Batching, PretrainArgs, derive_batching, parse_args
+from .checkpoint import TrainerState, set_seed
 from .distributed import (
     DistEnv,
     all_gather_object,
-    all_reduce_gradients,
     all_reduce_mean,
-    barrier,
     die_with_launcher,
     discard_unused_output_dir,
     init_distributed,
@@ -56,16 +58,11 @@ from .distributed import (
     lock_output_dir,
     tell_launcher,
 )
+from .engine import SYNC_MODES, Engine, EngineConfig, Recipe
 from .log import RunLogger, console, warn
 from .lr import WarmupDecay
 
 SOP_ONLY_PARAMETERS = ("ernie.pooler.", "cls.seq_relationship.")
-AMP_BLACK_LIST = ["reduce_sum", "softmax_with_cross_entropy", "c_softmax_with_cross_entropy", "elementwise_div"]
-
-
-def _amp_dtype(name: str) -> Literal["float16", "bfloat16"]:
-    """``--amp_dtype`` (one of the flag's choices) as the literal type of Paddle's AMP API."""
-    return cast(Literal["float16", "bfloat16"], name)
 
 
 # ----------------------------------------------------------------------------------------------- model + data
@@ -141,26 +138,6 @@ def build_optimizer(args: PretrainArgs, model, use_master_weights: bool):
     return optimizer, scheduler
 
 
-def build_training(args: PretrainArgs, model):
-    """(model, optimizer, LR scheduler, loss scaler or None) for the model's weights as they are now: under
-    --fp16_opt_level O2 the model is decorated (low-precision weights, fp32 master copies in the optimizer)."""
-    t = args.training
-    optimizer, scheduler = build_optimizer(args, model, use_master_weights=t.use_amp)
-    # a loss scaler only where float16 AMP runs: on CPU Paddle's GradScaler is disabled (no scale, no counters)
-    use_scaler = t.use_amp and t.amp_dtype == "float16" and t.device != "cpu"
-    scaler = paddle.amp.GradScaler(init_loss_scaling=t.scale_loss) if use_scaler else None
-    if t.use_amp and t.fp16_opt_level == "O2":
-        model, optimizer = paddle.amp.decorate(
-            models=model,
-            optimizers=optimizer,
-            level="O2",
-            dtype=_amp_dtype(t.amp_dtype),
-            master_weight=True,
-            save_dtype="float32",
-        )
-    return model, optimizer, scheduler, scaler
-
-
 def build_datasets(args: PretrainArgs, tokenizer, batching: Batching):
     """(train, valid, test) over --input_dir; valid/test hold eval_iters / test_iters global batches."""
     d, t, lg = args.data, args.training, args.logging
@@ -196,34 +173,28 @@ def batches(dataset, args: PretrainArgs, env: DistEnv, consumed_samples: int = 0
 # --------------------------------------------------------------------------------------------- one step
 
 
-def forward(model, criterion, batch, args: PretrainArgs, with_scores: bool = False):
-    """(loss, lm_loss, sop_loss) of one micro batch, under autocast when --use_amp (+ the MLM prediction scores
-    with ``with_scores``)."""
-    t = args.training
-    with paddle.amp.auto_cast(
-        enable=t.use_amp,
-        level=cast(Literal["O1", "O2"], t.fp16_opt_level),  # the flag's choices
-        dtype=_amp_dtype(t.amp_dtype),
-        custom_black_list=AMP_BLACK_LIST,
-    ):
-        prediction_scores, seq_relationship_score = model(
-            input_ids=batch["input_ids"],
-            token_type_ids=batch["segment_ids"],
-            attention_mask=batch["input_mask"],
-            masked_positions=batch["masked_lm_positions"],
-        )
-        loss, lm_loss, sop_loss = criterion(
-            prediction_scores, seq_relationship_score, batch["masked_lm_labels"], batch["next_sentence_labels"]
-        )
+def forward(model, criterion, batch, with_scores: bool = False):
+    """(loss, lm_loss, sop_loss) of one micro batch (+ the MLM prediction scores with ``with_scores``); the caller
+    holds the engine's autocast."""
+    prediction_scores, seq_relationship_score = model(
+        input_ids=batch["input_ids"],
+        token_type_ids=batch["segment_ids"],
+        attention_mask=batch["input_mask"],
+        masked_positions=batch["masked_lm_positions"],
+    )
+    loss, lm_loss, sop_loss = criterion(
+        prediction_scores, seq_relationship_score, batch["masked_lm_labels"], batch["next_sentence_labels"]
+    )
     if with_scores:
         return loss, lm_loss, sop_loss, prediction_scores
     return loss, lm_loss, sop_loss
 
 
 @paddle.no_grad()
-def evaluate(model, criterion, dataset, iters: int, args: PretrainArgs, env: DistEnv) -> dict[str, float]:
+def evaluate(engine: Engine, criterion, dataset, iters: int, args: PretrainArgs) -> dict[str, float]:
     """Mean losses and MLM accuracy (share of masked tokens predicted top-1) over the first ``iters`` micro batches
     of every rank of a (fixed) held-out dataset."""
+    model, env = engine.train_model, engine.env
     model.eval()
     sums = paddle.zeros([3], dtype="float32")
     hits = paddle.zeros([2], dtype="float32")  # correct masked tokens, masked tokens
@@ -231,7 +202,8 @@ def evaluate(model, criterion, dataset, iters: int, args: PretrainArgs, env: Dis
     # one would be left behind by every evaluation
     done = 0
     for batch in batches(dataset, args, env, num_batches=iters):
-        *losses, scores = forward(model, criterion, batch, args, with_scores=True)
+        with engine.autocast():
+            *losses, scores = forward(model, criterion, batch, with_scores=True)
         sums += paddle.stack([x.astype("float32") for x in losses])
         labels = batch["masked_lm_labels"].reshape([-1])
         valid = (labels >= 0).astype("float32")
@@ -246,14 +218,12 @@ def evaluate(model, criterion, dataset, iters: int, args: PretrainArgs, env: Dis
     return {"loss": loss, "lm_loss": lm_loss, "sop_loss": sop_loss, "lm_acc": correct / max(total, 1e-9)}
 
 
-def evaluate_held_out(model, criterion, dataset, iters: int, args: PretrainArgs, env: DistEnv, stage) -> dict:
+def evaluate_held_out(engine: Engine, criterion, dataset, iters: int, args: PretrainArgs, stage) -> dict:
     """The held-out figures of a run in masking ``stage``: losses and MLM accuracy with the stage's masking, and
     ``basic_lm_loss`` / ``basic_lm_acc`` on the same samples basic-masked, whatever the training masking (the figure
     that compares runs of different masking; computed once when the stage is ``basic``)."""
-    values = evaluate(model, criterion, dataset.with_masking(stage.name), iters, args, env)
-    basic = (
-        values if stage.name == "basic" else evaluate(model, criterion, dataset.with_masking("basic"), iters, args, env)
-    )
+    values = evaluate(engine, criterion, dataset.with_masking(stage.name), iters, args)
+    basic = values if stage.name == "basic" else evaluate(engine, criterion, dataset.with_masking("basic"), iters, args)
     return {
         **values,
         "basic_lm_loss": basic["lm_loss"],
@@ -263,122 +233,138 @@ def evaluate_held_out(model, criterion, dataset, iters: int, args: PretrainArgs,
     }
 
 
-SYNC_MODES = {
-    "none": "none (one rank)",
-    "reducer": "DataParallel reducer in the last micro step's backward (no_sync before)",
-    "manual": "no_sync on every micro step, then one explicit all-reduce",
-}
+# -------------------------------------------------------------------------------------------------- recipe
 
 
-def grad_sync_mode(world_size: int, device: str, use_recompute: bool) -> str:
-    """How gradients are averaged over ranks.
+class PretrainRecipe(Recipe):
+    """MLM + SOP on the ERNIE dataset: what pretraining plugs into the engine (module docstring)."""
 
-    "none": one rank. "reducer": DataParallel's reducer all-reduces during the last micro step's backward
-    (``no_sync`` on the others). "manual": every micro step under ``no_sync``, then one explicit all-reduce
-    (:func:`reduce_gradients`): on CPU (a dead gloo peer is then a Python error naming it, not an abort) and with
-    --use_recompute, whose reentrant recompute runs a second backward inside backward, which the reducer does not
-    support ("... has been ready before ..."): Paddle's recompute docs ask for ``no_sync`` with data parallelism, and
-    PaddleNLP's Trainer wraps every micro step in ``no_sync`` when recompute is on and then calls
-    ``fused_allreduce_gradients``, as here.
-    """
-    if world_size == 1:
-        return "none"
-    return "manual" if device == "cpu" or use_recompute else "reducer"
+    value_names = ("loss", "lm_loss", "sop_loss")
 
+    def __init__(self, args: PretrainArgs, env: DistEnv, batching: Batching, tokenizer, criterion, schedule, data):
+        self.args, self.env, self.batching = args, env, batching
+        self.tokenizer, self.criterion, self.schedule = tokenizer, criterion, schedule
+        self.train_ds, self.valid_ds, self.test_ds = data
+        self.train_data = None  # the loader's iterator, from the state's data position (start())
+        self.log: RunLogger | None = None
+        self.engine: Engine | None = None
+        self.stage: Any = None  # the masking stage of the current step (data_tools.masking)
 
-def reduce_gradients(model, env: DistEnv, device: str) -> None:
-    """Average the gradients over ranks after backward ("manual" mode): Paddle's fused_allreduce_gradients on
-    accelerators (as PaddleNLP's Trainer), the Python bucketed all-reduce on CPU (distributed.all_reduce_gradients)."""
-    if device == "cpu":
-        all_reduce_gradients(model.parameters(), env.world_size)
-    else:
-        from paddle.distributed.fleet.utils.hybrid_parallel_util import fused_allreduce_gradients
+    def start(self, engine: Engine, state: TrainerState, log: RunLogger) -> None:
+        self.engine, self.log = engine, log
+        self.train_data = iter(batches(self.train_ds, self.args, self.env, consumed_samples=state.consumed_samples))
 
-        fused_allreduce_gradients(list(model.parameters()), None)
+    @property
+    def _engine(self) -> Engine:
+        assert self.engine is not None, "start() first"
+        return self.engine
 
+    @property
+    def _log(self) -> RunLogger:
+        assert self.log is not None, "start() first"
+        return self.log
 
-def gradients_finite(parameters) -> bool:
-    """Whether every gradient is finite (one fused check on the device, one host read). After the average over
-    ranks the gradients are the same everywhere, so every rank takes the same decision."""
-    from paddle import _C_ops
+    def next_step(self, state: TrainerState):
+        assert self.train_data is not None, "start() first"
+        acc = self.batching.accumulate_steps
+        return [(next(self.train_data), Fraction(1, acc)) for _ in range(acc)]
 
-    by_dtype: dict = {}  # one check per gradient dtype (fp32, and fp16/bf16 under O2), as Paddle's GradScaler does
-    for p in parameters:
-        if p.grad is not None:
-            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    if not by_dtype:
-        return True
-    one, found = paddle.ones([1], dtype="float32"), paddle.zeros([1], dtype="bool")
-    for grads in by_dtype.values():
-        # Paddle's stub lacks the third (found_infinite) argument the eager op takes
-        _, found_here = _C_ops.check_finite_and_unscale_(grads, one, paddle.zeros([1], dtype="bool"))  # type: ignore[call-arg]
-        found = paddle.logical_or(found, found_here)
-    return not bool(found)
+    def loss(self, model, batch):
+        return forward(model, self.criterion, batch)
 
+    def before_step(self, state: TrainerState) -> None:
+        stage = self.schedule.stage_at_step(state.global_step)
+        if self.stage is None or stage.index != self.stage.index:
+            self.stage = stage
+            announce_stage(self._log, self.schedule, stage, state.global_step)
 
-def apply_update(optimizer, scaler, scheduler, finite: bool) -> bool:
-    """The optimizer step for one global batch; returns whether it ran. With the float16 loss scaler, the scaler
-    decides (it skips steps whose gradients overflowed and adjusts the scale); otherwise non-finite gradients skip the
-    step. The LR schedule advances only when the optimizer ran (as PaddleNLP's Trainer), so overflow steps early in
-    float16 training do not eat the warmup."""
-    if scaler is not None and scaler.is_enable():
-        scaler.step(optimizer)
-        scaler.update()
-        ran = not bool(scaler._cache_found_inf)  # a Python bool after step() in dynamic mode
-    else:
-        ran = finite
-        if ran:
-            optimizer.step()
-    optim.clear_grads(optimizer)
-    if ran:
-        scheduler.step()
-    return ran
+    def after_step(self, state: TrainerState) -> None:
+        stage = self.stage
+        state.consumed_samples += self.batching.global_batch_size
+        state.masking_schedule, state.masking_stage = self.schedule.spec, stage.name
+        state.masking_stage_index, state.masking_stage_start = stage.index, stage.start
 
+    def log_train(self, state, values, lr, steps_done, elapsed) -> None:
+        log_train_step(
+            self._log,
+            self.args,
+            self.batching,
+            state.global_step,
+            [values["loss"], values["lm_loss"], values["sop_loss"]],
+            lr,
+            steps_done=steps_done,
+            elapsed=elapsed,
+            scaler=self._engine.scaler,
+            consumed=state.consumed_samples,
+            stage=self.stage,
+        )
 
-def train_step(
-    train_model,
-    model,
-    criterion,
-    data,
-    optimizer,
-    scaler,
-    scheduler,
-    args: PretrainArgs,
-    env: DistEnv,
-    acc: int,
-    sync_mode: str,
-):
-    """One optimizer step over ``acc`` micro batches from ``data`` -> (this rank's mean (loss, lm_loss, sop_loss) as a
-    device tensor, whether the update ran). ``train_model`` is the DataParallel wrapper (or the model itself)."""
-    sums = paddle.zeros([3], dtype="float32")
-    for micro in range(acc):
-        batch = next(data)
-        in_backward = sync_mode == "none" or (sync_mode == "reducer" and micro == acc - 1)
-        with contextlib.nullcontext() if in_backward else train_model.no_sync():
-            losses = forward(train_model, criterion, batch, args)
-            scaled = losses[0] / acc
-            (scaler.scale(scaled) if scaler else scaled).backward()
-        sums += paddle.stack([x.detach().astype("float32") for x in losses])
-    if sync_mode == "manual":
-        reduce_gradients(model, env, args.training.device)
-    use_scaler = scaler is not None and scaler.is_enable()
-    finite = True if use_scaler else gradients_finite(model.parameters())
-    ran = apply_update(optimizer, scaler, scheduler, finite)
-    return sums / acc, (ran if not use_scaler else True)
+    def held_out(self, name: str, dataset, iters: int, step: int, stage) -> dict:
+        iters *= self.batching.accumulate_steps
+        values = evaluate_held_out(self._engine, self.criterion, dataset, iters, self.args, stage)
+        report_eval(self._log, name, step, values)
+        return values
+
+    def scheduled_evaluation(self, state: TrainerState, final: bool):
+        lg = self.args.logging
+        if self.valid_ds is None or lg.eval_iters <= 0 or state.global_step % lg.eval_freq:
+            return None
+        return self.held_out("valid", self.valid_ds, lg.eval_iters, state.global_step, self.stage)
+
+    def checkpoints_due(self, state: TrainerState, final: bool, improved: bool) -> list[str]:
+        t, step = self.args.training, state.global_step
+        due = []
+        if step % t.save_steps == 0 or final:
+            due.append(os.path.join(t.output_dir, f"model_{step}"))
+        if step % t.checkpoint_steps == 0 or final:
+            due.append(self.resume_checkpoint(state))
+        return due
+
+    def resume_checkpoint(self, state: TrainerState) -> str:
+        return os.path.join(self.args.training.output_dir, "model_last")
+
+    def save_extra(self, directory: str) -> None:
+        self.tokenizer.save_pretrained(directory)
+
+    def args_dict(self) -> dict:
+        return self.args.to_dict()
 
 
-def set_seed(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    paddle.seed(seed)
+def engine_config(args: PretrainArgs) -> EngineConfig:
+    t = args.training
+    return EngineConfig(
+        output_dir=t.output_dir,
+        device=t.device,
+        max_steps=t.max_steps,
+        use_amp=t.use_amp,
+        amp_dtype=t.amp_dtype,
+        amp_level=t.fp16_opt_level,
+        scale_loss=t.scale_loss,
+        use_recompute=args.model.use_recompute,
+        max_nonfinite_steps=t.max_nonfinite_steps,
+        logging_steps=args.logging.logging_freq,
+        share_folder=args.data.share_folder,
+    )
 
 
 # -------------------------------------------------------------------------------------------------- main
 
 
-def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> None:
-    """The run; with ``stop`` (one rank), Ctrl-C during the loop ends it after the current step, with
-    ``model_last`` saved at that step (unless the loss is not finite), then raises KeyboardInterrupt."""
+def find_resume_dir(output_dir: str) -> str | None:
+    """The checkpoint a rerun into ``output_dir`` resumes from: ``model_last``; without one, the newest readable
+    ``model_<step>`` (a run whose model_last was moved away or lost never trains over its other checkpoints)."""
+    last = resolve_dir(os.path.join(output_dir, "model_last"))
+    if last or not os.path.isdir(output_dir):
+        return last
+    other = ckpt.newest_readable_checkpoint(output_dir)
+    if other:
+        console(f"{output_dir} has no model_last: resuming from {other}, its newest readable checkpoint")
+    return other
+
+
+def train(args: PretrainArgs, env: DistEnv) -> None:
+    """The run: the engine over :class:`PretrainRecipe`; a stop request (SIGINT / SIGTERM) raises
+    :class:`~ernie.training.engine.Stopped` with ``model_last`` saved at the last complete step."""
     m, t, lg = args.model, args.training, args.logging
     batching = derive_batching(args, env.world_size)
     if t.use_amp and t.device == "cpu":
@@ -392,176 +378,44 @@ def train(args: PretrainArgs, env: DistEnv, stop: StopRequest | None = None) -> 
     tokenizer = ErnieTokenizer.from_pretrained(m.tokenizer_name_or_path)
     model = build_model(args, tokenizer)
     criterion = ErniePretrainingCriterion(with_nsp_loss=args.data.binary_head)
-    resume_dir = resolve_dir(os.path.join(t.output_dir, "model_last"))
+    resume_dir = find_resume_dir(t.output_dir)
     # the masking stages, counted from step 0 of this run (a --continue_training run starts a new schedule)
     schedule = args.data.dataset_config(t.seed, batching.global_batch_size).schedule()
-    state = ckpt.TrainerState(
+    state = TrainerState(
         global_batch_size=batching.global_batch_size, world_size=env.world_size, masking_schedule=schedule.spec
     )
+    resume = None
     if resume_dir:
         with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
             state = resume_state(resume_dir, args, env, schedule)
-            ckpt.load_model_weights(resume_dir, model)
+            resume = ckpt.read_checkpoint(resume_dir)
     if state.global_step >= t.max_steps:
         console(f"{resume_dir} is already at step {state.global_step} >= --max_steps {t.max_steps}: nothing to do")
         return
-
-    model, optimizer, scheduler, scaler = build_training(args, model)
-    rng_states = None
-    if resume_dir:
-        with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
-            rng_states = ckpt.load_training_state(resume_dir, optimizer, scaler)
-    train_model = paddle.DataParallel(model) if env.world_size > 1 else model
+    engine = Engine(engine_config(args), env, model, lambda mdl, mp: build_optimizer(args, mdl, mp), resume=resume)
+    del resume
 
     # data: each rank reads its slice of every global batch, from where the checkpoint stopped (the sample-index
     # caches are built by one rank per folder, the others wait: data_tools.index_cache)
-    train_ds, valid_ds, test_ds = build_datasets(args, tokenizer, batching)
-    train_data = iter(batches(train_ds, args, env, consumed_samples=state.consumed_samples))
-
+    data = build_datasets(args, tokenizer, batching)
+    recipe = PretrainRecipe(args, env, batching, tokenizer, criterion, schedule, data)
     log = RunLogger(t.output_dir, enabled=env.is_main, start_step=state.global_step)
+    recipe.start(engine, state, log)
     if env.is_main:
-        describe_run(args, env, batching, model, log, resume_dir, state)
-    if rng_states is not None:
-        if len(rng_states) == env.world_size:
-            ckpt.set_rng_state(rng_states[env.rank])
-        else:
-            warn(
-                f"{resume_dir} was saved by {len(rng_states)} ranks, this run has {env.world_size}: "
-                "dropout randomness restarts from --seed"
-            )
-
-    def save(path: str) -> None:
-        all_rng = all_gather_object(ckpt.rng_state(), env.world_size)
-        if env.writes_checkpoints(args.data.share_folder):
-            try:
-                ckpt.save_checkpoint(
-                    path,
-                    model=model,
-                    optimizer=optimizer,
-                    scaler=scaler,
-                    tokenizer=tokenizer,
-                    state=state,
-                    rng_states=all_rng,
-                    args_dict=args.to_dict(),
-                )
-            except OSError as e:
-                kept = resolve_dir(path) or resolve_dir(os.path.join(t.output_dir, "model_last"))
-                raise UserError(
-                    f"saving checkpoint {path} failed ({e.strerror or e}); "
-                    f"{'the previous checkpoint ' + kept + ' is intact' if kept else 'no checkpoint kept'}"
-                ) from None
-        barrier(env.world_size)
-
-    if state.global_step == 0 and valid_ds is not None and lg.eval_iters > 0:  # the "before" of the curves
-        iters = lg.eval_iters * batching.accumulate_steps
-        report_eval(
-            log,
-            "valid",
-            0,
-            evaluate_held_out(train_model, criterion, valid_ds, iters, args, env, schedule.stage_at_step(0)),
-        )
-
-    # the loop: one iteration = one optimizer step over a global batch (train_step: the micro steps, the gradient
-    # average over ranks, the update). Losses stay on the device and are averaged over ranks at log steps only.
-    acc = batching.accumulate_steps
-    sync_mode = grad_sync_mode(env.world_size, t.device, m.use_recompute)
-    if env.is_main and env.world_size > 1:
-        console(f"gradient average over ranks: {SYNC_MODES[sync_mode]}")
-    window = paddle.zeros([4], dtype="float32")  # summed finite (loss, lm_loss, sop_loss) + their count, this rank
-    window_start, nonfinite_streak = state.global_step, 0
-    tic, paused = time.time(), 0.0  # paused: time spent in evaluation and checkpoints, not counted as training
-    if stop is not None:
-        stop.arm()  # from here on, a first Ctrl-C stops after the current step (see below)
-    stage = None
-    while state.global_step < t.max_steps:
-        if stage is None or schedule.stage_at_step(state.global_step).index != stage.index:
-            stage = schedule.stage_at_step(state.global_step)
-            announce_stage(log, schedule, stage, state.global_step)
-        lr = optimizer.get_lr()
-        sums, finite = train_step(
-            train_model, model, criterion, train_data, optimizer, scaler, scheduler, args, env, acc, sync_mode
-        )
-        state.global_step += 1
-        state.consumed_samples += batching.global_batch_size
-        state.masking_schedule, state.masking_stage = schedule.spec, stage.name
-        state.masking_stage_index, state.masking_stage_start = stage.index, stage.start
-        step = state.global_step
-        ok = paddle.isfinite(sums).all()
-        window += paddle.concat([paddle.where(ok, sums, paddle.zeros_like(sums)), ok.astype("float32").reshape([1])])
-
-        nonfinite_streak = 0 if finite else nonfinite_streak + 1
-        if nonfinite_streak >= t.max_nonfinite_steps:
-            last = resolve_dir(os.path.join(t.output_dir, "model_last"))
-            raise UserError(
-                f"the loss or its gradients were not finite for {nonfinite_streak} consecutive steps "
-                f"(up to step {step}); "
-                f"stopping. Last good checkpoint: {last or 'none'}. Lower --max_lr, raise --warmup_rate or enable "
-                "--grad_clip, then rerun the same command to resume from it"
-            )
-        if step % lg.logging_freq == 0 or step == t.max_steps:
-            totals = all_reduce_mean(window, env.world_size).numpy()  # the one host read of the losses
-            mean = totals[:3] / totals[3] if totals[3] else np.full(3, np.nan)
-            log_train_step(
-                log,
-                args,
-                batching,
-                step,
-                mean,
-                lr,
-                steps_done=step - window_start,
-                elapsed=time.time() - tic - paused,
-                scaler=scaler,
-                consumed=state.consumed_samples,
-                stage=stage,
-            )
-            window, window_start = paddle.zeros([4], dtype="float32"), step
-            tic, paused = time.time(), 0.0
-        pause_start = time.time()
-        if valid_ds is not None and lg.eval_iters > 0 and step % lg.eval_freq == 0:
-            report_eval(
-                log,
-                "valid",
-                step,
-                evaluate_held_out(train_model, criterion, valid_ds, lg.eval_iters * acc, args, env, stage),
-            )
-        if nonfinite_streak == 0:  # never checkpoint weights that may be broken
-            if step % t.save_steps == 0 or step == t.max_steps:
-                save(os.path.join(t.output_dir, f"model_{step}"))
-            if step % t.checkpoint_steps == 0 or step == t.max_steps:
-                save(os.path.join(t.output_dir, "model_last"))
-        paused += time.time() - pause_start
-        if stop is not None and stop.requested:  # Ctrl-C: the step is complete, so model_last can be saved
-            last = os.path.join(t.output_dir, "model_last")
-            if nonfinite_streak:
-                warn(f"interrupted at step {step} with a non-finite loss: {last} is not updated")
-            elif not (step % t.checkpoint_steps == 0 or step == t.max_steps):
-                save(last)
-            console(
-                f"interrupted at step {step}; {resolve_dir(last) or 'no checkpoint'} holds step "
-                f"{ckpt.read_trainer_state(last).global_step if resolve_dir(last) else 0}: rerun the same "
-                "command to resume"
-            )
-            log.close()
-            raise KeyboardInterrupt
-    if stop is not None:
-        stop.disarm()
-
+        describe_run(args, env, batching, engine.model, log, resume_dir, state)
+        if env.world_size > 1:
+            console(f"gradient average over ranks: {SYNC_MODES[engine.sync_mode]}")
+    if state.global_step == 0 and recipe.valid_ds is not None and lg.eval_iters > 0:  # the "before" of the curves
+        recipe.held_out("valid", recipe.valid_ds, lg.eval_iters, 0, schedule.stage_at_step(0))
+    try:
+        engine.fit(recipe, state)
+    except Stopped:
+        log.close()
+        raise
     assert lg.test_iters is not None  # filled in by validate()
-    if test_ds is not None and lg.test_iters > 0:
-        report_eval(
-            log,
-            "test",
-            state.global_step,
-            evaluate_held_out(
-                train_model,
-                criterion,
-                test_ds,
-                lg.test_iters * acc,
-                args,
-                env,
-                schedule.stage_at_step(max(state.global_step - 1, 0)),
-            ),
-        )
+    if recipe.test_ds is not None and lg.test_iters > 0:
+        stage = schedule.stage_at_step(max(state.global_step - 1, 0))
+        recipe.held_out("test", recipe.test_ds, lg.test_iters, state.global_step, stage)
     log.close()
 
 
@@ -694,8 +548,7 @@ def main(argv: list[str] | None = None) -> None:
     env = init_distributed(args.training.device)
     fresh = not os.path.lexists(args.training.output_dir)
     try:
-        with StopRequest(enabled=env.world_size == 1) as stop:
-            train(args, env, stop)
+        train(args, env)  # a stop request raises Stopped, which cli_main turns into its exit (130 / 143)
     except BaseException as e:
         if fresh:
             discard_unused_output_dir(args.training.output_dir)  # refused before any output: leave no empty dir
@@ -705,10 +558,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         # Under a launch: name this rank, then exit at once (no teardown that could wait on dead peers), so that
         # the launcher sees this rank fail first, reports its log and stops the others.
-        if not isinstance(e, UserError):
-            traceback.print_exc()
         dead = [] if isinstance(e, UserError) else env.dead_peers()
         peer = re.search(r"pair_rank = (\d+)", str(e))
+        if os.environ.get("ERNIE_DEBUG") or not (isinstance(e, UserError) or dead or peer):
+            traceback.print_exc()  # an unexpected failure: its traceback (a lost peer needs none: ERNIE_DEBUG=1)
         if dead:
             who = f"rank {dead[0]}" if len(dead) == 1 else f"ranks {', '.join(map(str, dead))}"
             last_line = str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__

@@ -1,7 +1,7 @@
 """Small shared utilities: user-facing errors, the argument toolkit, label files and atomic file output."""
 
 from .cli import ArgumentParser, field_annotation, require_positive, str2bool
-from .errors import StopRequest, UserError, cli_main, is_interrupt
+from .errors import Stopped, StopRequest, UserError, cli_main, is_interrupt
 from .io import (
     atomic_dir,
     atomic_write,
@@ -24,6 +24,7 @@ __all__ = [
     "cli_main",
     "is_interrupt",
     "StopRequest",
+    "Stopped",
     "atomic_write",
     "atomic_dir",
     "check_output_path",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 
 from .errors import UserError
 
@@ -49,7 +50,14 @@ def require_positive(args, names) -> None:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with one-line errors: a bad or missing flag raises ``UserError(message)``."""
+    """argparse with one-line errors: a bad or missing flag raises ``UserError(message)``; no abbreviations (a prefix
+    of a flag is not taken for it: ``--fp16`` never becomes ``--fp16_opt_level``); a negative number in exponent
+    notation (``--max_lr -1e-3``) is a value, not a flag."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-((\d+\.?\d*|\.\d+)([eE][-+]?\d+)?|inf|infinity|nan)$", re.I)
 
     def error(self, message):
         raise UserError(message)

@@ -73,15 +73,25 @@ class StopRequest:
         self.disarm()
 
 
+class Stopped(BaseException):
+    """A run stopped at a safe point on a signal (SIGINT, SIGTERM: the training engine's stop requests) after saving
+    what a rerun resumes from. :func:`cli_main` prints ``message`` and exits as the signal asks: ``error:
+    interrupted`` with status 130 (SIGINT), ``error: terminated (SIGTERM)`` with 128 + the signal's number."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum, self.message = signum, message
+
+
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
 def cli_main(fn: Callable[_P, _R]) -> Callable[_P, _R]:
     """Decorator for script entry points: applies the process-level CPU settings
-    (:func:`ernie.utils.cpu_tuning.tune_process`, before the entry's first GEMM) and turns :class:`UserError` (exit 2)
-    and Ctrl-C (``error: interrupted``, exit 130, also when Paddle re-raised it from C++: :func:`is_interrupt`) into
-    one line + exit code.
+    (:func:`ernie.utils.cpu_tuning.tune_process`, before the entry's first GEMM) and turns :class:`UserError` (exit 2),
+    :class:`Stopped` (130 / 143) and Ctrl-C (``error: interrupted``, exit 130, also when Paddle re-raised it from C++:
+    :func:`is_interrupt`) into one line + exit code.
 
     Set ``ERNIE_DEBUG=1`` to get the full traceback instead.
     """
@@ -96,6 +106,13 @@ def cli_main(fn: Callable[_P, _R]) -> Callable[_P, _R]:
                 raise
             print(f"error: {e}", file=sys.stderr, flush=True)
             sys.exit(2)
+        except Stopped as e:
+            print(e.message, flush=True)
+            if e.signum == signal.SIGINT:
+                print("error: interrupted", file=sys.stderr, flush=True)
+            else:
+                print(f"error: terminated ({signal.Signals(e.signum).name})", file=sys.stderr, flush=True)
+            sys.exit(128 + e.signum)
         except KeyboardInterrupt:
             print("error: interrupted", file=sys.stderr, flush=True)
             sys.exit(130)
