@@ -36,7 +36,15 @@ import paddle
 from ernie.configuration import ErnieConfig, resolve_config_file
 from ernie.finetune.tasks import all_tasks, get_task, task_of_architecture
 from ernie.tokenizer import ErnieTokenizer
-from ernie.utils import ArgumentParser, UserError, atomic_dir, cli_main, read_label_file, write_label_file
+from ernie.utils import (
+    ArgumentParser,
+    UserError,
+    atomic_dir,
+    cli_main,
+    output_error,
+    read_label_file,
+    write_label_file,
+)
 
 from . import legacy_export
 from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PRECISIONS, PROGRAM_SUFFIXES, program_file  # noqa: F401
@@ -111,9 +119,24 @@ def export_model(
                     indent=2,
                     ensure_ascii=False,
                 )
+    except OSError as e:  # a full disk or a file-size limit in paddle.jit.save, the tokenizer or label files
+        raise output_error(output_dir, e) from None
+    except RuntimeError as e:  # Paddle reports a failed write of its own files as a RuntimeError
+        if _write_failure(e) is None:
+            raise
+        raise UserError(f"cannot write {output_dir}: {_write_failure(e)}") from None
     finally:
         model.train(was_training)
     return os.path.abspath(output_dir)
+
+
+_WRITE_FAILURES = ("No space left on device", "File too large", "Read-only file system", "Disk quota exceeded")
+
+
+def _write_failure(error: BaseException) -> str | None:
+    """The cause named in a Paddle error that is a failed write (a full disk, a file-size limit), else None."""
+    text = str(error)
+    return next((cause for cause in _WRITE_FAILURES if cause in text), None)
 
 
 def _task_of(config, model_path: str, flag_task: str | None):
