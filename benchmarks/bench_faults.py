@@ -69,6 +69,7 @@ class Env:
         self.vocab = os.path.join(work, "vocab")
         self.docs = os.path.join(work, "docs.jsonl")
         self.small = os.path.join(work, "small.jsonl")
+        self.big = os.path.join(work, "big.jsonl")  # 4 x docs: a run long enough to be killed mid-way
         self.texts = os.path.join(work, "texts")
         if not os.path.isdir(self.vocab):
             self._prepare()
@@ -87,6 +88,10 @@ class Env:
         with open(self.docs, "w", encoding="utf-8") as f:
             for d in docs:
                 f.write(json.dumps({"text": "\n".join(d)}, ensure_ascii=False) + "\n")
+        with open(self.big, "w", encoding="utf-8") as f:
+            for _ in range(4):
+                for d in docs:
+                    f.write(json.dumps({"text": "\n".join(d)}, ensure_ascii=False) + "\n")
         with open(self.small, "w", encoding="utf-8") as f:
             for d in docs[:60]:
                 f.write(json.dumps({"text": "\n".join(d)}, ensure_ascii=False) + "\n")
@@ -183,7 +188,7 @@ def dead_worker_cpd_kill9(e: Env) -> Outcome:
     """kill -9 of one create_pretraining_data worker (what the OOM killer does)."""
     out = fresh(e, "dead_cpd")
     start = time.time()
-    proc = e.start(e.cpd(os.path.join(out, "c"), "--workers", "2"))
+    proc = e.start(e.cpd(os.path.join(out, "c"), "--workers", "2", inp=e.big))
     workers: list[int] = []
     while time.time() - start < 30 and len(workers) < 2:
         time.sleep(0.2)
@@ -233,9 +238,13 @@ def sigterm_cpd(e: Env) -> Outcome:
     """SIGTERM to create_pretraining_data --workers 2 mid-run: it ends (130), workers gone, no temporary files."""
     out = fresh(e, "term_cpd")
     start = time.time()
-    proc = e.start(e.cpd(os.path.join(out, "c"), "--workers", "2"))
-    time.sleep(3.0)
+    proc = e.start(e.cpd(os.path.join(out, "c"), "--workers", "2", inp=e.big))
+    while time.time() - start < 30 and len(child_pids(proc.pid)) < 2:
+        time.sleep(0.2)
+    time.sleep(1.5)
     kids = child_pids(proc.pid)
+    if proc.poll() is not None:
+        return Outcome(False, f"finished (rc {proc.returncode}) before the SIGTERM")
     os.kill(proc.pid, signal.SIGTERM)
     run = e.finish(proc, start, timeout=30)
     result = run.one_line_error(130, "interrupted")
@@ -368,6 +377,41 @@ def disk_full_vocab(e: Env) -> Outcome:
     )
 
 
+_TINY_MODEL = """
+import sys
+import paddle
+from ernie.configuration import ErnieConfig
+from ernie.finetune.runner import save_model_dir
+from ernie.modeling import ErnieForSequenceClassification
+from ernie.tokenizer import ErnieTokenizer, write_tokenizer_files
+out = sys.argv[1]
+special = dict(unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]", mask_token="[MASK]")
+write_tokenizer_files(out + "/vocab", ["[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]", *"好差的很"], True, special)
+tok = ErnieTokenizer.from_pretrained(out + "/vocab")
+paddle.seed(7)
+config = ErnieConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64, num_labels=2)
+save_model_dir(ErnieForSequenceClassification(config), tok, ["neg", "pos"], out + "/model")
+"""
+
+
+def disk_full_export(e: Env) -> Outcome:
+    """export_model.py with a 16 KB file-size limit (paddle.jit.save's writes)."""
+    src = fresh(e, "full_export_src")
+    made = e.run([sys.executable, "-c", _TINY_MODEL, src])
+    if made.rc != 0:
+        return Outcome(False, f"setup failed: {made.err.strip()[-200:]}")
+    return _disk_full(
+        e,
+        "full_export",
+        lambda out: (
+            e.script("export_model")
+            + ["--model_path", os.path.join(src, "model"), "--output_path", os.path.join(out, "export")]
+        ),
+        16 << 10,
+    )
+
+
 def vocab_mismatch_merge(e: Env) -> Outcome:
     """merge of two corpora built with different vocabularies."""
     src = fresh(e, "vocab_merge_src")
@@ -497,6 +541,7 @@ CASES: list[tuple[str, str, Callable[[Env], Outcome]]] = [
     ("disk full", "trans_to_json", disk_full_trans),
     ("disk full", "merge", disk_full_merge),
     ("disk full", "build_vocab", disk_full_vocab),
+    ("disk full", "export_model", disk_full_export),
     ("wrong data", "merge_other_vocab", vocab_mismatch_merge),
     ("wrong data", "old_corpus_merges", old_corpus_still_merges),
     ("leftovers", "stale_temp_cleaned", stale_temp_cleaned),
@@ -555,8 +600,7 @@ def main() -> int:
     p.add_argument("--results", default=os.path.join(ROOT, "docs", "results", "faults.md"), help="'-': none")
     p.add_argument("--timeout", type=float, default=TIMEOUT, help="seconds after which a run counts as hung")
     a = p.parse_args()
-    global TIMEOUT
-    TIMEOUT = a.timeout
+    globals()["TIMEOUT"] = a.timeout
     sys.path.insert(0, ROOT)
     from benchmarks.bench_report import machine, write_results
 

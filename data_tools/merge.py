@@ -18,6 +18,7 @@ import sys
 from ernie.utils import ArgumentParser, UserError, cli_main
 
 from .indexed_dataset import IMPLS, detect_impl, merge
+from .pool import sigterm_as_interrupt
 
 _SUFFIXES = ("_ids.npy", "_idx.npz", ".bin", ".idx")
 
@@ -65,7 +66,8 @@ def main(argv=None) -> int:
     out = os.path.abspath(args.output_prefix)
     if out in map(os.path.abspath, prefixes):
         raise UserError(f"--output_prefix: {args.output_prefix} is also an input")
-    builder = merge(prefixes, args.output_prefix, impl=args.data_impl, overwrite=args.overwrite)
+    with sigterm_as_interrupt():  # a terminated run removes its temporary files
+        builder = merge(prefixes, args.output_prefix, impl=args.data_impl, overwrite=args.overwrite)
     markers = "with unit markers" if builder.has_units else "without unit markers"
     if builder.vocab_fingerprint is None:
         print(

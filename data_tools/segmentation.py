@@ -28,7 +28,16 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ernie.utils import ArgumentParser, UserError, atomic_dir, atomic_write, check_output_path, cli_main
+from ernie.utils import (
+    ArgumentParser,
+    UserError,
+    atomic_dir,
+    atomic_write,
+    check_output_path,
+    cli_main,
+    remove_stale_temporaries,
+)
+from ernie.utils.lock import lock_output
 
 from .lac import LacSegModel, find_lac_model_dir
 from .pool import ordered_map, sigterm_as_interrupt
@@ -207,7 +216,6 @@ def segment_files(
 ) -> list[str]:
     """Segment a .txt file or a folder of them into ``output_path`` (see the module docstring); returns the
     written files."""
-    from tqdm import tqdm
 
     files = _input_files(input_path)
     in_abs, out_abs = os.path.abspath(input_path), os.path.abspath(output_path)
@@ -222,6 +230,15 @@ def segment_files(
         raise UserError(f"--workers: must be >= 1, got {workers}")
     if cn_seg_func == "lac":
         find_lac_model_dir()  # fail here with a clear message, not inside every pool worker
+    with lock_output(output_path, "--output_path"):
+        check_output_path(output_path, overwrite)  # again inside the lock: another run may have written it
+        remove_stale_temporaries(output_path)
+        return _segment_all(files, input_path, output_path, cn_seg_func, workers)
+
+
+def _segment_all(files: list[tuple[str, str]], input_path: str, output_path: str, cn_seg_func: str, workers: int):
+    from tqdm import tqdm
+
     if workers > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
     tasks = ((k, chunk) for k, (src, _) in enumerate(files) for chunk in read_text_lines(src))

@@ -38,6 +38,7 @@ from ernie.tokenizer import CONFIG_FILE, VOCAB_FILE, BasicTokenizer, is_cjk_char
 from ernie.utils import ArgumentParser, UserError, check_output_path, cli_main, list_input_files, output_error
 from ernie.utils.lock import lock_output
 
+from .pool import sigterm_as_interrupt
 from .trans_to_json import SkipLog
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
@@ -213,8 +214,10 @@ def build_vocab(input_path: str, output_dir: str, config: VocabConfig, overwrite
 
 def _build(input_path: str, output_dir: str, config: VocabConfig) -> dict:
     counts = count_corpus(input_path, config.do_lower_case)
-    if not counts.chars.keys() - {" "}:
-        raise UserError(f"--input_path: {input_path} holds no text")
+    if not counts.chars.keys() - {" ", "\n"}:
+        raise UserError(
+            f"--input_path: {input_path} holds no text" + "".join(f"; {line}" for line in counts.skipped.lines())
+        )
     tokens, summary = assemble_vocab(counts, config)
     try:
         os.makedirs(output_dir, exist_ok=True)
@@ -277,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = VocabConfig(vocab_size=args.vocab_size, cjk_range=args.cjk_range, min_freq=args.min_freq)
     start = time.perf_counter()
-    summary = build_vocab(args.input_path, args.output_dir, config, overwrite=args.overwrite)
+    with sigterm_as_interrupt():  # a terminated run removes its temporary files
+        summary = build_vocab(args.input_path, args.output_dir, config, overwrite=args.overwrite)
     seconds = time.perf_counter() - start
     skipped = summary.pop("skipped")
     parts = ", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("total", "corpus_bytes", "corpus_files"))

@@ -28,8 +28,10 @@ the labels. A pretraining checkpoint is refused: it has no task head to export.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 
 import paddle
 
@@ -93,6 +95,7 @@ def export_model(
             program = program_file(tmp)
             if program is None or not os.path.isfile(os.path.join(tmp, MODEL_PREFIX + PARAMS_SUFFIX)):
                 raise RuntimeError(f"paddle.jit.save wrote no program/params: {sorted(os.listdir(tmp))}")
+            check_saved(output_dir, tmp, [program, os.path.join(tmp, MODEL_PREFIX + PARAMS_SUFFIX)])
             legacy = legacy_export.write_if_enabled(model, tmp, MODEL_PREFIX + PARAMS_SUFFIX)
             int8 = None
             if quantize == "int8":
@@ -128,6 +131,40 @@ def export_model(
     finally:
         model.train(was_training)
     return os.path.abspath(output_dir)
+
+
+def check_saved(output_dir: str, tmp: str, files: list[str]) -> None:
+    """``UserError`` when ``paddle.jit.save`` may have left a truncated file: it does not report a failed write (the
+    C++ stream stops and the call returns), so the two ways a write fails are checked after it: a file as large as
+    the file-size limit (``ulimit -f``: EFBIG), and a disk that is full now (a small probe write fails: ENOSPC); a PIR
+    program (``.json``) must also parse."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    for path in files:
+        if limit != resource.RLIM_INFINITY and os.path.getsize(path) >= limit:
+            raise UserError(
+                f"cannot write {output_dir}: {os.path.basename(path)} stopped at the file-size limit of {limit} "
+                "bytes (ulimit -f); nothing was exported"
+            )
+    probe = os.path.join(tmp, ".write_probe")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * (1 << 16))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise UserError(f"{output_error(output_dir, e)}; nothing was exported") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    for path in files:
+        if path.endswith(".json"):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    json.load(f)
+            except (OSError, ValueError):
+                raise UserError(
+                    f"cannot write {output_dir}: {os.path.basename(path)} is not complete JSON; nothing was exported"
+                ) from None
 
 
 _WRITE_FAILURES = ("No space left on device", "File too large", "Read-only file system", "Disk quota exceeded")
