@@ -27,12 +27,10 @@ the end.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +39,15 @@ from tqdm import tqdm
 from ernie.tokenizer import ErnieTokenizer
 from ernie.utils import ArgumentParser, UserError, cli_main, list_input_files
 
-from .indexed_dataset import IMPLS, best_fitting_dtype, make_builder, output_paths, units_path
+from .indexed_dataset import (
+    IMPLS,
+    best_fitting_dtype,
+    make_builder,
+    meta_path,
+    output_paths,
+    units_path,
+    vocab_fingerprint,
+)
 from .lac import LacLexicalModel
 from .lexical_units import (
     ENTITY_START,
@@ -52,7 +58,8 @@ from .lexical_units import (
     token_markers,
     word_markers,
 )
-from .segmentation import bounded_ordered_map, get_segmenter
+from .pool import ordered_map, sigterm_as_interrupt
+from .segmentation import get_segmenter
 from .sentence_split import split_sentences
 from .trans_to_json import SkipLog
 
@@ -60,7 +67,6 @@ SEGMENTER_NAMES = ("lac", "lac_lexical", "jieba", "char")
 LEXICAL = "lac_lexical"  # the segmenter that also gives phrases and entities (unit markers)
 CHUNK_LINES = 256  # documents per task
 CHUNK_BYTES = 1 << 20  # ... or this many input bytes, whichever comes first
-IN_FLIGHT_PER_WORKER = 4  # bounded look-ahead: memory stays flat on any corpus size
 
 
 @dataclass
@@ -325,30 +331,18 @@ class ChunkResult:
     units: np.ndarray | None = None  # [T] uint8 unit markers (with --cn_seg_func lac_lexical)
 
 
-_ENCODER: DocumentEncoder | UserError | None = None
+_ENCODER: DocumentEncoder | None = None
 
 
 def _init_worker(config: PretrainDataConfig) -> None:
-    """Pool initializer: build the encoder once per process; a bad setup is reported by the first task (an
-    exception here would make the pool respawn workers forever)."""
+    """Worker initializer (:func:`data_tools.pool.ordered_map`): build the encoder once per process."""
     global _ENCODER
-    if multiprocessing.parent_process() is not None:  # a pool worker: the parent handles Ctrl-C and SIGTERM
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    try:
-        _ENCODER = DocumentEncoder(config)
-    except UserError as e:
-        _ENCODER = e
+    _ENCODER = DocumentEncoder(config)
 
 
-def _encode_task(task: tuple[str, list[tuple[int, bytes]]]) -> ChunkResult | UserError:
-    if isinstance(_ENCODER, UserError):
-        return _ENCODER
+def _encode_task(task: tuple[str, list[tuple[int, bytes]]]) -> ChunkResult:
     assert _ENCODER is not None, "_init_worker runs before the first task"
-    try:
-        return _ENCODER.encode_chunk(*task)
-    except UserError as e:
-        return e
+    return _ENCODER.encode_chunk(*task)
 
 
 # ------------------------------------------------------------------------------------------------ reading, order
@@ -379,20 +373,6 @@ def read_chunks(files: list[str], max_line_bytes: int) -> Iterator[tuple[str, li
                     chunk, size = [], 0
             if chunk:
                 yield path, chunk
-
-
-def ordered_map(fn, tasks: Iterable, workers: int, initializer, initargs) -> Iterator:
-    """``map(fn, tasks)`` over ``workers`` processes, results in task order, at most a few tasks in flight."""
-    if workers == 1:
-        initializer(*initargs)
-        yield from map(fn, tasks)
-        return
-    window = IN_FLIGHT_PER_WORKER * workers
-    with multiprocessing.get_context("fork").Pool(workers, initializer, initargs) as pool:  # an error terminates
-        yield from bounded_ordered_map(pool, fn, tasks, window)
-        # Let the workers exit on their own: a SIGTERM from terminate() makes Paddle print a fatal-signal report.
-        pool.close()
-        pool.join()
 
 
 # ---------------------------------------------------------------------------------------------------------- run
@@ -447,14 +427,18 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
     skipped = SkipLog()
     progress = Progress(sum(os.path.getsize(p) for p in files), config.log_interval)
     with make_builder(
-        config.output_prefix, config.data_impl, dtype, overwrite=config.overwrite, units=config.writes_units
+        config.output_prefix,
+        config.data_impl,
+        dtype,
+        overwrite=config.overwrite,
+        units=config.writes_units,
+        vocab_fingerprint=vocab_fingerprint(tokenizer),
+        vocab_size=tokenizer.vocab_size,
     ) as builder:
         results = ordered_map(
             _encode_task, read_chunks(files, config.max_line_bytes), config.workers, _init_worker, (config,)
         )
         for result in results:
-            if isinstance(result, UserError):
-                raise result
             builder.add_documents(result.ids, result.lens, result.sentences_per_doc, result.units)
             skipped.update(result.skipped)
             progress.update(result.num_bytes, len(result.sentences_per_doc))
@@ -468,6 +452,7 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
     outputs: tuple[str, ...] = output_paths(config.output_prefix, config.data_impl)
     if builder.has_units:
         outputs = (*outputs, units_path(config.output_prefix))
+    outputs = (*outputs, meta_path(config.output_prefix))
     return {
         "files": outputs,
         "documents": builder.num_documents,
@@ -523,18 +508,11 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 @cli_main
 def main(argv=None) -> int:
     config = PretrainDataConfig(**vars(build_parser().parse_args(argv)))
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # a killed run cleans up its temporary files
-    try:
+    with sigterm_as_interrupt():  # a terminated run stops its workers and removes its temporary files
         stats = create_pretraining_data(config)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
     mb = stats["bytes"] / 2**20
     print(f"Wrote {' + '.join(stats['files'])} ({np.dtype(stats['dtype']).name}): {stats['summary']}")
     print(

@@ -26,7 +26,7 @@ from ernie.utils import UserError
 
 from . import index_cache
 from .blending import BlendedDataset, parse_input_dir
-from .indexed_dataset import IndexedDataset
+from .indexed_dataset import IndexedDataset, check_same_vocab, check_vocab
 from .masking import (
     MARKER_LEVELS,
     MARKER_STAGES,
@@ -442,7 +442,11 @@ def build_train_valid_test_datasets(
     prefixes, weights = parse_input_dir(input_dir)
     tables = VocabTables.from_tokenizer(tokenizer)
     corpora = [IndexedDataset(p) for p in prefixes]
-    for corpus in corpora:
+    if len(prefixes) > 1:  # a blend of corpora built with different vocabularies mixes meanings of the ids
+        check_same_vocab(prefixes, flag="--input_dir")
+    for prefix, corpus in zip(prefixes, corpora):
+        if isinstance(getattr(tokenizer, "vocab", None), dict):
+            check_vocab(prefix, tokenizer)  # the recorded vocabulary (a corpus built before it was recorded: none)
         corpus.check_token_ids(tokenizer.vocab_size)
     shares = parse_split(config.split)
     result: list[ErnieDataset | BlendedDataset | None] = []

@@ -27,6 +27,8 @@ index and tokens agree, and hands out sentences and documents as read-only views
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import struct
 import tempfile
@@ -37,7 +39,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ernie.utils import UserError, check_output_path, fsync_dir, output_error
+from ernie.tokenizer import VOCAB_FILE
+from ernie.utils import UserError, check_output_path, fsync_dir, output_error, remove_stale_temporaries
+from ernie.utils.lock import lock_output
 
 NPY, MMAP = "npy", "mmap"
 IMPLS = (NPY, MMAP)
@@ -80,6 +84,98 @@ def mmap_paths(prefix: str) -> tuple[str, str]:
 def units_path(prefix: str) -> str:
     """The optional unit-marker file of a corpus (either layout)."""
     return prefix + "_units.npy"
+
+
+def meta_path(prefix: str) -> str:
+    """The optional metadata sidecar of a corpus (either layout): ``{"vocab_fingerprint": ..., "vocab_size": N}``."""
+    return prefix + "_meta.json"
+
+
+def _vocab_tokens(tokenizer_or_vocab_file) -> list[str]:
+    vocab = getattr(tokenizer_or_vocab_file, "vocab", None)
+    if isinstance(vocab, dict):
+        tokens = [t for t, _ in sorted(vocab.items(), key=lambda item: item[1])]
+    else:
+        path = str(tokenizer_or_vocab_file)
+        if os.path.isdir(path):
+            path = os.path.join(path, VOCAB_FILE)
+        try:
+            with open(path, encoding="utf-8") as f:
+                tokens = [line.rstrip("\r\n") for line in f]
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"{path}: cannot read the vocabulary ({e})") from None
+        while tokens and not tokens[-1]:
+            tokens.pop()
+    return tokens
+
+
+def vocab_fingerprint(tokenizer_or_vocab_file, size: int | None = None) -> str:
+    """The fingerprint of a vocabulary: ``sha256:`` + 16 hex digits of its tokens in id order (of its first ``size``
+    tokens when given). Takes a tokenizer (anything with a ``vocab`` dict token -> id), a vocab.txt, or a folder
+    holding one. Two vocabularies give the same fingerprint iff every id means the same token."""
+    tokens = _vocab_tokens(tokenizer_or_vocab_file)
+    if size is not None:
+        tokens = tokens[:size]
+    return "sha256:" + hashlib.sha256("\n".join(tokens).encode("utf-8")).hexdigest()[:16]
+
+
+def vocab_size_of(tokenizer_or_vocab_file) -> int:
+    return len(_vocab_tokens(tokenizer_or_vocab_file))
+
+
+def read_vocab_fingerprint(prefix: str) -> str | None:
+    """The fingerprint of the vocabulary the corpus at ``prefix`` was built with (:func:`vocab_fingerprint`), or None
+    for a corpus that records none (built by an older version, by PaddleNLP, or without a vocabulary)."""
+    return _read_meta(prefix).get("vocab_fingerprint")
+
+
+def _read_meta(prefix: str) -> dict:
+    path = meta_path(prefix)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            meta = json.load(f)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{path}: not a readable corpus metadata file ({e})") from None
+    if not isinstance(meta, dict):
+        raise UserError(f"{path}: not a corpus metadata file (expected a JSON object)")
+    value, size = meta.get("vocab_fingerprint"), meta.get("vocab_size")
+    if value is not None and not isinstance(value, str):
+        raise UserError(f"{path}: vocab_fingerprint must be a string, found {value!r}")
+    if size is not None and (not isinstance(size, int) or size < 1):
+        raise UserError(f"{path}: vocab_size must be a positive integer, found {size!r}")
+    return meta
+
+
+def check_same_vocab(prefixes: Sequence[str], flag: str = "--input") -> str | None:
+    """``UserError`` naming two corpora built with different vocabularies; returns their common fingerprint (None
+    when some corpus records none: those cannot be checked)."""
+    prints = [(p, read_vocab_fingerprint(p)) for p in prefixes]
+    known = [(p, f) for p, f in prints if f is not None]
+    for p, f in known[1:]:
+        if f != known[0][1]:
+            raise UserError(
+                f"{flag}: {known[0][0]} and {p} were built with different vocabularies ({known[0][1]} vs {f}); "
+                "token ids of one mean other tokens in the other: rebuild them with one vocabulary"
+            )
+    return known[0][1] if known and len(known) == len(prints) else None
+
+
+def check_vocab(prefix: str, tokenizer_or_vocab_file, flag: str = "--tokenizer_name_or_path") -> None:
+    """``UserError`` when the corpus at ``prefix`` records a vocabulary other than ``tokenizer_or_vocab_file``'s
+    (nothing to check for a corpus that records none). A vocabulary that extends the corpus's (the same tokens
+    first, more appended) passes: every id of the corpus means the same token in it."""
+    meta = _read_meta(prefix)
+    recorded = meta.get("vocab_fingerprint")
+    if recorded is None:
+        return
+    current = vocab_fingerprint(tokenizer_or_vocab_file, meta.get("vocab_size"))
+    if recorded != current:
+        raise UserError(
+            f"{flag}: the corpus {prefix} was built with another vocabulary ({recorded}, {meta_path(prefix)}) "
+            f"than this one ({current}); its token ids would mean other tokens"
+        )
 
 
 def output_paths(prefix: str, impl: str) -> tuple[str, str]:
@@ -126,15 +222,27 @@ class _TempFile:
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the corpus from other users
         self.file: BinaryIO = os.fdopen(fd, "w+b")
 
+    def write(self, data: bytes) -> None:
+        try:
+            self.file.write(data)
+        except OSError as e:  # a full disk, a file-size limit: one line naming the output
+            raise output_error(self.final, e) from None
+
     def close(self) -> None:
         if not self.file.closed:
-            self.file.flush()
-            os.fsync(self.file.fileno())
-            self.file.close()
+            try:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+                self.file.close()
+            except OSError as e:
+                raise output_error(self.final, e) from None
 
     def commit(self) -> None:
         self.close()
-        os.replace(self.path, self.final)
+        try:
+            os.replace(self.path, self.final)
+        except OSError as e:
+            raise output_error(self.final, e) from None
 
     def discard(self) -> None:
         with contextlib.suppress(OSError):
@@ -153,25 +261,61 @@ class IndexedDatasetBuilder:
 
     impl: str = ""
 
-    def __init__(self, prefix: str, dtype=np.uint16, overwrite: bool = False, units: bool = False):
+    def __init__(
+        self,
+        prefix: str,
+        dtype=np.uint16,
+        overwrite: bool = False,
+        units: bool = False,
+        vocab_fingerprint: str | None = None,
+        flag: str = "--output_prefix",
+        vocab_size: int | None = None,
+    ):
         self.prefix = prefix
         self.dtype = np.dtype(dtype)
+        self.vocab_fingerprint, self.vocab_size = vocab_fingerprint, vocab_size
+        self._done = True  # nothing to abort until the temporary files exist
+        self._lock: contextlib.ExitStack | None = None
         if self.dtype not in _CODE_OF_DTYPE:
             raise UserError(f"unsupported token dtype {self.dtype}")
         self.data_path, self.index_path = output_paths(prefix, self.impl)
         self.units_path = units_path(prefix)
-        for path in (self.data_path, self.index_path, self.units_path):
+        self.meta_path = meta_path(prefix)
+        finals = (self.data_path, self.index_path, self.units_path, self.meta_path)
+        for path in finals:
             check_output_path(path, overwrite)
-        self._data = _TempFile(self.data_path)
-        self._data.file.write(self._data_header(0))
-        self._units = None
-        if units:
-            self._units = _TempFile(self.units_path)
-            self._units.file.write(_npy_header(np.dtype(np.uint8), 0))
+        # every writer of this prefix (create_pretraining_data, merge) holds its lock from here to finalize / abort
+        lock = contextlib.ExitStack()
+        lock.enter_context(lock_output(prefix, flag))
+        try:
+            for path in finals:  # again inside the lock: another run may have written them meanwhile
+                check_output_path(path, overwrite)
+            remove_stale_temporaries(*finals)  # a killed run's leftovers (nobody else writes them now)
+            self._data = _TempFile(self.data_path)
+            self._units = None
+            try:
+                self._data.write(self._data_header(0))
+                if units:
+                    self._units = _TempFile(self.units_path)
+                    self._units.write(_npy_header(np.dtype(np.uint8), 0))
+            except BaseException:
+                self._data.discard()
+                if self._units is not None:
+                    self._units.discard()
+                raise
+        except BaseException:
+            lock.close()
+            raise
+        self._lock = lock
         self._sizes = array("i")  # int32 tokens per sentence
         self._doc_idx = array("q", [0])  # int64 first sentence of each document, then the end
         self._num_tokens = 0
         self._done = False
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
 
     # -- format specifics
     def _data_header(self, num_tokens: int) -> bytes:
@@ -193,13 +337,13 @@ class IndexedDatasetBuilder:
         units = np.asarray(units, dtype=np.uint8)
         if units.size != num_tokens:
             raise ValueError(f"{units.size} unit markers for {num_tokens} tokens")
-        self._units.file.write(units.tobytes())
+        self._units.write(units.tobytes())
 
     def add_item(self, ids: Sequence[int] | np.ndarray, units=None) -> None:
         """Append one sentence (token ids, and their unit markers when the builder writes them)."""
         ids = np.asarray(ids, dtype=self.dtype)
         self._write_units(units, ids.size)
-        self._data.file.write(ids.tobytes())
+        self._data.write(ids.tobytes())
         self._sizes.append(ids.size)
         self._num_tokens += ids.size
 
@@ -220,7 +364,7 @@ class IndexedDatasetBuilder:
             )
         base = len(self._sizes)
         self._write_units(units, ids.size)
-        self._data.file.write(ids.tobytes())
+        self._data.write(ids.tobytes())
         self._sizes.frombytes(sizes.tobytes())
         self._doc_idx.frombytes((base + np.cumsum(counts)).tobytes())
         self._num_tokens += ids.size
@@ -232,6 +376,11 @@ class IndexedDatasetBuilder:
     def merge_file_(self, other_prefix: str) -> None:
         """Append every document of the corpus at ``other_prefix`` (either format) after the ones built so far."""
         other = IndexedDataset(other_prefix)
+        if self.vocab_fingerprint and other.vocab_fingerprint and other.vocab_fingerprint != self.vocab_fingerprint:
+            raise UserError(
+                f"{other_prefix}: built with another vocabulary ({other.vocab_fingerprint}) than the output's "
+                f"({self.vocab_fingerprint})"
+            )
         if not np.can_cast(other.dtype, self.dtype, casting="safe"):
             raise UserError(f"{other_prefix}: token dtype {other.dtype} does not fit the output's {self.dtype}")
         if self._units is not None and other.units is None:
@@ -241,10 +390,10 @@ class IndexedDatasetBuilder:
         base = len(self._sizes)
         tokens = other.tokens
         for start in range(0, tokens.size, _COPY_CHUNK):
-            self._data.file.write(np.asarray(tokens[start : start + _COPY_CHUNK], dtype=self.dtype).tobytes())
+            self._data.write(np.asarray(tokens[start : start + _COPY_CHUNK], dtype=self.dtype).tobytes())
             if self._units is not None:
                 assert other.units is not None  # checked above
-                self._units.file.write(np.asarray(other.units[start : start + _COPY_CHUNK]).tobytes())
+                self._units.write(np.asarray(other.units[start : start + _COPY_CHUNK]).tobytes())
         self._sizes.frombytes(np.ascontiguousarray(other.sizes, dtype=np.int32).tobytes())
         self._doc_idx.frombytes((np.asarray(other.doc_idx[1:], dtype=np.int64) + base).tobytes())
         self._num_tokens += tokens.size
@@ -265,38 +414,55 @@ class IndexedDatasetBuilder:
 
     def finalize(self) -> None:
         """Write the index, then move token file and index into place (index last: its presence marks a whole
-        corpus). An old index of the same name is removed first, so a crash never pairs new tokens with it."""
+        corpus). An old index of the same name is removed first, so a crash never pairs new tokens with it; so are
+        an old ``{P}_units.npy`` and ``{P}_meta.json``, replaced by this run's (when it writes them)."""
         if self._done:
             return
         index = _TempFile(self.index_path)
+        meta = _TempFile(self.meta_path) if self.vocab_fingerprint else None
         try:
             header = self._data_header(self._num_tokens)
             if header:
                 self._data.file.seek(0)
-                self._data.file.write(header)
+                self._data.write(header)
             sizes = np.frombuffer(self._sizes, dtype=np.int32)
             doc_idx = np.frombuffer(self._doc_idx, dtype=np.int64)
-            self._write_index(index.file, sizes, doc_idx)
+            try:
+                self._write_index(index.file, sizes, doc_idx)
+            except OSError as e:
+                raise output_error(self.index_path, e) from None
             self._data.close()
             if self._units is not None:
                 self._units.file.seek(0)
-                self._units.file.write(_npy_header(np.dtype(np.uint8), self._num_tokens))
+                self._units.write(_npy_header(np.dtype(np.uint8), self._num_tokens))
                 self._units.close()
+            if meta is not None:
+                record = {"vocab_fingerprint": self.vocab_fingerprint, "vocab_size": self.vocab_size, "format": 1}
+                meta.write((json.dumps(record) + "\n").encode())
+                meta.close()
             index.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.index_path)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.units_path)  # never pair new tokens with old markers
+            for stale in (self.index_path, self.units_path, self.meta_path):
+                try:  # never pair new tokens with an old index, old markers or an old vocabulary record
+                    os.unlink(stale)
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    raise output_error(stale, e) from None
             self._data.commit()
             if self._units is not None:
                 self._units.commit()
+            if meta is not None:
+                meta.commit()
             index.commit()
             fsync_dir(os.path.dirname(os.path.abspath(self.index_path)))
         except BaseException:
             index.discard()
+            if meta is not None:
+                meta.discard()
             self.abort()
             raise
         self._done = True
+        self._release()
 
     def abort(self) -> None:
         """Drop the temporary files; final-named outputs are left as they were."""
@@ -305,6 +471,7 @@ class IndexedDatasetBuilder:
             if self._units is not None:
                 self._units.discard()
             self._done = True
+        self._release()
 
     def __enter__(self):
         return self
@@ -356,12 +523,25 @@ class MMapDatasetBuilder(IndexedDatasetBuilder):
 
 
 def make_builder(
-    prefix: str, impl: str = NPY, dtype=np.uint16, overwrite: bool = False, units: bool = False
+    prefix: str,
+    impl: str = NPY,
+    dtype=np.uint16,
+    overwrite: bool = False,
+    units: bool = False,
+    vocab_fingerprint: str | None = None,
+    flag: str = "--output_prefix",
+    vocab_size: int | None = None,
 ) -> IndexedDatasetBuilder:
-    """A writer of ``prefix`` in format ``impl`` ("npy" | "mmap"), with ``{P}_units.npy`` when ``units``;
-    refuses existing outputs unless ``overwrite``."""
+    """A writer of ``prefix`` in format ``impl`` ("npy" | "mmap"), with ``{P}_units.npy`` when ``units`` and
+    ``{P}_meta.json`` recording ``vocab_fingerprint`` (and ``vocab_size``) when given; refuses existing outputs
+    unless ``overwrite``.
+    Holds the prefix's output lock (:func:`ernie.utils.lock.lock_output`) until ``finalize`` / ``abort``."""
     output_paths(prefix, impl)  # validates impl
-    return (NpyDatasetBuilder if impl == NPY else MMapDatasetBuilder)(prefix, dtype, overwrite=overwrite, units=units)
+    cls = NpyDatasetBuilder if impl == NPY else MMapDatasetBuilder
+    return cls(
+        prefix, dtype, overwrite=overwrite, units=units, vocab_fingerprint=vocab_fingerprint, flag=flag,
+        vocab_size=vocab_size,
+    )  # fmt: skip
 
 
 def merge(
@@ -376,10 +556,15 @@ def merge(
     if not prefixes:
         raise UserError("--input_prefixes: no corpora to merge")
     inputs = [IndexedDataset(p) for p in prefixes]  # validates all inputs before writing anything
+    fingerprint = check_same_vocab(prefixes)
+    sizes = {_read_meta(p).get("vocab_size") for p in prefixes}
     impl = impl or inputs[0].impl
     dtype = np.dtype(dtype) if dtype is not None else np.result_type(*[d.dtype for d in inputs])
     units = all(d.units is not None for d in inputs)
-    with make_builder(output_prefix, impl, dtype, overwrite=overwrite, units=units) as builder:
+    with make_builder(
+        output_prefix, impl, dtype, overwrite=overwrite, units=units, vocab_fingerprint=fingerprint,
+        vocab_size=sizes.pop() if fingerprint and len(sizes) == 1 else None,
+    ) as builder:  # fmt: skip
         for prefix in prefixes:
             builder.merge_file_(prefix)
         builder.finalize()
@@ -448,6 +633,7 @@ class IndexedDataset:
         np.cumsum(self.sizes, out=self.pointers[1:])
         self.units_path = units_path(prefix)
         self.units = self._open_units()
+        self.vocab_fingerprint = read_vocab_fingerprint(prefix)  # None: the corpus records no vocabulary
         if validate:
             self._validate()
 
@@ -645,5 +831,11 @@ __all__ = [
     "output_paths",
     "npy_paths",
     "units_path",
+    "meta_path",
     "mmap_paths",
+    "vocab_fingerprint",
+    "vocab_size_of",
+    "read_vocab_fingerprint",
+    "check_same_vocab",
+    "check_vocab",
 ]

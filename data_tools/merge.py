@@ -5,17 +5,20 @@
 
 Documents keep their order (inputs in the order given); the output dtype is the widest of the inputs, its format
 that of the first input unless ``--data_impl`` says otherwise. Unit markers (``{P}_units.npy``) are kept when every
-input has them; otherwise the output has none (the summary line says which). Written atomically; existing outputs
+input has them; otherwise the output has none (the summary line says which). Corpora that record different
+vocabularies (``{P}_meta.json``) are refused; the output records their common one. Written atomically; existing outputs
 are refused unless ``--overwrite``.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 
 from ernie.utils import ArgumentParser, UserError, cli_main
 
 from .indexed_dataset import IMPLS, detect_impl, merge
+from .pool import sigterm_as_interrupt
 
 _SUFFIXES = ("_ids.npy", "_idx.npz", ".bin", ".idx")
 
@@ -63,7 +66,14 @@ def main(argv=None) -> int:
     out = os.path.abspath(args.output_prefix)
     if out in map(os.path.abspath, prefixes):
         raise UserError(f"--output_prefix: {args.output_prefix} is also an input")
-    builder = merge(prefixes, args.output_prefix, impl=args.data_impl, overwrite=args.overwrite)
+    with sigterm_as_interrupt():  # a terminated run removes its temporary files
+        builder = merge(prefixes, args.output_prefix, impl=args.data_impl, overwrite=args.overwrite)
     markers = "with unit markers" if builder.has_units else "without unit markers"
+    if builder.vocab_fingerprint is None:
+        print(
+            "warning: some inputs record no vocabulary (built by an older version or by PaddleNLP): the merged "
+            "corpus records none, and whether all inputs share one vocabulary was not checked",
+            file=sys.stderr,
+        )
     print(f"Merged {len(prefixes)} corpora into {args.output_prefix} ({builder.impl}, {markers}): {builder.summary()}")
     return 0

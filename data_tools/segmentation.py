@@ -21,18 +21,26 @@ refused, as by the other data entry points.
 
 from __future__ import annotations
 
-import collections
-import multiprocessing
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from ernie.utils import ArgumentParser, UserError, atomic_dir, atomic_write, check_output_path, cli_main
+from ernie.utils import (
+    ArgumentParser,
+    UserError,
+    atomic_dir,
+    atomic_write,
+    check_output_path,
+    cli_main,
+    remove_stale_temporaries,
+)
+from ernie.utils.lock import lock_output
 
 from .lac import LacSegModel, find_lac_model_dir
+from .pool import ordered_map, sigterm_as_interrupt
 
 
 def _drop_whitespace(words: list[str]) -> list[str]:
@@ -189,24 +197,9 @@ def _segment_chunk(lines: list[str]) -> str:
     return "".join(" ".join(words) + "\n" for words in _worker_segmenter.segment(lines))
 
 
-def bounded_ordered_map(pool, fn: Callable, items: Iterable, in_flight: int) -> Iterator:
-    """``map(fn, items)`` on ``pool`` in input order, with at most ``in_flight`` tasks read ahead (memory stays
-    flat on any file size, unlike ``Pool.imap``, which drains its input)."""
-    pending: collections.deque = collections.deque()
-    for item in items:
-        pending.append(pool.apply_async(fn, (item,)))
-        if len(pending) >= in_flight:
-            yield pending.popleft().get()
-    while pending:
-        yield pending.popleft().get()
-
-
-def _segment_file(src: str, dst_file, pool, workers: int, progress) -> None:
-    chunks = read_text_lines(src)
-    outputs = bounded_ordered_map(pool, _segment_chunk, chunks, 4 * workers) if pool else map(_segment_chunk, chunks)
-    for text in outputs:
-        dst_file.write(text)
-        progress.update(len(text.encode("utf-8")))
+def _segment_task(task: tuple[int, list[str]]) -> tuple[int, str]:
+    """Worker task: (file number, lines) -> (file number, output text)."""
+    return task[0], _segment_chunk(task[1])
 
 
 def _has_text(path: str, block: int = 1 << 20) -> bool:
@@ -223,7 +216,6 @@ def segment_files(
 ) -> list[str]:
     """Segment a .txt file or a folder of them into ``output_path`` (see the module docstring); returns the
     written files."""
-    from tqdm import tqdm
 
     files = _input_files(input_path)
     in_abs, out_abs = os.path.abspath(input_path), os.path.abspath(output_path)
@@ -238,34 +230,50 @@ def segment_files(
         raise UserError(f"--workers: must be >= 1, got {workers}")
     if cn_seg_func == "lac":
         find_lac_model_dir()  # fail here with a clear message, not inside every pool worker
-    pool = None
+    with lock_output(output_path, "--output_path"):
+        check_output_path(output_path, overwrite)  # again inside the lock: another run may have written it
+        remove_stale_temporaries(output_path)
+        return _segment_all(files, input_path, output_path, cn_seg_func, workers)
+
+
+def _segment_all(files: list[tuple[str, str]], input_path: str, output_path: str, cn_seg_func: str, workers: int):
+    from tqdm import tqdm
+
     if workers > 1:
         os.environ.setdefault("OMP_NUM_THREADS", "1")
-        pool = multiprocessing.get_context("spawn").Pool(workers, _init_worker, (cn_seg_func, True))
-    else:
-        _init_worker(cn_seg_func)
+    tasks = ((k, chunk) for k, (src, _) in enumerate(files) for chunk in read_text_lines(src))
+    outputs = ordered_map(
+        _segment_task, tasks, workers, _init_worker, (cn_seg_func, workers > 1), start_method="spawn"
+    )  # one pool for every file: each worker loads its segmenter once
     progress = tqdm(unit="B", unit_scale=True, desc=f"segment ({cn_seg_func})", file=sys.stderr, disable=None)
     try:
         if os.path.isfile(input_path):
             with atomic_write(output_path, "w") as f:
-                _segment_file(input_path, f, pool, workers, progress)
+                for _, text in outputs:
+                    f.write(text)
+                    progress.update(len(text.encode("utf-8")))
             written = [output_path]
         else:
             with atomic_dir(output_path) as tmp:
-                for src, rel in files:
+                for _, rel in files:  # every output exists, empty inputs included
                     os.makedirs(os.path.dirname(os.path.join(tmp, rel)), exist_ok=True)
-                    with open(os.path.join(tmp, rel), "w", encoding="utf-8") as f:
-                        _segment_file(src, f, pool, workers, progress)
+                    open(os.path.join(tmp, rel), "w").close()
+                current, out = -1, None
+                try:
+                    for k, text in outputs:
+                        if out is None or k != current:
+                            if out is not None:
+                                out.close()
+                            current, out = k, open(os.path.join(tmp, files[k][1]), "a", encoding="utf-8")
+                        out.write(text)
+                        progress.update(len(text.encode("utf-8")))
+                finally:
+                    if out is not None:
+                        out.close()
             written = [os.path.join(output_path, rel) for _, rel in files]
-    except BaseException:
-        if pool:
-            pool.terminate()
-        raise
     finally:
+        outputs.close()  # stops the workers on any early exit
         progress.close()
-        if pool:
-            pool.close()
-            pool.join()
     return written
 
 
@@ -278,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output")
     args = parser.parse_args(argv)
-    written = segment_files(args.input_path, args.output_path, args.cn_seg_func, args.workers, args.overwrite)
+    with sigterm_as_interrupt():  # a terminated run stops its workers and removes its temporary files
+        written = segment_files(args.input_path, args.output_path, args.cn_seg_func, args.workers, args.overwrite)
     print(f"wrote {len(written)} file(s) to {args.output_path}", file=sys.stderr)
     return 0

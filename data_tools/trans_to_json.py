@@ -15,7 +15,6 @@ are skipped and counted, with the first place each problem occurred.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import random
 import sys
@@ -25,7 +24,18 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from ernie.utils import ArgumentParser, UserError, atomic_write, check_output_path, cli_main, list_input_files
+from ernie.utils import (
+    ArgumentParser,
+    UserError,
+    atomic_write,
+    check_output_path,
+    cli_main,
+    list_input_files,
+    remove_stale_temporaries,
+)
+from ernie.utils.lock import lock_output
+
+from .pool import ordered_map, sigterm_as_interrupt
 
 
 @dataclass
@@ -125,12 +135,8 @@ def file_to_documents(
     return FileDocuments(docs, skipped, size, text_lines)
 
 
-def _file_task(args: tuple[str, str, int, bool]):
-    path, doc_spliter, min_doc_length, one_doc_per_line = args
-    try:
-        return file_to_documents(path, doc_spliter, min_doc_length, one_doc_per_line)
-    except UserError as e:
-        return e
+def _file_task(args: tuple[str, str, int, bool]) -> FileDocuments:
+    return file_to_documents(*args)
 
 
 def one_document_warning(path: str, result: FileDocuments, config: TransConfig) -> str | None:
@@ -155,15 +161,20 @@ def trans_to_json(config: TransConfig) -> dict:
         raise UserError(f"--workers: must be >= 1, got {config.workers}")
     if config.log_interval < 1:
         raise UserError(f"--log_interval: must be >= 1, got {config.log_interval}")
+    with lock_output(output, "--output_path"):
+        check_output_path(output, config.overwrite)  # again inside the lock: another run may have written it
+        remove_stale_temporaries(output)
+        return _convert(config, files, output)
+
+
+def _convert(config: TransConfig, files: list[str], output: str) -> dict:
     tasks = [(p, config.doc_spliter, config.min_doc_length, config.one_doc_per_line) for p in files]
     skipped, docs, total_bytes, warnings = SkipLog(), [], 0, []
     start = time.time()
-    pool = multiprocessing.Pool(config.workers) if config.workers > 1 and len(files) > 1 else None
+    workers = config.workers if len(files) > 1 else 1
+    results = ordered_map(_file_task, tasks, workers, in_flight=2 * workers)
     try:
-        results = pool.imap(_file_task, tasks) if pool else map(_file_task, tasks)
         for i, result in enumerate(tqdm(results, total=len(files), unit="file", disable=None), start=1):
-            if isinstance(result, UserError):
-                raise result
             docs += result.docs
             skipped.update(result.skipped)
             total_bytes += result.size
@@ -175,8 +186,7 @@ def trans_to_json(config: TransConfig) -> dict:
                 mbs = total_bytes / max(time.time() - start, 1e-9) / 2**20
                 print(f"Processed {i} files ({mbs:.2f} MB/s)", file=sys.stderr)
     finally:
-        if pool:
-            pool.terminate()
+        results.close()
     if not docs:
         raise UserError(
             f"--input_path: no documents found in {config.input_path}"
@@ -222,7 +232,8 @@ def build_parser() -> ArgumentParser:
 @cli_main
 def main(argv=None) -> int:
     config = TransConfig(**vars(build_parser().parse_args(argv)))
-    stats = trans_to_json(config)
+    with sigterm_as_interrupt():  # a terminated run stops its workers and removes its temporary files
+        stats = trans_to_json(config)
     print(
         f"Wrote {stats['documents']} documents from {stats['files']} files "
         f"({stats['bytes'] / 2**20:.2f} MB, {stats['seconds']:.1f} s) to {stats['output']}"

@@ -27,13 +27,19 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import shutil
 import string
+import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ernie.tokenizer import CONFIG_FILE, VOCAB_FILE, BasicTokenizer, is_cjk_char, is_punctuation, write_tokenizer_files
-from ernie.utils import ArgumentParser, UserError, check_output_path, cli_main, list_input_files
+from ernie.utils import ArgumentParser, UserError, check_output_path, cli_main, list_input_files, output_error
+from ernie.utils.lock import lock_output
+
+from .pool import sigterm_as_interrupt
+from .trans_to_json import SkipLog
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[MASK]", "[UNK]")
 MAX_VOCAB_SIZE = 65535  # ids must fit uint16 in the token files
@@ -61,18 +67,26 @@ class CorpusCounts:
     words: collections.Counter  # word tokens (neither CJK nor punctuation)
     n_bytes: int
     n_files: int
+    skipped: SkipLog = field(default_factory=SkipLog)
 
 
-def read_chunks(files: list[str]) -> Iterator[str]:
-    """Decoded text in chunks of ~4M chars (whole lines); ``UserError`` naming file and line on bad UTF-8."""
+def read_chunks(files: list[str], skipped: SkipLog | None = None) -> Iterator[str]:
+    """Decoded text in chunks of ~4M chars (whole lines); lines of invalid UTF-8 are skipped and counted in
+    ``skipped`` (with the first file:line), as the other data tools do."""
     for path in files:
         lines, size = [], 0
-        with open(path, "rb") as f:
+        try:
+            f = open(path, "rb")
+        except OSError as e:
+            raise UserError(f"{path}: cannot read ({e.strerror})") from None
+        with f:
             for lineno, raw in enumerate(f, 1):
                 try:
                     line = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
-                    raise UserError(f"{path}:{lineno}: not valid UTF-8 ({e.reason} at byte {e.start})") from None
+                    if skipped is not None:
+                        skipped.add("lines of invalid UTF-8 skipped", f"{path}:{lineno} (byte {e.start})")
+                    continue
                 lines.append(line)
                 size += len(line)
                 if size >= _CHUNK_CHARS:
@@ -89,12 +103,13 @@ def count_corpus(input_path: str, do_lower_case: bool = True) -> CorpusCounts:
     chars: collections.Counter = collections.Counter()
     words: collections.Counter = collections.Counter()
     n_bytes = 0
-    for chunk in read_chunks(files):
+    skipped = SkipLog()
+    for chunk in read_chunks(files, skipped):
         n_bytes += len(chunk.encode("utf-8"))
         normalized = basic.normalize(chunk)
         chars.update(normalized)
         words.update(basic.words(normalized))
-    return CorpusCounts(chars, words, n_bytes, len(files))
+    return CorpusCounts(chars, words, n_bytes, len(files), skipped)
 
 
 def base_tokens() -> list[str]:
@@ -180,7 +195,7 @@ def assemble_vocab(counts: CorpusCounts, config: VocabConfig) -> tuple[list[str]
     return tokens, summary
 
 
-def build_vocab(input_path: str, output_dir: str, config: VocabConfig, overwrite: bool = False) -> dict[str, int]:
+def build_vocab(input_path: str, output_dir: str, config: VocabConfig, overwrite: bool = False) -> dict:
     """Count ``input_path``, assemble the vocab and write ``output_dir``/vocab.txt + tokenizer_config.json
     (+ special_tokens_map.json). Refuses existing outputs unless ``overwrite``. Returns the summary."""
     if not 0 < config.vocab_size <= MAX_VOCAB_SIZE:
@@ -191,11 +206,23 @@ def build_vocab(input_path: str, output_dir: str, config: VocabConfig, overwrite
         raise UserError(f"--min_freq: must be >= 1, got {config.min_freq}")
     for name in (VOCAB_FILE, CONFIG_FILE):
         check_output_path(os.path.join(output_dir, name), overwrite)
+    with lock_output(output_dir, "--output_dir"):
+        for name in (VOCAB_FILE, CONFIG_FILE):  # again inside the lock: another run may have written them
+            check_output_path(os.path.join(output_dir, name), overwrite)
+        return _build(input_path, output_dir, config)
+
+
+def _build(input_path: str, output_dir: str, config: VocabConfig) -> dict:
     counts = count_corpus(input_path, config.do_lower_case)
-    if not counts.chars.keys() - {" "}:
-        raise UserError(f"--input_path: {input_path} holds no text")
+    if not counts.chars.keys() - {" ", "\n"}:
+        raise UserError(
+            f"--input_path: {input_path} holds no text" + "".join(f"; {line}" for line in counts.skipped.lines())
+        )
     tokens, summary = assemble_vocab(counts, config)
-    os.makedirs(output_dir, exist_ok=True)
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        raise output_error(output_dir, e) from None
     special = {
         "unk_token": "[UNK]",
         "sep_token": "[SEP]",
@@ -203,9 +230,27 @@ def build_vocab(input_path: str, output_dir: str, config: VocabConfig, overwrite
         "cls_token": "[CLS]",
         "mask_token": "[MASK]",
     }
-    write_tokenizer_files(output_dir, tokens, config.do_lower_case, special)
+    # the three files appear together or not at all: written into a hidden folder beside them, then renamed in
+    # (vocab.txt last: its presence marks a whole vocabulary); a full disk leaves the previous files as they were
+    tmp = os.path.join(output_dir, ".build_vocab.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        os.makedirs(tmp)
+        write_tokenizer_files(tmp, tokens, config.do_lower_case, special)
+        for name in sorted(os.listdir(tmp), key=lambda n: n == VOCAB_FILE):
+            try:
+                os.replace(os.path.join(tmp, name), os.path.join(output_dir, name))
+            except OSError as e:
+                raise output_error(os.path.join(output_dir, name), e) from None
+    except UserError as e:  # name the output, not the hidden folder
+        raise UserError(str(e).replace(tmp, output_dir)) from None
+    except OSError as e:
+        raise output_error(output_dir, e) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     summary["corpus_bytes"] = counts.n_bytes
     summary["corpus_files"] = counts.n_files
+    summary["skipped"] = counts.skipped  # type: ignore[assignment]
     return summary
 
 
@@ -235,11 +280,22 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     config = VocabConfig(vocab_size=args.vocab_size, cjk_range=args.cjk_range, min_freq=args.min_freq)
     start = time.perf_counter()
-    summary = build_vocab(args.input_path, args.output_dir, config, overwrite=args.overwrite)
+    with sigterm_as_interrupt():  # a terminated run removes its temporary files
+        summary = build_vocab(args.input_path, args.output_dir, config, overwrite=args.overwrite)
     seconds = time.perf_counter() - start
+    skipped = summary.pop("skipped")
     parts = ", ".join(f"{k} {v}" for k, v in summary.items() if k not in ("total", "corpus_bytes", "corpus_files"))
     print(
         f"vocab: {summary['total']} tokens ({parts}) from {summary['corpus_bytes'] / 1e6:.1f} MB in "
         f"{summary['corpus_files']} file(s), {seconds:.1f} s -> {os.path.join(args.output_dir, VOCAB_FILE)}"
     )
+    for line in skipped.lines():
+        print(f"  {line}")
+    if summary["total"] < args.vocab_size:
+        print(
+            f"note: the corpus holds only {summary['total']} distinct tokens, fewer than --vocab_size "
+            f"{args.vocab_size}: the vocabulary has {summary['total']} entries (more text, or --cjk_range all, "
+            "would give more)",
+            file=sys.stderr,
+        )
     return 0

@@ -28,15 +28,25 @@ the labels. A pretraining checkpoint is refused: it has no task head to export.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import resource
 
 import paddle
 
 from ernie.configuration import ErnieConfig, resolve_config_file
 from ernie.finetune.tasks import all_tasks, get_task, task_of_architecture
 from ernie.tokenizer import ErnieTokenizer
-from ernie.utils import ArgumentParser, UserError, atomic_dir, cli_main, read_label_file, write_label_file
+from ernie.utils import (
+    ArgumentParser,
+    UserError,
+    atomic_dir,
+    cli_main,
+    output_error,
+    read_label_file,
+    write_label_file,
+)
 
 from . import legacy_export
 from .layout import DEPLOY_CONFIG, INPUT_NAMES, MODEL_PREFIX, PARAMS_SUFFIX, PRECISIONS, PROGRAM_SUFFIXES, program_file  # noqa: F401
@@ -85,6 +95,7 @@ def export_model(
             program = program_file(tmp)
             if program is None or not os.path.isfile(os.path.join(tmp, MODEL_PREFIX + PARAMS_SUFFIX)):
                 raise RuntimeError(f"paddle.jit.save wrote no program/params: {sorted(os.listdir(tmp))}")
+            check_saved(output_dir, tmp, [program, os.path.join(tmp, MODEL_PREFIX + PARAMS_SUFFIX)])
             legacy = legacy_export.write_if_enabled(model, tmp, MODEL_PREFIX + PARAMS_SUFFIX)
             int8 = None
             if quantize == "int8":
@@ -111,9 +122,58 @@ def export_model(
                     indent=2,
                     ensure_ascii=False,
                 )
+    except OSError as e:  # a full disk or a file-size limit in paddle.jit.save, the tokenizer or label files
+        raise output_error(output_dir, e) from None
+    except RuntimeError as e:  # Paddle reports a failed write of its own files as a RuntimeError
+        if _write_failure(e) is None:
+            raise
+        raise UserError(f"cannot write {output_dir}: {_write_failure(e)}") from None
     finally:
         model.train(was_training)
     return os.path.abspath(output_dir)
+
+
+def check_saved(output_dir: str, tmp: str, files: list[str]) -> None:
+    """``UserError`` when ``paddle.jit.save`` may have left a truncated file: it does not report a failed write (the
+    C++ stream stops and the call returns), so the two ways a write fails are checked after it: a file as large as
+    the file-size limit (``ulimit -f``: EFBIG), and a disk that is full now (a small probe write fails: ENOSPC); a PIR
+    program (``.json``) must also parse."""
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    for path in files:
+        if limit != resource.RLIM_INFINITY and os.path.getsize(path) >= limit:
+            raise UserError(
+                f"cannot write {output_dir}: {os.path.basename(path)} stopped at the file-size limit of {limit} "
+                "bytes (ulimit -f); nothing was exported"
+            )
+    probe = os.path.join(tmp, ".write_probe")
+    try:
+        with open(probe, "wb") as f:
+            f.write(b"\0" * (1 << 16))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise UserError(f"{output_error(output_dir, e)}; nothing was exported") from None
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(probe)
+    for path in files:
+        if path.endswith(".json"):
+            try:
+                with open(path, encoding="utf-8") as f:
+                    json.load(f)
+            except (OSError, ValueError):
+                raise UserError(
+                    f"cannot write {output_dir}: {os.path.basename(path)} is not complete JSON; nothing was exported"
+                ) from None
+
+
+_WRITE_FAILURES = ("No space left on device", "File too large", "Read-only file system", "Disk quota exceeded")
+
+
+def _write_failure(error: BaseException) -> str | None:
+    """The cause named in a Paddle error that is a failed write (a full disk, a file-size limit), else None."""
+    text = str(error)
+    return next((cause for cause in _WRITE_FAILURES if cause in text), None)
 
 
 def _task_of(config, model_path: str, flag_task: str | None):

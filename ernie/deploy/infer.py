@@ -27,7 +27,15 @@ from typing import Any
 import numpy as np
 
 from ernie.tokenizer import ErnieTokenizer
-from ernie.utils import ArgumentParser, UserError, atomic_write, cli_main, read_label_file, require_positive
+from ernie.utils import (
+    LABEL_FILE,
+    ArgumentParser,
+    UserError,
+    atomic_write,
+    cli_main,
+    read_label_file,
+    require_positive,
+)
 from ernie.utils.cpu_tuning import ensure_cpu_tuning
 
 from .layout import (
@@ -216,7 +224,21 @@ def make_backend(
 
 
 def read_labels(model_dir: str, num_labels: int | None = None) -> list[str]:
-    return read_label_file(model_dir) or [str(i) for i in range(num_labels or 0)]
+    """The export's label names: ``label.txt``, else deploy_config.json's ``labels``; without either, the class ids
+    (``"0"``, ``"1"``, ... for ``num_labels``) and one warning line saying so, never silently."""
+    labels = read_label_file(model_dir)
+    if labels:
+        return labels
+    recorded = read_deploy_config(model_dir).get("labels")
+    if isinstance(recorded, list) and recorded and all(isinstance(x, str) for x in recorded):
+        return list(recorded)
+    print(
+        f"warning: {model_dir} has no {LABEL_FILE} (nor labels in {DEPLOY_CONFIG}): predictions are printed as class "
+        f"ids; copy the fine-tuned model's {LABEL_FILE} into it to get the label names",
+        file=sys.stderr,
+        flush=True,
+    )
+    return [str(i) for i in range(num_labels or 0)]
 
 
 def read_deploy_config(model_dir: str) -> dict:
@@ -274,6 +296,7 @@ class SeqClsPredictor:
             make_backend(model_dir, backend, device, num_threads, precision) if isinstance(backend, str) else backend
         )
         self.tokenizer = ErnieTokenizer.from_pretrained(model_dir)
+        self.model_dir = model_dir
         self.labels = read_labels(model_dir)
         self.batch_size, self.max_length = batch_size, max_length
 
@@ -307,6 +330,11 @@ class SeqClsPredictor:
         z = np.exp(logits - logits.max(-1, keepdims=True))
         probs = z / z.sum(-1, keepdims=True)
         names = self.labels or [str(i) for i in range(logits.shape[-1])]
+        if len(names) != logits.shape[-1]:
+            raise UserError(
+                f"{self.model_dir}: {LABEL_FILE} holds {len(names)} labels but the model has {logits.shape[-1]} "
+                "classes: it is not this model's label file"
+            )
         for i, p in zip(keep, probs):
             k = int(p.argmax())
             out[i] = {
@@ -426,6 +454,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--input_file", help="one text a line (text<TAB>text_pair for pairs); default: three examples")
     a = p.parse_args(argv)
     require_positive(a, ("batch_size", "max_length", "cpu_threads"))
+    if a.max_length < 3:
+        raise UserError(f"--max_length: must be >= 3 ([CLS] text [SEP]), got {a.max_length}")
     check_task(a.model_dir, "seq_cls", "seq_cls_infer.py")
     check_max_length(a.model_dir, a.max_length)
     predictor = SeqClsPredictor(

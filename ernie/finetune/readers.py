@@ -107,10 +107,20 @@ def _first(rec: dict, keys: tuple[str, ...]):
 
 def read_seq_cls_file(path: str) -> list[dict]:
     """Sequence-classification examples from tsv (1 column: text; 2: text, label; 3: text, text_pair, label; an
-    optional header whose last field is ``label``) or jsonl. Labels are kept as strings. Unusable rows are
-    skipped and counted (:class:`RowSkips`)."""
+    optional header whose last field is ``label``) or jsonl. Labels are kept as strings, stripped of surrounding
+    whitespace (``"positive "`` is ``positive``). A tsv file has one layout, the field count of most of its rows:
+    a row with more fields (a tab inside the text) is skipped and counted, never read as a text pair; in a
+    3-column file a 2-field row is skipped too (text + label or text + pair cannot be told apart); a 1-field row
+    is an unlabelled text. Unusable rows are skipped and counted (:class:`RowSkips`)."""
     out, skips = [], RowSkips(path)
-    for lineno, rec in read_rows(path):
+    rows = [(lineno, rec) for lineno, rec in read_rows(path)]
+    counts: dict[int, int] = {}
+    for lineno, rec in rows:
+        if isinstance(rec, list) and not (lineno == 1 and rec[-1].strip().lower() == "label") and len(rec) <= 3:
+            counts[len(rec)] = counts.get(len(rec), 0) + 1
+    labelled = {n: c for n, c in counts.items() if n > 1}
+    width = max(labelled, key=lambda n: (labelled[n], -n)) if labelled else 1  # ties: the fewer fields
+    for lineno, rec in rows:
         if isinstance(rec, dict):
             text, pair, label = _first(rec, _TEXT_KEYS), _first(rec, _PAIR_KEYS), rec.get("label")
         else:
@@ -121,15 +131,24 @@ def read_seq_cls_file(path: str) -> list[dict]:
                     f"{path}:{lineno}", f"expected 1-3 tab-separated fields (text[, text_pair], label), got {len(rec)}"
                 )
                 continue
+            if len(rec) > 1 and len(rec) != width:
+                layout = "text<TAB>label" if width == 2 else "text<TAB>text_pair<TAB>label"
+                skips.skip(
+                    f"{path}:{lineno}",
+                    f"{len(rec)} tab-separated fields in a file of {layout} rows"
+                    + (" (a tab inside the text?)" if len(rec) > width else ""),
+                )
+                continue
             text, pair, label = rec[0], (rec[1] if len(rec) == 3 else None), (rec[-1] if len(rec) > 1 else None)
         if not isinstance(text, str) or not text.strip():
             skips.skip(f"{path}:{lineno}", "empty or missing text")
             continue
+        label = None if label is None else str(label).strip()
         out.append(
             {
                 "text": text,
                 "text_pair": pair or None,
-                "label": None if label in (None, "") else str(label),
+                "label": label or None,
                 "source": f"{path}:{lineno}",
             }
         )
@@ -151,6 +170,13 @@ def read_ner_file(path: str) -> list[dict]:
                 continue
             tokens = rec[0].split("\002")
             labels = rec[1].split("\002") if len(rec) > 1 and rec[1] != "" else None
+            if len(tokens) == 1 and len(tokens[0].strip()) > 1:
+                skips.skip(
+                    f"{path}:{lineno}",
+                    "one token of several characters: not a token sequence (characters joined by \\002, tags "
+                    "likewise; a text<TAB>label file is sequence classification: run_seq_cls.py)",
+                )
+                continue
         if not tokens or not isinstance(tokens, list):
             skips.skip(f"{path}:{lineno}", "empty or missing tokens")
             continue
@@ -163,7 +189,7 @@ def read_ner_file(path: str) -> list[dict]:
         out.append(
             {
                 "tokens": [str(t) for t in tokens],
-                "labels": None if labels is None else [str(x) for x in labels],
+                "labels": None if labels is None else [str(x).strip() for x in labels],
                 "source": f"{path}:{lineno}",
             }
         )
@@ -451,7 +477,7 @@ def tsv_reader(
                     f"expected {len(cols)} tab-separated fields ({', '.join(cols)}) with a text, got {len(rec)}",
                 )
                 continue
-            label = row.get("label") or None
+            label = (row.get("label") or "").strip() or None
             if rename and label in rename:
                 label = rename[label]
             out.append(

@@ -11,6 +11,7 @@ from .io import (
     fsync_dir,
     list_input_files,
     output_error,
+    remove_stale_temporaries,
     resolve_dir,
 )
 from .labels import LABEL_FILE, read_label_file, write_label_file
@@ -33,6 +34,7 @@ __all__ = [
     "fsync_dir",
     "list_input_files",
     "output_error",
+    "remove_stale_temporaries",
     "resolve_dir",
     "LABEL_FILE",
     "read_label_file",

@@ -5,7 +5,9 @@ location that cannot be written is one ``UserError`` line naming the path (check
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -77,11 +79,26 @@ def check_writable(path: str) -> None:
         raise UserError(f"cannot write {path}: {parent} {why}")
 
 
+# errno values that only a write can give: an OSError with one of these inside an output's ``with`` block is that
+# output's (a full disk, a file-size or disk quota limit, a read-only file system)
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS})
+_CAUSES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exhausted",
+    errno.EFBIG: "the file-size limit is reached (ulimit -f)",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
 def output_error(path: str, error: OSError) -> UserError:
-    """The one-line ``UserError`` for an ``OSError`` met while creating the output ``path``."""
+    """The one-line ``UserError`` for an ``OSError`` met while creating or writing the output ``path``: the path
+    and the cause (``the disk is full``, ``the file-size limit is reached``, ...)."""
+    cause = _CAUSES.get(error.errno or -1)
+    cause = f"{cause} ({error.strerror})" if cause and error.strerror else cause or error.strerror or str(error)
     return UserError(
-        f"cannot write {path}: {error.strerror or error}"
-        + (f" ({error.filename})" if error.filename and error.filename != path else "")
+        f"cannot write {path}: {cause}" + (f" ({error.filename})" if error.filename and error.filename != path else "")
     )
 
 
@@ -101,12 +118,23 @@ def atomic_write(path: str, mode: str = "wb", overwrite: bool = True) -> Iterato
         raise output_error(path, e) from None
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would have
     try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as f:
+                try:
+                    yield f
+                except OSError as e:
+                    if e.errno in WRITE_ERRNOS:  # a write into f failed: the output's error
+                        raise output_error(path, e) from None
+                    raise
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:  # flush / close / fsync
+            raise output_error(path, e) from None
         fault_point(f"atomic_write {path}")
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as e:
+            raise output_error(path, e) from None
         fsync_dir(directory)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -135,18 +163,26 @@ def atomic_dir(path: str, overwrite: bool = True) -> Iterator[str]:
     except OSError as e:
         raise output_error(path, e) from None
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as e:
+            if e.errno in WRITE_ERRNOS:  # a write into tmp failed: the output's error
+                raise output_error(path, e) from None
+            raise
         fault_point(f"atomic_dir {path}: written")
-        for root, _, files in os.walk(tmp):
-            for fn in files:
-                with open(os.path.join(root, fn), "rb") as f:
-                    os.fsync(f.fileno())
-        fsync_dir(tmp)
-        if os.path.exists(path):
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(path, old)
-            fault_point(f"atomic_dir {path}: old moved aside")
-        os.replace(tmp, path)
+        try:
+            for root, _, files in os.walk(tmp):
+                for fn in files:
+                    with open(os.path.join(root, fn), "rb") as f:
+                        os.fsync(f.fileno())
+            fsync_dir(tmp)
+            if os.path.exists(path):
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(path, old)
+                fault_point(f"atomic_dir {path}: old moved aside")
+            os.replace(tmp, path)
+        except OSError as e:
+            raise output_error(path, e) from None
         fsync_dir(parent)
         fault_point(f"atomic_dir {path}: renamed")
         shutil.rmtree(old, ignore_errors=True)
@@ -183,3 +219,35 @@ def list_input_files(path: str, flag: str = "--input_path", suffixes: tuple[str,
         wanted = f" ending in {' or '.join(suffixes)}" if suffixes else ""
         raise UserError(f"{flag}: {path} contains no files{wanted}")
     return sorted(files)
+
+
+def _temp_name_pattern(final: str) -> re.Pattern:
+    """The names of this toolkit's temporary files for ``final``: ``.<name>.XXXXXXXX.tmp`` (``tempfile.mkstemp`` in
+    :func:`atomic_write` and the token-file builder) and ``.<name>.tmp`` (:func:`atomic_dir`)."""
+    return re.compile(rf"\.{re.escape(os.path.basename(final))}(\.[a-z0-9_]{{8}})?\.tmp")
+
+
+def remove_stale_temporaries(*finals: str) -> list[str]:
+    """Remove the temporary files a killed run left for the outputs ``finals`` (only the toolkit's own temporary
+    names of exactly these outputs, never another file); returns the removed paths. Call it while holding the
+    output's lock (:func:`ernie.utils.lock.lock_output`), so no running writer's file is touched."""
+    removed = []
+    for final in finals:
+        directory = os.path.dirname(os.path.abspath(final))
+        pattern = _temp_name_pattern(final)
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            continue
+        for name in names:
+            if pattern.fullmatch(name):
+                path = os.path.join(directory, name)
+                try:
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.unlink(path)
+                except OSError:
+                    continue
+                removed.append(path)
+    return removed

@@ -1,4 +1,6 @@
-"""The output-directory lock: one run writes into an ``output_dir`` at a time (pretraining and every fine-tuning task).
+"""The output locks: one run writes into an ``output_dir`` at a time (pretraining and every fine-tuning task), and
+one run writes a given data-tool output at a time (:func:`lock_output`: a jsonl, a token-file prefix, a vocabulary
+folder; two runs on one output would otherwise both report success and one result would be gone).
 
 ``output_dir/.run.lock`` holds a POSIX record lock (``fcntl.lockf``) and the holder's ``pid <pid> on <host>``. The OS
 drops the lock when the holding process dies (SIGKILL included), so a stale file never blocks a rerun. A record lock
@@ -8,11 +10,13 @@ closing any descriptor of the file releases it, so hold one lock per directory p
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import socket
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import IO
 
 from .errors import UserError
@@ -84,3 +88,67 @@ def discard_unused_output_dir(output_dir: str) -> bool:
     for f in held:
         release_output_dir(f)
     return True
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def output_lock_path(output: str) -> str:
+    """The lock file of a data-tool output: ``.<name>.lock`` beside it (``output`` a file, a folder or a token-file
+    prefix)."""
+    parent, name = os.path.split(os.path.abspath(output.rstrip("/")))
+    return os.path.join(parent, f".{name}.lock")
+
+
+@contextlib.contextmanager
+def lock_output(
+    output: str, flag: str, wait: float = 30.0, log: Callable[[str], None] | None = _stderr
+) -> Iterator[None]:
+    """Hold the exclusive lock of the output ``output`` (named by ``flag`` in messages) while inside: every writer of
+    that output takes it, so two runs never replace each other's result. A lock held by another process is waited for
+    up to ``wait`` seconds (``log`` says once what it waits for), then it is a ``UserError`` naming the holder. The
+    lock file is removed on release (a waiter that then finds a new file retries on it), and the OS drops the lock of
+    a killed run. Check whether the output exists *inside* the lock."""
+    path = output_lock_path(output)
+    deadline = time.time() + wait
+    told = False
+    while True:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            f = open(path, "a+")
+        except OSError as e:
+            raise UserError(f"{flag}: {output_error(output, e)}") from None
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            f.close()
+            if time.time() >= deadline:
+                raise UserError(f"{flag} {output}: another run ({holder}) is writing it; stop it first") from None
+            if log and not told:
+                log(f"waiting up to {wait:.0f} s for another run ({holder}) writing {output} to finish")
+                told = True
+            time.sleep(0.2)
+            continue
+        try:
+            same = os.path.samestat(os.fstat(f.fileno()), os.stat(path))
+        except OSError:
+            same = False
+        if same:
+            break
+        f.close()  # the holder removed the file as we opened it: lock the new one
+    try:
+        try:
+            f.seek(0)
+            f.truncate()
+            f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+            f.flush()
+        except OSError as e:
+            raise UserError(f"{flag}: {output_error(path, e)}") from None
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        f.close()
