@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import os
 import shutil
 import sys
@@ -612,7 +613,7 @@ def fetch(url: str, folder: str, filename: str, md5: str | None = None, what: st
     part = os.path.join(folder, f".{filename}.part")
     try:
         _download(source, part, filename)
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as e:
         reason = getattr(e, "reason", None) or getattr(e, "strerror", None) or e
         raise UserError(
             f"{what}: {target} not found and {source} cannot be downloaded ({reason}); {put_it_there}"
