@@ -23,7 +23,7 @@ VOCAB = "[PAD]\n[CLS]\n[SEP]\n[MASK]\n[UNK]\n你\n好\n##好\n世\n界\n" + "".j
 
 
 class Server:
-    """Files by URL path; honours ``Range: bytes=N-``; ``truncate[path] = n`` cuts the next full answer after n bytes."""
+    """Files by URL path; honours ``Range: bytes=N-``; ``truncate[path] = n`` cuts the next answer after n bytes."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
@@ -106,7 +106,12 @@ def test_offline_with_nothing_cached_is_one_line_naming_the_file_and_folder(serv
         ErnieTokenizer.from_pretrained("ernie-1.0-base-zh")
     msg = str(e.value)
     folder = os.path.join(os.environ["PPNLP_HOME"], "models", "ernie-1.0-base-zh")
-    assert "\n" not in msg and "put vocab.txt" in msg and folder in msg and hub.MODELS["ernie-1.0-base-zh"].vocab_url in msg
+    assert (
+        "\n" not in msg
+        and "put vocab.txt" in msg
+        and folder in msg
+        and hub.MODELS["ernie-1.0-base-zh"].vocab_url in msg
+    )
     assert server.requests == []
 
 
@@ -114,7 +119,9 @@ def test_unreachable_server_is_one_line(server, monkeypatch):
     monkeypatch.setenv(hub.ENV_ENDPOINT, server.url + "/nothing")
     with pytest.raises(UserError) as e:
         hub.model_file("ernie-3.0-mini-zh", "vocab", flag="--tokenizer_name_or_path")
-    assert str(e.value).startswith("--tokenizer_name_or_path ernie-3.0-mini-zh: the vocabulary:") and "\n" not in str(e.value)
+    assert str(e.value).startswith("--tokenizer_name_or_path ernie-3.0-mini-zh: the vocabulary:") and "\n" not in str(
+        e.value
+    )
 
 
 def test_an_interrupted_download_resumes_with_a_range_request(server):
@@ -158,7 +165,9 @@ def _md5(data: bytes) -> str:
 @pytest.fixture
 def fake_chnsenticorp(server, monkeypatch):
     """PaddleNLP's chnsenticorp_v2 entry with a small archive of our own (and its MD5s) on the local server."""
-    rows = {s: "text\tlabel\n" + "".join(f"{s}第{i}句很好\t{i % 2}\n" for i in range(6)) for s in ("train", "dev", "test")}
+    rows = {
+        s: "text\tlabel\n" + "".join(f"{s}第{i}句很好\t{i % 2}\n" for i in range(6)) for s in ("train", "dev", "test")
+    }
     members = {f"chnsenticorp/{s}/part.0": text.encode() for s, text in rows.items()}
     archive = _tar_gz(members)
     real = hub.DATASETS["chnsenticorp_v2"]

@@ -270,7 +270,7 @@ def load_dataset(
                 f"--dataset {name}: no download is known for it; pass --data_dir DIR holding "
                 f"{', '.join(v[0] for v in spec.files.values())} ({spec.layout})"
             )
-        data_dir = hub.dataset_dir(name, needed or ("train", "dev", "test"))  # PaddleNLP's cache, else its URL
+        data_dir = hub.dataset_dir(spec.name, needed or ("train", "dev", "test"))  # PaddleNLP's cache, else its URL
     if data_dir and not os.path.isdir(data_dir):
         raise UserError(f"--data_dir {data_dir}: no such directory")
     read = spec.read if spec is not None else (lambda path, split: task_cls.read_file(path))

@@ -31,6 +31,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import paddle
 import yaml
 
@@ -282,15 +283,23 @@ def _split_optimizer(
 
 
 def _unique_params(model_state: dict[str, Any]) -> list[str]:
-    """Structured names in save order, tied duplicates (same internal name) once."""
+    """Structured names in save order, each tied weight once: the same internal name, or (names lost to a cast)
+    PaddleNLP's tied-head aliases, ``cls.predictions.decoder.weight`` / ``.bias`` (the word embeddings and
+    ``decoder_bias`` under a second name), recognised by name and equal values. (Untied weights may be equal too,
+    e.g. LayerNorm scales no gradient reached yet: values alone do not tell aliases.)"""
     seen: set[str] = set()
-    out = []
+    kept: list[tuple[str, Any]] = []
     for structured, tensor in model_state.items():
         name = getattr(tensor, "name", structured)
-        if name not in seen:
-            seen.add(name)
-            out.append(structured)
-    return out
+        if name in seen:
+            continue
+        seen.add(name)
+        value = np.asarray(tensor.numpy() if hasattr(tensor, "numpy") else tensor)
+        alias = ".decoder." in structured
+        if alias and any(v.shape == value.shape and np.array_equal(v, value) for _, v in kept):
+            continue
+        kept.append((structured, value))
+    return [k for k, _ in kept]
 
 
 def _lr_step(lr: dict[str, Any] | None) -> int | None:
