@@ -467,7 +467,7 @@ def create_pretraining_data(config: PretrainDataConfig) -> dict:
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(description="Encode jsonl documents into pretraining token files.")
+    p = ArgumentParser(allow_abbrev=False, description="Encode jsonl documents into pretraining token files.")
     p.add_argument("--model_name", required=True, help="vocabulary folder (vocab.txt + tokenizer_config.json)")
     p.add_argument("--tokenizer_name", default="ErnieTokenizer", choices=["ErnieTokenizer"])
     g = p.add_argument_group("data input/output")

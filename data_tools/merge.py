@@ -51,7 +51,7 @@ def find_prefixes(inputs: list[str]) -> list[str]:
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(description="Merge token corpora into one.")
+    p = ArgumentParser(allow_abbrev=False, description="Merge token corpora into one.")
     p.add_argument("--input", nargs="+", required=True, help="corpus prefixes and/or folders of corpora")
     p.add_argument("--output_prefix", "--output-prefix", dest="output_prefix", required=True)
     p.add_argument("--data_impl", choices=IMPLS, default=None, help="output format (default: the first input's)")

@@ -279,7 +279,9 @@ def _segment_all(files: list[tuple[str, str]], input_path: str, output_path: str
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    parser = ArgumentParser(description="Segment Chinese text into words (one output line per input line).")
+    parser = ArgumentParser(
+        allow_abbrev=False, description="Segment Chinese text into words (one output line per input line)."
+    )
     parser.add_argument("--input_path", required=True, help="a .txt file or a folder of .txt files")
     parser.add_argument("--output_path", required=True, help="output .txt file (or folder, for a folder input)")
     parser.add_argument("--cn_seg_func", default="jieba", choices=sorted(SEGMENTERS), help="segmenter")

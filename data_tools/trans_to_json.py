@@ -210,7 +210,7 @@ def _convert(config: TransConfig, files: list[str], output: str) -> dict:
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(description="Convert raw text files to a jsonl of documents.")
+    p = ArgumentParser(allow_abbrev=False, description="Convert raw text files to a jsonl of documents.")
     p.add_argument("--input_path", required=True, help="a text file or a folder of them")
     p.add_argument("--output_path", required=True, help="the .jsonl to write ('.jsonl' is appended if missing)")
     p.add_argument("--json_key", default="text", help="key of the document text in each json line")

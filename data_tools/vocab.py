@@ -255,7 +255,7 @@ def _build(input_path: str, output_dir: str, config: VocabConfig) -> dict:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(allow_abbrev=False, description=__doc__.split("\n\n")[0])
     parser.add_argument("--input_path", required=True, help="a text file or a folder of text files")
     parser.add_argument("--output_dir", required=True, help="where vocab.txt and tokenizer_config.json go")
     parser.add_argument("--vocab_size", type=int, required=True, help=f"at most this many tokens (<= {MAX_VOCAB_SIZE})")

@@ -312,7 +312,7 @@ def write(root: str) -> list[str]:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     """``python -m ernie.cli --write-scripts | --check [--root DIR]``: regenerate or check the registry's files."""
-    p = ArgumentParser(prog="python -m ernie.cli", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(allow_abbrev=False, prog="python -m ernie.cli", description=__doc__.split("\n\n")[0])
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument(
         "--write-scripts",

@@ -2,7 +2,9 @@
 
 A config is read from a checkpoint directory (``config.json``, else the legacy ``model_config.json``), from a JSON
 file, or by name from the configs shipped in ``configs/models/`` (``ernie-1.0-base-zh``, ``ernie-1.0-large-zh``,
-``ernie-tiny-cpu`` ...). Keys PaddleNLP writes that do not change the network (``architectures``,
+``ernie-tiny-cpu`` ...; every PaddleNLP name of ``ernie.hub.MODELS`` has its file there: ``ernie-3.0-base-zh``,
+``ernie-tiny`` ..., PaddleNLP's config entry over its ErnieConfig defaults; a hub name without one is read from
+``ernie.hub``). Keys PaddleNLP writes that do not change the network (``architectures``,
 ``paddlenlp_version``, ``dtype`` ...) are accepted and dropped. An HF transformers ERNIE directory is read through
 :func:`hf_config` (the key mapping lives in ``ernie.weights``, the numpy-only module this one builds on).
 """
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ernie import hub
 from ernie.utils import UserError, atomic_write
 from ernie.weights import CONFIG_NAME, LEGACY_CONFIG_NAME, config_dict_from_hf, is_hf_dir, read_json_object
 
@@ -147,8 +150,12 @@ class ErnieConfig:
         ``overrides`` replace fields after loading (e.g. ``vocab_size=len(tokenizer.vocab)``). An HF transformers
         ERNIE directory is read through :func:`hf_config`.
         """
-        if is_hf_dir(str(name_or_dir)):
-            cfg = hf_config(str(name_or_dir))
+        name = str(name_or_dir)
+        builtin = hub.model_config(name)
+        if is_hf_dir(name):
+            cfg = hf_config(name)
+        elif builtin is not None and not os.path.exists(name) and not (MODELS_DIR / f"{name}.json").is_file():
+            cfg = cls.from_dict(builtin, source=f"PaddleNLP's {name}")  # a name of ernie.hub without a shipped file
         else:
             cfg = cls.from_file(resolve_config_file(name_or_dir))
         return cfg.replace(**overrides) if overrides else cfg

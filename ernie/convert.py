@@ -194,6 +194,7 @@ def from_hf(
 # ---- command line ---------------------------------------------------------------------------------------------------
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(
+        allow_abbrev=False,
         prog="convert_checkpoint.py",
         description="Convert an ERNIE model directory between this toolkit / PaddleNLP (model_state.pdparams) and HF "
         "transformers (model.safetensors).",

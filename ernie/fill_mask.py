@@ -242,6 +242,7 @@ class FillMask:
 
 def build_parser() -> ArgumentParser:
     p = ArgumentParser(
+        allow_abbrev=False,
         prog="fill_mask.py",
         description="Top-k fillings of [MASK]ed characters and the best filling "
         "of each masked span, with a pretrained ERNIE.",

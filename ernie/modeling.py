@@ -31,6 +31,7 @@ import paddle.nn as nn
 import paddle.nn.functional as F
 from paddle.distributed.fleet.utils import recompute
 
+from ernie import hub
 from ernie.configuration import ErnieConfig
 from ernie.ops import (
     KernelPlan,
@@ -295,8 +296,13 @@ class ErnieOnlyMLMHead(nn.Layer):
 
 def read_state_dict(directory: str) -> tuple[dict, str]:
     """Weights of a model directory under our names: ``model_state.pdparams`` (ours / PaddleNLP) as it is, else HF
-    weights converted (``ernie.weights``). Returns (state dict, file read)."""
-    paddle_file = os.path.join(directory, WEIGHTS_NAME)
+    weights converted (``ernie.weights``). A built-in model name that is not a directory gives PaddleNLP's
+    published weights (its cache, else downloaded: :func:`ernie.hub.model_file`). Returns (state dict, file read)."""
+    directory = str(directory)
+    if not os.path.isdir(directory) and hub.model_spec(directory) is not None:
+        paddle_file = hub.model_file(directory, "weights")
+    else:
+        paddle_file = os.path.join(directory, WEIGHTS_NAME)
     if os.path.isfile(paddle_file):
         try:
             return paddle.load(paddle_file), paddle_file
@@ -347,20 +353,26 @@ class ErniePretrainedModel(nn.Layer):
     @classmethod
     def from_pretrained(cls, name_or_dir: str | os.PathLike, config: ErnieConfig | None = None, **overrides):
         """Build the model from a checkpoint directory (weights + config; ours, PaddleNLP's or HF transformers'),
-        or from a shipped config name.
+        from a PaddleNLP model name, or from a shipped config name.
 
-        A name in ``configs/models`` (or a JSON file) gives a freshly initialised model. ``overrides`` replace config
-        fields (``use_recompute=True``, ``num_labels=3`` ...). Missing and unexpected weights are reported by name
-        (``warnings``; also in ``model.load_report``); shape mismatches raise :class:`UserError`. The model is
-        returned in eval mode (call ``.train()`` to train it).
+        A PaddleNLP name with published weights (``ernie-1.0-base-zh``, ``ernie-3.0-medium-zh`` ...:
+        :data:`ernie.hub.MODELS`) loads them as PaddleNLP's ``from_pretrained`` does (its download cache, else
+        downloaded into it). Any other name in ``configs/models`` (``ernie-tiny-cpu``; ``ernie-1.0-large-zh``, with a
+        warning: no weights are published under it) or a JSON file gives a freshly initialised model. ``overrides``
+        replace config fields (``use_recompute=True``, ``num_labels=3`` ...). Missing and unexpected weights are
+        reported by name (``warnings``; also in ``model.load_report``); shape mismatches raise :class:`UserError`.
+        The model is returned in eval mode (call ``.train()`` to train it).
         """
         path = str(name_or_dir)
         if config is None:
             config = ErnieConfig.from_pretrained(path)
         if overrides:
             config = config.replace(**overrides)
+        spec = None if os.path.isdir(path) else hub.model_spec(path)
         model = cls(config)
-        if os.path.isdir(path):  # ours / PaddleNLP's model_state.pdparams, or HF weights converted on load
+        if spec is not None and spec.weights_url is None:
+            warnings.warn(f"{path}: {spec.note}; the model is a random initialisation", stacklevel=2)
+        elif os.path.isdir(path) or spec is not None:  # ours / PaddleNLP's weights, or HF weights converted on load
             state, weights = read_state_dict(path)
             model.load_report = model.load_weights(state, source=weights)
         model.eval()

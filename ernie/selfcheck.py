@@ -505,7 +505,7 @@ def launch_data_parallel(args, gpus: int) -> list[Result]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="gpu_selfcheck.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(allow_abbrev=False, prog="gpu_selfcheck.py", description=__doc__.split("\n\n")[0])
     p.add_argument(
         "--device",
         default="gpu",

@@ -33,6 +33,7 @@ from typing import cast
 
 import numpy as np
 
+from ernie import hub
 from ernie.utils import UserError, atomic_write, resolve_dir
 
 VOCAB_FILE = "vocab.txt"
@@ -268,10 +269,22 @@ class ErnieTokenizer:
     # ----------------------------------------------------------------------------------------------- loading/saving
     @classmethod
     def from_pretrained(cls, directory: str, **kwargs) -> ErnieTokenizer:
-        """Load ``directory/vocab.txt`` (+ ``tokenizer_config.json`` if present); ``kwargs`` override the config."""
+        """Load ``directory/vocab.txt`` (+ ``tokenizer_config.json`` if present); ``kwargs`` override the config.
+
+        A built-in model name that is not a directory (``ernie-1.0-base-zh``, ``ernie-3.0-medium-zh`` ...,
+        :data:`ernie.hub.MODELS`) loads its vocabulary as PaddleNLP does: from PaddleNLP's cache, else downloaded
+        into it (:func:`ernie.hub.model_file`), with PaddleNLP's init configuration (``do_lower_case``)."""
+        directory = str(directory)
         resolved = resolve_dir(directory)
+        spec = hub.model_spec(directory)
+        if resolved is None and spec is not None:
+            vocab_file = hub.model_file(directory, "vocab")
+            return cls(vocab_file, **{**spec.tokenizer, **kwargs})
         if resolved is None:
-            raise UserError(f"{directory}: tokenizer directory not found (expected {VOCAB_FILE} and {CONFIG_FILE})")
+            raise UserError(
+                f"{directory}: tokenizer directory not found (expected {VOCAB_FILE} and {CONFIG_FILE}) and not a "
+                f"known model name (known: {', '.join(hub.known_models())})"
+            )
         config_path = os.path.join(resolved, CONFIG_FILE)
         config = {}
         if os.path.isfile(config_path):

@@ -199,3 +199,28 @@ def test_every_entry_point_answers_an_unknown_flag_with_one_line(target, capsys,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: "), err
     assert "usage:" not in err[0]
+
+
+@pytest.mark.parametrize("ep", ENTRY_POINTS, ids=ids)
+def test_every_parser_refuses_abbreviations(ep, monkeypatch, capsys, restore_environ):
+    """allow_abbrev=False on every parser an entry point builds (issue #33: ``--fp16`` read as ``--fp16_opt_level``):
+    the parsers are recorded while ``--help`` runs, and ``--hel`` (a prefix of --help) is an unknown flag."""
+    import argparse
+
+    seen: list[argparse.ArgumentParser] = []
+    original = argparse.ArgumentParser.parse_known_args
+
+    def record(self, *args, **kwargs):
+        seen.append(self)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_known_args", record)
+    with pytest.raises(SystemExit) as e:
+        cli.resolve(ep.target)(["--help"])
+    assert e.value.code == 0 and seen
+    assert [p.prog for p in seen if p.allow_abbrev] == []
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        cli.resolve(ep.target)(["--hel"])
+    assert e.value.code == 2
+    assert "usage:" not in capsys.readouterr().out

@@ -268,7 +268,9 @@ def child_env(name: str) -> dict:
 def main(argv: list[str] | None = None) -> list[str]:
     """``python -m ernie.deploy.envs NAME...`` (scripts/setup_fastdeploy_env.sh): create or refresh the named
     environments, print ``NAME: python`` for each."""
-    p = ArgumentParser(prog="python -m ernie.deploy.envs", description="Create the toolkit's environments.")
+    p = ArgumentParser(
+        allow_abbrev=False, prog="python -m ernie.deploy.envs", description="Create the toolkit's environments."
+    )
     p.add_argument("names", nargs="+", choices=sorted(ENVS))
     pythons = []
     for name in p.parse_args(argv).names:

@@ -205,6 +205,7 @@ def _task_of(config, model_path: str, flag_task: str | None):
 def main(argv: list[str] | None = None) -> str:
     """scripts/export_model.py: ``--model_path`` (a fine-tuned model dir) -> ``--output_path`` (deployable dir)."""
     p = ArgumentParser(
+        allow_abbrev=False,
         prog="export_model.py",
         description="Export a fine-tuned ERNIE model for Paddle Inference / FastDeploy / ONNX Runtime.",
     )

@@ -209,7 +209,7 @@ def padded_random_feeds(vocab_size: int, batch: int, seq: int, seed: int = 0) ->
 
 
 def _parser(prog: str, description: str) -> ArgumentParser:
-    p = ArgumentParser(prog=prog, description=description)
+    p = ArgumentParser(allow_abbrev=False, prog=prog, description=description)
     p.add_argument("--model_dir", required=True, help="exported model directory (export_model.py / --do_export)")
     p.add_argument("--backend", choices=BACKENDS, default="paddle", help="FastDeploy runtime backend")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")
@@ -269,7 +269,7 @@ def _harness(argv: list[str] | None = None) -> None:
     """Logits of each backend on the feeds of an .npz (keys ``<case>/input_ids``, ``<case>/token_type_ids``) into
     ``--output`` (keys ``<backend>/<case>``); with ``--time_iters N`` also ``<backend>/<case>/seconds`` (median of
     N runs after 2 warm-up runs)."""
-    p = argparse.ArgumentParser(prog="python -m ernie.deploy.fastdeploy_infer")
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m ernie.deploy.fastdeploy_infer")
     p.add_argument("--model_dir", required=True)
     p.add_argument("--feeds", required=True)
     p.add_argument("--output", required=True)

@@ -443,7 +443,9 @@ def print_seq_cls_results(texts: list[str], pairs: list[str | None], results: li
 @cli_main
 def main(argv: list[str] | None = None) -> list[dict]:
     """scripts/seq_cls_infer.py; returns the predictions."""
-    p = ArgumentParser(prog="seq_cls_infer.py", description="Sequence classification with an exported ERNIE model.")
+    p = ArgumentParser(
+        allow_abbrev=False, prog="seq_cls_infer.py", description="Sequence classification with an exported ERNIE model."
+    )
     p.add_argument("--model_dir", required=True, help="exported model directory (export_model.py / --do_export)")
     p.add_argument("--backend", choices=BACKENDS, default="paddle")
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu")

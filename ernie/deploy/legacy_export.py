@@ -150,7 +150,7 @@ def _explicit_inputs_class(paddle, np):
 
 def _child(argv: list[str] | None = None) -> None:
     """In the Paddle 2.6 environment: config.json + weights.npz -> OUTPUT_PREFIX.pdmodel / .pdiparams."""
-    p = argparse.ArgumentParser(prog="python -m ernie.deploy.legacy_export")
+    p = argparse.ArgumentParser(allow_abbrev=False, prog="python -m ernie.deploy.legacy_export")
     p.add_argument("--model_dir", required=True)
     p.add_argument("--output_prefix", required=True)
     a = p.parse_args(argv)

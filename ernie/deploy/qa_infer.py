@@ -72,7 +72,9 @@ class QaPredictor:
 @cli_main
 def main(argv: list[str] | None = None) -> dict:
     """scripts/qa_infer.py; returns ``{"predictions": {id: answer}, "scores": {...} | None}``."""
-    p = ArgumentParser(prog="qa_infer.py", description="Extractive QA with an exported ERNIE model.")
+    p = ArgumentParser(
+        allow_abbrev=False, prog="qa_infer.py", description="Extractive QA with an exported ERNIE model."
+    )
     p.add_argument("--model_dir", required=True, help="exported QA model (run_qa.py --do_export / export_model.py)")
     p.add_argument("--input_file", required=True, help="SQuAD-style JSON (CMRC 2018 / DuReader-robust layout)")
     p.add_argument("--output", required=True, help="predictions JSON {id: answer}")

@@ -160,7 +160,7 @@ def build_parser(prog: str, task_cls) -> ArgumentParser:
     """An argparse parser with one flag per :class:`FinetuneArgs` field and per field of the task's ``Options``
     (bool flags take an optional value); the ``--dataset`` help lists the task's datasets
     (:func:`~ernie.finetune.datasets.dataset_help`). Flags not given are absent from the parsed namespace."""
-    parser = ArgumentParser(prog=prog, description=task_cls.description)
+    parser = ArgumentParser(allow_abbrev=False, prog=prog, description=task_cls.description)
     _add_fields(parser, FinetuneArgs, {"dataset": dataset_help(task_cls)})
     if dataclasses.fields(task_cls.Options):
         _add_fields(parser.add_argument_group("task options"), task_cls.Options)

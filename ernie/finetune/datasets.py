@@ -4,9 +4,13 @@ into :class:`~data_tools.corpus.DatasetSplits`. Reading a file layout is :mod:`e
 sets are built by :mod:`data_tools.corpus` and listed per task in ``Task.builtin_datasets``;
 :func:`dataset_help` makes the ``--dataset`` help from both.
 
-``--dataset NAME`` without ``--data_dir`` is a built-in set of the task (``Task.builtin_datasets``). With
-``--data_dir DIR`` it names a benchmark whose files, as distributed (the layouts PaddleNLP's dataset builders
-read), sit in ``DIR`` (or in the sub-directory the archive unpacks to, e.g. ``DIR/afqmc_public/``);
+``--dataset NAME`` without ``--data_dir`` is a built-in set of the task (``Task.builtin_datasets``), else a
+benchmark found as PaddleNLP finds it: in PaddleNLP's dataset cache (``$PPNLP_HOME/datasets/<Builder>/``), else
+downloaded from PaddleNLP's URL into it and checked against its MD5s (:func:`ernie.hub.dataset_dir`; offline with
+nothing cached: one line naming the file and the folder to put it in). PaddleNLP's spelling ``clue afqmc`` (its
+``load_dataset("clue", "afqmc")``) is the same as ``afqmc``. With ``--data_dir DIR`` it names a benchmark whose
+files, as distributed (the layouts PaddleNLP's dataset builders read), sit in ``DIR`` (or in the sub-directory the
+archive unpacks to, e.g. ``DIR/afqmc_public/``);
 ``--train_file/--dev_file/--test_file`` replace single files and are read in the same layout. A missing file is a
 one-line error naming the file and the expected layout. Label ids follow PaddleNLP's label lists; the default
 hyper-parameters are those of PaddleNLP's ernie-1.0 ``finetune/config.yml`` (its ``DefaultArgs`` plus the
@@ -28,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from data_tools.corpus import DatasetSplits, bio_labels
+from ernie import hub
 from ernie.utils import UserError
 
 from . import readers as R
@@ -208,6 +213,7 @@ SPECS: dict[str, DatasetSpec] = {
 # --------------------------------------------------------------------------------------------------- lookup
 def dataset_defaults(name: str | None, task_cls) -> dict:
     """The default flag values of benchmark ``name`` (empty for built-in or unknown names)."""
+    name = hub.canonical_dataset(name) if name else name
     spec = SPECS.get(name or "")
     if spec is None or spec.task != task_cls.name or name in task_cls.builtin_datasets:
         return {}
@@ -215,6 +221,7 @@ def dataset_defaults(name: str | None, task_cls) -> dict:
 
 
 def _spec_for(name: str, task_cls) -> DatasetSpec:
+    name = hub.canonical_dataset(name)
     spec = SPECS.get(name)
     builtin = ", ".join(task_cls.builtin_datasets) or "none"
     official = ", ".join(n for n, s in SPECS.items() if s.task == task_cls.name)
@@ -248,6 +255,7 @@ def load_dataset(
     """The splits of ``--dataset``/``--data_dir`` and/or the given files (see the module docstring). A split in
     ``needed`` whose file is missing is an error naming the file and the expected layout."""
     given = {"train": train_file, "dev": dev_file, "test": test_file}
+    name = hub.canonical_dataset(name) if name else name
     if name and not data_dir and name in task_cls.builtin_datasets:
         if any(given.values()):
             raise UserError(
@@ -257,10 +265,12 @@ def load_dataset(
         return task_cls.builtin_datasets[name]()
     spec = _spec_for(name, task_cls) if name else None
     if spec is not None and not data_dir and not any(given.values()):
-        raise UserError(
-            f"--dataset {name}: the toolkit runs offline; download it and pass --data_dir DIR holding "
-            f"{', '.join(v[0] for v in spec.files.values())} ({spec.layout})"
-        )
+        if hub.dataset_source(name) is None:
+            raise UserError(
+                f"--dataset {name}: no download is known for it; pass --data_dir DIR holding "
+                f"{', '.join(v[0] for v in spec.files.values())} ({spec.layout})"
+            )
+        data_dir = hub.dataset_dir(spec.name, needed or ("train", "dev", "test"))  # PaddleNLP's cache, else its URL
     if data_dir and not os.path.isdir(data_dir):
         raise UserError(f"--data_dir {data_dir}: no such directory")
     read = spec.read if spec is not None else (lambda path, split: task_cls.read_file(path))

@@ -212,6 +212,7 @@ def _field_type(f: dataclasses.Field) -> Callable[[str], Any]:
 
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
+        allow_abbrev=False,
         prog="run_pretrain.py",
         description="ERNIE 1.0 pretraining (MLM + SOP), PaddleNLP flags.",
         argument_default=argparse.SUPPRESS,

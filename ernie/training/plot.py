@@ -72,7 +72,9 @@ def plot(records: list[dict], output: str) -> None:
 
 @cli_main
 def main(argv: list[str] | None = None) -> None:
-    parser = ArgumentParser(description="Plot loss / learning-rate curves of a pretraining run to a PNG.")
+    parser = ArgumentParser(
+        allow_abbrev=False, description="Plot loss / learning-rate curves of a pretraining run to a PNG."
+    )
     parser.add_argument("--log", required=True, help="run output_dir or its train_log.jsonl")
     parser.add_argument("--output", required=True, help="PNG file to write")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")
