@@ -161,7 +161,17 @@ def read_args(path: str) -> dict[str, Any]:
 
 
 def load_model_weights(path: str, model) -> None:
-    """Load ``path/model_state.pdparams`` (ours or PaddleNLP's names) into ``model``; shape mismatches are errors."""
+    """Load ``path/model_state.pdparams`` (ours or PaddleNLP's names) into ``model``; shape mismatches are errors.
+
+    ``model`` must still hold float32 parameters: load before ``paddle.amp.decorate``. Into a decorated (O2) model the
+    float32 values would be rounded to fp16/bf16, and the optimizer's float32 master weights (made from the
+    parameters at its first step, kept apart after it) would not see them: refused (RuntimeError, a caller's bug)."""
+    low = [n for n, p in model.named_parameters() if p.dtype in (paddle.float16, paddle.bfloat16)]
+    if low:
+        raise RuntimeError(
+            f"load_model_weights({path}): {len(low)} parameters of the model are float16/bfloat16 (first: {low[0]}); "
+            "load the weights before paddle.amp.decorate, which then makes the fp32 master weights from them"
+        )
     if is_hf_dir(path):  # an HF transformers ERNIE directory: its weights converted on load
         state, file = read_hf_state(path)
         model.load_weights(state, source=file)
