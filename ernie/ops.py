@@ -2,7 +2,9 @@
 
 Contract: every function here computes the same fp32 quantities as the stock Paddle op it replaces (checked by
 tests/test_modeling.py and the PaddleNLP weight-parity tests); the fast routes are taken only for fp32 tensors on CPU
-in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock Paddle ops run.
+in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock Paddle ops run: on a GPU tensor in
+dynamic mode :func:`linear` is ``F.linear`` (a CUDA build's ``linear_v2``, GEMM + bias in one op, on AMP's white
+list; the transposed tied-decoder GEMM stays matmul + add, as PaddleNLP's ERNIE), elsewhere matmul + add.
 
 - :func:`linear` / :class:`Linear` and :func:`add_broadcast` compute bias gradients as a GEMV instead of Paddle's
   slow CPU row reduction, and add the bias after expanding it (Paddle's CPU broadcasting add is several times slower
@@ -17,11 +19,14 @@ in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock 
 - :func:`attention_bias` turns a keep-mask into an additive bias exact in fp32 and safe in fp16/bf16;
 - :func:`kernel_plan` picks the residual/LayerNorm fast path by device and dtype (:class:`KernelPlan`, logged once per
   device/dtype on logger ``ernie.ops``): the fused bias-dropout-residual-LayerNorm on GPU only for the dtypes Paddle
-  registers it for (float32/float64/float16, not bfloat16); :func:`residual_layer_norm` falls back to the plain ops
+  registers it for (float32/float64/float16, not bfloat16), called with autocast off (under O2 its float32 LayerNorm
+  weights would otherwise promote the whole op to float32); :func:`residual_layer_norm` falls back to the plain ops
   (and logs it) when the fused kernel still raises;
 - :func:`choose_attention` decides the attention kernel: "eager" (matmul/softmax, PaddleNLP's ERNIE path) by default,
   the opt-in F.scaled_dot_product_attention backends (flash / memory-efficient / math) by Paddle's own predicates,
-  with :func:`sdpa_bias` giving each backend the mask shape its kernel requires (contract below).
+  with :func:`sdpa_bias` giving each backend the mask shape its kernel requires (contract below), built once per
+  encoder forward by :func:`sdpa_mask` (the memory-efficient kernel's [B, H, S, S] bias is not made again by every
+  layer).
 """
 
 from __future__ import annotations
