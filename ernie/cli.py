@@ -97,6 +97,14 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
         before="ernie.training.distributed:configure_threads",
     ),
     EntryPoint(
+        "run_pretrain_trainer",
+        "ernie.training.trainer:main",
+        "ERNIE 1.0 pretraining under PaddleNLP's run_pretrain_trainer.py name: the same run as run_pretrain.py, which "
+        "takes\nPaddleNLP's Trainer flag names (--per_device_train_batch_size, --learning_rate, --fp16, "
+        "--gradient_accumulation_steps, ...)\nbeside its own (docs/migrating.md).",
+        before="ernie.training.distributed:configure_threads",
+    ),
+    EntryPoint(
         "plot_logs",
         "ernie.training.plot:main",
         "Draw loss / learning-rate curves of a pretraining run: see ernie/training/plot.py.\n\n"

@@ -47,6 +47,7 @@ from ernie.ops import (
     linear,
     residual_layer_norm,
     sdpa_attention,
+    sdpa_mask,
 )
 from ernie.utils import UserError, atomic_write
 from ernie.utils.cpu_tuning import ensure_cpu_tuning, tune_cpu_math
@@ -148,8 +149,9 @@ class ErnieSelfAttention(nn.Layer):
         self.v_proj = _linear(config, H, H)
         self.out_proj = _linear(config, H, H)
 
-    def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None) -> paddle.Tensor:
-        """x [B, S, H], mask: bool keep-mask or additive bias broadcastable to [B, heads, S, S] -> [B, S, H]."""
+    def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None, mask_cache: dict | None = None) -> paddle.Tensor:
+        """x [B, S, H], mask: bool keep-mask or additive bias broadcastable to [B, heads, S, S] -> [B, S, H].
+        ``mask_cache``: one dict per encoder forward, where the SDPA kernels' mask is built once for all layers."""
         # Shapes as 0 ("keep this dim") and static sizes, never a runtime B or S, and slices instead of unbind: the
         # exported program then converts with every Paddle -> ONNX / OpenVINO converter, old ones included
         # (ernie/deploy/legacy_export.py).
@@ -164,7 +166,7 @@ class ErnieSelfAttention(nn.Layer):
             p = self.dropout_prob if self.training else 0.0
             kernel = choose_attention(self.attention, q, k, v, p)
             if kernel != "eager":  # unscaled q, scale=None: the kernel applies 1/sqrt(head_dim) (flash needs None)
-                bias = None if mask is None else attention_bias(mask, q.dtype)
+                bias = sdpa_mask(mask, kernel, q, k, mask_cache)
                 return self.out_proj(sdpa_attention(q, k, v, bias, kernel, p, self.training).reshape([0, 0, H]))
         # eager: 1/sqrt(head_dim) is folded into the (small) q weight and bias instead of scaling q [B, heads, S, hd].
         scale = self.head_dim**-0.5
@@ -204,8 +206,10 @@ class ErnieEncoderLayer(nn.Layer):
         # None: the kernels ernie.ops.kernel_plan picks for the device/dtype; a KernelPlan forces one (tests).
         self.kernels: KernelPlan | None = None
 
-    def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None = None) -> paddle.Tensor:
-        h = self.self_attn(x, mask)
+    def forward(
+        self, x: paddle.Tensor, mask: paddle.Tensor | None = None, mask_cache: dict | None = None
+    ) -> paddle.Tensor:
+        h = self.self_attn(x, mask, mask_cache)
         plan = self.kernels or kernel_plan(h)
         x = residual_layer_norm(h, x, self.norm1, self.dropout_prob, self.training, plan)
         ffn = self.linear2(self.activation(self.linear1(x)))
@@ -221,11 +225,12 @@ class ErnieEncoder(nn.Layer):
         self.use_recompute = config.use_recompute
 
     def forward(self, x: paddle.Tensor, mask: paddle.Tensor | None) -> paddle.Tensor:
+        mask_cache: dict = {}  # the SDPA kernels' mask, built by the first layer for all (ernie.ops.sdpa_mask)
         for layer in self.layers:
             if self.use_recompute and self.training and not x.stop_gradient:
-                x = recompute(layer, x, mask)
+                x = recompute(layer, x, mask, mask_cache)
             else:
-                x = layer(x, mask)
+                x = layer(x, mask, mask_cache)
         return x
 
 
@@ -384,7 +389,9 @@ class ErniePretrainedModel(nn.Layer):
         A checkpoint of the bare ErnieModel (no ``ernie.`` prefix) loads into a task model and vice versa. Aliases of
         one parameter (tied decoder weight, ``decoder_bias``) may be absent.
         """
-        own = self.state_dict()
+        # the parameters themselves: after paddle.amp.decorate(save_dtype=...) state_dict() returns cast copies, and
+        # set_value on those would change nothing
+        own = self.state_dict(use_hook=False)
         state = _adapt_prefix(state, own, self.base_model_prefix)
         aliases = _aliases(self)
         mismatched = [
@@ -422,7 +429,7 @@ class ErniePretrainedModel(nn.Layer):
 def _aliases(model: nn.Layer) -> dict[str, set[str]]:
     """State-dict names that refer to one and the same parameter (tied or re-registered weights)."""
     by_id: dict[int, list[str]] = {}
-    for name, p in model.state_dict().items():
+    for name, p in model.state_dict(use_hook=False).items():
         by_id.setdefault(id(p), []).append(name)
     return {n: set(names) - {n} for names in by_id.values() if len(names) > 1 for n in names}
 

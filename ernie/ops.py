@@ -2,7 +2,9 @@
 
 Contract: every function here computes the same fp32 quantities as the stock Paddle op it replaces (checked by
 tests/test_modeling.py and the PaddleNLP weight-parity tests); the fast routes are taken only for fp32 tensors on CPU
-in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock Paddle ops run.
+in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock Paddle ops run: on a GPU tensor in
+dynamic mode :func:`linear` is ``F.linear`` (a CUDA build's ``linear_v2``, GEMM + bias in one op, on AMP's white
+list; the transposed tied-decoder GEMM stays matmul + add, as PaddleNLP's ERNIE), elsewhere matmul + add.
 
 - :func:`linear` / :class:`Linear` and :func:`add_broadcast` compute bias gradients as a GEMV instead of Paddle's
   slow CPU row reduction, and add the bias after expanding it (Paddle's CPU broadcasting add is several times slower
@@ -17,11 +19,14 @@ in dynamic mode, and everywhere else (GPU, AMP dtypes, static graphs) the stock 
 - :func:`attention_bias` turns a keep-mask into an additive bias exact in fp32 and safe in fp16/bf16;
 - :func:`kernel_plan` picks the residual/LayerNorm fast path by device and dtype (:class:`KernelPlan`, logged once per
   device/dtype on logger ``ernie.ops``): the fused bias-dropout-residual-LayerNorm on GPU only for the dtypes Paddle
-  registers it for (float32/float64/float16, not bfloat16); :func:`residual_layer_norm` falls back to the plain ops
+  registers it for (float32/float64/float16, not bfloat16), called with autocast off (under O2 its float32 LayerNorm
+  weights would otherwise promote the whole op to float32); :func:`residual_layer_norm` falls back to the plain ops
   (and logs it) when the fused kernel still raises;
 - :func:`choose_attention` decides the attention kernel: "eager" (matmul/softmax, PaddleNLP's ERNIE path) by default,
   the opt-in F.scaled_dot_product_attention backends (flash / memory-efficient / math) by Paddle's own predicates,
-  with :func:`sdpa_bias` giving each backend the mask shape its kernel requires (contract below).
+  with :func:`sdpa_bias` giving each backend the mask shape its kernel requires (contract below), built once per
+  encoder forward by :func:`sdpa_mask` (the memory-efficient kernel's [B, H, S, S] bias is not made again by every
+  layer).
 """
 
 from __future__ import annotations
@@ -143,8 +148,16 @@ def linear(x, weight, bias=None, transpose_w: bool = False, rebuild_weight=None)
     instead of W being kept from forward to backward."""
     if _cpu_fp32(x):
         return _LinearFn.apply(x, weight, bias, transpose_w, rebuild_weight)
+    if not transpose_w and bias is not None and _on_gpu(x):
+        # GEMM + bias in one op: on a CUDA build F.linear is linear_v2 (nn/functional/common.py), on AMP's white list
+        return F.linear(x, weight, bias)
     y = paddle.matmul(x, weight, transpose_y=transpose_w)
     return y if bias is None else y + bias
+
+
+def _on_gpu(x: paddle.Tensor) -> bool:
+    """A GPU tensor in dynamic mode (static graphs, exports included, keep matmul + add)."""
+    return paddle.in_dynamic_mode() and x.place.is_gpu_place()
 
 
 def add_broadcast(x: paddle.Tensor, r: paddle.Tensor) -> paddle.Tensor:
@@ -359,9 +372,12 @@ def residual_layer_norm(
         import paddle.incubate.nn.functional as IF
 
         try:
-            return IF.fused_bias_dropout_residual_layer_norm(
-                x, residual, None, norm.weight, norm.bias, p if training else 0.0, norm._epsilon, training
-            )
+            # autocast off: under AMP O2 its float32 LayerNorm weights would promote the whole op to float32 (Paddle
+            # promotes an op off the lists when any input is float32); the kernel itself reads fp16 x with fp32 weights
+            with paddle.amp.auto_cast(enable=False):
+                return IF.fused_bias_dropout_residual_layer_norm(
+                    x, residual, None, norm.weight, norm.bias, p if training else 0.0, norm._epsilon, training
+                )
         except (RuntimeError, NotImplementedError, ValueError, TypeError) as e:  # not registered for device/dtype
             key = (_device_kind(x), str(x.dtype).replace("paddle.", ""))
             _UNAVAILABLE.add(key)
@@ -500,9 +516,26 @@ def sdpa_bias(bias: paddle.Tensor, kernel: str, q: paddle.Tensor, k: paddle.Tens
     return bias if list(bias.shape) == shape else bias.expand(shape).contiguous()
 
 
+def sdpa_mask(mask: paddle.Tensor | None, kernel: str, q: paddle.Tensor, k: paddle.Tensor, cache: dict | None = None):
+    """The SDPA mask for a keep-mask / additive ``mask`` (:func:`attention_bias` in q's dtype, shaped by
+    :func:`sdpa_bias` for ``kernel``), built once per ``cache``: the encoder passes one dict per forward, so the
+    memory-efficient kernel's [B, H, S, S] bias is materialised once, not in every layer. Keyed by kernel, dtype and
+    shapes; the mask itself is the same for every layer of one forward."""
+    if mask is None:
+        return None
+    key = (kernel, str(q.dtype), tuple(q.shape[:3]), k.shape[1])
+    if cache is not None and key in cache:
+        return cache[key]
+    out = sdpa_bias(attention_bias(mask, q.dtype), kernel, q, k)
+    if cache is not None:
+        cache[key] = out
+    return out
+
+
 def sdpa_attention(q, k, v, bias, kernel: str, dropout_p: float, training: bool) -> paddle.Tensor:
     """F.scaled_dot_product_attention for q/k/v [B, S, heads, head_dim] (unscaled q: scale=None) -> [B, S, heads,
-    head_dim], with the bias shaped for ``kernel`` (the backend :func:`choose_attention` found Paddle will select)."""
+    head_dim], with the bias shaped for ``kernel`` (the backend :func:`choose_attention` found Paddle will select;
+    :func:`sdpa_mask` gives it already shaped, and is then returned as it is)."""
     mask = None if bias is None else sdpa_bias(bias, kernel, q, k)
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=mask, dropout_p=dropout_p if training else 0.0, training=training, scale=None

@@ -1178,3 +1178,72 @@ def test_model_steps_without_model_last_are_resumed_not_overwritten(demo, tmp_pa
     from ernie.training.checkpoint import read_trainer_state
 
     assert read_trainer_state(os.path.join(out, "model_last")).global_step == 10
+
+
+def test_paddlenlp_trainer_flag_names_run_as_ours(demo, tmp_path):
+    """run_pretrain_trainer.py's / run_gb512_s1m_trainer.sh's TrainingArguments names: each is taken as the flag of
+    ours it names (the saved args.yaml shows the values), those that ask for what the toolkit does anyway are
+    accepted, and --save_total_limit keeps the newest model_<step>."""
+    import yaml
+
+    from ernie.training import trainer
+
+    out = tmp_path / "out"
+    base = flags(demo, str(out), max_steps=4, save_steps=2)
+    renamed = {
+        "--micro_batch_size": "--per_device_train_batch_size",
+        "--max_lr": "--learning_rate",
+        "--min_lr": "--min_learning_rate",
+        "--logging_freq": "--logging_steps",
+        "--eval_freq": "--eval_steps",
+        "--max_seq_len": "--max_seq_length",
+        "--num_workers": "--dataloader_num_workers",
+    }
+    argv = [renamed.get(x, x) for x in base if x != "--warmup_rate"]
+    argv.remove("0.1")  # --warmup_rate's value: --warmup_steps instead
+    argv += [
+        "--warmup_steps",
+        "1",
+        "--gradient_accumulation_steps",
+        "2",
+        "--fp16",
+        "false",
+        "--bf16",
+        "false",
+        "--do_train",
+        "--do_eval",
+        "--report_to",
+        "visualdl",
+        "--disable_tqdm",
+        "true",
+        "--data_impl",
+        "mmap",
+        "--tensor_parallel_degree",
+        "1",
+        "--sharding",
+        "",
+        "--save_total_limit",
+        "1",
+        "--recompute",
+        "false",
+    ]
+    trainer.main(argv)
+    saved = yaml.safe_load((out / "model_last" / "args.yaml").read_text())
+    assert saved["training"]["micro_batch_size"] == 8 and saved["training"]["global_batch_size"] == 16
+    assert saved["optimizer"]["max_lr"] == 1e-2 and saved["data"]["max_seq_len"] == 64
+    assert saved["training"]["warmup_steps"] == 1 and saved["logging"]["logging_freq"] == 1
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith("model_")) == ["model_4", "model_last"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--tensor_parallel_degree", "2"], "--tensor_parallel_degree 2: this toolkit trains data parallel only"),
+        (["--sharding", "stage2"], "--sharding stage2: this toolkit trains data parallel only"),
+        (["--fp16", "--bf16"], "--fp16 and --bf16: choose one"),
+        (["--gradient_accumulation_steps", "2", "--global_batch_size", "8"], "give one of the two"),
+    ],
+)
+def test_trainer_flags_without_a_meaning_here_are_refused_in_one_line(demo, tmp_path, capsys, extra, message):
+    err = _main_error(flags(demo, str(tmp_path / "out")) + extra, capsys)
+    assert message in err, err

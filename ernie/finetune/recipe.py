@@ -27,7 +27,6 @@ import glob
 import math
 import os
 import re
-import shutil
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Protocol
@@ -40,7 +39,7 @@ from ernie.training.distributed import DistEnv
 from ernie.training.engine import Engine, EngineConfig, Recipe
 from ernie.training.lr import finetune_schedule
 from ernie.training.optim import build_optimizer
-from ernie.utils import fault_point
+from ernie.utils import remove_dir
 from ernie.weights import WEIGHTS_NAME
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -357,14 +356,3 @@ def list_checkpoints(output_dir: str) -> list[str]:
         if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", os.path.basename(p)) and os.path.isdir(p)
     ]
     return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]))
-
-
-def remove_dir(path: str) -> None:
-    """Delete a directory so that no half-deleted copy is ever left under its name: renamed to
-    ``.<name>.deleting`` first (a leftover one is removed by the next run)."""
-    parent, name = os.path.split(os.path.abspath(path))
-    doomed = os.path.join(parent, f".{name}.deleting")
-    shutil.rmtree(doomed, ignore_errors=True)
-    os.replace(path, doomed)
-    fault_point(f"remove {path}: renamed")
-    shutil.rmtree(doomed, ignore_errors=True)

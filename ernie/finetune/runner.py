@@ -34,6 +34,7 @@ import numpy as np
 import paddle
 
 from data_tools.corpus import DatasetSplits
+from ernie import hub
 from ernie.configuration import ErnieConfig
 from ernie.tokenizer import ErnieTokenizer
 from ernie.training.checkpoint import Checkpoint, read_checkpoint
@@ -56,7 +57,7 @@ def log(msg: str) -> None:
 
 def load_tokenizer(args: FinetuneArgs):
     source = args.tokenizer_name_or_path or args.model_name_or_path
-    if not os.path.isdir(source):
+    if not os.path.isdir(source) and hub.model_spec(source) is None:  # a known name: its vocabulary (ernie.hub)
         flag = "--tokenizer_name_or_path" if args.tokenizer_name_or_path else "--model_name_or_path"
         raise UserError(
             f"{flag} {source}: no such directory with vocab.txt (give --tokenizer_name_or_path VOCAB_DIR "
@@ -86,7 +87,7 @@ def load_model(args: FinetuneArgs, task_cls: type[Task], labels: list[str], voca
             "id2label": {str(i): x for i, x in enumerate(labels)},
             "label2id": {x: i for i, x in enumerate(labels)},
         }
-    init = "random init" if not os.path.isdir(path) else "weights"
+    init = "weights" if os.path.isdir(path) or hub.model_spec(path) is not None else "random init"
     log(
         f"model: {type(model).__name__} from {path} ({init}; {model.config.num_hidden_layers} layers, hidden "
         f"{model.config.hidden_size}, {sum(int(np.prod(p.shape)) for p in model.parameters()) / 1e6:.2f}M params)"

@@ -31,8 +31,12 @@ import yaml
 
 from data_tools.blending import parse_input_dir
 from data_tools.ernie_dataset import ErnieDatasetConfig, ErnieDatasetFlags
+from ernie import hub
 from ernie.configuration import ErnieConfig, resolve_config_file
 from ernie.utils import ArgumentParser, UserError, field_annotation, str2bool
+from ernie.weights import WEIGHTS_NAME
+
+from .distributed import check_batching
 
 REQUIRED: Any = object()  # marker default: the flag must come from the command line or the YAML config
 
@@ -150,12 +154,41 @@ class TrainingArgs:
         },
     )
     max_steps: int = 500000
+    gradient_accumulation_steps: int | None = field(
+        default=None,
+        metadata={"help": "micro batches per optimizer step (sets --global_batch_size micro x ranks x N)"},
+    )
+    warmup_steps: int | None = field(default=None, metadata={"help": "warmup steps (instead of --warmup_rate)"})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "start from step 0 instead of resuming output_dir/model_last"}
+    )
+    save_total_limit: int | None = field(
+        default=None, metadata={"help": "keep the newest N model_<step> checkpoints (model_last is always kept)"}
+    )
+    resume_from_checkpoint: str | None = field(
+        default=None,
+        metadata={
+            "help": "a checkpoint to resume from: ours, or PaddleNLP's run_pretrain.py model_last or Trainer "
+            "checkpoint-N (default: output_dir/model_last, else its newest model_<step>)"
+        },
+    )
     checkpoint_steps: int = field(default=500, metadata={"help": "save output_dir/model_last every N steps"})
     save_steps: int = field(default=500, metadata={"help": "save output_dir/model_<step> every N steps"})
     use_amp: bool = False
     amp_dtype: str = field(default="float16", metadata={"choices": ["float16", "bfloat16"]})
     fp16_opt_level: str = field(default="O2", metadata={"choices": ["O1", "O2"]})
     scale_loss: float = field(default=32768.0, metadata={"help": "initial dynamic loss scale (float16 only)"})
+    amp_master_grad: bool | None = field(
+        default=None,
+        metadata={
+            "help": "float32 gradients (accumulated, all-reduced, clipped) under O2; default: on for bfloat16 O2 on "
+            "a GPU, off otherwise (PaddleNLP's flag)"
+        },
+    )
+    deterministic: bool = field(
+        default=False,
+        metadata={"help": "deterministic GPU kernels (cuDNN, embedding backward): a resumed run repeats bit for bit"},
+    )
     max_nonfinite_steps: int = field(
         default=10,
         metadata={"help": "stop after this many consecutive steps with a non-finite loss (float32/bfloat16)"},
@@ -210,6 +243,68 @@ def _field_type(f: dataclasses.Field) -> Callable[[str], Any]:
     return _SCALAR_TYPES[field_annotation(f)[0]]
 
 
+# PaddleNLP's / HF's TrainingArguments names (run_pretrain_trainer.py, run_gb512_s1m_trainer.sh) -> the flag of ours
+# they are another name of (the one table of renamed flags; fine-tuning's own names are already the Trainer's)
+TRAINER_ALIASES = {
+    "per_device_train_batch_size": "micro_batch_size",
+    "learning_rate": "max_lr",
+    "min_learning_rate": "min_lr",
+    "warmup_ratio": "warmup_rate",
+    "max_grad_norm": "grad_clip",
+    "logging_steps": "logging_freq",
+    "eval_steps": "eval_freq",
+    "max_seq_length": "max_seq_len",
+    "dataloader_num_workers": "num_workers",
+    "recompute": "use_recompute",
+    "lr_scheduler_type": "lr_decay_style",
+}
+
+
+@dataclass
+class TrainerEraFlags:
+    """Trainer-era flags with no field of ours of the same meaning: each is translated into ours by
+    :func:`apply_trainer_flags` (or accepted when it asks for what this toolkit does anyway, refused in one line
+    otherwise)."""
+
+    fp16: bool = field(default=False, metadata={"help": "= --use_amp true --amp_dtype float16"})
+    bf16: bool = field(default=False, metadata={"help": "= --use_amp true --amp_dtype bfloat16"})
+    use_flash_attention: bool = field(default=False, metadata={"help": "= --attention flash"})
+    data_impl: str = field(default="mmap", metadata={"help": "accepted: both token-file layouts are read as found"})
+    tensor_parallel_degree: int = field(default=1, metadata={"help": "1 only (data parallel)"})
+    pipeline_parallel_degree: int = field(default=1, metadata={"help": "1 only (data parallel)"})
+    sharding_parallel_degree: int = field(default=1, metadata={"help": "1 only (data parallel)"})
+    sharding: str = field(default="", metadata={"help": "empty only (no sharding)"})
+    do_train: bool = field(default=True, metadata={"help": "accepted (pretraining trains)"})
+    do_eval: bool = field(default=True, metadata={"help": "accepted (evaluation: --eval_freq / --eval_iters)"})
+    do_predict: bool = field(default=True, metadata={"help": "accepted (the test split: --test_iters)"})
+    per_device_eval_batch_size: int = field(default=0, metadata={"help": "accepted (evaluation uses the micro batch)"})
+    report_to: str = field(default="visualdl", metadata={"help": "accepted (jsonl + VisualDL are always written)"})
+    disable_tqdm: bool = field(default=False, metadata={"help": "accepted (no progress bar)"})
+    logging_dir: str = field(default="", metadata={"help": "accepted (logs go to output_dir)"})
+
+
+def apply_trainer_flags(values: dict[str, Any], given: dict[str, Any]) -> None:
+    """Translate the :class:`TrainerEraFlags` in ``given`` into our flags in ``values`` (in place)."""
+
+    def degree(name: str) -> None:
+        if given.get(name, 1) not in (1, -1, 0):
+            raise UserError(f"--{name} {given[name]}: this toolkit trains data parallel only (pass 1)")
+
+    for name in ("tensor_parallel_degree", "pipeline_parallel_degree", "sharding_parallel_degree"):
+        degree(name)
+    if given.get("sharding"):
+        raise UserError(f"--sharding {given['sharding']}: this toolkit trains data parallel only (leave it empty)")
+    if given.get("data_impl", "mmap") not in ("mmap", "lazy"):
+        raise UserError(f"--data_impl {given['data_impl']}: expected mmap or lazy")
+    if given.get("fp16") and given.get("bf16"):
+        raise UserError("--fp16 and --bf16: choose one")
+    for flag, dtype in (("fp16", "float16"), ("bf16", "bfloat16")):
+        if given.get(flag):
+            values["use_amp"], values["amp_dtype"] = True, dtype
+    if given.get("use_flash_attention"):
+        values["attention"] = "flash"
+
+
 def build_parser() -> ArgumentParser:
     parser = ArgumentParser(
         allow_abbrev=False,
@@ -225,7 +320,17 @@ def build_parser() -> ArgumentParser:
             extra: dict[str, Any] = {"nargs": "?", "const": True} if kind is str2bool else {}
             default = "required" if f.default is REQUIRED else f.default
             text = f"{f.metadata.get('help', '')} (default: {default})".replace("%", "%%")  # argparse %-formats help
-            group.add_argument(f"--{f.name}", type=kind, choices=f.metadata.get("choices"), help=text, **extra)
+            aliases = [f"--{a}" for a, ours in TRAINER_ALIASES.items() if ours == f.name]
+            if aliases:
+                text += f" (also {', '.join(aliases)})"
+            group.add_argument(
+                f"--{f.name}", *aliases, type=kind, choices=f.metadata.get("choices"), help=text, **extra
+            )
+    group = parser.add_argument_group("PaddleNLP Trainer names (run_pretrain_trainer.py)")
+    for f in dataclasses.fields(TrainerEraFlags):
+        kind = _field_type(f)
+        extra = {"nargs": "?", "const": True} if kind is str2bool else {}
+        group.add_argument(f"--{f.name}", dest=f"trainer.{f.name}", type=kind, help=f.metadata["help"], **extra)
     return parser
 
 
@@ -285,7 +390,9 @@ def parse_args(argv: list[str] | None = None) -> PretrainArgs:
     if config_path:
         for k, v in load_yaml_config(config_path).items():
             values[k] = _coerce(k, v, fields[k], config_path)
+    trainer = {k.split(".", 1)[1]: ns.pop(k) for k in list(ns) if k.startswith("trainer.")}
     values.update(ns)
+    apply_trainer_flags(values, trainer)
     sections = {}
     for section, cls in SECTIONS.items():
         kwargs = {}
@@ -298,6 +405,12 @@ def parse_args(argv: list[str] | None = None) -> PretrainArgs:
     args = PretrainArgs(**sections)
     validate(args)
     return args
+
+
+def warmup_steps(args: PretrainArgs) -> float:
+    """The LR warmup in steps: --warmup_steps, else --warmup_rate x --max_steps."""
+    t = args.training
+    return float(t.warmup_steps) if t.warmup_steps is not None else args.optimizer.warmup_rate * t.max_steps
 
 
 def _check(cond: bool, flag: str, message: str) -> None:
@@ -325,17 +438,26 @@ def validate(args: PretrainArgs) -> None:
             ErnieConfig(position_embedding_init=m.position_embedding_init)
         except UserError as e:
             raise UserError(f"--position_embedding_init: {e}") from None
+    source = m.model_name_or_path
+    if os.path.isdir(source) and not os.path.isfile(os.path.join(source, WEIGHTS_NAME)):
+        _check(
+            not os.path.isdir(os.path.join(source, "model_last")),
+            "model_name_or_path",
+            f"{source} is a pretraining output dir: pass its checkpoint, {os.path.join(source, 'model_last')}",
+        )
     if m.continue_training:
         _check(
-            os.path.isdir(m.model_name_or_path),
+            os.path.isdir(source) or hub.model_spec(source) is not None,
             "model_name_or_path",
-            f"{m.model_name_or_path} is not a directory; --continue_training needs a saved model "
-            "(model_state.pdparams + model_config.json/config.json)",
+            f"{source} is neither a directory nor a known model name; --continue_training needs a saved model "
+            "(model_state.pdparams + model_config.json/config.json) or a name such as ernie-1.0-base-zh",
         )
+    tok = m.tokenizer_name_or_path
     _check(
-        os.path.isdir(m.tokenizer_name_or_path) and os.path.isfile(os.path.join(m.tokenizer_name_or_path, "vocab.txt")),
+        os.path.isfile(os.path.join(tok, "vocab.txt")) if os.path.isdir(tok) else hub.model_spec(tok) is not None,
         "tokenizer_name_or_path",
-        f"{m.tokenizer_name_or_path} has no vocab.txt (give a directory written by ErnieTokenizer.save_pretrained)",
+        f"{tok} has no vocab.txt (give a directory written by ErnieTokenizer.save_pretrained, or a known model name "
+        "such as ernie-1.0-base-zh)",
     )
 
     parse_input_dir(d.input_dir)  # a folder, a prefix or "w1 prefix1 w2 prefix2"; errors name --input_dir
@@ -345,12 +467,15 @@ def validate(args: PretrainArgs) -> None:
     _check(o.max_lr > 0, "max_lr", "must be > 0")
     _check(0 <= o.min_lr <= o.max_lr, "min_lr", f"must be in [0, max_lr={o.max_lr}]")
     _check(0.0 <= o.warmup_rate <= 1.0, "warmup_rate", "must be in [0, 1]")
+    for name in ("gradient_accumulation_steps", "save_total_limit"):
+        _check(getattr(t, name) is None or getattr(t, name) >= 1, name, "must be >= 1")
+    _check(t.warmup_steps is None or 0 <= t.warmup_steps <= t.max_steps, "warmup_steps", "must be in [0, max_steps]")
     if o.decay_steps is None:
         o.decay_steps = t.max_steps
     _check(
-        o.decay_steps > o.warmup_rate * t.max_steps,
+        o.decay_steps > warmup_steps(args),
         "decay_steps",
-        f"must be > the warmup steps ({o.warmup_rate} x {t.max_steps})",
+        f"must be > the warmup steps ({warmup_steps(args):g})",
     )
     _check(o.weight_decay >= 0, "weight_decay", "must be >= 0")
     _check(o.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)")
@@ -394,11 +519,15 @@ class Batching:
 def derive_batching(args: PretrainArgs, world_size: int) -> Batching:
     t = args.training
     per_step = t.micro_batch_size * world_size
+    if t.gradient_accumulation_steps is not None:
+        by_accumulation = per_step * t.gradient_accumulation_steps
+        if t.global_batch_size is not None and t.global_batch_size != by_accumulation:
+            raise UserError(
+                f"--gradient_accumulation_steps {t.gradient_accumulation_steps}: micro_batch_size x ranks x it = "
+                f"{by_accumulation}, but --global_batch_size is {t.global_batch_size}; give one of the two"
+            )
+        t.global_batch_size = by_accumulation
     global_batch = t.global_batch_size if t.global_batch_size is not None else per_step
-    if global_batch % per_step:
-        raise UserError(
-            f"--global_batch_size: {global_batch} is not a multiple of micro_batch_size x ranks = "
-            f"{t.micro_batch_size} x {world_size} = {per_step}"
-        )
+    check_batching(t.micro_batch_size, world_size, global_batch)  # says what to set instead
     t.global_batch_size = global_batch
     return Batching(t.micro_batch_size, world_size, global_batch // per_step)

@@ -39,8 +39,11 @@ import numpy as np
 import paddle
 import yaml
 
+from ernie.modeling import read_state_dict
 from ernie.utils import UserError, atomic_dir, fault_point
-from ernie.weights import WEIGHTS_NAME, is_hf_dir, read_hf_state
+from ernie.weights import WEIGHTS_NAME
+
+from . import paddlenlp_checkpoint
 
 TRAINER_STATE = "trainer_state.json"
 OPTIMIZER_STATE = "model_state.pdopt"
@@ -183,6 +186,8 @@ def read_checkpoint(path: str) -> Checkpoint:
     unreadable one)."""
     if not os.path.isdir(path):
         raise UnreadableCheckpoint(f"{path}: no such checkpoint directory")
+    if paddlenlp_checkpoint.detect_layout(path) in ("paddlenlp-pretrain", "paddlenlp-trainer"):
+        return from_paddlenlp(paddlenlp_checkpoint.read_checkpoint(path))
     scaler_file = os.path.join(path, SCALER_STATE)
     return Checkpoint(
         path=path,
@@ -192,6 +197,45 @@ def read_checkpoint(path: str) -> Checkpoint:
         optimizer_state=_read(_first_file(path, OPTIMIZER_STATE, OLD_OPTIMIZER_STATE), "optimizer state", paddle.load),
         scaler_state=_read(scaler_file, "loss-scaler state", paddle.load) if os.path.isfile(scaler_file) else None,
         rng_states=_read(os.path.join(path, RNG_STATE), "random-number states", _load_rng),
+    )
+
+
+def from_paddlenlp(read: paddlenlp_checkpoint.PaddleNLPCheckpoint) -> Checkpoint:
+    """A PaddleNLP checkpoint (its run_pretrain.py ``model_last`` or its Trainer's ``checkpoint-N``) in this layout's
+    terms: the moments keyed by structured names as :func:`save_checkpoint` keys them, the LR scheduler's position,
+    the step counters (``consumed_samples``: saved by run_pretrain.py, else steps x the global batch) and the loss
+    scale. Its random states are not in this toolkit's form: dropout restarts from the seed (said at resume)."""
+    optimizer: dict[str, Any] = {}
+    masters: dict[str, Any] = {}
+    for structured, moments in read.optimizer_state.items():
+        for acc in paddlenlp_checkpoint.ACCUMULATORS:
+            if acc in moments:
+                optimizer[f"{structured}/{acc}_0"] = moments[acc]
+        if "master_weight" in moments:
+            masters[structured] = moments["master_weight"]
+    if masters:
+        optimizer["master_weights"] = masters
+    if read.lr_scheduler is not None:
+        optimizer["LR_Scheduler"] = dict(read.lr_scheduler)
+    trainer = read.trainer_state or {}
+    state = TrainerState.from_dict(
+        {
+            **{k: v for k, v in trainer.items() if k in ("best_metric", "log_history")},
+            "global_step": read.global_step,
+            "global_batch_size": read.global_batch_size or 0,
+            "consumed_samples": read.consumed_samples
+            if read.consumed_samples is not None
+            else read.global_step * (read.global_batch_size or 0),
+        }
+    )
+    return Checkpoint(
+        path=read.path,
+        model_state=read.model_state,
+        optimizer_state=optimizer,
+        scaler_state=read.scaler_state,
+        rng_states=[],
+        state=state,
+        args={},
     )
 
 
@@ -294,15 +338,21 @@ def save_checkpoint(
 
 
 def load_model_weights(path: str, model) -> None:
-    """Load ``path/model_state.pdparams`` (ours or PaddleNLP's names) into ``model``; shape mismatches are errors."""
-    if is_hf_dir(path):  # an HF transformers ERNIE directory: its weights converted on load
-        state, file = read_hf_state(path)
-        model.load_weights(state, source=file)
-        return
-    file = os.path.join(path, WEIGHTS_NAME)
-    if not os.path.isfile(file):
-        raise UserError(f"{path}: no {WEIGHTS_NAME} (model weights) in this directory")
-    model.load_weights(_read(file, "model weights", paddle.load), source=file)
+    """Load the weights of ``path`` into ``model``: a model directory (``model_state.pdparams`` with ours or PaddleNLP's
+    names, or HF transformers' files) or a built-in model name (PaddleNLP's published weights: its cache, else
+    downloaded, ``ernie.hub``); shape mismatches are errors.
+
+    ``model`` must still hold float32 parameters: load before ``paddle.amp.decorate``. Into a decorated (O2) model the
+    float32 values would be rounded to fp16/bf16, and the optimizer's float32 master weights (made from the
+    parameters at its first step, kept apart after it) would not see them: refused (RuntimeError, a caller's bug)."""
+    low = [n for n, p in model.named_parameters() if p.dtype in (paddle.float16, paddle.bfloat16)]
+    if low:
+        raise RuntimeError(
+            f"load_model_weights({path}): {len(low)} parameters of the model are float16/bfloat16 (first: {low[0]}); "
+            "load the weights before paddle.amp.decorate, which then makes the fp32 master weights from them"
+        )
+    state, file = read_state_dict(path)  # ours / PaddleNLP's / HF's directory, or a built-in name's published weights
+    model.load_weights(state, source=file)
 
 
 def newest_readable_checkpoint(output_dir: str) -> str | None:

@@ -1,6 +1,9 @@
 """Process-group setup for data-parallel pretraining under ``python -m paddle.distributed.launch``.
 
 ``configure_threads`` must run before Paddle is imported (the CPU math libraries read OMP_NUM_THREADS once).
+:func:`check_share_folder` (collective, after ``init_distributed``) refuses a ``--share_folder`` that contradicts
+what the ranks see in ``output_dir`` (:func:`detect_shared_folder`); :func:`check_batching` says which micro batch
+fits a global batch over the ranks.
 """
 
 from __future__ import annotations
@@ -217,3 +220,93 @@ def tell_launcher(message: str) -> None:
             console.write(message + "\n")
     except OSError:
         pass
+
+
+SHARE_PROBE_PREFIX = ".share-probe-"
+
+
+def detect_shared_folder(output_dir: str, env: DistEnv, wait: float = 2.0) -> bool:
+    """Whether every rank sees one and the same ``output_dir`` (one folder shared by all machines), by looking.
+
+    Collective: every rank calls it. Global rank 0 writes a file of a fresh random name holding a random token into
+    ``output_dir`` (created if missing, on every rank), a barrier follows, then every rank reads that file (a new
+    name, so no NFS negative-lookup cache can hide it; polled up to ``wait`` s where it is not there yet) and the
+    answers are all-gathered: True iff every rank read rank 0's token. Rank 0 removes the file after a second barrier.
+    One rank: True."""
+    import uuid
+
+    if env.world_size == 1:
+        return True
+    os.makedirs(output_dir, exist_ok=True)
+    token = uuid.uuid4().hex if env.rank == 0 else ""
+    token = all_gather_object(token, env.world_size)[0]
+    path = os.path.join(output_dir, SHARE_PROBE_PREFIX + token)
+    if env.rank == 0:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(token)
+            f.flush()
+            os.fsync(f.fileno())
+    barrier(env.world_size)
+    deadline = time.time() + wait
+    while True:
+        try:
+            with open(path, encoding="utf-8") as f:
+                seen = f.read() == token
+        except OSError:
+            seen = False
+        if seen or time.time() >= deadline:
+            break
+        time.sleep(0.1)
+    answers = all_gather_object(seen, env.world_size)
+    if env.rank == 0:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+    barrier(env.world_size)
+    return all(answers)
+
+
+def check_share_folder(output_dir: str, env: DistEnv, share_folder: bool) -> None:
+    """Refuse a ``--share_folder`` that contradicts what the ranks see (:func:`detect_shared_folder`).
+
+    Collective. Only with more than one machine (more than one local rank 0): on one machine both settings write from
+    rank 0 only. A folder shared by all machines with ``--share_folder false`` would have the first rank of every
+    machine write the same checkpoint (the same ``.model_last.tmp``; or the output lock refuses the second machine
+    after 30 s); a folder per machine with ``--share_folder true`` would leave the other machines without a
+    checkpoint to resume from. Either is a :class:`UserError` on every rank saying what to pass."""
+    nodes = sum(all_gather_object(env.local_rank == 0, env.world_size))
+    if nodes <= 1:
+        return
+    shared = detect_shared_folder(output_dir, env)
+    if shared and not share_folder:
+        raise UserError(
+            f"--share_folder: {output_dir} is one folder shared by all {nodes} machines, and with --share_folder "
+            "false the first rank of every machine would write the same checkpoints; pass --share_folder true "
+            "(global rank 0 writes), or give every machine its own --output_dir"
+        )
+    if not shared and share_folder:
+        raise UserError(
+            f"--share_folder: {output_dir} is not one folder shared by all {nodes} machines (some ranks do not see "
+            "the files rank 0 writes there), and with --share_folder true only global rank 0 would keep checkpoints; "
+            "pass --share_folder false (each machine writes its own copy), or use a shared file system"
+        )
+
+
+def check_batching(micro_batch_size: int, world_size: int, global_batch_size: int) -> None:
+    """Refuse a global batch that ``micro_batch_size x world_size`` does not divide, saying what to set: the largest
+    micro batch up to the requested one that divides ``global_batch_size / world_size`` (with the accumulation that
+    gives), or the global batch to scale to. Same rule as ``ernie.training.args.derive_batching``."""
+    per_step = micro_batch_size * world_size
+    if global_batch_size % per_step == 0:
+        return
+    hint = f"--global_batch_size {max(per_step, (global_batch_size // per_step) * per_step)}"
+    if global_batch_size % world_size == 0:
+        per_rank = global_batch_size // world_size
+        micro = max(m for m in range(1, min(micro_batch_size, per_rank) + 1) if per_rank % m == 0)
+        hint = (
+            f"--micro_batch_size {micro} ({micro} x {world_size} ranks x {per_rank // micro} accumulation = "
+            f"{global_batch_size}), or {hint}"
+        )
+    raise UserError(
+        f"--global_batch_size: {global_batch_size} is not a multiple of micro_batch_size x ranks = "
+        f"{micro_batch_size} x {world_size} = {per_step}; pass {hint}"
+    )

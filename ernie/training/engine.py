@@ -57,7 +57,7 @@ import paddle
 from ernie.utils import Stopped, UserError, resolve_dir
 from ernie.weights import WEIGHTS_NAME
 
-from . import optim
+from . import amp, optim
 from .checkpoint import (
     Checkpoint,
     TrainerState,
@@ -76,9 +76,6 @@ from .distributed import (
 )
 from .log import warn
 
-AMP_BLACK_LIST = ("reduce_sum", "softmax_with_cross_entropy", "c_softmax_with_cross_entropy", "elementwise_div")
-
-
 # --------------------------------------------------------------------------------------------- configuration
 
 
@@ -93,6 +90,8 @@ class EngineConfig:
     amp_dtype: str = "float16"  # "float16" | "bfloat16"
     amp_level: str = "O2"  # "O1" | "O2"
     scale_loss: float = 32768.0  # initial dynamic loss scale (float16 on accelerators)
+    amp_master_grad: bool | None = None  # float32 gradients under bf16 O2 (None: on for bf16 O2 on a GPU)
+    deterministic: bool = False  # Paddle's deterministic-kernel flags on GPU (amp.deterministic_flags)
     use_recompute: bool = False  # decides how gradients are averaged over ranks (grad_sync_mode)
     max_nonfinite_steps: int = 10
     logging_steps: int = 1
@@ -166,7 +165,7 @@ SYNC_MODES = {
 }
 
 
-def grad_sync_mode(world_size: int, device: str, use_recompute: bool) -> str:
+def grad_sync_mode(world_size: int, device: str, use_recompute: bool, master_grad: bool = False) -> str:
     """How gradients are averaged over ranks.
 
     "none": one rank. "reducer": DataParallel's reducer all-reduces during the last micro step's backward
@@ -179,7 +178,8 @@ def grad_sync_mode(world_size: int, device: str, use_recompute: bool) -> str:
     """
     if world_size == 1:
         return "none"
-    return "manual" if device == "cpu" or use_recompute else "reducer"
+    explicit = device == "cpu" or use_recompute or amp.needs_explicit_all_reduce(master_grad)
+    return "manual" if explicit else "reducer"
 
 
 def reduce_gradients(model, env: DistEnv, device: str) -> None:
@@ -194,22 +194,10 @@ def reduce_gradients(model, env: DistEnv, device: str) -> None:
 
 
 def gradients_finite(parameters) -> bool:
-    """Whether every gradient is finite (one fused check on the device, one host read). After the average over
-    ranks the gradients are the same everywhere, so every rank takes the same decision."""
-    from paddle import _C_ops
-
-    by_dtype: dict = {}  # one check per gradient dtype (fp32, and fp16/bf16 under O2), as Paddle's GradScaler does
-    for p in parameters:
-        if p.grad is not None:
-            by_dtype.setdefault(p.grad.dtype, []).append(p.grad)
-    if not by_dtype:
-        return True
-    one, found = paddle.ones([1], dtype="float32"), paddle.zeros([1], dtype="bool")
-    for grads in by_dtype.values():
-        # Paddle's stub lacks the third (found_infinite) argument the eager op takes
-        _, found_here = _C_ops.check_finite_and_unscale_(grads, one, paddle.zeros([1], dtype="bool"))  # type: ignore[call-arg]
-        found = paddle.logical_or(found, found_here)
-    return not bool(found)
+    """Whether every gradient is finite (:func:`ernie.training.amp.all_finite`: one fused check per dtype on the
+    device, then this one host read). After the average over ranks the gradients are the same everywhere, so every
+    rank takes the same decision."""
+    return bool(amp.all_finite(parameters))
 
 
 def apply_update(optimizer, scaler, scheduler, finite: bool) -> bool:
@@ -334,6 +322,10 @@ class Engine:
     ):
         self.config, self.env, self.log = config, env, log
         c = config
+        if c.use_amp:
+            amp.check_amp_supported(c.device, c.amp_dtype)  # never a silent float32 run
+        if c.deterministic:
+            paddle.set_flags(amp.deterministic_flags(c.device))
         if resume is not None:
             model.load_weights(resume.model_state, source=os.path.join(resume.path, WEIGHTS_NAME))
         optimizer, scheduler = make_optimizer(model, c.use_amp)
@@ -342,13 +334,12 @@ class Engine:
         scaler = paddle.amp.GradScaler(init_loss_scaling=c.scale_loss) if use_scaler else None
         if c.use_amp and c.amp_level == "O2":
             model, optimizer = paddle.amp.decorate(
-                models=model,
-                optimizers=optimizer,
-                level="O2",
-                dtype=_amp_dtype(c.amp_dtype),
-                master_weight=True,
-                save_dtype="float32",
+                models=model, optimizers=optimizer, **amp.decorate_kwargs(c.amp_level, c.amp_dtype)
             )
+        auto_master = amp.use_master_grad(c.amp_level, c.amp_dtype, c.device)
+        self.master_grad = c.use_amp and (auto_master if c.amp_master_grad is None else c.amp_master_grad)
+        if self.master_grad:  # float32 main_grad accumulated, all-reduced and clipped (PaddleNLP's --amp_master_grad)
+            optimizer = amp.enable_master_grad(model, optimizer, c.amp_dtype)
         self.model, self.optimizer, self.scheduler, self.scaler = model, optimizer, scheduler, scaler
         if resume is not None:
             optimizer.set_state_dict(renamed_optimizer_state(model, resume.optimizer_state, to_structured=False))
@@ -356,6 +347,8 @@ class Engine:
                 scaler.load_state_dict(cast(Any, resume.scaler_state))
             if len(resume.rng_states) == env.world_size:
                 set_rng_state(resume.rng_states[env.rank])
+            elif not resume.rng_states:
+                warn(f"{resume.path} holds no random states of this toolkit: dropout randomness restarts from the seed")
             else:
                 warn(
                     f"{resume.path} was saved by {len(resume.rng_states)} ranks, this run has {env.world_size}: "
@@ -363,17 +356,19 @@ class Engine:
                 )
         self.train_model = paddle.DataParallel(model) if env.world_size > 1 else model
         self.last_step: StepResult | None = None  # the latest step's result (a recipe may read it when logging)
-        self.sync_mode = grad_sync_mode(env.world_size, c.device, c.use_recompute)
+        self.sync_mode = grad_sync_mode(env.world_size, c.device, c.use_recompute, self.master_grad)
 
     # ------------------------------------------------------------------------------------------------ one step
     def autocast(self):
         """The autocast context of every forward (a no-op without AMP)."""
         c = self.config
+        white, black = amp.amp_lists(c.amp_level, c.amp_dtype)
         return paddle.amp.auto_cast(
             enable=c.use_amp,
             level=cast(Literal["O1", "O2"], c.amp_level),
             dtype=_amp_dtype(c.amp_dtype),
-            custom_black_list=list(AMP_BLACK_LIST),
+            custom_white_list=white,
+            custom_black_list=black,
         )
 
     def step(self, micro_batches: MicroBatches, loss_fn: Callable) -> StepResult:

@@ -40,17 +40,19 @@ from data_tools.masking import MaskingSchedule
 from ernie.configuration import ErnieConfig
 from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
 from ernie.tokenizer import ErnieTokenizer
-from ernie.utils import Stopped, UserError, cli_main, is_interrupt, resolve_dir
+from ernie.utils import Stopped, UserError, cli_main, is_interrupt, remove_dir, resolve_dir
 from ernie.utils.cpu_tuning import tune_cpu_math
+from ernie.weights import WEIGHTS_NAME, is_hf_dir
 
 from . import checkpoint as ckpt
 from . import optim
-from .args import Batching, PretrainArgs, derive_batching, parse_args
+from .args import Batching, PretrainArgs, derive_batching, parse_args, warmup_steps
 from .checkpoint import TrainerState, set_seed
 from .distributed import (
     DistEnv,
     all_gather_object,
     all_reduce_mean,
+    check_share_folder,
     die_with_launcher,
     discard_unused_output_dir,
     init_distributed,
@@ -69,8 +71,15 @@ SOP_ONLY_PARAMETERS = ("ernie.pooler.", "cls.seq_relationship.")
 
 
 def build_model(args: PretrainArgs, tokenizer):
-    """ErnieForPretraining from a config (from scratch) or, with --continue_training, from saved weights."""
+    """ErnieForPretraining from a config (from scratch) or from weights: those of a model directory given as
+    --model_name_or_path (PaddleNLP's rule), or with --continue_training those of a name (published weights)."""
     m = args.model
+    source = m.model_name_or_path
+    # PaddleNLP's rule: a directory holding weights starts from them (with or without --continue_training); a name
+    # or a config starts from a random init unless --continue_training asks for its (published) weights
+    load = m.continue_training or (
+        os.path.isdir(source) and (os.path.isfile(os.path.join(source, WEIGHTS_NAME)) or is_hf_dir(source))
+    )
     config = ErnieConfig.from_pretrained(
         m.model_name_or_path,
         hidden_dropout_prob=m.hidden_dropout_prob,
@@ -79,10 +88,10 @@ def build_model(args: PretrainArgs, tokenizer):
         attention=m.attention,
     )
     if m.vocab_size is not None:
-        if m.continue_training and m.vocab_size != config.vocab_size:
+        if load and m.vocab_size != config.vocab_size:
             raise UserError(
                 f"--vocab_size: {m.vocab_size} differs from the vocab_size {config.vocab_size} of the "
-                f"weights in {m.model_name_or_path} (--continue_training keeps their shape)"
+                f"weights in {m.model_name_or_path} (starting from them keeps their shape)"
             )
         if m.vocab_size < tokenizer.vocab_size:
             raise UserError(
@@ -91,10 +100,10 @@ def build_model(args: PretrainArgs, tokenizer):
             )
         config = config.replace(vocab_size=m.vocab_size)
     if m.position_embedding_init is not None:
-        if m.continue_training:
+        if load:
             warn(
-                f"--position_embedding_init {m.position_embedding_init} is not used: --continue_training starts "
-                "from the saved weights"
+                f"--position_embedding_init {m.position_embedding_init} is not used: the run starts from the "
+                f"weights of {source}"
             )
         else:
             config = config.replace(position_embedding_init=m.position_embedding_init)
@@ -109,8 +118,9 @@ def build_model(args: PretrainArgs, tokenizer):
             f"({config.max_position_embeddings})"
         )
     model = ErnieForPretraining(config)
-    if m.continue_training:
-        ckpt.load_model_weights(m.model_name_or_path, model)
+    if load:
+        ckpt.load_model_weights(source, model)
+    console(f"model: {'weights from ' + source if load else 'random init with the config of ' + source}")
     if not args.data.binary_head:  # no SOP loss: freeze what only it trains (data parallel needs every grad)
         for name, param in model.named_parameters():
             if name.startswith(SOP_ONLY_PARAMETERS):
@@ -120,10 +130,10 @@ def build_model(args: PretrainArgs, tokenizer):
 
 def build_optimizer(args: PretrainArgs, model, use_master_weights: bool):
     """(optimizer, LR scheduler): the shared AdamW (``ernie.training.optim``) with this run's warmup + decay."""
-    o, t = args.optimizer, args.training
+    o = args.optimizer
     assert o.decay_steps is not None  # filled in by validate()
     scheduler = WarmupDecay(
-        o.max_lr, o.min_lr, warmup_steps=o.warmup_rate * t.max_steps, decay_steps=o.decay_steps, style=o.lr_decay_style
+        o.max_lr, o.min_lr, warmup_steps=warmup_steps(args), decay_steps=o.decay_steps, style=o.lr_decay_style
     )
     optimizer = optim.build_optimizer(
         model,
@@ -329,6 +339,15 @@ class PretrainRecipe(Recipe):
     def args_dict(self) -> dict:
         return self.args.to_dict()
 
+    def after_save(self, path: str, state: TrainerState) -> None:
+        """--save_total_limit: only the newest N model_<step> stay (model_last is not counted)."""
+        limit, out = self.args.training.save_total_limit, self.args.training.output_dir
+        if not limit or not self.env.writes_checkpoints(self.args.data.share_folder):
+            return
+        steps = sorted(int(m.group(1)) for m in map(re.compile(r"model_(\d+)$").match, os.listdir(out)) if m)
+        for step in steps[:-limit]:
+            remove_dir(os.path.join(out, f"model_{step}"))
+
 
 def engine_config(args: PretrainArgs) -> EngineConfig:
     t = args.training
@@ -340,6 +359,8 @@ def engine_config(args: PretrainArgs) -> EngineConfig:
         amp_dtype=t.amp_dtype,
         amp_level=t.fp16_opt_level,
         scale_loss=t.scale_loss,
+        amp_master_grad=t.amp_master_grad,
+        deterministic=t.deterministic,
         use_recompute=args.model.use_recompute,
         max_nonfinite_steps=t.max_nonfinite_steps,
         logging_steps=args.logging.logging_freq,
@@ -350,16 +371,32 @@ def engine_config(args: PretrainArgs) -> EngineConfig:
 # -------------------------------------------------------------------------------------------------- main
 
 
-def find_resume_dir(output_dir: str) -> str | None:
-    """The checkpoint a rerun into ``output_dir`` resumes from: ``model_last``; without one, the newest readable
-    ``model_<step>`` (a run whose model_last was moved away or lost never trains over its other checkpoints)."""
+def find_resume_dir(output_dir: str, resume_from: str | None = None) -> str | None:
+    """The checkpoint a run resumes from: ``--resume_from_checkpoint`` (ours, or PaddleNLP's run_pretrain.py
+    ``model_last`` / Trainer ``checkpoint-N``); else ``output_dir/model_last``; without one, the newest readable
+    ``model_<step>`` (a run whose model_last was moved away or lost never trains over its other checkpoints). A
+    ``checkpoint-N`` of PaddleNLP's Trainer in ``output_dir`` is named, never silently trained over."""
+    if resume_from is not None:
+        if not os.path.isdir(resume_from):
+            raise UserError(f"--resume_from_checkpoint: {resume_from} is not a checkpoint directory")
+        return resume_from
     last = resolve_dir(os.path.join(output_dir, "model_last"))
     if last or not os.path.isdir(output_dir):
         return last
     other = ckpt.newest_readable_checkpoint(output_dir)
     if other:
         console(f"{output_dir} has no model_last: resuming from {other}, its newest readable checkpoint")
-    return other
+        return other
+    trainer_ckpts = sorted(
+        (n for n in os.listdir(output_dir) if re.fullmatch(r"checkpoint-\d+", n)), key=lambda n: int(n.split("-")[1])
+    )
+    if trainer_ckpts:
+        newest = os.path.join(output_dir, trainer_ckpts[-1])
+        raise UserError(
+            f"--output_dir {output_dir} holds Trainer checkpoints ({', '.join(trainer_ckpts)}) and no model_last: "
+            f"pass --resume_from_checkpoint {newest} to resume it, or choose another --output_dir"
+        )
+    return None
 
 
 def train(args: PretrainArgs, env: DistEnv) -> None:
@@ -370,6 +407,7 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     if t.use_amp and t.device == "cpu":
         warn("--use_amp: Paddle runs AMP only on GPU/XPU; on CPU the autocast and loss scaler are no-ops (fp32)")
     set_seed(t.seed + env.rank)  # different dropout masks on every rank
+    check_share_folder(t.output_dir, env, args.data.share_folder)  # several machines: what they see decides
     if env.writes_checkpoints(args.data.share_folder):
         lock_output_dir(t.output_dir)  # held until the process exits
 
@@ -378,7 +416,9 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     tokenizer = ErnieTokenizer.from_pretrained(m.tokenizer_name_or_path)
     model = build_model(args, tokenizer)
     criterion = ErniePretrainingCriterion(with_nsp_loss=args.data.binary_head)
-    resume_dir = find_resume_dir(t.output_dir)
+    resume_dir = None if t.overwrite_output_dir else find_resume_dir(t.output_dir, t.resume_from_checkpoint)
+    if t.overwrite_output_dir and t.resume_from_checkpoint:
+        resume_dir = find_resume_dir(t.output_dir, t.resume_from_checkpoint)
     # the masking stages, counted from step 0 of this run (a --continue_training run starts a new schedule)
     schedule = args.data.dataset_config(t.seed, batching.global_batch_size).schedule()
     state = TrainerState(
@@ -387,8 +427,8 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     resume = None
     if resume_dir:
         with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
-            state = resume_state(resume_dir, args, env, schedule)
             resume = ckpt.read_checkpoint(resume_dir)
+        state = resume_state(resume, args, env, schedule)
     if state.global_step >= t.max_steps:
         console(f"{resume_dir} is already at step {state.global_step} >= --max_steps {t.max_steps}: nothing to do")
         return
@@ -419,10 +459,10 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     log.close()
 
 
-def resume_state(resume_dir: str, args: PretrainArgs, env: DistEnv, schedule: MaskingSchedule) -> ckpt.TrainerState:
+def resume_state(resume: ckpt.Checkpoint, args: PretrainArgs, env: DistEnv, schedule: MaskingSchedule) -> TrainerState:
     """The checkpoint's step counters; every rank must see the same checkpoint; changed settings are reported; the
     masking schedule must agree with the checkpoint's over the steps done (later stages may change)."""
-    state = ckpt.read_trainer_state(resume_dir)
+    resume_dir, state = resume.path, resume.state
     steps = all_gather_object(state.global_step, env.world_size)
     if len(set(steps)) > 1:
         raise UserError(
@@ -430,12 +470,12 @@ def resume_state(resume_dir: str, args: PretrainArgs, env: DistEnv, schedule: Ma
             "shared by all machines pass --share_folder true, otherwise give every machine the same "
             "model_last"
         )
-    changes = ckpt.config_changes(ckpt.read_args(resume_dir), args.to_dict())
+    changes = ckpt.config_changes(resume.args, args.to_dict())
     if env.is_main:
         console(f"resuming from {resume_dir}: step {state.global_step}, {state.consumed_samples} samples consumed")
         for change in changes:
             warn(f"setting changed since the checkpoint: {change}")
-    if state.global_batch_size != args.training.global_batch_size:
+    if state.global_batch_size and state.global_batch_size != args.training.global_batch_size:
         raise UserError(
             f"--global_batch_size: the checkpoint in {resume_dir} was trained with "
             f"{state.global_batch_size}; resume with the same value (or start a new --output_dir)"

@@ -11,6 +11,7 @@ from .io import (
     fsync_dir,
     list_input_files,
     output_error,
+    remove_dir,
     remove_stale_temporaries,
     resolve_dir,
 )
@@ -35,6 +36,8 @@ __all__ = [
     "list_input_files",
     "output_error",
     "remove_stale_temporaries",
+    "remove_dir",
+    "remove_dir",
     "resolve_dir",
     "LABEL_FILE",
     "read_label_file",

@@ -251,3 +251,14 @@ def remove_stale_temporaries(*finals: str) -> list[str]:
                     continue
                 removed.append(path)
     return removed
+
+
+def remove_dir(path: str) -> None:
+    """Delete a directory so that no half-deleted copy is ever left under its name: renamed to
+    ``.<name>.deleting`` first (a leftover one is removed by the next run)."""
+    parent, name = os.path.split(os.path.abspath(path))
+    doomed = os.path.join(parent, f".{name}.deleting")
+    shutil.rmtree(doomed, ignore_errors=True)
+    os.replace(path, doomed)
+    fault_point(f"remove {path}: renamed")
+    shutil.rmtree(doomed, ignore_errors=True)
