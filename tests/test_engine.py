@@ -116,3 +116,28 @@ def test_a_checkpoint_of_the_layout_before_the_engine_resumes_exactly(files, tmp
     a, b = weights(ref), weights(out)
     for k in a:
         np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+@pytest.mark.slow
+def test_data_parallel_fine_tuning_under_launch_equals_one_process(files, tmp_path):
+    """run_seq_cls.py on 2 ranks (gloo) with --per_device_train_batch_size 4 = one process with batch 8: the same
+    final weights (float tolerance: the gradient is averaged over ranks); only rank 0 writes output_dir."""
+    base = ["--eval_steps", "100", "--hidden_dropout_prob", "0", "--attention_probs_dropout_prob", "0"]
+    run_main(argv(files, tmp_path / "one", *base, steps=6))
+    two = argv(files, tmp_path / "two", *base, steps=6)
+    two[two.index("--batch_size") : two.index("--batch_size") + 2] = ["--per_device_train_batch_size", "4"]
+    log_dir = tmp_path / "launch_log"
+    cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(log_dir)]
+    proc = subprocess.run(
+        [*cmd, os.path.join(ROOT, "scripts", "run_seq_cls.py"), *two],
+        env=child_env({"OMP_NUM_THREADS": "1"}),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    logs = "".join((log_dir / f"workerlog.{r}").read_text() for r in (0, 1) if (log_dir / f"workerlog.{r}").exists())
+    assert proc.returncode == 0, logs[-4000:]
+    a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
+    for k in a:
+        np.testing.assert_allclose(b[k], a[k], rtol=2e-4, atol=2e-6, err_msg=k)
+    assert json.loads((tmp_path / "two" / "run_status.json").read_text())["status"] == "complete"

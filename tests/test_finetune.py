@@ -499,6 +499,9 @@ def test_trainer_early_stopping_rotation_and_best_checkpoint(tmp_path):
         def save_pretrained(self, d, state_dict=None):
             paddle.save(state_dict or self.state_dict(), os.path.join(d, "model_state.pdparams"))
 
+        def load_weights(self, state, source=""):
+            self.set_state_dict(state)
+
     features = [
         {"input_ids": np.array([i % 10, 1]), "token_type_ids": np.zeros(2, dtype=np.int64), "labels": np.int64(i % 2)}
         for i in range(16)

@@ -1247,3 +1247,50 @@ def test_paddlenlp_trainer_flag_names_run_as_ours(demo, tmp_path):
 def test_trainer_flags_without_a_meaning_here_are_refused_in_one_line(demo, tmp_path, capsys, extra, message):
     err = _main_error(flags(demo, str(tmp_path / "out")) + extra, capsys)
     assert message in err, err
+
+
+def test_a_paddlenlp_run_pretrain_model_last_resumes_at_its_step_lr_and_data(demo, tmp_path):
+    """A model_last in the layout of PaddleNLP's run_pretrain.py (config.yml with global_step / consumed_samples,
+    model_state.pdopt keyed by Paddle's parameter names, no RNG state; made here from a run of ours, the reader is
+    checked against PaddleNLP-written files in tests/test_migration.py) resumes with --resume_from_checkpoint: the
+    step, the LR and the next losses equal the uninterrupted run's (dropout off: PaddleNLP saves no RNG state)."""
+    import paddle
+
+    common = dict(max_steps=6, checkpoint_steps=3, eval_iters=0, test_iters=0, decay_steps=6, warmup_rate=0)
+    common.update(hidden_dropout_prob=0, attention_probs_dropout_prob=0)  # the schedule does not depend on max_steps
+    reference = str(tmp_path / "reference")
+    run([sys.executable, SCRIPT] + flags(demo, reference, **common), REPO)
+    first = str(tmp_path / "first")
+    run([sys.executable, SCRIPT] + flags(demo, first, **{**common, "max_steps": 3}), REPO)
+    theirs = tmp_path / "paddlenlp_model_last"
+    shutil.copytree(os.path.join(first, "model_last"), theirs)
+    weights = paddle.load(str(theirs / "model_state.pdparams"))
+    names = {k: v.name for k, v in weights.items()}
+    ours = paddle.load(str(theirs / "model_state.pdopt"))
+    raw = {}
+    for key, value in ours.items():
+        if "/" in key:
+            structured, slot = key.split("/", 1)
+            raw[f"{names[structured]}_{slot}"] = value
+        else:
+            raw[key] = value
+    paddle.save(raw, str(theirs / "model_state.pdopt"))
+    state = json.loads((theirs / "trainer_state.json").read_text())
+    (theirs / "config.yml").write_text(
+        f"model_name: x\nglobal_step: {state['global_step']}\nglobal_batch_size: {state['global_batch_size']}\n"
+        f"consumed_samples: {state['consumed_samples']}\n"
+    )
+    for name in ("trainer_state.json", "rng_state.pkl", "args.yaml"):
+        (theirs / name).unlink()
+    out = str(tmp_path / "out")
+    resumed = run([sys.executable, SCRIPT] + flags(demo, out, resume_from_checkpoint=str(theirs), **common), REPO)
+    assert "resuming from" in resumed.stdout and "step 3" in resumed.stdout
+    expected, losses = train_losses(reference), train_losses(out)
+    assert sorted(losses) == [4, 5, 6]
+    for step in (4, 5, 6):
+        assert losses[step] == expected[step], step
+    with open(os.path.join(reference, "train_log.jsonl"), encoding="utf-8") as f:
+        lr_ref = {r["step"]: r["learning_rate"] for r in map(json.loads, f) if r["event"] == "train"}
+    with open(os.path.join(out, "train_log.jsonl"), encoding="utf-8") as f:
+        lr_out = {r["step"]: r["learning_rate"] for r in map(json.loads, f) if r["event"] == "train"}
+    assert all(lr_out[s] == lr_ref[s] for s in (4, 5, 6))

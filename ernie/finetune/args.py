@@ -211,6 +211,8 @@ def validate(args: FinetuneArgs) -> None:
         raise UserError("--do_train needs --train_file (or --dataset)")
     check_output_dir(args.output_dir)
     require_positive(args, ("max_seq_length", "batch_size", "logging_steps"))
+    if args.max_seq_length < 3:
+        raise UserError("--max_seq_length must be >= 3 ([CLS], one token, [SEP])")
     if args.max_seq_length > 512:
         raise UserError("--max_seq_length must be <= 512 (ERNIE 1.0 position embeddings)")
     require_positive(

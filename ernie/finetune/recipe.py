@@ -34,12 +34,12 @@ from typing import Protocol
 import numpy as np
 import paddle
 
-from ernie.training.checkpoint import Checkpoint, TrainerState
+from ernie.training.checkpoint import Checkpoint, TrainerState, fp32_state_dict
 from ernie.training.distributed import DistEnv
 from ernie.training.engine import Engine, EngineConfig, Recipe
 from ernie.training.lr import finetune_schedule
 from ernie.training.optim import build_optimizer
-from ernie.utils import remove_dir
+from ernie.utils import UserError, remove_dir
 from ernie.weights import WEIGHTS_NAME
 
 CHECKPOINT_PREFIX = "checkpoint-"
@@ -71,6 +71,22 @@ TRAJECTORY_ARGS = (
     "fp16",
     "bf16",
     "fp16_opt_level",
+)
+
+
+# the settings a resumed run must keep (its data order, batches and optimizer trajectory depend on them); the rest
+# of TRAJECTORY_ARGS may change (e.g. --max_steps to train longer) and is reported
+FIXED_ON_RESUME = (
+    "seed",
+    "batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "weight_decay",
+    "warmup_ratio",
+    "max_seq_length",
+    "dataset",
+    "train_file",
+    "max_train_samples",
 )
 
 
@@ -125,6 +141,7 @@ class FinetuneRecipe(Recipe):
         self.state = TrainerState()
         self.engine: Engine | None = None
         self._steps = None  # the iterator over the steps' micro batches (train())
+        self._best_state: dict | None = None  # the best checkpoint's weights, once loaded at the end
 
     # ------------------------------------------------------------------------------------------------- schedule
     @property
@@ -279,6 +296,16 @@ class FinetuneRecipe(Recipe):
         )
         if resume is not None:
             self.state = resume.state
+            refused = [
+                f"--{k} {resume.args.get(k)!r} -> {getattr(a, k)!r}"
+                for k in FIXED_ON_RESUME
+                if k in resume.args and hasattr(a, k) and resume.args[k] != getattr(a, k)
+            ]
+            if refused:
+                raise UserError(
+                    f"cannot resume {resume.path} with other settings than it was trained with ({'; '.join(refused)}):"
+                    " rerun with the checkpoint's values, or pass --overwrite_output_dir to start over"
+                )
             changed = [
                 f"{k}: {resume.args.get(k)!r} -> {getattr(a, k)!r}"
                 for k in TRAJECTORY_ARGS
@@ -308,9 +335,19 @@ class FinetuneRecipe(Recipe):
                 f"loading the best model (step {self.state.best_step}, {self.metric} "
                 f"{self.state.best_metric:.4f}) from {self.state.best_checkpoint}"
             )
-            self.model.set_state_dict(paddle.load(os.path.join(self.state.best_checkpoint, MODEL_FILE)))
+            self._best_state = paddle.load(os.path.join(self.state.best_checkpoint, MODEL_FILE))  # float32
+            self.model.load_weights(self._best_state, source=self.state.best_checkpoint)
         self.model.eval()
         return self.state
+
+    def final_state_dict(self) -> dict:
+        """The final model's weights in float32: the best checkpoint's (``--load_best_model_at_end``), else the
+        trained ones (under O2 the optimizer's float32 master copies, not the low-precision parameters)."""
+        if self._best_state is not None:
+            return self._best_state
+        if self.engine is None:
+            return self.model.state_dict()
+        return fp32_state_dict(self.engine.model, self.engine.optimizer)
 
     # ----------------------------------------------------------------------------------------- eval and predict
     @paddle.no_grad()

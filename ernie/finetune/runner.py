@@ -38,6 +38,7 @@ from ernie import hub
 from ernie.configuration import ErnieConfig
 from ernie.tokenizer import ErnieTokenizer
 from ernie.training.checkpoint import Checkpoint, read_checkpoint
+from ernie.training.distributed import DistEnv, all_gather_object, barrier, init_distributed
 from ernie.utils import LABEL_FILE, UserError, read_label_file, write_label_file
 from ernie.utils.lock import lock_output_dir, release_output_dir
 
@@ -116,9 +117,10 @@ def load_data(args: FinetuneArgs, task_cls: type[Task]) -> DatasetSplits:
     )
 
 
-def save_model_dir(model, tokenizer, labels: list[str] | None, directory: str) -> None:
-    """Model + tokenizer (+ label.txt): a directory that --model_name_or_path and export_model.py accept."""
-    model.save_pretrained(directory)
+def save_model_dir(model, tokenizer, labels: list[str] | None, directory: str, state_dict=None) -> None:
+    """Model + tokenizer (+ label.txt): a directory that --model_name_or_path and export_model.py accept
+    (``state_dict``: the weights to save, default the model's)."""
+    model.save_pretrained(directory, state_dict=state_dict)
     tokenizer.save_pretrained(directory)
     if labels:
         write_label_file(directory, labels)
@@ -187,7 +189,7 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None, exporter: Callab
     (``export_model(model, tokenizer, labels, export_dir, task=, overwrite=) -> str``) serves ``--do_export``."""
     if args.do_export and exporter is None:
         raise ValueError("runner.run: --do_export needs an exporter (ernie.finetune_cli passes export_model)")
-    paddle.set_device(run_device(args))
+    env = init_distributed(run_device(args))  # the device; under paddle.distributed.launch, the collective group
     paddle.seed(args.seed)
     np.random.seed(args.seed)
     check_positions(args)
@@ -220,10 +222,12 @@ def run(args: FinetuneArgs, task_cls: type[Task], options=None, exporter: Callab
     if data is not None:  # before anything is written: an unknown label leaves output_dir as it was
         for name, examples in splits.items():
             task_cls.check_labels(examples, labels, f"{name} split")
+    if not env.is_main:  # data parallel: rank 0 owns output_dir; the others train beside it and write nothing
+        return _run_locked(args, task_cls, task, tokenizer, labels, data, splits, metric, exporter, env)
     created = not os.path.exists(args.output_dir)
     lock = lock_output_dir(args.output_dir, wait=LOCK_WAIT_SECONDS, log=log)
     try:
-        return _run_locked(args, task_cls, task, tokenizer, labels, data, splits, metric, exporter)
+        return _run_locked(args, task_cls, task, tokenizer, labels, data, splits, metric, exporter, env)
     except BaseException:
         if created and os.listdir(args.output_dir) == [os.path.basename(lock.name)]:  # refused: leave no trace
             os.unlink(lock.name)
@@ -243,11 +247,16 @@ def _run_locked(
     splits,
     metric: str,
     exporter: Callable | None,
+    env: DistEnv,
 ) -> dict:
-    """:func:`run` once ``output_dir`` is locked: model and plan checked first, then training writes."""
-    out = args.output_dir
-    outdir.recover(out, log)
-    plan = outdir.plan(args, log) if args.do_train else None
+    """:func:`run` once ``output_dir`` is locked (by rank 0): model and plan checked first, then training writes.
+    With several ranks, rank 0 decides the plan (which checkpoint to resume) and every rank follows it."""
+    out, main = args.output_dir, env.is_main
+    if main:
+        outdir.recover(out, log)
+    plan = outdir.plan(args, log) if args.do_train and main else None
+    if args.do_train and env.world_size > 1:
+        plan = all_gather_object(plan, env.world_size)[0]
     model = load_model(args, task_cls, labels, tokenizer.vocab_size)
     resume = read_resume_checkpoint(plan.resume_from, model, labels) if plan and plan.resume_from else None
 
@@ -273,15 +282,22 @@ def _run_locked(
         [],
         dev_features,
         save_extra=save_extra,
-        log=log,
+        log=log if main else (lambda m: None),
+        env=env,
     )
     if args.do_train:
         trainer.train_features = task.encode(splits["train"])
         assert plan is not None  # made above for --do_train
-        outdir.begin(out, plan, args.model_name_or_path)  # the first write into output_dir
+        if main:
+            outdir.begin(out, plan, args.model_name_or_path)  # the first write into output_dir
+        barrier(env.world_size)
         t0 = time.time()
         state = trainer.train(resume)
-        outdir.publish(out, lambda d: save_model_dir(model, tokenizer, labels, d))
+        if not main:
+            return {}
+        model = trainer.model  # the engine's (under O2: decorated)
+        final = trainer.final_state_dict()
+        outdir.publish(out, lambda d: save_model_dir(model, tokenizer, labels, d, state_dict=final))
         results["train"] = {
             "steps": state.global_step,
             "seconds": round(time.time() - t0, 1),
@@ -292,6 +308,8 @@ def _run_locked(
         if resume is not None:
             results["train"]["resumed_from"] = resume.path
         log(f"saved the fine-tuned model to {out}")
+    if not main:
+        return {}
     if args.do_eval:
         if not dev_features:
             raise UserError("--do_eval: no dev data (pass --dev_file or --dataset)")

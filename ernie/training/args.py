@@ -340,11 +340,13 @@ def load_yaml_config(path: str) -> dict[str, Any]:
         raise UserError(f"--config: {path} does not exist")
     try:
         with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f) or {}
+            raw = yaml.safe_load(f)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f":{mark.line + 1}" if mark else ""
         raise UserError(f"{path}{where}: not valid YAML ({getattr(e, 'problem', e)})") from None
+    if raw is None:
+        raise UserError(f"--config {path}: empty file (expected a mapping of flag names to values)")
     if not isinstance(raw, dict):
         raise UserError(f"{path}: expected a mapping of flag names to values")
     owner = _flag_owner()

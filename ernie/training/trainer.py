@@ -277,7 +277,20 @@ class PretrainRecipe(Recipe):
     def next_step(self, state: TrainerState):
         assert self.train_data is not None, "start() first"
         acc = self.batching.accumulate_steps
-        return [(next(self.train_data), Fraction(1, acc)) for _ in range(acc)]
+        return [(self._next_batch(), Fraction(1, acc)) for _ in range(acc)]
+
+    def _next_batch(self):
+        assert self.train_data is not None, "start() first"
+        try:
+            return next(self.train_data)
+        except RuntimeError as e:  # Paddle's loader: "DataLoader N workers exit unexpectedly, pids: ..."
+            if "exit unexpectedly" not in str(e) or os.environ.get("ERNIE_DEBUG"):
+                raise
+            raise UserError(
+                f"a DataLoader worker process died ({str(e).strip().splitlines()[0][:160]}; the out-of-memory "
+                f"killer sends SIGKILL): rerun the same command to resume from "
+                f"{os.path.join(self.args.training.output_dir, 'model_last')}; fewer --num_workers use less memory"
+            ) from None
 
     def loss(self, model, batch):
         return forward(model, self.criterion, batch)
