@@ -99,9 +99,9 @@ ENTRY_POINTS: tuple[EntryPoint, ...] = (
     EntryPoint(
         "run_pretrain_trainer",
         "ernie.training.trainer:main",
-        "ERNIE 1.0 pretraining under PaddleNLP's run_pretrain_trainer.py name: the same run as run_pretrain.py, which "
-        "takes\nPaddleNLP's Trainer flag names (--per_device_train_batch_size, --learning_rate, --fp16, "
-        "--gradient_accumulation_steps, ...)\nbeside its own (docs/migrating.md).",
+        "ERNIE 1.0 pretraining under PaddleNLP's run_pretrain_trainer.py name: the same run as run_pretrain.py,\n"
+        "which takes PaddleNLP's Trainer flag names (--per_device_train_batch_size, --learning_rate, --fp16,\n"
+        "--gradient_accumulation_steps, ...) beside its own (docs/migrating.md).",
         before="ernie.training.distributed:configure_threads",
     ),
     EntryPoint(
