@@ -605,7 +605,9 @@ def fetch(url: str, folder: str, filename: str, md5: str | None = None, what: st
     source = mirrored(url)
     put_it_there = f"put {filename} (from {url}) into {folder}"
     if offline():
-        raise UserError(f"{what}: {target} not found and {ENV_OFFLINE} is set; {put_it_there}")
+        raise UserError(
+            f"{what}: {target} not found, and downloads are off (offline: {ENV_OFFLINE} is set); {put_it_there}"
+        )
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:

@@ -9,6 +9,9 @@ optimizer, ``Engine.save`` / ``checkpoint.read_checkpoint``):
     fp32, fp16 O1, fp16 O2, bf16 O2 (where the GPU has bf16)   each with and without --use_recompute
     --attention sdpa / flash (opt-in kernels)                   fp32 and fp16 O2 / bf16 O2
     resume: k steps, checkpoint, fresh process state, k steps   against 2k uninterrupted steps
+    accumulation: 2 micro batches a step, each precision        against the fp32 run of the same micro batches
+    dropout 0.1 with recompute                                  against dropout 0.1 without (the RNG replayed)
+    fp16 O2 with a loss scale that overflows                    every update skipped and the LR schedule held
 
 and, with 2+ GPUs, under ``python -m paddle.distributed.launch`` (started by this script) the data-parallel cases:
 fp32 / O2 with and without recompute (with it: the ``no_sync`` + explicit all-reduce route) and resume. Every step's
@@ -88,12 +91,33 @@ class Case:
     recompute: bool = False
     attention: str = "eager"
     resume: bool = False
+    accumulate: int = 1  # micro batches per optimizer step (each micro_batch / accumulate sequences)
+    dropout: float = 0.0  # hidden and attention dropout (> 0: recompute must replay the RNG)
+    overflow: bool = False  # float16 with a loss scale that overflows: every update skipped, the LR held
 
     @property
     def name(self) -> str:
         parts = [self.precision] + (["recompute"] if self.recompute else [])
         parts += [f"attn={self.attention}"] if self.attention != "eager" else []
+        parts += [f"acc={self.accumulate}"] if self.accumulate > 1 else []
+        parts += [f"dropout={self.dropout:g}"] if self.dropout else []
+        parts += ["forced overflow"] if self.overflow else []
         return " ".join(parts + (["resume"] if self.resume else []))
+
+    @property
+    def reference_key(self) -> tuple:
+        """The runs whose losses are compared: same model, accumulation and dropout."""
+        return (self.model, self.accumulate, self.dropout)
+
+    @property
+    def is_reference(self) -> bool:
+        return (
+            self.precision == "fp32"
+            and not self.recompute
+            and self.attention == "eager"
+            and not self.resume
+            and not self.overflow
+        )
 
     @property
     def family(self) -> str:
@@ -129,8 +153,8 @@ def synthetic_args(case: Case, device: str, micro_batch: int, seq_len: int, step
             model_name_or_path="selfcheck",
             use_recompute=case.recompute,
             attention=case.attention,
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
+            hidden_dropout_prob=case.dropout,
+            attention_probs_dropout_prob=case.dropout,
         ),
         data=DataArgs(input_dir="selfcheck", max_seq_len=seq_len),
         optimizer=OptimizerArgs(max_lr=5e-4, min_lr=5e-5, warmup_rate=0.0, decay_steps=steps * 10),
@@ -142,6 +166,7 @@ def synthetic_args(case: Case, device: str, micro_batch: int, seq_len: int, step
             use_amp=use_amp,
             amp_dtype=amp_dtype,
             fp16_opt_level=level,
+            scale_loss=2.0**40 if case.overflow else 32768.0,  # 2^40: every float16 gradient overflows
         ),
         logging=LoggingArgs(),
     )
@@ -207,6 +232,7 @@ class Runner:
     def __init__(self, device: str, micro_batch: int, seq_len: int, steps: int, env):
         self.device, self.micro_batch, self.seq_len, self.steps, self.env = device, micro_batch, seq_len, steps, env
         self.init_states: dict[str, dict] = {}
+        self.skipped, self.lr_steps = 0, -1
         # one path for every rank (rank 0's); the first rank of each machine writes the resume checkpoint there
         self.tmp = all_gather_object(
             tempfile.mkdtemp(prefix="ernie_selfcheck_") if env.rank == 0 else None, env.world_size
@@ -216,8 +242,8 @@ class Runner:
     def config(self, case: Case):
         return ErnieConfig(
             **MODELS[case.model],
-            hidden_dropout_prob=0.0,
-            attention_probs_dropout_prob=0.0,
+            hidden_dropout_prob=case.dropout,
+            attention_probs_dropout_prob=case.dropout,
             use_recompute=case.recompute,
             attention=case.attention,
         )
@@ -236,14 +262,18 @@ class Runner:
         model.train()
         return model
 
-    def batches(self, case: Case, count: int) -> list[dict]:
+    def batches(self, case: Case, count: int) -> list[list[dict]]:
+        """``count`` steps, each ``case.accumulate`` micro batches of ``micro_batch / accumulate`` sequences (this
+        rank's share)."""
         import paddle
 
-        world = self.env.world_size
-        data = synthetic_batches(MODELS[case.model]["vocab_size"], self.micro_batch * world, self.seq_len, count)
-        return [{k: paddle.to_tensor(v) for k, v in shard(b, self.env.rank, world).items()} for b in data]
+        world, acc = self.env.world_size, case.accumulate
+        micro = max(1, self.micro_batch // acc)
+        data = synthetic_batches(MODELS[case.model]["vocab_size"], micro * world, self.seq_len, count * acc)
+        tensors = [{k: paddle.to_tensor(v) for k, v in shard(b, self.env.rank, world).items()} for b in data]
+        return [tensors[i * acc : (i + 1) * acc] for i in range(count)]
 
-    def train(self, case: Case, batches: list[dict], resume_at: int | None = None) -> tuple[list, float, float]:
+    def train(self, case: Case, batches: list[list[dict]], resume_at: int | None = None) -> tuple[list, float, float]:
         """Losses (mean over ranks) of len(batches) steps through the training engine's own loop
         (``Engine.fit`` over a recipe of these batches); with ``resume_at``, the engine saves a checkpoint after that
         many steps and a fresh engine (new model, optimizer and scaler) resumes from it (``read_checkpoint``)."""
@@ -259,7 +289,7 @@ class Runner:
         env, runner = self.env, self
         criterion = ErniePretrainingCriterion()
         on_gpu = self.device == "gpu"
-        real_tokens = [int(b["input_mask"].numpy().sum()) for b in batches]
+        real_tokens = [sum(int(b["input_mask"].numpy().sum()) for b in step) for step in batches]
 
         class Fixed(Recipe):
             """The case's batches, one optimizer step each; every step's loss (mean over ranks) is recorded."""
@@ -281,7 +311,7 @@ class Runner:
                     self.start = time.time()
                 if i >= 1:
                     self.tokens += real_tokens[i] * env.world_size
-                return [(batches[i], Fraction(1))]
+                return [(b, Fraction(1, len(batches[i]))) for b in batches[i]]
 
             def loss(self, model, batch):
                 return trainer.forward(model, criterion, batch)
@@ -332,6 +362,7 @@ class Runner:
         elapsed = time.time() - recipe.start if recipe.start is not None else float("nan")
         peak = paddle.device.cuda.max_memory_allocated() / 2**20 if on_gpu else float("nan")
         self.skipped = recipe.skipped
+        self.lr_steps = recipe.engine.scheduler.last_epoch if recipe.engine is not None else -1
         return recipe.losses, recipe.tokens / elapsed if elapsed and elapsed > 0 else float("nan"), peak
 
     def run(self, case: Case, reference: list | None) -> Result:
@@ -351,7 +382,15 @@ class Runner:
                 result.losses, result.tokens_per_s, result.peak_mb = self.train(case, batches)
                 result.skipped = self.skipped
                 result.tolerance = TOLERANCE[case.family] if reference is not None else float("nan")
-            if not all(np.isfinite(result.losses)):
+            if case.overflow:  # every update skipped by the scaler, and the LR schedule held on each of them
+                reference, result.tolerance = None, float("nan")
+                if result.skipped != len(batches) or self.lr_steps != 0:
+                    result.error = (
+                        f"{result.skipped} of {len(batches)} steps skipped, LR schedule at step {self.lr_steps}"
+                    )
+            if result.error:  # the overflow check failed: its reason is the row's error
+                pass
+            elif not all(np.isfinite(result.losses)):
                 result.error = "non-finite loss"
             elif reference is not None:
                 got, ref = np.array(result.losses), np.array(reference)
@@ -393,21 +432,22 @@ def plan(models: list[str], device: str, world_size: int) -> list[Case]:
         ]
         if model == models[0]:
             cases += [Case(model, p, resume=True) for p in precisions]
+            # accumulation (each precision against the fp32 run of the same micro batches), dropout with recompute
+            # (the RNG replayed in backward: the same losses), and a forced float16 overflow (LR held)
+            cases += [Case(model, p, accumulate=2) for p in precisions]
+            cases += [Case(model, "fp32", dropout=0.1), Case(model, "fp32", recompute=True, dropout=0.1)]
+            cases += [Case(model, "fp16-O2", overflow=True)] if "fp16-O2" in precisions else []
     return cases
 
 
 def run_cases(cases: list[Case], runner: Runner) -> list[Result]:
     results: list[Result] = []
-    references: dict[str, list | None] = {}
+    references: dict[tuple, list | None] = {}
     for case in cases:
-        ref = (
-            references.get(case.model)
-            if not (case.precision == "fp32" and not case.recompute and case.attention == "eager" and not case.resume)
-            else None
-        )
+        ref = None if case.is_reference else references.get(case.reference_key)
         result = runner.run(case, ref)
-        if ref is None and not case.resume:
-            references[case.model] = result.losses if not result.error else None
+        if case.is_reference:
+            references[case.reference_key] = result.losses if not result.error else None
         results.append(result)
     return results
 

@@ -33,6 +33,9 @@ def pytest_configure(config):
     # Exports skip the Paddle 2.6 legacy program (model.pdmodel for FastDeploy: a subprocess per export and a
     # one-time environment); tests/test_fastdeploy.py turns it back on where it checks that program.
     os.environ.setdefault("ERNIE_NO_LEGACY_EXPORT", "1")
+    # No test reaches the network: a name that is not cached is the offline error (tests/test_hub.py serves its
+    # downloads from a local server and lifts this for them)
+    os.environ.setdefault("ERNIE_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

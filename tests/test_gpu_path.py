@@ -264,8 +264,8 @@ def test_selfcheck_cpu_dry_run(capsys):
         == 0
     )
     out = capsys.readouterr().out
-    assert "4 of 4 cases passed" in out
-    for case in ("fp32 recompute", "fp32 attn=sdpa", "attn math", "fp32 resume"):
+    assert "7 of 7 cases passed" in out
+    for case in ("fp32 recompute", "fp32 attn=sdpa", "attn math", "fp32 resume", "fp32 acc=2", "recompute dropout=0.1"):
         assert case in out
 
 

@@ -111,7 +111,7 @@ def _pretrain_args(style="cosine", warmup_rate=0.13, grad_clip=1.0, max_steps=40
         weight_decay=0.05,
         grad_clip=grad_clip,
     )
-    return SimpleNamespace(optimizer=optimizer, training=SimpleNamespace(max_steps=max_steps))
+    return SimpleNamespace(optimizer=optimizer, training=SimpleNamespace(max_steps=max_steps, warmup_steps=None))
 
 
 def _finetune_args(warmup_ratio=0.1, max_grad_norm=1.0):

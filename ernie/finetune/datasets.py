@@ -270,7 +270,12 @@ def load_dataset(
                 f"--dataset {name}: no download is known for it; pass --data_dir DIR holding "
                 f"{', '.join(v[0] for v in spec.files.values())} ({spec.layout})"
             )
-        data_dir = hub.dataset_dir(spec.name, needed or ("train", "dev", "test"))  # PaddleNLP's cache, else its URL
+        try:
+            data_dir = hub.dataset_dir(spec.name, needed or ("train", "dev", "test"))  # PaddleNLP's cache, else its URL
+        except UserError as e:  # offline or unreachable: the other way to give the files
+            raise UserError(
+                f"{e}; or pass --data_dir DIR holding {', '.join(v[0] for v in spec.files.values())} ({spec.layout})"
+            ) from None
     if data_dir and not os.path.isdir(data_dir):
         raise UserError(f"--data_dir {data_dir}: no such directory")
     read = spec.read if spec is not None else (lambda path, split: task_cls.read_file(path))

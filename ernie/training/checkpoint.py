@@ -351,7 +351,11 @@ def load_model_weights(path: str, model) -> None:
             f"load_model_weights({path}): {len(low)} parameters of the model are float16/bfloat16 (first: {low[0]}); "
             "load the weights before paddle.amp.decorate, which then makes the fp32 master weights from them"
         )
-    state, file = read_state_dict(path)  # ours / PaddleNLP's / HF's directory, or a built-in name's published weights
+    file = os.path.join(path, WEIGHTS_NAME)
+    if os.path.isfile(file):  # ours / PaddleNLP's: a bad file is named as every checkpoint file is
+        model.load_weights(_read(file, "model weights", paddle.load), source=file)
+        return
+    state, file = read_state_dict(path)  # HF's directory, or a built-in name's published weights
     model.load_weights(state, source=file)
 
 

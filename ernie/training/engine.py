@@ -409,10 +409,11 @@ class Engine:
                     args_dict=recipe.args_dict(),
                     save_extra=recipe.save_extra,
                 )
-            except OSError as e:
+            except (OSError, UserError) as e:  # a full disk, a file-size limit, a read-only folder ...
                 kept = resolve_dir(path) or resolve_dir(recipe.resume_checkpoint(state))
+                reason = (e.strerror or e) if isinstance(e, OSError) else str(e)
                 raise UserError(
-                    f"saving checkpoint {path} failed ({e.strerror or e}); "
+                    f"saving checkpoint {path} failed ({reason}); "
                     f"{'the previous checkpoint ' + kept + ' is intact' if kept else 'no checkpoint kept'}"
                 ) from None
         barrier(self.env.world_size)
