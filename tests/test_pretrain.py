@@ -536,8 +536,8 @@ def test_amp_and_recompute_paths_run(demo, tmp_path, extra):
     assert sorted(losses) == [1, 2, 3] and all(math.isfinite(v) for v in losses.values())
 
 
-@pytest.mark.slow
-def test_nonfinite_losses_stop_with_last_good_checkpoint(demo, tmp_path, monkeypatch, capsys):
+def poison_forward_after(n: int, monkeypatch) -> None:
+    """Every pretraining forward after the first ``n`` returns a NaN loss."""
     from ernie.training import trainer
 
     real_forward, calls = trainer.forward, []
@@ -545,9 +545,16 @@ def test_nonfinite_losses_stop_with_last_good_checkpoint(demo, tmp_path, monkeyp
     def poisoned_forward(*a, **kw):
         calls.append(1)
         loss, lm, sop = real_forward(*a, **kw)
-        return (loss * float("nan"), lm, sop) if len(calls) > 5 else (loss, lm, sop)
+        return (loss * float("nan"), lm, sop) if len(calls) > n else (loss, lm, sop)
 
     monkeypatch.setattr(trainer, "forward", poisoned_forward)
+
+
+@pytest.mark.slow
+def test_nonfinite_losses_stop_with_last_good_checkpoint(demo, tmp_path, monkeypatch, capsys):
+    from ernie.training import trainer
+
+    poison_forward_after(5, monkeypatch)
     out = tmp_path / "out"
     with pytest.raises(SystemExit) as exit_info:
         trainer.main(
@@ -1143,16 +1150,7 @@ def test_sigterm_to_the_launcher_stops_every_rank_at_one_step_and_saves(demo, tm
 def test_a_last_step_with_a_non_finite_loss_fails_and_is_not_saved(demo, tmp_path, monkeypatch, capsys):
     """The streak limit is not reached, but the run's last step is not finite: status 2, one line, model_last stays at
     the last finite checkpoint (it used to exit 0 with nothing said)."""
-    from ernie.training import trainer
-
-    real_forward, calls = trainer.forward, []
-
-    def poisoned_forward(*a, **kw):
-        calls.append(1)
-        loss, lm, sop = real_forward(*a, **kw)
-        return (loss * float("nan"), lm, sop) if len(calls) > 5 else (loss, lm, sop)
-
-    monkeypatch.setattr(trainer, "forward", poisoned_forward)
+    poison_forward_after(5, monkeypatch)
     out = tmp_path / "out"
     err = _main_error(flags(demo, str(out), max_steps=6, checkpoint_steps=4, eval_iters=0, test_iters=0), capsys)
     assert "last training step (6)" in err and "model_last" in err

@@ -44,38 +44,8 @@ from ernie.weights import WEIGHTS_NAME
 
 CHECKPOINT_PREFIX = "checkpoint-"
 MODEL_FILE = WEIGHTS_NAME  # the model's weights file (named by ernie.weights, like every model directory's)
-# settings that shape the training trajectory: a resumed run reports those that differ from the checkpoint's
-TRAJECTORY_ARGS = (
-    "seed",
-    "batch_size",
-    "gradient_accumulation_steps",
-    "learning_rate",
-    "weight_decay",
-    "warmup_ratio",
-    "max_grad_norm",
-    "num_train_epochs",
-    "max_steps",
-    "eval_steps",
-    "save_steps",
-    "max_seq_length",
-    "dataset",
-    "train_file",
-    "dev_file",
-    "max_train_samples",
-    "max_eval_samples",
-    "hidden_dropout_prob",
-    "attention_probs_dropout_prob",
-    "metric_for_best_model",
-    "load_best_model_at_end",
-    "early_stopping_patience",
-    "fp16",
-    "bf16",
-    "fp16_opt_level",
-)
-
-
-# the settings a resumed run must keep (its data order, batches and optimizer trajectory depend on them); the rest
-# of TRAJECTORY_ARGS may change (e.g. --max_steps to train longer) and is reported
+# the settings a resumed run must keep (its data order, batches and optimizer trajectory depend on them): another
+# value is refused
 FIXED_ON_RESUME = (
     "seed",
     "batch_size",
@@ -87,6 +57,25 @@ FIXED_ON_RESUME = (
     "dataset",
     "train_file",
     "max_train_samples",
+)
+# the other settings that shape the run: a resumed run may change them (e.g. --max_steps to train longer) and reports
+# those that differ from the checkpoint's
+REPORTED_ON_RESUME = (
+    "max_grad_norm",
+    "num_train_epochs",
+    "max_steps",
+    "eval_steps",
+    "save_steps",
+    "dev_file",
+    "max_eval_samples",
+    "hidden_dropout_prob",
+    "attention_probs_dropout_prob",
+    "metric_for_best_model",
+    "load_best_model_at_end",
+    "early_stopping_patience",
+    "fp16",
+    "bf16",
+    "fp16_opt_level",
 )
 
 
@@ -308,7 +297,7 @@ class FinetuneRecipe(Recipe):
                 )
             changed = [
                 f"{k}: {resume.args.get(k)!r} -> {getattr(a, k)!r}"
-                for k in TRAJECTORY_ARGS
+                for k in REPORTED_ON_RESUME
                 if k in resume.args and hasattr(a, k) and resume.args[k] != getattr(a, k)
             ]
             self.log(
