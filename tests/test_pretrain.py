@@ -1249,15 +1249,21 @@ def test_trainer_flags_without_a_meaning_here_are_refused_in_one_line(demo, tmp_
     assert message in err, err
 
 
-def test_a_paddlenlp_run_pretrain_model_last_resumes_at_its_step_lr_and_data(demo, tmp_path):
+@pytest.mark.parametrize("layout", ["paddlenlp", "before_the_engine"])
+def test_a_paddlenlp_run_pretrain_model_last_resumes_at_its_step_lr_and_data(demo, tmp_path, layout):
     """A model_last in the layout of PaddleNLP's run_pretrain.py (config.yml with global_step / consumed_samples,
     model_state.pdopt keyed by Paddle's parameter names, no RNG state; made here from a run of ours, the reader is
     checked against PaddleNLP-written files in tests/test_migration.py) resumes with --resume_from_checkpoint: the
-    step, the LR and the next losses equal the uninterrupted run's (dropout off: PaddleNLP saves no RNG state)."""
+    step, the LR and the next losses equal the uninterrupted run's (dropout off: PaddleNLP saves no RNG state).
+    ``before_the_engine``: our own model_last as pretraining wrote it before the engine (the optimizer keyed by
+    Paddle's parameter names, everything else as now), with dropout on: resumed exactly from output_dir."""
     import paddle
 
     common = dict(max_steps=6, checkpoint_steps=3, eval_iters=0, test_iters=0, decay_steps=6, warmup_rate=0)
-    common.update(hidden_dropout_prob=0, attention_probs_dropout_prob=0)  # the schedule does not depend on max_steps
+    if layout == "paddlenlp":
+        common.update(
+            hidden_dropout_prob=0, attention_probs_dropout_prob=0
+        )  # the schedule does not depend on max_steps
     reference = str(tmp_path / "reference")
     run([sys.executable, SCRIPT] + flags(demo, reference, **common), REPO)
     first = str(tmp_path / "first")
@@ -1275,6 +1281,15 @@ def test_a_paddlenlp_run_pretrain_model_last_resumes_at_its_step_lr_and_data(dem
         else:
             raw[key] = value
     paddle.save(raw, str(theirs / "model_state.pdopt"))
+    if layout == "before_the_engine":
+        out = str(tmp_path / "out")
+        os.makedirs(out)
+        shutil.copytree(theirs, os.path.join(out, "model_last"))
+        resumed = run([sys.executable, SCRIPT] + flags(demo, out, **common), REPO)
+        assert "resuming from" in resumed.stdout and "step 3" in resumed.stdout
+        expected, losses = train_losses(reference), train_losses(out)
+        assert [losses[s] for s in (4, 5, 6)] == [expected[s] for s in (4, 5, 6)]
+        return
     state = json.loads((theirs / "trainer_state.json").read_text())
     (theirs / "config.yml").write_text(
         f"model_name: x\nglobal_step: {state['global_step']}\nglobal_batch_size: {state['global_batch_size']}\n"
