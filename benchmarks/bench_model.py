@@ -6,13 +6,20 @@
 
 Results go to docs/results/bench_model.md (machine + commit; --results '' skips).
 
-One step = forward + backward + AdamW update, fp32, dropout 0.1, at seq 128, 20 masked positions per sequence (15%),
-SOP head on; after the update every side releases its gradients (torch ``zero_grad(set_to_none=True)``, its default,
-and its Paddle form ``clear_grad(set_to_zero=False)``, as Paddle's PyTorch conversion guide maps it), so no side keeps
-a zero-filled copy of every gradient through the next forward. Each implementation lives in its own worker process
-(so that per-process CPU settings stay apart) and the workers take turns (A, B, C, C, B, A ...), because the machine
-is shared and the load changes under us; each side's best round is reported, with the ratios of the bests and per
-round.
+The steady state, as a pretraining run gets it: every side trains on real token files (People's Daily, the built-in
+text, made by tests/fixtures.py; word masking, SOP pairs, 15% masked, padding masked out) at the CPU pretraining
+recipe's learning rate (configs/pretrain/ernie-tiny-cpu.yaml: 1e-3, constant here), first ``--warmup_steps`` steps
+(default 100 tiny, 10 base) that are not timed as the throughput, then the timed rounds on the following batches.
+A randomly initialised model's first steps can be faster than what a run gets after them (values go subnormal as it
+trains: docs/cpu.md), so the first steps (2-4) of the warm-up are reported beside the steady state.
+
+One step = forward + backward + AdamW update, fp32, dropout 0.1, at seq 128, a real micro batch (its masked
+positions, about 15% of its tokens), SOP head on; after the update every side releases its gradients (torch
+``zero_grad(set_to_none=True)``, its default, and its Paddle form ``clear_grad(set_to_zero=False)``, as Paddle's
+PyTorch conversion guide maps it), so no side keeps a zero-filled copy of every gradient through the next forward.
+Each implementation lives in its own worker process (so that per-process CPU settings stay apart) and the workers
+take turns (A, B, C, C, B, A ...), because the machine is shared and the load changes under us; each side's best
+round is reported, with the ratios of the bests and per round.
 
 Each implementation runs as its user gets it: ours is built through the Python API with nothing called by hand (the
 library applies its CPU settings itself, ernie.utils.cpu_tuning), and with the default --threads 0 no thread variable
@@ -25,17 +32,20 @@ held (Paddle's own host statistic): the rest of the resident set is the librarie
 (docs/cpu.md, "Memory of a training step").
 
 Implementations:
-  ours             ernie.ErnieForPretraining
+  ours             ernie.ErnieForPretraining (denormals flushed: the library's default, docs/cpu.md)
   hf               transformers.BertForPreTraining on torch CPU (the `bench` extra: torch==2.13.0+cpu,
-                   transformers==4.41.2); MLM loss over all positions with labels -100 off the masked ones (that is
-                   how HF computes it: its LM head runs on every position)
+                   transformers==4.41.2) as a user gets it (denormals not flushed, torch's default); MLM loss over all
+                   positions with labels -100 off the masked ones (that is how HF computes it: its LM head runs on
+                   every position)
+  hf+flush         the same with torch.set_flush_denormal(True) at the worker's start
+  ours+noflush     (not by default) ours with ERNIE_NO_FLUSH_DENORMALS=1
   paddlenlp        paddlenlp.transformers.ErnieForPretraining, process as Paddle sets it up
   paddlenlp+tuned  (not by default) PaddleNLP's model with ernie.utils.cpu_tuning.tune_cpu_math applied, to separate
                    those process settings from the model-level changes
   hf+tuned         (not by default) HF's model with the same process settings (glibc malloc thresholds)
 
 FLOPs/token count the matmuls of forward+backward (3x forward): encoder, attention scores/context, and the LM head
-on the masked positions (HF's extra LM-head work on the unmasked positions is not counted for it). The GEMM peak is
+on 15% of the positions (HF's extra LM-head work on the unmasked positions is not counted for it). The GEMM peak is
 each framework's own fp32 GEMM on the encoder's FFN shape, measured in the same worker between its turns.
 """
 
@@ -47,6 +57,7 @@ import math
 import os
 import subprocess
 import sys
+import tempfile
 import time
 
 # --seq_len / --amp reach the workers through the environment (set by main before they start).
@@ -54,7 +65,49 @@ SEQ_LEN = int(os.environ.get("ERNIE_BENCH_SEQ_LEN", "128"))
 MASKED_PER_SEQ = math.ceil(0.15 * SEQ_LEN)  # 20 at seq 128
 AMP = os.environ.get("ERNIE_BENCH_AMP", "float32")
 DEFAULT_RUNS = {"ernie-tiny-cpu": 16, "ernie-1.0-base-zh": 8}
-IMPLS = ("ours", "hf", "paddlenlp")  # also: paddlenlp+tuned
+DEFAULT_WARMUP = {"ernie-tiny-cpu": 100, "ernie-1.0-base-zh": 10}  # untimed training steps before the rounds
+DEFAULT_LR = 1e-3  # configs/pretrain/ernie-tiny-cpu.yaml's max_lr (the CPU recipe)
+IMPLS = ("ours", "hf", "hf+flush", "paddlenlp")  # also: paddlenlp+tuned, hf+tuned, ours+noflush
+# the token-file batches of a run (an .npz written by main) and the learning rate reach the workers this way
+BATCHES = os.environ.get("ERNIE_BENCH_BATCHES", "")
+LR = float(os.environ.get("ERNIE_BENCH_LR", "1e-4"))
+
+
+def write_batches(path: str, tmp: str, count: int, batch: int) -> None:
+    """``count`` micro batches of ``batch`` x SEQ_LEN from People's Daily token files (the toolkit's own dataset and
+    collate, as pretraining reads them), stacked into ``path`` (.npz); masked positions padded to the longest."""
+    import numpy as np
+
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests.fixtures
+    from data_tools.batching import collate
+    from data_tools.corpus import peoples_daily_paragraphs
+    from data_tools.ernie_dataset import ErnieDatasetConfig, build_train_valid_test_datasets
+    from ernie import ErnieTokenizer
+    from tests.fixtures import write_peoples_daily_pretraining_data
+
+    vocab_dir, data_dir = write_peoples_daily_pretraining_data(tmp, len(peoples_daily_paragraphs()))
+    config = ErnieDatasetConfig(max_seq_len=SEQ_LEN, seed=1234, cache_dir=tmp)
+    train = build_train_valid_test_datasets(
+        data_dir, ErnieTokenizer.from_pretrained(vocab_dir), config, (count * batch, 0, 0)
+    )[0]
+    batches = [collate([train[i] for i in range(b * batch, (b + 1) * batch)]) for b in range(count)]
+    most = max(len(b["masked_lm_positions"]) for b in batches)
+    out = {}
+    for key in batches[0]:
+        if key in ("masked_lm_positions", "masked_lm_labels"):
+            fill = 0 if key == "masked_lm_positions" else -1  # padding: position 0, label ignored
+            out[key] = np.stack([np.pad(b[key], (0, most - len(b[key])), constant_values=fill) for b in batches])
+        else:
+            out[key] = np.stack([b[key] for b in batches])
+    np.savez(path, **out)
+
+
+def load_batches() -> dict:
+    """The run's batches (write_batches), as numpy arrays [count, ...]."""
+    import numpy as np
+
+    with np.load(BATCHES) as f:
+        return {k: f[k] for k in f.files}
 
 
 def model_kwargs(config_name: str) -> dict:
@@ -77,11 +130,9 @@ def flops_per_token(kw: dict, seq_len: int, masked_frac: float = 0.15) -> float:
 
 # ---- worker ---------------------------------------------------------------------------------------------------------
 def worker(impl: str, config_name: str, batch: int) -> None:
-    """Build one model + AdamW, then serve 'run <steps>' / 'profile' / 'quit' commands on stdin."""
-    import numpy as np
-
+    """Build one model + AdamW, then serve 'warmup' / 'run <steps>' / 'profile' / 'quit' commands on stdin."""
     kw = model_kwargs(config_name)
-    if impl == "ours":  # as a plain Python-API user gets it: nothing tuned by hand
+    if impl in ("ours", "ours+noflush"):  # as a plain Python-API user gets it: nothing tuned by hand
         import paddle
 
         from ernie import ErnieConfig, ErnieForPretraining, ErniePretrainingCriterion
@@ -92,12 +143,12 @@ def worker(impl: str, config_name: str, batch: int) -> None:
         def loss_fn(scores, sop, labels, nsp):
             return criterion(scores, sop, labels, nsp)[0]
 
-    elif impl in ("hf", "hf+tuned"):
+    elif impl in ("hf", "hf+tuned", "hf+flush"):
         if impl == "hf+tuned":
             from ernie.utils.cpu_tuning import tune_cpu_math
 
             tune_cpu_math()  # the malloc thresholds apply to torch's CPU allocations too
-        hf_worker(kw, batch)
+        hf_worker(kw, batch, flush=impl == "hf+flush")
         return
     else:
         if impl == "paddlenlp+tuned":
@@ -115,24 +166,24 @@ def worker(impl: str, config_name: str, batch: int) -> None:
             return lm + so
 
     model.train()
-    opt = paddle.optimizer.AdamW(1e-4, parameters=model.parameters(), weight_decay=0.01)
-    rs = np.random.RandomState(0)
-    V = kw["vocab_size"]
-    ids = paddle.to_tensor(rs.randint(1, V, (batch, SEQ_LEN)))
-    seg = paddle.to_tensor((np.arange(SEQ_LEN)[None, :] >= SEQ_LEN // 2).repeat(batch, 0).astype("int64"))
-    pos = np.concatenate(
-        [r * SEQ_LEN + np.sort(rs.choice(np.arange(1, SEQ_LEN), MASKED_PER_SEQ, replace=False)) for r in range(batch)]
-    )
-    positions = paddle.to_tensor(pos)
-    labels = paddle.to_tensor(rs.randint(0, V, (len(pos),)))
-    nsp = paddle.to_tensor(rs.randint(0, 2, (batch,)))
+    opt = paddle.optimizer.AdamW(LR, parameters=model.parameters(), weight_decay=0.01)
+    data = load_batches()
+    count = len(data["input_ids"])
+    at = [0]
 
     scaler = paddle.amp.GradScaler() if AMP == "float16" else None
 
     def step():
+        b = {k: paddle.to_tensor(v[at[0] % count]) for k, v in data.items()}
+        at[0] += 1
         with paddle.amp.auto_cast(enable=AMP != "float32", level="O1", dtype=AMP if AMP != "float32" else "float16"):
-            scores, sop = model(ids, seg, masked_positions=positions)
-            loss = loss_fn(scores, sop, labels, nsp)
+            scores, sop = model(
+                b["input_ids"],
+                b["segment_ids"],
+                attention_mask=b["input_mask"],
+                masked_positions=b["masked_lm_positions"],
+            )
+            loss = loss_fn(scores, sop, b["masked_lm_labels"], b["next_sentence_labels"])
         if scaler is None:
             loss.backward()
             opt.step()
@@ -151,12 +202,15 @@ def worker(impl: str, config_name: str, batch: int) -> None:
     serve(step, gemm(), profile_step, paddle_tensor_peak_mb)
 
 
-def hf_worker(kw: dict, batch: int) -> None:
-    """HF transformers' BertForPreTraining on torch CPU: same shapes, dropout, MLM labels (-100 elsewhere) and SOP."""
+def hf_worker(kw: dict, batch: int, flush: bool = False) -> None:
+    """HF transformers' BertForPreTraining on torch CPU: same batches, dropout, MLM labels (-100 elsewhere) and SOP;
+    ``flush``: torch.set_flush_denormal(True) first (torch's own switch; off by default)."""
     import numpy as np
     import torch
     from transformers import BertConfig, BertForPreTraining
 
+    if flush:
+        torch.set_flush_denormal(True)
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     torch.manual_seed(0)
@@ -174,20 +228,28 @@ def hf_worker(kw: dict, batch: int) -> None:
         pad_token_id=kw["pad_token_id"],
     )
     model = BertForPreTraining(cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    rs = np.random.RandomState(0)
-    V = kw["vocab_size"]
-    ids = torch.from_numpy(rs.randint(1, V, (batch, SEQ_LEN)))
-    seg = torch.from_numpy((np.arange(SEQ_LEN)[None, :] >= SEQ_LEN // 2).repeat(batch, 0).astype("int64"))
-    labels = np.full((batch, SEQ_LEN), -100, dtype="int64")
-    for r in range(batch):
-        where = np.sort(rs.choice(np.arange(1, SEQ_LEN), MASKED_PER_SEQ, replace=False))
-        labels[r, where] = rs.randint(0, V, MASKED_PER_SEQ)
-    labels = torch.from_numpy(labels)
-    nsp = torch.from_numpy(rs.randint(0, 2, (batch,)))
+    opt = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.01)
+    data = load_batches()
+    batches = []
+    for i in range(len(data["input_ids"])):  # HF's labels: [B, S], -100 off the masked positions
+        labels = np.full((batch * SEQ_LEN,), -100, dtype="int64")
+        keep = data["masked_lm_labels"][i] != -1
+        labels[data["masked_lm_positions"][i][keep]] = data["masked_lm_labels"][i][keep]
+        batches.append(
+            {
+                "input_ids": torch.from_numpy(data["input_ids"][i]),
+                "token_type_ids": torch.from_numpy(data["segment_ids"][i]),
+                "attention_mask": torch.from_numpy(data["input_mask"][i].astype("int64")),
+                "labels": torch.from_numpy(labels.reshape(batch, SEQ_LEN)),
+                "next_sentence_label": torch.from_numpy(data["next_sentence_labels"][i]),
+            }
+        )
+    at = [0]
 
     def step():
-        loss = model(input_ids=ids, token_type_ids=seg, labels=labels, next_sentence_label=nsp).loss
+        b = batches[at[0] % len(batches)]
+        at[0] += 1
+        loss = model(**b).loss
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -214,16 +276,22 @@ def paddle_tensor_peak_mb() -> float:
 
 
 def serve(step, gemm, profiler, tensor_peak=None) -> None:
-    """Warm up, then answer 'run <steps>' / 'gemm' / 'profile' / 'quit' on stdin with one JSON line each."""
+    """Answer 'warmup <steps>' / 'run <steps>' / 'gemm' / 'profile' / 'quit' on stdin with one JSON line each."""
     built_rss = rss_mb()[0]  # model + optimizer built, no step yet
-    step()  # warm-up
     gemm()
     print(json.dumps({"ready": True, "built_rss_mb": built_rss}), flush=True)
     for line in sys.stdin:
         cmd = line.split()
         if not cmd or cmd[0] == "quit":
             break
-        if cmd[0] == "run":
+        if cmd[0] == "warmup":  # untimed training towards the steady state; the seconds of each step
+            times = []
+            for _ in range(int(cmd[1])):
+                t0 = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - t0)
+            print(json.dumps({"step_secs": times}), flush=True)
+        elif cmd[0] == "run":
             n = int(cmd[1])
             t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(n):
@@ -276,6 +344,9 @@ class Worker:
             env["ERNIE_NO_CPU_TUNING"] = "1"
         else:
             env.pop("ERNIE_NO_CPU_TUNING", None)
+        env.pop("ERNIE_NO_FLUSH_DENORMALS", None)
+        if impl == "ours+noflush":
+            env["ERNIE_NO_FLUSH_DENORMALS"] = "1"
         self.impl = impl
         self.proc = subprocess.Popen(
             [sys.executable, os.path.abspath(__file__), "--worker", impl, config_name, str(batch)],
@@ -295,6 +366,11 @@ class Worker:
 
     def wait_ready(self):
         self.built_rss_mb = self._reply()["built_rss_mb"]
+
+    def warmup(self, steps: int) -> list:
+        self.proc.stdin.write(f"warmup {steps}\n")
+        self.proc.stdin.flush()
+        return self._reply()["step_secs"]
 
     def run(self, steps: int) -> dict:
         self.proc.stdin.write(f"run {steps}\n")
@@ -325,14 +401,27 @@ def bench_config(config_name: str, batch: int, args) -> None:
     tokens = batch * SEQ_LEN
     fpt = flops_per_token(kw, SEQ_LEN, MASKED_PER_SEQ / SEQ_LEN)
     gemm_flop = 2.0 * tokens * kw["hidden_size"] * kw["intermediate_size"]
+    warmup = DEFAULT_WARMUP.get(config_name, 100) if args.warmup_steps is None else args.warmup_steps
+    steps = args.steps or (2 if kw["hidden_size"] <= 256 else 1)
     print(
         f"\n== {config_name}: {kw['num_hidden_layers']} layers, hidden {kw['hidden_size']}, "
-        f"batch {batch} x seq {SEQ_LEN}, {MASKED_PER_SEQ} masked/seq; {fpt / 1e6:.1f} MFLOP/token (fwd+bwd)"
+        f"batch {batch} x seq {SEQ_LEN}, ~{MASKED_PER_SEQ} masked/seq; {fpt / 1e6:.1f} MFLOP/token (fwd+bwd); "
+        f"People's Daily token files, AdamW lr {os.environ['ERNIE_BENCH_LR']}, {warmup} training steps per side "
+        f"before the timed rounds"
     )
     workers = [Worker(impl, config_name, batch, args.threads) for impl in args.impls]
     for w in workers:  # start all, then wait: builds overlap with nothing timed
         w.wait_ready()
-    steps = args.steps or (2 if kw["hidden_size"] <= 256 else 1)
+    first = {}
+    for w in workers:  # one side at a time: the first steps are timed alone
+        secs = w.warmup(warmup)
+        first[w.impl] = secs
+        if secs:
+            print(
+                f"  warm-up {w.impl:16s} steps 2-4 {sum(secs[1:4]) / len(secs[1:4] or [1]):6.2f} s/step, "
+                f"last 10 {sum(secs[-10:]) / len(secs[-10:]):6.2f} s/step ({len(secs)} steps)",
+                flush=True,
+            )
     results = {w.impl: [] for w in workers}
     gemm = {w.impl: [] for w in workers}
     gemm_cpu = {w.impl: [] for w in workers}
@@ -364,6 +453,11 @@ def bench_config(config_name: str, batch: int, args) -> None:
         f"  best of {args.rounds} rounds; GEMM peak = the framework's own fp32 GEMM "
         f"[{tokens}x{kw['hidden_size']}]x[{kw['hidden_size']}x{kw['intermediate_size']}], best in this run"
     )
+    if warmup >= 4:
+        print(f"  first steps (2-4 of a random init) vs the steady state (best round after {warmup} steps), s/step:")
+        for impl in results:
+            early = sum(first[impl][1:4]) / 3
+            print(f"  {impl:16s} {early:7.2f} first  {best[impl]:7.2f} steady  ({best[impl] / early:.2f}x)")
     for impl in results:
         gf = fpt * tokens / best[impl] / 1e9
         print(
@@ -379,7 +473,7 @@ def bench_config(config_name: str, batch: int, args) -> None:
         if args.peak_tflops:
             print(f"  {impl:16s} MFU {100 * gf / (1000 * args.peak_tflops):4.1f}% of {args.peak_tflops:g} TFLOP/s")
     print(
-        f"  peak memory of the process (ru_maxrss after {args.rounds * steps + 1} training steps), and above the "
+        f"  peak memory of the process (ru_maxrss after {warmup + args.rounds * steps} training steps), and above the "
         "built model + optimizer:"
     )
     peak_mem = {}
@@ -418,6 +512,13 @@ def main(argv=None) -> int:
     p.add_argument("--batch_size", type=int, default=None)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="timed steps per worker turn (default 2 tiny / 1 base)")
+    p.add_argument(
+        "--warmup_steps",
+        type=int,
+        default=None,
+        help="training steps on the token files before the timed rounds (default 100 tiny / 10 base)",
+    )
+    p.add_argument("--lr", type=float, default=DEFAULT_LR, help="AdamW learning rate (default 1e-3)")
     p.add_argument(
         "--threads",
         type=int,
@@ -460,7 +561,15 @@ def main(argv=None) -> int:
             f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs at start"
         )
         for name in args.configs.split(","):
-            bench_config(name, args.batch_size or DEFAULT_RUNS.get(name, 8), args)
+            batch = args.batch_size or DEFAULT_RUNS.get(name, 8)
+            warmup = DEFAULT_WARMUP.get(name, 100) if args.warmup_steps is None else args.warmup_steps
+            steps = args.steps or (2 if model_kwargs(name)["hidden_size"] <= 256 else 1)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = os.path.join(tmp, "batches.npz")
+                write_batches(path, tmp, warmup + args.rounds * steps, batch)
+                os.environ["ERNIE_BENCH_BATCHES"] = path
+                os.environ["ERNIE_BENCH_LR"] = str(args.lr)
+                bench_config(name, batch, args)
     return 0
 
 

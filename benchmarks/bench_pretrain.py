@@ -1,11 +1,13 @@
 """Pretraining throughput on CPU: our whole training run (scripts/run_pretrain.py) beside the same loop with
 PaddleNLP's ErnieForPretraining + ErniePretrainingCriterion swapped in (the baseline), same config, data, threads.
 
-    python benchmarks/bench_pretrain.py [--model ernie-mini-cpu] [--steps 30] [--threads 2] [--repeats 2]
+    python benchmarks/bench_pretrain.py [--model ernie-mini-cpu] [--steps 100] [--threads 2] [--repeats 2]
 
 Each run is a fresh process (``OMP_NUM_THREADS`` fixed); steps/s is measured over the logging windows after the
-first (warm-up) one, from the run's train_log.jsonl. Prints absolute numbers and the ours / baseline ratio.
-Needs paddlenlp (the compat extra) for the baseline.
+first (warm-up) one, from the run's train_log.jsonl, and shown for the early steps (6-10) beside the last 20: a run
+slows as its values go subnormal unless denormals are flushed (the toolkit's default; the stock side runs without
+any of the toolkit's CPU settings, the flush included: docs/cpu.md). Prints absolute numbers and the ours / baseline
+ratio. Needs paddlenlp (the compat extra) for the baseline.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ sys.path.insert(0, REPO)  # tests.fixtures (the pretraining data made from the b
 # The baseline driver: the trainer of this repo with PaddleNLP's model and criterion (PaddleNLP's own names and
 # layout: its ErnieModel builds the attention bias from the 2-D mask, its criterion returns (lm, sop)).
 # With BENCH_STOCK_MKL=1 it also runs without the trainer's process-level CPU settings
-# (ernie.utils.cpu_tuning.tune_cpu_math: MKL's AVX2 path on AMD CPUs, malloc thresholds), as PaddleNLP's
-# run_pretrain.py does; without it it gets them.
+# (ernie.utils.cpu_tuning.tune_cpu_math: denormals flushed, MKL's AVX2 path on AMD CPUs, malloc thresholds), as
+# PaddleNLP's run_pretrain.py does; without it it gets them.
 BASELINE_DRIVER = r"""
 import os
 import sys
@@ -85,7 +87,10 @@ def run(
         records = [json.loads(line) for line in f]
     windows = [r for r in records if r["event"] == "train" and r["step"] % log_every == 0][1:]  # skip warm-up
     steps_per_s = log_every * len(windows) / sum(log_every / r["steps_per_second"] for r in windows)
+    last = windows[-max(1, 20 // log_every) :]
     return {
+        "early_steps_per_s": windows[0]["steps_per_second"],
+        "last_steps_per_s": len(last) / sum(1 / r["steps_per_second"] for r in last),
         "steps_per_s": steps_per_s,
         "seqs_per_s": steps_per_s * seqs_per_step,
         "tokens_per_s": steps_per_s * tokens_per_step,
@@ -96,7 +101,7 @@ def run(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="ernie-mini-cpu", help="a config in configs/models (vocab_size is reset)")
-    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--steps", type=int, default=100, help="steps of every run (the last 20 are the steady state)")
     p.add_argument("--micro_batch_size", type=int, default=16)
     p.add_argument("--max_seq_len", type=int, default=128)
     p.add_argument("--threads", type=int, default=2, help="OMP_NUM_THREADS of every run")
@@ -162,8 +167,8 @@ def main() -> None:
                 ]
 
             sides = {
-                "stock": ("baseline: PaddleNLP model, stock MKL", driver, {"BENCH_STOCK_MKL": "1"}),
-                "tuned": ("baseline: PaddleNLP model, MKL AVX2", driver, {}),
+                "stock": ("baseline: PaddleNLP, stock (no flush)", driver, {"BENCH_STOCK_MKL": "1"}),
+                "tuned": ("baseline: PaddleNLP, toolkit CPU settings", driver, {}),
                 "ours": ("ours: ernie.modeling", os.path.join(REPO, "scripts", "run_pretrain.py"), {}),
             }
             results: dict[str, list[dict]] = {k: [] for k in sides}
@@ -188,10 +193,13 @@ def main() -> None:
             f"pretraining {a.model} (vocab {vocab_size}), seq {a.max_seq_len}, micro batch {a.micro_batch_size}, "
             f"{a.steps} steps, OMP_NUM_THREADS={a.threads}, 1 process, fp32 CPU; best of {a.repeats}"
         )
-        print(f"{'':40}{'steps/s':>9}{'seqs/s':>9}{'tokens/s':>10}{'last loss':>11}")
+        print(f"{'':40}{'steps/s':>9}{'seqs/s':>9}{'tokens/s':>10}{'last loss':>11}{'steps 6-10':>12}{'last 20':>9}")
         for key, (label, _, _) in sides.items():
             b = best[key]
-            print(f"{label:40}{b['steps_per_s']:9.2f}{b['seqs_per_s']:9.1f}{b['tokens_per_s']:10.0f}{b['loss']:11.3f}")
+            print(
+                f"{label:40}{b['steps_per_s']:9.2f}{b['seqs_per_s']:9.1f}{b['tokens_per_s']:10.0f}{b['loss']:11.3f}"
+                f"{b['early_steps_per_s']:12.2f}{b['last_steps_per_s']:9.2f}"
+            )
         for key in ("stock", "tuned"):
             print(
                 f"ratio ours / {sides[key][0]}: steps/s x{best['ours']['steps_per_s'] / best[key]['steps_per_s']:.2f}, "

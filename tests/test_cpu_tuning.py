@@ -1,7 +1,10 @@
 """The process-level CPU settings (ernie.utils.cpu_tuning, docs/cpu.md) are in effect wherever Paddle math runs: in
 every entry point (the registry of ernie/cli.py: scripts/*.py and [project.scripts]) and in a plain Python-API
 process, asked of MKL itself (``mkl_serv_cpu_detect``: the GEMM code path MKL chose at its first call) after the math
-ran; never over what the user set; all off with ERNIE_NO_CPU_TUNING=1."""
+ran; never over what the user set; all off with ERNIE_NO_CPU_TUNING=1. Denormals are flushed (x86 MXCSR FTZ + DAZ)
+in every compute thread, read from the register of each thread (the main one, a thread started later, every worker
+of both OpenMP runtimes, a DataLoader worker process) and seen in a GEMM of subnormal inputs; off with
+ERNIE_NO_FLUSH_DENORMALS=1. No timing here: benchmarks/bench_denormals.py measures what the flush is for."""
 
 from __future__ import annotations
 
@@ -16,12 +19,14 @@ import pytest
 
 from data_tools.lac import find_lac_model_dir
 from ernie.cli import ENTRY_POINTS
-from ernie.utils import UserError
-from ernie.utils.cpu_tuning import default_num_threads, mkl_cpu_type
+from ernie.utils import UserError, cpu_tuning
+from ernie.utils.cpu_tuning import MXCSR_DAZ, MXCSR_FTZ, default_num_threads, mkl_cpu_type, mxcsr
 
 ROOT = Path(__file__).resolve().parents[1]
 USER_KNOBS = (
     "ERNIE_NO_CPU_TUNING",
+    "ERNIE_NO_FLUSH_DENORMALS",
+    "KMP_INHERIT_FP_CONTROL",
     "OMP_NUM_THREADS",
     "MKL_DEBUG_CPU_TYPE",
     "FLAGS_use_stride_kernel",
@@ -39,7 +44,7 @@ def report():
     mkl = ctypes.CDLL(lib).mkl_serv_cpu_detect() if os.path.exists(lib) else None
     stride = paddle.get_flags("FLAGS_use_stride_kernel")["FLAGS_use_stride_kernel"]
     print("REPORT " + json.dumps({"mkl": mkl, "env": os.environ.get("MKL_DEBUG_CPU_TYPE"), "stride": stride,
-                                  "applied": cpu_tuning.applied()}), flush=True)
+                                  "applied": cpu_tuning.applied(), "mxcsr": cpu_tuning.mxcsr()}), flush=True)
 """
 
 # Runs one entry point with the body of its first ``cli_main`` function replaced by a probe that does a GEMM (the
@@ -107,6 +112,11 @@ def assert_tuned(rep: dict) -> None:
         assert rep["env"] is None, rep
     if sys.platform.startswith("linux"):
         assert {"M_MMAP_THRESHOLD", "M_TRIM_THRESHOLD"} <= set(rep["applied"]), rep
+    if rep["mxcsr"] is not None:  # x86-64 Linux: denormals flushed in the thread that ran the math
+        assert rep["mxcsr"] & FLUSH == FLUSH and rep["applied"]["flush_denormals"] is True, rep
+
+
+FLUSH = MXCSR_FTZ | MXCSR_DAZ
 
 
 def test_entry_points_are_enumerated():
@@ -171,9 +181,10 @@ def test_the_user_settings_win_and_the_switch_turns_everything_off():
         OMP_NUM_THREADS="1",
     )
     assert rep["env"] == "0" and rep["stride"] is True, rep
-    assert set(rep["applied"]) <= {"M_TRIM_THRESHOLD"}, rep
+    assert set(rep["applied"]) <= {"M_TRIM_THRESHOLD", "flush_denormals"}, rep  # the flush: its own switch
     rep = run_report(MODEL_PROCESS, ERNIE_NO_CPU_TUNING="1")
     assert rep["env"] is None and rep["stride"] is True and rep["applied"] == {}, rep
+    assert rep["mxcsr"] is None or rep["mxcsr"] & FLUSH == 0, rep
     if mkl_cpu_type() is not None and rep["mkl"] is not None:
         assert rep["mkl"] != int(mkl_cpu_type())  # the generic path: what the settings change
 
@@ -189,3 +200,95 @@ def test_a_lac_runner_applies_the_settings_before_its_first_gemm():
         "report()\n"
     )
     assert_tuned(run_report(code))
+
+
+# A plain Python-API process that has run Paddle math on 2 threads (both OpenMP runtimes' pools started) before
+# building its first model, which applies the settings (the library's path: after import paddle and its pools); then
+# every thread's MXCSR: the main thread, a thread started afterwards, each worker of Intel's OpenMP (MKL, Paddle's
+# kernels) and GNU's (oneDNN), a DataLoader worker process (the pretraining loader's worker_init_fn), and what a
+# GEMM of subnormal inputs gives (0 everywhere once flushed, denormals-are-zero; 6.4e-38 a row without).
+DENORMAL_PROCESS = """
+import ctypes, json, os, threading
+import numpy as np
+import paddle
+from ernie.training.distributed import loader_worker_init
+from ernie.utils import cpu_tuning
+paddle.base.core.set_num_threads(2)
+x = paddle.randn([256, 256])
+(x @ x).numpy()
+READ = ctypes.CFUNCTYPE(None, ctypes.c_void_p)
+def omp_workers(lib):  # MXCSR of every thread of a 2-thread region of one OpenMP runtime
+    seen = {}
+    def read(_):
+        seen[threading.get_native_id()] = cpu_tuning.mxcsr()
+    callback = READ(read)
+    runtime = ctypes.CDLL(lib, mode=os.RTLD_NOLOAD)
+    runtime.GOMP_parallel.argtypes = [READ, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]
+    runtime.GOMP_parallel(callback, None, 2, 0)
+    return sorted(seen.values())
+iomp = os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so")
+before = {"iomp": omp_workers(iomp), "gomp": omp_workers("libgomp.so.1")}  # both pools exist from here on
+from ernie import ErnieConfig, ErnieForPretraining
+ErnieForPretraining(ErnieConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=64))
+later = []
+t = threading.Thread(target=lambda: later.append(cpu_tuning.mxcsr()))
+t.start()
+t.join()
+class Registers(paddle.io.Dataset):
+    def __len__(self):
+        return 2
+    def __getitem__(self, i):
+        return np.array([cpu_tuning.mxcsr(), os.getpid()], dtype="int64")
+loader = paddle.io.DataLoader(Registers(), batch_size=1, num_workers=1, worker_init_fn=loader_worker_init)
+worker = [b.numpy().tolist()[0] for b in loader]
+gemm = (paddle.full([2048, 64], 1e-39) @ paddle.ones([64, 64])).numpy()
+print("REPORT " + json.dumps({
+    "before": before, "main": cpu_tuning.mxcsr(), "thread": later[0], "iomp": omp_workers(iomp),
+    "gomp": omp_workers("libgomp.so.1"), "worker": worker, "pid": os.getpid(),
+    "gemm_nonzero_rows": int((gemm != 0).any(axis=1).sum()), "applied": cpu_tuning.applied(),
+}), flush=True)
+"""
+
+
+def flushed(register: int) -> bool:
+    return register & FLUSH == FLUSH
+
+
+@pytest.mark.skipif(mxcsr() is None, reason="MXCSR is x86-64 Linux only (elsewhere the flush is a no-op)")
+def test_denormals_are_flushed_in_every_compute_thread_and_the_switches_turn_it_off():
+    rep = run_report(DENORMAL_PROCESS)
+    assert not any(flushed(r) for r in rep["before"]["iomp"] + rep["before"]["gomp"]), rep  # nothing at import
+    assert rep["applied"]["flush_denormals"] is True, rep
+    assert flushed(rep["main"]) and flushed(rep["thread"]), rep
+    assert len(rep["iomp"]) == 2 and all(map(flushed, rep["iomp"])), rep  # MKL's and Paddle's threads
+    assert len(rep["gomp"]) == 2 and all(map(flushed, rep["gomp"])), rep  # a pool started before the setting
+    assert all(pid != rep["pid"] and flushed(r) for r, pid in rep["worker"]), rep  # the DataLoader worker process
+    assert rep["gemm_nonzero_rows"] == 0, rep
+    # Intel's OpenMP without its own copy of the master's MXCSR at each region: its workers, started before the
+    # setting, have it from the region the setting ran in them
+    rep = run_report(DENORMAL_PROCESS, KMP_INHERIT_FP_CONTROL="false")
+    assert len(rep["iomp"]) == 2 and all(map(flushed, rep["iomp"])) and rep["gemm_nonzero_rows"] == 0, rep
+    for switch in ("ERNIE_NO_FLUSH_DENORMALS", "ERNIE_NO_CPU_TUNING"):
+        rep = run_report(DENORMAL_PROCESS, **{switch: "1"})
+        registers = [rep["main"], rep["thread"], *rep["iomp"], *rep["gomp"], *(r for r, _ in rep["worker"])]
+        assert not any(map(flushed, registers)) and "flush_denormals" not in rep["applied"], (switch, rep)
+        assert rep["gemm_nonzero_rows"] == 2048, (switch, rep)  # 1e-39 * 1 summed over 64: still subnormal
+
+
+@pytest.mark.skipif(mxcsr() is None, reason="MXCSR is x86-64 Linux only")
+def test_flush_denormals_sets_and_clears_the_calling_threads_bits():
+    start = mxcsr()
+    try:
+        assert cpu_tuning.flush_denormals(True, omp_workers=False) and flushed(mxcsr())
+        assert mxcsr() & ~FLUSH & 0x7F80 == start & 0x7F80  # exception masks and rounding mode untouched
+        assert not cpu_tuning.flush_denormals(False, omp_workers=False) and mxcsr() & FLUSH == 0
+    finally:
+        cpu_tuning.flush_denormals(flushed(start), omp_workers=False)
+
+
+def test_the_flush_is_a_no_op_off_x86(monkeypatch):
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert cpu_tuning.mxcsr() is None and cpu_tuning.flush_denormals() is False

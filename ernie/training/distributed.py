@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from ernie.utils import UserError
-from ernie.utils.cpu_tuning import default_num_threads
+from ernie.utils.cpu_tuning import default_num_threads, tune_worker_process
 from ernie.utils.lock import discard_unused_output_dir, lock_output_dir  # noqa: F401  (re-exported: pretraining's lock is the shared one)
 
 
@@ -57,6 +57,7 @@ def loader_worker_init(*_worker_id) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(OSError):  # already a group or session leader: nothing to leave
         os.setpgid(0, 0)
+    tune_worker_process()  # denormals flushed in this process too (docs/cpu.md)
 
 
 def die_with_launcher() -> None:
