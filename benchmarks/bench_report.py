@@ -30,6 +30,7 @@ ENV_SHOWN = (
     "MKL_NUM_THREADS",
     "MKL_DEBUG_CPU_TYPE",
     "ERNIE_NO_CPU_TUNING",
+    "ERNIE_NO_FLUSH_DENORMALS",
     "FLAGS_use_stride_kernel",
 )
 
