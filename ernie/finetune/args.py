@@ -114,6 +114,10 @@ class FinetuneArgs:
         },
     )
     scale_loss: float = field(default=2.0**15, metadata={"help": "initial dynamic loss scale (--fp16)"})
+    amp_master_grad: bool | None = field(
+        default=None,
+        metadata={"help": "float32 gradients under O2 (default: on for --bf16 O2 on a GPU, off otherwise)"},
+    )
     seed: int = 42
     device: str | None = field(
         default=None,

@@ -266,6 +266,7 @@ class FinetuneRecipe(Recipe):
             amp_dtype=dtype or "float16",
             amp_level=getattr(a, "fp16_opt_level", "O1"),
             scale_loss=getattr(a, "scale_loss", 2.0**15),
+            amp_master_grad=getattr(a, "amp_master_grad", None),
             logging_steps=a.logging_steps,
             share_folder=True,
             metric_for_best_model=self.metric if self.eval_features else None,
