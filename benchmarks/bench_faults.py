@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 120.0  # a case that runs longer hangs: the old pool waited forever for a dead worker
-TRAIN_ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}  # 2 ranks on 2 cores; logs written as they happen
+TRAIN_THREADS = "1"  # training runs: OMP_NUM_THREADS (2 ranks on 2 cores), PYTHONUNBUFFERED (logs as they happen)
 TINY_PRETRAIN_MODEL = {  # tests/test_pretrain.py's TINY_MODEL; vocab_size: the Env vocabulary's
     "vocab_size": 0, "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 256,
     "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
@@ -221,6 +221,13 @@ class Env:
             cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(**env), preexec_fn=limit,
             start_new_session=True,
         )  # fmt: skip
+
+    def start_training(self, cmd: list[str], fsize: int | None = None) -> subprocess.Popen:
+        return self.start(cmd, fsize, OMP_NUM_THREADS=TRAIN_THREADS, PYTHONUNBUFFERED="1")
+
+    def run_training(self, cmd: list[str], fsize: int | None = None) -> Run:
+        start = time.time()
+        return self.finish(self.start_training(cmd, fsize), start)
 
     def finish(self, proc: subprocess.Popen, start: float, timeout: float | None = None) -> Run:
         timeout = timeout or TIMEOUT
@@ -711,7 +718,7 @@ def pretrain_sigterm(e: Env) -> Outcome:
     out = os.path.join(fresh(e, "pt_term"), "out")
     cmd = e.pretrain(out)
     start = time.time()
-    proc = e.start(cmd, **TRAIN_ENV)
+    proc = e.start_training(cmd)
     if not wait_for(proc, lambda: train_records(out) >= 3):
         return not_started(proc, e, start, "did not reach step 3")
     proc.send_signal(signal.SIGTERM)
@@ -721,7 +728,7 @@ def pretrain_sigterm(e: Env) -> Outcome:
     step = saved_step(os.path.join(out, "model_last"))
     if why or step is None or f"terminated at step {step}" not in run.out:
         return Outcome(False, why or f"model_last at step {step}, stdout does not say 'terminated at step {step}'")
-    again = e.run(cmd, **TRAIN_ENV)
+    again = e.run_training(cmd)
     resumed = f"resuming from {os.path.join(out, 'model_last')}: step {step}" in again.out
     done = saved_step(os.path.join(out, "model_last"))
     ok = again.rc == 0 and resumed and done == 60
@@ -735,7 +742,7 @@ def pretrain_sigint_group(e: Env) -> Outcome:
     """SIGINT to the process group (Ctrl-C) of a single-process run with --num_workers 2."""
     out = os.path.join(fresh(e, "pt_int"), "out")
     start = time.time()
-    proc = e.start(e.pretrain(out, num_workers=2), **TRAIN_ENV)
+    proc = e.start_training(e.pretrain(out, num_workers=2))
     if not wait_for(proc, lambda: train_records(out) >= 3):
         return not_started(proc, e, start, "did not reach step 3")
     kids = child_pids(proc.pid)
@@ -756,7 +763,7 @@ def _launch_stop(e: Env, name: str, send: Callable[[subprocess.Popen], None]) ->
     work = fresh(e, name)
     out, logs = os.path.join(work, "out"), os.path.join(work, "log")
     start = time.time()
-    proc = e.start(e.launch(logs, out), **TRAIN_ENV)
+    proc = e.start_training(e.launch(logs, out))
     if not wait_for(proc, lambda: train_records(out) >= 3, timeout=150):
         return not_started(proc, e, start, "the launch did not reach step 3")
     send(proc)
@@ -802,7 +809,7 @@ def launch_rank_killed(e: Env) -> Outcome:
     work = fresh(e, "launch_kill")
     out, logs = os.path.join(work, "out"), os.path.join(work, "log")
     start = time.time()
-    proc = e.start(e.launch(logs, out, max_steps=5000), **TRAIN_ENV)
+    proc = e.start_training(e.launch(logs, out, max_steps=5000))
     if not wait_for(proc, lambda: train_records(out) >= 5, timeout=150):
         return not_started(proc, e, start, "the launch did not reach step 5")
     ranks = rank_pids(proc.pid)
@@ -833,7 +840,7 @@ def dataloader_worker_killed(e: Env) -> Outcome:
     out = os.path.join(fresh(e, "pt_loader_kill"), "out")
     cmd = e.pretrain(out, num_workers=1, checkpoint_steps=2)
     start = time.time()
-    proc = e.start(cmd, **TRAIN_ENV)
+    proc = e.start_training(cmd)
     if not wait_for(proc, lambda: saved_step(os.path.join(out, "model_last")) is not None and train_records(out) >= 3):
         return not_started(proc, e, start, "no model_last by step 3")
     workers = child_pids(proc.pid)
@@ -846,7 +853,7 @@ def dataloader_worker_killed(e: Env) -> Outcome:
         raised = [line.strip() for line in run.err.splitlines() if "DataLoader process (pid" in line]
         return Outcome(False, result.detail + (f"; raised: {raised[-1][:160]}" if raised else ""))
     step = saved_step(os.path.join(out, "model_last"))
-    again = e.run(cmd, **TRAIN_ENV)
+    again = e.run_training(cmd)
     resumed = "resuming from" in again.out
     ok = again.rc == 0 and resumed and saved_step(os.path.join(out, "model_last")) == 60
     return Outcome(ok, f"{result.detail}; rerun from step {step}: rc {again.rc}, resumed: {resumed}")
@@ -854,7 +861,7 @@ def dataloader_worker_killed(e: Env) -> Outcome:
 
 def _pretrain_refused(e: Env, name: str, needle: str, **flags: object) -> Outcome:
     out = os.path.join(fresh(e, name), "out")
-    result = e.run(e.pretrain(out, **flags), **TRAIN_ENV).one_line_error(2, needle)
+    result = e.run_training(e.pretrain(out, **flags)).one_line_error(2, needle)
     if result.held and os.path.exists(out):
         return Outcome(False, f"{result.detail}; the output dir was created: {os.listdir(out)}")
     return result
@@ -886,12 +893,12 @@ def pretrain_max_lr_negative(e: Env) -> Outcome:
 def pretrain_model_steps_no_last(e: Env) -> Outcome:
     """An output dir with model_4, model_8 and no model_last: the rerun resumes from model_8, model_4 untouched."""
     out = os.path.join(fresh(e, "pt_no_last"), "out")
-    first = e.run(e.pretrain(out, max_steps=8, save_steps=4), **TRAIN_ENV)
+    first = e.run_training(e.pretrain(out, max_steps=8, save_steps=4))
     if first.rc != 0 or saved_step(os.path.join(out, "model_8")) != 8:
         return Outcome(False, f"setup failed (rc {first.rc}): {first.err.strip()[-200:]}")
     shutil.rmtree(os.path.join(out, "model_last"))
     kept = {n: checksums(os.path.join(out, n)) for n in ("model_4", "model_8")}
-    again = e.run(e.pretrain(out, max_steps=10, save_steps=4), **TRAIN_ENV)
+    again = e.run_training(e.pretrain(out, max_steps=10, save_steps=4))
     resumed = f"resuming from {os.path.join(out, 'model_8')}" in again.out
     changed = [n for n, sums in kept.items() if checksums(os.path.join(out, n)) != sums]
     last = saved_step(os.path.join(out, "model_last"))
@@ -906,7 +913,7 @@ def pretrain_model_steps_no_last(e: Env) -> Outcome:
 def pretrain_diverges(e: Env) -> Outcome:
     """--max_lr 1e30, 6 steps (the streak limit of 10 not reached): rc 2, the last step named, no model_6."""
     out = os.path.join(fresh(e, "pt_diverge"), "out")
-    run = e.run(e.pretrain(out, max_lr="1e30", max_steps=6, max_nonfinite_steps=10), **TRAIN_ENV)
+    run = e.run_training(e.pretrain(out, max_lr="1e30", max_steps=6, max_nonfinite_steps=10))
     result = run.one_line_error(2, "last training step (6)")
     if result.held and os.path.exists(os.path.join(out, "model_6")):
         return Outcome(False, f"{result.detail}; model_6 written")
@@ -916,12 +923,12 @@ def pretrain_diverges(e: Env) -> Outcome:
 def pretrain_trainer_flags(e: Env) -> Outcome:
     """--fp16 true is PaddleNLP Trainer's flag (taken); --fp16_opt, a prefix of --fp16_opt_level, is refused."""
     out = os.path.join(fresh(e, "pt_fp16"), "out")
-    taken = e.run(e.pretrain(out, "--fp16", "true", max_steps=2), **TRAIN_ENV)
+    taken = e.run_training(e.pretrain(out, "--fp16", "true", max_steps=2))
     said = (taken.err.strip().splitlines() or [""])[-1]
     unknown = any("unrecognized" in line or "ambiguous" in line for line in taken.error_lines())
     if unknown or "Traceback" in taken.err or taken.rc is None:
         return Outcome(False, f"--fp16 true: rc {taken.rc}: {said[:200]}")
-    prefix = e.run(e.pretrain(os.path.join(out, "b"), "--fp16_opt", "O1", max_steps=2), **TRAIN_ENV)
+    prefix = e.run_training(e.pretrain(os.path.join(out, "b"), "--fp16_opt", "O1", max_steps=2))
     refused = prefix.one_line_error(2, "--fp16_opt")
     fp16 = "ran" if taken.rc == 0 else f"taken, then rc {taken.rc}: {(taken.error_lines() or [said])[0][:120]}"
     ok = refused.held and (taken.rc == 0 or len(taken.error_lines()) == 1)
@@ -947,7 +954,7 @@ def finetune_sigterm(e: Env) -> Outcome:
     out = os.path.join(fresh(e, "ft_term"), "out")
     cmd = e.seq_cls(out, max_steps=60, eval_steps=30, save_steps=4)
     start = time.time()
-    proc = e.start(cmd, **TRAIN_ENV)
+    proc = e.start_training(cmd)
     if not wait_for(proc, lambda: bool(checkpoints(out))):
         return not_started(proc, e, start, "no checkpoint written")
     proc.send_signal(signal.SIGTERM)
@@ -957,7 +964,7 @@ def finetune_sigterm(e: Env) -> Outcome:
     said = [int(p.split()[-1]) for p in _stop_phrases(run.out + run.err)]
     if why or not saved or said != [saved[-1]] or status != "running":
         return Outcome(False, why or f"checkpoints {saved}, said stopped at {said}, run_status {status}")
-    again = e.run(cmd, **TRAIN_ENV)
+    again = e.run_training(cmd)
     resumed = f"resuming from {os.path.join(out, f'checkpoint-{saved[-1]}')}" in again.out + again.err
     ok = again.rc == 0 and resumed and run_status(out) == "complete"
     return Outcome(
@@ -969,7 +976,7 @@ def finetune_sigterm(e: Env) -> Outcome:
 
 def _finetune_refused(e: Env, name: str, needle: str, **flags: object) -> Outcome:
     out = os.path.join(fresh(e, name), "out")
-    result = e.run(e.seq_cls(out, **flags), **TRAIN_ENV).one_line_error(2, needle)
+    result = e.run_training(e.seq_cls(out, **flags)).one_line_error(2, needle)
     if result.held and os.path.exists(out):
         return Outcome(False, f"{result.detail}; the output dir was created: {os.listdir(out)}")
     return result
@@ -988,7 +995,7 @@ def finetune_max_seq_length_2(e: Env) -> Outcome:
 def finetune_diverges(e: Env) -> Outcome:
     """run_seq_cls.py --learning_rate 1e30 --do_export: rc 2, not "complete", no final model, no export."""
     out = os.path.join(fresh(e, "ft_diverge"), "out")
-    result = e.run(e.seq_cls(out, "--do_export", learning_rate="1e30"), **TRAIN_ENV).one_line_error(2)
+    result = e.run_training(e.seq_cls(out, "--do_export", learning_rate="1e30")).one_line_error(2)
     left = [n for n in ("model_state.pdparams", "export") if os.path.exists(os.path.join(out, n))]
     if result.held and (left or run_status(out) == "complete"):
         return Outcome(False, f"{result.detail}; run_status {run_status(out)}, written: {left}")
@@ -1001,7 +1008,7 @@ def finetune_resume_changed(e: Env) -> Outcome:
     out = os.path.join(fresh(e, "ft_resume"), "out")
     base = dict(max_steps=60, eval_steps=30, save_steps=4)
     start = time.time()
-    proc = e.start(e.seq_cls(out, **base), **TRAIN_ENV)
+    proc = e.start_training(e.seq_cls(out, **base))
     if not wait_for(proc, lambda: bool(checkpoints(out))):
         return not_started(proc, e, start, "no checkpoint written")
     os.killpg(proc.pid, signal.SIGKILL)
@@ -1011,7 +1018,7 @@ def finetune_resume_changed(e: Env) -> Outcome:
     said, failed = [], []
     for flag, value in (("batch_size", 4), ("learning_rate", 1e-3), ("max_seq_length", 24)):
         before = visible(checksums(out))
-        refused = e.run(e.seq_cls(out, **{**base, flag: value}), **TRAIN_ENV).one_line_error(2, f"--{flag}")
+        refused = e.run_training(e.seq_cls(out, **{**base, flag: value})).one_line_error(2, f"--{flag}")
         after = visible(checksums(out))
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
         if not refused.held:
@@ -1023,7 +1030,7 @@ def finetune_resume_changed(e: Env) -> Outcome:
             )
         else:
             said.append(refused.detail)
-    again = e.run(e.seq_cls(out, **base), **TRAIN_ENV)
+    again = e.run_training(e.seq_cls(out, **base))
     resumed = "resuming from" in again.out + again.err
     ok = not failed and again.rc == 0 and resumed and run_status(out) == "complete"
     return Outcome(ok, f"{' / '.join(failed or said)}; same settings: rc {again.rc}, resumed: {resumed}")
@@ -1037,7 +1044,7 @@ def visible(sums: dict[str, str]) -> dict[str, str]:
 def finetune_disk_full(e: Env) -> Outcome:
     """run_seq_cls.py with a 32 KB file-size limit: the first checkpoint's weights cannot be written."""
     out = os.path.join(fresh(e, "ft_full"), "out")
-    run = e.run(e.seq_cls(out), fsize=32 << 10, **TRAIN_ENV)
+    run = e.run_training(e.seq_cls(out), fsize=32 << 10)
     result = run.one_line_error(2, "cannot write")
     if result.held and (out not in result.detail and "checkpoint" not in result.detail):
         return Outcome(False, f"{result.detail} (no path named)")
