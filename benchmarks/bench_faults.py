@@ -851,7 +851,8 @@ def dataloader_worker_killed(e: Env) -> Outcome:
     result = run.one_line_error(2, "DataLoader worker")
     if not result.held:
         raised = [line.strip() for line in run.err.splitlines() if "DataLoader process (pid" in line]
-        return Outcome(False, result.detail + (f"; raised: {raised[-1][:160]}" if raised else ""))
+        more = f"; raised: {raised[-1][:160]}" if raised and raised[-1][:100] not in result.detail else ""
+        return Outcome(False, result.detail + more)
     step = saved_step(os.path.join(out, "model_last"))
     again = e.run_training(cmd)
     resumed = "resuming from" in again.out
