@@ -1,6 +1,8 @@
-"""Faults of the data side (issue #34): a dead pool worker, concurrent writers, full disks, mixed vocabularies,
-unstripped labels, leftovers. The subprocess cases are the fast subset of benchmarks/bench_faults.py (the fault
-matrix, docs/results/faults.md); the rest are checked in-process."""
+"""Faults of issue #34: on the data side a dead pool worker, concurrent writers, full disks, mixed vocabularies,
+unstripped labels, leftovers; in the training engine non-finite and negative flags, a diverging run, PaddleNLP
+Trainer flags, a full disk at a fine-tuning checkpoint (signals, lost ranks and resumes: the matrix only). The
+subprocess cases are the fast subset of benchmarks/bench_faults.py (the fault matrix, docs/results/faults.md); the
+rest are checked in-process."""
 
 from __future__ import annotations
 
@@ -67,6 +69,24 @@ _BY_ID["trans_to_json"] = bench.dead_worker_trans
 @pytest.mark.parametrize("case", FAST_CASES)
 def test_fault_case_holds(env, case):
     outcome = _BY_ID[case](env)
+    assert outcome.held, outcome.detail
+
+
+ENGINE_CASES = {  # the fastest training-engine cases of the matrix (each a few seconds)
+    "pretrain:max_lr_inf": bench.pretrain_max_lr_inf,
+    "pretrain:warmup_rate_nan": bench.pretrain_warmup_nan,
+    "pretrain:max_lr_negative": bench.pretrain_max_lr_negative,
+    "pretrain:max_lr_1e30_last_step": bench.pretrain_diverges,
+    "pretrain:fp16_trainer_flag_and_prefix": bench.pretrain_trainer_flags,
+    "finetune:learning_rate_nan": bench.finetune_lr_nan,
+    "finetune:max_seq_length_2": bench.finetune_max_seq_length_2,
+    "finetune:disk_full_checkpoint": bench.finetune_disk_full,
+}
+
+
+@pytest.mark.parametrize("case", list(ENGINE_CASES))
+def test_engine_fault_case_holds(env, case):
+    outcome = ENGINE_CASES[case](env)
     assert outcome.held, outcome.detail
 
 
