@@ -274,6 +274,21 @@ class FinetuneRecipe(Recipe):
             early_stopping_patience=a.early_stopping_patience,
         )
 
+    def check_resume(self, resume: Checkpoint) -> None:
+        """``UserError`` when this run's settings differ from the checkpoint's in one of :data:`FIXED_ON_RESUME`
+        (checked before anything is written: the runner calls it before the run's first write)."""
+        a = self.args
+        refused = [
+            f"--{k} {resume.args.get(k)!r} -> {getattr(a, k)!r}"
+            for k in FIXED_ON_RESUME
+            if k in resume.args and hasattr(a, k) and resume.args[k] != getattr(a, k)
+        ]
+        if refused:
+            raise UserError(
+                f"cannot resume {resume.path} with other settings than it was trained with ({'; '.join(refused)}): "
+                "rerun with the checkpoint's values, or pass --overwrite_output_dir to start over"
+            )
+
     def train(self, resume: Checkpoint | None = None) -> TrainerState:
         """Run the loop (from ``resume`` when given); returns the final :class:`TrainerState` (the model holds the
         final or best weights)."""
@@ -285,17 +300,8 @@ class FinetuneRecipe(Recipe):
             f"batch {self.step_batch}{accumulation}, eval every {eval_steps} and checkpoint every {save_steps} steps"
         )
         if resume is not None:
+            self.check_resume(resume)
             self.state = resume.state
-            refused = [
-                f"--{k} {resume.args.get(k)!r} -> {getattr(a, k)!r}"
-                for k in FIXED_ON_RESUME
-                if k in resume.args and hasattr(a, k) and resume.args[k] != getattr(a, k)
-            ]
-            if refused:
-                raise UserError(
-                    f"cannot resume {resume.path} with other settings than it was trained with ({'; '.join(refused)}):"
-                    " rerun with the checkpoint's values, or pass --overwrite_output_dir to start over"
-                )
             changed = [
                 f"{k}: {resume.args.get(k)!r} -> {getattr(a, k)!r}"
                 for k in REPORTED_ON_RESUME

@@ -288,6 +288,8 @@ def _run_locked(
     if args.do_train:
         trainer.train_features = task.encode(splits["train"])
         assert plan is not None  # made above for --do_train
+        if resume is not None:
+            trainer.check_resume(resume)  # a refused resume changes nothing in output_dir
         if main:
             outdir.begin(out, plan, args.model_name_or_path)  # the first write into output_dir
         barrier(env.world_size)

@@ -26,6 +26,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import traceback
 from fractions import Fraction
@@ -281,16 +282,7 @@ class PretrainRecipe(Recipe):
 
     def _next_batch(self):
         assert self.train_data is not None, "start() first"
-        try:
-            return next(self.train_data)
-        except RuntimeError as e:  # Paddle's loader: "DataLoader N workers exit unexpectedly, pids: ..."
-            if "exit unexpectedly" not in str(e) or os.environ.get("ERNIE_DEBUG"):
-                raise
-            raise UserError(
-                f"a DataLoader worker process died ({str(e).strip().splitlines()[0][:160]}; the out-of-memory "
-                f"killer sends SIGKILL): rerun the same command to resume from "
-                f"{os.path.join(self.args.training.output_dir, 'model_last')}; fewer --num_workers use less memory"
-            ) from None
+        return next(self.train_data)
 
     def loss(self, model, batch):
         return forward(model, self.criterion, batch)
@@ -360,6 +352,29 @@ class PretrainRecipe(Recipe):
         steps = sorted(int(m.group(1)) for m in map(re.compile(r"model_(\d+)$").match, os.listdir(out)) if m)
         for step in steps[:-limit]:
             remove_dir(os.path.join(out, f"model_{step}"))
+
+
+LOADER_DEATH = re.compile(
+    r"DataLoader \d+ workers exit unexpectedly, pids: [\d, ]+|DataLoader process \(pid \d+\) exited[^.\n]*"
+)
+
+
+def loader_worker_death(error: BaseException, output_dir: str) -> UserError | None:
+    """The one-line error for a DataLoader worker that died (what the out-of-memory killer does), found in ``error``
+    or its causes, wherever Paddle raised it (``next()`` on the loader, or its SIGCHLD handler during a save or a
+    backward); None for any other error."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        found = LOADER_DEATH.search(str(error))
+        if found:
+            return UserError(
+                f"a DataLoader worker process died ({found.group(0)}; the out-of-memory killer sends SIGKILL): "
+                f"rerun the same command to resume from {os.path.join(output_dir, 'model_last')}; fewer "
+                "--num_workers use less memory"
+            )
+        error = error.__cause__ or error.__context__  # type: ignore[assignment]
+    return None
 
 
 def engine_config(args: PretrainArgs) -> EngineConfig:
@@ -603,10 +618,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         train(args, env)  # a stop request raises Stopped, which cli_main turns into its exit (130 / 143)
     except BaseException as e:
+        if env.world_size > 1 and isinstance(e, Exception):
+            # this rank is failing: the launcher's SIGTERM to the other ranks must not cut its one line short
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if fresh:
             discard_unused_output_dir(args.training.output_dir)  # refused before any output: leave no empty dir
         if is_interrupt(e) and not isinstance(e, KeyboardInterrupt):  # Ctrl-C re-raised by Paddle from C++
             raise KeyboardInterrupt from None
+        died = loader_worker_death(e, args.training.output_dir) if not os.environ.get("ERNIE_DEBUG") else None
+        if died is not None:
+            e = died
+            if env.world_size == 1:
+                raise died from None
         if env.world_size == 1 or not isinstance(e, Exception):
             raise
         # Under a launch: name this rank, then exit at once (no teardown that could wait on dead peers), so that
