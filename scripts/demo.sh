@@ -4,5 +4,5 @@
 #   bash scripts/demo.sh --fresh             # start over; other flags: python scripts/demo.py --help
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/install.sh
+bash scripts/install.sh demo   # with the demo extra: the classical baselines of the results table
 exec python scripts/demo.py "$@"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Idempotent install of the toolkit into the current Python, offline-safe apart from the package registry.
 #   bash scripts/install.sh            # runtime + LAC model files + deploy backends
-#   bash scripts/install.sh test       # ... plus the test extras and the pinned PaddleNLP compatibility oracle
+#   bash scripts/install.sh demo       # ... plus the demo's classical baselines (scikit-learn, sklearn-crfsuite)
+#   bash scripts/install.sh test       # ... plus the test extras (they include the demo's) and the pinned PaddleNLP
+#                                      #     compatibility oracle
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python}
@@ -14,5 +16,8 @@ pip_install "setuptools>=64,<81" wheel "pybind11>=2.10"
 "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('LAC') is None)" \
   || pip_install --no-build-isolation --no-deps "lac==2.1.2"
 extras="deploy,logging"
-if [ "${1:-}" = "test" ]; then extras="$extras,test,compat"; fi
+case "${1:-}" in
+  demo) extras="$extras,demo" ;;
+  test) extras="$extras,demo,test,compat" ;;
+esac
 pip_install --no-build-isolation -e ".[$extras]"
