@@ -399,8 +399,12 @@ class ErniePretrainedModel(nn.Layer):
             for k, v in state.items()
             if k in own and list(v.shape) != list(own[k].shape)
         ]
-        if mismatched:
-            raise UserError(f"{source}: shape mismatch for " + "; ".join(mismatched))
+        if mismatched:  # one line: the first few, the count, and what to do (a rerun with another model size)
+            more = f" (and {len(mismatched) - 2} more)" if len(mismatched) > 2 else ""
+            raise UserError(
+                f"{source}: the weights do not fit this model: {'; '.join(mismatched[:2])}{more}; these weights are "
+                "of another model size: use the config they were trained with, or start a new --output_dir"
+            )
         present = set(state)
         missing = [k for k in own if k not in present and not (aliases.get(k, set()) & present)]
         unexpected = [k for k in state if k not in own]

@@ -1309,3 +1309,18 @@ def test_a_paddlenlp_run_pretrain_model_last_resumes_at_its_step_lr_and_data(dem
     with open(os.path.join(out, "train_log.jsonl"), encoding="utf-8") as f:
         lr_out = {r["step"]: r["learning_rate"] for r in map(json.loads, f) if r["event"] == "train"}
     assert all(lr_out[s] == lr_ref[s] for s in (4, 5, 6))
+
+
+def test_resume_with_another_vocabulary_is_refused(demo, tmp_path, capsys):
+    """The checkpoint's vocab.txt against the run's tokenizer: the same size with two tokens swapped is another
+    vocabulary (its ids mean other tokens), refused in one line before anything is written."""
+    out = str(tmp_path / "out")
+    run([sys.executable, SCRIPT] + flags(demo, out, max_steps=2, eval_iters=0, test_iters=0), REPO)
+    other = tmp_path / "other_vocab"
+    shutil.copytree(demo["vocab"], other)
+    lines = (other / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    lines[10], lines[11] = lines[11], lines[10]
+    (other / "vocab.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    before = sorted(os.listdir(out))
+    err = _main_error(flags(demo, out, max_steps=4, tokenizer_name_or_path=str(other)), capsys)
+    assert "not the vocabulary" in err and "model_last" in err and sorted(os.listdir(out)) == before

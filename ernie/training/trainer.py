@@ -37,6 +37,7 @@ import paddle
 
 from data_tools.batching import DistributedBatchSampler, collate
 from data_tools.ernie_dataset import build_train_valid_test_datasets, train_valid_test_num_samples
+from data_tools.indexed_dataset import vocab_fingerprint
 from data_tools.masking import MaskingSchedule
 from ernie.configuration import ErnieConfig
 from ernie.modeling import ErnieForPretraining, ErniePretrainingCriterion
@@ -457,6 +458,15 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
         with ckpt.reading_resume_checkpoint(resume_dir, t.output_dir):
             resume = ckpt.read_checkpoint(resume_dir)
         state = resume_state(resume, args, env, schedule)
+        # ours and PaddleNLP's save the tokenizer beside the weights: another vocabulary would give its ids other
+        # meanings, and model_last would ship a vocab.txt its embeddings were not trained on
+        if os.path.isfile(os.path.join(resume_dir, "vocab.txt")) and vocab_fingerprint(resume_dir) != vocab_fingerprint(
+            tokenizer
+        ):
+            raise UserError(
+                f"--tokenizer_name_or_path {m.tokenizer_name_or_path}: not the vocabulary {resume_dir} was trained "
+                "with (its vocab.txt differs): resume with that vocabulary, or start a new --output_dir"
+            )
     if state.global_step >= t.max_steps:
         console(f"{resume_dir} is already at step {state.global_step} >= --max_steps {t.max_steps}: nothing to do")
         return
@@ -491,6 +501,7 @@ def resume_state(resume: ckpt.Checkpoint, args: PretrainArgs, env: DistEnv, sche
     """The checkpoint's step counters; every rank must see the same checkpoint; changed settings are reported; the
     masking schedule must agree with the checkpoint's over the steps done (later stages may change)."""
     resume_dir, state = resume.path, resume.state
+
     steps = all_gather_object(state.global_step, env.world_size)
     if len(set(steps)) > 1:
         raise UserError(
