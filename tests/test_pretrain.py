@@ -1324,3 +1324,23 @@ def test_resume_with_another_vocabulary_is_refused(demo, tmp_path, capsys):
     before = sorted(os.listdir(out))
     err = _main_error(flags(demo, out, max_steps=4, tokenizer_name_or_path=str(other)), capsys)
     assert "not the vocabulary" in err and "model_last" in err and sorted(os.listdir(out)) == before
+
+
+def test_a_launch_log_dir_shared_with_a_running_launch_is_refused(demo, tmp_path):
+    """Two launches with one --log_dir would write into each other's workerlog.N: the second run stops in one line."""
+    log_dir = tmp_path / "launch_log"
+    log_dir.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from ernie.utils.lock import lock_output_dir; "
+         "lock_output_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)", str(log_dir)],
+        env={**run_env(), "PYTHONPATH": REPO}, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        proc = subprocess.run(
+            [sys.executable, SCRIPT] + flags(demo, str(tmp_path / "out"), max_steps=2),
+            cwd=REPO, env={**run_env(), "PADDLE_LOG_DIR": str(log_dir)}, capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
+    finally:
+        holder.kill()
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith("error: --log_dir"), proc.stderr

@@ -438,7 +438,17 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     set_seed(t.seed + env.rank)  # different dropout masks on every rank
     check_share_folder(t.output_dir, env, args.data.share_folder)  # several machines: what they see decides
     if env.writes_checkpoints(args.data.share_folder):
-        lock_output_dir(t.output_dir)  # held until the process exits
+        lock_output_dir(t.output_dir, log=console)  # held until the process exits; a wait is said
+    log_dir = os.environ.get("PADDLE_LOG_DIR")
+    if log_dir and env.local_rank == 0 and os.path.isdir(log_dir):
+        # the launcher's --log_dir: two launches sharing one write into each other's workerlog.N
+        try:
+            lock_output_dir(log_dir, wait=0)
+        except UserError:
+            raise UserError(
+                f"--log_dir {log_dir} (of paddle.distributed.launch) is used by another run on this machine: give "
+                "each run its own --log_dir"
+            ) from None
 
     # model, from scratch / continue_training / resume
     assert m.tokenizer_name_or_path is not None  # filled in by validate()
