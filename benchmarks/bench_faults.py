@@ -911,6 +911,49 @@ def pretrain_model_steps_no_last(e: Env) -> Outcome:
     )
 
 
+def pretrain_resume_other_vocab(e: Env) -> Outcome:
+    """A rerun into a checkpoint with another vocabulary (two tokens swapped): one line, the output dir unchanged."""
+    out = os.path.join(fresh(e, "pt_other_vocab"), "out")
+    first = e.run_training(e.pretrain(out, max_steps=2))
+    if first.rc != 0:
+        return Outcome(False, f"setup failed (rc {first.rc}): {first.err.strip()[-200:]}")
+    other = os.path.join(os.path.dirname(out), "other_vocab")
+    shutil.copytree(e.vocab, other)
+    with open(os.path.join(other, "vocab.txt"), encoding="utf-8") as f:
+        lines = f.read().splitlines()
+    lines[10], lines[11] = lines[11], lines[10]
+    with open(os.path.join(other, "vocab.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    before = checksums(out)
+    result = e.run_training(e.pretrain(out, max_steps=4, tokenizer_name_or_path=other)).one_line_error(
+        2, "not the vocabulary"
+    )
+    return result if checksums(out) == before else Outcome(False, f"{result.detail}; the output dir changed")
+
+
+def pretrain_shared_log_dir(e: Env) -> Outcome:
+    """A run whose launch --log_dir another running launch holds: one line, rc 2."""
+    log_dir = os.path.join(fresh(e, "pt_log_dir"), "launch_log")
+    os.makedirs(log_dir)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from ernie.utils.lock import lock_output_dir; "
+         "lock_output_dir(sys.argv[1]); print('held', flush=True); time.sleep(60)", log_dir],
+        env=e.env(), stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout is not None
+        holder.stdout.readline()
+        out = os.path.join(os.path.dirname(log_dir), "out")
+        start = time.time()
+        proc = subprocess.Popen(
+            e.pretrain(out, max_steps=2), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=e.env(PADDLE_LOG_DIR=log_dir), start_new_session=True,
+        )  # fmt: skip
+        return e.finish(proc, start).one_line_error(2, "--log_dir")
+    finally:
+        holder.kill()
+
+
 def pretrain_diverges(e: Env) -> Outcome:
     """--max_lr 1e30, 6 steps (the streak limit of 10 not reached): rc 2, the last step named, no model_6."""
     out = os.path.join(fresh(e, "pt_diverge"), "out")
@@ -1089,6 +1132,8 @@ CASES: list[tuple[str, str, Callable[[Env], Outcome]]] = [
     ("pretrain flags", "max_lr_negative", pretrain_max_lr_negative),
     ("pretrain flags", "fp16_trainer_flag_and_prefix", pretrain_trainer_flags),
     ("pretrain resume", "model_step_without_model_last", pretrain_model_steps_no_last),
+    ("pretrain resume", "other_vocabulary_refused", pretrain_resume_other_vocab),
+    ("pretrain flags", "shared_launch_log_dir", pretrain_shared_log_dir),
     ("pretrain diverges", "max_lr_1e30_last_step", pretrain_diverges),
     ("finetune signal", "finetune_sigterm_resume", finetune_sigterm),
     ("finetune flags", "learning_rate_nan", finetune_lr_nan),
