@@ -924,11 +924,16 @@ def pretrain_resume_other_vocab(e: Env) -> Outcome:
     lines[10], lines[11] = lines[11], lines[10]
     with open(os.path.join(other, "vocab.txt"), "w", encoding="utf-8") as f:
         f.write("\n".join(lines) + "\n")
-    before = checksums(out)
+
+    def data(folder: str) -> dict[str, str]:  # the run's files (the lock file records its holder's pid)
+        return {k: v for k, v in checksums(folder).items() if not os.path.basename(k).startswith(".")}
+
+    before = data(out)
     result = e.run_training(e.pretrain(out, max_steps=4, tokenizer_name_or_path=other)).one_line_error(
         2, "not the vocabulary"
     )
-    return result if checksums(out) == before else Outcome(False, f"{result.detail}; the output dir changed")
+    changed = sorted(k for k in before.keys() | data(out).keys() if before.get(k) != data(out).get(k))
+    return result if not changed else Outcome(False, f"{result.detail}; changed: {changed[:3]}")
 
 
 def pretrain_shared_log_dir(e: Env) -> Outcome:
