@@ -8,12 +8,19 @@ Precedence of a value: the flag given on the command line, else the ``--dataset`
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from argparse import SUPPRESS, _ActionsContainer
 from dataclasses import dataclass, field
 
-from ernie.utils import ArgumentParser, UserError, check_writable, field_annotation, require_positive, str2bool
+from ernie.utils import (
+    ArgumentParser,
+    UserError,
+    check_writable,
+    field_annotation,
+    require_finite,
+    require_positive,
+    str2bool,
+)
 
 from .datasets import dataset_defaults, dataset_help
 
@@ -235,10 +242,7 @@ def validate(args: FinetuneArgs) -> None:
         value = getattr(args, name)
         if value is not None and not 0 <= value < 1:
             raise UserError(f"--{name} must be in [0, 1)")
-    for f in dataclasses.fields(args):
-        value = getattr(args, f.name)
-        if isinstance(value, float) and not math.isfinite(value):
-            raise UserError(f"--{f.name}: {value} is not a finite number")
+    require_finite(args)
     require_positive(args, ("gradient_accumulation_steps",))
     if args.fp16 and args.bf16:
         raise UserError("--fp16 and --bf16: choose one")

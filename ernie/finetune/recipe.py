@@ -22,11 +22,10 @@ the loss and score predictions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import glob
 import math
 import os
-import re
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Protocol
@@ -34,7 +33,7 @@ from typing import Protocol
 import numpy as np
 import paddle
 
-from ernie.training.checkpoint import Checkpoint, TrainerState, fp32_state_dict
+from ernie.training.checkpoint import Checkpoint, TrainerState, fp32_state_dict, step_dirs
 from ernie.training.distributed import DistEnv
 from ernie.training.engine import Engine, EngineConfig, Recipe
 from ernie.training.lr import finetune_schedule
@@ -351,12 +350,9 @@ class FinetuneRecipe(Recipe):
         """Per-example task outputs and the mean loss (NaN when the features carry no labels)."""
         self.model.eval()
         outputs, losses, weights = [], [], []
-        autocast = self.engine.autocast() if self.engine is not None else None
+        autocast = self.engine.autocast if self.engine is not None else contextlib.nullcontext
         for batch in self._batches(features, shuffle_seed=None):
-            if autocast is not None:
-                with self.engine.autocast():  # type: ignore[union-attr]
-                    raw = self.task.forward(self.model, batch)
-            else:
+            with autocast():
                 raw = self.task.forward(self.model, batch)
             if self.task.has_labels(batch):
                 losses.append(float(self.task.loss(raw, batch)))
@@ -383,9 +379,4 @@ class FinetuneRecipe(Recipe):
 
 def list_checkpoints(output_dir: str) -> list[str]:
     """``checkpoint-<step>`` directories in ``output_dir``, oldest step first."""
-    paths = [
-        p
-        for p in glob.glob(os.path.join(output_dir, f"{CHECKPOINT_PREFIX}*"))
-        if re.fullmatch(rf"{CHECKPOINT_PREFIX}\d+", os.path.basename(p)) and os.path.isdir(p)
-    ]
-    return sorted(paths, key=lambda p: int(p.rsplit("-", 1)[1]))
+    return step_dirs(output_dir, CHECKPOINT_PREFIX)

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from data_tools.blending import parse_input_dir
 from data_tools.ernie_dataset import ErnieDatasetConfig, ErnieDatasetFlags
 from ernie import hub
 from ernie.configuration import ErnieConfig, resolve_config_file
-from ernie.utils import ArgumentParser, UserError, field_annotation, str2bool
+from ernie.utils import ArgumentParser, UserError, field_annotation, require_finite, str2bool
 from ernie.weights import WEIGHTS_NAME
 
 from .distributed import check_batching
@@ -424,9 +423,7 @@ def validate(args: PretrainArgs) -> None:
     """Checks of single flags and of flags against each other (world-size checks: :func:`derive_batching`)."""
     m, d, o, t, lg = args.model, args.data, args.optimizer, args.training, args.logging
     for section in SECTIONS:
-        for f in dataclasses.fields(getattr(args, section)):
-            value = getattr(getattr(args, section), f.name)
-            _check(not isinstance(value, float) or math.isfinite(value), f.name, f"{value} is not a finite number")
+        require_finite(getattr(args, section))
     if m.tokenizer_name_or_path is None:
         m.tokenizer_name_or_path = m.model_name_or_path
     for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):

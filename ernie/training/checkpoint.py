@@ -359,13 +359,19 @@ def load_model_weights(path: str, model) -> None:
     model.load_weights(state, source=file)
 
 
+def step_dirs(output_dir: str, prefix: str) -> list[str]:
+    """The ``output_dir/<prefix><step>`` directories (pretraining's ``model_``, the Trainer's ``checkpoint-``),
+    oldest step first; none when ``output_dir`` does not exist."""
+    if not os.path.isdir(output_dir):
+        return []
+    pattern = re.compile(re.escape(prefix) + r"(\d+)")
+    found = [(int(m.group(1)), n) for n in os.listdir(output_dir) if (m := pattern.fullmatch(n))]
+    return [os.path.join(output_dir, n) for _, n in sorted(found) if os.path.isdir(os.path.join(output_dir, n))]
+
+
 def newest_readable_checkpoint(output_dir: str) -> str | None:
     """The ``output_dir/model_<step>`` with the highest step whose files all read, else ``None``."""
-    steps = sorted(
-        (int(m.group(1)) for m in map(re.compile(r"model_(\d+)$").match, os.listdir(output_dir)) if m), reverse=True
-    )
-    for step in steps:
-        path = os.path.join(output_dir, f"model_{step}")
+    for path in reversed(step_dirs(output_dir, "model_")):
         try:
             verify_checkpoint(path)
             return path

@@ -525,10 +525,3 @@ class Engine:
             f"{'interrupted' if signum == signal.SIGINT else 'terminated'} at step {step}; {held or 'no checkpoint'} "
             f"holds step {at}: rerun the same command to resume",
         )
-
-
-def finite_float_message(name: str, value: float) -> str | None:
-    """The error of a float setting that is not finite (NaN or infinite), else None: every float flag is checked."""
-    if isinstance(value, float) and not np.isfinite(value):
-        return f"--{name}: {value} is not a finite number"
-    return None

@@ -350,9 +350,8 @@ class PretrainRecipe(Recipe):
         limit, out = self.args.training.save_total_limit, self.args.training.output_dir
         if not limit or not self.env.writes_checkpoints(self.args.data.share_folder):
             return
-        steps = sorted(int(m.group(1)) for m in map(re.compile(r"model_(\d+)$").match, os.listdir(out)) if m)
-        for step in steps[:-limit]:
-            remove_dir(os.path.join(out, f"model_{step}"))
+        for path in ckpt.step_dirs(out, "model_")[:-limit]:
+            remove_dir(path)
 
 
 LOADER_DEATH = re.compile(
@@ -416,14 +415,12 @@ def find_resume_dir(output_dir: str, resume_from: str | None = None) -> str | No
     if other:
         console(f"{output_dir} has no model_last: resuming from {other}, its newest readable checkpoint")
         return other
-    trainer_ckpts = sorted(
-        (n for n in os.listdir(output_dir) if re.fullmatch(r"checkpoint-\d+", n)), key=lambda n: int(n.split("-")[1])
-    )
+    trainer_ckpts = ckpt.step_dirs(output_dir, "checkpoint-")
     if trainer_ckpts:
-        newest = os.path.join(output_dir, trainer_ckpts[-1])
+        names = ", ".join(os.path.basename(p) for p in trainer_ckpts)
         raise UserError(
-            f"--output_dir {output_dir} holds Trainer checkpoints ({', '.join(trainer_ckpts)}) and no model_last: "
-            f"pass --resume_from_checkpoint {newest} to resume it, or choose another --output_dir"
+            f"--output_dir {output_dir} holds Trainer checkpoints ({names}) and no model_last: "
+            f"pass --resume_from_checkpoint {trainer_ckpts[-1]} to resume it, or choose another --output_dir"
         )
     return None
 
@@ -455,9 +452,9 @@ def train(args: PretrainArgs, env: DistEnv) -> None:
     tokenizer = ErnieTokenizer.from_pretrained(m.tokenizer_name_or_path)
     model = build_model(args, tokenizer)
     criterion = ErniePretrainingCriterion(with_nsp_loss=args.data.binary_head)
-    resume_dir = None if t.overwrite_output_dir else find_resume_dir(t.output_dir, t.resume_from_checkpoint)
-    if t.overwrite_output_dir and t.resume_from_checkpoint:
-        resume_dir = find_resume_dir(t.output_dir, t.resume_from_checkpoint)
+    # --overwrite_output_dir: step 0, unless a checkpoint is named explicitly
+    resumes = t.resume_from_checkpoint is not None or not t.overwrite_output_dir
+    resume_dir = find_resume_dir(t.output_dir, t.resume_from_checkpoint) if resumes else None
     # the masking stages, counted from step 0 of this run (a --continue_training run starts a new schedule)
     schedule = args.data.dataset_config(t.seed, batching.global_batch_size).schedule()
     state = TrainerState(

@@ -1,7 +1,7 @@
 """Small shared utilities: user-facing errors, the argument toolkit, label files and atomic file output."""
 
-from .cli import ArgumentParser, field_annotation, require_positive, str2bool
-from .errors import Stopped, StopRequest, UserError, cli_main, is_interrupt
+from .cli import ArgumentParser, field_annotation, require_finite, require_positive, str2bool
+from .errors import Stopped, UserError, cli_main, is_interrupt
 from .io import (
     atomic_dir,
     atomic_write,
@@ -20,12 +20,12 @@ from .labels import LABEL_FILE, read_label_file, write_label_file
 __all__ = [
     "ArgumentParser",
     "field_annotation",
+    "require_finite",
     "require_positive",
     "str2bool",
     "UserError",
     "cli_main",
     "is_interrupt",
-    "StopRequest",
     "Stopped",
     "atomic_write",
     "atomic_dir",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import re
 
 from .errors import UserError
@@ -38,6 +39,15 @@ def field_annotation(f: dataclasses.Field) -> tuple[str, bool]:
         return text[len("Optional[") : -1], True
     parts = text.split("|")
     return next(p for p in parts if p != "None"), "None" in parts
+
+
+def require_finite(flags) -> None:
+    """``UserError("--NAME: VALUE is not a finite number")`` for the first float field of the flag dataclass
+    ``flags`` that is NaN or infinite (every float flag of every parser is checked this way)."""
+    for f in dataclasses.fields(flags):
+        value = getattr(flags, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"--{f.name}: {value} is not a finite number")
 
 
 def require_positive(args, names) -> None:

@@ -6,9 +6,8 @@ import functools
 import os
 import signal
 import sys
-import threading
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 from .cpu_tuning import tune_process
 
@@ -33,44 +32,6 @@ def is_interrupt(error: BaseException | None) -> bool:
             return True
         error = error.__cause__ or error.__context__
     return False
-
-
-class StopRequest:
-    """Ctrl-C as a request to stop at the next safe point of a loop.
-
-    Used as a context manager (which restores the previous SIGINT handler on exit); after :meth:`arm`, the first
-    SIGINT only sets :attr:`requested` (and says so on stderr) for the loop to poll, a second one raises
-    KeyboardInterrupt at once. Unarmed, disabled (``enabled=False``) or outside the main thread, Ctrl-C is left as
-    it is."""
-
-    def __init__(
-        self, enabled: bool = True, message: str = "interrupt: stopping after this step (Ctrl-C again to stop now)"
-    ):
-        self.enabled, self.message = enabled, message
-        self.requested = False
-        self._previous: Any = None  # the SIGINT handler found when armed (a callable, SIG_DFL/SIG_IGN or None)
-
-    def arm(self) -> None:
-        if self.enabled and self._previous is None and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def disarm(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
-
-    def _handle(self, signum, frame):
-        if self.requested:
-            self.disarm()
-            raise KeyboardInterrupt
-        self.requested = True
-        print(self.message, file=sys.stderr, flush=True)
-
-    def __enter__(self) -> StopRequest:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.disarm()
 
 
 class Stopped(BaseException):
